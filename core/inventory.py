@@ -1,0 +1,612 @@
+"""The EXO inventory: every mailbox (Get-Mailbox) joined with Get-User, in one pandas DataFrame.
+
+Fetching is a *partitioned parallel read* (see `partition.py`): each cmdlet is split into
+disjoint server-side filter partitions (first hex digit of ExternalDirectoryObjectId, plus a
+complement), streamed concurrently by a thread pool within the tenant's limit (the bridge's
+shared limiter decides how many requests really run at once). The union is complete by
+construction; disjointness is checked by key. When a partition cannot be proven (duplicate keys
+across partitions, or the service rejects a partition filter as InvalidInput), that cmdlet is
+fetched again as one paged stream, and a progress event says so.
+
+Get-User is read only for the users that matter (`USERS_FILTER`): mail users, and anyone whose
+PreviousRecipientTypeDetails is not 'None'. A mailbox without such a Get-User record therefore
+has PreviousRecipientTypeDetails 'None' by the filter's own logic; if the service rejects that
+filter, all users are read instead.
+
+Memory: each page is projected at once to the inventory columns as a pyarrow RecordBatch (the
+record dicts are dropped page by page), and the frame is built from Arrow. The frame's dtypes:
+
+* text columns: pandas' ``str`` dtype (Arrow-backed, about half the memory of object strings
+  at 300k rows; missing = NaN),
+* IsDirSynced / IsExchangeCloudManaged / HiddenFromAddressListsEnabled: nullable ``boolean``
+  (MailUsers from Get-User have no IsExchangeCloudManaged: <NA>),
+* WhenChanged / WhenChangedUTC: ``datetime64[us, UTC]``,
+* EmailAddresses: object column of ``tuple[str, ...]`` (empty tuple when absent).
+
+The index is the row key: ExternalDirectoryObjectId (lower-case), or Guid where an object has
+none. It is unnamed on purpose: a column of the same name exists, and pandas refuses to sort or
+group by a name that is both an index level and a column.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import pandas as pd
+import pyarrow as pa
+
+from .bridge.base import Bridge, Record
+from .bridge.errors import BridgeError, InvalidInput, Throttled, Transient
+from .events import Progress, ProgressCallback
+from .model import INVENTORY_COLUMNS
+from .partition import (
+    REST,
+    PartitionPlan,
+    and_filters,
+    find_duplicates,
+    plan_partitions,
+    single_stream,
+)
+
+STAGE: Final = "inventory"
+DIRSYNCED_FILTER: Final = "IsDirSynced -eq $true"
+#: Get-User rows the inventory needs: mail users (rows of their own) and stale previous-mailbox info.
+USERS_FILTER: Final = "(RecipientType -eq 'MailUser') -or (-not (PreviousRecipientTypeDetails -eq 'None'))"
+#: Worker threads; the bridge's per-tenant limiter bounds the requests really in flight.
+DEFAULT_WORKERS: Final = 16
+DEFAULT_PARTITIONS: Final = 16
+PAGE_SIZE: Final = 1000
+#: How often one partition is re-read from its start after the bridge gave up on a transient error.
+PARTITION_RETRIES: Final = 3
+
+BOOL_COLUMNS: Final = ("IsDirSynced", "IsExchangeCloudManaged", "HiddenFromAddressListsEnabled")
+DATETIME_COLUMNS: Final = ("WhenChanged", "WhenChangedUTC")
+MULTI_COLUMNS: Final = ("EmailAddresses",)
+_KEY: Final = "ExternalDirectoryObjectId"
+
+
+class InventoryCancelled(Exception):
+    """The fetch was cancelled through its cancel event; nothing was returned."""
+
+
+@dataclass
+class Inventory:
+    """An inventory: the frame and where and when it came from.
+
+    `source` is the transport ("rest", "psrp"); `notes` are one-line remarks for the user
+    (fallbacks, dropped duplicates); `stats` holds counts (mailboxes, users, pages, mode...).
+    """
+
+    frame: pd.DataFrame
+    tenant: str
+    fetched_at: datetime
+    source: str
+    from_snapshot: bool = False
+    dirsynced_only: bool = False
+    notes: tuple[str, ...] = ()
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def age(self) -> timedelta:
+        """Time since the data was fetched from the service."""
+        return self.age_at(datetime.now(UTC))
+
+    def age_at(self, now: datetime) -> timedelta:
+        """Age relative to `now` (tz-aware), never negative."""
+        return max(now - self.fetched_at, timedelta(0))
+
+
+# ----------------------------------------------------------------------------- records -> Arrow
+
+def _arrow_type(column: str) -> pa.DataType:
+    if column in BOOL_COLUMNS:
+        return pa.bool_()
+    if column in DATETIME_COLUMNS:
+        return pa.timestamp("us", tz="UTC")
+    if column in MULTI_COLUMNS:
+        return pa.list_(pa.string())
+    return pa.string()
+
+
+ARROW_SCHEMA: Final = pa.schema([pa.field(c, _arrow_type(c)) for c in INVENTORY_COLUMNS])
+_TRUE: Final = frozenset({"true", "1", "yes", "$true"})
+_FALSE: Final = frozenset({"false", "0", "no", "$false"})
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)
+
+
+def _as_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        return None
+    if isinstance(value, int | float) and value == value:
+        return bool(value)
+    return None
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _as_multi(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, Iterable):
+        return [s for s in (_as_str(v) for v in value) if s is not None]
+    return [str(value)]
+
+
+_NORMALISERS: Final[dict[str, Callable[[Any], Any]]] = {
+    **{c: _as_bool for c in BOOL_COLUMNS},
+    **{c: _as_datetime for c in DATETIME_COLUMNS},
+    **{c: _as_multi for c in MULTI_COLUMNS},
+}
+
+
+_pa_array: Final[Callable[..., pa.Array]] = pa.array
+
+
+def _column(records: Sequence[Record], column: str, kind: pa.DataType) -> pa.Array:
+    values = [r.get(column) for r in records]
+    try:
+        return _pa_array(values, type=kind)  # fast path: the bridge already normalised the values
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        normalise: Callable[[Any], Any] = _NORMALISERS.get(column) or _as_str
+        return _pa_array([normalise(v) for v in values], type=kind)
+
+
+def record_key(record: Record) -> str:
+    """The row key of a record: ExternalDirectoryObjectId (lower-case), else Guid, else ''."""
+    for name in (_KEY, "Guid"):
+        value = record.get(name)
+        if value:
+            return str(value).strip().lower()
+    return ""
+
+
+def _page_to_batch(records: Sequence[Record]) -> tuple[pa.RecordBatch, list[str]]:
+    """Project one page of records onto the inventory columns; returns the batch and the row keys."""
+    arrays = [_column(records, f.name, f.type) for f in ARROW_SCHEMA]
+    keys = [record_key(r) for r in records]
+    return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA), keys
+
+
+# ----------------------------------------------------------------------------- Arrow -> frame
+
+def _to_frame(table: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
+    multi = {c: table.column(c).to_pylist() for c in MULTI_COLUMNS}
+    table = table.drop_columns(list(MULTI_COLUMNS))
+    frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
+    for column, values in multi.items():
+        frame[column] = pd.Series([tuple(v) if v else () for v in values], dtype=object)
+    frame.index = pd.Index(list(keys), dtype="str")
+    result: pd.DataFrame = frame
+    return result
+
+
+def _is_mail_user(frame: pd.DataFrame) -> pd.Series:
+    rt = frame["RecipientType"].fillna("")
+    rtd = frame["RecipientTypeDetails"].fillna("")
+    mask: pd.Series = (rt == "MailUser") | rtd.str.endswith("MailUser")
+    return mask
+
+
+def _build_frame(
+    mailboxes: pa.Table, mailbox_keys: Sequence[str], users: pa.Table, user_keys: Sequence[str],
+    *, users_narrowed: bool
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    mbx = _to_frame(mailboxes, mailbox_keys)
+    usr = _to_frame(users, user_keys)
+    counts = {"mailboxes": len(mbx), "user_records": len(usr)}
+    duplicated = int(mbx.index.duplicated().sum()) + int(usr.index.duplicated().sum())
+    if duplicated:
+        mbx = mbx[~mbx.index.duplicated(keep="last")]
+        usr = usr[~usr.index.duplicated(keep="last")]
+    unkeyed = int((mbx.index == "").sum()) + int((usr.index == "").sum())
+    if unkeyed:
+        mbx = mbx[mbx.index != ""]
+        usr = usr[usr.index != ""]
+    counts.update(duplicates_dropped=duplicated, unkeyed_dropped=unkeyed)
+
+    previous = usr["PreviousRecipientTypeDetails"].reindex(mbx.index)
+    own = mbx["PreviousRecipientTypeDetails"]
+    merged = previous.where(previous.notna(), own)
+    if users_narrowed:
+        # A mailbox the narrowed Get-User did not return has PreviousRecipientTypeDetails 'None'.
+        merged = merged.where(mbx.index.isin(usr.index) | merged.notna(), "None")
+    mbx["PreviousRecipientTypeDetails"] = merged.astype("str")
+
+    extra = usr[~usr.index.isin(mbx.index) & _is_mail_user(usr)]
+    counts["mail_users"] = len(extra)
+    frame = pd.concat([mbx, extra]) if len(extra) else mbx
+    frame = frame[list(INVENTORY_COLUMNS)]
+    frame.index.name = None
+    return frame, counts
+
+
+def records_to_frame(mailboxes: list[dict[str, Any]], users: list[dict[str, Any]]) -> pd.DataFrame:
+    """Join Get-Mailbox and Get-User records into the inventory frame (see module docstring).
+
+    One row per mailbox (PreviousRecipientTypeDetails from the user's Get-User record, else the
+    mailbox's own value), plus one row per mail user that has no mailbox. Index: the row key
+    (ExternalDirectoryObjectId, else Guid); columns: INVENTORY_COLUMNS.
+    """
+    mbx_batch, mbx_keys = _page_to_batch(mailboxes)
+    usr_batch, usr_keys = _page_to_batch(users)
+    frame, _ = _build_frame(
+        pa.Table.from_batches([mbx_batch]), mbx_keys, pa.Table.from_batches([usr_batch]), usr_keys,
+        users_narrowed=False,
+    )
+    return frame
+
+
+def empty_frame() -> pd.DataFrame:
+    """An inventory frame with no rows and the right columns and dtypes."""
+    return records_to_frame([], [])
+
+
+# ----------------------------------------------------------------------------- the fetch
+
+
+@dataclass
+class _Read:
+    """One cmdlet to read, with its plans in order of preference (fallbacks after the first)."""
+
+    cmdlet: str
+    plans: list[PartitionPlan]
+    narrowed: list[bool]
+    plan_index: int = 0
+    done: bool = False
+
+    @property
+    def plan(self) -> PartitionPlan:
+        return self.plans[self.plan_index]
+
+
+@dataclass
+class _Task:
+    """One partition of one read, in flight or finished."""
+
+    task_id: int
+    read: _Read
+    name: str
+    filter: str | None
+    attempt: int = 1
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    pages: int = 0
+    finished: bool = False
+
+
+_Event = tuple[str, int, Any]
+
+
+def _bridge_counters(bridge: Bridge) -> dict[str, Any]:
+    """The bridge's own counters (requests, http_429, concurrency...) when it keeps any."""
+    counters = getattr(bridge, "counters", None)
+    if callable(counters):
+        counters = counters()
+    if isinstance(counters, Mapping):
+        return {str(k): v for k, v in counters.items() if isinstance(v, int | float | str)}
+    return {}
+
+
+class _Fetch:
+    """The state machine of one inventory fetch; events from workers are handled on the caller's thread."""
+
+    def __init__(
+        self, bridge: Bridge, reads: list[_Read], *, progress: ProgressCallback | None,
+        cancel: threading.Event | None, max_workers: int, page_size: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.bridge = bridge
+        self.reads = reads
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        self.stop = threading.Event()  # set when this fetch ends, for whatever reason
+        self.page_size = page_size
+        self.clock = clock
+        self.events: queue.Queue[_Event] = queue.Queue()
+        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="exocm-inventory")
+        self.tasks: dict[int, _Task] = {}
+        self.retired: set[int] = set()
+        self._flags: dict[int, threading.Event] = {}
+        self.next_id = 0
+        self.notes: list[str] = []
+        self.started = clock()
+        self.pages = 0
+        self.retries = 0
+        self.fallbacks = 0
+
+    # -- workers ---------------------------------------------------------------------------
+    def _worker(
+        self, task_id: int, cmdlet: str, filt: str | None, retired: threading.Event, delay: float
+    ) -> None:
+        params: dict[str, Any] = {"ResultSize": "Unlimited"}
+        if filt:
+            params["Filter"] = filt
+        pages: Iterator[list[Record]] | None = None
+        try:
+            if delay and (self.stop.wait(delay) or self.cancel.is_set()):
+                return
+            if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
+                return
+            pages = self.bridge.stream(cmdlet, params, page_size=self.page_size)
+            for page in pages:
+                if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
+                    return
+                batch, keys = _page_to_batch(page)
+                self.events.put(("page", task_id, (batch, keys)))
+            self.events.put(("done", task_id, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.events.put(("error", task_id, exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - a stream that fails to close is not our result
+                    pass
+
+    def _submit(self, read: _Read, name: str, filt: str | None, attempt: int = 1, delay: float = 0.0) -> None:
+        task = _Task(self.next_id, read, name, filt, attempt)
+        self.next_id += 1
+        self.tasks[task.task_id] = task
+        flag = threading.Event()
+        self._flags[task.task_id] = flag
+        self.pool.submit(self._worker, task.task_id, read.cmdlet, filt, flag, delay)
+
+    def _start_plan(self, read: _Read) -> None:
+        for part in read.plan.partitions:
+            self._submit(read, part.name, part.filter)
+
+    def _retire(self, read: _Read) -> None:
+        """Forget every task of `read` (their later events are ignored; their workers stop)."""
+        for task_id in [t for t, task in self.tasks.items() if task.read is read]:
+            self._flags[task_id].set()
+            self.retired.add(task_id)
+            del self.tasks[task_id]
+
+    def _fall_back(self, read: _Read, reason: str, *, to_single: bool) -> None:
+        nxt = read.plan_index + 1
+        while to_single and nxt < len(read.plans) and not read.plans[nxt].is_single:
+            nxt += 1
+        if nxt >= len(read.plans):
+            raise _NoFallback(reason)
+        self._retire(read)
+        read.plan_index = nxt
+        self.fallbacks += 1
+        plan = read.plan
+        how = "one paged stream" if plan.is_single else f"{len(plan.partitions)} partitions"
+        note = f"{read.cmdlet}: {reason}; falling back to {how}"
+        if plan.base_filter != read.plans[nxt - 1].base_filter:
+            note += f" with filter {plan.base_filter or '(none)'}"
+        self.notes.append(note)
+        self._emit(note)
+        self._start_plan(read)
+
+    # -- progress --------------------------------------------------------------------------
+    def _estimate_total(self) -> int | None:
+        total = 0
+        for read in self.reads:
+            tasks = [t for t in self.tasks.values() if t.read is read]
+            if read.done or all(t.finished for t in tasks):
+                total += sum(len(t.keys) for t in tasks)
+                continue
+            if read.plan.is_single:
+                return None
+            sized = [len(t.keys) for t in tasks if t.finished and t.name != REST]
+            if not sized:
+                return None
+            mean = sum(sized) / len(sized)
+            for t in tasks:
+                size = len(t.keys)
+                total += size if t.finished or t.name == REST else max(size, round(mean))
+        return max(total, self.records)
+
+    def _emit(self, message: str = "", *, final: bool = False) -> None:
+        if self.progress is None:
+            return
+        elapsed = max(self.clock() - self.started, 1e-9)
+        rate = self.records / elapsed if self.records else None
+        total = self.records if final else self._estimate_total()
+        eta = None
+        if total is not None and rate:
+            eta = max(total - self.records, 0) / rate
+        tasks = list(self.tasks.values())
+        counters: dict[str, Any] = {
+            "pages": self.pages,
+            "partitions": len(tasks),
+            "partitions_done": sum(1 for t in tasks if t.finished),
+            "partition_retries": self.retries,
+            "fallbacks": self.fallbacks,
+        }
+        counters.update(_bridge_counters(self.bridge))
+        self.progress(Progress(STAGE, self.records, total, rate, eta, message, counters))
+
+    # -- the loop --------------------------------------------------------------------------
+    @property
+    def records(self) -> int:
+        """Records held by the live tasks (retired tasks' records were discarded)."""
+        return sum(len(t.keys) for t in self.tasks.values())
+
+    def run(self) -> list[tuple[pa.Table, list[str]]]:
+        """Run every read to the end; return (table, keys) per read, in order."""
+        try:
+            for read in self.reads:
+                self._start_plan(read)
+            self._emit("started")
+            while not all(read.done for read in self.reads):
+                if self.cancel.is_set():
+                    raise InventoryCancelled("inventory fetch cancelled")
+                try:
+                    kind, task_id, payload = self.events.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                task = self.tasks.get(task_id)
+                if task is None:  # a retired task: its read fell back or was retried
+                    continue
+                if kind == "page":
+                    self._on_page(task, payload)
+                elif kind == "done":
+                    self._on_done(task)
+                else:
+                    self._on_error(task, payload)
+            self._emit("done", final=True)
+            return [self._result(read) for read in self.reads]
+        finally:
+            self.stop.set()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _on_page(self, task: _Task, payload: tuple[pa.RecordBatch, list[str]]) -> None:
+        batch, keys = payload
+        task.batches.append(batch)
+        task.keys.extend(keys)
+        task.pages += 1
+        self.pages += 1
+        self._emit()
+
+    def _on_done(self, task: _Task) -> None:
+        task.finished = True
+        read = task.read
+        tasks = [t for t in self.tasks.values() if t.read is read]
+        if not all(t.finished for t in tasks):
+            self._emit()
+            return
+        if not read.plan.is_single:
+            dups = find_duplicates(t.keys for t in tasks)
+            if dups:
+                self._fall_back(read, f"{len(dups)} object(s) came back in more than one partition",
+                                to_single=True)
+                return
+        read.done = True
+        self._emit(f"{read.cmdlet}: {sum(len(t.keys) for t in tasks)} records")
+
+    def _on_error(self, task: _Task, exc: BaseException) -> None:
+        read = task.read
+        if isinstance(exc, InvalidInput):
+            try:
+                self._fall_back(read, f"filter rejected by the service ({exc.message})", to_single=False)
+            except _NoFallback:
+                raise exc from None
+            return
+        if isinstance(exc, Transient) and task.attempt <= PARTITION_RETRIES:
+            # The bridge already retried this request; read the whole partition again from its start.
+            self._flags[task.task_id].set()
+            self.retired.add(task.task_id)
+            del self.tasks[task.task_id]
+            self.retries += 1
+            wait = exc.retry_after if isinstance(exc, Throttled) and exc.retry_after else 0.0
+            self._emit(f"{read.cmdlet} partition {task.name}: {exc.message}; reading it again")
+            self._submit(read, task.name, task.filter, task.attempt + 1, delay=min(wait, 60.0))
+            return
+        raise exc
+
+    def _result(self, read: _Read) -> tuple[pa.Table, list[str]]:
+        tasks = sorted((t for t in self.tasks.values() if t.read is read), key=lambda t: t.task_id)
+        batches = [b for t in tasks for b in t.batches]
+        keys = [k for t in tasks for k in t.keys]
+        table = pa.Table.from_batches(batches, schema=ARROW_SCHEMA)
+        return table, keys
+
+
+class _NoFallback(Exception):
+    """No fallback plan is left for a read."""
+
+
+def _reads(dirsynced_only: bool, partitions: int) -> tuple[_Read, _Read]:
+    base = DIRSYNCED_FILTER if dirsynced_only else None
+    users_base = and_filters(USERS_FILTER, base)
+    mailboxes = _Read("Get-Mailbox", [plan_partitions(base, partitions=partitions), single_stream(base)],
+                      [False, False])
+    users = _Read(
+        "Get-User",
+        [plan_partitions(users_base, partitions=partitions), single_stream(users_base), single_stream(base)],
+        [True, True, False],
+    )
+    if partitions == 1:  # the single stream is the first plan already; no duplicate step
+        mailboxes.plans, mailboxes.narrowed = mailboxes.plans[1:], mailboxes.narrowed[1:]
+        users.plans, users.narrowed = users.plans[1:], users.narrowed[1:]
+    return mailboxes, users
+
+
+def fetch_inventory(
+    bridge: Bridge,
+    *,
+    dirsynced_only: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
+    max_workers: int = DEFAULT_WORKERS,
+    page_size: int = PAGE_SIZE,
+    clock: Callable[[], float] = time.monotonic,
+) -> Inventory:
+    """Fetch Get-Mailbox and Get-User through `bridge` with a partitioned parallel read; return the Inventory.
+
+    `partitions` is 16 (first hex digit of ExternalDirectoryObjectId, plus the complement), 256,
+    or 1 (one paged stream per cmdlet). `progress` is called on the caller's thread (records
+    done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
+    raises InventoryCancelled within a fraction of a second; requests already in flight finish
+    in the background and are discarded. Bridge errors that retrying cannot fix propagate.
+    """
+    fetched_at = datetime.now(UTC)
+    mailboxes, users = _reads(dirsynced_only, partitions)
+    fetch = _Fetch(bridge, [mailboxes, users], progress=progress, cancel=cancel,
+                   max_workers=max(1, max_workers), page_size=page_size, clock=clock)
+    try:
+        (mbx_table, mbx_keys), (usr_table, usr_keys) = fetch.run()
+    except _NoFallback as exc:  # pragma: no cover - _on_error re-raises the bridge error instead
+        raise BridgeError(str(exc)) from None
+    frame, counts = _build_frame(mbx_table, mbx_keys, usr_table, usr_keys,
+                                 users_narrowed=users.narrowed[users.plan_index])
+    notes = list(fetch.notes)
+    if counts["duplicates_dropped"]:
+        notes.append(f"{counts['duplicates_dropped']} duplicate record(s) from the service were dropped")
+    if counts["unkeyed_dropped"]:
+        notes.append(f"{counts['unkeyed_dropped']} record(s) without ExternalDirectoryObjectId or Guid were dropped")
+    stats: dict[str, Any] = {
+        **counts,
+        "records": len(frame),
+        "pages": fetch.pages,
+        "mode": {r.cmdlet: ("single" if r.plan.is_single else f"{len(r.plan.partitions)} partitions")
+                 for r in (mailboxes, users)},
+        "partition_retries": fetch.retries,
+        "fallbacks": fetch.fallbacks,
+        "elapsed_s": round(clock() - fetch.started, 3),
+        **{f"bridge_{k}": v for k, v in _bridge_counters(bridge).items()},
+    }
+    return Inventory(frame=frame, tenant=bridge.tenant, fetched_at=fetched_at, source=bridge.kind,
+                     dirsynced_only=dirsynced_only, notes=tuple(notes), stats=stats)

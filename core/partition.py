@@ -1,0 +1,112 @@
+"""The partition plan of a parallel read: disjoint server-side filters whose union is the whole set.
+
+A read cmdlet (Get-Mailbox, Get-User) is split by the first hex digit(s) of a stable property
+(ExternalDirectoryObjectId, a lower-case GUID) into `-like 'x*'` partitions, plus one
+*complement* partition `-not ((P -like '0*') -or ... -or (P -like 'f*'))` that catches
+everything else (empty ids, upper-case ids on a case-sensitive server, anything odd). The union
+is therefore complete by construction, whatever the data looks like; disjointness is checked
+after the fetch by key (`find_duplicates`), because it rests on the service evaluating the
+filters consistently.
+
+Every filter is built from constants here (hex digits and a property name), never from user
+text, so nothing can be injected into the OPATH string. A base filter (e.g.
+`IsDirSynced -eq $true`) is ANDed into every partition.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+#: The property partitions split on: Entra's immutable object id, a GUID string.
+PARTITION_PROPERTY: Final = "ExternalDirectoryObjectId"
+HEX_DIGITS: Final = "0123456789abcdef"
+#: Name of the complement partition.
+REST: Final = "rest"
+#: Allowed partition counts: one stream, one hex digit, two hex digits.
+PARTITION_COUNTS: Final = (1, 16, 256)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One slice of the read: a name ("0".."f", "00".."ff", "rest" or "all") and its full OPATH filter.
+
+    `filter` is None when the slice has no filter at all (a single unfiltered stream).
+    """
+
+    name: str
+    filter: str | None
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """The slices of one read, complete by construction (prefix slices + complement)."""
+
+    base_filter: str | None
+    partitions: tuple[Partition, ...]
+    prop: str = PARTITION_PROPERTY
+
+    @property
+    def is_single(self) -> bool:
+        """True when the plan is one paged stream (no partitioning)."""
+        return len(self.partitions) == 1
+
+    @property
+    def prefix_count(self) -> int:
+        """How many prefix slices (the complement not counted)."""
+        return sum(1 for p in self.partitions if p.name not in (REST, "all"))
+
+
+def and_filters(*filters: str | None) -> str | None:
+    """AND together the given OPATH filters (None entries skipped); None when there is none."""
+    parts = [f for f in filters if f]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return " -and ".join(f"({f})" for f in parts)
+
+
+def _like(prop: str, prefix: str) -> str:
+    return f"{prop} -like '{prefix}*'"
+
+
+def complement_filter(prop: str = PARTITION_PROPERTY) -> str:
+    """The filter of everything whose `prop` starts with no hex digit (incl. empty or missing)."""
+    ors = " -or ".join(f"({_like(prop, d)})" for d in HEX_DIGITS)
+    return f"-not ({ors})"
+
+
+def single_stream(base_filter: str | None = None) -> PartitionPlan:
+    """The fallback plan: one paged stream with only the base filter."""
+    return PartitionPlan(base_filter=base_filter, partitions=(Partition("all", base_filter),))
+
+
+def plan_partitions(
+    base_filter: str | None = None, *, partitions: int = 16, prop: str = PARTITION_PROPERTY
+) -> PartitionPlan:
+    """Split a read into `partitions` prefix slices of `prop` plus the complement.
+
+    `partitions` is 1 (one stream), 16 (first hex digit) or 256 (first two hex digits).
+    The complement is listed first: it is usually tiny, so it finishes early.
+    """
+    if partitions not in PARTITION_COUNTS:
+        raise ValueError(f"partitions must be one of {PARTITION_COUNTS}, not {partitions}")
+    if partitions == 1:
+        return single_stream(base_filter)
+    if partitions == 16:
+        prefixes = list(HEX_DIGITS)
+    else:
+        prefixes = [a + b for a in HEX_DIGITS for b in HEX_DIGITS]
+    slices = [Partition(REST, and_filters(base_filter, complement_filter(prop)))]
+    slices += [Partition(p, and_filters(base_filter, _like(prop, p))) for p in prefixes]
+    return PartitionPlan(base_filter=base_filter, partitions=tuple(slices), prop=prop)
+
+
+def find_duplicates(keys_by_partition: Iterable[Iterable[str]]) -> dict[str, int]:
+    """Keys seen more than once across (and within) the partitions, with their counts."""
+    counts: Counter[str] = Counter()
+    for keys in keys_by_partition:
+        counts.update(keys)
+    return {key: n for key, n in counts.items() if n > 1}
