@@ -1,0 +1,289 @@
+"""What a remote session does with a pipeline: the two configurations the sandbox serves.
+
+- `Microsoft.Exchange` (on-prem Exchange Management Shell over `/PowerShell`): a restricted
+  no-language endpoint; recipient cmdlets run against the on-prem side of the tenant
+  (`side="onprem"`). Scripts are refused. Besides Exchange cmdlets, only the core cmdlets Exchange
+  exposes in such sessions are available (Select-Object, Measure-Object, Get-Command, ...).
+- `Microsoft.PowerShell` on a Windows management host with ExchangeOnlineManagement: nothing
+  Exchange-related exists until the client runs `Connect-ExchangeOnline -AccessToken ...`; then
+  the same cmdlets run against the EXO side (`side="exo"`).
+
+Tenant errors (`CmdletError`) become error records: non-terminating ones on the error stream
+(the pipeline still completes), terminating ones fail the pipeline.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import CmdletError
+
+#: Core cmdlets an Exchange remote session exposes next to the Exchange ones. Source: Microsoft
+#: Learn, "Exchange Management Shell ... available core cmdlets" (Exit-PSSession, Get-Command,
+#: Get-FormatData, Get-Help, Measure-Object, Out-Default, Select-Object).
+_CORE_CMDLETS = frozenset(
+    {"exit-pssession", "get-command", "get-formatdata", "get-help", "measure-object", "out-default", "select-object"}
+)
+
+
+class Tenant(Protocol):
+    """The part of the sandbox tenant model the WinRM endpoint uses."""
+
+    def invoke(self, cmdlet: str, params: dict[str, Any], side: str = "exo") -> list[dict[str, Any]]: ...
+
+
+TokenVerifier = Callable[[str], Any]
+
+
+@dataclass
+class CommandSpec:
+    """One command of a PSRP pipeline, as the client sent it."""
+
+    name: str
+    parameters: list[tuple[str | None, Any]]
+    is_script: bool = False
+    end_of_statement: bool = False
+
+
+@dataclass
+class Outcome:
+    """What a pipeline produced: output records (typed by `cmdlet`), errors, warnings."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    cmdlet: str = ""
+    selected: bool = False
+    errors: list[CmdletError] = field(default_factory=list)
+    terminating: CmdletError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def plain(value: Any) -> Any:
+    """psrpcore values (PSString, PSInt, PSList, PSDict, PSGuid, ...) -> plain Python values."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(plain(k)): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return str(value)
+
+
+def _not_recognized(name: str) -> CmdletError:
+    # Source: PowerShell's CommandNotFoundException text.
+    return CmdletError(
+        "System.Management.Automation.CommandNotFoundException",
+        "ObjectNotFound",
+        f"The term '{name}' is not recognized as the name of a cmdlet, function, script file, or operable "
+        "program. Check the spelling of the name, or if a path was included, verify that the path is correct "
+        "and try again.",
+        http_status=400,
+        terminating=True,
+    )
+
+
+def _no_language() -> CmdletError:
+    # Source: the error Exchange's remote endpoint (PSLanguageMode NoLanguage) gives for script text.
+    return CmdletError(
+        "System.Management.Automation.PSNotSupportedException",
+        "ParserError",
+        "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode.",
+        http_status=400,
+        terminating=True,
+    )
+
+
+def _select(records: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Select-Object -Property a,b,c [-First n]: properties in the asked order, $null when absent."""
+    wanted = params.get("Property")
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    first = params.get("First")
+    rows = records[: int(first)] if first is not None else records
+    if not wanted:
+        return [dict(r) for r in rows]
+    if not rows:
+        return []
+    # Resolve each asked name (case-insensitive, wildcards allowed) against the first record's keys.
+    keys = list(rows[0].keys())
+    lower = {k.lower(): k for k in keys}
+    names: list[str] = []
+    for pattern in map(str, wanted):
+        if any(ch in pattern for ch in "*?["):
+            names.extend(k for k in keys if fnmatch.fnmatchcase(k.lower(), pattern.lower()) and k not in names)
+        elif pattern not in names:
+            names.append(lower.get(pattern.lower(), pattern))
+    return [{n: r.get(n) for n in names} for r in rows]
+
+
+def _statements(commands: Sequence[CommandSpec]) -> list[list[CommandSpec]]:
+    out: list[list[CommandSpec]] = [[]]
+    for cmd in commands:
+        out[-1].append(cmd)
+        if cmd.end_of_statement:
+            out.append([])
+    return [s for s in out if s]
+
+
+def _bind(cmd: CommandSpec) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, value in cmd.parameters:
+        key = name.lstrip("-") if name else "Identity"  # the first positional of recipient cmdlets
+        if key.endswith(":"):
+            key = key[:-1]
+        params[key] = plain(value)
+    return params
+
+
+class Session:
+    """Base configuration: runs statements, pipes into Select-Object, collects errors."""
+
+    configuration = ""
+    side = "onprem"
+    no_language = True
+
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+
+    def run(self, commands: Sequence[CommandSpec]) -> Outcome:
+        """Run a pipeline (one or more statements) and return what it produced."""
+        outcome = Outcome()
+        for statement in _statements(commands):
+            try:
+                self._run_statement(statement, outcome)
+            except CmdletError as err:
+                if err.terminating:
+                    outcome.terminating = err
+                    break
+                outcome.errors.append(err)
+        return outcome
+
+    def _run_statement(self, statement: list[CommandSpec], outcome: Outcome) -> None:
+        head, *rest = statement
+        for cmd in statement:
+            if cmd.is_script and self.no_language:
+                raise _no_language()
+            if cmd.is_script:
+                # Sandbox-made: the sandbox runs cmdlets, it does not interpret PowerShell script text.
+                raise CmdletError(
+                    "System.Management.Automation.PSNotSupportedException",
+                    "NotImplemented",
+                    "The sandbox management host runs cmdlets only; script text is not supported.",
+                    terminating=True,
+                )
+        records = self.invoke(head.name, _bind(head), outcome)
+        cmdlet = head.name
+        selected = False
+        for cmd in rest:
+            lname = cmd.name.lower()
+            if lname == "select-object":
+                records = _select(records, _bind_named(cmd))
+                selected = True
+            elif lname == "measure-object":
+                records = [{"Count": len(records)}]
+                cmdlet, selected = "Measure-Object", False
+            elif lname == "out-default" or lname == "out-null":
+                records = []
+            elif lname in _CORE_CMDLETS:
+                continue
+            else:
+                raise _not_recognized(cmd.name)
+        outcome.records.extend(records)
+        outcome.cmdlet = cmdlet
+        outcome.selected = selected
+
+    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> list[dict[str, Any]]:
+        """Run one Exchange cmdlet on this session's side of the tenant."""
+        return self.tenant.invoke(name, params, side=self.side)
+
+
+def _bind_named(cmd: CommandSpec) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, value in cmd.parameters:
+        params[(name or "Property").lstrip("-")] = plain(value)
+    return params
+
+
+class OnPremExchangeSession(Session):
+    """`Microsoft.Exchange` on an Exchange server: restricted, no-language, on-prem side."""
+
+    configuration = "Microsoft.Exchange"
+    side = "onprem"
+    no_language = True
+
+    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> list[dict[str, Any]]:
+        if name.lower() in _CORE_CMDLETS:
+            raise _not_recognized(name)  # only supported downstream of an Exchange cmdlet here
+        return super().invoke(name, params, outcome)
+
+
+class ExoHostSession(Session):
+    """A Windows management host with ExchangeOnlineManagement (`Microsoft.PowerShell`)."""
+
+    configuration = "Microsoft.PowerShell"
+    side = "exo"
+    no_language = False
+
+    def __init__(self, tenant: Tenant, verifier: TokenVerifier | None = None) -> None:
+        super().__init__(tenant)
+        self.verifier = verifier
+        self.token: str | None = None
+        self.organization: str | None = None
+
+    def _check_token(self, token: str) -> None:
+        if not token:
+            raise CmdletError(
+                "System.ArgumentException", "InvalidArgument",
+                "Cannot validate argument on parameter 'AccessToken'. The argument is null or empty.",
+                terminating=True,
+            )
+        if self.verifier is None:
+            return  # no verifier exposed by the sandbox: any non-empty token is accepted
+        try:
+            self.verifier(token)
+        except Exception as exc:  # the verifier's own exception types are not ours to know
+            # Sandbox-made text; the real module surfaces MSAL/REST 401s as "UnAuthorized".
+            raise CmdletError(
+                "Microsoft.Exchange.Management.RestApiClient.RestClientException",
+                "AuthenticationError",
+                f"UnAuthorized: the access token was rejected ({type(exc).__name__}).",
+                http_status=401,
+                terminating=True,
+            ) from None
+
+    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> list[dict[str, Any]]:
+        lname = name.lower()
+        if lname == "connect-exchangeonline":
+            self._check_token(str(params.get("AccessToken") or ""))
+            self.token = str(params["AccessToken"])
+            self.organization = params.get("Organization")
+            return []
+        if lname == "disconnect-exchangeonline":
+            self.token = None
+            return []
+        if lname in _CORE_CMDLETS:
+            raise _not_recognized(name)
+        if self.token is None:
+            # Without Connect-ExchangeOnline the module's cmdlets are not loaded in the session.
+            raise _not_recognized(name)
+        self._check_token(self.token)
+        return super().invoke(name, params, outcome)
+
+
+SESSION_TYPES: dict[str, type[Session]] = {
+    "microsoft.exchange": OnPremExchangeSession,
+    "microsoft.powershell": ExoHostSession,
+}

@@ -1,0 +1,568 @@
+"""The WSMan (WinRM) HTTP(S) front of the sandbox: Create, Command, Send, Receive, Signal, Delete.
+
+What it does the way Windows' WinRM service does it (MS-WSMV; behaviour checked against pypsrp
+0.9.1 as the client):
+- every reply's `wsa:RelatesTo` is the request's `wsa:MessageID`, `uuid:` prefix included;
+- a Receive is held until there is data or the request's `wsman:OperationTimeout` is nearly
+  spent, then answered with the `w:TimedOut` fault (WSManFault code 2150858793), which clients
+  retry;
+- replies fit the request's `wsman:MaxEnvelopeSize`; PSRP fragments are never split across two
+  Receives (psrpcore's `data_to_send(n)` emits whole fragments);
+- HTTP/1.1 keep-alive, `Content-Length` on every reply (401 and faults too), request body read
+  before replying, Nagle disabled, TLS handshake in the per-connection thread;
+- Basic auth (over TLS, or plain HTTP when the client sets `encryption="never"`), 401 with
+  `WWW-Authenticate` on bad credentials; client-certificate auth when a client CA is configured.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+import socket
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from xml.etree import ElementTree as ET
+from xml.sax.saxutils import escape
+
+from .runspace import Shell
+from .sessions import SESSION_TYPES, Session, Tenant, TokenVerifier
+
+NS = {
+    "s": "http://www.w3.org/2003/05/soap-envelope",
+    "wsa": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
+    "wsman": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd",
+    "wsmv": "http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd",
+    "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
+    "wst": "http://schemas.xmlsoap.org/ws/2004/09/transfer",
+    "pwsh": "http://schemas.microsoft.com/powershell",
+}
+_TRANSFER = "http://schemas.xmlsoap.org/ws/2004/09/transfer/"
+_SHELL = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/"
+ACTION_CREATE = _TRANSFER + "Create"
+ACTION_DELETE = _TRANSFER + "Delete"
+ACTION_COMMAND = _SHELL + "Command"
+ACTION_SEND = _SHELL + "Send"
+ACTION_RECEIVE = _SHELL + "Receive"
+ACTION_SIGNAL = _SHELL + "Signal"
+_FAULT_ACTION = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
+_RESOURCE_PREFIX = "http://schemas.microsoft.com/powershell/"
+_DONE = _SHELL + "CommandState/Done"
+_RUNNING = _SHELL + "CommandState/Running"
+
+#: WSManFault codes (winerror.h ERROR_WSMAN_*): operation timed out; shell not found; access denied.
+TIMED_OUT = 2150858793
+SHELL_NOT_FOUND = 2150858843
+ACCESS_DENIED = 5
+_ENVELOPE_SLACK = 2048  # bytes for header + body skeleton of a ReceiveResponse
+_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
+_CERT_MUTUAL = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
+
+
+class WSManFault(Exception):
+    """A SOAP fault to answer with (HTTP 500, like WinRM)."""
+
+    def __init__(self, code: int, subcode: str, reason: str, value: str = "s:Receiver") -> None:
+        super().__init__(reason)
+        self.code = code
+        self.subcode = subcode
+        self.reason = reason
+        self.value = value
+
+
+@dataclass
+class Faults:
+    """Knobs for failure tests: drop the connection on the next N pipeline Receives."""
+
+    drop_receives: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_drop(self) -> bool:
+        """Consume one pending connection drop, if any."""
+        with self.lock:
+            if self.drop_receives > 0:
+                self.drop_receives -= 1
+                return True
+            return False
+
+
+@dataclass
+class Request:
+    """The parts of a WSMan request the sandbox acts on."""
+
+    action: str
+    message_id: str
+    resource_uri: str
+    shell_id: str | None
+    max_envelope: int
+    timeout_s: float
+    body: ET.Element
+
+
+def _seconds(text: str | None, default: float) -> float:
+    m = _DURATION.match(text or "")
+    if not m:
+        return default
+    h, mi, s = m.groups()
+    return int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+
+
+def parse_request(raw: bytes) -> Request:
+    """Parse a WSMan SOAP envelope."""
+    try:
+        env = ET.fromstring(raw)
+    except ET.ParseError as exc:
+        raise WSManFault(2150858817, "wsman:InvalidMessageInformationHeader", f"malformed envelope: {exc}",
+                         "s:Sender") from None
+    header = env.find("s:Header", NS)
+    body = env.find("s:Body", NS)
+    if header is None or body is None:
+        raise WSManFault(2150858817, "wsman:InvalidMessageInformationHeader", "envelope without header or body",
+                         "s:Sender")
+    shell_id = None
+    for sel in header.findall("wsman:SelectorSet/wsman:Selector", NS):
+        if sel.attrib.get("Name") == "ShellId":
+            shell_id = (sel.text or "").upper()
+    max_env = header.findtext("wsman:MaxEnvelopeSize", "153600", NS)
+    return Request(
+        action=header.findtext("wsa:Action", "", NS),
+        message_id=header.findtext("wsa:MessageID", "", NS),
+        resource_uri=header.findtext("wsman:ResourceURI", "", NS),
+        shell_id=shell_id,
+        max_envelope=max(int(max_env or 153600), 8192),
+        timeout_s=_seconds(header.findtext("wsman:OperationTimeout", None, NS), 60.0),
+        body=body,
+    )
+
+
+def envelope(action: str, relates_to: str, body: str, resource_uri: str | None = None) -> bytes:
+    """A SOAP reply envelope whose RelatesTo echoes the request's MessageID."""
+    resource = f"<w:ResourceURI>{escape(resource_uri)}</w:ResourceURI>" if resource_uri else ""
+    return (
+        '<s:Envelope xml:lang="en-US" xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+        'xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
+        'xmlns:x="http://schemas.xmlsoap.org/ws/2004/09/transfer" '
+        'xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" '
+        'xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell" '
+        'xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wsman.xsd">'
+        f"<s:Header><a:Action>{action}</a:Action>"
+        f"<a:MessageID>uuid:{str(uuid.uuid4()).upper()}</a:MessageID>"
+        "<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>"
+        f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo>{resource}</s:Header>"
+        f"<s:Body>{body}</s:Body></s:Envelope>"
+    ).encode()
+
+
+def fault_envelope(fault: WSManFault, relates_to: str, machine: str) -> bytes:
+    """The SOAP fault WinRM sends, with the WSManFault detail pypsrp reads the code from."""
+    reason = escape(fault.reason)
+    body = (
+        f"<s:Fault><s:Code><s:Value>{fault.value}</s:Value><s:Subcode><s:Value>{fault.subcode}</s:Value>"
+        f'</s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason>'
+        '<s:Detail><f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" '
+        f'Code="{fault.code}" Machine="{escape(machine)}"><f:Message>{reason}</f:Message></f:WSManFault>'
+        "</s:Detail></s:Fault>"
+    )
+    return envelope(_FAULT_ACTION, relates_to, body)
+
+
+def _timed_out() -> WSManFault:
+    # Source: WinRM's text for ERROR_WSMAN_OPERATION_TIMEDOUT.
+    return WSManFault(TIMED_OUT, "w:TimedOut",
+                      "The WS-Management service cannot complete the operation within the time specified in "
+                      "OperationTimeout.")
+
+
+def _shell_not_found(shell_id: str | None) -> WSManFault:
+    # Source: WinRM's text for ERROR_WINRS_SHELL_NOT_FOUND.
+    return WSManFault(SHELL_NOT_FOUND, "w:InvalidSelectors",
+                      f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the shell "
+                      "was not found on the server. Possible causes are: the specified ShellId is incorrect or the "
+                      "shell no longer exists on the server. Provide the correct ShellId or create a new shell and "
+                      "retry the operation.", "s:Sender")
+
+
+class _DropConnection(Exception):
+    """Close the TCP connection without answering (fault injection)."""
+
+
+class WSManService:
+    """Shells, credentials and dispatch: everything but HTTP."""
+
+    def __init__(self, tenant: Tenant, *, username: str, password: str,
+                 verifier: TokenVerifier | None = None, cert_users: dict[str, str] | None = None,
+                 idle_timeout_s: float = 7200.0, machine: str = "EXOCM-SANDBOX") -> None:
+        self.tenant = tenant
+        self.username = username
+        self._password = password
+        self.verifier = verifier
+        self.cert_users = {k.lower(): v for k, v in (cert_users or {}).items()}
+        self.idle_timeout_s = idle_timeout_s
+        self.machine = machine
+        self.shells: dict[str, Shell] = {}
+        self.lock = threading.Lock()
+        self.faults = Faults()
+        self.stats: dict[str, int] = {"requests": 0, "receives": 0, "timeouts": 0, "auth_failures": 0}
+
+    # -- auth --------------------------------------------------------------------------------
+    def authenticate(self, header: str | None, peer_cert: dict[str, Any] | None) -> str | None:
+        """The user a request runs as, or None (-> 401)."""
+        if header and header.strip() == _CERT_MUTUAL and peer_cert:
+            for kind, value in peer_cert.get("subjectAltName", ()):
+                if kind in ("email", "othername") and value.lower() in self.cert_users:
+                    return self.cert_users[value.lower()]
+            for rdn in peer_cert.get("subject", ()):
+                for key, value in rdn:
+                    if key == "commonName" and value.lower() in self.cert_users:
+                        return self.cert_users[value.lower()]
+            return None
+        if not header or not header.lower().startswith("basic "):
+            return None
+        try:
+            user, _, password = base64.b64decode(header[6:].strip()).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        ok_user = hmac.compare_digest(user.lower().encode(), self.username.lower().encode())
+        ok_pass = hmac.compare_digest(password.encode(), self._password.encode())
+        return user if ok_user and ok_pass else None
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def handle(self, req: Request, user: str, client_ip: str, path: str) -> bytes:
+        """Answer one authenticated WSMan request (raises WSManFault or _DropConnection)."""
+        self.stats["requests"] += 1
+        if req.action == ACTION_CREATE:
+            return self._create(req, user, client_ip, path)
+        shell = self._shell(req.shell_id)
+        if req.action == ACTION_COMMAND:
+            return self._command(req, shell)
+        if req.action == ACTION_SEND:
+            return self._send(req, shell)
+        if req.action == ACTION_RECEIVE:
+            return self._receive(req, shell)
+        if req.action == ACTION_SIGNAL:
+            return self._signal(req, shell)
+        if req.action == ACTION_DELETE:
+            with self.lock:
+                self.shells.pop(shell.shell_id, None)
+            shell.close()
+            return envelope(_TRANSFER + "DeleteResponse", req.message_id, "")
+        raise WSManFault(2150858771, "w:ActionNotSupported", f"The action {req.action} is not supported.",
+                         "s:Sender")
+
+    def _shell(self, shell_id: str | None) -> Shell:
+        with self.lock:
+            shell = self.shells.get(shell_id or "")
+        if shell is None or shell.closed:
+            raise _shell_not_found(shell_id)
+        return shell
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            idle = [sid for sid, sh in self.shells.items() if now - sh.last_used > self.idle_timeout_s]
+            gone = [self.shells.pop(sid) for sid in idle]
+        for sh in gone:
+            sh.close()
+
+    def _create(self, req: Request, user: str, client_ip: str, path: str) -> bytes:
+        self._sweep()
+        if not req.resource_uri.startswith(_RESOURCE_PREFIX):
+            raise WSManFault(2150858811, "w:DestinationUnreachable",
+                             f"The WS-Management service cannot process the request. The resource URI "
+                             f"{req.resource_uri} was not found.", "s:Sender")
+        configuration = req.resource_uri[len(_RESOURCE_PREFIX):]
+        session_type = SESSION_TYPES.get(configuration.lower())
+        if session_type is None or not self._path_allows(path, configuration):
+            # Source: WinRM's text when no session configuration of that name is registered.
+            raise WSManFault(2150858811, "w:DestinationUnreachable",
+                             f"The WS-Management service cannot process the request. Cannot find the "
+                             f"{configuration} session configuration in the WSMan: drive on the "
+                             f"{self.machine} computer.", "s:Sender")
+        shell_el = req.body.find("rsp:Shell", NS)
+        if shell_el is None:
+            raise WSManFault(2150858817, "w:InvalidMessage", "Create without rsp:Shell", "s:Sender")
+        shell_id = (shell_el.attrib.get("ShellId") or str(uuid.uuid4())).upper()
+        session: Session
+        if session_type.side == "exo":
+            session = session_type(self.tenant, self.verifier)  # type: ignore[call-arg]
+        else:
+            session = session_type(self.tenant)
+        shell = Shell(shell_id, session, user, client_ip)
+        creation = shell_el.find("pwsh:creationXml", NS)
+        if creation is not None and creation.text:
+            shell.feed(base64.b64decode(creation.text))
+        with self.lock:
+            self.shells[shell_id] = shell
+        streams_in = escape(shell_el.findtext("rsp:InputStreams", "stdin pr", NS))
+        streams_out = escape(shell_el.findtext("rsp:OutputStreams", "stdout", NS))
+        resource = escape(req.resource_uri)
+        body = (
+            "<x:ResourceCreated><a:Address>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
+            f"</a:Address><a:ReferenceParameters><w:ResourceURI>{resource}</w:ResourceURI><w:SelectorSet>"
+            f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
+            "</x:ResourceCreated>"
+            f'<rsp:Shell xmlns:rsp="{NS["rsp"]}"><rsp:ShellId>{shell_id}</rsp:ShellId>'
+            f"<rsp:ResourceUri>{resource}</rsp:ResourceUri><rsp:Owner>{escape(user)}</rsp:Owner>"
+            f"<rsp:ClientIP>{escape(client_ip)}</rsp:ClientIP><rsp:IdleTimeOut>PT{self.idle_timeout_s:.3f}S"
+            f"</rsp:IdleTimeOut><rsp:InputStreams>{streams_in}</rsp:InputStreams>"
+            f"<rsp:OutputStreams>{streams_out}</rsp:OutputStreams><rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime>"
+            "<rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity></rsp:Shell>"
+        )
+        return envelope(_TRANSFER + "CreateResponse", req.message_id, body)
+
+    @staticmethod
+    def _path_allows(path: str, configuration: str) -> bool:
+        # /PowerShell is Exchange's IIS endpoint (Microsoft.Exchange only); /wsman is the WinRM
+        # service of a Windows host (its own configurations).
+        if path.lower().rstrip("/") == "/powershell":
+            return configuration.lower() == "microsoft.exchange"
+        return configuration.lower() != "microsoft.exchange"
+
+    def _command(self, req: Request, shell: Shell) -> bytes:
+        line = req.body.find("rsp:CommandLine", NS)
+        if line is None:
+            raise WSManFault(2150858817, "w:InvalidMessage", "Command without rsp:CommandLine", "s:Sender")
+        command_id = (line.attrib.get("CommandId") or str(uuid.uuid4())).upper()
+        data = b"".join(base64.b64decode(a.text or "") for a in line.findall("rsp:Arguments", NS))
+        shell.feed(data, uuid.UUID(command_id))
+        body = f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>"
+        return envelope(_SHELL + "CommandResponse", req.message_id, body)
+
+    def _send(self, req: Request, shell: Shell) -> bytes:
+        for stream in req.body.findall("rsp:Send/rsp:Stream", NS):
+            cid = stream.attrib.get("CommandId")
+            shell.feed(base64.b64decode(stream.text or ""), uuid.UUID(cid) if cid else None)
+        return envelope(_SHELL + "SendResponse", req.message_id, "<rsp:SendResponse />")
+
+    def _receive(self, req: Request, shell: Shell) -> bytes:
+        self.stats["receives"] += 1
+        desired = req.body.find("rsp:Receive/rsp:DesiredStream", NS)
+        cid = desired.attrib.get("CommandId") if desired is not None else None
+        target = uuid.UUID(cid) if cid else None
+        if target is not None and self.faults.take_drop():
+            raise _DropConnection()
+        budget = max((req.max_envelope - _ENVELOPE_SLACK) // 4 * 3, 64)
+        # Answer a little before the client's OperationTimeout (pypsrp adds 2 s of HTTP slack).
+        deadline = time.monotonic() + max(req.timeout_s - 1.0, 0.2)
+        payload, done = shell.receive(target, budget, deadline)
+        if payload is None and not done:
+            self.stats["timeouts"] += 1
+            raise _timed_out()
+        cmd_attr = f' CommandId="{cid.upper()}"' if cid else ""
+        parts = ["<rsp:ReceiveResponse>"]
+        if payload:
+            parts.append(f'<rsp:Stream Name="stdout"{cmd_attr}>{base64.b64encode(payload).decode()}</rsp:Stream>')
+        if cid:
+            state = _DONE if done else _RUNNING
+            parts.append(f'<rsp:CommandState{cmd_attr} State="{state}">'
+                         + ("<rsp:ExitCode>0</rsp:ExitCode>" if done else "") + "</rsp:CommandState>")
+        parts.append("</rsp:ReceiveResponse>")
+        return envelope(_SHELL + "ReceiveResponse", req.message_id, "".join(parts))
+
+    def _signal(self, req: Request, shell: Shell) -> bytes:
+        sig = req.body.find("rsp:Signal", NS)
+        if sig is not None and sig.attrib.get("CommandId"):
+            shell.signal(uuid.UUID(sig.attrib["CommandId"]), sig.findtext("rsp:Code", "", NS))
+        return envelope(_SHELL + "SignalResponse", req.message_id, "<rsp:SignalResponse />")
+
+    def close(self) -> None:
+        """Close every shell (wakes held Receives)."""
+        with self.lock:
+            shells = list(self.shells.values())
+            self.shells.clear()
+        for sh in shells:
+            sh.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 300  # idle keep-alive connections are closed after this
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        ctx = self.server.ssl_context
+        if ctx is not None:
+            self.request.settimeout(30)
+            self.request = ctx.wrap_socket(self.request, server_side=True)  # handshake in this thread
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # quiet: tests and `sandbox serve` keep stderr for real problems
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        if body:
+            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        service = self.server.service
+        path = self.path.split("?", 1)[0]
+        if path.lower().rstrip("/") not in ("/wsman", "/powershell"):
+            self._reply(404)
+            return
+        peer = None
+        if isinstance(self.connection, ssl.SSLSocket):
+            peer = self.connection.getpeercert() or None
+        user = service.authenticate(self.headers.get("Authorization"), peer)
+        if user is None:
+            service.stats["auth_failures"] += 1
+            self._reply(401, headers={"WWW-Authenticate": 'Basic realm="WSMAN"'})
+            return
+        if not raw:
+            self._reply(200)  # pypsrp's empty priming request for message encryption
+            return
+        message_id = ""
+        try:
+            req = parse_request(raw)
+            message_id = req.message_id
+            body = service.handle(req, user, self.client_address[0], path)
+        except _DropConnection:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        except WSManFault as fault:
+            self._reply(500, fault_envelope(fault, message_id, service.machine))
+            return
+        except Exception as exc:  # a sandbox bug answers as a fault, not as a dropped connection
+            internal = WSManFault(2147500037, "w:InternalError", f"sandbox internal error: {type(exc).__name__}: {exc}")
+            self._reply(500, fault_envelope(internal, message_id, service.machine))
+            return
+        self._reply(200, body)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], service: WSManService, ssl_context: ssl.SSLContext | None) -> None:
+        self.service = service
+        self.ssl_context = ssl_context
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        with self._conns_lock:
+            (self._conns.add if alive else self._conns.discard)(conn)
+
+    def close_connections(self) -> None:
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class WinRMEndpoint:
+    """The sandbox's WinRM endpoint: one port, `/PowerShell` (on-prem Exchange) and `/wsman` (EXO host).
+
+    Start with `WinRMEndpoint.start(tenant, ...)`; `onprem_url` / `exo_url` / `username` /
+    `password` are what a client needs; `faults` holds failure knobs; `stop()` ends it.
+    """
+
+    def __init__(self, server: _HTTPServer, thread: threading.Thread, scheme: str, host: str) -> None:
+        self._server = server
+        self._thread = thread
+        self.scheme = scheme
+        self.host = host
+        self.port = int(server.server_address[1])
+
+    @classmethod
+    def start(cls, tenant: Tenant, *, host: str = "127.0.0.1", port: int = 0,
+              ssl_context: ssl.SSLContext | None = None, username: str = "SANDBOX\\exocm-admin",
+              password: str | None = None, verifier: TokenVerifier | None = None,
+              cert_users: dict[str, str] | None = None) -> WinRMEndpoint:
+        """Serve `tenant` over WSMan on host:port (0 = any free port); TLS when `ssl_context` is given."""
+        import secrets
+
+        service = WSManService(tenant, username=username, password=password or secrets.token_urlsafe(18),
+                               verifier=verifier, cert_users=cert_users)
+        server = _HTTPServer((host, port), service, ssl_context)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                  daemon=True, name="sandbox-winrm")
+        thread.start()
+        return cls(server, thread, "https" if ssl_context else "http", host)
+
+    @property
+    def service(self) -> WSManService:
+        """Shells, stats and fault knobs."""
+        return self._server.service
+
+    @property
+    def faults(self) -> Faults:
+        """Failure knobs (e.g. `faults.drop_receives = 1`)."""
+        return self._server.service.faults
+
+    @property
+    def username(self) -> str:
+        """The Basic-auth user name the endpoint accepts."""
+        return self._server.service.username
+
+    @property
+    def password(self) -> str:
+        """The Basic-auth password (a per-start random secret unless given)."""
+        return self._server.service._password
+
+    @property
+    def base_url(self) -> str:
+        """scheme://host:port"""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def onprem_url(self) -> str:
+        """On-prem Exchange endpoint (configuration `Microsoft.Exchange`)."""
+        return f"{self.base_url}/PowerShell"
+
+    @property
+    def exo_url(self) -> str:
+        """Windows management host endpoint (configuration `Microsoft.PowerShell`, then Connect-ExchangeOnline)."""
+        return f"{self.base_url}/wsman"
+
+    def info(self) -> dict[str, str]:
+        """The keys `exocm sandbox serve --print-json` adds."""
+        return {
+            "winrm_onprem_url": self.onprem_url,
+            "winrm_exo_url": self.exo_url,
+            "winrm_username": self.username,
+            "winrm_password": self.password,
+        }
+
+    def stop(self) -> None:
+        """Stop serving, close shells and open connections."""
+        self._server.service.close()
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._thread.join(timeout=5)
