@@ -21,7 +21,9 @@ record dicts are dropped page by page), and the frame is built from Arrow. The f
 * IsDirSynced / IsExchangeCloudManaged / HiddenFromAddressListsEnabled: nullable ``boolean``
   (MailUsers from Get-User have no IsExchangeCloudManaged: <NA>),
 * WhenChanged / WhenChangedUTC: ``datetime64[us, UTC]``,
-* EmailAddresses: object column of ``tuple[str, ...]`` (empty tuple when absent).
+* EmailAddresses, ExtensionCustomAttribute1-5 (multi-valued in Exchange): object columns of
+  ``tuple[str, ...]`` (the empty tuple when absent; it is a shared singleton, so empty cells
+  cost one pointer).
 
 The index is the row key: ExternalDirectoryObjectId (lower-case), or Guid where an object has
 none. It is unnamed on purpose: a column of the same name exists, and pandas refuses to sort or
@@ -44,7 +46,7 @@ import pyarrow as pa
 from .bridge.base import Bridge, Record
 from .bridge.errors import BridgeError, InvalidInput, Throttled, Transient
 from .events import Progress, ProgressCallback
-from .model import INVENTORY_COLUMNS
+from .model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
 from .partition import (
     REST,
     PartitionPlan,
@@ -67,7 +69,8 @@ PARTITION_RETRIES: Final = 3
 
 BOOL_COLUMNS: Final = ("IsDirSynced", "IsExchangeCloudManaged", "HiddenFromAddressListsEnabled")
 DATETIME_COLUMNS: Final = ("WhenChanged", "WhenChangedUTC")
-MULTI_COLUMNS: Final = ("EmailAddresses",)
+#: Multi-valued properties (MultiValuedProperty in Exchange): tuples of str in the frame.
+MULTI_COLUMNS: Final = ("EmailAddresses", *EXTENSION_CUSTOM_ATTRIBUTES)
 _KEY: Final = "ExternalDirectoryObjectId"
 
 
@@ -126,6 +129,8 @@ def _as_str(value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return "True" if value else "False"
+    if isinstance(value, list | tuple):
+        return ";".join(str(v) for v in value)
     return str(value)
 
 
@@ -181,6 +186,8 @@ _pa_array: Final[Callable[..., pa.Array]] = pa.array
 
 def _column(records: Sequence[Record], column: str, kind: pa.DataType) -> pa.Array:
     values = [r.get(column) for r in records]
+    if column in MULTI_COLUMNS and any(isinstance(v, str) for v in values):
+        values = [_as_multi(v) for v in values]  # Arrow would split a lone string into characters
     try:
         return _pa_array(values, type=kind)  # fast path: the bridge already normalised the values
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
@@ -315,10 +322,15 @@ _Event = tuple[str, int, Any]
 
 
 def _bridge_counters(bridge: Bridge) -> dict[str, Any]:
-    """The bridge's own counters (requests, http_429, concurrency...) when it keeps any."""
-    counters = getattr(bridge, "counters", None)
+    """The bridge's own counters (requests, http_429, limit...) when it keeps any (RestBridge.snapshot())."""
+    counters: Any = getattr(bridge, "counters", None)
+    if counters is None:
+        counters = getattr(bridge, "snapshot", None)
     if callable(counters):
-        counters = counters()
+        try:
+            counters = counters()
+        except Exception:  # noqa: BLE001 - counters are decoration, never a reason to fail
+            return {}
     if isinstance(counters, Mapping):
         return {str(k): v for k, v in counters.items() if isinstance(v, int | float | str)}
     return {}

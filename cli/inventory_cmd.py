@@ -1,0 +1,201 @@
+"""`exocm inventory`: every EXO mailbox (and mail user) of a tenant, as a table, CSV or JSON.
+
+Data goes to stdout (or --out FILE); the progress bar, the SANDBOX header and notes go to
+stderr, so `exocm inventory --format csv > mailboxes.csv` is clean. On a configured tenant
+the last snapshot is reused (its age is shown) unless --refresh; the in-process sandbox is
+always fetched fresh (it is generated anew each run, so a snapshot would only go stale).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from exocm.core.csvio import to_csv_text, write_text_atomic
+from exocm.core.events import Progress
+from exocm.core.inventory import Inventory, InventoryCancelled, fetch_inventory
+from exocm.core.model import INVENTORY_COLUMNS
+from exocm.core.snapshot import load_or_fetch
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+
+from . import exitcodes
+from .connection import connection_options, open_connection
+from .errors import inert, user_errors
+
+#: Columns of the table format (the full set goes to CSV and JSON).
+TABLE_COLUMNS: tuple[str, ...] = (
+    "DisplayName",
+    "UserPrincipalName",
+    "RecipientTypeDetails",
+    "IsDirSynced",
+    "IsExchangeCloudManaged",
+    "PreviousRecipientTypeDetails",
+    "WhenChanged",
+    "ExternalDirectoryObjectId",
+)
+_CELL_MAX = 40
+
+
+def _cell(value: Any) -> str:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, float) and value != value:
+        return ""
+    if isinstance(value, tuple):
+        return ";".join(str(v) for v in value)
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def render_table(frame: pd.DataFrame, *, label: str, header: str) -> str:
+    """Plain aligned text: a '#' comment line naming the tenant (SANDBOX when it is one), then the rows."""
+    columns = [c for c in TABLE_COLUMNS if c in frame.columns]
+    rows = [[inert(_cell(v))[:_CELL_MAX] for v in row] for row in frame[columns].itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    lines = [f"# {label}: {header}"]
+    lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _export_frame(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The frame with plain Python values (None for missing), led by a Tenant column."""
+    out = frame[list(INVENTORY_COLUMNS)].astype(object)
+    out = out.where(frame[list(INVENTORY_COLUMNS)].notna(), None)
+    out.insert(0, "Tenant", label)
+    return out
+
+
+def render_csv(frame: pd.DataFrame, *, label: str) -> str:
+    """CSV for Excel: UTF-8 BOM, every field quoted, formula cells escaped; first column Tenant."""
+    return "\ufeff" + to_csv_text(_export_frame(frame, label))
+
+
+def render_json(inv: Inventory, *, label: str, sandbox: bool) -> str:
+    """One JSON object: tenant, SANDBOX flag, fetch time, and the records."""
+    head = {
+        "tenant": inv.tenant,
+        "label": label,
+        "sandbox": sandbox,
+        "fetched_at": inv.fetched_at.isoformat(),
+        "from_snapshot": inv.from_snapshot,
+        "dirsynced_only": inv.dirsynced_only,
+        "count": len(inv.frame),
+        "notes": list(inv.notes),
+    }
+    frame = inv.frame.reset_index(drop=True)
+    records = frame.to_json(orient="records", date_format="iso", date_unit="s", force_ascii=False)
+    return json.dumps(head, ensure_ascii=False)[:-1] + ', "records": ' + records + "}\n"
+
+
+def _age_text(age: timedelta) -> str:
+    seconds = int(age.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+@contextmanager
+def _progress_bar(err: Console) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields the ProgressCallback that feeds it."""
+    bar = RichProgress(
+        TextColumn("[bold]inventory[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[eta]}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+    with bar:
+        task: TaskID = bar.add_task("inventory", total=None, rate="", eta="", note="")
+
+        def feed(event: Progress) -> None:
+            rate = f"{event.rate:,.0f}/s" if event.rate else ""
+            eta = f"ETA {event.eta_s:.0f}s" if event.eta_s is not None and event.total else ""
+            note = f"pages {event.counters.get('pages', 0)}"
+            if "http_429" in event.counters and event.counters["http_429"]:
+                note += f", 429s {event.counters['http_429']}"
+            bar.update(task, completed=event.done, total=event.total, rate=rate, eta=eta, note=note)
+            if event.message and event.message not in ("started", "done") and "falling back" in event.message:
+                err.print(f"[yellow]note:[/] {escape(inert(event.message))}")
+
+        yield feed
+
+
+@click.command()
+@connection_options
+@click.option("--dirsynced-only", is_flag=True, help="Only dir-synced objects (Get-Mailbox -Filter 'IsDirSynced -eq $true').")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output format (CSV is written for Excel: UTF-8 BOM, formula cells escaped).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to FILE (atomically) instead of stdout.")
+@click.option("--refresh", is_flag=True, help="Fetch from the service even when a snapshot exists.")
+def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, **conn: Any) -> None:
+    """List every Exchange Online mailbox and mail user (Get-Mailbox joined with Get-User).
+
+    Fetches with a partitioned parallel read, shows progress on stderr, and saves a snapshot
+    that later runs reuse (--refresh fetches again).
+    """
+    err = Console(stderr=True, highlight=False)
+    try:
+        with user_errors(), open_connection(**conn) as connection:
+            label = str(connection.label)
+            sandbox = bool(connection.is_sandbox)
+            if sandbox:
+                err.print(f"[bold black on yellow] SANDBOX [/] tenant {escape(connection.bridge.tenant)} "
+                          "(a local test tenant, not Microsoft)")
+            else:
+                err.print(f"tenant [bold]{escape(label)}[/]")
+            with _progress_bar(err) as feed:
+                if connection.sandbox_handle is not None:
+                    inv = fetch_inventory(connection.bridge, dirsynced_only=dirsynced_only, progress=feed)
+                else:
+                    inv = load_or_fetch(connection.bridge, refresh=refresh, dirsynced_only=dirsynced_only,
+                                        progress=feed)
+    except InventoryCancelled:
+        err.print("inventory cancelled")
+        sys.exit(exitcodes.INTERRUPTED)
+
+    stats = inv.stats
+    if inv.from_snapshot:
+        err.print(f"snapshot from {inv.fetched_at:%Y-%m-%d %H:%M} UTC ({_age_text(inv.age)} old); "
+                  "--refresh fetches again")
+    else:
+        err.print(f"{len(inv.frame):,} records ({stats.get('mailboxes', 0):,} mailboxes, "
+                  f"{stats.get('mail_users', 0):,} mail users) in {stats.get('elapsed_s', 0):.1f}s")
+    for note in inv.notes:
+        err.print(f"[yellow]note:[/] {escape(inert(note))}")
+
+    header = (f"tenant {inv.tenant}, {len(inv.frame)} records, fetched {inv.fetched_at:%Y-%m-%d %H:%M} UTC"
+              + (" (snapshot)" if inv.from_snapshot else ""))
+    if fmt == "csv":
+        text = render_csv(inv.frame, label=label)
+    elif fmt == "json":
+        text = render_json(inv, label=label, sandbox=sandbox)
+    else:
+        text = render_table(inv.frame, label=label, header=header)
+    if out is not None:
+        write_text_atomic(out, text)
+        err.print(f"wrote {out}")
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()

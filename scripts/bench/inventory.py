@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Benchmark: exocm's partitioned parallel inventory vs a sequential paged Get-Mailbox, on one sandbox.
+
+    scripts/bench/inventory.py --size 100000 --latency-ms 150 --concurrency-limit 10 --json OUT
+
+One sandbox tenant serves both runs (same process, or `--sandbox-process` to run it as
+`exocm sandbox serve --print-json` in a child process so its CPU is not behind this
+process's GIL). Run (a) reads Get-Mailbox -ResultSize Unlimited one page of 1000 after the
+other, which is what the PowerShell cmdlet does; run (b) is `fetch_inventory` (Get-Mailbox
+and Get-User, partitioned, parallel within the tenant's limit). Both go through the real REST
+bridge, MSAL and TLS. The ids are compared with the generator's ground truth.
+
+Writes {"records", "missing", "duplicates", "sequential_s", "exocm_s", "speedup", "peak_rss_mb", ...}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from exocm.core.config import Profile
+from exocm.core.connect import open_bridge
+from exocm.core.inventory import fetch_inventory
+from exocm.core.token_cache import memory_token_cache
+
+SECRET_ENV = "EXOCM_BENCH_SANDBOX_SECRET"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+@contextmanager
+def _sandbox(args: argparse.Namespace) -> Iterator[tuple[dict[str, Any], set[str]]]:
+    """Start the sandbox; yield its info and the ground-truth set of EXO mailbox ids."""
+    knobs = {"latency_ms": args.latency_ms, "concurrency_limit": args.concurrency_limit}
+    if args.sandbox_process:
+        cmd = [sys.executable, "-m", "exocm.cli.main", "sandbox", "serve", "--size", str(args.size),
+               "--seed", str(args.seed), "--port", "0", "--latency-ms", str(args.latency_ms),
+               "--concurrency-limit", str(args.concurrency_limit), "--print-json"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            info = json.loads(proc.stdout.readline())
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+            yield info, _truth_from_generator(args.size, args.seed)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return
+    from exocm.sandbox.server import Sandbox
+
+    sb = Sandbox.start(args.size, args.seed, port=0, **knobs)
+    try:
+        yield dict(sb.info), _truth_from_sandbox(sb)
+    finally:
+        sb.stop()
+
+
+def _mailbox_ids(recipients: Any) -> set[str]:
+    ids: set[str] = set()
+    for r in recipients:
+        get = r.get if isinstance(r, dict) else lambda k, r=r: getattr(r, k, None)
+        rtd = get("RecipientTypeDetails")
+        edoid = get("ExternalDirectoryObjectId")
+        if rtd and str(rtd).endswith("Mailbox") and edoid:
+            ids.add(str(edoid).lower())
+    return ids
+
+
+def _truth_from_sandbox(sb: Any) -> set[str]:
+    return _mailbox_ids(sb.tenant.exo_mailboxes())
+
+
+def _truth_from_generator(size: int, seed: int) -> set[str]:
+    from exocm.sandbox.generator import generate_tenant
+
+    return _mailbox_ids(generate_tenant(size, seed).exo_mailboxes())
+
+
+def _profile(info: dict[str, Any]) -> Profile:
+    os.environ[SECRET_ENV] = info["client_secret"]
+    return Profile(name="bench", tenant=info["tenant"], client_id=info["client_id"], cloud="custom",
+                   auth="secret", secret_env=SECRET_ENV, authority=info["authority"],
+                   rest_base_url=info["rest_base_url"], scope=info.get("scope"), ca_file=info["ca_file"],
+                   sandbox=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run both fetches against one sandbox and return the figures."""
+    result: dict[str, Any] = {"size": args.size, "seed": args.seed, "latency_ms": args.latency_ms,
+                              "concurrency_limit": args.concurrency_limit,
+                              "sandbox": "subprocess" if args.sandbox_process else "in-process"}
+    t0 = time.perf_counter()
+    with _sandbox(args) as (info, truth):
+        result["sandbox_start_s"] = round(time.perf_counter() - t0, 2)
+        result["truth_mailboxes"] = len(truth)
+        rss_before = _rss_mb()
+        profile = _profile(info)
+
+        # (a) what `Get-Mailbox -ResultSize Unlimited` does: one page of 1000 after the other.
+        seq = open_bridge(profile, token_cache=memory_token_cache(), max_concurrency=args.concurrency_limit)
+        try:
+            seq.invoke("Get-Mailbox", {"ResultSize": 1})  # sign-in outside the timing
+            seen: Counter[str] = Counter()
+            start = time.perf_counter()
+            for page in seq.stream("Get-Mailbox", {"ResultSize": "Unlimited"}, page_size=1000):
+                seen.update(str(r.get("ExternalDirectoryObjectId") or "").lower() for r in page)
+            result["sequential_s"] = round(time.perf_counter() - start, 3)
+            result["sequential_records"] = sum(seen.values())
+            result["sequential_missing"] = len(truth - set(seen))
+            result["sequential_pages"] = seq.snapshot().get("pages")
+        finally:
+            seq.close()
+        del seen
+
+        # (b) exocm's inventory: Get-Mailbox + Get-User, partitioned, parallel.
+        bridge = open_bridge(profile, token_cache=memory_token_cache(), max_concurrency=args.max_concurrency)
+        try:
+            bridge.invoke("Get-Mailbox", {"ResultSize": 1})  # sign-in outside the timing
+            start = time.perf_counter()
+            inv = fetch_inventory(bridge, partitions=args.partitions, max_workers=args.workers)
+            result["exocm_s"] = round(time.perf_counter() - start, 3)
+            counters = bridge.snapshot()
+        finally:
+            bridge.close()
+        frame = inv.frame
+        ids = frame["ExternalDirectoryObjectId"].fillna("").str.lower()
+        mailbox_ids = set(ids[frame["RecipientTypeDetails"].fillna("").str.endswith("Mailbox")])
+        result.update(
+            records=len(frame),
+            mailboxes=len(mailbox_ids),
+            mail_users=int(inv.stats.get("mail_users", 0)),
+            missing=len(truth - set(ids)),
+            extra_mailboxes=len(mailbox_ids - truth),
+            duplicates=int(inv.stats.get("duplicates_dropped", 0)) + int(ids.duplicated().sum()),
+            fallbacks=inv.stats.get("fallbacks"),
+            mode=inv.stats.get("mode"),
+            pages=inv.stats.get("pages"),
+            http_429=counters.get("http_429"),
+            requests=counters.get("requests"),
+            final_limit=counters.get("limit"),
+            peak_in_flight=counters.get("peak_in_flight"),
+            frame_mb=round(frame.memory_usage(deep=True).sum() / 2**20, 1),
+            rss_sandbox_mb=round(rss_before, 1),
+        )
+        result["speedup"] = round(result["sequential_s"] / result["exocm_s"], 2) if result["exocm_s"] else None
+        result["seq_ms_per_page"] = round(1000 * result["sequential_s"] / max(1, result["sequential_pages"] or 1), 1)
+    result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--concurrency-limit", type=int, default=10)
+    parser.add_argument("--partitions", type=int, default=16, choices=(1, 16, 256))
+    parser.add_argument("--workers", type=int, default=16, help="fetch threads (the bridge's limiter bounds requests)")
+    parser.add_argument("--max-concurrency", type=int, default=None,
+                        help="the bridge's concurrency ceiling (default: --concurrency-limit)")
+    parser.add_argument("--sandbox-process", action="store_true",
+                        help="run the sandbox as `exocm sandbox serve` in a child process")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.max_concurrency is None:
+        args.max_concurrency = args.concurrency_limit
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

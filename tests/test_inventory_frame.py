@@ -1,0 +1,122 @@
+"""The inventory frame and the partition plan: pure functions, no service needed."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from exocm.core.inventory import empty_frame, records_to_frame
+from exocm.core.model import INVENTORY_COLUMNS
+from exocm.core.partition import (
+    HEX_DIGITS,
+    REST,
+    and_filters,
+    complement_filter,
+    find_duplicates,
+    plan_partitions,
+)
+
+A = "0a1b2c3d-0000-4000-8000-000000000001"
+B = "fb1b2c3d-0000-4000-8000-000000000002"
+C = "5c1b2c3d-0000-4000-8000-000000000003"
+D = "6d1b2c3d-0000-4000-8000-000000000004"
+
+
+def _mailbox(edoid: str, **kw: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "ExternalDirectoryObjectId": edoid,
+        "Guid": "g-" + edoid,
+        "RecipientType": "UserMailbox",
+        "RecipientTypeDetails": "UserMailbox",
+        "IsDirSynced": True,
+        "IsExchangeCloudManaged": False,
+        "EmailAddresses": ["SMTP:a@contoso.com", "smtp:b@contoso.com"],
+        "WhenChanged": datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+    }
+    record.update(kw)
+    return record
+
+
+def _user(edoid: str, rtd: str, prev: str | None = "None", rt: str | None = None) -> dict[str, object]:
+    return {"ExternalDirectoryObjectId": edoid, "Guid": "g-" + edoid, "RecipientTypeDetails": rtd,
+            "RecipientType": rt or ("MailUser" if rtd == "MailUser" else "UserMailbox"),
+            "PreviousRecipientTypeDetails": prev, "IsDirSynced": True,
+            "WhenChanged": datetime(2025, 2, 1, tzinfo=UTC)}
+
+
+def test_frame_joins_mailboxes_with_get_user_and_adds_mail_users_without_mailbox() -> None:
+    frame = records_to_frame(
+        [_mailbox(A), _mailbox(B, RecipientTypeDetails="SharedMailbox")],
+        [_user(A, "UserMailbox"), _user(C, "MailUser", prev="UserMailbox"), _user(D, "User", rt="User")],
+    )
+    assert list(frame.columns) == list(INVENTORY_COLUMNS)
+    assert set(frame.index) == {A, B, C}  # the plain User D is no recipient
+    assert frame.loc[C, "RecipientTypeDetails"] == "MailUser"
+    assert frame.loc[C, "PreviousRecipientTypeDetails"] == "UserMailbox"
+    assert frame.loc[A, "PreviousRecipientTypeDetails"] == "None"
+    assert pd.isna(frame.loc[B, "PreviousRecipientTypeDetails"])  # no Get-User record: unknown, not guessed
+    assert pd.isna(frame.loc[C, "IsExchangeCloudManaged"])  # Get-User has no such property
+
+
+def test_frame_dtypes_are_compact_and_typed() -> None:
+    frame = records_to_frame([_mailbox(A, ExtensionCustomAttribute2=["x", "y"])], [])
+    assert str(frame["DisplayName"].dtype) == "str"
+    assert str(frame["IsDirSynced"].dtype) == "boolean"
+    assert str(frame["WhenChanged"].dtype) == "datetime64[us, UTC]"
+    assert frame.loc[A, "EmailAddresses"] == ("SMTP:a@contoso.com", "smtp:b@contoso.com")
+    assert frame.loc[A, "ExtensionCustomAttribute2"] == ("x", "y")
+    assert frame.loc[A, "ExtensionCustomAttribute1"] == ()
+    assert frame.loc[A, "IsExchangeCloudManaged"] is False or frame.loc[A, "IsExchangeCloudManaged"] == False  # noqa: E712
+    assert frame.index.name is None  # a named index would clash with the column of the same name
+    frame.sort_values("ExternalDirectoryObjectId")  # and so sorting by it works
+
+
+def test_frame_normalises_loose_values_from_hand_built_records() -> None:
+    naive = datetime(2025, 1, 1, 12, 0)
+    plus_two = datetime(2025, 1, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    frame = records_to_frame(
+        [_mailbox(A, IsDirSynced="True", WhenChanged="2025-01-01T12:00:00Z", EmailAddresses="SMTP:x@y.z"),
+         _mailbox(B, IsDirSynced="false", WhenChanged=naive, WhenChangedUTC=plus_two, CustomAttribute1=7)],
+        [],
+    )
+    assert bool(frame.loc[A, "IsDirSynced"]) is True and bool(frame.loc[B, "IsDirSynced"]) is False
+    stamp = pd.Timestamp("2025-01-01T12:00:00Z")
+    assert frame.loc[A, "WhenChanged"] == stamp == frame.loc[B, "WhenChanged"] == frame.loc[B, "WhenChangedUTC"]
+    assert frame.loc[A, "EmailAddresses"] == ("SMTP:x@y.z",)
+    assert frame.loc[B, "CustomAttribute1"] == "7"
+
+
+def test_frame_keys_by_guid_when_there_is_no_external_directory_object_id() -> None:
+    frame = records_to_frame([_mailbox("", Guid="AB-CD", RecipientTypeDetails="DiscoveryMailbox")], [])
+    assert list(frame.index) == ["ab-cd"]
+
+
+def test_empty_frame_has_every_column() -> None:
+    frame = empty_frame()
+    assert len(frame) == 0 and list(frame.columns) == list(INVENTORY_COLUMNS)
+
+
+def test_partition_plan_is_prefixes_plus_complement_anded_with_the_base_filter() -> None:
+    plan = plan_partitions("IsDirSynced -eq $true")
+    names = [p.name for p in plan.partitions]
+    assert names == [REST, *HEX_DIGITS]
+    assert plan.partitions[1].filter == "(IsDirSynced -eq $true) -and (ExternalDirectoryObjectId -like '0*')"
+    assert plan.partitions[0].filter == f"(IsDirSynced -eq $true) -and ({complement_filter()})"
+    assert complement_filter().startswith("-not ((ExternalDirectoryObjectId -like '0*') -or ")
+    assert plan_partitions(None).partitions[1].filter == "ExternalDirectoryObjectId -like '0*'"
+    two = plan_partitions(partitions=256)
+    assert len(two.partitions) == 257 and two.prefix_count == 256
+    assert plan_partitions(partitions=1).is_single
+    with pytest.raises(ValueError):
+        plan_partitions(partitions=3)
+
+
+def test_and_filters_skips_empty_parts() -> None:
+    assert and_filters(None, "A -eq 1", "") == "A -eq 1"
+    assert and_filters(None) is None
+    assert and_filters("A", "B") == "(A) -and (B)"
+
+
+def test_find_duplicates_sees_keys_in_two_partitions() -> None:
+    assert find_duplicates([["a", "b"], ["c"], ["b"]]) == {"b": 2}
+    assert find_duplicates([["a"], ["b"]]) == {}
