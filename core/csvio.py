@@ -1,0 +1,543 @@
+"""CSV in and out, the way admins' files really look.
+
+Reading accepts anything PowerShell's ``Export-Csv`` (5.1 or 7) or Excel writes: a ``#TYPE``
+first line or not, an Excel ``sep=;`` hint line, UTF-8 with or without BOM, UTF-16 LE/BE
+("Unicode"/"BigEndianUnicode") and UTF-32 with BOM, ANSI (cp1252) as a last resort, ``,`` or
+``;`` or tab or ``|`` delimiters, quoted fields holding delimiters and newlines, stray NUL
+characters, empty or duplicate header names, and files with no header at all. Rows that cannot
+be parsed are reported with their line number and skipped; the run goes on and nothing is
+dropped without a report.
+
+Parsing is done by the standard library's C ``csv`` module (strict mode, so a stray quote is an
+error, not a silently merged row). Only two things around it are our own, and why:
+
+* the delimiter is read from the header line and confirmed by field-count consistency over
+  the next lines; ``csv.Sniffer`` guesses from value frequencies, and a comma file whose cells
+  hold ``;``-joined proxy addresses fools it;
+* the recovery after a bad record restarts parsing on the line after the record's first line,
+  so an unbalanced quote cannot swallow the rest of the file into one field.
+
+Writing is for Excel: UTF-8 with BOM, every field quoted (as ``Export-Csv`` does), CRLF,
+cells that start with ``= + - @`` (or tab/CR) prefixed with ``'`` so Excel does not run them
+as formulas, and an atomic replace (temp file, fsync, rename).
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import pandas as pd
+
+__all__ = [
+    "BadRow",
+    "CsvRead",
+    "SplitRule",
+    "decode_bytes",
+    "format_cell",
+    "is_dotnet_type_name",
+    "read_csv",
+    "read_csv_text",
+    "split_multi",
+    "to_csv_text",
+    "write_csv",
+]
+
+#: Delimiters tried when none is given, in order of preference on a tie.
+DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
+#: How many physical lines the delimiter check looks at.
+_SNIFF_LINES = 50
+#: Characters that make Excel treat a cell as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_GUID_RE = re.compile(r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$")
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A record that was skipped: its first physical line (1-based), why, and its text (truncated)."""
+
+    line: int
+    reason: str
+    text: str = ""
+
+
+class CsvRead(NamedTuple):
+    """What ``read_csv`` returns: a DataFrame of str and the skipped rows.
+
+    The frame's index is the 1-based line number where each record starts (``line``), so
+    callers can report problems by line. ``frame.attrs["csv_format"]`` holds the detected
+    encoding, delimiter, header and ``#TYPE`` line; ``frame.attrs["csv_notes"]`` lists
+    non-fatal repairs (NULs removed, header names renamed), each one line for the user.
+    """
+
+    frame: pd.DataFrame
+    bad_rows: list[BadRow]
+
+
+# ----------------------------------------------------------------------------- decoding
+
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def decode_bytes(data: bytes) -> tuple[str, str, list[str]]:
+    """Decode a CSV file's bytes the way Import-Csv does: by BOM, else UTF-8.
+
+    Returns ``(text, encoding, notes)``. Without a BOM, UTF-16 is recognised by its NUL
+    pattern, and a file that is not valid UTF-8 is read as Windows ANSI (cp1252), which is
+    what Windows PowerShell 5.1 writes with ``-Encoding Default``; that fallback is noted.
+    """
+    notes: list[str] = []
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            body = data[len(bom) :]
+            try:
+                return body.decode(encoding), encoding + " (BOM)", notes
+            except UnicodeDecodeError as exc:
+                notes.append(f"file is not valid {encoding} at byte {exc.start}; undecodable bytes replaced")
+                return body.decode(encoding, errors="replace"), encoding + " (BOM)", notes
+    utf16 = _utf16_without_bom(data)
+    if utf16 is not None:
+        notes.append(f"file has no byte-order mark but looks like {utf16}; read as {utf16}")
+        return data.decode(utf16, errors="replace"), utf16, notes
+    try:
+        return data.decode("utf-8"), "utf-8", notes
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    notes.append("file is not UTF-8; read as Windows ANSI (cp1252): re-export with -Encoding UTF8 if names look wrong")
+    return text, "cp1252", notes
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """Guess UTF-16 without BOM from NUL bytes in every other position (ASCII-heavy text)."""
+    sample = data[:4096]
+    if len(sample) < 4 or sample.count(0) < len(sample) // 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_csv(
+    path: str | os.PathLike[str],
+    *,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    known_columns: Iterable[str] | None = None,
+    undo_formula_escape: bool = True,
+) -> CsvRead:
+    """Read any Export-Csv style file into ``(DataFrame of str, bad rows)``.
+
+    ``delimiter`` None = detect; ``header`` None = detect (the first row is a header unless
+    ``known_columns`` is given and none of its cells is a known column, or, without
+    ``known_columns``, a cell looks like data: an address, a GUID or a number). Headerless
+    files get columns ``H1..Hn``. ``undo_formula_escape`` strips the ``'`` that
+    :func:`write_csv` puts before ``= + - @``, so our own files read back unchanged.
+    """
+    data = Path(path).read_bytes()
+    text, encoding, notes = decode_bytes(data)
+    return read_csv_text(
+        text,
+        delimiter=delimiter,
+        header=header,
+        known_columns=known_columns,
+        undo_formula_escape=undo_formula_escape,
+        _encoding=encoding,
+        _notes=notes,
+    )
+
+
+def read_csv_text(
+    text: str,
+    *,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    known_columns: Iterable[str] | None = None,
+    undo_formula_escape: bool = True,
+    _encoding: str = "text",
+    _notes: list[str] | None = None,
+) -> CsvRead:
+    """Like :func:`read_csv` for text already decoded."""
+    notes = list(_notes or [])
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\x00" in text:
+        text = _remove_nuls(text, notes)
+    lines = io.StringIO(text, newline="").readlines()
+
+    pos = 0
+    while pos < len(lines) and not lines[pos].strip():
+        pos += 1
+    type_line = None
+    if pos < len(lines) and lines[pos].startswith("#TYPE"):
+        type_line = lines[pos].strip()
+        pos += 1
+    sep_hint = re.fullmatch(r'"?sep=(.)"?\s*', lines[pos]) if pos < len(lines) else None
+    if sep_hint:
+        delimiter = delimiter or sep_hint.group(1)
+        pos += 1
+    if delimiter is None:
+        delimiter = _detect_delimiter(lines[pos : pos + _SNIFF_LINES])
+
+    bad: list[BadRow] = []
+    records, starts = _parse_records(lines, pos, delimiter, bad)
+    if not records:
+        frame = pd.DataFrame()
+        frame.index.name = "line"
+        _attach(frame, encoding=_encoding, delimiter=delimiter, type_line=type_line, has_header=False, notes=notes)
+        return CsvRead(frame, bad)
+
+    known = {c.lower() for c in known_columns} if known_columns is not None else None
+    has_header = header if header is not None else _looks_like_header(records[0], known)
+    if has_header:
+        columns = _clean_header(records[0], notes)
+        header_line = starts[0]
+        records, starts = records[1:], starts[1:]
+    else:
+        columns = [f"H{i}" for i in range(1, len(records[0]) + 1)]
+        header_line = 0
+    width = len(columns)
+
+    good_rows: list[list[str]] = []
+    good_lines: list[int] = []
+    for row, line in zip(records, starts, strict=True):
+        if len(row) == width:
+            good_rows.append(row)
+            good_lines.append(line)
+        else:
+            bad.append(BadRow(line, f"{len(row)} fields where the header has {width}", _preview(row, delimiter)))
+    bad.sort(key=lambda b: b.line)
+
+    frame = pd.DataFrame(good_rows, columns=columns, dtype="str")
+    frame.index = pd.Index(good_lines, name="line", dtype="int64")
+    if undo_formula_escape and len(frame):
+        for col in frame.columns:
+            s = frame[col]
+            if s.str.startswith("'").any():
+                frame[col] = s.str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
+    if header_line:
+        notes_header = f"header on line {header_line}"
+    else:
+        notes_header = "no header row; columns named H1..Hn"
+    _attach(frame, encoding=_encoding, delimiter=delimiter, type_line=type_line, has_header=bool(has_header), notes=notes)
+    frame.attrs["csv_format"]["header"] = notes_header
+    return CsvRead(frame, bad)
+
+
+def _attach(
+    frame: pd.DataFrame, *, encoding: str, delimiter: str, type_line: str | None, has_header: bool, notes: list[str]
+) -> None:
+    frame.attrs["csv_format"] = {
+        "encoding": encoding,
+        "delimiter": delimiter,
+        "type_line": type_line,
+        "has_header": has_header,
+    }
+    frame.attrs["csv_notes"] = list(notes)
+
+
+def _remove_nuls(text: str, notes: list[str]) -> str:
+    """Drop NUL characters (padding after a crash, or a mis-declared encoding) and say where."""
+    lines_with_nul = [i + 1 for i, line in enumerate(text.split("\n")) if "\x00" in line]
+    count = text.count("\x00")
+    shown = ", ".join(str(n) for n in lines_with_nul[:10]) + (" ..." if len(lines_with_nul) > 10 else "")
+    notes.append(f"removed {count} NUL character(s) on line(s) {shown}")
+    return text.replace("\x00", "")
+
+
+def _detect_delimiter(sample: Sequence[str]) -> str:
+    """Pick the delimiter that splits the first line into the most fields, consistently.
+
+    A candidate counts only if the most common field count over the sample's records equals
+    the first line's count (so one stray ';' in a header does not win). Ties go to the
+    earlier candidate in DELIMITERS; a one-column file is read with ','.
+    """
+    best, best_width = ",", 1
+    text = "".join(sample)
+    for cand in DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=cand) if r]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        width = len(rows[0])
+        counts: dict[int, int] = {}
+        for r in rows[1:-1] or rows:  # the last sampled record may be cut off mid-record
+            counts[len(r)] = counts.get(len(r), 0) + 1
+        mode = max(counts.items(), key=lambda kv: kv[1])[0]
+        if width > best_width and mode == width:
+            best, best_width = cand, width
+    return best
+
+
+def _parse_records(
+    lines: list[str], start: int, delimiter: str, bad: list[BadRow]
+) -> tuple[list[list[str]], list[int]]:
+    """Parse records from ``lines[start:]``; return rows and their 1-based first line numbers.
+
+    A record the csv module rejects (bad quoting, end of file inside quotes) is reported and
+    parsing restarts on the line after that record's first line, so the lines an unbalanced
+    quote swallowed are read again as records of their own. A multi-line record with the
+    wrong field count is treated the same way by the caller's width check plus this restart.
+    """
+    rows: list[list[str]] = []
+    starts: list[int] = []
+    pos = start
+    while pos < len(lines):
+        reader = csv.reader(lines[pos:], delimiter=delimiter, strict=True)
+        base = pos
+        restart_at = None
+        while True:
+            before = reader.line_num
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                first = base + before
+                last = base + reader.line_num - 1
+                span = f"lines {first + 1}-{last + 1}" if last > first else f"line {first + 1}"
+                bad.append(BadRow(first + 1, f"malformed CSV ({exc}) in {span}", lines[first].rstrip("\r\n")[:200]))
+                restart_at = first + 1
+                break
+            first = base + before
+            last = base + reader.line_num - 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line: Import-Csv skips these too
+            if last > first and _swallowed_lines(row, delimiter):
+                bad.append(
+                    BadRow(
+                        first + 1,
+                        f"quoted field runs over lines {first + 1}-{last + 1} and holds whole rows "
+                        "(unbalanced quote?); re-reading those lines",
+                        lines[first].rstrip("\r\n")[:200],
+                    )
+                )
+                restart_at = first + 1
+                break
+            rows.append(row)
+            starts.append(first + 1)
+        if restart_at is None:
+            break
+        pos = restart_at
+    return rows, starts
+
+
+def _swallowed_lines(row: list[str], delimiter: str) -> bool:
+    """True if a multi-line field itself contains several delimiter-rich lines.
+
+    A real multi-line value (an address block, a note) has few delimiters per line; a field
+    that an unbalanced quote stretched over whole records has about a record's worth on each.
+    """
+    for cell in row:
+        if "\n" in cell or "\r" in cell:
+            inner = cell.splitlines()
+            if len(inner) >= 3 and sum(1 for ln in inner if ln.count(delimiter) >= max(2, len(row) - 1)) >= 2:
+                return True
+    return False
+
+
+def _preview(row: list[str], delimiter: str) -> str:
+    return delimiter.join(row)[:200]
+
+
+def _looks_like_header(cells: list[str], known: set[str] | None) -> bool:
+    if known is not None:
+        return any(c.strip().lower() in known for c in cells)
+    for cell in cells:
+        c = cell.strip()
+        if "@" in c or _GUID_RE.match(c) or re.fullmatch(r"[-+]?\d+([.,]\d+)?", c):
+            return False
+    return True
+
+
+def _clean_header(cells: list[str], notes: list[str]) -> list[str]:
+    """Trim names, name empty ones H<position> (as Import-Csv does), suffix duplicates _2, _3."""
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(cells, start=1):
+        name = raw.strip().lstrip("\ufeff")
+        if not name:
+            name = f"H{i}"
+            notes.append(f"header column {i} has no name; named it {name}")
+        key = name.lower()
+        if key in seen:
+            seen[key] += 1
+            new = f"{name}_{seen[key]}"
+            notes.append(f"header name {name!r} appears more than once; column {i} renamed {new!r}")
+            name = new
+            seen[new.lower()] = 1
+        else:
+            seen[key] = 1
+        out.append(name)
+    return out
+
+
+# ----------------------------------------------------------------------------- multi-valued cells
+
+SplitRule = Literal["proxy", "list", "words"]
+
+# A proxy address starts with its type prefix: SMTP:, smtp:, X500:, X400:, SIP:, EUM:, SPO: ...
+# X400 values contain ';' and X500 values contain spaces, so a separator only splits where
+# the next element starts with such a prefix.
+_PROXY_SPLIT = re.compile(r"[;|,\s]+(?=[A-Za-z][A-Za-z0-9]{0,15}:)")
+_SPLIT = {"list": re.compile(r"\s*[;|]\s*"), "words": re.compile(r"[;|\s]+")}
+_DOTNET_TYPE = re.compile(r"^(System|Microsoft)\.[\w.`\[\], ]+$")
+
+
+def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
+    """Split multi-valued cells into tuples of str (empty cell -> empty tuple; NA stays NA).
+
+    Rules: ``proxy`` for proxy addresses joined by ``;``, ``|``, ``,`` or whitespace (X400
+    values keep their ``;``, X500 values their spaces); ``list`` splits on ``;`` or ``|``
+    (values may contain spaces, e.g. ExtensionCustomAttribute); ``words`` also on whitespace.
+    """
+    na = series.isna()
+    filled = series.where(~na, "").astype("str").str.strip()
+    if rule == "proxy":
+        parts = filled.str.split(_PROXY_SPLIT, regex=True)
+        tuples = [tuple(t for t in (_trim_proxy(p) for p in ps) if t) for ps in parts]
+    else:
+        parts = filled.str.split(_SPLIT[rule], regex=True)
+        tuples = [tuple(p for p in ps if p) for ps in parts]
+    out = pd.Series(tuples, index=series.index, dtype="object", name=series.name)
+    if na.any():
+        out[na] = None
+    return out
+
+
+def _trim_proxy(value: str) -> str:
+    value = value.strip(" \t\r\n|,")
+    if not value[:5].lower() == "x400:":
+        value = value.rstrip(";").strip()
+    return value
+
+
+def is_dotnet_type_name(series: pd.Series) -> pd.Series:
+    """Cells that hold a .NET type name instead of values (a collection exported without -join)."""
+    return series.fillna("").astype("str").str.match(_DOTNET_TYPE)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def format_cell(value: Any) -> str:
+    """One cell as text: '' for None/NaN, True/False, ISO 8601 UTC for datetimes, ';' for lists."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if value is pd.NaT:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            utc: datetime = value.astimezone(UTC).replace(tzinfo=None)
+            return utc.isoformat() + "Z"
+        return str(value.isoformat())
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return ";".join(format_cell(v) for v in items)
+    if isinstance(value, Mapping):
+        return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+def _escape_formula(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _rows_and_columns(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], columns: Sequence[str] | None
+) -> tuple[list[str], Iterable[Sequence[Any]]]:
+    if isinstance(rows, pd.DataFrame):
+        cols = list(columns) if columns is not None else [str(c) for c in rows.columns]
+        return cols, rows[cols].itertuples(index=False, name=None)
+    materialised = list(rows)
+    if columns is None:
+        seen: dict[str, None] = {}
+        for r in materialised:
+            for k in r:
+                seen.setdefault(k, None)
+        cols = list(seen)
+    else:
+        cols = list(columns)
+    return cols, ([r.get(c) for c in cols] for r in materialised)
+
+
+def to_csv_text(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    *,
+    escape_formulas: bool = True,
+) -> str:
+    """Render rows (a DataFrame or dicts) as CSV text: all fields quoted, CRLF, no BOM."""
+    cols, values = _rows_and_columns(rows, columns)
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    writer.writerow(cols)
+    for row in values:
+        cells = [format_cell(v) for v in row]
+        writer.writerow([_escape_formula(c) for c in cells] if escape_formulas else cells)
+    return buf.getvalue()
+
+
+def write_csv(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    columns: Sequence[str] | None = None,
+    *,
+    escape_formulas: bool = True,
+) -> Path:
+    """Write rows as a CSV for Excel (UTF-8 BOM, formula-escaped), atomically; returns the path."""
+    text = to_csv_text(rows, columns, escape_formulas=escape_formulas)
+    return write_text_atomic(path, "\ufeff" + text)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Write text to a temp file next to ``path``, fsync it, then rename it over ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target

@@ -1,0 +1,23 @@
+"""Small vectorised helpers the rule modules share."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..detect import DetectContext
+
+
+def line_series(ctx: DetectContext) -> pd.Series:
+    """The on-prem source line (CSV line or record position) matched to each EXO recipient."""
+    lines = ctx.match.pairs["line"].reindex(ctx.ids)
+    return pd.Series(lines.to_numpy(), index=ctx.inventory.index, dtype="object")
+
+
+def join_text(*parts: str | pd.Series) -> pd.Series:
+    """Concatenate strings and str Series elementwise (vectorised), NA -> ''."""
+    out: pd.Series | None = None
+    index = next(p.index for p in parts if isinstance(p, pd.Series))
+    for p in parts:
+        s = p.fillna("").astype("str") if isinstance(p, pd.Series) else pd.Series(p, index=index, dtype="str")
+        out = s if out is None else out + s
+    assert out is not None
+    return out
