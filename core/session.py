@@ -1,0 +1,298 @@
+"""One connected tenant and the work a face does with it: a facade over core for the TUI (and any face).
+
+A Session holds the bridge and what was loaded through it (inventory, on-prem data, findings)
+and offers each step of the product as one call: load the inventory, detect, build a plan from
+a selection, save it, apply it with progress/cancel/pause, list journals, build an undo plan.
+It decides nothing new: every rule lives in the core module it names. Every method may be
+called from a worker thread; none touches a terminal.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .bridge.base import Bridge
+from .events import ProgressCallback
+from .views import MailboxView
+
+
+@dataclass(frozen=True)
+class JournalSummary:
+    """One past apply run, as the journals list shows it."""
+
+    path: Path
+    run_id: str
+    tenant: str
+    plan_digest: str
+    started_at: str
+    outcome: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        """How many row records the journal holds."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class SelectionImport:
+    """A CSV resolved against the inventory: identities to select and the lines that matched nothing."""
+
+    identities: list[str]
+    unmatched: list[str]
+
+
+class Session:
+    """A connected tenant (or the sandbox) and what was loaded from it."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        *,
+        label: str,
+        is_sandbox: bool,
+        profile_name: str | None = None,
+        onprem_csv: Path | None = None,
+        data_dir: Path | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.bridge = bridge
+        self.label = label
+        self.is_sandbox = is_sandbox
+        self.profile_name = profile_name
+        self.onprem_csv = onprem_csv
+        self._data_dir = data_dir
+        self._on_close = on_close
+        self.inventory: Any = None
+        self.onprem: pd.DataFrame | None = None
+        self._onprem_index: dict[str, int] | None = None
+        self.findings_frame: pd.DataFrame | None = None
+        self.readiness_frame: pd.DataFrame | None = None
+        self.detect_notes: list[str] = []
+        self._lock = threading.Lock()
+
+    # -- where things live --------------------------------------------------------------------
+    @property
+    def tenant(self) -> str:
+        """The tenant the bridge talks to."""
+        return str(self.bridge.tenant)
+
+    @property
+    def data_dir(self) -> Path:
+        """Data directory (snapshots, plans, journals)."""
+        if self._data_dir is not None:
+            return self._data_dir
+        from .config import data_dir
+
+        return data_dir()
+
+    # -- inventory ------------------------------------------------------------------------------
+    def load_inventory(
+        self,
+        refresh: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Any:
+        """The inventory: the saved snapshot when there is one and `refresh` is False, else a fetch.
+
+        Raises core.inventory.InventoryCancelled when `cancel` is set during a fetch.
+        """
+        from . import snapshot
+
+        inventory = snapshot.load_or_fetch(self.bridge, refresh=refresh, progress=progress, cancel=cancel)
+        with self._lock:
+            self.inventory = inventory
+            self.findings_frame = None
+            self.readiness_frame = None
+        return inventory
+
+    def view(self) -> MailboxView:
+        """A MailboxView of the loaded inventory (with findings when detected)."""
+        if self.inventory is None:
+            raise RuntimeError("no inventory loaded")
+        return MailboxView(self.inventory.frame, self.findings_frame)
+
+    # -- on-prem and detection ------------------------------------------------------------------
+    def load_onprem(self) -> pd.DataFrame | None:
+        """On-prem recipients from the session's CSV (None when there is none)."""
+        if self.onprem is None and self.onprem_csv is not None:
+            from .onprem import load_onprem_csv
+
+            self.onprem = load_onprem_csv(self.onprem_csv).frame
+        return self.onprem
+
+    def onprem_record(self, identity: str, cloud: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The on-prem record of one mailbox (by ExternalDirectoryObjectId, else UPN), or None."""
+        onprem = self.onprem
+        if onprem is None or onprem.empty:
+            return None
+        if self._onprem_index is None:
+            index: dict[str, int] = {}
+            for column in ("UserPrincipalName", "ExternalDirectoryObjectId"):
+                if column in onprem.columns:
+                    for pos, value in enumerate(onprem[column].tolist()):
+                        if isinstance(value, str) and value:
+                            index.setdefault(value.lower(), pos)
+            self._onprem_index = index
+        keys = [identity.lower()]
+        if cloud is not None and isinstance(cloud.get("UserPrincipalName"), str):
+            keys.append(str(cloud["UserPrincipalName"]).lower())
+        for key in keys:
+            found = self._onprem_index.get(key)
+            if found is not None:
+                row = onprem.iloc[found]
+                return {str(k): v for k, v in row.items()}
+        return None
+
+    def findings(self, now: datetime | None = None) -> pd.DataFrame:
+        """Detection findings over the loaded inventory (and on-prem data when present)."""
+        from .detect import detect
+
+        inventory = self.inventory
+        if inventory is None:
+            raise RuntimeError("no inventory loaded")
+        onprem = self.load_onprem()
+        result = detect(inventory.frame, onprem, now=now)
+        found = result.findings
+        with self._lock:
+            self.findings_frame = found
+            self.detect_notes = list(result.notes) + [f"{code} not checked: {why}"
+                                                      for code, why in result.not_checked.items()]
+        return found
+
+    def findings_for(self, identity: str) -> list[tuple[str, str, str]]:
+        """(code, severity, explanation) of the findings of one mailbox."""
+        frame = self.findings_frame
+        if frame is None or frame.empty:
+            return []
+        rows = frame.loc[frame["ExternalDirectoryObjectId"] == identity]
+        return [(str(r.code), str(r.severity), str(r.explanation)) for r in rows.itertuples()]
+
+    def readiness(self, target: bool) -> pd.DataFrame | None:
+        """Flip readiness for a flip to `target` (None when detection is not available)."""
+        if self.inventory is None:
+            return None
+        from . import readiness
+
+        findings = self.findings_frame if self.findings_frame is not None else self.findings()
+        return readiness.flip_readiness(self.inventory.frame, findings, target)
+
+    # -- plans ------------------------------------------------------------------------------------
+    def build_plan(self, identities: Sequence[str], target: bool) -> Any:
+        """A plan that sets IsExchangeCloudManaged to `target` for these mailboxes (core.plan decides skips)."""
+        from .plan import build_plan
+
+        if self.inventory is None:
+            raise RuntimeError("no inventory loaded")
+        return build_plan(
+            self.inventory.frame, list(identities), target,
+            tenant=self.tenant, bridge=self.bridge.kind,
+            readiness=self.readiness(target),
+            source={"kind": "tui-selection", "count": len(identities)},
+        )
+
+    def default_plan_path(self, plan: Any) -> Path:
+        """Where a plan is saved by default: <data dir>/plans/plan-<time>-<digest>.json."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return self.data_dir / "plans" / f"plan-{stamp}-{plan.short_digest}.json"
+
+    def save_plan(self, plan: Any, path: Path | None = None) -> Path:
+        """Write the plan file (0600, atomic); returns its path."""
+        from .plan import save_plan
+
+        target = path or self.default_plan_path(plan)
+        return Path(save_plan(plan, target))
+
+    def confirmation_phrase(self, plan: Any) -> str:
+        """What the user types to confirm an apply: names the tenant and the number of changes."""
+        return f"{plan.tenant} {len(plan.set_rows())}"
+
+    # -- apply, journals, undo -----------------------------------------------------------------
+    def apply(
+        self,
+        plan: Any,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
+    ) -> Any:
+        """Apply a plan through the bridge; returns core.apply's run result (with its journal path)."""
+        from . import apply as apply_mod
+
+        return apply_mod.apply_plan(self.bridge, plan, progress=progress, cancel=cancel, pause=pause,
+                                    data_dir=self.data_dir)
+
+    def journals(self) -> list[JournalSummary]:
+        """Past runs of this tenant, newest first (unreadable files are left out)."""
+        from .journal import JournalError, journal_dir, read_journal
+
+        folder = journal_dir(self.data_dir / "journals")
+        out: list[JournalSummary] = []
+        for path in sorted(folder.glob("*.jsonl"), reverse=True):
+            try:
+                contents = read_journal(path)
+            except JournalError:
+                continue
+            header = contents.header
+            if header is None or str(header.get("tenant", "")).lower() != self.tenant.lower():
+                continue
+            counts: dict[str, int] = {}
+            for row in contents.rows():
+                status = str(row.get("status", "?"))
+                counts[status] = counts.get(status, 0) + 1
+            out.append(JournalSummary(
+                path=path, run_id=str(header.get("run_id", "")), tenant=str(header.get("tenant", "")),
+                plan_digest=str(header.get("plan_digest") or ""), started_at=str(header.get("started_at", "")),
+                outcome=_outcome(contents.records), counts=counts,
+            ))
+        return out
+
+    def journal_rows(self, path: Path) -> pd.DataFrame:
+        """The row records of one journal as a table (seq, identity, status, before, after, error, at)."""
+        from .journal import read_journal
+
+        rows = read_journal(path).rows()
+        columns = ["seq", "identity", "status", "before", "after", "error", "at"]
+        frame = pd.DataFrame(rows)
+        for column in columns:
+            if column not in frame.columns:
+                frame[column] = None
+        return frame[columns + [c for c in frame.columns if c not in columns and c not in ("type", "run_id")]]
+
+    def undo_plan(self, path: Path) -> Any:
+        """An undo plan built from a journal (only verified rows; drifted ones skipped)."""
+        from . import undo
+
+        return undo.build_undo_plan(self.bridge, path)
+
+    # -- selection ---------------------------------------------------------------------------------
+    def select_from_csv(self, path: Path) -> SelectionImport:
+        """Resolve a CSV of identities against the inventory (core.selection decides what matches)."""
+        from . import selection
+
+        if self.inventory is None:
+            raise RuntimeError("no inventory loaded")
+        result = selection.select_from_csv(self.inventory.frame, path)
+        return SelectionImport(identities=list(result.identities),
+                               unmatched=[issue.message() for issue in result.issues])
+
+    def close(self) -> None:
+        """Close the bridge (and stop the sandbox when the session owns one)."""
+        try:
+            self.bridge.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+
+def _outcome(records: list[dict[str, Any]]) -> str:
+    """How a run ended, from its journal records: the last 'end' record's outcome, else 'interrupted'."""
+    for record in reversed(records):
+        if record.get("type") in ("end", "summary", "footer"):
+            return str(record.get("outcome") or record.get("status") or "completed")
+    return "interrupted"

@@ -1,0 +1,127 @@
+"""The exocm terminal UI: a thin App over core.session.Session; screens own their behaviour."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from exocm.core.session import Session
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.worker import Worker, WorkerState
+
+from .commands import ExocmCommands
+from .messages import Connected, ConnectFailed
+from .screens.mailboxes import MailboxesScreen
+
+Connector = Callable[[], Session]
+
+
+class ExocmApp(App[None]):
+    """Mailboxes, findings, preview, apply, journals. `connect` opens the Session (in a worker)."""
+
+    CSS_PATH = "exocm.tcss"
+    TITLE = "exocm"
+    COMMANDS = App.COMMANDS | {ExocmCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("f", "findings", "Findings", id="app.findings"),
+        Binding("j", "journals", "Journals", id="app.journals"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+    ]
+
+    tenant_label: reactive[str] = reactive("")
+
+    def __init__(
+        self,
+        connect: Connector,
+        *,
+        label: str = "",
+        is_sandbox: bool = False,
+        keymap: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__()
+        self._connect = connect
+        self.session: Session | None = None
+        self.is_sandbox = is_sandbox
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self._initial_label = label
+        if keymap:
+            self.set_keymap(dict(keymap))
+
+    def on_mount(self) -> None:
+        self.tenant_label = self._initial_label
+        self.push_screen(MailboxesScreen())
+        self._open_session()
+
+    @work(thread=True, exclusive=True, group="connect")
+    def _open_session(self) -> None:
+        try:
+            session = self._connect()
+        except Exception as exc:  # noqa: BLE001 - one line for the user, the app stays up
+            self.post_message(ConnectFailed(_one_line(exc)))
+            return
+        self.post_message(Connected(session))
+
+    def on_connected(self, message: Connected) -> None:
+        self.session = message.session
+        self.is_sandbox = bool(message.session.is_sandbox)
+        self.tenant_label = message.session.label
+        for screen in self.screen_stack:
+            if isinstance(screen, MailboxesScreen):
+                screen.session_ready(message.session)
+
+    def on_connect_failed(self, message: ConnectFailed) -> None:
+        self.notify(f"Could not connect: {message.error}", severity="error", timeout=30)
+        for screen in self.screen_stack:
+            if isinstance(screen, MailboxesScreen):
+                screen.connect_failed(message.error)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a crashed worker becomes a notification."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.notify(_one_line(event.worker.error), title=f"{event.worker.name} failed",
+                        severity="error", timeout=20)
+
+    # -- navigation ----------------------------------------------------------------------------
+    def mailboxes_screen(self) -> MailboxesScreen:
+        """The Mailboxes screen (the bottom of the stack)."""
+        for screen in self.screen_stack:
+            if isinstance(screen, MailboxesScreen):
+                return screen
+        raise LookupError("no mailboxes screen")
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_findings(self) -> None:
+        from .screens.findings import FindingsScreen
+
+        if isinstance(self.screen, FindingsScreen):
+            return
+        self.push_screen(FindingsScreen())
+
+    def action_journals(self) -> None:
+        from .screens.journals import JournalsScreen
+
+        if isinstance(self.screen, JournalsScreen):
+            return
+        self.push_screen(JournalsScreen())
+
+    def back_to_mailboxes(self) -> MailboxesScreen:
+        """Pop screens until the Mailboxes screen is on top."""
+        target = self.mailboxes_screen()
+        while self.screen is not target and len(self.screen_stack) > 1:
+            self.pop_screen()
+        return target
+
+
+def _one_line(error: Any) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else error.__class__.__name__

@@ -1,0 +1,134 @@
+"""The Apply screen: a running apply with live progress, pause/resume, cancel, a failure log, the journal path."""
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+from exocm.core.events import Progress
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog, Static
+
+from ..messages import ApplyFinished, ApplyProgress, ApplyRowFailed
+from ..widgets.progress_panel import ProgressPanel
+from ..widgets.tenant_header import TenantHeader
+
+
+class ApplyScreen(Screen[None]):
+    """Runs core's apply in a worker; the UI stays live. Esc cancels (clean stop, journal flushed)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "pause", "Pause/resume", id="apply.pause"),
+        Binding("escape", "cancel_or_back", "Cancel / back", id="apply.cancel"),
+        Binding("j", "journals", "Journals", id="apply.journals"),
+    ]
+
+    def __init__(self, plan: Any) -> None:
+        super().__init__()
+        self.plan = plan
+        self.cancel_event = threading.Event()
+        self.pause_event = threading.Event()
+        self.running = False
+        self.result: Any = None
+        self.error: str | None = None
+        self.failures = 0
+
+    def compose(self) -> ComposeResult:
+        yield TenantHeader("Apply")
+        changes = len(self.plan.set_rows())
+        yield Static(f"Applying IsExchangeCloudManaged = {self.plan.value} to {changes:,} mailboxes in tenant "
+                     f"{self.plan.tenant} (plan {self.plan.short_digest}). Space pauses, Esc cancels.",
+                     id="apply-summary")
+        yield ProgressPanel("Starting…", id="apply-progress")
+        yield Static("Failures", classes="pane-title")
+        yield RichLog(id="apply-failures", max_lines=5000, wrap=True, markup=False)
+        yield Static("", id="apply-result")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.running = True
+        self._apply_worker()
+
+    @work(thread=True, exclusive=True, group="apply")
+    def _apply_worker(self) -> None:
+        session = self.app.session  # type: ignore[attr-defined]
+        seen_failures: set[str] = set()
+
+        def progress(event: Progress) -> None:
+            self.post_message(ApplyProgress(event))
+            for failure in event.counters.get("recent_failures", ()) or ():
+                identity, error = str(failure[0]), str(failure[1])
+                if identity not in seen_failures:
+                    seen_failures.add(identity)
+                    self.post_message(ApplyRowFailed(identity, error))
+
+        try:
+            result = session.apply(self.plan, progress=progress, cancel=self.cancel_event, pause=self.pause_event)
+        except Exception as exc:  # noqa: BLE001 - shown; the journal (if any) stays as written
+            self.post_message(ApplyFinished(None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            return
+        for identity, error in getattr(result, "failures", ()) or ():
+            if str(identity) not in seen_failures:
+                self.post_message(ApplyRowFailed(str(identity), str(error)))
+        self.post_message(ApplyFinished(result))
+
+    def on_apply_progress(self, message: ApplyProgress) -> None:
+        panel = self.query_one("#apply-progress", ProgressPanel)
+        panel.update_progress(message.progress)
+        if self.running:
+            title = "Paused (space resumes)" if self.pause_event.is_set() else (
+                "Cancelling… finishing the rows in flight" if self.cancel_event.is_set() else "Applying…")
+            panel.set_title(title)
+
+    def on_apply_row_failed(self, message: ApplyRowFailed) -> None:
+        self.failures += 1
+        self.query_one("#apply-failures", RichLog).write(f"{message.identity}: {message.error}")
+
+    def on_apply_finished(self, message: ApplyFinished) -> None:
+        self.running = False
+        self.result = message.result
+        self.error = message.error
+        panel = self.query_one("#apply-progress", ProgressPanel)
+        result_line = self.query_one("#apply-result", Static)
+        if message.error:
+            panel.set_title("Apply failed")
+            result_line.update(f"[b red]Apply failed:[/] {message.error}")
+            self.notify(message.error, severity="error", timeout=30)
+            return
+        result = message.result
+        outcome = str(getattr(result, "outcome", "cancelled" if self.cancel_event.is_set() else "completed"))
+        journal = getattr(result, "journal_path", None)
+        panel.set_title(f"Apply {outcome}")
+        counts = getattr(result, "counts", None) or {}
+        counted = " · ".join(f"{k} {v:,}" for k, v in dict(counts).items())
+        result_line.update(f"[b]Apply {outcome}.[/] {counted}\nJournal: {journal}\n"
+                           "Esc goes back; j opens the journals (undo from there).")
+        self.notify(f"Apply {outcome}. Journal: {journal}", timeout=15)
+
+    def action_pause(self) -> None:
+        if not self.running:
+            return
+        panel = self.query_one("#apply-progress", ProgressPanel)
+        if self.pause_event.is_set():
+            self.pause_event.clear()
+            panel.set_title("Applying…")
+        else:
+            self.pause_event.set()
+            panel.set_title("Paused (space resumes)")
+
+    def action_cancel_or_back(self) -> None:
+        if self.running:
+            self.cancel_event.set()
+            self.pause_event.clear()
+            self.query_one("#apply-progress", ProgressPanel).set_title("Cancelling… finishing the rows in flight")
+            return
+        self.app.back_to_mailboxes()  # type: ignore[attr-defined]
+
+    def action_journals(self) -> None:
+        if self.running:
+            self.notify("The apply is still running.", severity="warning")
+            return
+        self.app.back_to_mailboxes()  # type: ignore[attr-defined]
+        self.app.action_journals()  # type: ignore[attr-defined]

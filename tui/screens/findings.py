@@ -1,0 +1,169 @@
+"""The Findings screen: findings grouped by code (counts, severity colours), rows, evidence, jump to mailbox."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pandas as pd
+from exocm.core.views import display_value, findings_summary
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual_fastdatatable import DataTable as FastDataTable
+
+from ..widgets.frame_table import FrameTable
+from ..widgets.tenant_header import TenantHeader
+
+SEVERITY_STYLE = {"critical": "bold red", "high": "bold yellow", "medium": "yellow", "low": "dim", "info": "dim"}
+ROW_COLUMNS = ("UserPrincipalName", "severity", "explanation", "action")
+
+
+class FindingsScreen(Screen[None]):
+    """Codes on the left; the rows of the highlighted code on the right; evidence of the highlighted row below."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="findings.back"),
+        Binding("g", "jump", "Go to mailbox", id="findings.jump"),
+        Binding("s", "select_code", "Select these", id="findings.select_code"),
+        Binding("tab", "focus_next", "Next pane", show=False, id="findings.focus_next"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.findings: pd.DataFrame | None = None
+        self.summary = pd.DataFrame(columns=["code", "severity", "count"])
+        self.code: str | None = None
+        self.rows = pd.DataFrame()
+
+    def compose(self) -> ComposeResult:
+        yield TenantHeader("Findings")
+        with Horizontal(id="findings-body"):
+            with Vertical(id="findings-codes-pane"):
+                yield Static("Findings by code", classes="pane-title")
+                yield DataTable(id="findings-codes", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="findings-rows-pane"):
+                yield Static("", id="findings-rows-title", classes="pane-title")
+                yield FrameTable("Choose a code on the left.", id="findings-rows")
+                yield Static("", id="findings-evidence")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        codes = self.query_one("#findings-codes", DataTable)
+        codes.add_columns("Severity", "Code", "Count")
+        screen = getattr(self.app, "mailboxes_screen", None)
+        view = screen().view if screen else None
+        if view is not None and view.findings is not None:
+            self.load(view.findings)
+        else:
+            self.query_one("#findings-rows-title", Static).update("Detection is running…")
+        codes.focus()
+
+    def load(self, findings: pd.DataFrame) -> None:
+        """Show these findings (a core.detect findings frame)."""
+        self.findings = findings
+        self.summary = findings_summary(findings)
+        codes = self.query_one("#findings-codes", DataTable)
+        codes.clear()
+        for row in self.summary.itertuples():
+            style = SEVERITY_STYLE.get(str(row.severity), "")
+            codes.add_row(Text(str(row.severity), style=style), Text(str(row.code), style=style),
+                          Text(f"{int(row.count):,}", justify="right"), key=str(row.code))
+        total = len(findings)
+        self.query_one("#findings-rows-title", Static).update(
+            f"{total:,} findings in {len(self.summary)} codes" if total else "No findings: nothing blocks a flip.")
+        if len(self.summary):
+            self.show_code(str(self.summary.iloc[0]["code"]))
+
+    def show_code(self, code: str) -> None:
+        """Show the rows of one finding code."""
+        if self.findings is None:
+            return
+        self.code = code
+        rows = self.findings.loc[self.findings["code"] == code].reset_index(drop=True)
+        self.rows = rows
+        columns = [c for c in ROW_COLUMNS if c in rows.columns]
+        self.query_one("#findings-rows-title", Static).update(f"{code}: {len(rows):,} rows (g goes to the mailbox)")
+        self.query_one("#findings-rows", FrameTable).show_frame(rows[columns])
+        self.show_evidence(0)
+
+    def show_evidence(self, index: int | None) -> None:
+        """Evidence and recommended action of one row of the current code."""
+        target = self.query_one("#findings-evidence", Static)
+        if index is None or index >= len(self.rows):
+            target.update("")
+            return
+        row = self.rows.iloc[index]
+        grid = Table(box=None, show_header=False, pad_edge=False, expand=True)
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        evidence: Any = row.get("evidence")
+        if isinstance(evidence, dict):
+            for key, value in evidence.items():
+                grid.add_row(str(key), display_value(value))
+        elif evidence is not None:
+            grid.add_row("evidence", display_value(evidence))
+        severity = str(row.get("severity", ""))
+        target.update(Group(
+            Text(f"{row.get('code', '')} · {row.get('UserPrincipalName', '')}",
+                 style=SEVERITY_STYLE.get(severity, "bold")),
+            Text(str(row.get("explanation", ""))),
+            Text("Recommended: " + str(row.get("action", "")), style="bold"),
+            grid,
+        ))
+
+    @on(DataTable.RowHighlighted, "#findings-codes")
+    def _code_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value != self.code:
+            self.show_code(str(event.row_key.value))
+
+    @on(FastDataTable.RowHighlighted)
+    def _row_highlighted(self, event: FastDataTable.RowHighlighted) -> None:
+        self.show_evidence(event.cursor_row)
+
+    @on(FastDataTable.RowSelected)
+    def _row_selected(self, event: FastDataTable.RowSelected) -> None:
+        self.jump(event.cursor_row)
+
+    def current_identity(self) -> str | None:
+        """ExternalDirectoryObjectId of the highlighted finding row."""
+        index = self.query_one("#findings-rows", FrameTable).cursor_row
+        if index is None or index >= len(self.rows):
+            return None
+        value = self.rows.iloc[index].get("ExternalDirectoryObjectId")
+        return str(value) if isinstance(value, str) and value else None
+
+    def jump(self, index: int | None = None) -> None:
+        """Go to the Mailboxes screen with the cursor on this finding's mailbox."""
+        if index is not None:
+            value = self.rows.iloc[index].get("ExternalDirectoryObjectId") if index < len(self.rows) else None
+            identity = str(value) if isinstance(value, str) and value else None
+        else:
+            identity = self.current_identity()
+        if identity is None:
+            self.notify("This finding is not about one mailbox.", severity="warning")
+            return
+        screen = self.app.back_to_mailboxes()  # type: ignore[attr-defined]
+        screen.jump_to(identity)
+
+    def action_jump(self) -> None:
+        self.jump()
+
+    def action_select_code(self) -> None:
+        """Select (on the Mailboxes screen) every mailbox with a finding of the current code."""
+        if self.rows.empty or "ExternalDirectoryObjectId" not in self.rows:
+            return
+        screen = self.app.mailboxes_screen()  # type: ignore[attr-defined]
+        if screen.view is None:
+            return
+        ids = [str(v) for v in self.rows["ExternalDirectoryObjectId"].dropna().unique()]
+        missing = screen.selection.select_ids(screen.view, ids)
+        screen._selection_changed()
+        self.notify(f"Selected {len(ids) - len(missing):,} mailboxes with {self.code}.")
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

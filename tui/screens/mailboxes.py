@@ -1,0 +1,429 @@
+"""The Mailboxes screen: the inventory as a filterable, sortable, selectable table with a detail pane."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from exocm.core.events import Progress
+from exocm.core.views import (
+    MAILBOX_COLUMN_KEYS,
+    MAILBOX_COLUMNS,
+    MailboxView,
+    QuickFilter,
+    Selection,
+    filter_mailboxes,
+    format_age,
+)
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from ..messages import (
+    FilterChanged,
+    FindingsLoaded,
+    InventoryFailed,
+    InventoryLoaded,
+    InventoryProgress,
+    MailboxHighlighted,
+    PlanBuilt,
+    PlanFailed,
+    SelectionChanged,
+    SelectionImported,
+    SortRequested,
+)
+from ..widgets.choice_modal import ChoiceModal
+from ..widgets.detail_pane import DetailPane
+from ..widgets.filter_bar import FilterBar
+from ..widgets.mailbox_table import MailboxTable
+from ..widgets.path_prompt import PathPrompt
+from ..widgets.progress_panel import ProgressPanel
+from ..widgets.tenant_header import TenantHeader
+
+if TYPE_CHECKING:
+    from exocm.core.session import Session
+
+    from ..app import ExocmApp
+
+
+class MailboxesScreen(Screen[None]):
+    """Browse every mailbox; filter, sort, select; preview a plan from the selection."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "search", "Search", id="mailboxes.search"),
+        Binding("escape", "escape", "Cancel fetch / back to table", show=False, id="mailboxes.escape"),
+        Binding("r", "refresh", "Refresh", id="mailboxes.refresh"),
+        Binding("a", "select_all", "All shown", id="mailboxes.select_all"),
+        Binding("n", "select_none", "None", id="mailboxes.select_none"),
+        Binding("i", "invert", "Invert", id="mailboxes.invert"),
+        Binding("m", "import_csv", "Import CSV", id="mailboxes.import_csv"),
+        Binding("p", "preview", "Preview", id="mailboxes.preview"),
+        Binding("s", "sort_next", "Sort", id="mailboxes.sort_next"),
+        Binding("S", "sort_reverse", "Reverse sort", show=False, id="mailboxes.sort_reverse"),
+        Binding("1", "quick('cloud_managed')", "Cloud-managed", show=False, id="mailboxes.quick_cloud"),
+        Binding("2", "quick('onprem_managed')", "On-prem-managed", show=False, id="mailboxes.quick_onprem"),
+        Binding("3", "quick('not_dirsynced')", "Not dir-synced", show=False, id="mailboxes.quick_not_dirsynced"),
+        Binding("4", "quick('has_findings')", "Has findings", show=False, id="mailboxes.quick_findings"),
+        Binding("t", "cycle_type", "Type filter", show=False, id="mailboxes.cycle_type"),
+        Binding("x", "clear_filters", "Clear filters", show=False, id="mailboxes.clear_filters"),
+        Binding("d", "toggle_detail", "Detail", id="mailboxes.toggle_detail"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Session | None = None
+        self.view: MailboxView | None = None
+        self.selection = Selection(0)
+        self.inventory: Any = None
+        self.shown = np.zeros(0, dtype=np.intp)
+        self.text = ""
+        self.quick = QuickFilter()
+        self.sort_column: str | None = None
+        self.sort_descending = False
+        self._cancel: threading.Event | None = None
+        self.loading = False
+
+    @property
+    def exo_app(self) -> ExocmApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield TenantHeader("Mailboxes")
+        yield FilterBar(id="filter-bar")
+        yield ProgressPanel("Connecting…", id="fetch-progress")
+        with Horizontal(id="mailboxes-body"):
+            yield MailboxTable(id="mailbox-table")
+            yield DetailPane(id="detail-pane")
+        yield Static("", id="counts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._update_counts()
+        self.query_one(MailboxTable).focus()
+
+    # -- loading --------------------------------------------------------------------------------
+    def session_ready(self, session: Session) -> None:
+        """The connection is open: load the inventory (snapshot when there is one)."""
+        self.session = session
+        self.load_inventory(refresh=False)
+
+    def connect_failed(self, error: str) -> None:
+        """Show why there is nothing to show."""
+        panel = self.query_one("#fetch-progress", ProgressPanel)
+        panel.set_title(f"Could not connect: {error}")
+
+    def load_inventory(self, refresh: bool) -> None:
+        """Start a (re)load in a worker; Esc cancels it."""
+        if self.session is None:
+            self.notify("Not connected yet.", severity="warning")
+            return
+        self._cancel = threading.Event()
+        self.loading = True
+        panel = self.query_one("#fetch-progress", ProgressPanel)
+        panel.display = True
+        panel.set_title("Fetching the inventory… (Esc cancels)" if refresh else "Loading the inventory… (Esc cancels)")
+        self._load_worker(self.session, refresh, self._cancel)
+
+    @work(thread=True, exclusive=True, group="inventory")
+    def _load_worker(self, session: Session, refresh: bool, cancel: threading.Event) -> None:
+        from exocm.core.inventory import InventoryCancelled
+
+        def progress(event: Progress) -> None:
+            self.post_message(InventoryProgress(event))
+
+        try:
+            inventory = session.load_inventory(refresh=refresh, progress=progress, cancel=cancel)
+        except InventoryCancelled:
+            self.post_message(InventoryFailed("cancelled", cancelled=True))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown as one line; the app stays usable
+            self.post_message(InventoryFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            return
+        view = MailboxView(inventory.frame)
+        self.post_message(InventoryLoaded(inventory, view))
+
+    def on_inventory_progress(self, message: InventoryProgress) -> None:
+        self.query_one("#fetch-progress", ProgressPanel).update_progress(message.progress)
+
+    def on_inventory_failed(self, message: InventoryFailed) -> None:
+        self.loading = False
+        panel = self.query_one("#fetch-progress", ProgressPanel)
+        if message.cancelled:
+            self.notify("Inventory fetch cancelled.")
+            panel.display = self.view is None
+            panel.set_title("Fetch cancelled; press r to fetch again.")
+        else:
+            self.notify(f"Inventory failed: {message.error}", severity="error", timeout=20)
+            panel.set_title(f"Inventory failed: {message.error} (r retries)")
+
+    def on_inventory_loaded(self, message: InventoryLoaded) -> None:
+        self.loading = False
+        self.inventory = message.inventory
+        self.view = message.view
+        self.selection = Selection(message.view.size)
+        self.query_one("#fetch-progress", ProgressPanel).display = False
+        table = self.query_one(MailboxTable)
+        table.set_view(message.view, self.selection)
+        self.query_one(FilterBar).set_types(message.view.type_names())
+        self._refilter(keep=False)
+        for note in getattr(message.inventory, "notes", ()):
+            self.notify(str(note), timeout=10)
+        self._detect_worker()
+
+    @work(thread=True, exclusive=True, group="findings")
+    def _detect_worker(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            findings = session.findings()
+        except (ImportError, AttributeError) as exc:  # detection not available in this build
+            self.post_message(InventoryFailed(f"detection unavailable: {exc}"))
+            return
+        self.post_message(FindingsLoaded(findings))
+
+    def on_findings_loaded(self, message: FindingsLoaded) -> None:
+        if self.view is None:
+            return
+        self.view.set_findings(message.findings)
+        if self.quick.has_findings or self.sort_column == "Findings":
+            self._refilter()
+        self.query_one(MailboxTable).refresh_rows()
+        self._update_counts()
+        self._show_detail(self.query_one(MailboxTable).cursor_position)
+
+    # -- filter, sort ----------------------------------------------------------------------------
+    def _refilter(self, keep: bool = True) -> None:
+        if self.view is None:
+            return
+        self.shown = filter_mailboxes(self.view, self.text, self.quick, self.sort_column, self.sort_descending)
+        table = self.query_one(MailboxTable)
+        table.sort_column, table.sort_descending = self.sort_column, self.sort_descending
+        table.show(self.shown, keep=keep)
+        self._update_counts()
+
+    @on(FilterChanged)
+    def _filter_changed(self, message: FilterChanged) -> None:
+        self.text, self.quick = message.text, message.quick
+        self._refilter()
+
+    @on(SortRequested)
+    def _sort_requested(self, message: SortRequested) -> None:
+        self.sort_by(message.column)
+
+    def sort_by(self, column: str | None, descending: bool | None = None) -> None:
+        """Sort by a column; asking again for the same column reverses the order."""
+        if descending is None:
+            descending = (not self.sort_descending) if column == self.sort_column else False
+        self.sort_column, self.sort_descending = column, descending
+        self._refilter()
+
+    def action_sort_next(self) -> None:
+        keys = list(MAILBOX_COLUMN_KEYS)
+        index = keys.index(self.sort_column) + 1 if self.sort_column in keys else 0
+        self.sort_by(keys[index] if index < len(keys) else None, False)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_by(self.sort_column, not self.sort_descending)
+
+    def action_quick(self, name: str) -> None:
+        self.query_one(FilterBar).toggle(name)
+
+    def action_cycle_type(self) -> None:
+        self.query_one(FilterBar).cycle_type()
+
+    def filter_type(self, type_name: str | None) -> None:
+        """Show only one RecipientTypeDetails (None: any)."""
+        self.query_one(FilterBar).set_type(type_name)
+
+    def action_clear_filters(self) -> None:
+        self.query_one(FilterBar).clear()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_escape(self) -> None:
+        if self.loading and self._cancel is not None:
+            self._cancel.set()
+            self.query_one("#fetch-progress", ProgressPanel).set_title("Cancelling…")
+            return
+        self.query_one(MailboxTable).focus()
+
+    def action_refresh(self) -> None:
+        if self.loading:
+            self.notify("A fetch is already running (Esc cancels it).")
+            return
+        self.load_inventory(refresh=True)
+
+    # -- selection --------------------------------------------------------------------------------
+    def _selection_changed(self) -> None:
+        self.query_one(MailboxTable).refresh_rows()
+        self._update_counts()
+
+    @on(SelectionChanged)
+    def _on_selection_changed(self, message: SelectionChanged) -> None:
+        self._update_counts()
+
+    def action_select_all(self) -> None:
+        self.selection.select(self.shown)
+        self._selection_changed()
+
+    def action_select_none(self) -> None:
+        self.selection.clear()
+        self._selection_changed()
+
+    def action_invert(self) -> None:
+        self.selection.invert(self.shown)
+        self._selection_changed()
+
+    def action_import_csv(self) -> None:
+        if self.view is None or self.session is None:
+            self.notify("The inventory is not loaded yet.", severity="warning")
+            return
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self._import_worker(path)
+
+        self.app.push_screen(
+            PathPrompt("Select mailboxes from a CSV",
+                       "Any Export-Csv file; the identity column is found by name "
+                       "(ExternalDirectoryObjectId, UserPrincipalName, PrimarySmtpAddress, …).",
+                       must_exist=True),
+            chosen,
+        )
+
+    @work(thread=True, exclusive=True, group="import")
+    def _import_worker(self, path: Path) -> None:
+        assert self.session is not None
+        try:
+            result = self.session.select_from_csv(path)
+        except Exception as exc:  # noqa: BLE001 - a bad file is one line for the user
+            self.post_message(PlanFailed(f"{path}: {exc}"))
+            return
+        self.post_message(SelectionImported(result.identities, result.unmatched, path))
+
+    def on_selection_imported(self, message: SelectionImported) -> None:
+        if self.view is None:
+            return
+        missing = self.selection.select_ids(self.view, message.identities)
+        self._selection_changed()
+        unmatched = list(message.unmatched) + [f"{identity}: not in the inventory" for identity in missing]
+        text = f"{len(message.identities) - len(missing):,} selected from {message.path.name}"
+        if unmatched:
+            shown = "\n".join(unmatched[:8]) + ("\n…" if len(unmatched) > 8 else "")
+            self.notify(f"{text}; {len(unmatched)} line(s) matched nothing:\n{shown}",
+                        severity="warning", timeout=30)
+        else:
+            self.notify(text)
+
+    # -- preview ---------------------------------------------------------------------------------
+    def action_preview(self) -> None:
+        if self.view is None or self.session is None:
+            self.notify("The inventory is not loaded yet.", severity="warning")
+            return
+        count = self.selection.count
+        if not count:
+            self.notify("Select mailboxes first (space toggles, a selects all shown).", severity="warning")
+            return
+
+        def chosen(value: str | None) -> None:
+            if value in ("enable", "disable"):
+                self.preview(value == "enable")
+
+        self.app.push_screen(
+            ChoiceModal(
+                f"Preview a plan for {count:,} selected mailboxes",
+                "Enable moves the source of authority of their Exchange attributes to Exchange Online; "
+                "disable returns it to on-prem AD (the next sync overwrites cloud values).",
+                [("enable", "e", "Enable cloud management"), ("disable", "d", "Disable (back to on-prem)")],
+            ),
+            chosen,
+        )
+
+    def preview(self, target: bool) -> None:
+        """Build a plan for the selection (in a worker) and open the Preview screen."""
+        if self.view is None or self.session is None:
+            return
+        self._plan_worker(self.session, self.selection.ids(self.view), target)
+
+    @work(thread=True, exclusive=True, group="plan")
+    def _plan_worker(self, session: Session, identities: list[str], target: bool) -> None:
+        try:
+            plan = session.build_plan(identities, target)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(PlanFailed(str(exc) or type(exc).__name__))
+            return
+        verb = "Enable" if target else "Disable"
+        self.post_message(PlanBuilt(plan, f"{verb} cloud management: {len(identities):,} selected"))
+
+    def on_plan_built(self, message: PlanBuilt) -> None:
+        from .preview import PreviewScreen
+
+        self.app.push_screen(PreviewScreen(message.plan, message.title))
+
+    def on_plan_failed(self, message: PlanFailed) -> None:
+        self.notify(message.error, severity="error", timeout=20)
+
+    # -- detail ------------------------------------------------------------------------------------
+    def on_mailbox_highlighted(self, message: MailboxHighlighted) -> None:
+        self._show_detail(message.position)
+
+    def _show_detail(self, position: int | None) -> None:
+        pane = self.query_one(DetailPane)
+        if position is None or self.view is None or not pane.display:
+            pane.show(None)
+            return
+        record = self.view.record(position)
+        identity = str(self.view.ids[position])
+        onprem = self.session.onprem_record(identity, record) if self.session else None
+        findings = self.session.findings_for(identity) if self.session else []
+        pane.show(record, onprem, findings)
+
+    def action_toggle_detail(self) -> None:
+        pane = self.query_one(DetailPane)
+        pane.display = not pane.display
+        self._show_detail(self.query_one(MailboxTable).cursor_position)
+
+    def jump_to(self, identity: str) -> bool:
+        """Put the cursor on this mailbox, clearing filters if it is filtered out."""
+        if self.view is None:
+            return False
+        position = self.view.position_of(identity)
+        if position is None:
+            self.notify(f"{identity} is not in the inventory", severity="warning")
+            return False
+        table = self.query_one(MailboxTable)
+        if not table.move_to_position(position):
+            self.query_one(FilterBar).clear()
+            table.move_to_position(position)
+        table.focus()
+        return True
+
+    # -- counts --------------------------------------------------------------------------------------
+    def _update_counts(self) -> None:
+        counts = self.query_one("#counts", Static)
+        if self.view is None:
+            counts.update("no inventory loaded")
+            return
+        parts = [f"shown {len(self.shown):,} / total {self.view.size:,}", f"selected {self.selection.count:,}"]
+        described = self.quick.describe()
+        if self.text or described:
+            parts.append("filter: " + ", ".join(p for p in (f"“{self.text}”" if self.text else "", described) if p))
+        if self.sort_column:
+            heading = dict(MAILBOX_COLUMNS)[self.sort_column]
+            parts.append(f"sort: {heading} {'▼' if self.sort_descending else '▲'}")
+        inventory = self.inventory
+        if inventory is not None:
+            fetched = getattr(inventory, "fetched_at", None)
+            age = format_age(fetched, self.exo_app.clock())
+            origin = "snapshot" if getattr(inventory, "from_snapshot", False) else "fetched"
+            parts.append(f"{origin} {age}")
+        if self.view.findings is None:
+            parts.append("detecting…")
+        counts.update(" · ".join(parts))

@@ -1,0 +1,141 @@
+"""The Preview screen: a plan as its file will be (counts per action and reason, rows, overwritten values)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from exocm.core.views import plan_counts_frame, plan_overwritten_frame, plan_rows_frame
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from ..messages import PlanFailed, PlanSaved
+from ..widgets.confirm_modal import ConfirmModal
+from ..widgets.frame_table import FrameTable
+from ..widgets.path_prompt import PathPrompt
+from ..widgets.tenant_header import TenantHeader
+
+
+class PreviewScreen(Screen[None]):
+    """Shows one core Plan; save it (for a change ticket) or go on to apply (typed confirmation)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="preview.back"),
+        Binding("s", "save", "Save plan", id="preview.save"),
+        Binding("a", "apply", "Apply…", id="preview.apply"),
+    ]
+
+    def __init__(self, plan: Any, title: str = "") -> None:
+        super().__init__()
+        self.plan = plan
+        self.title_text = title
+        self.saved_path: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        yield TenantHeader("Preview")
+        yield Static(self._summary(), id="preview-summary")
+        with Horizontal(id="preview-top"):
+            with Vertical(id="preview-counts-pane"):
+                yield Static("Counts per action and reason", classes="pane-title")
+                yield DataTable(id="preview-counts", cursor_type="row", show_cursor=False)
+            with Vertical(id="preview-rows-pane"):
+                yield Static(f"Rows ({len(self.plan.rows):,})", classes="pane-title")
+                yield FrameTable("The plan has no rows.", id="preview-rows")
+        with Vertical(id="preview-overwritten-pane"):
+            yield Static("", id="preview-overwritten-title", classes="pane-title")
+            yield FrameTable("Nothing will be overwritten.", id="preview-overwritten")
+        yield Footer()
+
+    def _summary(self) -> Text:
+        plan = self.plan
+        changes = len(plan.set_rows())
+        text = Text()
+        if self.title_text:
+            text.append(self.title_text + "\n", style="bold")
+        kind = "Undo plan" if getattr(plan, "kind", "flip") == "undo" else "Plan"
+        text.append(f"{kind}: set IsExchangeCloudManaged = {plan.value} · tenant {plan.tenant} · ")
+        text.append(f"{changes:,} to change", style="bold")
+        text.append(f" of {len(plan.rows):,} rows · digest {plan.short_digest} · created {plan.created_at[:19]}")
+        if self.saved_path is not None:
+            text.append(f"\nSaved: {self.saved_path}", style="green")
+        return text
+
+    def on_mount(self) -> None:
+        counts = self.query_one("#preview-counts", DataTable)
+        counts.add_columns("Action", "Reason", "Count", "Meaning")
+        for row in plan_counts_frame(self.plan).itertuples():
+            style = "bold green" if row.action == "set" else ""
+            counts.add_row(Text(str(row.action), style=style), str(row.reason),
+                           Text(f"{int(row.count):,}", justify="right"), str(row.meaning))
+        self.query_one("#preview-rows", FrameTable).show_frame(plan_rows_frame(self.plan))
+        pane = self.query_one("#preview-overwritten-pane")
+        if self.plan.value is False:
+            screen = self.app.mailboxes_screen()  # type: ignore[attr-defined]
+            session = screen.session
+            frame = screen.inventory.frame if screen.inventory is not None else None
+            onprem = session.onprem if session is not None else None
+            over = plan_overwritten_frame(self.plan, frame, onprem)
+            self.query_one("#preview-overwritten-title", Static).update(
+                f"Cloud values the next sync overwrites with on-prem values ({len(over):,}); "
+                "export them first if they must be kept")
+            self.query_one("#preview-overwritten", FrameTable).show_frame(over)
+        else:
+            pane.display = False
+
+    # -- save --------------------------------------------------------------------------------------
+    def action_save(self) -> None:
+        session = self.app.session  # type: ignore[attr-defined]
+        default = str(session.default_plan_path(self.plan))
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self._save_worker(path)
+
+        self.app.push_screen(PathPrompt("Save the plan file", "A JSON plan, for a change ticket or "
+                                        "for 'exocm apply PLAN'.", default), chosen)
+
+    @work(thread=True, exclusive=True, group="save-plan")
+    def _save_worker(self, path: Path) -> None:
+        session = self.app.session  # type: ignore[attr-defined]
+        try:
+            saved = session.save_plan(self.plan, path)
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(PlanFailed(f"Could not save the plan: {exc}"))
+            return
+        self.post_message(PlanSaved(saved))
+
+    def on_plan_saved(self, message: PlanSaved) -> None:
+        self.saved_path = message.path
+        self.query_one("#preview-summary", Static).update(self._summary())
+        self.notify(f"Plan saved to {message.path}")
+
+    def on_plan_failed(self, message: PlanFailed) -> None:
+        self.notify(message.error, severity="error", timeout=20)
+
+    # -- apply -----------------------------------------------------------------------------------
+    def action_apply(self) -> None:
+        changes = len(self.plan.set_rows())
+        if not changes:
+            self.notify("Nothing in this plan would change anything.", severity="warning")
+            return
+        session = self.app.session  # type: ignore[attr-defined]
+        phrase = session.confirmation_phrase(self.plan)
+        body = (f"This sets IsExchangeCloudManaged = {self.plan.value} on {changes:,} mailboxes "
+                f"in tenant {self.plan.tenant}.")
+        if self.plan.value is False:
+            body += "\nAt the next sync, on-prem values overwrite their cloud values."
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                from .apply import ApplyScreen
+
+                self.app.push_screen(ApplyScreen(self.plan))
+
+        self.app.push_screen(ConfirmModal("Apply the plan", body, phrase, label=session.label), confirmed)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
