@@ -1,0 +1,288 @@
+"""The sandbox handle: one tenant served over loopback TLS on one HTTPS port.
+
+    sb = Sandbox.start(size=1000, seed=42, latency_ms=150, concurrency_limit=10)
+    sb.info            # the --print-json object: tenant, authority, client_id, client_secret, scope,
+                       # rest_base_url, ca_file, and more (certificates, device client, graph)
+    sb.knobs.faults = {"503": 0.05}   # change behaviour at run time
+    sb.stats.snapshot(); sb.revoke_tokens(); sb.stop()
+
+Paths on the port: the Entra-like token endpoint under /{tenant}/ (tokens.py), EXO REST under
+/adminapi/ (rest.py), a minimal Graph under /graph/ (graph.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .http import Request, Response, SandboxHTTPServer, start_server
+from .knobs import FaultDice, Knobs, validate_faults
+from .rest import RestApi, Stats, simple_error
+from .tls import TlsMaterial
+from .tokens import TokenService
+
+#: Seconds between state saves while writes keep coming (a save also happens on stop).
+SAVE_EVERY_S = 2.0
+
+ClockLike = Callable[[], Any]
+
+
+def _epoch_clock(clock: ClockLike | None) -> Callable[[], float]:
+    """Turn a clock returning epoch seconds or an aware datetime into epoch seconds."""
+    if clock is None:
+        return time.time
+
+    def now() -> float:
+        value = clock()
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.UTC)
+            return value.timestamp()
+        return float(value)
+
+    return now
+
+
+class Sandbox:
+    """A running sandbox (token endpoint + EXO REST + Graph on one HTTPS port)."""
+
+    def __init__(self, tenant: Any, *, host: str, port: int, knobs: Knobs, seed: int,
+                 clock: ClockLike | None, tls_dir: Path | None, state_file: Path | None,
+                 sync_interval: float | None, auto_approve_device_code: bool, verbose: bool) -> None:
+        self.tenant = tenant
+        self.knobs = knobs
+        self.stats = Stats()
+        self.state_file = state_file
+        self._epoch = _epoch_clock(clock)
+        self._own_tls_dir = tls_dir is None
+        directory = tls_dir or Path(tempfile.mkdtemp(prefix="exocm-sandbox-"))
+        self.material = TlsMaterial.create(directory)
+        self._base_url = ""
+        self.tokens = TokenService(
+            self.material, tenant_id=str(tenant.tenant_id), tenant_domain=str(tenant.domain),
+            base_url=lambda: self._base_url, resources=self._resources, clock=self._epoch,
+            token_lifetime_s=lambda: int(self.knobs.token_lifetime_s),
+            auto_approve_device_code=auto_approve_device_code)
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self.rest = RestApi(tenant, self.tokens, knobs, FaultDice(seed), self.stats,
+                            base_url=lambda: self._base_url, clock=self._epoch, on_write=self._dirty.set)
+        self.graph: Any = None
+        try:
+            from .graph import GraphApi
+        except ImportError:  # graph.py is optional
+            pass
+        else:
+            self.graph = GraphApi(tenant, self.tokens, knobs, self.rest.dice, self.stats,
+                                  base_url=lambda: self.graph_base_url, on_write=self._dirty.set)
+        self._server: SandboxHTTPServer
+        self._server, self._thread = start_server(host, port, self._app, self.material.server_ssl_context(),
+                                                  verbose=verbose)
+        self.host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        self.port = int(self._server.server_address[1])
+        self._base_url = f"https://{self.host}:{self.port}"
+        self._threads: list[threading.Thread] = []
+        if sync_interval:
+            self._spawn(self._sync_loop, float(sync_interval), name="sandbox-sync")
+        if state_file is not None:
+            self._spawn(self._save_loop, name="sandbox-save")
+        self._stopped = False
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def start(cls, size: int = 1000, seed: int = 42, *, host: str = "127.0.0.1", port: int = 0,
+              latency_ms: float = 0, latency_jitter_ms: float = 0, concurrency_limit: int | None = None,
+              write_budget: float | None = None, faults: dict[str, float] | None = None,
+              token_lifetime_s: int = 3600, sync_interval: float | None = None,
+              state_file: str | Path | None = None, tenant: Any = None,
+              auto_approve_device_code: bool = True, clock: ClockLike | None = None,
+              fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
+              verbose: bool = False) -> Sandbox:
+        """Build (or load) a tenant and serve it; returns once the port accepts connections.
+
+        `state_file`: load the tenant from it when it exists (else generate and save), save
+        after writes (at most every SAVE_EVERY_S) and on stop; TLS material and credentials
+        then live in `<state_file>.tls/` so a restarted sandbox is trusted by the same CA file.
+        `clock`: returns epoch seconds or an aware datetime; tokens, the write budget, paging
+        cursors and (for a tenant built here) the tenant's own clock follow it.
+        """
+        knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
+                      concurrency_limit=concurrency_limit, write_budget=write_budget,
+                      faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),
+                      token_lifetime_s=int(token_lifetime_s))
+        state_path = Path(state_file) if state_file is not None else None
+        if tenant is None:
+            tenant = _load_or_generate(size, seed, state_path)
+            if clock is not None and hasattr(tenant, "set_clock"):
+                epoch = _epoch_clock(clock)
+                tenant.set_clock(lambda: dt.datetime.fromtimestamp(epoch(), dt.UTC))
+        tls_path = Path(tls_dir) if tls_dir is not None else (
+            Path(f"{state_path}.tls") if state_path is not None else None)
+        return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
+                   state_file=state_path, sync_interval=sync_interval,
+                   auto_approve_device_code=auto_approve_device_code, verbose=verbose)
+
+    # -- endpoints -----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """https://127.0.0.1:PORT"""
+        return self._base_url
+
+    @property
+    def rest_base_url(self) -> str:
+        """Base URL of the EXO REST endpoint (also the token audience)."""
+        return self._base_url
+
+    @property
+    def graph_base_url(self) -> str:
+        """Base URL of the minimal Graph endpoint (its own token audience)."""
+        return f"{self._base_url}/graph"
+
+    def _resources(self) -> list[str]:
+        resources = [self.rest_base_url]
+        if self.graph is not None:
+            resources.append(self.graph_base_url)
+        return resources
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Everything a client needs; the first keys are the `--print-json` contract."""
+        m = self.material
+        info: dict[str, Any] = {
+            "tenant": str(self.tenant.tenant_id),
+            "authority": self.tokens.authority,
+            "client_id": m.client_id,
+            "client_secret": m.client_secret,
+            "scope": f"{self.rest_base_url}/.default",
+            "rest_base_url": self.rest_base_url,
+            "ca_file": str(m.ca_file),
+            "client_cert_pem_file": str(m.client_cert_pem_file),
+            "client_key_pem_file": str(m.client_key_pem_file),
+            "client_cert_thumbprint": m.client_cert_thumbprint,
+            "client_pfx_file": str(m.client_pfx_file),
+            "client_pfx_passphrase": m.client_pfx_passphrase,
+            "device_client_id": m.device_client_id,
+            "tenant_domain": str(self.tenant.domain),
+            "sandbox": True,
+        }
+        if self.graph is not None:
+            info["graph_base_url"] = self.graph_base_url
+            info["graph_scope"] = f"{self.graph_base_url}/.default"
+        return info
+
+    def _app(self, request: Request) -> Response:
+        self.stats.count_request()
+        response = self.tokens.handle(request)
+        if response is None:
+            response = self.rest.handle(request)
+        if response is None and self.graph is not None:
+            response = self.graph.handle(request)
+        if response is None:
+            response = Response.json(404, simple_error("NotFound", f"No resource at '{request.path}'."))
+        if response.action == "reset":
+            self.stats.count("resets")
+        elif response.action == "hold":
+            self.stats.count("timeouts")
+        else:
+            self.stats.count_status(response.status)
+        return response
+
+    # -- controls ------------------------------------------------------------------------
+    def revoke_tokens(self) -> int:
+        """Every access token issued so far now fails with 401 (as expired)."""
+        return self.tokens.revoke_tokens()
+
+    def approve_device_code(self, user_code: str) -> bool:
+        """Approve a pending device-code sign-in (as the tenant admin)."""
+        return self.tokens.approve_device_code(user_code)
+
+    def issue_token(self, *, audience: str | None = None, lifetime_s: int | None = None) -> str:
+        """An app-only access token for `audience` (default: the REST endpoint), for tests."""
+        return self.tokens.issue_access_token(audience or self.rest_base_url, appid=self.material.client_id,
+                                              oid=self.tokens.app_oid, roles=["Exchange.ManageAsApp"],
+                                              lifetime_s=lifetime_s)
+
+    def run_sync_cycle(self) -> Any:
+        """Run one sync cycle now (and mark the state for saving)."""
+        result = self.tenant.run_sync_cycle()
+        self._dirty.set()
+        return result
+
+    def save(self) -> None:
+        """Persist the tenant to the state file now (no-op without one)."""
+        if self.state_file is None:
+            return
+        self._dirty.clear()
+        with self.tenant.lock:
+            self.tenant.save(self.state_file)
+
+    def wait(self) -> None:
+        """Block until stop() (Ctrl-C raises KeyboardInterrupt out of it)."""
+        while not self._stopping.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        """Stop serving, save the state (if any), and remove a temporary TLS directory."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        self._server.close_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if self.state_file is not None:
+            self.save()
+        if self._own_tls_dir:
+            shutil.rmtree(self.material.directory, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- background work -----------------------------------------------------------------
+    def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _sync_loop(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            try:
+                self.run_sync_cycle()
+            except Exception:  # keep serving; the traceback goes to stderr
+                import traceback
+
+                traceback.print_exc()
+
+    def _save_loop(self) -> None:
+        while not self._stopping.is_set():
+            if self._dirty.wait(0.5) and not self._stopping.wait(SAVE_EVERY_S):
+                try:
+                    self.save()
+                except Exception:
+                    import traceback
+
+                    traceback.print_exc()
+
+
+def _load_or_generate(size: int, seed: int, state_file: Path | None) -> Any:
+    from .tenant import Tenant
+
+    if state_file is not None and state_file.exists():
+        return Tenant.load(state_file)
+    from .generator import generate_tenant
+
+    tenant = generate_tenant(size, seed)
+    if state_file is not None:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        tenant.save(state_file)
+    return tenant
