@@ -47,3 +47,8 @@ class Throttled(Transient):
 
 class AppliedUnknown(BridgeError):
     """A write failed in a way that may have applied: the caller must read back."""
+
+
+class ProtocolError(BridgeError):
+    """The service answered something exocm will not follow (bad JSON, a nextLink to another
+    host, an unknown endpoint): not retried."""

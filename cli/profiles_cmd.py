@@ -1,0 +1,255 @@
+"""`exocm login` and `exocm profiles list|show|add|remove|default`.
+
+Profiles live in config.toml (see exocm.core.config); secrets never do: a profile names
+the environment variable holding its client secret or certificate passphrase. A profile
+made from a sandbox's JSON line keeps that sandbox's throwaway secret in a separate 0600
+file (sandbox profiles only).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from exocm.core.clouds import CLOUDS, CUSTOM
+from exocm.core.config import (
+    AUTH_KINDS,
+    ConfigError,
+    Profile,
+    config_path,
+    default_passphrase_env,
+    default_secret_env,
+    get_profile,
+    load_config,
+    remove_profile,
+    sandbox_profile,
+    sandbox_secret,
+    sandbox_secrets_path,
+    save_profile,
+    store_sandbox_secret,
+)
+from exocm.core.connect import token_provider_for
+
+from .connection import print_device_code
+from .errors import handle_errors, inert
+
+CLOUD_CHOICES = [*CLOUDS, CUSTOM]
+
+
+def _sign_in(profile: Profile) -> str | None:
+    """Get a token for `profile` now; returns the signed-in user (delegated) or None."""
+    provider = token_provider_for(profile, device_code_callback=print_device_code)
+    provider.sign_in()
+    return provider.username
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _ask(value: str | None, prompt: str, *, default: str | None = None, required: bool = True) -> str | None:
+    if value:
+        return value
+    if not _interactive():
+        if required and default is None:
+            raise click.UsageError(f"missing --{prompt.lower().replace(' ', '-')} (no terminal to ask on)")
+        return default
+    answer: str = click.prompt(prompt, default=default or ("" if not required else None),
+                               show_default=bool(default))
+    return answer.strip() or None
+
+
+@click.command("login")
+@click.option("--profile", "name", metavar="NAME", help="Profile to create, update or sign in with.")
+@click.option("--tenant", help="Tenant: primary domain (contoso.onmicrosoft.com) or tenant id.")
+@click.option("--cloud", type=click.Choice(CLOUD_CHOICES, case_sensitive=False), help="Microsoft cloud.")
+@click.option("--auth", "auth", type=click.Choice(AUTH_KINDS), help="How to sign in.")
+@click.option("--client-id", help="Application (client) id of the app registration.")
+@click.option("--secret-env", metavar="VAR", help="Environment variable that holds the client secret.")
+@click.option("--pfx-file", type=click.Path(dir_okay=False), help="Certificate as PFX/PKCS#12.")
+@click.option("--pfx-passphrase-env", metavar="VAR", help="Environment variable holding the PFX passphrase.")
+@click.option("--cert-pem-file", type=click.Path(dir_okay=False), help="Certificate (and key) as PEM.")
+@click.option("--key-pem-file", type=click.Path(dir_okay=False), help="Private key PEM, if not in the cert PEM.")
+@click.option("--cert-thumbprint", help="SHA-1 thumbprint of the certificate (with --cert-pem-file).")
+@click.option("--username", help="UPN to sign in as (device code; picks the cached account).")
+@click.option("--authority", help="Custom sign-in authority URL (cloud 'custom').")
+@click.option("--rest-base-url", help="Custom Exchange REST base URL (cloud 'custom').")
+@click.option("--scope", help="Custom OAuth scope (default: REST host + /.default).")
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="CA bundle for custom endpoints.")
+@click.option("--default/--no-default", "make_default", default=None,
+              help="Make this the default profile (default: when it is the first one).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Sign in before saving the profile.")
+@handle_errors
+def login(name: str | None, tenant: str | None, cloud: str | None, auth: str | None, client_id: str | None,
+          secret_env: str | None, pfx_file: str | None, pfx_passphrase_env: str | None,
+          cert_pem_file: str | None, key_pem_file: str | None, cert_thumbprint: str | None,
+          username: str | None, authority: str | None, rest_base_url: str | None, scope: str | None,
+          ca_file: str | None, make_default: bool | None, check: bool) -> None:
+    """Sign in and save a connection profile (asks for what is missing).
+
+    With only --profile NAME of an existing profile, signs in again with it (a device-code
+    profile shows a code to enter at the sign-in page).
+    """
+    settings = dict(tenant=tenant, cloud=cloud, auth=auth, client_id=client_id, secret_env=secret_env,
+                    pfx_file=pfx_file, pfx_passphrase_env=pfx_passphrase_env, cert_pem_file=cert_pem_file,
+                    key_pem_file=key_pem_file, cert_thumbprint=cert_thumbprint, username=username,
+                    authority=authority, rest_base_url=rest_base_url, scope=scope, ca_file=ca_file)
+    given = {k: v for k, v in settings.items() if v}
+    existing = load_config().profiles.get(name) if name else None
+    if existing is not None and not given:
+        who = _sign_in(existing)
+        click.echo(f"signed in to {inert(existing.tenant)} with profile {existing.name!r}"
+                   + (f" as {inert(who)}" if who else ""))
+        return
+    name = _ask(name, "Profile name", default="default")
+    assert name
+    base: dict[str, Any] = existing.to_table() if existing else {}
+    base.update(given)
+    base["tenant"] = _ask(base.get("tenant"), "Tenant")
+    base["cloud"] = (_ask(base.get("cloud"), "Cloud", default="commercial") or "commercial").lower()
+    base["auth"] = _ask(base.get("auth"), "Auth (secret, certificate, device_code)", default="device_code")
+    base["client_id"] = _ask(base.get("client_id"), "Client id")
+    if base["auth"] == "secret":
+        base["secret_env"] = _ask(base.get("secret_env"), "Secret env", default=default_secret_env(name))
+    elif base["auth"] == "certificate" and not (base.get("pfx_file") or base.get("cert_pem_file")):
+        base["pfx_file"] = _ask(None, "PFX file")
+        base["pfx_passphrase_env"] = _ask(base.get("pfx_passphrase_env"), "Passphrase env",
+                                          default=default_passphrase_env(name), required=False)
+    if base["cloud"] == CUSTOM:
+        base["authority"] = _ask(base.get("authority"), "Authority")
+        base["rest_base_url"] = _ask(base.get("rest_base_url"), "Rest base URL")
+    if base.get("ca_file"):
+        base["ca_file"] = str(Path(base["ca_file"]).expanduser().resolve())
+    for key in ("pfx_file", "cert_pem_file", "key_pem_file"):
+        if base.get(key):
+            base[key] = str(Path(base[key]).expanduser().resolve())
+    profile = Profile(name=name, **{k: v for k, v in base.items() if v is not None})
+    profile.validate()
+    if check:
+        if profile.auth == "secret" and profile.secret_env and not os.environ.get(profile.secret_env):
+            raise ConfigError(f"export the client secret in {profile.secret_env} and run again "
+                              "(or pass --no-check to save the profile without signing in)")
+        who = _sign_in(profile)
+        click.echo(f"signed in to {inert(profile.tenant)}" + (f" as {inert(who)}" if who else ""))
+    save_profile(profile, make_default=make_default)
+    click.echo(f"profile {name!r} saved in {config_path()}")
+
+
+@click.group("profiles")
+def profiles() -> None:
+    """List, show, add and remove connection profiles."""
+
+
+@profiles.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per profile.")
+@handle_errors
+def list_profiles(as_json: bool) -> None:
+    """List the configured profiles (* marks the default)."""
+    config = load_config()
+    if as_json:
+        for prof in config.profiles.values():
+            click.echo(json.dumps({"name": prof.name, "default": prof.name == config.default,
+                                   **prof.to_table()}, default=str))
+        return
+    if not config.profiles:
+        click.echo("no profiles; run 'exocm login' or 'exocm profiles add NAME --from-sandbox FILE' "
+                   "(without one, commands use the embedded SANDBOX)")
+        return
+    rows = [("", "NAME", "TENANT", "CLOUD", "AUTH", "")]
+    for prof in config.profiles.values():
+        rows.append(("*" if prof.name == config.default else "", prof.name, prof.tenant, prof.cloud,
+                     prof.auth, "SANDBOX" if prof.sandbox else ""))
+    widths = [max(len(inert(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(inert(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@profiles.command("show")
+@click.argument("name")
+@handle_errors
+def show_profile(name: str) -> None:
+    """Show one profile (secrets are never stored; shows whether their variables are set)."""
+    prof = get_profile(name)
+    config = load_config()
+    click.echo(f"name = {prof.name}{'  (default)' if config.default == prof.name else ''}")
+    for key, value in prof.to_table().items():
+        if key == "extra":
+            for sub, subvalue in value.items():
+                click.echo(f"extra.{sub} = {inert(str(subvalue))}")
+            continue
+        click.echo(f"{key} = {inert(str(value))}")
+    click.echo(f"authority (resolved) = {prof.resolved_authority()}")
+    click.echo(f"rest_base_url (resolved) = {prof.resolved_rest_base_url()}")
+    click.echo(f"scope (resolved) = {prof.resolved_scope()}")
+    for var in (prof.secret_env, prof.pfx_passphrase_env):
+        if var:
+            click.echo(f"${var} is {'set' if os.environ.get(var) else 'NOT set'}")
+    if prof.sandbox and sandbox_secret(prof.name):
+        click.echo(f"sandbox secret: stored in {sandbox_secrets_path()} (0600, sandbox profiles only)")
+
+
+@profiles.command("remove")
+@click.argument("name")
+@handle_errors
+def remove(name: str) -> None:
+    """Remove a profile (and a sandbox profile's stored secret)."""
+    if not remove_profile(name):
+        raise ConfigError(f"no profile named {name!r}")
+    click.echo(f"profile {name!r} removed")
+
+
+@profiles.command("default")
+@click.argument("name")
+@handle_errors
+def set_default(name: str) -> None:
+    """Make NAME the profile used when no --profile is given."""
+    save_profile(get_profile(name), make_default=True)
+    click.echo(f"profile {name!r} is now the default")
+
+
+def _read_sandbox_info(source: str) -> Mapping[str, Any]:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {source!r} ({exc.__class__.__name__})") from None
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    raise ConfigError(f"{source!r} holds no JSON line from 'exocm sandbox serve --print-json'")
+
+
+@profiles.command("add")
+@click.argument("name")
+@click.option("--from-sandbox", "source", required=True, metavar="FILE",
+              help="File with the JSON line of 'exocm sandbox serve --print-json' ('-' = stdin).")
+@click.option("--auth", "auth", type=click.Choice(AUTH_KINDS), default="secret", show_default=True,
+              help="Sign-in the profile uses against the sandbox.")
+@click.option("--default/--no-default", "make_default", default=None,
+              help="Make this the default profile (default: when it is the first one).")
+@handle_errors
+def add(name: str, source: str, auth: str, make_default: bool | None) -> None:
+    """Add a profile for a running sandbox (`exocm sandbox serve --print-json > FILE`)."""
+    info = _read_sandbox_info(source)
+    prof = sandbox_profile(name, info, auth=auth)
+    prof.validate()
+    save_profile(prof, make_default=make_default)
+    # The sandbox's throwaway secret is kept in a 0600 file (sandbox profiles only, see
+    # exocm.core.config); a real tenant's secret is never written by exocm.
+    if auth == "secret" and isinstance(info.get("client_secret"), str):
+        store_sandbox_secret(name, info["client_secret"])
+    if prof.pfx_passphrase_env and isinstance(info.get("client_pfx_passphrase"), str):
+        store_sandbox_secret(name, info["client_pfx_passphrase"], kind="pfx_passphrase")
+    click.echo(f"profile {name!r} saved (SANDBOX at {prof.resolved_rest_base_url()}); "
+               f"use it with --profile {name}")

@@ -1,0 +1,118 @@
+"""An adaptive concurrency limit (AIMD) shared by every caller of one tenant.
+
+Exchange Online throttles per tenant (concurrent requests, then 429 with Retry-After).
+Additive increase, multiplicative decrease: halve the limit on a throttle, add one after
+`limit` successes in a row (about one round of requests), bounded to [min, max]. A burst
+of 429s from requests that were all in flight at the same time halves only once: a
+throttle counts only when its request started after the last decrease.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A held slot; `epoch` is the limiter's decrease epoch when the slot was taken."""
+
+    epoch: int
+
+
+class AdaptiveLimiter:
+    """AIMD concurrency limiter; thread-safe."""
+
+    def __init__(self, max_limit: int, *, min_limit: int = 1, initial: int | None = None) -> None:
+        if max_limit < 1:
+            raise ValueError("max_limit must be >= 1")
+        self.max_limit = max_limit
+        self.min_limit = max(1, min(min_limit, max_limit))
+        self._limit = max(self.min_limit, min(initial or max_limit, max_limit))
+        self._in_flight = 0
+        self._epoch = 0
+        self._successes = 0
+        self._cond = threading.Condition()
+        self.peak_in_flight = 0
+        self.decreases = 0
+        self.increases = 0
+
+    @property
+    def limit(self) -> int:
+        """The current limit."""
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        """Slots held right now."""
+        return self._in_flight
+
+    def acquire(self, timeout: float | None = None) -> Ticket:
+        """Block until a slot is free; TimeoutError after `timeout` seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._in_flight < self._limit, timeout=timeout):
+                raise TimeoutError("no concurrency slot became free")
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            return Ticket(self._epoch)
+
+    def release(self, ticket: Ticket, *, throttled: bool = False, success: bool = True) -> None:
+        """Give the slot back and adapt: halve on a throttle, +1 after `limit` successes."""
+        with self._cond:
+            self._in_flight -= 1
+            if throttled:
+                self._successes = 0
+                if ticket.epoch == self._epoch:
+                    self._limit = max(self.min_limit, self._limit // 2)
+                    self._epoch += 1
+                    self.decreases += 1
+            elif success:
+                self._successes += 1
+                if self._successes >= self._limit and self._limit < self.max_limit:
+                    self._limit += 1
+                    self._successes = 0
+                    self.increases += 1
+            self._cond.notify_all()
+
+    @contextmanager
+    def slot(self) -> Iterator[Ticket]:
+        """Hold a slot for the duration of a `with` block (counted as a success)."""
+        ticket = self.acquire()
+        try:
+            yield ticket
+        finally:
+            self.release(ticket)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Current limit and counters, for progress displays and benchmarks."""
+        with self._cond:
+            return {"limit": self._limit, "max_limit": self.max_limit, "in_flight": self._in_flight,
+                    "peak_in_flight": self.peak_in_flight, "decreases": self.decreases,
+                    "increases": self.increases}
+
+
+_registry: dict[tuple[str, str], AdaptiveLimiter] = {}
+_registry_lock = threading.Lock()
+
+
+def limiter_for(endpoint: str, tenant: str, max_limit: int) -> AdaptiveLimiter:
+    """The process-wide limiter of one tenant at one endpoint (created on first use).
+
+    Every bridge to the same tenant shares it, so parallel callers (inventory partitions,
+    apply workers) stay within the tenant's budget together.
+    """
+    key = (endpoint.lower().rstrip("/"), tenant.lower())
+    with _registry_lock:
+        limiter = _registry.get(key)
+        if limiter is None:
+            limiter = AdaptiveLimiter(max_limit)
+            _registry[key] = limiter
+        return limiter
+
+
+def forget_limiters() -> None:
+    """Drop every shared limiter (tests)."""
+    with _registry_lock:
+        _registry.clear()

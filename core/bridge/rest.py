@@ -1,0 +1,515 @@
+"""The Exchange Online REST bridge (what ExchangeOnlineManagement V3 speaks), over httpx.
+
+`POST {base}/adminapi/beta/{tenant}/InvokeCommand` with
+`{"CmdletInput": {"CmdletName": ..., "Parameters": {...}}}`; pages follow
+`@odata.nextLink` (POSTed again with the same body, as the V3 module and CIPP do), only
+to the configured endpoint; `@adminapi.warnings` are surfaced. Batches go to `$batch`
+(<= 10 InvokeCommand requests, `Prefer: odata.continue-on-error`). Headers per DESIGN
+section 2. Failures are classified in `classify` only; reads are retried with backoff
+(full jitter, Retry-After honoured); writes are retried only when the service refused
+them before running (429) or nothing was sent, otherwise they end as AppliedUnknown and
+the caller reads back. All callers of one tenant share one AIMD concurrency limiter.
+"""
+from __future__ import annotations
+
+import json
+import random
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+
+from ..auth import TokenProvider
+from .base import Call, CallResult, Record
+from .classify import classify_response, classify_transport_error, retryable
+from .concurrency import AdaptiveLimiter, Ticket, limiter_for
+from .errors import AppliedUnknown, AuthFailed, BridgeError, ProtocolError, Throttled, Transient
+from .normalize import normalize_records
+from .retry import Backoff, Clock, RetryPolicy, Sleep
+
+#: X-AnchorMailbox for app-only calls (what ExchangeOnlineManagement V3 sends).
+APP_ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}"
+#: $batch holds at most this many requests (EXO, as CIPP's New-ExoBulkRequest uses it).
+BATCH_LIMIT = 10
+MAX_PAGE_SIZE = 1000
+_READ_VERBS = frozenset({"Get", "Test"})
+
+WarningCallback = Callable[[str, str], None]
+
+
+def is_read_cmdlet(cmdlet: str) -> bool:
+    """Get-* and Test-* only read; everything else may change state."""
+    return cmdlet.split("-", 1)[0].capitalize() in _READ_VERBS
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _identity_of(call: Call) -> str | None:
+    value = call.parameters.get("Identity")
+    return str(value) if value is not None else None
+
+
+@dataclass
+class BridgeStats:
+    """Counters of one bridge (thread-safe via the bridge's lock)."""
+
+    requests: int = 0
+    pages: int = 0
+    records: int = 0
+    batches: int = 0
+    http_429: int = 0
+    throttled: int = 0
+    retries: int = 0
+    token_refreshes: int = 0
+    transport_errors: int = 0
+    waits_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Raw:
+    """One HTTP exchange before classification."""
+
+    status: int = 0
+    body: Any = None
+    text: str = ""
+    retry_after: str | None = None
+    exc: httpx.HTTPError | None = None
+
+
+class RestBridge:
+    """Bridge over Exchange Online's REST InvokeCommand API."""
+
+    kind = "rest"
+
+    def __init__(
+        self,
+        base_url: str,
+        tenant: str,
+        token_provider: TokenProvider,
+        *,
+        ca_file: str | None = None,
+        max_concurrency: int = 8,
+        page_size: int = MAX_PAGE_SIZE,
+        anchor_mailbox: str | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+        timeout: float = 120.0,
+        retry_policy: RetryPolicy | None = None,
+        limiter: AdaptiveLimiter | None = None,
+        on_warning: WarningCallback | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"REST base URL must be an absolute https URL, not {base_url!r}")
+        self.tenant = tenant
+        self.base_url = base_url.rstrip("/")
+        self._api = f"{self.base_url}/adminapi/beta/{quote(tenant, safe='')}"
+        self.invoke_url = f"{self._api}/InvokeCommand"
+        self.batch_url = f"{self._api}/$batch"
+        self._origin = _origin(self.base_url)
+        self._tokens = token_provider
+        self.page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+        self._anchor = anchor_mailbox
+        self._clock = clock
+        self.limiter = limiter or limiter_for(self.base_url, tenant, max_concurrency)
+        self._backoff = Backoff(retry_policy or RetryPolicy(), sleep, rng or random.Random())
+        self.on_warning = on_warning
+        self.stats = BridgeStats()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            verify = ssl.create_default_context(cafile=str(Path(ca_file).expanduser()))
+        pool = max(max_concurrency, self.limiter.max_limit)
+        self._client = httpx.Client(
+            verify=verify,
+            # With a named CA bundle nothing in the environment may override it; for
+            # Microsoft's clouds keep the admin's proxy settings.
+            trust_env=ca_file is None,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            follow_redirects=False,
+        )
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def last_warnings(self) -> list[str]:
+        """Warnings of this thread's last invoke/stream call."""
+        warnings: list[str] = getattr(self._local, "warnings", [])
+        return warnings
+
+    def invoke(self, cmdlet: str, parameters: dict[str, Any] | None = None) -> list[Record]:
+        """Run one cmdlet and return all its records (follows paging)."""
+        records: list[Record] = []
+        for page in self._pages(cmdlet, parameters, self.page_size):
+            records.extend(page)
+        return records
+
+    def stream(
+        self, cmdlet: str, parameters: dict[str, Any] | None = None, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[list[Record]]:
+        """Run one read cmdlet and yield its records page by page."""
+        return self._pages(cmdlet, parameters, page_size)
+
+    def invoke_many(self, calls: Sequence[Call]) -> list[CallResult]:
+        """Run calls in `$batch` requests of <= 10, one CallResult per call, in order."""
+        results = [CallResult(call) for call in calls]
+        pending = list(range(len(calls)))
+        refreshed: set[int] = set()
+        attempt = 0
+        while pending:
+            attempt += 1
+            chunks = [pending[i:i + BATCH_LIMIT] for i in range(0, len(pending), BATCH_LIMIT)]
+            outcomes: dict[int, CallResult] = {}
+            workers = max(1, min(len(chunks), self.limiter.max_limit))
+            if workers == 1:
+                for chunk in chunks:
+                    outcomes.update(self._run_batch(chunk, calls))
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exocm-batch") as pool:
+                    for part in pool.map(lambda chunk: self._run_batch(chunk, calls), chunks):
+                        outcomes.update(part)
+            retry: list[int] = []
+            retry_after: float | None = None
+            need_refresh = False
+            for index, outcome in outcomes.items():
+                error = outcome.error
+                call = calls[index]
+                if isinstance(error, AuthFailed) and index not in refreshed:
+                    refreshed.add(index)
+                    need_refresh = True
+                    retry.append(index)
+                elif (error is not None and retryable(error, is_write=not is_read_cmdlet(call.cmdlet))
+                      and not self._backoff.gives_up(attempt)):
+                    retry.append(index)
+                    if isinstance(error, Throttled) and error.retry_after is not None:
+                        retry_after = max(retry_after or 0.0, error.retry_after)
+                else:
+                    results[index] = outcome
+            if need_refresh:
+                self._refresh_token()
+            if retry and any(isinstance(outcomes[i].error, Transient) for i in retry):
+                self._count(retries=len(retry))
+                self._wait(attempt, retry_after)
+            pending = sorted(retry)
+        return results
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> RestBridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and the tenant's current concurrency limit, for progress displays and benchmarks."""
+        with self._lock:
+            s = self.stats
+            data: dict[str, Any] = {
+                "requests": s.requests, "pages": s.pages, "records": s.records, "batches": s.batches,
+                "http_429": s.http_429, "throttled": s.throttled, "retries": s.retries,
+                "token_refreshes": s.token_refreshes, "transport_errors": s.transport_errors,
+                "waited_s": round(sum(s.waits_s), 3),
+            }
+        data.update(self.limiter.snapshot())
+        return data
+
+    # -- paging ----------------------------------------------------------------------------
+    def _pages(self, cmdlet: str, parameters: dict[str, Any] | None, page_size: int) -> Iterator[list[Record]]:
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": _jsonable(parameters or {})}}
+        is_write = not is_read_cmdlet(cmdlet)
+        size = max(1, min(page_size, MAX_PAGE_SIZE))
+        identity = str(parameters["Identity"]) if parameters and "Identity" in parameters else None
+        self._local.warnings = []
+        url: str | None = self.invoke_url
+        seen: set[str] = set()
+        while url is not None:
+            data = self._post(url, body, cmdlet=cmdlet, identity=identity, is_write=is_write, page_size=size)
+            records = self._records_of(data)
+            self._take_warnings(cmdlet, data, self._local.warnings)
+            with self._lock:
+                self.stats.pages += 1
+                self.stats.records += len(records)
+            next_link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
+            url = self._checked_next_link(next_link, cmdlet) if next_link else None
+            if url is not None:
+                if url in seen:
+                    raise ProtocolError(f"{cmdlet}: the service repeated a page link; stopping", cmdlet=cmdlet)
+                seen.add(url)
+            yield records
+
+    def _checked_next_link(self, link: Any, cmdlet: str) -> str:
+        """Tokens go only to the configured endpoint: refuse a nextLink elsewhere."""
+        if not isinstance(link, str) or not link.strip():
+            raise ProtocolError(f"{cmdlet}: the service sent an unusable page link", cmdlet=cmdlet)
+        absolute = urljoin(self.invoke_url, link.strip())
+        if _origin(absolute) != self._origin:
+            host = urlsplit(absolute).hostname or "?"
+            raise ProtocolError(
+                f"{cmdlet}: refused a page link to another host ({host}); exocm sends its token only "
+                f"to {urlsplit(self.base_url).netloc}", cmdlet=cmdlet)
+        return absolute
+
+    @staticmethod
+    def _records_of(data: Any) -> list[Record]:
+        if not isinstance(data, Mapping):
+            raise ProtocolError("the service answered with something that is not a JSON object")
+        value = data.get("value")
+        if isinstance(value, list):
+            return normalize_records(value)
+        if value is not None:
+            return normalize_records([value])
+        rest = {k: v for k, v in data.items() if "@" not in k}
+        return normalize_records([rest]) if rest else []
+
+    def _take_warnings(self, cmdlet: str, data: Any, sink: list[str]) -> None:
+        raw = data.get("@adminapi.warnings") if isinstance(data, Mapping) else None
+        if not raw:
+            return
+        items = raw if isinstance(raw, list) else [raw]
+        for item in items:
+            text = str(item)
+            sink.append(text)
+            if self.on_warning is not None:
+                self.on_warning(cmdlet, text)
+
+    # -- one request with retries --------------------------------------------------------------
+    def _post(self, url: str, body: Any, *, cmdlet: str, identity: str | None, is_write: bool,
+              page_size: int | None) -> Any:
+        attempt = 0
+        refreshed = False
+        while True:
+            attempt += 1
+            raw = self._send(url, body, cmdlet=cmdlet, page_size=page_size, batch=False)
+            if raw.exc is None and 200 <= raw.status < 300:
+                if raw.body is None:
+                    raise ProtocolError(f"{cmdlet}: the service answered HTTP {raw.status} without JSON",
+                                        cmdlet=cmdlet, identity=identity)
+                return raw.body
+            if raw.exc is None and raw.status == 401 and not refreshed:
+                refreshed = True
+                self._refresh_token()
+                continue
+            error = self._classify(raw, cmdlet=cmdlet, identity=identity, is_write=is_write)
+            if not retryable(error, is_write=is_write) or self._backoff.gives_up(attempt):
+                raise error
+            self._count(retries=1)
+            self._wait(attempt, error.retry_after if isinstance(error, Throttled) else None)
+
+    def _classify(self, raw: _Raw, *, cmdlet: str, identity: str | None, is_write: bool) -> BridgeError:
+        if raw.exc is not None:
+            return classify_transport_error(raw.exc, cmdlet=cmdlet, identity=identity, is_write=is_write)
+        return classify_response(raw.status, raw.body, retry_after=raw.retry_after, raw_text=raw.text,
+                                 cmdlet=cmdlet, identity=identity, is_write=is_write)
+
+    def _send(self, url: str, body: Any, *, cmdlet: str, page_size: int | None, batch: bool) -> _Raw:
+        token = self._tokens.token()
+        headers = self._headers(cmdlet, page_size=page_size, batch=batch)
+        headers["Authorization"] = f"Bearer {token}"
+        ticket = self.limiter.acquire()
+        raw = _Raw()
+        throttled = False
+        try:
+            response = self._client.post(url, content=json.dumps(body).encode("utf-8"), headers=headers)
+            raw.status = response.status_code
+            raw.retry_after = response.headers.get("Retry-After")
+            raw.text = response.text
+            try:
+                raw.body = response.json() if raw.text else None
+            except ValueError:
+                raw.body = None
+            throttled = raw.status in (429, 503) or self._has_throttled_subresponse(raw.body, batch)
+        except httpx.HTTPError as exc:
+            raw.exc = exc
+        finally:
+            self._release(ticket, raw, throttled)
+        return raw
+
+    def _release(self, ticket: Ticket, raw: _Raw, throttled: bool) -> None:
+        success = raw.exc is None and 200 <= raw.status < 300 and not throttled
+        self.limiter.release(ticket, throttled=throttled, success=success)
+        with self._lock:
+            self.stats.requests += 1
+            if raw.exc is not None:
+                self.stats.transport_errors += 1
+            if raw.status == 429:
+                self.stats.http_429 += 1
+            if throttled:
+                self.stats.throttled += 1
+
+    @staticmethod
+    def _has_throttled_subresponse(body: Any, batch: bool) -> bool:
+        if not batch or not isinstance(body, Mapping) or not isinstance(body.get("responses"), list):
+            return False
+        return any(isinstance(r, Mapping) and r.get("status") == 429 for r in body["responses"])
+
+    def _headers(self, cmdlet: str, *, page_size: int | None, batch: bool) -> dict[str, str]:
+        prefer = "odata.continue-on-error" if batch else f"odata.maxpagesize={page_size or self.page_size}"
+        return {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "X-ResponseFormat": "json",
+            "X-SerializationLevel": "Partial",
+            "X-ClientApplication": "exocm",
+            "X-CmdletName": cmdlet,
+            "X-AnchorMailbox": self.anchor_mailbox,
+            "Prefer": prefer,
+            "client-request-id": str(uuid.uuid4()),
+            "return-client-request-id": "true",
+        }
+
+    @property
+    def anchor_mailbox(self) -> str:
+        """X-AnchorMailbox: explicit, else UPN:{user} for delegated tokens, else the app-only system mailbox."""
+        if self._anchor:
+            return self._anchor
+        upn = self._tokens.username
+        if upn:
+            return f"UPN:{upn}"
+        return APP_ANCHOR_MAILBOX.format(tenant=self.tenant)
+
+    def _refresh_token(self) -> None:
+        with self._lock:
+            self.stats.token_refreshes += 1
+        self._tokens.refresh()
+
+    def _wait(self, attempt: int, retry_after: float | None) -> None:
+        seconds = self._backoff.wait(attempt, retry_after)
+        with self._lock:
+            self.stats.waits_s.append(seconds)
+
+    def _count(self, *, retries: int = 0) -> None:
+        with self._lock:
+            self.stats.retries += retries
+
+    # -- $batch ------------------------------------------------------------------------------
+    def _run_batch(self, indices: list[int], calls: Sequence[Call]) -> dict[int, CallResult]:
+        """Send one $batch of <= 10 calls once; one CallResult per index (errors classified)."""
+        requests = []
+        for position, index in enumerate(indices):
+            call = calls[index]
+            sub_headers = self._headers(call.cmdlet, page_size=self.page_size, batch=False)
+            for name in ("Accept", "X-ResponseFormat", "X-SerializationLevel", "X-ClientApplication",
+                         "return-client-request-id"):
+                sub_headers.pop(name, None)
+            requests.append({
+                "id": str(position),
+                "method": "POST",
+                "url": self.invoke_url,
+                "headers": sub_headers,
+                "body": {"CmdletInput": {"CmdletName": call.cmdlet,
+                                         "Parameters": _jsonable(call.parameters)}},
+            })
+        with self._lock:
+            self.stats.batches += 1
+        raw = self._send(self.batch_url, {"requests": requests}, cmdlet="$batch", page_size=None, batch=True)
+        out: dict[int, CallResult] = {}
+        if raw.exc is not None or not (200 <= raw.status < 300) or not isinstance(raw.body, Mapping):
+            for index in indices:
+                call = calls[index]
+                write = not is_read_cmdlet(call.cmdlet)
+                if raw.exc is None and 200 <= raw.status < 300:
+                    error: BridgeError = (
+                        AppliedUnknown(f"{call.cmdlet}: the batch answer was not JSON — the change may "
+                                       "have been applied; read it back", cmdlet=call.cmdlet,
+                                       identity=_identity_of(call))
+                        if write else Transient(f"{call.cmdlet}: the batch answer was not JSON",
+                                                cmdlet=call.cmdlet))
+                else:
+                    error = self._classify(raw, cmdlet=call.cmdlet, identity=_identity_of(call), is_write=write)
+                out[index] = CallResult(call, error=error)
+            return out
+        responses = raw.body.get("responses")
+        by_id: dict[str, Mapping[str, Any]] = {}
+        if isinstance(responses, list):
+            for item in responses:
+                if isinstance(item, Mapping) and item.get("id") is not None:
+                    by_id[str(item["id"])] = item
+        for position, index in enumerate(indices):
+            call = calls[index]
+            out[index] = self._sub_result(call, by_id.get(str(position)))
+        return out
+
+    def _sub_result(self, call: Call, item: Mapping[str, Any] | None) -> CallResult:
+        write = not is_read_cmdlet(call.cmdlet)
+        identity = _identity_of(call)
+        if item is None:
+            error: BridgeError = (
+                AppliedUnknown(f"{call.cmdlet}: no answer in the batch — the change may have been applied; "
+                               "read it back", cmdlet=call.cmdlet, identity=identity)
+                if write else Transient(f"{call.cmdlet}: no answer in the batch", cmdlet=call.cmdlet))
+            return CallResult(call, error=error)
+        try:
+            status = int(item.get("status", 0))
+        except (TypeError, ValueError):
+            status = 0
+        body = item.get("body")
+        if isinstance(body, str):
+            try:
+                body = json.loads(body)
+            except ValueError:
+                pass
+        headers = item.get("headers") if isinstance(item.get("headers"), Mapping) else {}
+        assert isinstance(headers, Mapping)
+        if 200 <= status < 300:
+            warnings: list[str] = []
+            try:
+                records = self._records_of(body) if body is not None else []
+                self._take_warnings(call.cmdlet, body, warnings)
+                next_link = body.get("@odata.nextLink") if isinstance(body, Mapping) else None
+                if next_link:
+                    records.extend(self._rest_of_pages(call, next_link, warnings))
+            except BridgeError as exc:
+                return CallResult(call, error=exc, warnings=warnings)
+            with self._lock:
+                self.stats.records += len(records)
+            return CallResult(call, records=records, warnings=warnings)
+        retry_after = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), None)
+        raw_text = body if isinstance(body, str) else ""
+        error = classify_response(status, body, retry_after=retry_after, raw_text=raw_text,
+                                  cmdlet=call.cmdlet, identity=identity, is_write=write)
+        return CallResult(call, error=error)
+
+    def _rest_of_pages(self, call: Call, next_link: Any, warnings: list[str]) -> list[Record]:
+        """A read inside a batch that has more pages: follow them with plain InvokeCommand posts."""
+        body = {"CmdletInput": {"CmdletName": call.cmdlet, "Parameters": _jsonable(call.parameters)}}
+        records: list[Record] = []
+        url: str | None = self._checked_next_link(next_link, call.cmdlet)
+        while url is not None:
+            data = self._post(url, body, cmdlet=call.cmdlet, identity=_identity_of(call), is_write=False,
+                              page_size=self.page_size)
+            records.extend(self._records_of(data))
+            self._take_warnings(call.cmdlet, data, warnings)
+            link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
+            url = self._checked_next_link(link, call.cmdlet) if link else None
+        return records

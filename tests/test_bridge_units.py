@@ -1,0 +1,104 @@
+"""Backoff, Retry-After, AIMD limiter and record normalisation: the bridge's small parts."""
+from __future__ import annotations
+
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+
+from exocm.core.bridge.concurrency import AdaptiveLimiter
+from exocm.core.bridge.normalize import normalize_record, parse_datetime
+from exocm.core.bridge.retry import Backoff, RetryPolicy, parse_retry_after
+
+
+def test_backoff_uses_full_jitter_below_an_exponential_ceiling() -> None:
+    slept: list[float] = []
+    backoff = Backoff(RetryPolicy(base_s=1.0, cap_s=8.0), slept.append, random.Random(1))
+    for attempt in range(1, 7):
+        backoff.wait(attempt)
+    ceilings = [1, 2, 4, 8, 8, 8]
+    assert all(0 <= s <= c for s, c in zip(slept, ceilings, strict=True))
+    assert len(set(slept)) == len(slept)  # jittered, not fixed
+
+
+def test_retry_after_is_honoured_exactly_and_capped() -> None:
+    slept: list[float] = []
+    backoff = Backoff(RetryPolicy(max_retry_after_s=60), slept.append, random.Random(1))
+    backoff.wait(1, retry_after=7)
+    backoff.wait(2, retry_after=600)
+    assert slept == [7, 60]
+
+
+def test_retry_after_parses_seconds_and_http_dates() -> None:
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=lambda: now) == 30.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_limiter_halves_once_per_burst_and_grows_back_by_one() -> None:
+    limiter = AdaptiveLimiter(8)
+    tickets = [limiter.acquire() for _ in range(8)]
+    for ticket in tickets:  # eight 429s from requests that were all in flight together
+        limiter.release(ticket, throttled=True)
+    assert limiter.limit == 4
+    for _ in range(4):
+        limiter.release(limiter.acquire())
+    assert limiter.limit == 5
+
+
+def test_limiter_never_goes_below_one_and_bounds_in_flight() -> None:
+    limiter = AdaptiveLimiter(3)
+    for _ in range(10):
+        limiter.release(limiter.acquire(), throttled=True)
+    assert limiter.limit == 1
+    peak = 0
+    lock = threading.Lock()
+    active = 0
+
+    def work() -> None:
+        nonlocal peak, active
+        with limiter.slot():
+            with lock:
+                active += 1
+                peak = max(peak, active)
+            threading.Event().wait(0.002)
+            with lock:
+                active -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak <= 3 and limiter.in_flight == 0
+
+
+def test_records_are_normalised_by_property_name() -> None:
+    record = normalize_record({
+        "ExternalDirectoryObjectId": "6A1B1A0E-1234-4C3D-9E8F-0123456789AB",
+        "ExchangeGuid": "{0DE6C1B5-AAAA-BBBB-CCCC-0123456789AB}",
+        "DisplayName": "6A1B1A0E-1234-4C3D-9E8F-0123456789AB",
+        "WhenChangedUTC": "2024-05-01T10:11:12.1234567Z",
+        "WhenChanged": "2024-05-01T12:11:12+02:00",
+        "Notes": "2024-05-01T10:11:12Z",
+        "IsDirSynced": True,
+        "EmailAddresses": ["SMTP:a@x.com", "smtp:b@x.com"],
+        "EmailAddresses@odata.type": "#Collection(String)",
+        "Nested": {"a": 1},
+    })
+    assert record["ExternalDirectoryObjectId"] == "6a1b1a0e-1234-4c3d-9e8f-0123456789ab"
+    assert record["ExchangeGuid"] == "0de6c1b5-aaaa-bbbb-cccc-0123456789ab"
+    assert record["DisplayName"] == "6A1B1A0E-1234-4C3D-9E8F-0123456789AB"  # not a GUID property
+    assert record["WhenChangedUTC"] == datetime(2024, 5, 1, 10, 11, 12, 123456, tzinfo=UTC)
+    assert record["WhenChanged"] == datetime(2024, 5, 1, 10, 11, 12, tzinfo=UTC)
+    assert record["Notes"] == "2024-05-01T10:11:12Z"  # not a date property
+    assert record["IsDirSynced"] is True
+    assert record["EmailAddresses"] == ["SMTP:a@x.com", "smtp:b@x.com"]
+    assert "EmailAddresses@odata.type" not in record
+    assert record["Nested"] == '{"a": 1}'
+
+
+def test_dotnet_json_dates_are_understood() -> None:
+    assert parse_datetime("/Date(86400000)/") == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=1)
+    assert parse_datetime("not a date") is None
