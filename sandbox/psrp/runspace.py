@@ -152,17 +152,17 @@ class Shell:
         assert outcome is not None
         queue = self.queues.setdefault(run.pipeline.pipeline_id, [])
         queued = sum(len(m) for m in queue)
-        records = outcome.records
+        total = len(outcome)
         rpid = self.pool.runspace_pool_id
         pid = run.pipeline.pipeline_id
-        while queued < budget and run.next_record < len(records) and not run.stopped:
-            xml = record_to_clixml(records[run.next_record], outcome.cmdlet, selected=outcome.selected)
+        while queued < budget and run.next_record < total and not run.stopped:
+            xml = record_to_clixml(outcome.record(run.next_record), outcome.cmdlet, selected=outcome.selected)
             run.next_record += 1
             raw = create_message(False, PSRPMessageType.PipelineOutput, xml, rpid, pid)
             queue.append(PSRPMessage(PSRPMessageType.PipelineOutput, bytearray(raw), rpid, pid,
                                      self.pool._fragment_counter))
             queued += len(raw)
-        if run.next_record < len(records) and not run.stopped:
+        if run.next_record < total and not run.stopped:
             return
         if run.finalized:
             return

@@ -33,10 +33,15 @@ _CORE_CMDLETS = frozenset(
 class Tenant(Protocol):
     """The part of the sandbox tenant model the WinRM endpoint uses."""
 
-    def invoke(self, cmdlet: str, params: dict[str, Any], side: str = "exo") -> list[dict[str, Any]]: ...
+    lock: Any
+
+    def invoke(self, cmdlet: str, params: dict[str, Any] | None = None, *, side: str = "exo") -> list[dict[str, Any]]:
+        """Run a cmdlet; all records."""
+        ...
 
 
-TokenVerifier = Callable[[str], Any]
+#: Checks an access token given to Connect-ExchangeOnline (token, organization); raises if rejected.
+TokenVerifier = Callable[[str, "str | None"], Any]
 
 
 @dataclass
@@ -51,14 +56,41 @@ class CommandSpec:
 
 @dataclass
 class Outcome:
-    """What a pipeline produced: output records (typed by `cmdlet`), errors, warnings."""
+    """What a pipeline produced: output records (typed by `cmdlet`), errors, warnings.
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    `records` may be the tenant's lazy RecordSet: each record is built (under the tenant lock)
+    and projected to `properties` only when a Receive serialises it.
+    """
+
+    records: Sequence[dict[str, Any]] = field(default_factory=list)
     cmdlet: str = ""
-    selected: bool = False
+    properties: list[str] | None = None  # Select-Object -Property patterns, None = not selected
     errors: list[CmdletError] = field(default_factory=list)
     terminating: CmdletError | None = None
     warnings: list[str] = field(default_factory=list)
+    lock: Any = None
+    _names: list[str] | None = None
+
+    @property
+    def selected(self) -> bool:
+        """True when the output went through Select-Object."""
+        return self.properties is not None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def record(self, index: int) -> dict[str, Any]:
+        """Build record `index` (tenant lock held) and apply Select-Object's projection."""
+        if self.lock is not None:
+            with self.lock:
+                rec = self.records[index]
+        else:
+            rec = self.records[index]
+        if self.properties is None:
+            return rec
+        if self._names is None:
+            self._names = resolve_properties(list(rec.keys()), self.properties)
+        return {n: rec.get(n) for n in self._names}
 
 
 def plain(value: Any) -> Any:
@@ -106,27 +138,19 @@ def _no_language() -> CmdletError:
     )
 
 
-def _select(records: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Select-Object -Property a,b,c [-First n]: properties in the asked order, $null when absent."""
-    wanted = params.get("Property")
-    if isinstance(wanted, str):
-        wanted = [wanted]
-    first = params.get("First")
-    rows = records[: int(first)] if first is not None else records
-    if not wanted:
-        return [dict(r) for r in rows]
-    if not rows:
-        return []
-    # Resolve each asked name (case-insensitive, wildcards allowed) against the first record's keys.
-    keys = list(rows[0].keys())
+def resolve_properties(keys: list[str], wanted: Sequence[str]) -> list[str]:
+    """Select-Object -Property: names in the asked order (case-insensitive, wildcards allowed);
+    a name the object lacks is kept (PowerShell adds it with $null)."""
     lower = {k.lower(): k for k in keys}
     names: list[str] = []
     for pattern in map(str, wanted):
         if any(ch in pattern for ch in "*?["):
             names.extend(k for k in keys if fnmatch.fnmatchcase(k.lower(), pattern.lower()) and k not in names)
-        elif pattern not in names:
-            names.append(lower.get(pattern.lower(), pattern))
-    return [{n: r.get(n) for n in names} for r in rows]
+        else:
+            name = lower.get(pattern.lower(), pattern)
+            if name not in names:
+                names.append(name)
+    return names
 
 
 def _statements(commands: Sequence[CommandSpec]) -> list[list[CommandSpec]]:
@@ -184,30 +208,47 @@ class Session:
                     "The sandbox management host runs cmdlets only; script text is not supported.",
                     terminating=True,
                 )
-        records = self.invoke(head.name, _bind(head), outcome)
+        records: Sequence[dict[str, Any]] = self.invoke(head.name, _bind(head), outcome)
         cmdlet = head.name
-        selected = False
+        properties: list[str] | None = None
         for cmd in rest:
             lname = cmd.name.lower()
             if lname == "select-object":
-                records = _select(records, _bind_named(cmd))
-                selected = True
+                params = _bind_named(cmd)
+                wanted = params.get("Property")
+                if wanted is not None:
+                    wanted = [wanted] if isinstance(wanted, str) else [str(w) for w in wanted]
+                    properties = wanted if properties is None else [p for p in wanted if p in properties]
+                first = params.get("First")
+                if first is not None:
+                    records = records[: int(first)]
             elif lname == "measure-object":
-                records = [{"Count": len(records)}]
-                cmdlet, selected = "Measure-Object", False
-            elif lname == "out-default" or lname == "out-null":
+                records, cmdlet, properties = [{"Count": len(records)}], "Measure-Object", None
+            elif lname in ("out-default", "out-null"):
                 records = []
             elif lname in _CORE_CMDLETS:
                 continue
             else:
                 raise _not_recognized(cmd.name)
-        outcome.records.extend(records)
+        if outcome.records:
+            # A second statement with output: materialise both (rare; recipient reads are one statement).
+            merged = [outcome.record(i) for i in range(len(outcome))]
+            outcome.properties, outcome.lock = None, None
+            merged.extend(Outcome(records, cmdlet, properties, lock=self.tenant.lock).record(i)
+                          for i in range(len(records)))
+            outcome.records = merged
+        else:
+            outcome.records, outcome.properties = records, properties
+            outcome.lock = self.tenant.lock
         outcome.cmdlet = cmdlet
-        outcome.selected = selected
 
-    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> list[dict[str, Any]]:
-        """Run one Exchange cmdlet on this session's side of the tenant."""
-        return self.tenant.invoke(name, params, side=self.side)
+    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> Sequence[dict[str, Any]]:
+        """Run one Exchange cmdlet on this session's side of the tenant (lazy when the tenant can)."""
+        query = getattr(self.tenant, "query", None)
+        with self.tenant.lock:
+            records = (query or self.tenant.invoke)(name, params, side=self.side)
+            outcome.warnings.extend(getattr(self.tenant, "last_warnings", None) or [])
+        return records
 
 
 def _bind_named(cmd: CommandSpec) -> dict[str, Any]:
@@ -224,7 +265,7 @@ class OnPremExchangeSession(Session):
     side = "onprem"
     no_language = True
 
-    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> list[dict[str, Any]]:
+    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> Sequence[dict[str, Any]]:
         if name.lower() in _CORE_CMDLETS:
             raise _not_recognized(name)  # only supported downstream of an Exchange cmdlet here
         return super().invoke(name, params, outcome)
@@ -243,7 +284,7 @@ class ExoHostSession(Session):
         self.token: str | None = None
         self.organization: str | None = None
 
-    def _check_token(self, token: str) -> None:
+    def _check_token(self, token: str, organization: str | None) -> None:
         if not token:
             raise CmdletError(
                 "System.ArgumentException", "InvalidArgument",
@@ -253,7 +294,7 @@ class ExoHostSession(Session):
         if self.verifier is None:
             return  # no verifier exposed by the sandbox: any non-empty token is accepted
         try:
-            self.verifier(token)
+            self.verifier(token, organization)
         except Exception as exc:  # the verifier's own exception types are not ours to know
             # Sandbox-made text; the real module surfaces MSAL/REST 401s as "UnAuthorized".
             raise CmdletError(
@@ -264,12 +305,13 @@ class ExoHostSession(Session):
                 terminating=True,
             ) from None
 
-    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> list[dict[str, Any]]:
+    def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> Sequence[dict[str, Any]]:
         lname = name.lower()
         if lname == "connect-exchangeonline":
-            self._check_token(str(params.get("AccessToken") or ""))
+            organization = params.get("Organization")
+            self._check_token(str(params.get("AccessToken") or ""), organization)
             self.token = str(params["AccessToken"])
-            self.organization = params.get("Organization")
+            self.organization = organization
             return []
         if lname == "disconnect-exchangeonline":
             self.token = None
@@ -279,7 +321,7 @@ class ExoHostSession(Session):
         if self.token is None:
             # Without Connect-ExchangeOnline the module's cmdlets are not loaded in the session.
             raise _not_recognized(name)
-        self._check_token(self.token)
+        self._check_token(self.token, self.organization)
         return super().invoke(name, params, outcome)
 
 
