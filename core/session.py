@@ -8,8 +8,9 @@ called from a worker thread; none touches a terminal.
 """
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .bridge.base import Bridge
-from .events import ProgressCallback
+from .events import Progress, ProgressCallback
 from .views import MailboxView
 
 
@@ -59,14 +60,23 @@ class Session:
         is_sandbox: bool,
         profile_name: str | None = None,
         onprem_csv: Path | None = None,
+        onprem_records: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
         data_dir: Path | None = None,
+        snapshot_first: bool = True,
         on_close: Callable[[], None] | None = None,
     ) -> None:
+        """`onprem_csv` / `onprem_records`: where on-prem data comes from (an Export-Csv file, or
+        records such as PSRP Get-Mailbox/Get-RemoteMailbox rows). `snapshot_first`: the first
+        load reuses the saved snapshot (False for a tenant that is new each run, like the
+        embedded sandbox, whose snapshot would describe another tenant's state)."""
         self.bridge = bridge
         self.label = label
         self.is_sandbox = is_sandbox
         self.profile_name = profile_name
         self.onprem_csv = onprem_csv
+        self.onprem_records = onprem_records
+        self.snapshot_first = snapshot_first
+        self.loads = 0
         self._data_dir = data_dir
         self._on_close = on_close
         self.inventory: Any = None
@@ -105,8 +115,12 @@ class Session:
         """
         from . import snapshot
 
-        inventory = snapshot.load_or_fetch(self.bridge, refresh=refresh, progress=progress, cancel=cancel)
+        if self.loads == 0 and not self.snapshot_first:
+            refresh = True
+        inventory = snapshot.load_or_fetch(self.bridge, refresh=refresh, progress=progress, cancel=cancel,
+                                           root=self.data_dir / "snapshots" if self._data_dir else None)
         with self._lock:
+            self.loads += 1
             self.inventory = inventory
             self.findings_frame = None
             self.readiness_frame = None
@@ -125,6 +139,10 @@ class Session:
             from .onprem import load_onprem_csv
 
             self.onprem = load_onprem_csv(self.onprem_csv).frame
+        elif self.onprem is None and self.onprem_records is not None:
+            from .onprem import onprem_frame_from_records
+
+            self.onprem = onprem_frame_from_records(self.onprem_records(), source="on-prem records").frame
         return self.onprem
 
     def onprem_record(self, identity: str, cloud: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -220,12 +238,29 @@ class Session:
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
     ) -> Any:
-        """Apply a plan through the bridge; returns core.apply's run result (with its journal path)."""
-        from . import apply as apply_mod
+        """Apply a plan through the bridge (core.apply); returns its ApplyResult (journal path, counts).
 
-        return apply_mod.apply_plan(self.bridge, plan, progress=progress, cancel=cancel, pause=pause,
-                                    data_dir=self.data_dir)
+        `cancel` set = clean stop (in-flight rows settle, journal flushed); `pause` set = hold.
+        `on_failure(identity, error)` is called for each failed row as the journal records it.
+        """
+        from .apply import apply_plan
+
+        tail = _JournalTail(self.data_dir / "journals", plan.short_digest) if on_failure else None
+
+        def relay(event: Progress) -> None:
+            if tail is not None and on_failure is not None and event.counters.get("failed"):
+                for identity, error in tail.new_failures():
+                    on_failure(identity, error)
+            if progress is not None:
+                progress(event)
+
+        result = apply_plan(self.bridge, plan, progress=relay, cancel=cancel, pause=pause, data_dir=self.data_dir)
+        if tail is not None and on_failure is not None:
+            for identity, error in tail.new_failures(Path(result.journal_path)):
+                on_failure(identity, error)
+        return result
 
     def journals(self) -> list[JournalSummary]:
         """Past runs of this tenant, newest first (unreadable files are left out)."""
@@ -265,10 +300,10 @@ class Session:
         return frame[columns + [c for c in frame.columns if c not in columns and c not in ("type", "run_id")]]
 
     def undo_plan(self, path: Path) -> Any:
-        """An undo plan built from a journal (only verified rows; drifted ones skipped)."""
-        from . import undo
+        """An undo plan built from a journal (core.undo: verified rows only; drifted ones skipped)."""
+        from .undo import build_undo_plan
 
-        return undo.build_undo_plan(self.bridge, path)
+        return build_undo_plan(self.bridge, path, onprem=self.load_onprem())
 
     # -- selection ---------------------------------------------------------------------------------
     def select_from_csv(self, path: Path) -> SelectionImport:
@@ -296,3 +331,87 @@ def _outcome(records: list[dict[str, Any]]) -> str:
         if record.get("type") in ("end", "summary", "footer"):
             return str(record.get("outcome") or record.get("status") or "completed")
     return "interrupted"
+
+
+class _JournalTail:
+    """Follows the journal a running apply writes (found by plan digest) and yields new failed rows."""
+
+    def __init__(self, folder: Path, digest_tag: str) -> None:
+        self.folder = folder
+        self.tag = digest_tag[:12]
+        self.before = set(folder.glob(f"*-{self.tag}.jsonl")) if folder.is_dir() else set()
+        self.path: Path | None = None
+        self.offset = 0
+        self.seen: set[str] = set()
+
+    def _find(self) -> Path | None:
+        if self.path is None and self.folder.is_dir():
+            fresh = sorted(set(self.folder.glob(f"*-{self.tag}.jsonl")) - self.before)
+            self.path = fresh[-1] if fresh else None
+        return self.path
+
+    def new_failures(self, path: Path | None = None) -> list[tuple[str, str]]:
+        """(identity, error) of failed rows appended since the last call (complete lines only)."""
+        if path is not None and self.path is None:
+            self.path = path
+        target = self._find()
+        if target is None:
+            return []
+        try:
+            with target.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        out: list[tuple[str, str]] = []
+        for line in data[: end + 1].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or record.get("type") != "row" or record.get("status") != "failed":
+                continue
+            identity = str(record.get("identity", ""))
+            if identity in self.seen:
+                continue
+            self.seen.add(identity)
+            out.append((identity, str(record.get("error") or "failed")))
+        return out
+
+
+def load_keymap(path: Path | None = None) -> dict[str, str]:
+    """The `[keys]` table of config.toml: binding id -> key(s), e.g. `"mailboxes.preview" = "ctrl+p"`.
+
+    A missing file or table gives {}; a value that is not a string is a ConfigError (one line).
+    """
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    from .config import ConfigError, config_path
+
+    path = path or config_path()
+    try:
+        data = tomlkit.parse(path.read_text(encoding="utf-8")).unwrap()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
+        raise ConfigError(f"{path}: cannot read the [keys] table ({exc.__class__.__name__})") from None
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict):
+        raise ConfigError(f"{path}: 'keys' must be a table of binding id = \"key\"")
+    out: dict[str, str] = {}
+    for binding_id, key in keys.items():
+        if isinstance(key, dict):  # dotted ids written as nested tables: [keys.mailboxes] preview = "x"
+            for sub, value in key.items():
+                if not isinstance(value, str):
+                    raise ConfigError(f"{path}: keys.{binding_id}.{sub} must be a string")
+                out[f"{binding_id}.{sub}"] = value
+        elif isinstance(key, str):
+            out[str(binding_id)] = key
+        else:
+            raise ConfigError(f"{path}: keys.{binding_id} must be a string such as \"ctrl+p\"")
+    return out

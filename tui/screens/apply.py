@@ -5,6 +5,7 @@ import threading
 from typing import Any, ClassVar
 
 from exocm.core.events import Progress
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -34,6 +35,7 @@ class ApplyScreen(Screen[None]):
         self.result: Any = None
         self.error: str | None = None
         self.failures = 0
+        self.outcome = ""
 
     def compose(self) -> ComposeResult:
         yield TenantHeader("Apply")
@@ -54,24 +56,19 @@ class ApplyScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="apply")
     def _apply_worker(self) -> None:
         session = self.app.session  # type: ignore[attr-defined]
-        seen_failures: set[str] = set()
 
         def progress(event: Progress) -> None:
             self.post_message(ApplyProgress(event))
-            for failure in event.counters.get("recent_failures", ()) or ():
-                identity, error = str(failure[0]), str(failure[1])
-                if identity not in seen_failures:
-                    seen_failures.add(identity)
-                    self.post_message(ApplyRowFailed(identity, error))
+
+        def failed(identity: str, error: str) -> None:
+            self.post_message(ApplyRowFailed(identity, error))
 
         try:
-            result = session.apply(self.plan, progress=progress, cancel=self.cancel_event, pause=self.pause_event)
+            result = session.apply(self.plan, progress=progress, cancel=self.cancel_event,
+                                   pause=self.pause_event, on_failure=failed)
         except Exception as exc:  # noqa: BLE001 - shown; the journal (if any) stays as written
             self.post_message(ApplyFinished(None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             return
-        for identity, error in getattr(result, "failures", ()) or ():
-            if str(identity) not in seen_failures:
-                self.post_message(ApplyRowFailed(str(identity), str(error)))
         self.post_message(ApplyFinished(result))
 
     def on_apply_progress(self, message: ApplyProgress) -> None:
@@ -94,18 +91,29 @@ class ApplyScreen(Screen[None]):
         result_line = self.query_one("#apply-result", Static)
         if message.error:
             panel.set_title("Apply failed")
-            result_line.update(f"[b red]Apply failed:[/] {message.error}")
+            result_line.update(Text(f"Apply failed: {message.error}", style="bold red"))
             self.notify(message.error, severity="error", timeout=30)
             return
         result = message.result
-        outcome = str(getattr(result, "outcome", "cancelled" if self.cancel_event.is_set() else "completed"))
-        journal = getattr(result, "journal_path", None)
+        if result.error:
+            outcome = "stopped on an error"
+        elif result.cancelled:
+            outcome = "cancelled"
+        elif result.complete:
+            outcome = "complete"
+        else:
+            outcome = "incomplete"
+        self.outcome = outcome
         panel.set_title(f"Apply {outcome}")
-        counts = getattr(result, "counts", None) or {}
-        counted = " · ".join(f"{k} {v:,}" for k, v in dict(counts).items())
-        result_line.update(f"[b]Apply {outcome}.[/] {counted}\nJournal: {journal}\n"
-                           "Esc goes back; j opens the journals (undo from there).")
-        self.notify(f"Apply {outcome}. Journal: {journal}", timeout=15)
+        counted = " · ".join(f"{k} {v:,}" for k, v in sorted(dict(result.counts).items()))
+        lines = [f"[b]Apply {outcome}.[/] {counted}", f"Journal: {result.journal_path}"]
+        if result.error:
+            lines.append(f"[red]{result.error}[/]")
+        if result.remaining:
+            lines.append(f"{result.remaining:,} rows remain: apply the same plan again to finish them.")
+        lines.append("Esc goes back; j opens the journals (undo from there).")
+        result_line.update(Text.from_markup("\n".join(lines[:1])) + Text("\n" + "\n".join(lines[1:])))
+        self.notify(f"Apply {outcome}. Journal: {result.journal_path}", timeout=15)
 
     def action_pause(self) -> None:
         if not self.running:

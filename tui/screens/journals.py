@@ -16,7 +16,8 @@ from ..messages import JournalRows, JournalsLoaded, PlanBuilt, PlanFailed
 from ..widgets.frame_table import FrameTable
 from ..widgets.tenant_header import TenantHeader
 
-OUTCOME_STYLE = {"completed": "green", "cancelled": "yellow", "interrupted": "yellow", "failed": "red"}
+OUTCOME_STYLE = {"complete": "green", "incomplete": "yellow", "cancelled": "yellow", "interrupted": "yellow",
+                 "error": "red"}
 
 
 class JournalsScreen(Screen[None]):

@@ -19,7 +19,7 @@ from exocm.core.views import (
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -53,16 +53,18 @@ if TYPE_CHECKING:
 class MailboxesScreen(Screen[None]):
     """Browse every mailbox; filter, sort, select; preview a plan from the selection."""
 
+    AUTO_FOCUS = "#mailbox-table"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "Search", id="mailboxes.search"),
         Binding("escape", "escape", "Cancel fetch / back to table", show=False, id="mailboxes.escape"),
         Binding("r", "refresh", "Refresh", id="mailboxes.refresh"),
-        Binding("a", "select_all", "All shown", id="mailboxes.select_all"),
-        Binding("n", "select_none", "None", id="mailboxes.select_none"),
-        Binding("i", "invert", "Invert", id="mailboxes.invert"),
-        Binding("m", "import_csv", "Import CSV", id="mailboxes.import_csv"),
+        Binding("a", "select_all", "Select shown", id="mailboxes.select_all"),
+        Binding("n", "select_none", "Select none", show=False, id="mailboxes.select_none"),
+        Binding("i", "invert", "Invert selection", show=False, id="mailboxes.invert"),
+        Binding("m", "import_csv", "CSV select", id="mailboxes.import_csv"),
         Binding("p", "preview", "Preview", id="mailboxes.preview"),
-        Binding("s", "sort_next", "Sort", id="mailboxes.sort_next"),
+        Binding("s", "sort_next", "Sort by next column", show=False, id="mailboxes.sort_next"),
         Binding("S", "sort_reverse", "Reverse sort", show=False, id="mailboxes.sort_reverse"),
         Binding("1", "quick('cloud_managed')", "Cloud-managed", show=False, id="mailboxes.quick_cloud"),
         Binding("2", "quick('onprem_managed')", "On-prem-managed", show=False, id="mailboxes.quick_onprem"),
@@ -70,7 +72,7 @@ class MailboxesScreen(Screen[None]):
         Binding("4", "quick('has_findings')", "Has findings", show=False, id="mailboxes.quick_findings"),
         Binding("t", "cycle_type", "Type filter", show=False, id="mailboxes.cycle_type"),
         Binding("x", "clear_filters", "Clear filters", show=False, id="mailboxes.clear_filters"),
-        Binding("d", "toggle_detail", "Detail", id="mailboxes.toggle_detail"),
+        Binding("d", "toggle_detail", "Detail pane", show=False, id="mailboxes.toggle_detail"),
     ]
 
     def __init__(self) -> None:
@@ -96,7 +98,7 @@ class MailboxesScreen(Screen[None]):
         yield TenantHeader("Mailboxes")
         yield FilterBar(id="filter-bar")
         yield ProgressPanel("Connecting…", id="fetch-progress")
-        with Horizontal(id="mailboxes-body"):
+        with Vertical(id="mailboxes-body"):
             yield MailboxTable(id="mailbox-table")
             yield DetailPane(id="detail-pane")
         yield Static("", id="counts")
@@ -104,7 +106,8 @@ class MailboxesScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._update_counts()
-        self.query_one(MailboxTable).focus()
+        table = self.query_one(MailboxTable)
+        self.call_after_refresh(table.focus)
 
     # -- loading --------------------------------------------------------------------------------
     def session_ready(self, session: Session) -> None:

@@ -15,7 +15,7 @@ class DetailPane(VerticalScroll):
     """Shows one mailbox (`show`) as a property table; with on-prem data, a third column and marks."""
 
     DEFAULT_CSS = """
-    DetailPane { width: 56; border-left: tall $panel; padding: 0 1; }
+    DetailPane { height: 14; border-top: tall $panel; padding: 0 1; }
     DetailPane > Static { width: 100%; }
     """
 

@@ -1,0 +1,69 @@
+"""`exocm tui` (and `exocm` with no command): the terminal UI on a profile or the embedded sandbox.
+
+The connection is opened by the app in a worker (the UI shows at once); this module only says
+how: it hands the app a function that opens the connection with cli/connection.py and wraps it
+in a core Session. The TUI itself never imports cli or the sandbox.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+from exocm.core.auth import DeviceCode
+from exocm.core.config import ConfigError
+from exocm.core.session import Session, load_keymap
+
+from .connection import SANDBOX_LABEL, connection_options, open_connection, resolve_profile_name
+from .errors import user_errors
+
+
+def _expected_label(profile: str | None, sandbox: bool) -> tuple[str, bool]:
+    """What the header says before the connection is open (SANDBOX when no profile applies)."""
+    if sandbox:
+        return SANDBOX_LABEL, True
+    try:
+        name = resolve_profile_name(profile)
+    except ConfigError:
+        return "", False
+    return (SANDBOX_LABEL, True) if name is None else (name, False)
+
+
+@click.command(name="tui")
+@connection_options
+@click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="On-prem recipients exported with scripts/Export-ExocmOnPrem.ps1 (enables on-prem checks).")
+def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Path | None) -> None:
+    """Open the terminal UI: browse mailboxes, see findings, select, preview, apply, undo."""
+    from exocm.tui.app import ExocmApp
+
+    with user_errors():
+        keymap = load_keymap()
+        label, is_sandbox = _expected_label(profile, sandbox)
+    stack = ExitStack()
+    app_ref: dict[str, Any] = {}
+
+    def show_device_code(code: DeviceCode) -> None:
+        app = app_ref["app"]
+        text = code.message or f"To sign in, open {code.verification_uri} and enter the code {code.user_code}"
+        app.call_from_thread(app.notify, text, title="Sign in", timeout=900)
+
+    def connect() -> Session:
+        connection = stack.enter_context(open_connection(
+            profile, sandbox, size, seed, quiet=True,
+            bridge_options={"device_code_callback": show_device_code}))
+        handle = connection.sandbox_handle
+        onprem_records = None
+        if handle is not None and hasattr(handle.tenant, "onprem_records"):
+            onprem_records = handle.tenant.onprem_records  # the embedded sandbox's own on-prem side
+        return Session(connection.bridge, label=connection.label, is_sandbox=connection.is_sandbox,
+                       profile_name=connection.profile.name, onprem_csv=onprem_csv,
+                       onprem_records=onprem_records, snapshot_first=handle is None)
+
+    app = ExocmApp(connect, label=label, is_sandbox=is_sandbox, keymap=keymap)
+    app_ref["app"] = app
+    try:
+        app.run()
+    finally:
+        stack.close()
