@@ -289,7 +289,8 @@ class MsalTokenProvider:
 
     def _describe_failure(self, result: Mapping[str, Any]) -> str:
         error = str(result.get("error") or "no token")
-        description = _first_line(self._redact(str(result.get("error_description") or "")))
+        description = str(result.get("error_description") or "").split(" Trace ID:")[0]
+        description = _first_line(self._redact(description))
         hint = {
             "invalid_client": "check the client id and the secret or certificate",
             "unauthorized_client": "check the client id and that the app exists in this tenant",

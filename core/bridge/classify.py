@@ -129,12 +129,13 @@ def error_detail(body: Any) -> ErrorDetail:
     inner = error.get("innererror")
     internal = inner.get("internalException") if isinstance(inner, Mapping) else None
     if isinstance(internal, Mapping):
-        if not error_type and isinstance(internal.get("type"), str):
+        if not error_type and isinstance(internal.get("type"), str) and internal["type"].strip():
             error_type = internal["type"]
+        if not category and isinstance(internal.get("category"), str) and internal["category"].strip():
+            category = internal["category"]
         if not message and isinstance(internal.get("message"), str):
             message = internal["message"].strip()
-    if isinstance(inner, Mapping) and not error_type and isinstance(inner.get("type"), str):
-        error_type = inner["type"]
+    # innererror.type itself is only the OData wrapper (ODataServiceException): not used.
     if not message and isinstance(error.get("message"), str):
         text = error["message"].strip()
         t, c, m = _split_detail(text)
