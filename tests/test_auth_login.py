@@ -11,7 +11,6 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-
 from exocm.cli.connection import connection_options, open_connection
 from exocm.cli.errors import handle_errors
 from exocm.cli.main import cli
