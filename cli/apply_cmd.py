@@ -1,0 +1,220 @@
+"""`exocm apply PLAN`: run a plan with a durable journal; Ctrl-C stops cleanly and can be resumed.
+
+Without --yes it asks for a typed confirmation naming the tenant and the number of
+changes, and refuses on a non-interactive stdin. Progress goes to stderr (a rich bar on a
+terminal, a plain line every 10 s otherwise). Exit codes: 0 every row verified, skipped or
+stale; 1 some rows failed or could not be verified; 2 refused or error; 3 confirmation
+needed; 130 interrupted (the journal path and the resume command are printed).
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from exocm.core.apply import ApplyRefused, ApplyResult, apply_plan, check_plan
+from exocm.core.events import Progress
+from exocm.core.journal import local_actor, plan_history
+from exocm.core.plan import Plan, PlanError, load_plan
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+
+from . import exitcodes
+from .connection import connection_options, open_connection
+from .errors import fail, inert, user_errors
+from .plan_cmd import banner, stderr_console
+
+
+def confirmation_phrase(tenant: str, count: int) -> str:
+    """What the admin types to go ahead: the tenant and the number of changes."""
+    return f"{tenant} {count}"
+
+
+def confirm(err: Console, p: Plan, pending: int, label: str) -> None:
+    """Typed confirmation; refuses (exit 3) when stdin is not a terminal."""
+    if not sys.stdin.isatty():
+        fail("refusing to apply without --yes: stdin is not interactive (add --yes in runbooks)",
+             exitcodes.NEEDS_CONFIRMATION)
+    phrase = confirmation_phrase(p.tenant, pending)
+    err.print(f"This sets IsExchangeCloudManaged=[bold]{p.value}[/] on [bold]{pending:,}[/] mailboxes "
+              f"in tenant [bold]{escape(inert(label))}[/] ({escape(p.tenant)}).")
+    answer = click.prompt(f"Type '{phrase}' to continue", default="", show_default=False, err=True)
+    if answer.strip() != phrase:
+        fail("not confirmed; nothing was changed", exitcodes.NEEDS_CONFIRMATION)
+
+
+def actor_of(connection: Any) -> str:
+    """Who runs this: the signed-in account or app id, and the local account."""
+    profile = getattr(connection, "profile", None)
+    who = None
+    tokens = getattr(connection.bridge, "_tokens", None)
+    username = getattr(tokens, "username", None) if tokens is not None else None
+    if username:
+        who = f"user:{username}"
+    elif profile is not None and getattr(profile, "client_id", None):
+        who = f"app:{profile.client_id}"
+    local = local_actor()
+    return f"{who} (local {local})" if who else local
+
+
+class ProgressView:
+    """Feeds core Progress events to a rich bar (terminal) or plain lines (logs)."""
+
+    def __init__(self, err: Console) -> None:
+        self.err = err
+        self.last: Progress | None = None
+        self._plain_at = 0.0
+        self.bar = RichProgress(
+            TextColumn("[bold]apply[/]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+            console=err, transient=False, disable=not err.is_terminal,
+        )
+        self.task = self.bar.add_task("apply", total=None, note="")
+
+    def note(self, event: Progress) -> str:
+        c = event.counters
+        parts = [f"ok {c.get('ok', 0)}", f"skipped {c.get('skipped', 0)}", f"stale {c.get('stale', 0)}",
+                 f"failed {c.get('failed', 0)}"]
+        if event.rate:
+            parts.append(f"{event.rate:,.1f}/s")
+        if event.eta_s is not None:
+            parts.append(f"ETA {event.eta_s:,.0f}s")
+        if c.get("concurrency") is not None:
+            parts.append(f"conc {c.get('concurrency')}")
+        parts.append(f"429s {c.get('http_429', 0)}")
+        if event.message:
+            parts.append(event.message)
+        return "  ".join(parts)
+
+    def __call__(self, event: Progress) -> None:
+        self.last = event
+        note = self.note(event)
+        self.bar.update(self.task, completed=event.done, total=event.total, note=note)
+        if not self.err.is_terminal and time.monotonic() - self._plain_at >= 10:
+            self._plain_at = time.monotonic()
+            self.err.print(f"apply {event.done}/{event.total}  {note}")
+
+
+def summary_lines(result: ApplyResult) -> list[str]:
+    """The end-of-run summary."""
+    c = result.counts
+    lines = [
+        f"verified {c.get('verified', 0):,}, previously verified {c.get('previously_verified', 0):,}, "
+        f"skipped {c.get('skipped', 0):,}, stale {c.get('stale', 0):,}, failed {c.get('failed', 0):,}, "
+        f"unverified {c.get('applied_unverified', 0):,}, interrupted {c.get('interrupted', 0):,}, "
+        f"not started {c.get('not_started', 0):,}",
+        f"{result.elapsed_s:,.1f}s, {result.rows_per_s:,.1f} rows/s; "
+        f"requests {result.bridge_stats.get('requests', '?')}, 429s {result.bridge_stats.get('http_429', '?')}",
+        f"journal: {result.journal_path}",
+    ]
+    return lines
+
+
+@click.command()
+@connection_options
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for the typed confirmation (runbooks).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Worker threads at most (the tenant's throttling adapts the real concurrency).")
+@click.option("--resume", is_flag=True,
+              help="Finish a plan an earlier run left (re-running a plan always skips its verified rows).")
+@click.option("--max-age", "max_age_h", type=click.FloatRange(min=0.0), default=24.0, show_default=True,
+              metavar="HOURS", help="Refuse a plan older than this.")
+@click.option("--max-write-rate", type=click.FloatRange(min=0.1), default=None, metavar="PER_S",
+              help="Never send more than this many writes per second.")
+def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h: float,
+          max_write_rate: float | None, **conn: Any) -> None:
+    """Apply a plan: re-read, write, read back and journal every row.
+
+    Rows whose state changed since the plan are skipped as stale. Ctrl-C stops taking new
+    rows, settles the ones in flight and prints how to resume.
+    """
+    from exocm.core.apply import WritePacer
+
+    err = stderr_console()
+    try:
+        p = load_plan(plan_path)
+    except PlanError as exc:
+        fail(str(exc))
+    max_age = timedelta(hours=max_age_h)
+    with user_errors(), open_connection(**conn) as connection:
+        banner(err, connection)
+        try:
+            check_plan(p, str(connection.bridge.tenant), max_age=max_age)
+        except (ApplyRefused, PlanError) as exc:
+            fail(str(exc))
+        history = plan_history(p.digest)
+        for warning in history.warnings:
+            err.print(f"[yellow]journal:[/] {escape(inert(warning))}")
+        done = sum(1 for r in p.rows if r.identity in history.verified)
+        pending = sum(1 for r in p.rows if r.action == "set" and r.identity not in history.verified)
+        if history.journals:
+            err.print(f"{len(history.journals)} earlier run(s) of this plan: {done:,} rows already verified "
+                      f"(never written again); {pending:,} to go")
+        elif resume:
+            err.print("no earlier run of this plan: starting from the beginning")
+        if pending == 0:
+            err.print("nothing to change: every row of the plan is verified or skipped")
+        if pending and not yes:
+            confirm(err, p, pending, str(connection.label))
+        cancel = threading.Event()
+        view = ProgressView(err)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = apply_plan(
+                    connection.bridge, p, progress=view, cancel=cancel, max_age=max_age,
+                    concurrency=concurrency, actor=actor_of(connection), plan_path=plan_path,
+                    pacer=WritePacer(max_rate=max_write_rate),
+                )
+            except BaseException as exc:  # handed to the main thread
+                outcome["error"] = exc
+
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            cancel.set()
+
+        previous = signal.signal(signal.SIGTERM, on_term)
+        worker = threading.Thread(target=run, name="exocm-apply", daemon=True)
+        try:
+            with view.bar:
+                worker.start()
+                while worker.is_alive():
+                    try:
+                        worker.join(0.2)
+                    except KeyboardInterrupt:
+                        if not cancel.is_set():
+                            cancel.set()
+                            err.print("[yellow]stopping:[/] no new rows; settling the writes in flight "
+                                      "and flushing the journal...")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if "error" in outcome:
+            error = outcome["error"]
+            if isinstance(error, ApplyRefused | PlanError):
+                fail(str(error))
+            raise error
+        result: ApplyResult = outcome["result"]
+    for line in summary_lines(result):
+        err.print(escape(line))
+    resume_cmd = f"exocm apply {plan_path} --resume"
+    if result.cancelled:
+        err.print(f"stopped. Resume with: [bold]{escape(resume_cmd)}[/]")
+        sys.exit(exitcodes.INTERRUPTED)
+    if result.error:
+        err.print(f"[red]stopped:[/] {escape(inert(result.error))}")
+        err.print(f"resume with: {escape(resume_cmd)}")
+        sys.exit(exitcodes.ERROR)
+    if result.remaining:
+        err.print(f"{result.remaining:,} rows not done; see 'exocm report {escape(str(result.journal_path))}', "
+                  f"retry with: {escape(resume_cmd)}")
+        sys.exit(exitcodes.CHANGES)
+    sys.exit(exitcodes.OK)

@@ -1,0 +1,324 @@
+"""`exocm plan` (selection -> plan file) and `exocm show PLAN` (read-only diff).
+
+`exocm show` exits like `kubectl diff`: 0 when nothing would change, 1 when something
+would, 2 on error. Everything the plan decides is decided in core (selection, plan); this
+module reads options and prints.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from exocm.core.config import data_dir
+from exocm.core.csvio import to_csv_text, write_text_atomic
+from exocm.core.events import Progress
+from exocm.core.plan import REASON_TEXT, Plan, PlanError, build_plan, load_plan, save_plan
+from exocm.core.selection import (
+    Selection,
+    SelectionError,
+    apply_exclude,
+    apply_types,
+    parse_types,
+    select_all_dirsynced,
+    select_from_csv,
+    select_where,
+)
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+
+from . import exitcodes
+from .connection import connection_options, open_connection
+from .errors import fail, inert, user_errors
+
+#: Rows printed by the table format before "... N more" (CSV and JSON carry all).
+TABLE_LIMIT = 200
+
+
+def parse_bool(value: str) -> bool:
+    """'true'/'false' (also $true, yes/no, 1/0) as bool."""
+    text = value.strip().lower().lstrip("$")
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise click.BadParameter(f"expected true or false, not {value!r}")
+
+
+def stderr_console() -> Console:
+    """The console for progress and notes (stdout stays for data)."""
+    return Console(stderr=True, highlight=False)
+
+
+def banner(err: Console, connection: Any) -> None:
+    """Say which tenant this is, SANDBOX in bold when it is one."""
+    if connection.is_sandbox:
+        err.print(f"[bold black on yellow] SANDBOX [/] tenant {escape(str(connection.bridge.tenant))} "
+                  "(a local test tenant, not Microsoft)")
+    else:
+        err.print(f"tenant [bold]{escape(inert(str(connection.label)))}[/]")
+
+
+@contextmanager
+def progress_bar(err: Console, stage: str) -> Iterator[Any]:
+    """A rich progress bar on stderr for a core Progress stream; yields the callback."""
+    bar = RichProgress(
+        TextColumn(f"[bold]{stage}[/]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(stage, total=None, note="")
+
+        def feed(event: Progress) -> None:
+            rate = f"{event.rate:,.0f}/s" if event.rate else ""
+            bar.update(task, completed=event.done, total=event.total, note=rate)
+
+        yield feed
+
+
+def _load_inventory(connection: Any, *, refresh: bool, max_age_min: float, err: Console) -> Any:
+    from exocm.core.inventory import fetch_inventory
+    from exocm.core.snapshot import load_or_fetch
+
+    with progress_bar(err, "inventory") as feed:
+        if connection.sandbox_handle is not None:
+            inv = fetch_inventory(connection.bridge, progress=feed)
+        else:
+            inv = load_or_fetch(connection.bridge, refresh=refresh, max_age=timedelta(minutes=max_age_min),
+                                progress=feed)
+    if inv.from_snapshot:
+        minutes = inv.age.total_seconds() / 60
+        err.print(f"inventory snapshot from {inv.fetched_at:%Y-%m-%d %H:%M} UTC ({minutes:.0f} min old); "
+                  "--refresh reads the tenant again")
+    else:
+        err.print(f"inventory: {len(inv.frame):,} recipients read")
+    return inv
+
+
+def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, err: Console) -> pd.DataFrame | None:
+    from exocm.core.detect import detect
+    from exocm.core.readiness import flip_readiness
+
+    onprem = None
+    if onprem_csv is not None:
+        from exocm.core.onprem import load_onprem_csv
+
+        data = load_onprem_csv(onprem_csv)
+        onprem = data.frame
+    result = detect(frame, onprem)
+    for code, why in sorted(result.not_checked.items()):
+        err.print(f"[dim]not checked: {escape(code)} ({escape(inert(why))})[/]")
+    return flip_readiness(frame, result.findings, value)
+
+
+def print_issues(err: Console, issues: list[dict[str, Any]], limit: int = 20) -> None:
+    """Input lines that selected nothing, by line (first `limit`)."""
+    for issue in issues[:limit]:
+        err.print(f"[yellow]input:[/] {escape(inert(str(issue.get('message', issue))))}")
+    if len(issues) > limit:
+        err.print(f"[yellow]input:[/] ... and {len(issues) - limit} more (see 'exocm show PLAN --format json')")
+
+
+def counts_lines(plan: Plan) -> list[str]:
+    """Counts per action and skip reason, in admin words."""
+    lines = []
+    for key, count in plan.counts().items():
+        if key == "set":
+            lines.append(f"  set    {count:>7,}  IsExchangeCloudManaged -> {plan.value}")
+        elif key.startswith("skip:"):
+            reason = key[5:]
+            lines.append(f"  skip   {count:>7,}  {REASON_TEXT.get(reason, reason)}")
+        else:
+            lines.append(f"  input  {count:>7,}  {key[6:]} input lines (selected nothing)")
+    return lines
+
+
+@click.command()
+@connection_options
+@click.option("--set-cloud-managed", "value", required=True, metavar="true|false",
+              help="The value to set IsExchangeCloudManaged to.")
+@click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Targets from a CSV (any Export-Csv format) or a one-per-line list.")
+@click.option("--identity-column", metavar="COLUMN",
+              help="CSV column holding the identity (default: first of Identity, ExternalDirectoryObjectId, "
+                   "UserPrincipalName, PrimarySmtpAddress, EmailAddress, Mail, Alias).")
+@click.option("--where", "where", metavar="EXPR",
+              help='Targets by a filter over inventory columns, e.g. \'RecipientTypeDetails == "SharedMailbox" '
+                   "and IsDirSynced' (OPATH spellings -eq -like -and ... work too).")
+@click.option("--all-dirsynced", is_flag=True, help="Every dir-synced mailbox.")
+@click.option("--exclude", "exclude", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Identities to leave out (CSV or one per line); they stay in the plan as skipped.")
+@click.option("--types", "types", metavar="T,..", help="Only these RecipientTypeDetails (e.g. UserMailbox,SharedMailbox).")
+@click.option("--max", "max_changes", type=click.IntRange(min=0), help="Pilot cap: at most N rows to change.")
+@click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="On-prem export (scripts/Export-ExocmOnPrem.ps1) for detection's skip reasons.")
+@click.option("--no-detect", is_flag=True, help="Do not run detection (skip reasons from the inventory only).")
+@click.option("--refresh", is_flag=True, help="Read the tenant again even when a recent snapshot exists.")
+@click.option("--snapshot-max-age", "snapshot_max_age", type=float, default=60.0, show_default=True,
+              metavar="MIN", help="Reuse an inventory snapshot younger than this many minutes.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Plan file to write (default: <data dir>/plans/plan-<time>-<digest>.json).")
+def plan(value: str, csv_path: Path | None, identity_column: str | None, where: str | None, all_dirsynced: bool,
+         exclude: Path | None, types: str | None, max_changes: int | None, onprem_csv: Path | None,
+         no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, **conn: Any) -> None:
+    """Make a plan file: which mailboxes would change, and why the others are skipped.
+
+    Nothing is changed in the tenant. Review it with 'exocm show PLAN', run it with
+    'exocm apply PLAN'.
+    """
+    target = parse_bool(value)
+    sources = [csv_path is not None, where is not None, all_dirsynced]
+    if sum(sources) != 1:
+        raise click.UsageError("choose exactly one of --csv FILE, --where EXPR, --all-dirsynced")
+    if identity_column and csv_path is None:
+        raise click.UsageError("--identity-column goes with --csv")
+    err = stderr_console()
+    with user_errors(), open_connection(**conn) as connection:
+        banner(err, connection)
+        try:
+            wanted_types = parse_types(types) if types else []
+            inv = _load_inventory(connection, refresh=refresh, max_age_min=snapshot_max_age, err=err)
+            frame = inv.frame
+            selection: Selection
+            if csv_path is not None:
+                selection = select_from_csv(frame, csv_path, identity_column)
+            elif where is not None:
+                selection = select_where(frame, where)
+            else:
+                selection = select_all_dirsynced(frame)
+            if exclude is not None:
+                apply_exclude(selection, frame, exclude)
+            if wanted_types:
+                apply_types(selection, frame, wanted_types)
+        except SelectionError as exc:
+            fail(str(exc))
+        readiness = None if no_detect else _readiness(frame, target, onprem_csv, err)
+        result = build_plan(
+            frame, selection.identities, target, tenant=str(connection.bridge.tenant),
+            bridge=str(connection.bridge.kind), preset_skips=selection.preset_skips, readiness=readiness,
+            max_changes=max_changes, source={**selection.source, "inventory_fetched_at": inv.fetched_at.isoformat(),
+                                             "sandbox": bool(connection.is_sandbox)},
+            input_report=[i.to_json() for i in selection.issues],
+        )
+        path = out or data_dir() / "plans" / (
+            f"plan-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{result.short_digest}.json")
+        save_plan(result, path)
+    print_issues(err, result.input_report)
+    err.print("\n".join(counts_lines(result)) or "  (no rows)")
+    err.print(f"plan {result.digest[:12]} written to {escape(str(path))}")
+    if result.set_rows():
+        err.print(f"next: exocm show {escape(str(path))}   then   exocm apply {escape(str(path))}")
+    click.echo(str(path))
+
+
+# --- show ------------------------------------------------------------------------------
+
+
+def plan_rows_frame(p: Plan) -> pd.DataFrame:
+    """One line per plan row, for tables and CSV."""
+    rows = []
+    for row in p.rows:
+        overwritten = ""
+        if row.overwritten:
+            overwritten = "; ".join(
+                f"{attr}: {_short(v.get('cloud'))} -> {_short(v.get('onprem'))}" for attr, v in sorted(row.overwritten.items()))
+        rows.append({
+            "Identity": row.identity, "DisplayName": row.display_name, "UserPrincipalName": row.upn,
+            "Action": row.action, "Reason": row.reason, "Detail": row.detail,
+            "IsExchangeCloudManaged": row.observed.is_cloud_managed, "Target": p.value if row.action == "set" else None,
+            "WhenChanged": row.observed.when_changed, "Overwritten": overwritten,
+        })
+    columns = ["Identity", "DisplayName", "UserPrincipalName", "Action", "Reason", "Detail",
+               "IsExchangeCloudManaged", "Target", "WhenChanged", "Overwritten"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    if value is None:
+        return "(empty)"
+    text = ";".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_show_table(p: Plan, *, limit: int = TABLE_LIMIT) -> str:
+    """The plan for a terminal: header, counts, input issues, rows, overwritten values."""
+    age_h = p.age().total_seconds() / 3600
+    lines = [
+        f"# plan {p.digest[:12]} ({p.kind}) for tenant {inert(p.tenant)}",
+        f"# created {p.created_at} ({age_h:.1f} h ago) by exocm {inert(p.tool_version)}; bridge {inert(p.bridge)}",
+        f"# operation: Set-Mailbox -IsExchangeCloudManaged ${str(p.value).lower()}",
+        *[f"#{line}" for line in counts_lines(p)],
+    ]
+    for issue in p.input_report[:20]:
+        lines.append(f"# input: {inert(str(issue.get('message', '')))}")
+    if len(p.input_report) > 20:
+        lines.append(f"# input: ... and {len(p.input_report) - 20} more")
+    frame = plan_rows_frame(p)
+    shown = frame.head(limit)
+    cols = ["Action", "Identity", "DisplayName", "UserPrincipalName", "IsExchangeCloudManaged", "Reason", "Detail"]
+    cells = [[inert(_short(v, 48)) if v is not None else "" for v in row] for row in shown[cols].itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+    lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    if len(frame) > limit:
+        lines.append(f"... {len(frame) - limit:,} more rows (--format csv or json shows all)")
+    overwritten = [r for r in p.rows if r.action == "set" and r.overwritten]
+    if p.kind == "undo" and p.value is False:
+        basis = p.source.get("overwritten_basis", "backup")
+        lines.append("")
+        lines.append(f"# cloud values the next sync will OVERWRITE with on-prem values ({len(overwritten)} mailboxes; "
+                     f"compared with {'on-prem data' if basis == 'onprem' else 'the backup taken before the flip'}):")
+        for row in overwritten[:limit]:
+            lines.append(f"  {inert(row.display_name or row.identity)} <{inert(row.upn)}>")
+            for attr, v in sorted((row.overwritten or {}).items()):
+                lines.append(f"      {attr}: {inert(_short(v.get('cloud')))}  ->  {inert(_short(v.get('onprem')))}")
+        if not overwritten:
+            lines.append("  (none found)")
+    return "\n".join(lines) + "\n"
+
+
+def render_show_json(p: Plan) -> str:
+    """The plan file plus counts, as one JSON object."""
+    data = p.to_json()
+    data["counts"] = p.counts()
+    return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+
+
+@click.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option("--limit", type=click.IntRange(min=1), default=TABLE_LIMIT, show_default=True,
+              help="Rows in the table format.")
+def show(plan_path: Path, fmt: str, out: Path | None, limit: int) -> None:
+    """Show a plan: counts per action and reason, then the rows (read-only).
+
+    Exit code 0 when nothing would change, 1 when something would, 2 on error.
+    """
+    try:
+        p = load_plan(plan_path)
+    except PlanError as exc:
+        fail(str(exc))
+    if fmt == "json":
+        text = render_show_json(p)
+    elif fmt == "csv":
+        text = "\ufeff" + to_csv_text(plan_rows_frame(p))
+    else:
+        text = render_show_table(p, limit=limit)
+    if out is not None:
+        write_text_atomic(out, text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+    sys.exit(exitcodes.CHANGES if p.set_rows() else exitcodes.OK)

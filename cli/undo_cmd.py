@@ -1,0 +1,117 @@
+"""`exocm undo JOURNAL -o PLAN` (an undo plan from a journal) and `exocm report JOURNAL...`."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from exocm.core.apply import ApplyRefused
+from exocm.core.config import data_dir
+from exocm.core.csvio import to_csv_text, write_text_atomic
+from exocm.core.journal import JournalError
+from exocm.core.plan import save_plan
+from exocm.core.report import REPORT_COLUMNS, report_frame, summary
+from exocm.core.undo import UndoError, build_undo_plan, export_overwritten
+from rich.markup import escape
+
+from . import exitcodes
+from .connection import connection_options, open_connection
+from .errors import fail, inert, user_errors
+from .plan_cmd import banner, counts_lines, stderr_console
+
+
+@click.command()
+@connection_options
+@click.argument("journal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Undo plan to write (default: <data dir>/plans/undo-<time>-<digest>.json).")
+@click.option("--export-overwritten", "export", type=click.Path(dir_okay=False, path_type=Path),
+              help="First save the cloud values the next sync will overwrite (true->false undo) as CSV.")
+@click.option("--only-this-run", is_flag=True,
+              help="Undo only this journal's run (default: every run of the same plan next to it).")
+@click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="On-prem export to compare the overwritten values with (else: the backup in the journal).")
+def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bool, onprem_csv: Path | None,
+         **conn: Any) -> None:
+    """Make a plan that sets the journal's verified rows back (drifted rows are skipped).
+
+    Undoing a flip to cloud-managed hands the attributes back to on-prem: the plan lists
+    the cloud values the next sync will overwrite ('exocm show PLAN').
+    """
+    err = stderr_console()
+    onprem = None
+    if onprem_csv is not None:
+        from exocm.core.onprem import load_onprem_csv
+
+        try:
+            onprem = load_onprem_csv(onprem_csv).frame
+        except ValueError as exc:
+            fail(str(exc))
+    with user_errors(), open_connection(**conn) as connection:
+        banner(err, connection)
+        try:
+            plan = build_undo_plan(connection.bridge, journal, all_runs=not only_this_run, onprem=onprem)
+        except (JournalError, UndoError, ApplyRefused) as exc:
+            fail(str(exc))
+    overwritten = [r for r in plan.rows if r.action == "set" and r.overwritten]
+    if export is not None:
+        export_overwritten(plan, export)
+        err.print(f"overwritten cloud values of {len(overwritten):,} mailboxes saved to {escape(str(export))}")
+    path = out or data_dir() / "plans" / f"undo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{plan.short_digest}.json"
+    save_plan(plan, path)
+    err.print("\n".join(counts_lines(plan)) or "  (no verified rows to undo)")
+    if plan.value is False and plan.set_rows():
+        err.print(f"[yellow]warning:[/] the next sync will overwrite cloud values of {len(overwritten):,} "
+                  "mailboxes with on-prem values; 'exocm show PLAN' lists them")
+    err.print(f"undo plan {plan.digest[:12]} written to {escape(str(path))}")
+    click.echo(str(path))
+
+
+def render_report_table(frame: pd.DataFrame, counts: dict[str, int]) -> str:
+    """The report for a terminal."""
+    head = "# " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "# no rows"
+    cols = ["Timestamp", "Identity", "DisplayName", "Result", "Before", "After", "Reason"]
+    cells = [[inert("" if v is None or v != v else str(v))[:60] for v in row] for row in frame[cols].itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+    lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (atomically).")
+def report(journals: tuple[Path, ...], fmt: str, out: Path | None) -> None:
+    """Per row of one or more journals: result, before/after, reason, error, timestamps.
+
+    The CSV has the peers' results columns (Timestamp, Row, Identity, Mode, Result, Reason,
+    Before, After) first, for change tickets.
+    """
+    try:
+        frame, warnings = report_frame(list(journals))
+    except JournalError as exc:
+        fail(str(exc))
+    for warning in warnings:
+        click.echo(f"exocm: warning: {inert(warning)}", err=True)
+    counts = summary(frame)
+    if fmt == "csv":
+        text = "\ufeff" + to_csv_text(frame, list(REPORT_COLUMNS))
+    elif fmt == "json":
+        records = json.loads(frame.to_json(orient="records", force_ascii=False))
+        text = json.dumps({"journals": [str(j) for j in journals], "counts": counts, "warnings": warnings,
+                           "rows": records}, ensure_ascii=False, indent=1) + "\n"
+    else:
+        text = render_report_table(frame, counts)
+    if out is not None:
+        write_text_atomic(out, text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+    sys.exit(exitcodes.OK)
