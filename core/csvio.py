@@ -433,10 +433,11 @@ def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
 
 
 def _trim_proxy(value: str) -> str:
+    """Strip separators; an X400 address keeps Exchange's canonical trailing ';' (the split may eat it)."""
     value = value.strip(" \t\r\n|,")
-    if not value[:5].lower() == "x400:":
-        value = value.rstrip(";").strip()
-    return value
+    if value[:5].lower() == "x400:":
+        return value.rstrip("; ") + ";"
+    return value.rstrip(";").strip()
 
 
 def is_dotnet_type_name(series: pd.Series) -> pd.Series:

@@ -30,8 +30,8 @@ def not_dirsynced(ctx: DetectContext) -> Hits:
     summary="Exchange attributes are already managed in EXO (IsExchangeCloudManaged True)",
 )
 def already_cloud_managed(ctx: DetectContext) -> Hits:
-    """IsExchangeCloudManaged True."""
-    mask = ctx.exo_bool("IsExchangeCloudManaged")
+    """Dir-synced mailbox of a flip type with IsExchangeCloudManaged True."""
+    mask = ctx.exo_flip_type & ctx.exo_bool("IsDirSynced") & ctx.exo_bool("IsExchangeCloudManaged")
     return ctx.hits(
         mask,
         "Exchange attributes are already cloud-managed; edit them in EXO",

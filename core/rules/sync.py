@@ -47,13 +47,14 @@ _REMOTE_TO_EXO = {
     summary="Changed on-prem within one sync cycle + 24 h: a flip now may lose that edit",
 )
 def recent_onprem_change(ctx: DetectContext) -> Hits:
-    """Matched on-prem WhenChanged at or after now - (sync interval + 24 h)."""
+    """Dir-synced EXO mailbox of a flip type whose on-prem row changed at or after now - (interval + 24 h)."""
     if not ctx.has_onprem_column("WhenChanged"):
         return ctx.hits(pd.Series(False, index=ctx.inventory.index), "")
     wait = ctx.sync_interval + SETTLE_TIME
     when = pd.to_datetime(ctx.op["WhenChanged"], utc=True)
     cutoff = pd.Timestamp(ctx.now) - wait
-    mask = ctx.matched & when.notna() & (when >= cutoff)
+    flip_target = ctx.exo_flip_type & ctx.exo_bool("IsDirSynced")
+    mask = ctx.matched & flip_target & when.notna() & (when >= cutoff)
     safe = when + wait
     explanation = join_text(
         "Changed on-prem at ",
@@ -83,9 +84,16 @@ def recent_onprem_change(ctx: DetectContext) -> Hits:
     summary="Writeback attributes differ between the on-prem RemoteMailbox and the EXO mailbox",
 )
 def attribute_drift(ctx: DetectContext) -> Hits:
-    """Compare DRIFT_ATTRIBUTES for RemoteMailbox <-> EXO mailbox pairs; evidence shows both values."""
+    """Compare DRIFT_ATTRIBUTES for RemoteMailbox <-> EXO mailbox pairs; evidence shows both values.
+
+    Only mailboxes whose on-prem side is still the source of authority (not cloud-managed):
+    for a cloud-managed mailbox EXO is the source and on-prem lags by design; what a flip
+    back would overwrite is listed by the undo plan instead.
+    """
     op_rtd = ctx.op_text("RecipientTypeDetails")
-    pair = (ctx.matched & op_rtd.isin(REMOTE_TYPES) & ctx.exo_is_mailbox).to_numpy()
+    pair = (
+        ctx.matched & op_rtd.isin(REMOTE_TYPES) & ctx.exo_is_mailbox & ~ctx.exo_bool("IsExchangeCloudManaged")
+    ).to_numpy()
     diffs: dict[str, np.ndarray] = {}
     for attr in DRIFT_ATTRIBUTES:
         if not ctx.has_onprem_column(attr) or attr not in ctx.inventory.columns:
@@ -165,6 +173,8 @@ def _canon(value: Any, proxies: bool) -> frozenset[str]:
             prefix, addr = "smtp", prefix
         if prefix.lower() in IGNORED_PROXY_TYPES:
             continue
+        if prefix.lower() == "x400":
+            addr = addr.rstrip(";")
         out.add(("SMTP" if prefix == "SMTP" else prefix.lower()) + ":" + addr.lower())
     return frozenset(out)
 

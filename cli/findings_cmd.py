@@ -1,0 +1,197 @@
+"""`exocm findings`: what makes IsExchangeCloudManaged unsafe, per mailbox, with evidence.
+
+Reads the EXO inventory (snapshot or fresh), joins the on-prem export given with --onprem-csv
+(with --sandbox and no file, the sandbox tenant's own on-prem export, written as an
+Export-Csv file and read back like any admin's file), runs the detection rules and prints a
+summary by code and severity, then the rows. Exit code 0 when no finding is at or above
+--fail-on (default high), 1 otherwise, 2 on errors.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from exocm.core.bridge.errors import BridgeError
+from exocm.core.csvio import write_text_atomic
+from exocm.core.detect import RULES, SEVERITIES, detect
+from exocm.core.findings_report import (
+    ReportMeta,
+    fails,
+    filter_findings,
+    render_csv,
+    render_html,
+    render_json,
+    summarise,
+    summary_table,
+)
+from exocm.core.inventory import Inventory, fetch_inventory
+from exocm.core.onprem import OnPremData, OnPremFormatError, load_onprem_csv
+from exocm.core.snapshot import load_or_fetch
+from rich.console import Console
+from rich.markup import escape
+
+from . import exitcodes
+from .connection import connection_options, open_connection
+from .errors import fail, inert, user_errors
+
+_TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "explanation", "action")
+_WIDTH = {"severity": 8, "code": 24, "UserPrincipalName": 40, "explanation": 110, "action": 28}
+
+
+def render_text(findings: pd.DataFrame, summary: dict[str, Any], *, label: str) -> str:
+    """Plain text: a summary by code and severity, then one line per finding."""
+    lines = [f"# {label}: {summary['total']} findings"]
+    sev = summary["by_severity"]
+    lines.append("# by severity: " + ", ".join(f"{s} {sev.get(s, 0)}" for s in SEVERITIES))
+    lines.append("")
+    lines.append(f"{'CODE':<32} {'SEVERITY':<9} {'COUNT':>7}  MEANING")
+    for code, severity, count, text in summary_table(summary):
+        lines.append(f"{code:<32} {severity:<9} {count:>7}  {inert(text)}")
+    if len(findings):
+        lines.append("")
+        header = "  ".join(c.upper()[: _WIDTH[c]].ljust(_WIDTH[c]) for c in _TABLE_COLUMNS)
+        lines.append(header.rstrip())
+        cols = [findings[c].astype("str").to_numpy() for c in _TABLE_COLUMNS]
+        for row in zip(*cols, strict=True):
+            cells = [inert(v)[: _WIDTH[c]].ljust(_WIDTH[c]) for c, v in zip(_TABLE_COLUMNS, row, strict=True)]
+            lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _read_inventory(connection: Any, refresh: bool, err: Console) -> Inventory:
+    with err.status("reading the EXO inventory ..."):
+        if connection.sandbox_handle is not None:
+            return fetch_inventory(connection.bridge)
+        return load_or_fetch(connection.bridge, refresh=refresh)
+
+
+def _sandbox_onprem(connection: Any, workdir: Path) -> OnPremData | None:
+    """The embedded sandbox's on-prem side, exported as an Export-Csv file and read back."""
+    handle = connection.sandbox_handle
+    tenant = getattr(handle, "tenant", None)
+    if tenant is None:
+        return None
+    from exocm.sandbox.onprem_export import write_onprem_csv  # cli may use the sandbox; core never does
+
+    path = workdir / "sandbox-onprem.csv"
+    write_onprem_csv(tenant, path)
+    data = load_onprem_csv(path)
+    data.source = "sandbox on-prem export (Export-Csv style)"
+    return data
+
+
+def _org_config(connection: Any, notes: list[str]) -> dict[str, Any] | None:
+    try:
+        records = connection.bridge.invoke("Get-OrganizationConfig", {})
+    except BridgeError as exc:
+        notes.append(f"Get-OrganizationConfig failed ({exc.message}); tenant default not checked")
+        return None
+    return dict(records[0]) if records else None
+
+
+@click.command()
+@connection_options
+@click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="On-prem export (Export-ExocmOnPrem.ps1, or any Export-Csv of Get-Mailbox/Get-RemoteMailbox).")
+@click.option("--severity", type=click.Choice(SEVERITIES, case_sensitive=False), default=None,
+              help="Show only findings of this severity or worse.")
+@click.option("--code", "codes", multiple=True, metavar="CODE",
+              help=f"Show only these codes (repeatable or comma-separated): {', '.join(RULES)}.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES, case_sensitive=False), default="high", show_default=True,
+              help="Exit 1 when a shown finding is at this severity or worse.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
+              show_default=True, help="Output format (html: one self-contained file for a change ticket).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to FILE (atomically) instead of stdout.")
+@click.option("--sync-interval", type=click.IntRange(1, 24 * 60), default=30, show_default=True,
+              help="Minutes between sync cycles (RECENT_ONPREM_CHANGE waits one cycle + 24 h).")
+@click.option("--refresh", is_flag=True, help="Fetch the inventory from the service even when a snapshot exists.")
+def findings(
+    onprem_csv: Path | None,
+    severity: str | None,
+    codes: tuple[str, ...],
+    fail_on: str,
+    fmt: str,
+    out: Path | None,
+    sync_interval: int,
+    refresh: bool,
+    **conn: Any,
+) -> None:
+    """Find dual mailboxes, stale PreviousRecipientTypeDetails and whatever blocks a flip.
+
+    Prints a summary by code and severity, then the findings. Exit 0 when none is at or
+    above --fail-on, 1 otherwise.
+    """
+    err = Console(stderr=True, highlight=False)
+    wanted = [c.strip().upper() for raw in codes for c in raw.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in RULES]
+    if unknown:
+        raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(RULES)}",
+                                 param_hint="--code")
+    notes: list[str] = []
+    with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
+        label = str(connection.label)
+        sandbox = bool(connection.is_sandbox)
+        if sandbox:
+            err.print(f"[bold black on yellow] SANDBOX [/] tenant {escape(connection.bridge.tenant)} "
+                      "(a local test tenant, not Microsoft)")
+        inv = _read_inventory(connection, refresh, err)
+        notes.extend(inv.notes)
+        onprem: OnPremData | None = None
+        try:
+            if onprem_csv is not None:
+                onprem = load_onprem_csv(onprem_csv)
+            elif connection.sandbox_handle is not None:
+                onprem = _sandbox_onprem(connection, Path(tmp))
+        except OnPremFormatError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot read the on-prem file: {exc.strerror or exc}")
+        if onprem is not None:
+            for bad in onprem.bad_rows:
+                notes.append(f"on-prem line {bad.line} skipped: {bad.reason}")
+            notes.extend(onprem.notes)
+        org = _org_config(connection, notes)
+        result = detect(
+            inv.frame,
+            onprem.frame if onprem is not None else None,
+            org_config=org,
+            sync_interval=timedelta(minutes=sync_interval),
+        )
+    shown = filter_findings(result.findings, severity=severity, codes=wanted or None)
+    summary = summarise(shown, result)
+    meta = ReportMeta(
+        tenant=inv.tenant,
+        label=label,
+        sandbox=sandbox,
+        inventory_at=inv.fetched_at,
+        onprem_source=onprem.source if onprem is not None else "",
+        notes=notes,
+    )
+    for note in notes[:20]:
+        err.print(f"[yellow]note:[/] {escape(inert(note))}")
+    if len(notes) > 20:
+        err.print(f"[yellow]note:[/] ... and {len(notes) - 20} more (all listed in the json/html report)")
+    for code, why in result.not_checked.items():
+        err.print(f"[yellow]not checked:[/] {code}: {escape(why)}")
+
+    if fmt == "json":
+        text = render_json(shown, summary, meta)
+    elif fmt == "csv":
+        text = ("\ufeff" if out is not None else "") + render_csv(shown)
+    elif fmt == "html":
+        text = render_html(shown, summary, meta)
+    else:
+        text = render_text(shown, summary, label=label)
+    if out is not None:
+        write_text_atomic(out, text)
+        err.print(f"wrote {out}")
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+    sys.exit(exitcodes.CHANGES if fails(shown, fail_on) else exitcodes.OK)
