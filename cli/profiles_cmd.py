@@ -33,6 +33,8 @@ from exocm.core.config import (
     store_sandbox_secret,
 )
 from exocm.core.connect import token_provider_for
+from exocm.core.onprem_live import SANDBOX_SECRET_KIND as WINRM_SECRET_KIND
+from exocm.core.onprem_live import sandbox_winrm_extra
 
 from .connection import print_device_code
 from .errors import handle_errors, inert
@@ -243,6 +245,7 @@ def add(name: str, source: str, auth: str, make_default: bool | None) -> None:
     """Add a profile for a running sandbox (`exocm sandbox serve --print-json > FILE`)."""
     info = _read_sandbox_info(source)
     prof = sandbox_profile(name, info, auth=auth)
+    prof.extra.update(sandbox_winrm_extra(info))  # the sandbox's WinRM endpoints (on-prem, EXO host)
     prof.validate()
     save_profile(prof, make_default=make_default)
     # The sandbox's throwaway secret is kept in a 0600 file (sandbox profiles only, see
@@ -251,5 +254,7 @@ def add(name: str, source: str, auth: str, make_default: bool | None) -> None:
         store_sandbox_secret(name, info["client_secret"])
     if prof.pfx_passphrase_env and isinstance(info.get("client_pfx_passphrase"), str):
         store_sandbox_secret(name, info["client_pfx_passphrase"], kind="pfx_passphrase")
+    if isinstance(info.get("winrm_password"), str):
+        store_sandbox_secret(name, info["winrm_password"], kind=WINRM_SECRET_KIND)
     click.echo(f"profile {name!r} saved (SANDBOX at {prof.resolved_rest_base_url()}); "
                f"use it with --profile {name}")

@@ -54,7 +54,8 @@ class Sandbox:
 
     def __init__(self, tenant: Any, *, host: str, port: int, knobs: Knobs, seed: int,
                  clock: ClockLike | None, tls_dir: Path | None, state_file: Path | None,
-                 sync_interval: float | None, auto_approve_device_code: bool, verbose: bool) -> None:
+                 sync_interval: float | None, auto_approve_device_code: bool, verbose: bool,
+                 winrm: bool = False) -> None:
         self.tenant = tenant
         self.knobs = knobs
         self.stats = Stats()
@@ -88,6 +89,7 @@ class Sandbox:
         self.port = int(self._server.server_address[1])
         self._base_url = f"https://{self.host}:{self.port}"
         self._threads: list[threading.Thread] = []
+        self.winrm: Any = self._start_winrm() if winrm else None
         if sync_interval:
             self._spawn(self._sync_loop, float(sync_interval), name="sandbox-sync")
         if state_file is not None:
@@ -103,7 +105,7 @@ class Sandbox:
               state_file: str | Path | None = None, tenant: Any = None,
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
-              verbose: bool = False) -> Sandbox:
+              verbose: bool = False, winrm: bool = True) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
@@ -111,6 +113,8 @@ class Sandbox:
         then live in `<state_file>.tls/` so a restarted sandbox is trusted by the same CA file.
         `clock`: returns epoch seconds or an aware datetime; tokens, the write budget, paging
         cursors and (for a tenant built here) the tenant's own clock follow it.
+        `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
+        second loopback TLS port (sandbox/psrp); its URLs and credentials join `info`.
         """
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
@@ -126,7 +130,25 @@ class Sandbox:
             Path(f"{state_path}.tls") if state_path is not None else None)
         return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
                    state_file=state_path, sync_interval=sync_interval,
-                   auto_approve_device_code=auto_approve_device_code, verbose=verbose)
+                   auto_approve_device_code=auto_approve_device_code, verbose=verbose, winrm=winrm)
+
+    def _start_winrm(self) -> Any:
+        import ssl
+
+        from .psrp import WinRMEndpoint
+
+        ctx = self.material.server_ssl_context()
+        # WinRM certificate auth: the app's client certificate maps to the WinRM admin user.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(str(self.material.client_cert_pem_file))
+        user = f"{str(self.tenant.org_name).upper()}\\exocm-admin"
+        tenant_id = str(self.tenant.tenant_id)
+
+        def verify(token: str, organization: str | None) -> Any:
+            return self.tokens.validate(f"Bearer {token}", self.rest_base_url, organization or tenant_id)
+
+        return WinRMEndpoint.start(self.tenant, host=self.host, ssl_context=ctx, username=user,
+                                   verifier=verify, cert_users={"exocm-sandbox-app": user})
 
     # -- endpoints -----------------------------------------------------------------------
     @property
@@ -174,6 +196,8 @@ class Sandbox:
         if self.graph is not None:
             info["graph_base_url"] = self.graph_base_url
             info["graph_scope"] = f"{self.graph_base_url}/.default"
+        if self.winrm is not None:
+            info.update(self.winrm.info())
         return info
 
     def _app(self, request: Request) -> Response:
@@ -233,6 +257,8 @@ class Sandbox:
             return
         self._stopped = True
         self._stopping.set()
+        if self.winrm is not None:
+            self.winrm.stop()
         self._server.close_all()
         for thread in self._threads:
             thread.join(timeout=30)
