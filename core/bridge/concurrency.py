@@ -85,6 +85,17 @@ class AdaptiveLimiter:
         finally:
             self.release(ticket)
 
+    def resize(self, max_limit: int) -> None:
+        """Change the upper bound; a larger bound starts at it, a smaller one clamps the limit."""
+        if max_limit < 1:
+            raise ValueError("max_limit must be >= 1")
+        with self._cond:
+            grow = max_limit > self.max_limit
+            self.max_limit = max_limit
+            self.min_limit = min(self.min_limit, max_limit)
+            self._limit = max_limit if grow else min(self._limit, max_limit)
+            self._cond.notify_all()
+
     def snapshot(self) -> dict[str, Any]:
         """Current limit and counters, for progress displays and benchmarks."""
         with self._cond:
@@ -101,7 +112,8 @@ def limiter_for(endpoint: str, tenant: str, max_limit: int) -> AdaptiveLimiter:
     """The process-wide limiter of one tenant at one endpoint (created on first use).
 
     Every bridge to the same tenant shares it, so parallel callers (inventory partitions,
-    apply workers) stay within the tenant's budget together.
+    apply workers) stay within the tenant's budget together. A bridge asking for another
+    bound resizes the shared limiter.
     """
     key = (endpoint.lower().rstrip("/"), tenant.lower())
     with _registry_lock:
@@ -109,6 +121,8 @@ def limiter_for(endpoint: str, tenant: str, max_limit: int) -> AdaptiveLimiter:
         if limiter is None:
             limiter = AdaptiveLimiter(max_limit)
             _registry[key] = limiter
+        elif limiter.max_limit != max_limit:
+            limiter.resize(max_limit)
         return limiter
 
 

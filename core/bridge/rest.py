@@ -494,6 +494,9 @@ class RestBridge:
             with self._lock:
                 self.stats.records += len(records)
             return CallResult(call, records=records, warnings=warnings)
+        if status == 429:
+            with self._lock:
+                self.stats.http_429 += 1
         retry_after = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), None)
         raw_text = body if isinstance(body, str) else ""
         error = classify_response(status, body, retry_after=retry_after, raw_text=raw_text,
