@@ -63,12 +63,14 @@ class Session:
         onprem_records: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
         data_dir: Path | None = None,
         snapshot_first: bool = True,
+        clock: Callable[[], datetime] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         """`onprem_csv` / `onprem_records`: where on-prem data comes from (an Export-Csv file, or
         records such as PSRP Get-Mailbox/Get-RemoteMailbox rows). `snapshot_first`: the first
         load reuses the saved snapshot (False for a tenant that is new each run, like the
-        embedded sandbox, whose snapshot would describe another tenant's state)."""
+        embedded sandbox, whose snapshot would describe another tenant's state). `clock`: what
+        detection takes as now (tests freeze it)."""
         self.bridge = bridge
         self.label = label
         self.is_sandbox = is_sandbox
@@ -76,6 +78,7 @@ class Session:
         self.onprem_csv = onprem_csv
         self.onprem_records = onprem_records
         self.snapshot_first = snapshot_first
+        self.clock = clock
         self.loads = 0
         self._data_dir = data_dir
         self._on_close = on_close
@@ -176,6 +179,8 @@ class Session:
         if inventory is None:
             raise RuntimeError("no inventory loaded")
         onprem = self.load_onprem()
+        if now is None and self.clock is not None:
+            now = self.clock()
         result = detect(inventory.frame, onprem, now=now)
         found = result.findings
         with self._lock:

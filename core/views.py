@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from .model import FLIP_TYPES
+from .model import FLIP_TYPES, WRITEBACK_ATTRIBUTES
 
 Positions = npt.NDArray[np.intp]
 
@@ -214,9 +214,10 @@ class MailboxView:
         return {str(key): value for key, value in row.items()}
 
     def type_names(self) -> list[str]:
-        """RecipientTypeDetails values present, flip types first then alphabetical."""
-        present = set(pd.unique(self.types[self.types != ""]))
-        return sorted(present, key=lambda name: (name not in FLIP_TYPES, name))
+        """RecipientTypeDetails values present: flip types first, the most common first."""
+        counts = pd.Series(self.types[self.types != ""]).value_counts()
+        return sorted((str(n) for n in counts.index),
+                      key=lambda name: (name not in FLIP_TYPES, -int(counts[name]), name))
 
     def cells(self, position: int) -> tuple[str, ...]:
         """The text of each MAILBOX_COLUMNS cell of one row (formatted on demand: only visible rows pay)."""
@@ -392,11 +393,20 @@ def format_age(fetched_at: datetime | None, now: datetime | None = None) -> str:
     return f"{text} ago"
 
 
+#: Properties whose on-prem and cloud values should agree (the writeback attributes and the identity
+#: ones). Not compared: RecipientTypeDetails (Remote* on-prem by design), WhenChanged (each side's own
+#: clock), LegacyExchangeDN (each organisation's own), and properties only one side has.
+COMPARED_PROPERTIES: Final[frozenset[str]] = frozenset(
+    set(WRITEBACK_ATTRIBUTES) - {"RecipientTypeDetails"}
+    | {"UserPrincipalName", "PrimarySmtpAddress", "Alias", "ExchangeGuid", "ArchiveGuid", "ExternalDirectoryObjectId"}
+)
+
+
 def compare_sides(cloud: Mapping[str, Any], onprem: Mapping[str, Any] | None) -> list[tuple[str, str, str, bool]]:
     """Every property of a mailbox as (name, cloud text, on-prem text, differs), cloud order first.
 
-    Multi-valued properties compare as sets, case-insensitively (proxy addresses differ only in
-    the case of the 'SMTP:' prefix when primary); missing on-prem values never count as a difference.
+    Only COMPARED_PROPERTIES present on both sides can differ. Multi-valued properties compare as
+    sets, case-insensitively.
     """
     rows: list[tuple[str, str, str, bool]] = []
     names = list(cloud)
@@ -405,7 +415,8 @@ def compare_sides(cloud: Mapping[str, Any], onprem: Mapping[str, Any] | None) ->
     for name in names:
         left = cloud.get(name)
         right = onprem.get(name) if onprem else None
-        differs = onprem is not None and name in onprem and _normal(left) != _normal(right)
+        differs = (onprem is not None and name in COMPARED_PROPERTIES and name in cloud and name in onprem
+                   and _normal(left) != _normal(right))
         rows.append((name, display_value(left), display_value(right) if onprem else "", differs))
     return rows
 
@@ -489,7 +500,7 @@ def plan_overwritten_frame(
     (only differing values are listed then; without on-prem data every non-empty cloud value is).
     Columns: ExternalDirectoryObjectId, UserPrincipalName, attribute, cloud, onprem, basis.
     """
-    from .model import WRITEBACK_ATTRIBUTES
+
 
     columns = ["UserPrincipalName", "attribute", "cloud", "onprem", "basis", "ExternalDirectoryObjectId"]
     if plan.value is not False:

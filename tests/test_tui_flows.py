@@ -1,0 +1,269 @@
+"""Pilot tests of the TUI on the embedded sandbox: each flow an admin runs, end to end.
+
+The app is driven with keys through App.run_test; it talks to an in-process sandbox over loopback
+TLS through the real REST bridge (the same path as `exocm` with no profile).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from exocm.core.journal import read_journal
+from exocm.tui.app import ExocmApp
+from exocm.tui.screens.apply import ApplyScreen
+from exocm.tui.screens.findings import FindingsScreen
+from exocm.tui.screens.help import HelpScreen
+from exocm.tui.screens.journals import JournalsScreen
+from exocm.tui.screens.mailboxes import MailboxesScreen
+from exocm.tui.screens.preview import PreviewScreen
+from exocm.tui.widgets.choice_modal import ChoiceModal
+from exocm.tui.widgets.confirm_modal import ConfirmModal
+from exocm.tui.widgets.mailbox_table import MailboxTable
+from textual.widgets import Input
+from tui_support import frozen_age_clock, sandbox_session, screen_text, wait_for
+
+SIZE = (120, 40)
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture()
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture()
+def env_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EXOCM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(tmp_path / "config"))
+    return tmp_path / "data"
+
+
+def mailboxes(app: ExocmApp) -> MailboxesScreen:
+    return app.mailboxes_screen()
+
+
+async def loaded(pilot: Any, app: ExocmApp) -> MailboxesScreen:
+    """Wait for the inventory and the findings of the sandbox to be on screen."""
+    await wait_for(pilot, lambda: app.session is not None, what="connection")
+    screen = mailboxes(app)
+    await wait_for(pilot, lambda: screen.view is not None and screen.view.findings is not None,
+                   what="inventory and findings")
+    await pilot.pause()
+    return screen
+
+
+def assert_sandbox_label(app: ExocmApp, where: str) -> None:
+    assert "SANDBOX" in screen_text(app), f"no SANDBOX label on {where}"
+
+
+def sandbox_value(session: Any, identity: str) -> Any:
+    records = session.bridge.invoke("Get-Mailbox", {"Identity": identity})
+    return records[0].get("IsExchangeCloudManaged")
+
+
+async def type_text(pilot: Any, text: str) -> None:
+    await pilot.press(*[{" ": "space"}.get(ch, ch) for ch in text])
+
+
+async def test_filter_select_preview_apply_journal_undo_preview(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True, clock=frozen_age_clock(session))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            assert_sandbox_label(app, "Mailboxes")
+            total = screen.view.size
+            assert f"total {total:,}" in screen_text(app)
+
+            # filter: on-prem-managed user mailboxes, then a text search that narrows them
+            await pilot.press("2")
+            await pilot.press("t")  # first type: UserMailbox
+            assert screen.quick.onprem_managed and screen.quick.types == frozenset({"UserMailbox"})
+            onprem_users = len(screen.shown)
+            assert 0 < onprem_users < total
+            await pilot.press("slash")
+            await type_text(pilot, "a")
+            await wait_for(pilot, lambda: screen.text == "a", what="search text")
+            shown = len(screen.shown)
+            assert 0 < shown <= onprem_users
+            await pilot.press("escape")
+            assert isinstance(app.focused, MailboxTable)
+
+            # select: three rows with space, then all shown, none, invert
+            await pilot.press("space", "space", "space")
+            assert screen.selection.count == 3
+            await pilot.press("a")
+            assert screen.selection.count == shown
+            await pilot.press("n")
+            assert screen.selection.count == 0
+            await pilot.press("i")
+            assert screen.selection.count == shown
+            await pilot.press("n", "home", "space", "space", "space", "space", "space")
+            selected = screen.selection.ids(screen.view)
+            assert len(selected) == 5
+            assert "selected 5" in screen_text(app)
+
+            # preview: enable cloud management for the selection
+            await pilot.press("p")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal), what="choice")
+            assert_sandbox_label(app, "the enable/disable choice")
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")
+            preview = app.screen
+            assert isinstance(preview, PreviewScreen)
+            plan = preview.plan
+            assert plan.value is True and {row.identity for row in plan.rows} == set(selected)
+            to_set = [row.identity for row in plan.set_rows()]
+            assert to_set, "the sandbox's on-prem-managed user mailboxes should have flippable rows"
+            assert_sandbox_label(app, "Preview")
+            assert f"{len(to_set):,} to change" in screen_text(app)
+
+            # save the plan file from the preview
+            await pilot.press("s")
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PathPrompt", what="save prompt")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: preview.saved_path is not None, what="plan saved")
+            assert preview.saved_path.is_file()
+
+            # apply: a wrong phrase does nothing, the right one starts the run
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirmation")
+            confirm = app.screen
+            assert isinstance(confirm, ConfirmModal)
+            assert confirm.phrase == f"{plan.tenant} {len(to_set)}"
+            assert_sandbox_label(app, "the confirmation")
+            await type_text(pilot, "yes")
+            await pilot.press("enter")
+            assert isinstance(app.screen, ConfirmModal)
+            app.screen.query_one(Input).value = ""
+            await type_text(pilot, confirm.phrase)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ApplyScreen), what="apply screen")
+            apply_screen = app.screen
+            assert isinstance(apply_screen, ApplyScreen)
+            assert_sandbox_label(app, "Apply")
+            await wait_for(pilot, lambda: not apply_screen.running, what="apply to finish")
+            result = apply_screen.result
+            assert result is not None and apply_screen.error is None
+            assert apply_screen.outcome == "complete"
+            assert result.counts.get("verified") == len(to_set)
+            assert str(result.journal_path) in screen_text(app).replace("\n", "")
+            for identity in to_set:
+                assert sandbox_value(session, identity) is True
+
+            # journals: the run is listed with its outcome; undo builds a plan and opens it
+            await pilot.press("j")
+            await wait_for(pilot, lambda: isinstance(app.screen, JournalsScreen), what="journals")
+            journals = app.screen
+            assert isinstance(journals, JournalsScreen)
+            await wait_for(pilot, lambda: len(journals.journals) == 1, what="journal list")
+            assert journals.journals[0].outcome == "complete"
+            assert journals.journals[0].counts.get("verified") == len(to_set)
+            assert_sandbox_label(app, "Journals")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="undo preview")
+            undo = app.screen
+            assert isinstance(undo, PreviewScreen)
+            assert undo.plan.kind == "undo" and undo.plan.value is False
+            assert sorted(row.identity for row in undo.plan.set_rows()) == sorted(to_set)
+            assert "Undo plan" in screen_text(app)
+            assert_sandbox_label(app, "the undo preview")
+
+
+async def test_cancel_mid_apply_leaves_a_consistent_journal(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs, size=400, latency_ms=40) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            await pilot.press("2", "a")
+            selected = screen.selection.ids(screen.view)
+            assert len(selected) > 100
+            screen.preview(True)
+            await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")
+            plan = app.screen.plan
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirmation")
+            await type_text(pilot, app.screen.phrase)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ApplyScreen), what="apply screen")
+            apply_screen = app.screen
+            panel = apply_screen.query_one("#apply-progress")
+            await wait_for(pilot, lambda: panel.last is not None and panel.last.done >= 5, what="some progress")
+            await pilot.press("escape")  # cancel: stop taking rows, settle the in-flight ones
+            await wait_for(pilot, lambda: not apply_screen.running, what="the cancelled run to stop")
+            result = apply_screen.result
+            assert result is not None and result.cancelled and apply_screen.outcome == "cancelled"
+            assert result.remaining > 0, "cancel came too late to leave rows undone"
+
+    contents = read_journal(result.journal_path)
+    assert not contents.warnings, contents.warnings
+    assert contents.header is not None and contents.header["plan_digest"] == plan.digest
+    assert contents.records[-1]["type"] == "end" and contents.records[-1]["outcome"] == "cancelled"
+    rows = contents.rows()
+    planned = {row.identity for row in plan.rows}
+    assert {r["identity"] for r in rows} <= planned
+    verified = [r["identity"] for r in rows if r["status"] == "verified"]
+    assert len(verified) == len(set(verified)) > 0
+    assert all(r["run_id"] == contents.header["run_id"] for r in contents.records)
+
+
+async def test_escape_cancels_a_running_fetch_and_keeps_the_table(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs, size=300, latency_ms=150) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            before = screen.view
+            await pilot.press("r")
+            assert screen.loading
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not screen.loading, what="the fetch to stop")
+            assert screen.view is before and len(screen.shown) == before.size
+            assert "cancelled" in screen_text(app).lower()
+
+
+async def test_findings_screen_groups_by_code_and_jumps_to_the_mailbox(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: isinstance(app.screen, FindingsScreen), what="findings")
+            findings = app.screen
+            assert isinstance(findings, FindingsScreen)
+            await wait_for(pilot, lambda: len(findings.summary) > 0, what="findings summary")
+            assert_sandbox_label(app, "Findings")
+            text = screen_text(app)
+            for row in findings.summary.itertuples():
+                assert row.code in text
+            assert findings.summary["count"].sum() == len(screen.view.findings)
+            first_code = str(findings.summary.iloc[0]["code"])
+            assert findings.code == first_code
+            assert "Recommended:" in text
+            identity = str(findings.rows.iloc[0]["ExternalDirectoryObjectId"])
+            await pilot.press("g")
+            await wait_for(pilot, lambda: isinstance(app.screen, MailboxesScreen), what="back to mailboxes")
+            table = screen.query_one(MailboxTable)
+            assert table.cursor_position == screen.view.position_of(identity)
+
+
+async def test_help_and_palette_list_every_screen_action_with_its_id(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True,
+                       keymap={"mailboxes.preview": "ctrl+o"})
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            from exocm.tui.commands import commands_for
+
+            titles = {c.title for c in commands_for(app, screen)}
+            for expected in ("Preview", "Select shown", "Refresh", "Sort by UserPrincipalName",
+                             "Filter: only UserMailbox", "Go: Findings", "Go: Journals",
+                             "Preview: disable cloud management for the selection"):
+                assert expected in titles
+            # the keymap remaps by binding id: ctrl+o now previews
+            await pilot.press("a", "ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal), what="remapped preview key")
+            await pilot.press("escape")
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+            text = screen_text(app)
+            assert "mailboxes.preview" in text and "SANDBOX" in text
