@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from .base import Record
@@ -74,25 +75,55 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
+_PLAIN, _DATE, _GUID_KIND, _DROP = 0, 1, 2, 3
+
+
+@lru_cache(maxsize=8192)
+def _kind(name: str) -> int:
+    """How values of property `name` are treated (cached: a tenant has few property names)."""
+    if "@" in name:
+        return _DROP
+    if is_date_property(name):
+        return _DATE
+    if is_guid_property(name):
+        return _GUID_KIND
+    return _PLAIN
+
+
+def _to_datetime(value: str) -> datetime | None:
+    if len(value) >= 16 and value[4:5] == "-" and value[10:11] in ("T", " "):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return parse_datetime(value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return parse_datetime(value)
+
+
 def normalize_value(name: str, value: Any) -> Any:
     """Normalise one property value of property `name`."""
-    if value is None or isinstance(value, bool | int | float):
+    kind = _kind(name)
+    cls = value.__class__
+    if value is None or cls is bool or cls is int or cls is float:
         return value
+    if cls is str:
+        if kind == _PLAIN or kind == _DROP:
+            return value
+        if kind == _DATE:
+            moment = _to_datetime(value)
+            return value if moment is None else moment
+        return normalize_guid(value)
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, str):
-        if is_date_property(name):
-            moment = parse_datetime(value)
-            if moment is not None:
-                return moment
-        if is_guid_property(name):
-            return normalize_guid(value)
-        return value
     if isinstance(value, list | tuple | set | frozenset):
-        items = [_scalar_text(v) for v in value if v is not None]
-        if is_guid_property(name):
+        items = [v if v.__class__ is str else _scalar_text(v) for v in value if v is not None]
+        if kind == _GUID_KIND:
             items = [normalize_guid(v) for v in items]
         return items
+    if isinstance(value, str):  # a str subclass
+        return normalize_value(name, str(value))
+    if isinstance(value, bool | int | float):
+        return value
     if isinstance(value, Mapping):
         return _scalar_text(value)
     return str(value)
@@ -100,7 +131,20 @@ def normalize_value(name: str, value: Any) -> Any:
 
 def normalize_record(record: Mapping[str, Any]) -> Record:
     """Normalise every value of one record; drop OData annotations."""
-    return {str(k): normalize_value(str(k), v) for k, v in record.items() if "@" not in str(k)}
+    out: Record = {}
+    for key, value in record.items():
+        name = key if key.__class__ is str else str(key)
+        kind = _kind(name)
+        if kind == _DROP:
+            continue
+        if kind == _PLAIN and (value is None or value.__class__ in _PASS_THROUGH):
+            out[name] = value
+        else:
+            out[name] = normalize_value(name, value)
+    return out
+
+
+_PASS_THROUGH = frozenset({str, bool, int, float})
 
 
 def normalize_records(records: Iterable[Any]) -> list[Record]:

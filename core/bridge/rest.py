@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
+import orjson
 
 from ..auth import TokenProvider
 from .base import Call, CallResult, Record
@@ -340,14 +341,16 @@ class RestBridge:
         raw = _Raw()
         throttled = False
         try:
-            response = self._client.post(url, content=json.dumps(body).encode("utf-8"), headers=headers)
+            response = self._client.post(url, content=orjson.dumps(body), headers=headers)
             raw.status = response.status_code
             raw.retry_after = response.headers.get("Retry-After")
-            raw.text = response.text
+            content = response.content
             try:
-                raw.body = response.json() if raw.text else None
-            except ValueError:
+                raw.body = orjson.loads(content) if content else None
+            except orjson.JSONDecodeError:
                 raw.body = None
+            if raw.body is None or not (200 <= raw.status < 300):
+                raw.text = content[:4096].decode("utf-8", "replace")
             throttled = raw.status in (429, 503) or self._has_throttled_subresponse(raw.body, batch)
         except httpx.HTTPError as exc:
             raw.exc = exc
