@@ -160,3 +160,20 @@ def test_cli_auth_failure_is_one_line_and_exit_code_4(sb: Sandbox, private_dirs:
         assert len(errors) == 1 and "authentication failed" in errors[0]
         assert "Traceback" not in result.output and "wrong-secret-value" not in result.output
         assert sb.info["client_secret"] not in result.output
+
+
+def test_token_is_renewed_before_it_expires(make_sandbox: Any) -> None:
+    sb = make_sandbox(tenant=Tenant(seed=8), token_lifetime_s=60)
+    prof, env = _profile_and_env(sb.info, "secret")
+    now = [1_000_000.0]
+    provider = MsalTokenProvider.from_profile(prof, env=env, token_cache=memory_token_cache(),
+                                              clock=lambda: now[0])
+    with open_bridge(prof, token_provider=provider) as bridge:
+        bridge.invoke("Get-OrganizationConfig")
+        first = provider.token()
+        now[0] += 30  # half-way: the token is reused
+        assert provider.token() == first and provider.acquisitions == 1
+        now[0] += 20  # within the margin before expiry: renewed without waiting for a 401
+        bridge.invoke("Get-OrganizationConfig")
+        assert provider.acquisitions == 2 and provider.token() != first
+        assert bridge.snapshot()["token_refreshes"] == 0
