@@ -485,8 +485,8 @@ class PsrpBridge:
         where = f"WinRM endpoint {ep.url}"
         kw: dict[str, str | None] = {"cmdlet": cmdlet, "identity": identity}
         if isinstance(exc, AuthenticationError):
-            who = f" the credentials of {ep.username!r}" if ep.username else " the credentials"
-            return AuthFailed(f"{where} rejected{who} ({ep.auth} auth)", **kw)
+            who = f" the credentials of '{ep.username}'" if ep.username else " the credentials"
+            return AuthFailed(f"{where} rejected{who} ({ep.auth} auth); check the user name and password", **kw)
         if isinstance(exc, requests.exceptions.SSLError):
             return AuthFailed(f"TLS verification of {where} failed (wrong or missing CA file?)", **kw)
         if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):

@@ -93,6 +93,22 @@ class Outcome:
         return {n: rec.get(n) for n in self._names}
 
 
+#: PowerShell engine errors stop the pipeline (terminating); an Exchange task's own errors
+#: (object not found, ambiguous, write refused, ...) are written with WriteError and do not:
+#: scripts need -ErrorAction Stop to catch them. Source: PowerShell parameter binding and
+#: command discovery semantics; Exchange Management Shell scripting guidance.
+_ENGINE_ERRORS = frozenset({
+    "ParameterBindingException", "ParameterBindingValidationException",
+    "ParameterBindingArgumentTransformationException", "CommandNotFoundException", "PSNotSupportedException",
+    "ParseException", "PSArgumentException", "ValidationMetadataException", "RestClientException",
+})
+
+
+def is_terminating(err: CmdletError) -> bool:
+    """Does this error fail the pipeline (engine error) or go to the error stream (task error)?"""
+    return err.terminating and err.error_type.rsplit(".", 1)[-1] in _ENGINE_ERRORS
+
+
 def plain(value: Any) -> Any:
     """psrpcore values (PSString, PSInt, PSList, PSDict, PSGuid, ...) -> plain Python values."""
     if value is None or isinstance(value, bool):
@@ -189,7 +205,7 @@ class Session:
             try:
                 self._run_statement(statement, outcome)
             except CmdletError as err:
-                if err.terminating:
+                if is_terminating(err):
                     outcome.terminating = err
                     break
                 outcome.errors.append(err)

@@ -1,0 +1,53 @@
+"""Exchange Online through a Windows management host: a PSRP bridge whose session runs
+`Connect-ExchangeOnline -AccessToken` with a token from the profile's MSAL sign-in.
+
+For admins whose network only lets PowerShell remoting out (or who must run from a jump host
+with ExchangeOnlineManagement installed). Settings live in the profile's `extra`:
+`exo_host_url` (or a sandbox's `winrm_exo_url`), `exo_host_user` (or `winrm_username`),
+`exo_host_auth` (default basic over TLS), `exo_host_ca_file`. The host's password comes from
+`EXOCM_EXO_HOST_PASSWORD`, or for a sandbox profile from the sandbox secrets file.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .config import ConfigError, Profile, sandbox_secret
+
+if TYPE_CHECKING:
+    from .auth import TokenProvider
+    from .bridge.psrp import PsrpBridge
+
+#: Environment variable holding the management host's WinRM password.
+PASSWORD_ENV = "EXOCM_EXO_HOST_PASSWORD"
+
+
+def open_exo_host_bridge(profile: Profile, *, token_provider: TokenProvider | None = None,
+                         env: Mapping[str, str] | None = None, **options: Any) -> PsrpBridge:
+    """A PSRP bridge to EXO through the profile's management host (no network until the first call)."""
+    import os
+
+    from .bridge.psrp import PsrpBridge, PsrpEndpoint
+    from .connect import token_provider_for
+
+    env = os.environ if env is None else env
+    extra = profile.extra
+    url = extra.get("exo_host_url") or extra.get("winrm_exo_url")
+    if not url:
+        raise ConfigError(f"profile {profile.name!r} names no management host (extra.exo_host_url)")
+    password = env.get(PASSWORD_ENV)
+    if password is None and profile.sandbox:
+        password = sandbox_secret(profile.name, kind="winrm_password")
+    endpoint = PsrpEndpoint(
+        url=str(url),
+        auth=str(extra.get("exo_host_auth") or "basic"),
+        username=extra.get("exo_host_user") or extra.get("winrm_username"),
+        password=password,
+        ca_file=extra.get("exo_host_ca_file") or profile.ca_file,
+    )
+    try:
+        endpoint.validate()
+    except ValueError as exc:
+        raise ConfigError(f"profile {profile.name!r}: {exc} (password from {PASSWORD_ENV})") from None
+    tokens = token_provider or token_provider_for(profile, env=env)
+    return PsrpBridge(endpoint, profile.tenant, token_provider=tokens, **options)
