@@ -58,7 +58,7 @@ CONCURRENCY_MESSAGE = ("You have reached the maximum number of concurrent reques
 ODATA_EXCEPTION = "Microsoft.Exchange.Admin.OData.Core.ODataServiceException"
 #: Error ids seen in real answers; others are derived (made up) from the exception type.
 KNOWN_ERROR_IDS = {"ManagementObjectNotFoundException": "Ex6F9304"}
-_JSON_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_OMIT_MICROSECONDS
+_JSON_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 class TenantLike(Protocol):

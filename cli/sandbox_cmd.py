@@ -1,0 +1,222 @@
+"""`exocm sandbox`: serve a local tenant that speaks Exchange Online's protocols, and tools around it.
+
+    exocm sandbox serve --size 1000 --port 0 --print-json
+    exocm sandbox approve CODE --url https://127.0.0.1:PORT --ca-file CA
+    exocm sandbox planted --size N --seed S        (ground truth, from the tenant model)
+    exocm sandbox export-onprem ...                (on-prem CSV export, from the tenant model)
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from .exitcodes import ERROR
+
+# Commands of the tenant model's own module, imported on first use.
+_LAZY: dict[str, str] = {
+    "export-onprem": "exocm.cli.sandbox_model_cmds:export_onprem",
+    "planted": "exocm.cli.sandbox_model_cmds:planted",
+}
+
+
+class _SandboxGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(_LAZY))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = _LAZY.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            module = None
+        command = getattr(module, attr, None) if module is not None else None
+        if command is None:
+            @click.command(name=cmd_name, help="(not available in this build)")
+            def missing() -> None:
+                raise click.ClickException(f"'exocm sandbox {cmd_name}' is not available in this build")
+
+            return missing
+        return command  # type: ignore[no-any-return]
+
+
+@click.group(cls=_SandboxGroup)
+def sandbox() -> None:
+    """A local SANDBOX tenant (token endpoint, Exchange Online REST, Graph) over loopback TLS.
+
+    Nothing here touches a Microsoft tenant.
+    """
+
+
+def _parse_faults(specs: tuple[str, ...]) -> dict[str, float]:
+    from exocm.sandbox.knobs import parse_fault
+
+    faults: dict[str, float] = {}
+    for spec in specs:
+        try:
+            kind, rate = parse_fault(spec)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--fault") from None
+        faults[kind] = rate
+    return faults
+
+
+def _write_info_file(directory: Path, info: dict[str, Any]) -> Path:
+    path = directory / "sandbox.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(info, fh)
+        fh.write("\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def _profile_snippet(info: dict[str, Any]) -> str:
+    return "\n".join([
+        "[profiles.sandbox]",
+        f'tenant = "{info["tenant"]}"',
+        f'client_id = "{info["client_id"]}"',
+        'cloud = "custom"',
+        'auth = "secret"',
+        'secret_env = "EXOCM_SANDBOX_SECRET"',
+        f'authority = "{info["authority"]}"',
+        f'rest_base_url = "{info["rest_base_url"]}"',
+        f'scope = "{info["scope"]}"',
+        f'ca_file = "{info["ca_file"]}"',
+        "sandbox = true",
+    ])
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@sandbox.command("serve")
+@click.option("--size", type=click.IntRange(1, 300_000), default=1000, show_default=True,
+              help="Users in the generated tenant.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Generator seed (same seed, same tenant).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="HTTPS port (0 = pick a free one).")
+@click.option("--latency-ms", type=click.FloatRange(0), default=0, show_default=True,
+              help="Latency added to each REST/Graph request.")
+@click.option("--latency-jitter-ms", type=click.FloatRange(0), default=0, show_default=True,
+              help="Uniform jitter (+/-) around --latency-ms.")
+@click.option("--concurrency-limit", type=click.IntRange(1), default=None,
+              help="In-flight REST requests per tenant before 429.")
+@click.option("--write-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Writes per second (token bucket); beyond it 429 + Retry-After.")
+@click.option("--fault", "faults", multiple=True, metavar="KIND=RATE",
+              help="Inject a fault at a rate 0..1; KIND: 500, 503, reset, timeout, applied-error. Repeatable.")
+@click.option("--fault-timeout-s", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="How long a 'timeout' fault holds a request before dropping it.")
+@click.option("--token-lifetime-s", type=click.IntRange(1), default=3600, show_default=True,
+              help="Lifetime of issued access tokens.")
+@click.option("--sync-interval", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Run a sync cycle every SECONDS (default: only on demand).")
+@click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SQLite file: load the tenant from it (else generate and save), save after writes and on exit.")
+@click.option("--print-json", is_flag=True, help="First stdout line: one JSON object with the endpoints and credentials.")
+@click.option("--device-code-approval", type=click.Choice(["auto", "manual"]), default="auto", show_default=True,
+              help="Approve device-code sign-ins at once, or wait for 'exocm sandbox approve CODE'.")
+@click.option("--verbose", is_flag=True, help="Log every request to stderr.")
+def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency_jitter_ms: float,
+          concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
+          fault_timeout_s: float, token_lifetime_s: int, sync_interval: float | None, state_file: Path | None,
+          print_json: bool, device_code_approval: str, verbose: bool) -> None:
+    """Serve a SANDBOX tenant until Ctrl-C (the state, if any, is saved on exit)."""
+    from exocm.sandbox.server import Sandbox
+
+    fault_rates = _parse_faults(faults)
+    out = sys.stderr if print_json else sys.stdout
+    if state_file is not None and state_file.exists():
+        click.echo(f"SANDBOX: loading the tenant from {state_file} ...", file=sys.stderr)
+    else:
+        click.echo(f"SANDBOX: generating a tenant of {size:,} users (seed {seed}) ...", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        sb = Sandbox.start(size=size, seed=seed, host=host, port=port, latency_ms=latency_ms,
+                           latency_jitter_ms=latency_jitter_ms, concurrency_limit=concurrency_limit,
+                           write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
+                           token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
+                           auto_approve_device_code=device_code_approval == "auto", verbose=verbose)
+    except OSError as exc:
+        click.echo(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(ERROR)
+    info = sb.info
+    if print_json:
+        sys.stdout.write(json.dumps(info) + "\n")
+        sys.stdout.flush()
+    info_file = _write_info_file(sb.material.directory, info)
+    lines = [
+        f"SANDBOX tenant {info['tenant']} ({info['tenant_domain']}) ready in "
+        f"{time.perf_counter() - started:.1f} s -- a local stand-in, not a Microsoft tenant",
+        f"  authority      {info['authority']}",
+        f"  REST           {info['rest_base_url']}/adminapi/beta/{info['tenant']}/InvokeCommand",
+        f"  scope          {info['scope']}",
+    ]
+    if "graph_base_url" in info:
+        lines.append(f"  Graph          {info['graph_base_url']}/v1.0/")
+    lines += [
+        f"  CA file        {info['ca_file']}",
+        f"  client id      {info['client_id']} (secret, certificate {info['client_cert_thumbprint']})",
+        f"  device client  {info['device_client_id']} (device code: "
+        f"{'auto-approved' if device_code_approval == 'auto' else 'approve with exocm sandbox approve CODE'})",
+        f"  credentials    {info_file} (0600; includes the client secret)",
+    ]
+    if state_file is not None:
+        lines.append(f"  state          {state_file}")
+    lines += ["", "Add a profile for it:", f"  exocm profiles add sandbox --from-sandbox {info_file}",
+              "or in config.toml (put the secret in EXOCM_SANDBOX_SECRET):", _profile_snippet(info), "",
+              "Press Ctrl-C to stop."]
+    click.echo("\n".join(lines), file=out)
+    out.flush()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        sb.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sb.stop()
+    saved = f"; state saved to {state_file}" if state_file is not None else ""
+    click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)
+
+
+@sandbox.command("approve")
+@click.argument("code")
+@click.option("--url", required=True, help="Base URL of the sandbox (https://127.0.0.1:PORT).")
+@click.option("--ca-file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The sandbox's CA file (ca_file of --print-json).")
+def approve(code: str, url: str, ca_file: str) -> None:
+    """Approve a pending device-code sign-in as the sandbox's admin."""
+    import ssl
+
+    import httpx
+
+    ctx = ssl.create_default_context(cafile=ca_file)
+    try:
+        with httpx.Client(verify=ctx, trust_env=False, timeout=10) as client:
+            resp = client.post(f"{url.rstrip('/')}/devicelogin", data={"user_code": code})
+    except httpx.HTTPError as exc:
+        click.echo(f"error: cannot reach the sandbox at {url}: {exc}", err=True)
+        sys.exit(ERROR)
+    if resp.status_code != 200:
+        click.echo(f"error: {resp.text.strip()}", err=True)
+        sys.exit(ERROR)
+    click.echo(f"approved {code}")

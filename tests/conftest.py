@@ -1,0 +1,48 @@
+"""Shared fixtures: sandbox tenants served over loopback TLS.
+
+- `sandbox`: one Sandbox for the whole session (1,000 users, seed 42). Read from it freely;
+  do not change its knobs or write to it in ways other tests could notice -- use
+  `make_sandbox` for that.
+- `make_sandbox(**kwargs)`: a factory; each call starts a fresh Sandbox (defaults: 300 users,
+  seed 7) with any `Sandbox.start` keyword (latency_ms, concurrency_limit, write_budget,
+  faults, token_lifetime_s, clock, state_file, tenant, ...). All are stopped after the test.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from exocm.sandbox.server import Sandbox
+
+SESSION_SIZE = 1000
+SESSION_SEED = 42
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """A shared, read-mostly sandbox tenant (1,000 users, seed 42)."""
+    sb = Sandbox.start(size=SESSION_SIZE, seed=SESSION_SEED)
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Factory for private sandboxes: make_sandbox(size=300, seed=7, **Sandbox.start knobs)."""
+    started: list[Sandbox] = []
+
+    def factory(**kwargs: Any) -> Sandbox:
+        kwargs.setdefault("size", 300)
+        kwargs.setdefault("seed", 7)
+        sb = Sandbox.start(**kwargs)
+        started.append(sb)
+        return sb
+
+    try:
+        yield factory
+    finally:
+        for sb in reversed(started):
+            sb.stop()

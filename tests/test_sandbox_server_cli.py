@@ -1,0 +1,110 @@
+"""`exocm sandbox serve` as a separate process: the --print-json contract, curl as the client,
+Ctrl-C / SIGTERM, and --state across restarts."""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from sandbox_clients import app_token, invoke, rest_client
+
+CURL = shutil.which("curl")
+CONTRACT_KEYS = {"tenant", "authority", "client_id", "client_secret", "scope", "rest_base_url", "ca_file"}
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment minus CA-bundle variables (curl honours CURL_CA_BUNDLE)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
+
+
+@contextmanager
+def _serve(*args: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    cmd = [sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve", "--port", "0",
+           "--print-json", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env())
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "sandbox did not print its JSON line in time"
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        yield proc, json.loads(line)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+def _stop(proc: subprocess.Popen[str], sig: int) -> tuple[int, str]:
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def _curl(*args: str, stdin: str | None = None) -> dict[str, Any]:
+    assert CURL is not None
+    out = subprocess.run([CURL, "--silent", "--show-error", "--fail-with-body", *args], input=stdin,
+                         capture_output=True, text=True, env=_clean_env(), timeout=60, check=True)
+    return dict(json.loads(out.stdout))
+
+
+@pytest.mark.skipif(CURL is None, reason="curl is not installed")
+def test_serve_answers_curl_get_mailbox_with_a_token_from_its_own_endpoint(tmp_path: Path) -> None:
+    with _serve("--size", "1000", "--seed", "3") as (proc, info):
+        assert CONTRACT_KEYS <= set(info) and info["sandbox"] is True
+        ca = info["ca_file"]
+        # The secret goes through stdin, never argv.
+        form = urlencode({"grant_type": "client_credentials", "client_id": info["client_id"],
+                          "client_secret": info["client_secret"], "scope": info["scope"]})
+        token = _curl("--cacert", ca, "--data", "@-", f"{info['authority']}/oauth2/v2.0/token",
+                      stdin=form)["access_token"]
+        header_file = tmp_path / "auth-header"
+        header_file.write_text(f"Authorization: Bearer {token}\n", encoding="ascii")
+        header_file.chmod(0o600)
+        body = json.dumps({"CmdletInput": {"CmdletName": "Get-Mailbox", "Parameters": {"ResultSize": 5}}})
+        data = _curl("--cacert", ca, "-H", f"@{header_file}", "-H", "Content-Type: application/json",
+                     "-H", "Prefer: odata.maxpagesize=1000", "--data", "@-",
+                     f"{info['rest_base_url']}/adminapi/beta/{info['tenant']}/InvokeCommand", stdin=body)
+        assert len(data["value"]) == 5
+        assert all(r["ExternalDirectoryObjectId"] and "RecipientTypeDetails" in r for r in data["value"])
+        code, err = _stop(proc, signal.SIGINT)
+    assert code == 0 and "SANDBOX stopped" in err
+
+
+def test_serve_with_state_keeps_writes_ca_and_credentials_across_restarts(tmp_path: Path) -> None:
+    pytest.importorskip("exocm.sandbox.state")  # the tenant model's persistence
+    state = tmp_path / "tenant.sqlite"
+    with _serve("--size", "120", "--seed", "5", "--state", str(state)) as (proc, info):
+        token = app_token(info)
+        with rest_client(info) as c:
+            rows = invoke(c, info, token, "Get-Mailbox", ResultSize="Unlimited",
+                          Filter="IsDirSynced -eq $true -and IsExchangeCloudManaged -eq $false").json()["value"]
+            edoid = rows[0]["ExternalDirectoryObjectId"]
+            flip = invoke(c, info, token, "Set-Mailbox", Identity=edoid, IsExchangeCloudManaged=True)
+            assert flip.status_code == 200, flip.text
+        code, _ = _stop(proc, signal.SIGTERM)
+    assert code == 0 and state.exists()
+    with _serve("--size", "120", "--seed", "5", "--state", str(state)) as (proc, again):
+        assert again["ca_file"] == info["ca_file"] and again["client_secret"] == info["client_secret"]
+        assert again["tenant"] == info["tenant"]
+        with rest_client(again) as c:
+            record = invoke(c, again, app_token(again), "Get-Mailbox", Identity=edoid).json()["value"][0]
+        assert record["IsExchangeCloudManaged"] is True
+        _stop(proc, signal.SIGINT)
+
+
+def test_serve_rejects_an_unknown_fault_kind() -> None:
+    out = subprocess.run([sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve",
+                          "--fault", "meteor=0.5"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "meteor" in out.stderr
