@@ -1,0 +1,475 @@
+"""Exchange Online cmdlets of the sandbox (what `Tenant.invoke(..., side="exo")` runs).
+
+Property sets per cmdlet follow Microsoft Learn's Get-Mailbox / Get-User / Get-MailUser /
+Get-Recipient output. One difference worth knowing: PreviousRecipientTypeDetails is emitted by
+Get-User, Get-MailUser and Get-Recipient but not by Get-Mailbox (the product reads it with
+Get-User, DESIGN section 1); its "no value" form is the enum name "None", as Exchange prints it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from exocm.sandbox.cmdlets import (
+    CmdletTable,
+    identity_text,
+    multi_value_edit,
+    no_change_warning,
+    result_size,
+    to_bool,
+    to_list,
+)
+from exocm.sandbox.errors import CmdletError
+from exocm.sandbox.identity import matches_proxy, proxy_query
+from exocm.sandbox.objects import (
+    EMPTY_GUID,
+    FLIP_TYPES,
+    MAILBOX_TYPES,
+    ExoRecipient,
+    primary_smtp,
+    recipient_type,
+)
+from exocm.sandbox.opath import compile_filter
+from exocm.sandbox.tenant import Record, RecordSet, Tenant
+
+EXO_CMDLETS = CmdletTable()
+
+CA = tuple(f"CustomAttribute{i}" for i in range(1, 16))
+ECA = tuple(f"ExtensionCustomAttribute{i}" for i in range(1, 6))
+
+#: RecipientTypeDetails values Exchange accepts (subset of the enum the sandbox can hold).
+KNOWN_RTD = frozenset({
+    "UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox", "LinkedMailbox", "SchedulingMailbox",
+    "MailUser", "User", "GuestMailUser", "MailContact", "MailUniversalDistributionGroup",
+    "MailUniversalSecurityGroup", "GroupMailbox", "DiscoveryMailbox", "TeamMailbox", "DisabledUser",
+})
+
+USER_SCOPE = frozenset({"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox", "MailUser", "User"})
+MAILUSER_SCOPE = frozenset({"MailUser"})
+RECIPIENT_SCOPE = frozenset({"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox", "MailUser"})
+
+Getter = Callable[[ExoRecipient], Any]
+
+
+def _getters(t: Tenant) -> dict[str, Getter]:
+    """Property name -> getter over an ExoRecipient (reads current state; nothing cached)."""
+    def ca(i: int) -> Getter:
+        return lambda r: (r.ca.get(i) or "") if r.ca else ""
+
+    def eca(i: int) -> Getter:
+        return lambda r: list(r.eca.get(i) or []) if r.eca else []
+
+    def ou(r: ExoRecipient) -> str:
+        return f"EURPR05A001.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/{t.domain}"
+
+    g: dict[str, Getter] = {
+        "Name": lambda r: r.name,
+        "Identity": lambda r: r.name,
+        "Alias": lambda r: r.alias or "",
+        "DisplayName": lambda r: r.display_name,
+        "FirstName": lambda r: r.first_name,
+        "LastName": lambda r: r.last_name,
+        "DistinguishedName": t.exo_dn,
+        "OrganizationalUnit": ou,
+        "Guid": lambda r: r.guid,
+        "ExchangeGuid": lambda r: r.exchange_guid or EMPTY_GUID,
+        "ArchiveGuid": lambda r: r.archive_guid or EMPTY_GUID,
+        "ArchiveStatus": lambda r: "Active" if r.archive_guid else "None",
+        "ExternalDirectoryObjectId": lambda r: r.edoid,
+        "UserPrincipalName": lambda r: r.upn,
+        "PrimarySmtpAddress": lambda r: primary_smtp(r.proxies) or "",
+        "WindowsEmailAddress": lambda r: primary_smtp(r.proxies) or "",
+        "EmailAddresses": lambda r: list(r.proxies),
+        "LegacyExchangeDN": lambda r: r.legacy_dn or "",
+        "ExternalEmailAddress": lambda r: f"SMTP:{r.external_email}" if r.external_email else None,
+        "RecipientType": lambda r: recipient_type(r.rtd),
+        "RecipientTypeDetails": lambda r: r.rtd,
+        "PreviousRecipientTypeDetails": lambda r: r.prev_rtd or "None",
+        "IsDirSynced": lambda r: r.dir_synced,
+        "IsExchangeCloudManaged": lambda r: r.cloud_managed,
+        "HiddenFromAddressListsEnabled": lambda r: r.hidden,
+        "IsMailboxEnabled": lambda r: r.rtd in MAILBOX_TYPES,
+        "IsSoftDeletedByRemove": lambda r: False,
+        "IsInactiveMailbox": lambda r: False,
+        "AccountDisabled": lambda r: r.rtd in ("SharedMailbox", "RoomMailbox", "EquipmentMailbox"),
+        "WhenChanged": lambda r: r.when_changed,
+        "WhenChangedUTC": lambda r: r.when_changed,
+        "WhenCreated": lambda r: r.when_created,
+        "WhenCreatedUTC": lambda r: r.when_created,
+    }
+    for i in range(1, 16):
+        g[f"CustomAttribute{i}"] = ca(i)
+    for i in range(1, 6):
+        g[f"ExtensionCustomAttribute{i}"] = eca(i)
+    return g
+
+
+_COMMON = ("Identity", "Name", "Alias", "DisplayName", "DistinguishedName", "OrganizationalUnit", "Guid",
+           "ExternalDirectoryObjectId", "UserPrincipalName", "PrimarySmtpAddress", "WindowsEmailAddress",
+           "EmailAddresses", "LegacyExchangeDN", "RecipientType", "RecipientTypeDetails", "IsDirSynced",
+           "HiddenFromAddressListsEnabled", *CA, *ECA, "WhenChanged", "WhenChangedUTC", "WhenCreated",
+           "WhenCreatedUTC")
+MAILBOX_PROPS = (*_COMMON, "ExchangeGuid", "ArchiveGuid", "ArchiveStatus", "IsExchangeCloudManaged",
+                 "IsMailboxEnabled", "IsSoftDeletedByRemove", "IsInactiveMailbox", "AccountDisabled")
+MAILUSER_PROPS = (*_COMMON, "ExchangeGuid", "ArchiveGuid", "ExternalEmailAddress", "PreviousRecipientTypeDetails",
+                  "IsExchangeCloudManaged")
+RECIPIENT_PROPS = (*_COMMON, "ExchangeGuid", "ArchiveGuid", "ExternalEmailAddress", "PreviousRecipientTypeDetails",
+                   "IsExchangeCloudManaged")
+USER_PROPS = ("Identity", "Name", "DisplayName", "FirstName", "LastName", "DistinguishedName", "OrganizationalUnit",
+              "Guid", "ExternalDirectoryObjectId", "UserPrincipalName", "WindowsEmailAddress", "RecipientType",
+              "RecipientTypeDetails", "PreviousRecipientTypeDetails", "IsDirSynced", "AccountDisabled",
+              "WhenChanged", "WhenChangedUTC", "WhenCreated", "WhenCreatedUTC")
+
+
+class _View:
+    """Getters + builder + filter vocabulary for one cmdlet's property set."""
+
+    def __init__(self, t: Tenant, props: tuple[str, ...]) -> None:
+        allg = _getters(t)
+        self.items = tuple((p, allg[p]) for p in props)
+        self.filterable = {p.lower(): allg[p] for p in props}
+
+    def build(self, r: ExoRecipient) -> Record:
+        return {p: g(r) for p, g in self.items}
+
+
+def _view(t: Tenant, kind: str) -> _View:
+    views: dict[str, _View] | None = getattr(t, "_exo_views", None)
+    if views is None:
+        views = {
+            "mailbox": _View(t, MAILBOX_PROPS),
+            "mailuser": _View(t, MAILUSER_PROPS),
+            "recipient": _View(t, RECIPIENT_PROPS),
+            "user": _View(t, USER_PROPS),
+        }
+        t._exo_views = views  # type: ignore[attr-defined]  # getters only; never stale
+    return views[kind]
+
+
+# ----------------------------------------------------------------------------- identity
+def not_found(t: Tenant, identity: str) -> CmdletError:
+    """EXO's error for an identity that matches nothing (text from Exchange Online)."""
+    return CmdletError(
+        "ManagementObjectNotFoundException",
+        "ObjectNotFound",
+        f"The operation couldn't be performed because object '{identity}' couldn't be found on '{t.exo_dc}'.",
+        http_status=404,
+    )
+
+
+def ambiguous(identity: str) -> CmdletError:
+    """EXO's error for an identity that matches several objects (text from Exchange Online)."""
+    return CmdletError(
+        "ManagementObjectAmbiguousException",
+        "InvalidArgument",
+        f"The operation couldn't be performed because '{identity}' matches multiple entries.",
+    )
+
+
+def resolve(t: Tenant, identity: Any, scope: frozenset[str]) -> ExoRecipient:
+    """Resolve -Identity among objects whose RecipientTypeDetails is in `scope`."""
+    text = identity_text(identity)
+    candidates = t.exo_index.find(text)
+    if not candidates and text.lower().startswith("cn="):
+        # A DistinguishedName: resolve its CN (names are unique in the EXO organization).
+        cn = re.split(r"(?<!\\),(?:OU|DC)=", text[3:], maxsplit=1, flags=re.IGNORECASE)[0]
+        candidates = [r for r in t.exo_index.find(cn) if r.name.lower() == cn.lower()]
+    pq = proxy_query(text)
+    if pq is not None:
+        candidates = [r for r in candidates if matches_proxy(pq, r.proxies, r.legacy_dn)]
+    hits = [r for r in candidates if r.rtd in scope]
+    if not hits:
+        raise not_found(t, text)
+    if len(hits) > 1:
+        raise ambiguous(text)
+    return hits[0]
+
+
+# ----------------------------------------------------------------------------- Get-*
+def _rtd_param(value: Any) -> set[str] | None:
+    if value is None:
+        return None
+    items: list[str] = []
+    for v in to_list(value):
+        items.extend(x.strip() for x in v.split(",") if x.strip())
+    out: set[str] = set()
+    for v in items:
+        match = next((k for k in KNOWN_RTD if k.lower() == v.lower()), None)
+        if match is None:
+            # PowerShell's enum conversion failure (shortened; sandbox wording).
+            raise CmdletError(
+                "ParameterBindingException",
+                "InvalidArgument",
+                f"Cannot bind parameter 'RecipientTypeDetails'. Cannot convert value \"{v}\" to type "
+                "\"Microsoft.Exchange.Data.Directory.Recipient.RecipientTypeDetails\". Error: \"Unable to "
+                "match the identifier name to a valid enumerator name.\"",
+            )
+        out.add(match)
+    return out
+
+
+def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], view_kind: str) -> RecordSet:
+    view = _view(t, view_kind)
+    if p.get("Identity") not in (None, ""):
+        if p.get("Filter") not in (None, ""):
+            # Identity and Filter live in different parameter sets (text from PowerShell).
+            raise CmdletError("ParameterBindingException", "InvalidArgument",
+                              "Parameter set cannot be resolved using the specified named parameters.")
+        r = resolve(t, p["Identity"], scope)
+        rtd = _rtd_param(p.get("RecipientTypeDetails"))
+        return RecordSet([] if rtd is not None and r.rtd not in rtd else [r], view.build)
+    limit = result_size(p.get("ResultSize"))
+    rtd = _rtd_param(p.get("RecipientTypeDetails"))
+    allowed = scope if rtd is None else scope & rtd
+    pred = compile_filter(str(p["Filter"]), view.filterable) if p.get("Filter") not in (None, "") else None
+    objs: list[ExoRecipient] = []
+    truncated = False
+    for r in t.exo.values():
+        if r.rtd not in allowed:
+            continue
+        if pred is not None and not pred(r):
+            continue
+        if limit is not None and len(objs) >= limit:
+            truncated = True
+            break
+        objs.append(r)
+    if truncated:
+        # Exchange's warning when ResultSize (default 1000) cut the output (text from Exchange).
+        t.warn("There are more results available than are currently displayed. To view them, increase the "
+               "value for the ResultSize parameter.")
+    return RecordSet(objs, view.build)
+
+
+_GET_PARAMS = ("Identity", "ResultSize", "RecipientTypeDetails", "Filter")
+
+
+@EXO_CMDLETS.register("Get-Mailbox", _GET_PARAMS)
+def get_mailbox(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """Get-Mailbox: user, shared, room and equipment mailboxes."""
+    return _get(t, p, FLIP_TYPES, "mailbox")
+
+
+@EXO_CMDLETS.register("Get-User", _GET_PARAMS)
+def get_user(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """Get-User: every user object (mailbox users, mail users, plain users)."""
+    return _get(t, p, USER_SCOPE, "user")
+
+
+@EXO_CMDLETS.register("Get-MailUser", ("Identity", "ResultSize", "Filter"))
+def get_mailuser(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """Get-MailUser: mail-enabled users."""
+    return _get(t, p, MAILUSER_SCOPE, "mailuser")
+
+
+@EXO_CMDLETS.register("Get-Recipient", _GET_PARAMS)
+def get_recipient(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """Get-Recipient: mail-enabled recipients (mailboxes and mail users; the sandbox has no groups/contacts)."""
+    return _get(t, p, RECIPIENT_SCOPE, "recipient")
+
+
+# ----------------------------------------------------------------------------- Set-Mailbox
+_WRITEBACK_PARAMS = (*CA, *ECA, "EmailAddresses", "HiddenFromAddressListsEnabled")
+
+
+def _write_scope_error(r: ExoRecipient, param: str) -> CmdletError:
+    # Exchange Online's error for editing a dir-synced object's synced attribute (text from EXO).
+    return CmdletError(
+        "TaskInvalidOperationException",
+        "InvalidOperation",
+        f"The operation on mailbox \"{r.name}\" failed because it's out of the current user's write scope. "
+        f"The action 'Set-Mailbox', '{param}', can't be performed on the object '{r.name}' because the object "
+        "is being synchronized from your on-premises organization. This action should be performed on the "
+        "object in your on-premises organization.",
+    )
+
+
+@EXO_CMDLETS.register("Set-Mailbox", ("Identity", "IsExchangeCloudManaged", *_WRITEBACK_PARAMS, "Force"),
+                      required=("Identity",))
+def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Set-Mailbox -IsExchangeCloudManaged (alone), or writeback attributes of an editable mailbox.
+
+    Returns [] (classic Exchange behaviour; newer ExchangeOnlineManagement versions emit the object,
+    so clients must read back instead of trusting output presence - PEERS.md traps).
+    """
+    r = resolve(t, p["Identity"], FLIP_TYPES)
+    whatif = to_bool(p["WhatIf"], "WhatIf") if "WhatIf" in p else False
+    edits = [k for k in p if k in _WRITEBACK_PARAMS]
+    if "IsExchangeCloudManaged" in p:
+        if edits:
+            # DESIGN section 1: send the switch alone. The error text is the sandbox's own.
+            raise CmdletError(
+                "ArgumentException", "InvalidArgument",
+                "IsExchangeCloudManaged can't be combined with other parameters in the same Set-Mailbox "
+                "command. Run it on its own. (sandbox message)",
+            )
+        value = to_bool(p["IsExchangeCloudManaged"], "IsExchangeCloudManaged")
+        if not r.dir_synced:
+            # The feature applies only to dir-synced mailboxes (DESIGN section 1). Sandbox-made text.
+            raise CmdletError(
+                "TaskInvalidOperationException", "InvalidOperation",
+                f"IsExchangeCloudManaged can be set only on mailboxes synchronized from on-premises Active "
+                f"Directory. '{r.name}' is a cloud-only mailbox (IsDirSynced is False). (sandbox message)",
+            )
+        if r.cloud_managed == value:
+            t.warn(no_change_warning(r.name))
+            return []
+        if whatif:
+            return []
+        with t.editing_exo(r):
+            r.cloud_managed = value
+        if not value:
+            # Flip back: SOA returns on-prem; the next sync overwrites the cloud values.
+            t.pending_exo.add(r.edoid)
+            t.pending_writeback.discard(r.edoid)
+        return []
+    if not edits:
+        t.warn(no_change_warning(r.name))
+        return []
+    if r.dir_synced and not r.cloud_managed:
+        raise _write_scope_error(r, edits[0])
+    if whatif:
+        return []
+    changed = _apply_attribute_edits(r, p, t)
+    if not changed:
+        t.warn(no_change_warning(r.name))
+        return []
+    if r.dir_synced and r.cloud_managed:
+        t.pending_writeback.add(r.edoid)
+    return []
+
+
+def _apply_attribute_edits(r: ExoRecipient, p: dict[str, Any], t: Tenant) -> bool:
+    before = (dict(r.ca or {}), {k: list(v) for k, v in (r.eca or {}).items()}, list(r.proxies), r.hidden)
+    new_proxies = list(r.proxies)
+    if "EmailAddresses" in p:
+        new_proxies = _validated_proxies(multi_value_edit(r.proxies, p["EmailAddresses"]), r)
+    with t.editing_exo(r):
+        for i in range(1, 16):
+            k = f"CustomAttribute{i}"
+            if k in p:
+                v = p[k]
+                ca = dict(r.ca or {})
+                if v in (None, ""):
+                    ca.pop(i, None)
+                else:
+                    ca[i] = str(v)
+                r.ca = ca or None
+        for i in range(1, 6):
+            k = f"ExtensionCustomAttribute{i}"
+            if k in p:
+                eca = {kk: list(vv) for kk, vv in (r.eca or {}).items()}
+                vals = multi_value_edit(eca.get(i, []), p[k], case_insensitive=False)
+                if vals:
+                    eca[i] = vals
+                else:
+                    eca.pop(i, None)
+                r.eca = eca or None
+        if "HiddenFromAddressListsEnabled" in p:
+            r.hidden = to_bool(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
+        r.proxies = new_proxies
+    after = (dict(r.ca or {}), {k: list(v) for k, v in (r.eca or {}).items()}, list(r.proxies), r.hidden)
+    return before != after
+
+
+def _validated_proxies(proxies: list[str], r: ExoRecipient) -> list[str]:
+    """Exactly one primary SMTP; a new 'SMTP:' entry demotes the old primary (Exchange behaviour)."""
+    primaries = [x for x in proxies if x.startswith("SMTP:")]
+    if len(primaries) > 1:
+        keep = primaries[-1]
+        proxies = ["smtp:" + x[5:] if x.startswith("SMTP:") and x is not keep else x for x in proxies]
+    if not any(x.startswith("SMTP:") for x in proxies):
+        # Exchange refuses to remove the primary address (wording approximate; sandbox-made).
+        raise CmdletError("InvalidOperationException", "InvalidOperation",
+                          f"The primary SMTP address of '{r.name}' can't be removed; set another primary "
+                          "address first. (sandbox message)")
+    return proxies
+
+
+# ----------------------------------------------------------------------------- Set-User
+@EXO_CMDLETS.register("Set-User", ("Identity", "PermanentlyClearPreviousMailboxInfo", "Force"),
+                      required=("Identity",))
+def set_user(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Set-User -PermanentlyClearPreviousMailboxInfo: irreversible; only on a MailUser/User whose
+    PreviousRecipientTypeDetails is a mailbox type (DESIGN section 1). Error texts are the sandbox's."""
+    r = resolve(t, p["Identity"], USER_SCOPE)
+    if "PermanentlyClearPreviousMailboxInfo" not in p or not to_bool(
+            p["PermanentlyClearPreviousMailboxInfo"], "PermanentlyClearPreviousMailboxInfo"):
+        t.warn(no_change_warning(r.name))
+        return []
+    if r.rtd in MAILBOX_TYPES:
+        raise CmdletError(
+            "TaskInvalidOperationException", "InvalidOperation",
+            f"PermanentlyClearPreviousMailboxInfo can't be used on '{r.name}' because it has a mailbox "
+            f"(RecipientTypeDetails is {r.rtd}). (sandbox message)",
+        )
+    if r.prev_rtd not in MAILBOX_TYPES:
+        raise CmdletError(
+            "TaskInvalidOperationException", "InvalidOperation",
+            f"The user '{r.name}' has no previous mailbox information to clear (PreviousRecipientTypeDetails "
+            f"is {r.prev_rtd or 'None'}). (sandbox message)",
+        )
+    if "WhatIf" in p and to_bool(p["WhatIf"], "WhatIf"):
+        return []
+    with t.editing_exo(r):
+        r.prev_rtd = None
+        r.disconnected_guid = None  # the cloud mailbox content is gone for good
+        r.disconnected_type = None
+        r.exchange_guid = None  # the next sync brings the on-prem ExchangeGuid
+        r.archive_guid = None
+    t.pending_exo.add(r.edoid)
+    return []
+
+
+# ----------------------------------------------------------------------------- organization config
+def _org_record(t: Tenant) -> Record:
+    return {
+        "Name": t.domain,
+        "Identity": t.domain,
+        "DisplayName": t.org_name,
+        "Guid": t.tenant_id,
+        "IsDehydrated": False,
+        "ExchangeAttributesCloudManagedByDefault": bool(t.org_config["ExchangeAttributesCloudManagedByDefault"]),
+        "WhenChanged": t.org_config.get("WhenChanged"),
+    }
+
+
+@EXO_CMDLETS.register("Get-OrganizationConfig", ("Identity",))
+def get_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-OrganizationConfig (the properties the product reads)."""
+    return [_org_record(t)]
+
+
+@EXO_CMDLETS.register("Set-OrganizationConfig", ("ExchangeAttributesCloudManagedByDefault",
+                                                 "ExchangeAttributesServerManagedByDefault", "Force"))
+def set_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Set-OrganizationConfig -ExchangeAttributesCloudManagedByDefault / -ExchangeAttributesServerManagedByDefault.
+
+    Affects mailboxes provisioned from now on only (DESIGN section 1)."""
+    cloud = "ExchangeAttributesCloudManagedByDefault" in p
+    server = "ExchangeAttributesServerManagedByDefault" in p
+    if cloud and server:
+        # Sandbox-made text: the two are opposite switches.
+        raise CmdletError("ArgumentException", "InvalidArgument",
+                          "ExchangeAttributesCloudManagedByDefault and ExchangeAttributesServerManagedByDefault "
+                          "can't be used together. (sandbox message)")
+    if not cloud and not server:
+        t.warn(no_change_warning(t.domain))
+        return []
+    if cloud:
+        value = to_bool(p["ExchangeAttributesCloudManagedByDefault"], "ExchangeAttributesCloudManagedByDefault")
+    else:
+        value = not to_bool(p["ExchangeAttributesServerManagedByDefault"], "ExchangeAttributesServerManagedByDefault")
+    if "WhatIf" in p and to_bool(p["WhatIf"], "WhatIf"):
+        return []
+    if t.org_config["ExchangeAttributesCloudManagedByDefault"] == value:
+        t.warn(no_change_warning(t.domain))
+        return []
+    t.org_config["ExchangeAttributesCloudManagedByDefault"] = value
+    t.org_config["WhenChanged"] = t.now()
+    return []
+
+
+def is_flip_candidate(r: ExoRecipient) -> bool:
+    """A dir-synced mailbox of a FLIP type (what -IsExchangeCloudManaged applies to)."""
+    return r.rtd in FLIP_TYPES and r.dir_synced

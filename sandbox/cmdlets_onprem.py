@@ -1,0 +1,515 @@
+"""On-prem Exchange Management Shell and AD cmdlets of the sandbox (`invoke(..., side="onprem")`).
+
+Exchange: Get-Mailbox (local mailboxes), Get-RemoteMailbox, Get-User, Set-Mailbox,
+Set-RemoteMailbox, Enable-Mailbox, Disable-Mailbox, Enable-RemoteMailbox, Disable-RemoteMailbox.
+AD (ActiveDirectory module, what runbooks need): Get-ADGroup, Get-ADGroupMember,
+Add-ADGroupMember, Remove-ADGroupMember. Every on-prem write bumps the AD object's
+whenChanged and queues it for the next delta sync.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from exocm.sandbox.cmdlets import (
+    CmdletTable,
+    identity_text,
+    multi_value_edit,
+    no_change_warning,
+    result_size,
+    to_bool,
+    to_list,
+)
+from exocm.sandbox.errors import CmdletError
+from exocm.sandbox.identity import matches_proxy, normalize_guid, proxy_query
+from exocm.sandbox.objects import (
+    EMPTY_GUID,
+    ONPREM_LOCAL_MAILBOX_TYPES,
+    REMOTE_RECIPIENT_TYPE,
+    REMOTE_TO_EXO,
+    AdGroup,
+    AdUser,
+    primary_smtp,
+    recipient_type,
+)
+from exocm.sandbox.opath import compile_filter
+from exocm.sandbox.tenant import ONPREM_COLUMNS, Record, RecordSet, Tenant, canonical_ou
+
+ONPREM_CMDLETS = CmdletTable()
+
+CA = tuple(f"CustomAttribute{i}" for i in range(1, 16))
+ECA = tuple(f"ExtensionCustomAttribute{i}" for i in range(1, 6))
+ALL_ONPREM_USER_TYPES = frozenset({*ONPREM_LOCAL_MAILBOX_TYPES, *REMOTE_TO_EXO, "MailUser", "User"})
+
+Getter = Callable[[AdUser], Any]
+
+
+def onprem_legacy_dn(t: Tenant, alias: str, guid: str) -> str:
+    """An on-prem legacyExchangeDN (Exchange 2013+ form)."""
+    h = hashlib.md5(guid.encode(), usedforsecurity=False).hexdigest()
+    return (f"/o={t.org_name}/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/"
+            f"cn={h}-{alias[:8]}")
+
+
+def _getters(t: Tenant) -> dict[str, Getter]:
+    def ca(i: int) -> Getter:
+        return lambda a: (a.ca.get(i) or "") if a.ca else ""
+
+    def eca(i: int) -> Getter:
+        return lambda a: list(a.eca.get(i) or []) if a.eca else []
+
+    def rtd(a: AdUser) -> str:
+        return a.rtd or "User"
+
+    g: dict[str, Getter] = {
+        "Name": lambda a: a.cn,
+        "Identity": lambda a: f"{canonical_ou(a.ou_dn)}/{a.cn}",
+        "Alias": lambda a: a.alias or "",
+        "DisplayName": lambda a: a.display_name,
+        "FirstName": lambda a: a.given_name,
+        "LastName": lambda a: a.surname,
+        "SamAccountName": lambda a: a.sam,
+        "DistinguishedName": lambda a: a.dn,
+        "OrganizationalUnit": lambda a: canonical_ou(a.ou_dn),
+        "Guid": lambda a: a.guid,
+        "ExchangeGuid": lambda a: a.exchange_guid or EMPTY_GUID,
+        "ArchiveGuid": lambda a: a.archive_guid or EMPTY_GUID,
+        "UserPrincipalName": lambda a: a.upn,
+        "PrimarySmtpAddress": lambda a: primary_smtp(a.proxies) or "",
+        "WindowsEmailAddress": lambda a: primary_smtp(a.proxies) or "",
+        "EmailAddresses": lambda a: list(a.proxies),
+        "LegacyExchangeDN": lambda a: a.legacy_dn or "",
+        "RecipientType": lambda a: recipient_type(rtd(a)),
+        "RecipientTypeDetails": rtd,
+        "RemoteRoutingAddress": lambda a: a.remote_routing and f"SMTP:{a.remote_routing}",
+        "RemoteRecipientType": lambda a: REMOTE_RECIPIENT_TYPE.get(a.rtd or "", "None"),
+        "HiddenFromAddressListsEnabled": lambda a: a.hidden,
+        "EmailAddressPolicyEnabled": lambda a: True,
+        "Database": lambda a: "DB01" if a.rtd in ONPREM_LOCAL_MAILBOX_TYPES else None,
+        "ExternalDirectoryObjectId": lambda a: a.entra_id or "",
+        "Department": lambda a: a.department,
+        "WhenChanged": lambda a: a.when_changed,
+        "WhenChangedUTC": lambda a: a.when_changed,
+        "WhenCreated": lambda a: a.when_created,
+        "WhenCreatedUTC": lambda a: a.when_created,
+    }
+    for i in range(1, 16):
+        g[f"CustomAttribute{i}"] = ca(i)
+    for i in range(1, 6):
+        g[f"ExtensionCustomAttribute{i}"] = eca(i)
+    return g
+
+
+_BASE = ("Identity", "Name", "Alias", "DisplayName", "DistinguishedName", "OrganizationalUnit", "Guid",
+         "ExchangeGuid", "ArchiveGuid", "UserPrincipalName", "PrimarySmtpAddress", "WindowsEmailAddress",
+         "EmailAddresses", "LegacyExchangeDN", "RecipientType", "RecipientTypeDetails",
+         "HiddenFromAddressListsEnabled", "EmailAddressPolicyEnabled", *CA, *ECA, "ExternalDirectoryObjectId",
+         "WhenChanged", "WhenChangedUTC", "WhenCreated", "WhenCreatedUTC")
+MAILBOX_PROPS = (*_BASE, "Database", "SamAccountName")
+REMOTE_PROPS = (*_BASE, "RemoteRoutingAddress", "RemoteRecipientType", "SamAccountName")
+USER_PROPS = ("Identity", "Name", "DisplayName", "FirstName", "LastName", "SamAccountName", "DistinguishedName",
+              "OrganizationalUnit", "Guid", "UserPrincipalName", "WindowsEmailAddress", "RecipientType",
+              "RecipientTypeDetails", "Department", "WhenChanged", "WhenChangedUTC", "WhenCreated", "WhenCreatedUTC")
+
+
+class _View:
+    def __init__(self, t: Tenant, props: tuple[str, ...]) -> None:
+        allg = _getters(t)
+        self.items = tuple((p, allg[p]) for p in props)
+        self.filterable = {p.lower(): allg[p] for p in props}
+
+    def build(self, a: AdUser) -> Record:
+        return {p: g(a) for p, g in self.items}
+
+
+def _view(t: Tenant, kind: str) -> _View:
+    views: dict[str, _View] | None = getattr(t, "_onprem_views", None)
+    if views is None:
+        views = {"mailbox": _View(t, MAILBOX_PROPS), "remote": _View(t, REMOTE_PROPS), "user": _View(t, USER_PROPS)}
+        t._onprem_views = views  # type: ignore[attr-defined]  # getters only; never stale
+    return views[kind]
+
+
+def export_row(t: Tenant, a: AdUser) -> Record:
+    """One row of the on-prem export (ONPREM_COLUMNS) for a local or remote mailbox."""
+    g = _getters_cached(t)
+    return {c: g[c](a) for c in ONPREM_COLUMNS}
+
+
+def _getters_cached(t: Tenant) -> dict[str, Getter]:
+    cached: dict[str, Getter] | None = getattr(t, "_onprem_getters", None)
+    if cached is None:
+        cached = _getters(t)
+        t._onprem_getters = cached  # type: ignore[attr-defined]
+    return cached
+
+
+# ----------------------------------------------------------------------------- identity
+def not_found(t: Tenant, identity: str) -> CmdletError:
+    """On-prem Exchange's error for an unknown identity (text from Exchange Server)."""
+    return CmdletError(
+        "ManagementObjectNotFoundException",
+        "ObjectNotFound",
+        f"The operation couldn't be performed because object '{identity}' couldn't be found on '{t.onprem_dc}'.",
+        http_status=404,
+    )
+
+
+def resolve(t: Tenant, identity: Any, scope: frozenset[str]) -> AdUser:
+    """Resolve an Exchange -Identity among on-prem users whose type is in `scope`."""
+    text = identity_text(identity)
+    candidates = t.ad_index.find(text)
+    low = text.lower()
+    if not candidates and (low.startswith("cn=") or "/" in text):
+        # DistinguishedName or canonical name ("contoso.com/Accounts/Sales/John Doe").
+        candidates = [a for a in t.ad_users.values()
+                      if a.dn.lower() == low or f"{canonical_ou(a.ou_dn)}/{a.cn}".lower() == low]
+    pq = proxy_query(text)
+    if pq is not None:
+        candidates = [a for a in candidates if matches_proxy(pq, a.proxies, a.legacy_dn)]
+    hits = [a for a in candidates if (a.rtd or "User") in scope]
+    if not hits:
+        raise not_found(t, text)
+    if len(hits) > 1:
+        raise CmdletError("ManagementObjectAmbiguousException", "InvalidArgument",
+                          f"The operation couldn't be performed because '{text}' matches multiple entries.")
+    return hits[0]
+
+
+def _ad_not_found(t: Tenant, identity: str) -> CmdletError:
+    # ActiveDirectory module's error (text from the AD module).
+    return CmdletError("ADIdentityNotFoundException", "ObjectNotFound",
+                       f"Cannot find an object with identity: '{identity}' under: '{t.onprem_dc_dn}'.",
+                       http_status=404)
+
+
+def resolve_ad_user(t: Tenant, identity: Any) -> AdUser:
+    """AD cmdlet identity: distinguishedName, objectGUID or sAMAccountName (ActiveDirectory module rules)."""
+    text = identity_text(identity)
+    low = text.lower()
+    g = normalize_guid(text)
+    if g is not None and g in t.ad_users:
+        return t.ad_users[g]
+    for a in t.ad_index.find(text):
+        if a.sam.lower() == low or a.dn.lower() == low:
+            return a
+    if low.startswith("cn="):
+        for a in t.ad_users.values():
+            if a.dn.lower() == low:
+                return a
+    raise _ad_not_found(t, text)
+
+
+def resolve_ad_group(t: Tenant, identity: Any) -> AdGroup:
+    """AD group identity: distinguishedName, objectGUID, sAMAccountName or name."""
+    text = identity_text(identity)
+    low = text.lower()
+    g = normalize_guid(text)
+    if g is not None and g in t.ad_groups:
+        return t.ad_groups[g]
+    hits = t.ad_group_index.find(text)
+    if not hits and low.startswith("cn="):
+        hits = [x for x in t.ad_groups.values() if x.dn.lower() == low]
+    if len(hits) != 1:
+        raise _ad_not_found(t, text)
+    return hits[0]
+
+
+# ----------------------------------------------------------------------------- Get-*
+def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], kind: str) -> RecordSet:
+    view = _view(t, kind)
+    if p.get("Identity") not in (None, ""):
+        return RecordSet([resolve(t, p["Identity"], scope)], view.build)
+    limit = result_size(p.get("ResultSize"))
+    allowed = scope
+    if p.get("RecipientTypeDetails") is not None:
+        wanted = {x.strip().lower() for v in to_list(p["RecipientTypeDetails"]) for x in v.split(",")}
+        allowed = frozenset(s for s in scope if s.lower() in wanted)
+    pred = compile_filter(str(p["Filter"]), view.filterable) if p.get("Filter") not in (None, "") else None
+    objs: list[AdUser] = []
+    truncated = False
+    for a in t.ad_users.values():
+        if (a.rtd or "User") not in allowed:
+            continue
+        if pred is not None and not pred(a):
+            continue
+        if limit is not None and len(objs) >= limit:
+            truncated = True
+            break
+        objs.append(a)
+    if truncated:
+        # Exchange's truncation warning (text from Exchange).
+        t.warn("There are more results available than are currently displayed. To view them, increase the "
+               "value for the ResultSize parameter.")
+    return RecordSet(objs, view.build)
+
+
+_GET = ("Identity", "ResultSize", "Filter", "DomainController")
+
+
+@ONPREM_CMDLETS.register("Get-Mailbox", (*_GET, "RecipientTypeDetails"))
+def get_mailbox(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """On-prem Get-Mailbox: mailboxes hosted on the on-prem Exchange server."""
+    return _get(t, p, ONPREM_LOCAL_MAILBOX_TYPES, "mailbox")
+
+
+@ONPREM_CMDLETS.register("Get-RemoteMailbox", _GET)
+def get_remote_mailbox(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """On-prem Get-RemoteMailbox: users whose mailbox is in Exchange Online."""
+    return _get(t, p, frozenset(REMOTE_TO_EXO), "remote")
+
+
+@ONPREM_CMDLETS.register("Get-User", (*_GET, "RecipientTypeDetails"))
+def get_user(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """On-prem Get-User: every AD user."""
+    return _get(t, p, ALL_ONPREM_USER_TYPES, "user")
+
+
+# ----------------------------------------------------------------------------- Set-*
+_ATTR = (*CA, *ECA, "EmailAddresses", "HiddenFromAddressListsEnabled", "PrimarySmtpAddress", "DisplayName",
+         "EmailAddressPolicyEnabled")
+
+
+def _apply_recipient_edits(t: Tenant, a: AdUser, p: dict[str, Any]) -> bool:
+    """Apply attribute parameters shared by Set-Mailbox / Set-RemoteMailbox; True when something changed."""
+    before = (dict(a.ca or {}), {k: list(v) for k, v in (a.eca or {}).items()}, list(a.proxies), a.hidden,
+              a.display_name, a.exchange_guid, a.archive_guid, a.remote_routing)
+    proxies = list(a.proxies)
+    if "EmailAddresses" in p:
+        proxies = multi_value_edit(proxies, p["EmailAddresses"])
+    if p.get("PrimarySmtpAddress"):
+        new = str(p["PrimarySmtpAddress"]).removeprefix("SMTP:").removeprefix("smtp:")
+        proxies = ["smtp:" + x[5:] if x.startswith("SMTP:") else x for x in proxies]
+        proxies = [x for x in proxies if x.lower() != f"smtp:{new.lower()}"]
+        proxies.insert(0, f"SMTP:{new}")
+    primaries = [x for x in proxies if x.startswith("SMTP:")]
+    if len(primaries) > 1:
+        keep = primaries[-1]
+        proxies = ["smtp:" + x[5:] if x.startswith("SMTP:") and x is not keep else x for x in proxies]
+    if a.rtd is not None and proxies and not any(x.startswith("SMTP:") for x in proxies):
+        raise CmdletError("InvalidOperationException", "InvalidOperation",
+                          f"The primary SMTP address of '{a.cn}' can't be removed. (sandbox message)")
+    exchange_guid = a.exchange_guid
+    if "ExchangeGuid" in p:
+        raw = str(p["ExchangeGuid"] or "")
+        g = normalize_guid(raw) if raw else None
+        if raw and g is None:
+            raise CmdletError("ParameterBindingException", "InvalidArgument",
+                              f"Cannot bind parameter 'ExchangeGuid'. Cannot convert value \"{raw}\" to type "
+                              "\"System.Guid\".")
+        exchange_guid = None if g in (None, EMPTY_GUID) else g
+    archive_guid = a.archive_guid
+    if "ArchiveGuid" in p:
+        raw = str(p["ArchiveGuid"] or "")
+        archive_guid = normalize_guid(raw) if raw else None
+    with t.editing_ad(a, touch=False):
+        for i in range(1, 16):
+            k = f"CustomAttribute{i}"
+            if k in p:
+                ca = dict(a.ca or {})
+                if p[k] in (None, ""):
+                    ca.pop(i, None)
+                else:
+                    ca[i] = str(p[k])
+                a.ca = ca or None
+        for i in range(1, 6):
+            k = f"ExtensionCustomAttribute{i}"
+            if k in p:
+                eca = {kk: list(vv) for kk, vv in (a.eca or {}).items()}
+                vals = multi_value_edit(eca.get(i, []), p[k], case_insensitive=False)
+                if vals:
+                    eca[i] = vals
+                else:
+                    eca.pop(i, None)
+                a.eca = eca or None
+        if "HiddenFromAddressListsEnabled" in p:
+            a.hidden = to_bool(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
+        if p.get("DisplayName"):
+            a.display_name = str(p["DisplayName"])
+        if p.get("RemoteRoutingAddress"):
+            a.remote_routing = str(p["RemoteRoutingAddress"]).removeprefix("SMTP:").removeprefix("smtp:")
+        a.proxies = proxies
+        a.exchange_guid = exchange_guid
+        a.archive_guid = archive_guid
+    after = (dict(a.ca or {}), {k: list(v) for k, v in (a.eca or {}).items()}, list(a.proxies), a.hidden,
+             a.display_name, a.exchange_guid, a.archive_guid, a.remote_routing)
+    if before != after:
+        a.when_changed = t.now()
+        t.pending_ad.add(a.guid)
+        return True
+    return False
+
+
+def _whatif(p: dict[str, Any]) -> bool:
+    return "WhatIf" in p and to_bool(p["WhatIf"], "WhatIf")
+
+
+@ONPREM_CMDLETS.register("Set-RemoteMailbox", ("Identity", *_ATTR, "ExchangeGuid", "ArchiveGuid",
+                                               "RemoteRoutingAddress", "DomainController"), required=("Identity",))
+def set_remote_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Set-RemoteMailbox: ExchangeGuid, EmailAddresses (full list or @{Add=..;Remove=..}), attributes."""
+    a = resolve(t, p["Identity"], frozenset(REMOTE_TO_EXO))
+    if _whatif(p):
+        return []
+    if not _apply_recipient_edits(t, a, p):
+        t.warn(no_change_warning(a.cn))
+    return []
+
+
+@ONPREM_CMDLETS.register("Set-Mailbox", ("Identity", *_ATTR, "DomainController"), required=("Identity",))
+def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """On-prem Set-Mailbox for local mailboxes (attributes only)."""
+    a = resolve(t, p["Identity"], ONPREM_LOCAL_MAILBOX_TYPES)
+    if _whatif(p):
+        return []
+    if not _apply_recipient_edits(t, a, p):
+        t.warn(no_change_warning(a.cn))
+    return []
+
+
+def _policy_addresses(t: Tenant, alias: str, primary: str | None = None) -> list[str]:
+    """Addresses the default email address policy stamps: primary @onprem domain + the hybrid routing address."""
+    return [f"SMTP:{primary or f'{alias}@{t.onprem_domain}'}", f"smtp:{alias}@{t.routing_domain}"]
+
+
+def _clear_exchange_attributes(a: AdUser) -> None:
+    a.rtd = None
+    a.proxies = []
+    a.exchange_guid = None
+    a.archive_guid = None
+    a.legacy_dn = None
+    a.remote_routing = None
+    a.hidden = False
+    a.alias = None
+
+
+@ONPREM_CMDLETS.register("Disable-Mailbox", ("Identity", "IgnoreLegalHold", "DomainController"),
+                         required=("Identity",))
+def disable_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Disable-Mailbox: remove the Exchange attributes; the on-prem mailbox becomes disconnected."""
+    a = resolve(t, p["Identity"], ONPREM_LOCAL_MAILBOX_TYPES)
+    if _whatif(p):
+        return []
+    with t.editing_ad(a):
+        _clear_exchange_attributes(a)
+    return []
+
+
+@ONPREM_CMDLETS.register("Disable-RemoteMailbox", ("Identity", "DomainController"), required=("Identity",))
+def disable_remote_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Disable-RemoteMailbox: remove the Exchange attributes of a remote mailbox user."""
+    a = resolve(t, p["Identity"], frozenset(REMOTE_TO_EXO))
+    if _whatif(p):
+        return []
+    with t.editing_ad(a):
+        _clear_exchange_attributes(a)
+    return []
+
+
+def _enable_target(t: Tenant, identity: Any) -> AdUser:
+    a = resolve(t, identity, ALL_ONPREM_USER_TYPES)
+    if a.rtd is not None:
+        # Exchange's refusal to mail-enable a mail-enabled user (wording approximate; sandbox-made).
+        raise CmdletError("RecipientTaskException", "InvalidArgument",
+                          f"The user '{a.cn}' is already mail-enabled (RecipientTypeDetails is {a.rtd}).")
+    return a
+
+
+@ONPREM_CMDLETS.register("Enable-Mailbox", ("Identity", "Alias", "PrimarySmtpAddress", "Database",
+                                            "DomainController"), required=("Identity",))
+def enable_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Enable-Mailbox: create an on-prem mailbox (new ExchangeGuid) for a user without one."""
+    a = _enable_target(t, p["Identity"])
+    if _whatif(p):
+        return []
+    alias = str(p.get("Alias") or a.sam).lower()
+    with t.editing_ad(a):
+        a.rtd = "UserMailbox"
+        a.alias = alias
+        a.exchange_guid = t.new_guid()
+        a.legacy_dn = onprem_legacy_dn(t, alias, a.exchange_guid)
+        a.proxies = _policy_addresses(t, alias, p.get("PrimarySmtpAddress"))
+    return [_view(t, "mailbox").build(a)]
+
+
+@ONPREM_CMDLETS.register("Enable-RemoteMailbox", ("Identity", "RemoteRoutingAddress", "Alias", "PrimarySmtpAddress",
+                                                  "Shared", "Room", "Equipment", "DomainController"),
+                         required=("Identity", "RemoteRoutingAddress"))
+def enable_remote_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Enable-RemoteMailbox: make a user a RemoteMailbox (no ExchangeGuid until Set-RemoteMailbox sets it)."""
+    a = _enable_target(t, p["Identity"])
+    if _whatif(p):
+        return []
+    kind = "RemoteUserMailbox"
+    for switch, k in (("Shared", "RemoteSharedMailbox"), ("Room", "RemoteRoomMailbox"),
+                      ("Equipment", "RemoteEquipmentMailbox")):
+        if switch in p and to_bool(p[switch], switch):
+            kind = k
+    alias = str(p.get("Alias") or a.sam).lower()
+    routing = str(p["RemoteRoutingAddress"]).removeprefix("SMTP:").removeprefix("smtp:")
+    with t.editing_ad(a):
+        a.rtd = kind
+        a.alias = alias
+        a.remote_routing = routing
+        a.exchange_guid = None
+        a.legacy_dn = onprem_legacy_dn(t, alias, a.guid)
+        proxies = _policy_addresses(t, alias, p.get("PrimarySmtpAddress"))
+        if not any(x.lower() == f"smtp:{routing.lower()}" for x in proxies):
+            proxies.append(f"smtp:{routing}")
+        a.proxies = proxies
+    return [_view(t, "remote").build(a)]
+
+
+# ----------------------------------------------------------------------------- AD groups
+def _ad_member_record(t: Tenant, a: AdUser) -> Record:
+    sid_tail = int(a.guid.replace("-", "")[:7], 16) % 900000 + 1100
+    return {"distinguishedName": a.dn, "name": a.cn, "objectClass": "user", "objectGUID": a.guid,
+            "SamAccountName": a.sam, "SID": f"S-1-5-21-1004336348-1177238915-682003330-{sid_tail}"}
+
+
+@ONPREM_CMDLETS.register("Get-ADGroup", ("Identity", "Properties", "Server"), required=("Identity",))
+def get_ad_group(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-ADGroup -Identity."""
+    g = resolve_ad_group(t, p["Identity"])
+    return [{"distinguishedName": g.dn, "name": g.name, "objectClass": "group", "objectGUID": g.guid,
+             "SamAccountName": g.sam, "GroupCategory": "Security", "GroupScope": "Global"}]
+
+
+@ONPREM_CMDLETS.register("Get-ADGroupMember", ("Identity", "Recursive", "Server"), required=("Identity",))
+def get_ad_group_member(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-ADGroupMember -Identity: the group's user members."""
+    g = resolve_ad_group(t, p["Identity"])
+    return [_ad_member_record(t, t.ad_users[m]) for m in sorted(g.members) if m in t.ad_users]
+
+
+def _member_edit(t: Tenant, p: dict[str, Any], add: bool) -> list[Record]:
+    g = resolve_ad_group(t, p["Identity"])
+    members = [resolve_ad_user(t, m) for m in (p["Members"] if isinstance(p["Members"], list | tuple)
+                                               else [p["Members"]])]
+    if _whatif(p):
+        return []
+    changed = False
+    for a in members:
+        if add and a.guid not in g.members:
+            g.members.add(a.guid)
+            changed = True
+        elif not add and a.guid in g.members:
+            g.members.discard(a.guid)
+            changed = True
+    if changed:
+        g.when_changed = t.now()
+        t.pending_groups.add(g.guid)
+    return []
+
+
+@ONPREM_CMDLETS.register("Add-ADGroupMember", ("Identity", "Members", "Server"), required=("Identity", "Members"))
+def add_ad_group_member(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Add-ADGroupMember -Identity G -Members u1,u2 (synced to Entra at the next cycle)."""
+    return _member_edit(t, p, add=True)
+
+
+@ONPREM_CMDLETS.register("Remove-ADGroupMember", ("Identity", "Members", "Server"), required=("Identity", "Members"))
+def remove_ad_group_member(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Remove-ADGroupMember -Identity G -Members u1,u2 (synced to Entra at the next cycle)."""
+    return _member_edit(t, p, add=False)

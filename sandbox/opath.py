@@ -1,0 +1,296 @@
+"""An OPATH subset for `-Filter`, compiled once per call into a Python predicate.
+
+Grammar (Microsoft Learn, "Filterable properties for the Filter parameter" and
+"about_Comparison_Operators"): comparisons `Property -op value` joined by `-and`, `-or`,
+`-not`, with parentheses. Operators: -eq -ne -like -notlike (what the product uses), plus
+-gt -ge -lt -le for dates and numbers. Values: 'single' or "double" quoted strings, $true,
+$false, $null, numbers, or a bare word. Property names are case-insensitive; string
+comparisons are case-insensitive as in Exchange; `-like` knows only the `*` wildcard;
+a multi-valued property (EmailAddresses) matches when any of its values matches.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from exocm.sandbox.errors import CmdletError
+
+Getter = Callable[[Any], Any]
+Predicate = Callable[[Any], bool]
+
+_OPS = {"-eq", "-ne", "-like", "-notlike", "-gt", "-ge", "-lt", "-le"}
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<lp>\()|(?P<rp>\))|
+        (?P<sq>'(?:[^']|'')*')|(?P<dq>"(?:[^"]|"")*")|
+        (?P<var>\$(?:true|false|null)\b)|
+        (?P<op>-[A-Za-z]+)|
+        (?P<word>[^\s()'"]+)
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def _syntax_error(text: str, pos: int) -> CmdletError:
+    # Text modelled on Exchange's "Invalid filter syntax" error; wording approximate (sandbox-made).
+    return CmdletError(
+        "ParameterBindingException",
+        "InvalidArgument",
+        "Cannot bind parameter 'Filter' to the target. Exception setting \"Filter\": \"Invalid filter "
+        "syntax. For a description of the filter parameter syntax see the command help.\n"
+        f"\"{text}\" at position {pos + 1}.\"",
+    )
+
+
+def _unknown_property(text: str, name: str, pos: int) -> CmdletError:
+    # Exchange's text for a property that is not filterable; wording approximate (sandbox-made).
+    return CmdletError(
+        "ParameterBindingException",
+        "InvalidArgument",
+        "Cannot bind parameter 'Filter' to the target. Exception setting \"Filter\": \"'"
+        f"{name}' is not a recognized filterable property. For a list of filterable properties see "
+        f"the command help.\n\"{text}\" at position {pos + 1}.\"",
+    )
+
+
+class _Tok:
+    __slots__ = ("kind", "value", "pos")
+
+    def __init__(self, kind: str, value: str, pos: int) -> None:
+        self.kind = kind
+        self.value = value
+        self.pos = pos
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    toks: list[_Tok] = []
+    pos = 0
+    n = len(text)
+    while pos < n:
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            raise _syntax_error(text, pos)
+        kind = m.lastgroup or ""
+        start = m.start(kind)
+        raw = m.group(kind)
+        if kind == "sq":
+            toks.append(_Tok("str", raw[1:-1].replace("''", "'"), start))
+        elif kind == "dq":
+            toks.append(_Tok("str", raw[1:-1].replace('""', '"'), start))
+        elif kind == "var":
+            toks.append(_Tok("var", raw.lower(), start))
+        elif kind == "op":
+            toks.append(_Tok("op", raw.lower(), start))
+        else:
+            toks.append(_Tok(kind, raw, start))
+        pos = m.end()
+    return toks
+
+
+class _Literal:
+    """A filter value with its forms precomputed for each property type."""
+
+    __slots__ = ("raw", "is_null", "low", "as_bool", "as_dt", "as_num", "regex")
+
+    def __init__(self, raw: str | None) -> None:
+        self.raw = raw
+        self.is_null = raw is None
+        self.low = raw.lower() if raw is not None else None
+        self.as_bool: bool | None = None
+        if self.low in ("true", "$true"):
+            self.as_bool = True
+        elif self.low in ("false", "$false"):
+            self.as_bool = False
+        self.as_dt = _parse_dt(raw) if raw is not None else None
+        try:
+            self.as_num: float | None = float(raw) if raw is not None else None
+        except ValueError:
+            self.as_num = None
+        self.regex: re.Pattern[str] | None = None
+        if raw is not None:
+            pattern = "".join(".*" if ch == "*" else re.escape(ch) for ch in raw)
+            self.regex = re.compile(rf"\A{pattern}\Z", re.IGNORECASE | re.DOTALL)
+
+
+def _parse_dt(raw: str) -> datetime | None:
+    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d",
+                "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y"):
+        try:
+            dt = datetime.strptime(raw.strip().replace("Z", "+0000"), fmt)
+        except ValueError:
+            continue
+        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return None
+
+
+def _empty(v: Any) -> bool:
+    return v is None or v == "" or (isinstance(v, list | tuple) and len(v) == 0)
+
+
+def _eq_scalar(v: Any, lit: _Literal) -> bool:
+    if isinstance(v, bool):
+        return lit.as_bool is not None and v == lit.as_bool
+    if isinstance(v, str):
+        return v.lower() == lit.low
+    if isinstance(v, int | float):
+        return lit.as_num is not None and float(v) == lit.as_num
+    if isinstance(v, datetime):
+        return lit.as_dt is not None and v == lit.as_dt
+    return str(v).lower() == lit.low
+
+
+def _cmp_scalar(v: Any, lit: _Literal) -> int | None:
+    """-1/0/1 comparing v with the literal, or None when incomparable."""
+    a: Any
+    b: Any
+    if isinstance(v, datetime):
+        a, b = v, lit.as_dt
+    elif isinstance(v, int | float) and not isinstance(v, bool):
+        a, b = float(v), lit.as_num
+    elif isinstance(v, str):
+        a, b = v.lower(), lit.low
+    else:
+        return None
+    if b is None:
+        return None
+    return (a > b) - (a < b)
+
+
+def _make_compare(getter: Getter, op: str, lit: _Literal) -> Predicate:
+    if lit.is_null:
+        if op == "-eq":
+            return lambda o: _empty(getter(o))
+        if op == "-ne":
+            return lambda o: not _empty(getter(o))
+        return lambda o: False
+    if op in ("-eq", "-ne"):
+        def eq(o: Any) -> bool:
+            v = getter(o)
+            if v is None:
+                return False
+            if isinstance(v, list | tuple):
+                return any(_eq_scalar(x, lit) for x in v)
+            return _eq_scalar(v, lit)
+        if op == "-eq":
+            return eq
+        return lambda o: not eq(o)
+    if op in ("-like", "-notlike"):
+        rx = lit.regex
+        assert rx is not None
+
+        def like(o: Any) -> bool:
+            v = getter(o)
+            if v is None:
+                return False
+            if isinstance(v, list | tuple):
+                return any(rx.match(str(x)) is not None for x in v)
+            if isinstance(v, bool):
+                v = "True" if v else "False"
+            return rx.match(str(v)) is not None
+        if op == "-like":
+            return like
+        return lambda o: not like(o)
+    want = {"-gt": (1,), "-ge": (0, 1), "-lt": (-1,), "-le": (-1, 0)}[op]
+
+    def rel(o: Any) -> bool:
+        v = getter(o)
+        if v is None:
+            return False
+        values = v if isinstance(v, list | tuple) else (v,)
+        for x in values:
+            c = _cmp_scalar(x, lit)
+            if c is not None and c in want:
+                return True
+        return False
+    return rel
+
+
+class _Parser:
+    def __init__(self, text: str, props: Mapping[str, Getter]) -> None:
+        self.text = text
+        self.props = props
+        self.toks = _tokenize(text)
+        self.i = 0
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> _Tok:
+        t = self.peek()
+        if t is None:
+            raise _syntax_error(self.text, len(self.text))
+        self.i += 1
+        return t
+
+    def parse(self) -> Predicate:
+        if not self.toks:
+            raise _syntax_error(self.text, 0)
+        p = self.or_expr()
+        t = self.peek()
+        if t is not None:
+            raise _syntax_error(self.text, t.pos)
+        return p
+
+    def or_expr(self) -> Predicate:
+        parts = [self.and_expr()]
+        while (t := self.peek()) is not None and t.kind == "op" and t.value == "-or":
+            self.i += 1
+            parts.append(self.and_expr())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda o: any(p(o) for p in parts)
+
+    def and_expr(self) -> Predicate:
+        parts = [self.not_expr()]
+        while (t := self.peek()) is not None and t.kind == "op" and t.value == "-and":
+            self.i += 1
+            parts.append(self.not_expr())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda o: all(p(o) for p in parts)
+
+    def not_expr(self) -> Predicate:
+        t = self.peek()
+        if t is not None and t.kind == "op" and t.value == "-not":
+            self.i += 1
+            inner = self.not_expr()
+            return lambda o: not inner(o)
+        return self.primary()
+
+    def primary(self) -> Predicate:
+        t = self.take()
+        if t.kind == "lp":
+            inner = self.or_expr()
+            close = self.take()
+            if close.kind != "rp":
+                raise _syntax_error(self.text, close.pos)
+            return inner
+        if t.kind != "word":
+            raise _syntax_error(self.text, t.pos)
+        getter = self.props.get(t.value.lower())
+        if getter is None:
+            raise _unknown_property(self.text, t.value, t.pos)
+        op = self.take()
+        if op.kind != "op" or op.value not in _OPS:
+            raise _syntax_error(self.text, op.pos)
+        val = self.take()
+        if val.kind == "str" or val.kind == "word":
+            lit = _Literal(val.value)
+        elif val.kind == "var":
+            lit = _Literal(None) if val.value == "$null" else _Literal(val.value[1:])
+        else:
+            raise _syntax_error(self.text, val.pos)
+        return _make_compare(getter, op.value, lit)
+
+
+def compile_filter(text: str, props: Mapping[str, Getter]) -> Predicate:
+    """Compile an OPATH filter into a predicate; `props` maps lower-case property names to getters.
+
+    Raises CmdletError (ParameterBindingException / InvalidArgument) for a syntax error or a
+    property that is not in `props`.
+    """
+    return _Parser(text, props).parse()

@@ -1,0 +1,299 @@
+"""One Entra Connect sync cycle plus the EXO provisioning pass that follows it.
+
+Facts (DESIGN section 1 unless noted):
+- Delta sync: only on-prem objects changed since the last cycle are exported (Entra Connect's
+  delta import/export, Microsoft Learn "Entra Connect Sync: Scheduler"); `full=True` re-exports
+  everything (a full sync cycle).
+- On-prem changes flow to Entra and EXO for dir-synced objects, except the Exchange (writeback)
+  attributes of cloud-managed mailboxes; those flow back to AD instead (writeback).
+- Flipping IsExchangeCloudManaged back to False makes the next sync overwrite the cloud values
+  with the on-prem values (no merge).
+- A license with an Exchange plan on a user whose on-prem ExchangeGuid has not synced
+  (no on-prem mailbox/RemoteMailbox ExchangeGuid) makes EXO provision its own mailbox: this is
+  how a dual mailbox is born when on-prem later creates a mailbox.
+- Removing the license disconnects the cloud mailbox: the object becomes a MailUser (User when
+  on-prem has no mail attributes) with PreviousRecipientTypeDetails = UserMailbox; re-adding the
+  license within the grace period reconnects that mailbox (Microsoft Learn, "Permanently clear
+  previous mailbox info"). After Set-User -PermanentlyClearPreviousMailboxInfo the next sync makes
+  the object a MailUser with the on-prem ExchangeGuid, and a license no longer provisions anything.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from exocm.sandbox.objects import (
+    EMPTY_GUID,
+    MAILBOX_TYPES,
+    ONPREM_LOCAL_MAILBOX_TYPES,
+    REMOTE_TO_EXO,
+    AdUser,
+    EntraGroup,
+    EntraUser,
+    ExoRecipient,
+    primary_smtp,
+)
+
+if TYPE_CHECKING:
+    from exocm.sandbox.tenant import Tenant
+
+NON_USER_MAILBOXES = frozenset({"SharedMailbox", "RoomMailbox", "EquipmentMailbox"})
+
+
+def exo_legacy_dn(alias: str, guid: str) -> str:
+    """An Exchange Online LegacyExchangeDN (the /o=ExchangeLabs form EXO stamps)."""
+    return (f"/o=ExchangeLabs/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/"
+            f"cn={guid.replace('-', '')}-{alias[:8]}")
+
+
+def _guid(g: str | None) -> str | None:
+    return None if not g or g == EMPTY_GUID else g
+
+
+def run_sync_cycle(t: Tenant, *, full: bool = False) -> dict[str, int]:
+    """Run one cycle; returns counts of what happened (keys are stable for callers)."""
+    stats: Counter[str] = Counter()
+    touched: set[str] = set()
+
+    # 1. On-prem users -> Entra + EXO.
+    ad_ids = list(t.ad_users) if full else sorted(t.pending_ad)
+    t.pending_ad.clear()
+    for gid in ad_ids:
+        a = t.ad_users.get(gid)
+        if a is None or not a.in_sync_scope:
+            continue
+        r = _sync_user(t, a, stats)
+        touched.add(r.edoid)
+
+    # 2. On-prem groups -> Entra groups (membership drives group-based licensing).
+    group_ids = list(t.ad_groups) if full else sorted(t.pending_groups)
+    t.pending_groups.clear()
+    for gid in group_ids:
+        g = t.ad_groups.get(gid)
+        if g is not None:
+            touched |= _sync_group(t, g, stats)
+
+    # 3. Cloud-side changes that need a sync: license/group changes, flip-back, cleared previous info.
+    pending = sorted(t.pending_exo) if not full else list(t.exo)
+    t.pending_exo.clear()
+    for edoid in pending:
+        r = t.exo.get(edoid)
+        if r is None:
+            continue
+        a = t.ad_for(r)
+        if a is not None and r.dir_synced and not r.cloud_managed:
+            if _flow_exchange_attributes(t, a, r):
+                stats["exo_updated"] += 1
+        touched.add(edoid)
+
+    # 4. EXO provisioning pass.
+    for edoid in sorted(touched):
+        r = t.exo.get(edoid)
+        u = t.entra_users.get(edoid)
+        if r is not None and u is not None:
+            _provision(t, r, u, t.ad_for(r), stats)
+
+    # 5. Writeback of cloud-managed mailboxes' Exchange attributes to AD.
+    wb = [e for e, r in t.exo.items() if r.cloud_managed] if full else sorted(t.pending_writeback)
+    t.pending_writeback.clear()
+    for edoid in wb:
+        r = t.exo.get(edoid)
+        if r is None or not r.cloud_managed or not r.dir_synced:
+            continue
+        a = t.ad_for(r)
+        if a is not None and _write_back(t, r, a):
+            stats["written_back"] += 1
+
+    t.last_sync = t.now()
+    t.sync_cycles += 1
+    stats["cycle"] = t.sync_cycles
+    for k in ("created", "exo_updated", "provisioned", "deprovisioned", "reconnected", "written_back",
+              "groups_updated"):
+        stats.setdefault(k, 0)
+    return dict(stats)
+
+
+def _sync_user(t: Tenant, a: AdUser, stats: Counter[str]) -> ExoRecipient:
+    u = t.entra_users.get(a.entra_id) if a.entra_id else None
+    if u is None:
+        u = EntraUser(id=t.new_guid(), upn=a.upn, display_name=a.display_name, given_name=a.given_name,
+                      surname=a.surname, sync_enabled=True, ad_guid=a.guid, account_enabled=a.enabled,
+                      department=a.department)
+        t.add_entra_user(u)
+        with t.editing_ad(a, touch=False):
+            a.entra_id = u.id  # msDS-ExternalDirectoryObjectId written back (no whenChanged bump)
+        now = t.now()
+        r = ExoRecipient(
+            edoid=u.id, guid=t.new_guid(), exchange_guid=None, archive_guid=None, upn=a.upn, alias=a.alias,
+            display_name=a.display_name, name=_unique_exo_name(t, a.cn), first_name=a.given_name,
+            last_name=a.surname, proxies=[], legacy_dn=None, rtd="User", prev_rtd=None, dir_synced=True,
+            cloud_managed=False, hidden=False, ca=None, eca=None, when_created=now, when_changed=now,
+        )
+        t.add_exo(r)
+        stats["created"] += 1
+    else:
+        if u.upn.lower() != a.upn.lower():
+            t.entra_upn.pop(u.upn.lower(), None)
+            t.entra_upn[a.upn.lower()] = u.id
+        u.upn, u.display_name, u.given_name, u.surname = a.upn, a.display_name, a.given_name, a.surname
+        u.account_enabled, u.department = a.enabled, a.department
+        r = t.exo[u.id]
+        if (r.upn, r.display_name, r.first_name, r.last_name) != (a.upn, a.display_name, a.given_name, a.surname):
+            with t.editing_exo(r):
+                r.upn, r.display_name, r.first_name, r.last_name = a.upn, a.display_name, a.given_name, a.surname
+            stats["exo_updated"] += 1
+    if not r.cloud_managed and _flow_exchange_attributes(t, a, r):
+        stats["exo_updated"] += 1
+    return r
+
+
+def _unique_exo_name(t: Tenant, cn: str) -> str:
+    name = cn
+    n = 1
+    while any(x.name.lower() == name.lower() for x in t.exo_index.find(name)):
+        n += 1
+        name = f"{cn}{n}"
+    return name
+
+
+def _flow_exchange_attributes(t: Tenant, a: AdUser, r: ExoRecipient) -> bool:
+    """Copy on-prem Exchange attributes to EXO (the caller checked the mailbox is not cloud-managed)."""
+    ca = dict(a.ca) if a.ca else None
+    eca = {k: list(v) for k, v in a.eca.items()} if a.eca else None
+    proxies = r.proxies
+    alias = r.alias
+    exchange_guid = r.exchange_guid
+    external = r.external_email
+    legacy = r.legacy_dn
+    if a.rtd is not None:
+        proxies = list(a.proxies)
+        alias = a.alias or alias
+        if r.rtd not in MAILBOX_TYPES:
+            if r.prev_rtd not in MAILBOX_TYPES:
+                # msExchMailboxGuid syncs to the MailUser (a disconnected mailbox keeps its stale pointer).
+                exchange_guid = _guid(a.exchange_guid)
+            external = a.remote_routing or primary_smtp(a.proxies)
+        if legacy is None and alias:
+            legacy = exo_legacy_dn(alias, r.guid)
+    elif r.rtd not in MAILBOX_TYPES:
+        proxies = []
+        external = None
+    new = (ca, eca, proxies, alias, a.hidden if a.rtd is not None else r.hidden, exchange_guid, external, legacy)
+    old = (r.ca, r.eca, r.proxies, r.alias, r.hidden, r.exchange_guid, r.external_email, r.legacy_dn)
+    if new == old:
+        return False
+    with t.editing_exo(r):
+        (r.ca, r.eca, r.proxies, r.alias, r.hidden, r.exchange_guid, r.external_email, r.legacy_dn) = new
+    return True
+
+
+def _sync_group(t: Tenant, g: object, stats: Counter[str]) -> set[str]:
+    from exocm.sandbox.objects import AdGroup
+
+    assert isinstance(g, AdGroup)
+    eg = t.entra_groups.get(g.entra_id) if g.entra_id else None
+    if eg is None:
+        eg = EntraGroup(id=t.new_guid(), display_name=g.name, mail_nickname=g.sam, sync_enabled=True, ad_guid=g.guid)
+        t.entra_groups[eg.id] = eg
+        g.entra_id = eg.id
+    want = {t.ad_users[m].entra_id for m in g.members if m in t.ad_users and t.ad_users[m].entra_id}
+    want.discard(None)
+    wanted: set[str] = {w for w in want if w is not None}
+    added = wanted - eg.members
+    removed = eg.members - wanted
+    for uid in added:
+        u = t.entra_users.get(uid)
+        if u is not None:
+            u.groups.add(eg.id)
+    for uid in removed:
+        u = t.entra_users.get(uid)
+        if u is not None:
+            u.groups.discard(eg.id)
+    eg.members = set(wanted)
+    if added or removed:
+        stats["groups_updated"] += 1
+    return added | removed
+
+
+def _provision(t: Tenant, r: ExoRecipient, u: EntraUser, a: AdUser | None, stats: Counter[str]) -> None:
+    """Decide the EXO recipient type from licenses and the on-prem state (see module docstring)."""
+    onprem = a.rtd if a is not None else None
+    mail_enabled_onprem = onprem is not None
+    if r.rtd in NON_USER_MAILBOXES:
+        return  # shared/room/equipment mailboxes need no license
+    if onprem in REMOTE_TO_EXO and REMOTE_TO_EXO[onprem] in NON_USER_MAILBOXES and r.rtd not in MAILBOX_TYPES \
+            and r.prev_rtd is None:
+        _make_mailbox(t, r, a, REMOTE_TO_EXO[onprem], _guid(a.exchange_guid) if a else None)
+        stats["provisioned"] += 1
+        return
+    licensed = t.has_exchange_license(u)
+    if r.rtd == "UserMailbox":
+        if not licensed:
+            with t.editing_exo(r):
+                r.disconnected_guid = r.exchange_guid
+                r.disconnected_type = "UserMailbox"
+                r.prev_rtd = "UserMailbox"
+                r.archive_guid = None
+                if mail_enabled_onprem and a is not None:
+                    r.rtd = "MailUser"
+                    r.external_email = a.remote_routing or primary_smtp(a.proxies)
+                else:
+                    r.rtd = "User"
+                    r.proxies = []
+                    r.external_email = None
+            stats["deprovisioned"] += 1
+        return
+    # r is a MailUser or a User.
+    if licensed and r.prev_rtd in MAILBOX_TYPES and r.disconnected_guid:
+        with t.editing_exo(r):  # re-licensed within the grace period: the old mailbox comes back
+            r.rtd = r.disconnected_type or "UserMailbox"
+            r.exchange_guid = r.disconnected_guid
+            r.prev_rtd = None
+            r.disconnected_guid = r.disconnected_type = None
+            r.external_email = None
+        stats["reconnected"] += 1
+        return
+    synced_guid = _guid(a.exchange_guid) if a is not None else None
+    if licensed and r.prev_rtd is None and onprem not in ONPREM_LOCAL_MAILBOX_TYPES:
+        if onprem in REMOTE_TO_EXO or synced_guid is None:
+            # Remote mailbox: EXO provisions it with the synced ExchangeGuid; no ExchangeGuid synced:
+            # EXO makes its own mailbox (the dual-mailbox precursor when on-prem creates one later).
+            _make_mailbox(t, r, a, "UserMailbox", synced_guid)
+            stats["provisioned"] += 1
+            return
+    desired = "MailUser" if mail_enabled_onprem else ("User" if a is not None else r.rtd)
+    if r.rtd != desired:
+        with t.editing_exo(r):
+            r.rtd = desired
+            if desired == "User":
+                r.proxies = []
+                r.external_email = None
+
+
+def _make_mailbox(t: Tenant, r: ExoRecipient, a: AdUser | None, rtd: str, guid: str | None) -> None:
+    with t.editing_exo(r):
+        r.rtd = rtd
+        r.exchange_guid = guid or t.new_guid()
+        r.prev_rtd = None
+        r.external_email = None
+        r.alias = r.alias or (a.alias if a is not None and a.alias else r.upn.split("@")[0])
+        if not r.proxies:
+            r.proxies = [f"SMTP:{r.upn}", f"smtp:{r.alias}@{t.domain}"]
+        if r.legacy_dn is None:
+            r.legacy_dn = exo_legacy_dn(r.alias, r.guid)
+        if r.dir_synced:
+            # The tenant default applies to mailboxes created from now on (DESIGN section 1).
+            r.cloud_managed = bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])
+
+
+def _write_back(t: Tenant, r: ExoRecipient, a: AdUser) -> bool:
+    """Write a cloud-managed mailbox's Exchange attributes back to AD; True when AD changed."""
+    ca = dict(r.ca) if r.ca else None
+    eca = {k: list(v) for k, v in r.eca.items()} if r.eca else None
+    proxies = list(r.proxies) if a.rtd is not None else a.proxies
+    if (ca, eca, proxies, r.hidden) == (a.ca, a.eca, a.proxies, a.hidden):
+        return False
+    with t.editing_ad(a, touch=False):
+        a.ca, a.eca, a.proxies, a.hidden = ca, eca, proxies, r.hidden
+    a.when_changed = t.now()  # AD records the write; it is not queued back to the cloud
+    return True
