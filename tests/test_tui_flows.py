@@ -214,9 +214,9 @@ async def test_escape_cancels_a_running_fetch_and_keeps_the_table(env_dirs: Path
             screen = await loaded(pilot, app)
             before = screen.view
             await pilot.press("r")
-            assert screen.loading
+            assert screen.fetching
             await pilot.press("escape")
-            await wait_for(pilot, lambda: not screen.loading, what="the fetch to stop")
+            await wait_for(pilot, lambda: not screen.fetching, what="the fetch to stop")
             assert screen.view is before and len(screen.shown) == before.size
             assert "cancelled" in screen_text(app).lower()
 

@@ -87,7 +87,8 @@ class MailboxesScreen(Screen[None]):
         self.sort_column: str | None = None
         self.sort_descending = False
         self._cancel: threading.Event | None = None
-        self.loading = False
+        self.fetching = False
+        self.note = ""
 
     @property
     def exo_app(self) -> ExocmApp:
@@ -126,7 +127,7 @@ class MailboxesScreen(Screen[None]):
             self.notify("Not connected yet.", severity="warning")
             return
         self._cancel = threading.Event()
-        self.loading = True
+        self.fetching = True
         panel = self.query_one("#fetch-progress", ProgressPanel)
         panel.display = True
         panel.set_title("Fetching the inventory… (Esc cancels)" if refresh else "Loading the inventory… (Esc cancels)")
@@ -154,18 +155,21 @@ class MailboxesScreen(Screen[None]):
         self.query_one("#fetch-progress", ProgressPanel).update_progress(message.progress)
 
     def on_inventory_failed(self, message: InventoryFailed) -> None:
-        self.loading = False
+        self.fetching = False
         panel = self.query_one("#fetch-progress", ProgressPanel)
         if message.cancelled:
             self.notify("Inventory fetch cancelled.")
             panel.display = self.view is None
             panel.set_title("Fetch cancelled; press r to fetch again.")
+            self.note = "fetch cancelled, showing the previous inventory" if self.view is not None else ""
+            self._update_counts()
         else:
             self.notify(f"Inventory failed: {message.error}", severity="error", timeout=20)
             panel.set_title(f"Inventory failed: {message.error} (r retries)")
 
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:
-        self.loading = False
+        self.fetching = False
+        self.note = ""
         self.inventory = message.inventory
         self.view = message.view
         self.selection = Selection(message.view.size)
@@ -251,14 +255,14 @@ class MailboxesScreen(Screen[None]):
         self.query_one("#search", Input).focus()
 
     def action_escape(self) -> None:
-        if self.loading and self._cancel is not None:
+        if self.fetching and self._cancel is not None:
             self._cancel.set()
             self.query_one("#fetch-progress", ProgressPanel).set_title("Cancelling…")
             return
         self.query_one(MailboxTable).focus()
 
     def action_refresh(self) -> None:
-        if self.loading:
+        if self.fetching:
             self.notify("A fetch is already running (Esc cancels it).")
             return
         self.load_inventory(refresh=True)
@@ -429,4 +433,6 @@ class MailboxesScreen(Screen[None]):
             parts.append(f"{origin} {age}")
         if self.view.findings is None:
             parts.append("detecting…")
+        if self.note:
+            parts.append(self.note)
         counts.update(" · ".join(parts))
