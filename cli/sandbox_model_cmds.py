@@ -1,0 +1,68 @@
+"""`exocm sandbox export-onprem` and `exocm sandbox planted`: the tenant model's own commands.
+
+Both build the same deterministic tenant as `exocm sandbox serve --size N --seed S` (or read a
+`--state FILE`), so tests and benchmarks can compare what the product finds with what is there.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .exitcodes import ERROR
+
+_VARIANTS = ("default", "notype", "script", "utf16", "semicolon", "utf8-nobom")
+
+
+def _tenant(size: int, seed: int, state: Path | None) -> Any:
+    if state is not None:
+        from exocm.sandbox.tenant import Tenant
+
+        return Tenant.load(state)
+    from exocm.sandbox.generator import generate_tenant
+
+    return generate_tenant(size, seed)
+
+
+_size = click.option("--size", type=click.IntRange(10, 300_000), default=1000, show_default=True,
+                     help="Users in the generated tenant.")
+_seed = click.option("--seed", type=int, default=42, show_default=True, help="Generator seed.")
+_state = click.option("--state", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                      help="Read the tenant from this state file (exocm sandbox serve --state) instead.")
+
+
+@click.command("export-onprem")
+@_size
+@_seed
+@_state
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV file to write.")
+@click.option("--variant", type=click.Choice(_VARIANTS), default="default", show_default=True,
+              help="Export-Csv style: #TYPE line or not, UTF-8 with/without BOM, UTF-16, ';' delimiter.")
+def export_onprem(size: int, seed: int, state: Path | None, out: Path, variant: str) -> None:
+    """Write the sandbox's on-prem side as Export-ExocmOnPrem.ps1 would (Get-Mailbox + Get-RemoteMailbox)."""
+    from exocm.sandbox.onprem_export import write_onprem_csv
+
+    try:
+        n = write_onprem_csv(_tenant(size, seed, state), out, variant=variant)
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(ERROR)
+    click.echo(f"wrote {n} on-prem recipients to {out} ({variant})", err=True)
+
+
+@click.command("planted")
+@_size
+@_seed
+@_state
+def planted(size: int, seed: int, state: Path | None) -> None:
+    """Print the ground truth as JSON: finding code -> sorted ExternalDirectoryObjectIds."""
+    try:
+        truth = _tenant(size, seed, state).planted()
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(ERROR)
+    click.echo(json.dumps(truth, indent=2))

@@ -1,0 +1,213 @@
+"""Tenant persistence: a JSON-able dict (to_state/from_state) and a SQLite file (save/load).
+
+SQLite layout: one table per object kind, one row per object (`id`, `data` = JSON array of the
+dataclass fields in declaration order), plus `meta` (key/value JSON). save() writes a new file
+next to the target and renames it over (a crash never leaves half a tenant).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from exocm.sandbox.objects import AdGroup, AdUser, EntraGroup, EntraUser, ExoRecipient
+from exocm.sandbox.tenant import Tenant, gc_paused
+
+SCHEMA_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+KINDS: dict[str, type] = {
+    "ad_users": AdUser,
+    "ad_groups": AdGroup,
+    "entra_users": EntraUser,
+    "entra_groups": EntraGroup,
+    "exo": ExoRecipient,
+}
+_DT_FIELDS = {"when_created", "when_changed"}
+_INTKEY_FIELDS = {"ca", "eca"}
+
+
+def _dt_out(v: datetime | None) -> int | None:
+    return None if v is None else (v - _EPOCH) // _US  # exact microseconds
+
+
+def _dt_in(v: int | None) -> datetime | None:
+    return None if v is None else _EPOCH + timedelta(microseconds=v)
+
+
+def _encoders(cls: type) -> tuple[list[str], list[Callable[[Any], Any]], list[Callable[[Any], Any]]]:
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    enc: list[Callable[[Any], Any]] = []
+    dec: list[Callable[[Any], Any]] = []
+    for f in fields:
+        n = f.name
+        if n in _DT_FIELDS:
+            enc.append(_dt_out)
+            dec.append(_dt_in)
+        elif str(f.type).startswith("set["):
+            enc.append(lambda v: sorted(v))
+            dec.append(lambda v: set(v))
+        elif n in _INTKEY_FIELDS:
+            enc.append(lambda v: None if v is None else {str(k): x for k, x in v.items()})
+            dec.append(lambda v: None if v is None else {int(k): x for k, x in v.items()})
+        else:
+            enc.append(lambda v: v)
+            dec.append(lambda v: v)
+    return names, enc, dec
+
+
+_CODECS = {kind: _encoders(cls) for kind, cls in KINDS.items()}
+
+
+def _rows(kind: str, objs: Iterable[Any]) -> Iterable[list[Any]]:
+    names, enc, _ = _CODECS[kind]
+    pairs = list(zip(names, enc, strict=True))
+    for o in objs:
+        yield [e(getattr(o, n)) for n, e in pairs]
+
+
+def _obj(kind: str, row: list[Any]) -> Any:
+    names, _, dec = _CODECS[kind]
+    return KINDS[kind](**{n: d(v) for n, d, v in zip(names, dec, row, strict=True)})
+
+
+def _meta(t: Tenant) -> dict[str, Any]:
+    org = {k: (_dt_out(v) if isinstance(v, datetime) else v) for k, v in t.org_config.items()}
+    return {
+        "schema": SCHEMA_VERSION,
+        "seed": t.seed,
+        "tenant_id": t.tenant_id,
+        "org_name": t.org_name,
+        "onprem_domain": t.onprem_domain,
+        "guid_counter": t.guid_counter,
+        "org_config": org,
+        "org_config_dt": [k for k, v in t.org_config.items() if isinstance(v, datetime)],
+        "pending_ad": sorted(t.pending_ad),
+        "pending_exo": sorted(t.pending_exo),
+        "pending_writeback": sorted(t.pending_writeback),
+        "pending_groups": sorted(t.pending_groups),
+        "last_sync": _dt_out(t.last_sync),
+        "sync_cycles": t.sync_cycles,
+        "generated": t.generated,
+    }
+
+
+def _apply_meta(t: Tenant, meta: dict[str, Any]) -> None:
+    if meta.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported sandbox state schema {meta.get('schema')!r}")
+    t.guid_counter = int(meta["guid_counter"])
+    org = dict(meta["org_config"])
+    for k in meta.get("org_config_dt", []):
+        org[k] = _dt_in(org[k])
+    t.org_config = org
+    t.pending_ad = set(meta["pending_ad"])
+    t.pending_exo = set(meta["pending_exo"])
+    t.pending_writeback = set(meta["pending_writeback"])
+    t.pending_groups = set(meta["pending_groups"])
+    t.last_sync = _dt_in(meta["last_sync"])
+    t.sync_cycles = int(meta["sync_cycles"])
+    t.generated = {k: list(v) for k, v in meta.get("generated", {}).items()}
+
+
+def _new_tenant(meta: dict[str, Any], clock: Callable[[], datetime] | None) -> Tenant:
+    return Tenant(seed=int(meta["seed"]), tenant_id=meta["tenant_id"], org_name=meta["org_name"],
+                  onprem_domain=meta["onprem_domain"], clock=clock)
+
+
+def _install(t: Tenant, kind: str, objs: Iterable[Any]) -> None:
+    if kind == "ad_users":
+        for a in objs:
+            t.add_ad_user(a)
+    elif kind == "ad_groups":
+        for g in objs:
+            t.add_ad_group(g)
+    elif kind == "entra_users":
+        for u in objs:
+            t.add_entra_user(u)
+    elif kind == "entra_groups":
+        for eg in objs:
+            t.entra_groups[eg.id] = eg
+    else:
+        for r in objs:
+            t.add_exo(r)
+
+
+def _collections(t: Tenant) -> dict[str, Iterable[Any]]:
+    return {"ad_users": t.ad_users.values(), "ad_groups": t.ad_groups.values(),
+            "entra_users": t.entra_users.values(), "entra_groups": t.entra_groups.values(), "exo": t.exo.values()}
+
+
+def tenant_to_state(t: Tenant) -> dict[str, Any]:
+    """The tenant as a JSON-able dict (same content as the SQLite file)."""
+    out: dict[str, Any] = {"meta": _meta(t)}
+    for kind, objs in _collections(t).items():
+        out[kind] = list(_rows(kind, objs))
+    return out
+
+
+def tenant_from_state(state: dict[str, Any], *, clock: Callable[[], datetime] | None = None) -> Tenant:
+    """Rebuild a tenant from tenant_to_state() output."""
+    meta = state["meta"]
+    t = _new_tenant(meta, clock)
+    with gc_paused():
+        for kind in KINDS:
+            _install(t, kind, (_obj(kind, row) for row in state.get(kind, [])))
+    _apply_meta(t, meta)
+    return t
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"))
+
+
+def save(t: Tenant, path: str | Path) -> None:
+    """Write the tenant to a SQLite file at `path` (atomic replace)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp)
+        try:
+            con.execute("PRAGMA journal_mode=OFF")
+            con.execute("PRAGMA synchronous=OFF")
+            con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            for kind in KINDS:
+                con.execute(f"CREATE TABLE {kind} (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)")
+            con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in _meta(t).items()])
+            for kind, objs in _collections(t).items():
+                con.executemany(f"INSERT INTO {kind} (data) VALUES (?)",
+                                ((_dumps(row),) for row in _rows(kind, objs)))
+            con.commit()
+        finally:
+            con.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | Path, *, clock: Callable[[], datetime] | None = None) -> Tenant:
+    """Read a tenant written by save()."""
+    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
+        t = _new_tenant(meta, clock)
+        with gc_paused():
+            for kind in KINDS:
+                rows = con.execute(f"SELECT data FROM {kind} ORDER BY seq")
+                _install(t, kind, (_obj(kind, json.loads(d)) for (d,) in rows))
+        _apply_meta(t, meta)
+        return t
+    finally:
+        con.close()
