@@ -177,3 +177,13 @@ def test_token_is_renewed_before_it_expires(make_sandbox: Any) -> None:
         bridge.invoke("Get-OrganizationConfig")
         assert provider.acquisitions == 2 and provider.token() != first
         assert bridge.snapshot()["token_refreshes"] == 0
+
+
+def test_wrong_pfx_passphrase_is_an_auth_failure_that_does_not_echo_it(sb: Sandbox) -> None:
+    prof, env = _profile_and_env(sb.info, "certificate")
+    assert prof.pfx_passphrase_env
+    env[prof.pfx_passphrase_env] = "wrong-passphrase-123"
+    with pytest.raises(AuthFailed) as info:
+        MsalTokenProvider.from_profile(prof, env=env).token()
+    assert "certificate" in info.value.message or "credential" in info.value.message
+    assert "wrong-passphrase-123" not in info.value.message

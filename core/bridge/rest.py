@@ -311,7 +311,14 @@ class RestBridge:
         refreshed = False
         while True:
             attempt += 1
-            raw = self._send(url, body, cmdlet=cmdlet, page_size=page_size, batch=False)
+            try:
+                raw = self._send(url, body, cmdlet=cmdlet, page_size=page_size, batch=False)
+            except Transient:  # the sign-in endpoint was unreachable: nothing was sent
+                if self._backoff.gives_up(attempt):
+                    raise
+                self._count(retries=1)
+                self._wait(attempt, None)
+                continue
             if raw.exc is None and 200 <= raw.status < 300:
                 if raw.body is None:
                     raise ProtocolError(f"{cmdlet}: the service answered HTTP {raw.status} without JSON",
@@ -435,8 +442,13 @@ class RestBridge:
             })
         with self._lock:
             self.stats.batches += 1
-        raw = self._send(self.batch_url, {"requests": requests}, cmdlet="$batch", page_size=None, batch=True)
         out: dict[int, CallResult] = {}
+        try:
+            raw = self._send(self.batch_url, {"requests": requests}, cmdlet="$batch", page_size=None, batch=True)
+        except Transient as exc:  # no token (sign-in endpoint unreachable): nothing was sent
+            for index in indices:
+                out[index] = CallResult(calls[index], error=Transient(exc.message, cmdlet=calls[index].cmdlet))
+            return out
         if raw.exc is not None or not (200 <= raw.status < 300) or not isinstance(raw.body, Mapping):
             for index in indices:
                 call = calls[index]
