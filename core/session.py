@@ -69,8 +69,8 @@ class Session:
         """`onprem_csv` / `onprem_records`: where on-prem data comes from (an Export-Csv file, or
         records such as PSRP Get-Mailbox/Get-RemoteMailbox rows). `snapshot_first`: the first
         load reuses the saved snapshot (False for a tenant that is new each run, like the
-        embedded sandbox, whose snapshot would describe another tenant's state). `clock`: what
-        detection takes as now (tests freeze it)."""
+        embedded sandbox, whose snapshot would describe another tenant's state). `clock`: the
+        session's wall clock (detection's now, plan creation and plan age checks; tests freeze it)."""
         self.bridge = bridge
         self.label = label
         self.is_sandbox = is_sandbox
@@ -218,6 +218,7 @@ class Session:
             tenant=self.tenant, bridge=self.bridge.kind,
             readiness=self.readiness(target),
             source={"kind": "tui-selection", "count": len(identities)},
+            now=self.clock() if self.clock is not None else None,
         )
 
     def default_plan_path(self, plan: Any) -> Path:
@@ -261,7 +262,8 @@ class Session:
             if progress is not None:
                 progress(event)
 
-        result = apply_plan(self.bridge, plan, progress=relay, cancel=cancel, pause=pause, data_dir=self.data_dir)
+        result = apply_plan(self.bridge, plan, progress=relay, cancel=cancel, pause=pause, data_dir=self.data_dir,
+                            now=self.clock)
         if tail is not None and on_failure is not None:
             for identity, error in tail.new_failures(Path(result.journal_path)):
                 on_failure(identity, error)

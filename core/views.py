@@ -495,58 +495,43 @@ def plan_overwritten_frame(
 ) -> pd.DataFrame:
     """For a plan that sets IsExchangeCloudManaged to False: the cloud values the next sync overwrites.
 
-    Undo plans carry them per row (`overwritten`); for a plain disable plan they come from the
-    inventory's writeback attributes, compared with on-prem values where on-prem data exists
-    (only differing values are listed then; without on-prem data every non-empty cloud value is).
-    Columns: ExternalDirectoryObjectId, UserPrincipalName, attribute, cloud, onprem, basis.
+    Undo plans carry them per row (`overwritten`, made by core.undo). For a plain disable plan they
+    come from the same rule (core.undo.overwritten_values) applied to the inventory's cloud values
+    and the on-prem record; without on-prem data every non-empty cloud writeback value is listed,
+    since any of them may be overwritten. Columns: UserPrincipalName, attribute, cloud, onprem,
+    basis, ExternalDirectoryObjectId.
     """
-
+    from .undo import _ONPREM_COMPARABLE, _onprem_lookup, overwritten_values
 
     columns = ["UserPrincipalName", "attribute", "cloud", "onprem", "basis", "ExternalDirectoryObjectId"]
     if plan.value is not False:
         return pd.DataFrame(columns=columns)
     out: list[dict[str, Any]] = []
+
+    def add(row: Any, values: Mapping[str, Mapping[str, Any]]) -> None:
+        for attribute, pair in values.items():
+            out.append({
+                "UserPrincipalName": row.upn, "attribute": attribute,
+                "cloud": display_value(pair.get("cloud")), "onprem": display_value(pair.get("onprem")),
+                "basis": str(pair.get("basis", "")), "ExternalDirectoryObjectId": row.identity,
+            })
+
     set_rows = plan.set_rows()
-    carried = [row for row in set_rows if row.overwritten]
-    if carried or any(row.overwritten is not None for row in set_rows):
-        for row in carried:
-            for attribute, values in row.overwritten.items():
-                values = values if isinstance(values, dict) else {"cloud": values}
-                out.append({
-                    "UserPrincipalName": row.upn, "attribute": attribute,
-                    "cloud": display_value(values.get("cloud")), "onprem": display_value(values.get("onprem")),
-                    "basis": str(values.get("basis", "")), "ExternalDirectoryObjectId": row.identity,
-                })
+    if getattr(plan, "kind", "flip") == "undo" or any(row.overwritten is not None for row in set_rows):
+        for row in set_rows:
+            add(row, row.overwritten or {})
         return pd.DataFrame(out, columns=columns)
     if frame is None:
         return pd.DataFrame(columns=columns)
-    onprem_by_upn: dict[str, int] = {}
-    if onprem is not None and "UserPrincipalName" in onprem.columns:
-        for pos, upn in enumerate(onprem["UserPrincipalName"].tolist()):
-            if isinstance(upn, str):
-                onprem_by_upn.setdefault(upn.lower(), pos)
-    attributes = [a for a in WRITEBACK_ATTRIBUTES if a in frame.columns]
+    by_edoi, by_upn = _onprem_lookup(onprem)
     for row in set_rows:
         if row.identity not in frame.index:
             continue
-        cloud = frame.loc[row.identity]
-        upn = str(cloud.get("UserPrincipalName") or row.upn)
-        position = onprem_by_upn.get(upn.lower())
-        other = onprem.iloc[position] if onprem is not None and position is not None else None
-        for attribute in attributes:
-            cloud_value = cloud.get(attribute)
-            if other is not None and attribute in other.index:
-                onprem_value = other.get(attribute)
-                if _normal(cloud_value) == _normal(onprem_value):
-                    continue
-                basis = "inventory vs on-prem data"
-            else:
-                if _normal(cloud_value) is None:
-                    continue
-                onprem_value = None
-                basis = "inventory (on-prem value unknown)"
-            out.append({
-                "UserPrincipalName": upn, "attribute": attribute, "cloud": display_value(cloud_value),
-                "onprem": display_value(onprem_value), "basis": basis, "ExternalDirectoryObjectId": row.identity,
-            })
+        cloud = {str(k): v for k, v in frame.loc[row.identity].items()}
+        other = by_edoi.get(row.identity.lower()) or (by_upn.get(row.upn.lower()) if row.upn else None)
+        if other is not None:
+            add(row, overwritten_values(cloud, None, other))
+        else:
+            add(row, {a: {"cloud": cloud.get(a), "onprem": None, "basis": "cloud value (no on-prem data)"}
+                      for a in _ONPREM_COMPARABLE if _normal(cloud.get(a)) is not None})
     return pd.DataFrame(out, columns=columns)
