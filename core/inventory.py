@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from .bridge.base import Bridge, Record
 from .bridge.errors import BridgeError, InvalidInput, Throttled, Transient
+from .bridge.normalize import is_guid_property, normalize_value
 from .events import Progress, ProgressCallback
 from .model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
 from .partition import (
@@ -182,17 +183,36 @@ _NORMALISERS: Final[dict[str, Callable[[Any], Any]]] = {
 
 
 _pa_array: Final[Callable[..., pa.Array]] = pa.array
+_GUID_COLUMNS: Final = frozenset(c for c in INVENTORY_COLUMNS if is_guid_property(c))
+
+
+def _plain_guid(value: Any) -> bool:
+    return value is None or (value.__class__ is str and value == value.lower() and not value.startswith("{"))
 
 
 def _column(records: Sequence[Record], column: str, kind: pa.DataType) -> pa.Array:
+    """One column of a page as an Arrow array.
+
+    Records may come normalised (Bridge.stream) or raw (RestBridge.stream_raw): values that
+    Arrow takes as they are go through in C; the rest get the bridge's own per-value
+    normalisation (`normalize_value`), then are coerced to the column's type.
+    """
     values = [r.get(column) for r in records]
+    if column in _GUID_COLUMNS and not all(_plain_guid(v) for v in values):
+        values = [v if _plain_guid(v) else normalize_value(column, v) for v in values]
     if column in MULTI_COLUMNS and any(isinstance(v, str) for v in values):
         values = [_as_multi(v) for v in values]  # Arrow would split a lone string into characters
     try:
-        return _pa_array(values, type=kind)  # fast path: the bridge already normalised the values
+        return _pa_array(values, type=kind)  # fast path
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        normalise: Callable[[Any], Any] = _NORMALISERS.get(column) or _as_str
-        return _pa_array([normalise(v) for v in values], type=kind)
+        pass
+    if column in DATETIME_COLUMNS:
+        try:  # ISO 8601 text with a zone, as the REST API sends it: Arrow parses it in C
+            return _pa_array(values, type=pa.string()).cast(kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            pass
+    coerce: Callable[[Any], Any] = _NORMALISERS.get(column) or _as_str
+    return _pa_array([coerce(normalize_value(column, v)) for v in values], type=kind)
 
 
 def record_key(record: Record) -> str:
@@ -376,7 +396,9 @@ class _Fetch:
                 return
             if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                 return
-            pages = self.bridge.stream(cmdlet, params, page_size=self.page_size)
+            raw = getattr(self.bridge, "stream_raw", None)  # column-wise normalisation is ~5x cheaper
+            stream = raw if callable(raw) else self.bridge.stream
+            pages = stream(cmdlet, params, page_size=self.page_size)
             for page in pages:
                 if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                     return

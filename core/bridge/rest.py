@@ -179,6 +179,16 @@ class RestBridge:
         """Run one read cmdlet and yield its records page by page."""
         return self._pages(cmdlet, parameters, page_size)
 
+    def stream_raw(
+        self, cmdlet: str, parameters: dict[str, Any] | None = None, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[list[Record]]:
+        """Like stream(), but each record is the service's JSON object as parsed, values NOT normalised.
+
+        For callers that normalise column-wise over whole pages (the inventory): per-value
+        normalisation costs ~5x the JSON parse on 1000-record pages.
+        """
+        return self._pages(cmdlet, parameters, page_size, normalize=False)
+
     def invoke_many(self, calls: Sequence[Call]) -> list[CallResult]:
         """Run calls in `$batch` requests of <= 10, one CallResult per call, in order."""
         results = [CallResult(call) for call in calls]
@@ -246,7 +256,8 @@ class RestBridge:
         return data
 
     # -- paging ----------------------------------------------------------------------------
-    def _pages(self, cmdlet: str, parameters: dict[str, Any] | None, page_size: int) -> Iterator[list[Record]]:
+    def _pages(self, cmdlet: str, parameters: dict[str, Any] | None, page_size: int,
+               normalize: bool = True) -> Iterator[list[Record]]:
         body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": _jsonable(parameters or {})}}
         is_write = not is_read_cmdlet(cmdlet)
         size = max(1, min(page_size, MAX_PAGE_SIZE))
@@ -256,7 +267,7 @@ class RestBridge:
         seen: set[str] = set()
         while url is not None:
             data = self._post(url, body, cmdlet=cmdlet, identity=identity, is_write=is_write, page_size=size)
-            records = self._records_of(data)
+            records = self._records_of(data) if normalize else self._raw_records_of(data)
             self._take_warnings(cmdlet, data, self._local.warnings)
             with self._lock:
                 self.stats.pages += 1
@@ -280,6 +291,20 @@ class RestBridge:
                 f"{cmdlet}: refused a page link to another host ({host}); exocm sends its token only "
                 f"to {urlsplit(self.base_url).netloc}", cmdlet=cmdlet)
         return absolute
+
+    @staticmethod
+    def _raw_records_of(data: Any) -> list[Record]:
+        if not isinstance(data, Mapping):
+            raise ProtocolError("the service answered with something that is not a JSON object")
+        value = data.get("value")
+        if isinstance(value, list):
+            return [v for v in value if isinstance(v, dict)]
+        if isinstance(value, dict):
+            return [value]
+        if value is not None:
+            return []
+        rest = {k: v for k, v in data.items() if "@" not in k}
+        return [rest] if rest else []
 
     @staticmethod
     def _records_of(data: Any) -> list[Record]:

@@ -56,10 +56,10 @@ def _sandbox(args: argparse.Namespace) -> Iterator[tuple[dict[str, Any], set[str
     """Start the sandbox; yield its info and the ground-truth set of EXO mailbox ids."""
     knobs = {"latency_ms": args.latency_ms, "concurrency_limit": args.concurrency_limit}
     if args.sandbox_process:
-        cmd = [sys.executable, "-m", "exocm.cli.main", "sandbox", "serve", "--size", str(args.size),
+        cmd = [sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve", "--size", str(args.size),
                "--seed", str(args.seed), "--port", "0", "--latency-ms", str(args.latency_ms),
                "--concurrency-limit", str(args.concurrency_limit), "--print-json"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             assert proc.stdout is not None
             info = json.loads(proc.stdout.readline())
@@ -81,25 +81,22 @@ def _sandbox(args: argparse.Namespace) -> Iterator[tuple[dict[str, Any], set[str
         sb.stop()
 
 
-def _mailbox_ids(recipients: Any) -> set[str]:
-    ids: set[str] = set()
-    for r in recipients:
-        get = r.get if isinstance(r, dict) else lambda k, r=r: getattr(r, k, None)
-        rtd = get("RecipientTypeDetails")
-        edoid = get("ExternalDirectoryObjectId")
-        if rtd and str(rtd).endswith("Mailbox") and edoid:
-            ids.add(str(edoid).lower())
-    return ids
+def _mailbox_ids(tenant: Any) -> set[str]:
+    """Ground truth: ExternalDirectoryObjectIds of the tenant's EXO mailboxes (of every mailbox type)."""
+    from exocm.sandbox.objects import MAILBOX_TYPES
+
+    with tenant.lock:
+        return {r.edoid.lower() for r in tenant.exo.values() if r.rtd in MAILBOX_TYPES}
 
 
 def _truth_from_sandbox(sb: Any) -> set[str]:
-    return _mailbox_ids(sb.tenant.exo_mailboxes())
+    return _mailbox_ids(sb.tenant)
 
 
 def _truth_from_generator(size: int, seed: int) -> set[str]:
     from exocm.sandbox.generator import generate_tenant
 
-    return _mailbox_ids(generate_tenant(size, seed).exo_mailboxes())
+    return _mailbox_ids(generate_tenant(size, seed))
 
 
 def _profile(info: dict[str, Any]) -> Profile:
@@ -150,7 +147,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bridge.close()
         frame = inv.frame
         ids = frame["ExternalDirectoryObjectId"].fillna("").str.lower()
-        mailbox_ids = set(ids[frame["RecipientTypeDetails"].fillna("").str.endswith("Mailbox")])
+        from exocm.sandbox.objects import MAILBOX_TYPES
+
+        mailbox_ids = set(ids[frame["RecipientTypeDetails"].isin(MAILBOX_TYPES)])
         result.update(
             records=len(frame),
             mailboxes=len(mailbox_ids),
