@@ -340,36 +340,54 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
 
 
 def _apply_attribute_edits(r: ExoRecipient, p: dict[str, Any], t: Tenant) -> bool:
-    before = (dict(r.ca or {}), {k: list(v) for k, v in (r.eca or {}).items()}, list(r.proxies), r.hidden)
-    new_proxies = list(r.proxies)
+    """Apply writeback-attribute parameters; True when a value changed (WhenChanged moves only then)."""
+    ca = dict(r.ca or {})
+    eca = {k: list(v) for k, v in (r.eca or {}).items()}
+    proxies = list(r.proxies)
+    hidden = r.hidden
     if "EmailAddresses" in p:
-        new_proxies = _validated_proxies(multi_value_edit(r.proxies, p["EmailAddresses"]), r)
+        proxies = _validated_proxies(multi_value_edit(r.proxies, p["EmailAddresses"]), r)
+        _check_unique(t, proxies, r)
+    for i in range(1, 16):
+        k = f"CustomAttribute{i}"
+        if k in p:
+            if p[k] in (None, ""):
+                ca.pop(i, None)
+            else:
+                ca[i] = str(p[k])
+    for i in range(1, 6):
+        k = f"ExtensionCustomAttribute{i}"
+        if k in p:
+            vals = multi_value_edit(eca.get(i, []), p[k], case_insensitive=False)
+            if vals:
+                eca[i] = vals
+            else:
+                eca.pop(i, None)
+    if "HiddenFromAddressListsEnabled" in p:
+        hidden = to_bool(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
+    new = (ca or None, eca or None, proxies, hidden)
+    if new == (r.ca or None, r.eca or None, r.proxies, r.hidden):
+        return False
     with t.editing_exo(r):
-        for i in range(1, 16):
-            k = f"CustomAttribute{i}"
-            if k in p:
-                v = p[k]
-                ca = dict(r.ca or {})
-                if v in (None, ""):
-                    ca.pop(i, None)
-                else:
-                    ca[i] = str(v)
-                r.ca = ca or None
-        for i in range(1, 6):
-            k = f"ExtensionCustomAttribute{i}"
-            if k in p:
-                eca = {kk: list(vv) for kk, vv in (r.eca or {}).items()}
-                vals = multi_value_edit(eca.get(i, []), p[k], case_insensitive=False)
-                if vals:
-                    eca[i] = vals
-                else:
-                    eca.pop(i, None)
-                r.eca = eca or None
-        if "HiddenFromAddressListsEnabled" in p:
-            r.hidden = to_bool(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
-        r.proxies = new_proxies
-    after = (dict(r.ca or {}), {k: list(v) for k, v in (r.eca or {}).items()}, list(r.proxies), r.hidden)
-    return before != after
+        r.ca, r.eca, r.proxies, r.hidden = new
+    return True
+
+
+def _check_unique(t: Tenant, proxies: list[str], r: ExoRecipient) -> None:
+    """New addresses must not be anyone else's (Exchange refuses duplicates; text from Exchange)."""
+    old = {p.lower() for p in r.proxies}
+    for p in proxies:
+        low = p.lower()
+        if low in old:
+            continue
+        pq = low if ":" in low else f"smtp:{low}"
+        for other in t.exo_index.find(pq):
+            if other is not r and (matches_proxy(pq, other.proxies, other.legacy_dn)):
+                raise CmdletError(
+                    "ProxyAddressExistsException", "InvalidArgument",
+                    f"The proxy address \"{p}\" is already being used by the proxy addresses or "
+                    f"LegacyExchangeDN of \"{other.name}\". Please choose another proxy address.",
+                )
 
 
 def _validated_proxies(proxies: list[str], r: ExoRecipient) -> list[str]:
