@@ -513,3 +513,68 @@ def add_ad_group_member(t: Tenant, p: dict[str, Any]) -> list[Record]:
 def remove_ad_group_member(t: Tenant, p: dict[str, Any]) -> list[Record]:
     """Remove-ADGroupMember -Identity G -Members u1,u2 (synced to Entra at the next cycle)."""
     return _member_edit(t, p, add=False)
+
+
+# ----------------------------------------------------------------------------- AD users
+#: msExchRecipientTypeDetails values in AD (Microsoft Learn / Exchange schema documentation).
+MSEXCH_RTD = {
+    "UserMailbox": 1, "SharedMailbox": 4, "RoomMailbox": 16, "EquipmentMailbox": 32, "MailUser": 128,
+    "RemoteUserMailbox": 2147483648, "RemoteRoomMailbox": 8589934592, "RemoteEquipmentMailbox": 17179869184,
+    "RemoteSharedMailbox": 34359738368,
+}
+
+def _ad_user_getters(t: Tenant) -> dict[str, Callable[[AdUser], Any]]:
+    g: dict[str, Callable[[AdUser], Any]] = {
+        "DistinguishedName": lambda a: a.dn,
+        "Enabled": lambda a: a.enabled,
+        "GivenName": lambda a: a.given_name,
+        "Surname": lambda a: a.surname,
+        "Name": lambda a: a.cn,
+        "DisplayName": lambda a: a.display_name,
+        "ObjectClass": lambda a: "user",
+        "ObjectGUID": lambda a: a.guid,
+        "SamAccountName": lambda a: a.sam,
+        "SID": lambda a: _ad_member_record(t, a)["SID"],
+        "UserPrincipalName": lambda a: a.upn,
+        "Department": lambda a: a.department,
+        "mail": lambda a: primary_smtp(a.proxies),
+        "mailNickname": lambda a: a.alias,
+        "proxyAddresses": lambda a: list(a.proxies),
+        "msExchMailboxGuid": lambda a: a.exchange_guid,
+        "msExchRecipientTypeDetails": lambda a: MSEXCH_RTD.get(a.rtd or ""),
+        "targetAddress": lambda a: a.remote_routing and f"SMTP:{a.remote_routing}",
+        "msDS-ExternalDirectoryObjectId": lambda a: a.entra_id and f"User_{a.entra_id}",
+        "whenChanged": lambda a: a.when_changed,
+        "whenCreated": lambda a: a.when_created,
+    }
+    for i in range(1, 16):
+        g[f"extensionAttribute{i}"] = (lambda n: lambda a: (a.ca or {}).get(n))(i)
+    return g
+
+
+@ONPREM_CMDLETS.register("Get-ADUser", ("Identity", "Filter", "Properties", "Server", "SearchBase", "ResultSetSize"))
+def get_ad_user(t: Tenant, p: dict[str, Any]) -> RecordSet:
+    """Get-ADUser -Identity (DN, objectGUID, sAMAccountName) or -Filter (PowerShell-expression subset).
+
+    Returns one fixed property set (the default ones plus the Exchange attributes runbooks read),
+    whatever -Properties asks for. msDS-ExternalDirectoryObjectId carries the "User_" prefix as in AD.
+    """
+    getters = _ad_user_getters(t)
+    items = tuple(getters.items())
+
+    def build(a: AdUser) -> Record:
+        return {k: g(a) for k, g in items}
+
+    if p.get("Identity") not in (None, ""):
+        return RecordSet([resolve_ad_user(t, p["Identity"])], build)
+    if p.get("Filter") in (None, ""):
+        # The AD module prompts for -Filter when neither is given (text from the AD module, shortened).
+        raise CmdletError("ParameterBindingException", "InvalidArgument",
+                          "Cannot process command because of one or more missing mandatory parameters: Filter.")
+    text = str(p["Filter"]).strip()
+    if text == "*":
+        objs = list(t.ad_users.values())
+    else:
+        pred = compile_filter(text, {k.lower(): g for k, g in getters.items()})
+        objs = [a for a in t.ad_users.values() if pred(a)]
+    return RecordSet(objs, build)

@@ -287,3 +287,14 @@ def test_onprem_get_cmdlets_split_local_and_remote_mailboxes(ro: Tenant) -> None
                                                            "RemoteRoomMailbox", "RemoteEquipmentMailbox"}
     assert len(local) + len(remote) == len(ro.onprem_records())
     assert all(r["RemoteRoutingAddress"].startswith("SMTP:") for r in remote)
+
+
+def test_ad_user_by_identity_and_filter(ro: Tenant) -> None:
+    a = next(x for x in ro.ad_users.values() if x.rtd == "RemoteUserMailbox")
+    by_filter = ro.invoke("Get-ADUser", {"Filter": f"UserPrincipalName -eq '{a.upn}'"}, side="onprem")
+    assert [u["ObjectGUID"] for u in by_filter] == [a.guid]
+    for form in (a.guid, a.sam, a.dn):
+        assert ro.invoke("Get-ADUser", {"Identity": form}, side="onprem")[0]["SamAccountName"] == a.sam
+    assert by_filter[0]["msDS-ExternalDirectoryObjectId"] == f"User_{a.entra_id}"
+    err = _err(ro, "Get-ADUser", {"Identity": a.upn}, side="onprem")  # the AD module takes no UPN as -Identity
+    assert err.error_type == "ADIdentityNotFoundException"
