@@ -105,7 +105,7 @@ class Sandbox:
               state_file: str | Path | None = None, tenant: Any = None,
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
-              verbose: bool = False, winrm: bool = True) -> Sandbox:
+              fragment_cache_mb: float = 256.0, verbose: bool = False, winrm: bool = True) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
@@ -113,13 +113,14 @@ class Sandbox:
         then live in `<state_file>.tls/` so a restarted sandbox is trusted by the same CA file.
         `clock`: returns epoch seconds or an aware datetime; tokens, the write budget, paging
         cursors and (for a tenant built here) the tenant's own clock follow it.
+        `fragment_cache_mb`: RAM for cached per-record JSON (0 = off); saves server CPU per page.
         `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
         second loopback TLS port (sandbox/psrp); its URLs and credentials join `info`.
         """
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
                       faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),
-                      token_lifetime_s=int(token_lifetime_s))
+                      token_lifetime_s=int(token_lifetime_s), fragment_cache_mb=float(fragment_cache_mb))
         state_path = Path(state_file) if state_file is not None else None
         if tenant is None:
             tenant = _load_or_generate(size, seed, state_path)
