@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from xml.etree import ElementTree as ET
 
-from exocm.core.bridge.psrp import decode_output
+from exocm.core.bridge.psrp import RawOutput, decode_output
 from exocm.sandbox.psrp.serialize import record_to_clixml
 from psrpcore import PSRemotingCrypto
 from psrpcore.types import deserialize
@@ -73,3 +73,24 @@ def test_transport_decodes_pypsrp_objects_to_rest_shaped_values() -> None:
     assert record["IsDirSynced"] is True and record["Count"] == 7 and record["CustomAttribute2"] is None
     assert record["CustomAttribute1"] == RECORD["CustomAttribute1"]
     assert record["Identity"] == "Ann O'Brien"
+
+
+def test_fast_clixml_decoder_agrees_with_pypsrps_object_model() -> None:
+    for selected in (False, True):
+        xml = record_to_clixml(RECORD, "Get-Mailbox", selected=selected).decode()
+        assert decode_output(RawOutput(xml)) == decode_output(Serializer().deserialize(xml))
+
+
+def test_nested_objects_show_their_name_and_escapes_are_undone() -> None:
+    xml = ('<Obj RefId="0"><TN RefId="0"><T>Microsoft.Exchange.Data.Directory.Management.Mailbox</T></TN>'
+           "<ToString>Ann</ToString><Props>"
+           '<Obj N="Identity" RefId="1"><TN RefId="1"><T>Microsoft.Exchange.Data.Directory.ADObjectId</T></TN>'
+           '<ToString>contoso.com/Users/Ann</ToString><Props><S N="Name">Ann</S></Props></Obj>'
+           '<S N="Notes">line1_x000A_line2 _x005F_x0041_ _xD83D__xDE00_</S>'
+           '<Ref N="Again" RefId="1" /><Nil N="Empty" /><DT N="When">2024-05-06T07:08:09.1234567+02:00</DT>'
+           "</Props></Obj>")
+    record = decode_output(RawOutput(xml))
+    assert record["Identity"] == "contoso.com/Users/Ann" and record["Again"] == "contoso.com/Users/Ann"
+    assert record["Notes"] == "line1\nline2 _x0041_ \U0001F600"
+    assert record["Empty"] is None
+    assert record["When"] == dt.datetime(2024, 5, 6, 5, 8, 9, 123456, tzinfo=dt.UTC)
