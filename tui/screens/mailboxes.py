@@ -89,6 +89,7 @@ class MailboxesScreen(Screen[None]):
         self._cancel: threading.Event | None = None
         self.fetching = False
         self.note = ""
+        self._detail_key: tuple[object, ...] | None = None
 
     @property
     def exo_app(self) -> ExocmApp:
@@ -381,8 +382,12 @@ class MailboxesScreen(Screen[None]):
     def on_mailbox_highlighted(self, message: MailboxHighlighted) -> None:
         self._show_detail(message.position)
 
-    def _show_detail(self, position: int | None) -> None:
+    def _show_detail(self, position: int | None, force: bool = False) -> None:
         pane = self.query_one(DetailPane)
+        key = (position, id(self.view), self.view.findings is not None if self.view is not None else None)
+        if key == self._detail_key and not force:
+            return  # same mailbox, same data: nothing to redraw
+        self._detail_key = key
         if position is None or self.view is None or not pane.display:
             pane.show(None)
             return
@@ -395,7 +400,7 @@ class MailboxesScreen(Screen[None]):
     def action_toggle_detail(self) -> None:
         pane = self.query_one(DetailPane)
         pane.display = not pane.display
-        self._show_detail(self.query_one(MailboxTable).cursor_position)
+        self._show_detail(self.query_one(MailboxTable).cursor_position, force=True)
 
     def jump_to(self, identity: str) -> bool:
         """Put the cursor on this mailbox, clearing filters if it is filtered out."""
@@ -416,7 +421,7 @@ class MailboxesScreen(Screen[None]):
     def _update_counts(self) -> None:
         counts = self.query_one("#counts", Static)
         if self.view is None:
-            counts.update("no inventory loaded")
+            counts.update("no inventory loaded", layout=False)
             return
         parts = [f"shown {len(self.shown):,} / total {self.view.size:,}", f"selected {self.selection.count:,}"]
         described = self.quick.describe()
@@ -435,4 +440,4 @@ class MailboxesScreen(Screen[None]):
             parts.append("detecting…")
         if self.note:
             parts.append(self.note)
-        counts.update(" · ".join(parts))
+        counts.update(" · ".join(parts), layout=False)  # one fixed line: no re-layout per keystroke

@@ -40,7 +40,7 @@ class QuickFilters(Static):
         text.append("t ", style="dim")
         types = "|".join(sorted(quick.types)) if quick.types else "any type"
         text.append(types, style="bold reverse" if quick.types else "")
-        self.update(text)
+        self.update(text, layout=False)
 
 
 class FilterBar(Horizontal):

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Benchmark: the TUI at scale, headless (Textual pilot), on a saved inventory snapshot.
+
+    scripts/bench/tui.py --size 100000 --json OUT
+
+Setup (not timed): an in-process sandbox of --size users; one inventory is fetched through the
+real REST bridge and saved as the tenant's snapshot. Measured in a fresh child process (so its
+peak RSS is the app's own, not the sandbox's), connected to the same sandbox like a profile:
+
+* first_paint_s: from constructing the app to the first painted mailbox table (connect, load the
+  snapshot, build the view, paint), with the snapshot reused as on a configured tenant;
+* filter_s: the slowest of several filter keystrokes (typing into the search box, a backspace
+  that widens the search again, a quick filter) until the table has repainted;
+* peak_rss_mb: the child's peak resident set size.
+
+Writes {"rows", "first_paint_s", "filter_s", "peak_rss_mb", ...}. Targets: first paint < 2 s,
+filter < 0.2 s, RSS < 1536 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SECRET_ENV = "EXOCM_BENCH_SANDBOX_SECRET"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _bridge(info: dict[str, Any], secret: str) -> Any:
+    from exocm.core.config import sandbox_profile
+    from exocm.core.connect import open_bridge
+
+    profile = sandbox_profile("bench", info)
+    assert profile.secret_env is not None
+    return open_bridge(profile, env={profile.secret_env: secret}, persist_tokens=False)
+
+
+def prepare(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the sandbox, fetch and save one snapshot, then measure the app in a child process."""
+    from exocm.core.snapshot import load_or_fetch
+    from exocm.sandbox.server import Sandbox
+
+    work = Path(tempfile.mkdtemp(prefix="exocm-bench-tui-"))
+    os.environ["EXOCM_DATA_DIR"] = str(work / "data")
+    os.environ["EXOCM_CONFIG_DIR"] = str(work / "config")
+    started = time.perf_counter()
+    sandbox = Sandbox.start(size=args.size, seed=args.seed, port=0)
+    try:
+        info = dict(sandbox.info)
+        secret = str(info.pop("client_secret"))
+        bridge = _bridge({**info, "client_secret": secret}, secret)
+        inventory = load_or_fetch(bridge, refresh=True)
+        bridge.close()
+        setup_s = time.perf_counter() - started
+        info_path = work / "sandbox.json"
+        info_path.write_text(json.dumps(info), encoding="utf-8")
+        os.chmod(info_path, 0o600)
+        child_out = work / "child.json"
+        env = {**os.environ, SECRET_ENV: secret}
+        subprocess.run([sys.executable, __file__, "--phase", "app", "--info", str(info_path),
+                        "--json", str(child_out)], env=env, check=True, timeout=900)
+        result = json.loads(child_out.read_text(encoding="utf-8"))
+    finally:
+        sandbox.stop()
+    result.update({"size": args.size, "seed": args.seed, "snapshot_rows": len(inventory.frame),
+                   "setup_s": round(setup_s, 2)})
+    return result
+
+
+async def measure(info: dict[str, Any], secret: str) -> dict[str, Any]:
+    """Run the app headless on the saved snapshot; time first paint and filter keystrokes."""
+    from exocm.core.session import Session
+    from exocm.tui.app import ExocmApp
+    from exocm.tui.widgets.mailbox_table import MailboxTable
+
+    def connect() -> Session:
+        return Session(_bridge({**info, "client_secret": secret}, secret), label="SANDBOX", is_sandbox=True,
+                       snapshot_first=True)
+
+    started = time.perf_counter()
+    app = ExocmApp(connect, label="SANDBOX", is_sandbox=True)
+    out: dict[str, Any] = {}
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.mailboxes_screen()
+        for _ in range(6000):  # bounded: 6000 x 10 ms
+            if screen.view is not None and screen.query_one(MailboxTable).row_count:
+                break
+            await pilot.pause(0.01)
+        await pilot.pause()  # let the table paint
+        out["first_paint_s"] = round(time.perf_counter() - started, 3)
+        out["rows"] = screen.view.size if screen.view is not None else 0
+        out["from_snapshot"] = bool(getattr(screen.inventory, "from_snapshot", False))
+        for _ in range(6000):  # findings arrive in the background; filter timings include them
+            if screen.view is not None and screen.view.findings is not None:
+                break
+            await pilot.pause(0.01)
+        await pilot.press("slash")
+        timings: dict[str, float] = {}
+
+        async def timed(label: str, key: str, done: Any) -> None:
+            t0 = time.perf_counter()
+            await pilot.press(key)
+            for _ in range(2000):
+                if done():
+                    break
+                await pilot.pause(0.001)
+            await pilot.pause()  # repaint
+            timings[label] = round(time.perf_counter() - t0, 4)
+
+        typed = ""
+        for ch in "son":
+            typed += ch
+            await timed(f"type {typed!r}", ch, lambda t=typed: screen.text == t)
+        shown_before = len(screen.shown)
+        await timed("backspace (widen)", "backspace", lambda: screen.text == "so")
+        await pilot.press("escape")
+        await timed("quick filter on-prem-managed", "2", lambda: screen.quick.onprem_managed)
+        await timed("sort by next column", "s", lambda: screen.sort_column is not None)
+        out["filter_s"] = max(v for k, v in timings.items() if not k.startswith("sort"))
+        out["filter_keystrokes_s"] = timings
+        out["shown_after_search"] = shown_before
+    out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", dest="json_out", type=Path, default=None)
+    parser.add_argument("--phase", choices=("all", "app"), default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--info", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase == "app":
+        info = json.loads(args.info.read_text(encoding="utf-8"))
+        result = asyncio.run(measure(info, os.environ[SECRET_ENV]))
+    else:
+        result = prepare(args)
+        result["targets"] = {"first_paint_s": 2.0, "filter_s": 0.2, "peak_rss_mb": 1536}
+    text = json.dumps(result, indent=2)
+    if args.json_out:
+        args.json_out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
