@@ -123,11 +123,14 @@ def read_mailboxes(bridge: Bridge, identities: Sequence[str]) -> dict[str, Recor
 class WritePacer:
     """Client-side token bucket for writes, its rate learned from the tenant's throttling.
 
-    Slow start doubles the rate every `doubling_s` until the first throttle; a throttle
-    sets the rate just under what the tenant accepted over the last `window_s` (at most one
-    cut per `cooldown_s`, since a burst of 429s is one event); then the rate grows by
-    `increase_per_s` (relative) to probe for more. The rate never runs ahead of twice what
-    the tenant accepted recently, so an idle pipeline does not build up a burst.
+    A tenant's write budget behaves like a token bucket: when it throttles, the bucket is
+    empty. Between two throttle events the tenant therefore accepted almost exactly its
+    refill rate times the time between them, which is the estimate used here: after an
+    event the rate is set just under (`cut_to`) what was accepted since the previous event,
+    then grows slowly (`increase_per_s`, faster the longer no event came) to probe for
+    more. Before the first event, slow start doubles the rate every `doubling_s`, never
+    running ahead of twice what the tenant accepted recently. Throttles that arrive within
+    `cooldown_s` of an event are the same burst and count once.
     """
 
     def __init__(
@@ -136,12 +139,17 @@ class WritePacer:
         initial_rate: float = 20.0,
         min_rate: float = 0.5,
         max_rate: float | None = None,
-        doubling_s: float = 1.0,
-        cut_to: float = 0.94,
-        increase_per_s: float = 0.01,
-        window_s: float = 3.0,
-        cooldown_s: float = 1.5,
+        doubling_s: float = 1.5,
+        cut_to: float = 0.92,
+        first_cut_to: float = 0.85,
+        increase_per_s: float = 0.002,
+        pause_s: float = 1.0,
+        max_pause_s: float = 2.0,
+        window_s: float = 2.0,
+        cooldown_s: float = 2.5,
+        min_estimate_span_s: float = 5.0,
         clock: Monotonic = time.monotonic,
+        throttle_signal: Callable[[], int] | None = None,
     ) -> None:
         self.rate = initial_rate if max_rate is None else min(initial_rate, max_rate)
         self.initial_rate = self.rate
@@ -149,28 +157,36 @@ class WritePacer:
         self.max_rate = max_rate
         self.doubling_s = doubling_s
         self.cut_to = cut_to
+        self.first_cut_to = first_cut_to
         self.increase_per_s = increase_per_s
+        self.pause_s = pause_s
+        self.max_pause_s = max_pause_s
         self.window_s = window_s
         self.cooldown_s = cooldown_s
+        self.min_estimate_span_s = min_estimate_span_s
         self.slow_start = True
         self.cuts = 0
+        self.estimate: float | None = None
+        self.throttle_signal = throttle_signal
         self._clock = clock
         self._lock = threading.Lock()
         now = clock()
         self._next = now
         self._grown_at = now
-        self._last_cut = -math.inf
+        self._last_event = -math.inf
         self._started = now
-        self._accepted: deque[tuple[float, int]] = deque()
-        self.last_throttle_count = 0
+        self._recent: deque[tuple[float, int]] = deque()
+        self._accepted_total = 0
+        self._accepted_at_event = 0
+        self._seen_throttles: int | None = None
 
-    def _accepted_rate(self, now: float) -> float | None:
-        while self._accepted and self._accepted[0][0] < now - self.window_s:
-            self._accepted.popleft()
+    def _recent_rate(self, now: float) -> float | None:
+        while self._recent and self._recent[0][0] < now - self.window_s:
+            self._recent.popleft()
         span = min(self.window_s, now - self._started)
         if span < 0.5:
             return None
-        return sum(n for _, n in self._accepted) / span
+        return sum(n for _, n in self._recent) / span
 
     def _grow(self, now: float) -> None:
         dt = max(0.0, now - self._grown_at)
@@ -179,17 +195,33 @@ class WritePacer:
             return
         if self.slow_start:
             rate = self.rate * (2.0 ** (dt / self.doubling_s))
+            recent = self._recent_rate(now)
+            if recent is not None:
+                rate = min(rate, max(self.initial_rate, 2.0 * recent))
         else:
-            rate = self.rate * (1.0 + self.increase_per_s * dt)
-        accepted = self._accepted_rate(now)
-        if accepted is not None:
-            rate = min(rate, max(self.initial_rate, 2.0 * accepted))
+            quiet = now - self._last_event
+            rate = self.rate * (1.0 + self.increase_per_s * (1.0 + quiet / 20.0) * dt)
         if self.max_rate is not None:
             rate = min(rate, self.max_rate)
         self.rate = max(self.min_rate, rate)
 
+    def _poll_signal(self) -> None:
+        """React at once to throttles the transport saw (it may be retrying them by itself)."""
+        if self.throttle_signal is None:
+            return
+        try:
+            count = int(self.throttle_signal())
+        except Exception:  # noqa: BLE001 - a counter that cannot be read is no signal
+            return
+        if self._seen_throttles is None:
+            self._seen_throttles = count
+        elif count > self._seen_throttles:
+            self._seen_throttles = count
+            self.throttled()
+
     def reserve(self, n: int) -> float:
         """Reserve `n` writes; returns the seconds to wait before sending them."""
+        self._poll_signal()
         with self._lock:
             now = self._clock()
             self._grow(now)
@@ -202,23 +234,43 @@ class WritePacer:
         if n <= 0:
             return
         with self._lock:
-            self._accepted.append((self._clock(), n))
+            self._recent.append((self._clock(), n))
+            self._accepted_total += n
 
-    def throttled(self) -> bool:
-        """The tenant throttled a write: cut the rate (once per cooldown). True when it cut."""
+    def throttled(self, retry_after: float | None = None) -> bool:
+        """The tenant throttled a write: pause new writes, re-estimate the rate, cut just under it.
+
+        New writes wait `retry_after` (or `pause_s`, at most `max_pause_s`): the throttled
+        writes are retried after that time, and the tenant's bucket refills meanwhile, so
+        the retries do not meet an empty bucket again. True when the rate was cut.
+        """
         with self._lock:
             now = self._clock()
-            if now - self._last_cut < self.cooldown_s:
+            if now - self._last_event < self.cooldown_s:
                 return False
-            accepted = self._accepted_rate(now)
-            base = self.rate if accepted is None or accepted <= 0 else min(self.rate, accepted)
-            self.rate = max(self.min_rate, base * self.cut_to)
+            pause = min(self.max_pause_s, retry_after if retry_after else self.pause_s)
+            self._next = max(self._next, now + pause)
+            since = self._accepted_total - self._accepted_at_event
+            if self.slow_start:
+                recent = self._recent_rate(now)
+                base = self.rate if not recent else min(self.rate, recent)
+                self.rate = base * self.first_cut_to
+                self.slow_start = False
+            else:
+                span = now - self._last_event
+                if span >= self.min_estimate_span_s:
+                    self.estimate = since / span
+                    base = min(self.rate, self.estimate)
+                else:  # too soon after the last event to measure: trust what was just accepted
+                    recent = self._recent_rate(now)
+                    base = self.rate if not recent else min(self.rate, max(recent, self.rate * 0.8))
+                self.rate = base * self.cut_to
+            self.rate = max(self.min_rate, self.rate)
             if self.max_rate is not None:
                 self.rate = min(self.rate, self.max_rate)
-            self.slow_start = False
-            self._last_cut = now
+            self._last_event = now
+            self._accepted_at_event = self._accepted_total
             self._grown_at = now
-            self._next = max(self._next, now)
             self.cuts += 1
             return True
 
@@ -378,6 +430,9 @@ class _Engine:
         self.workers = max(1, workers)
         self.chunk_size = max(1, min(chunk_size, 10))
         self.pacer = pacer
+        if pacer.throttle_signal is None and callable(getattr(bridge, "snapshot", None)):
+            # HTTP exchanges the tenant throttled (429/503, or a $batch with a throttled item)
+            pacer.throttle_signal = self._write_throttle_count
         self.cancel = cancel
         self.pause = pause
         self.progress = progress
@@ -405,6 +460,9 @@ class _Engine:
             self.sleep(seconds)
         else:
             self.cancel.wait(seconds)
+
+    def _write_throttle_count(self) -> int:
+        return int(self.bridge_snapshot().get("throttled", 0))
 
     def bridge_snapshot(self) -> dict[str, Any]:
         snap = getattr(self.bridge, "snapshot", None)
@@ -544,17 +602,15 @@ class _Engine:
                 continue
             calls = [Call("Set-Mailbox", {"Identity": r.identity, "IsExchangeCloudManaged": self.target})
                      for r in pending]
-            throttles_before = self.bridge_snapshot().get("throttled", 0)
             try:
                 results = self.bridge.invoke_many(calls)
             except BridgeError as exc:  # the whole batch failed in a way the bridge raised
                 results = [CallResult(call, error=exc) for call in calls]
             for r in pending:
                 total_attempts[r.identity] += 1
-            throttles_after = self.bridge_snapshot().get("throttled", 0)
             accepted = sum(1 for res in results if res.error is None)
             self.pacer.accepted(accepted)
-            if any(isinstance(res.error, Throttled) for res in results) or throttles_after > throttles_before:
+            if any(isinstance(res.error, Throttled) for res in results):
                 self.pacer.throttled()
             try:
                 back = self.read([r.identity for r in pending])
