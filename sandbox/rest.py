@@ -192,13 +192,16 @@ class FragmentCache:
     key is (view, object), the check a hash of every slot of the object (lists and dicts
     included, by value), so any change to the object -- through any code path -- misses and
     is rebuilt. It assumes what the cmdlet layer documents: a record depends only on its
-    object (and tenant constants). Bounded by `budget_mb` (Knobs.fragment_cache_mb): once
-    full, new records are served uncached. Callers hold the tenant lock.
+    object (and tenant constants). Fragments live in one append-only bytearray (millions of
+    small long-lived bytes objects would fragment the heap to several times their size),
+    compacted when half of it is stale. Bounded by `budget_mb` (Knobs.fragment_cache_mb):
+    once full, new records are served uncached. Callers hold the tenant lock.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, int], tuple[int, bytes]] = {}
-        self._bytes = 0
+        self._entries: dict[tuple[int, int], tuple[int, int, int]] = {}
+        self._arena = bytearray()
+        self._stale = 0
         self._getters: dict[type, Callable[[Any], Any]] = {}
         self._views: dict[int, Any] = {}
         self.hits = 0
@@ -211,29 +214,48 @@ class FragmentCache:
         view = getattr(build, "__self__", None)
         if budget_mb <= 0 or objs is None or build is None or view is None:
             return dumps(rows[start:end])
-        budget = budget_mb * 1024 * 1024
+        budget = int(budget_mb * 1024 * 1024)
         view_id = id(view)
         self._views.setdefault(view_id, view)  # keep the view alive: its id stays unique
         entries = self._entries
-        parts: list[bytes] = []
+        arena = self._arena
+        plan: list[tuple[int, int] | bytes] = []
         for obj in objs[start:end]:
             state = self._state_hash(obj)
             key = (view_id, id(obj))
             hit = entries.get(key)
             if hit is not None and hit[0] == state:
-                parts.append(hit[1])
+                plan.append((hit[1], hit[2]))
                 self.hits += 1
                 continue
             fragment = dumps(build(obj))
             self.misses += 1
             if hit is not None:
-                self._bytes -= len(hit[1])
+                self._stale += hit[2]
                 del entries[key]
-            if self._bytes + len(fragment) <= budget:
-                entries[key] = (state, fragment)
-                self._bytes += len(fragment)
-            parts.append(fragment)
-        return b"[" + b",".join(parts) + b"]"
+            if len(arena) + len(fragment) <= budget:
+                entries[key] = (state, len(arena), len(fragment))
+                arena += fragment
+            plan.append(fragment)
+        view_mv = memoryview(arena)
+        try:
+            parts = [p if isinstance(p, bytes) else view_mv[p[0]:p[0] + p[1]] for p in plan]
+            body = b"[" + b",".join(parts) + b"]"
+            del parts
+        finally:
+            view_mv.release()
+        if self._stale > 32 * 1024 * 1024 and self._stale * 2 > len(arena):
+            self._compact()
+        return body
+
+    def _compact(self) -> None:
+        old = self._arena
+        arena = bytearray()
+        for key, (state, offset, length) in list(self._entries.items()):
+            self._entries[key] = (state, len(arena), length)
+            arena += old[offset:offset + length]
+        self._arena = arena
+        self._stale = 0
 
     def _state_hash(self, obj: Any) -> int:
         getter = self._getters.get(type(obj))
@@ -251,12 +273,13 @@ class FragmentCache:
     def clear(self) -> None:
         """Drop every fragment."""
         self._entries.clear()
-        self._bytes = 0
+        self._arena = bytearray()
+        self._stale = 0
 
     @property
     def size_bytes(self) -> int:
-        """Bytes held by cached fragments."""
-        return self._bytes
+        """Bytes held by the fragment arena (live and stale)."""
+        return len(self._arena)
 
 
 def _freeze(value: Any) -> Any:
