@@ -150,6 +150,8 @@ class _Gen:
         self.rng = rng
         self.now = now
         self.alias_n: dict[str, int] = {}
+        self.clean: dict[str, str] = {}
+        self.settled = now - timedelta(days=3)  # background edits are at least this old
         self.cn_n: dict[str, int] = {}
         self.ou_dns = {d: f"OU={d},OU=Accounts,{t.onprem_dc_dn}" for d in DEPARTMENTS}
         self.res_ou = f"OU=Resources,{t.onprem_dc_dn}"
@@ -169,8 +171,10 @@ class _Gen:
         span = max(0.0, (end - start).total_seconds())
         return start + timedelta(seconds=self.rng.uniform(0, span))
 
-    def unique_alias(self, base: str) -> str:
-        base = "".join(ch for ch in base.lower() if ch.isalnum() or ch in ".-")[:40] or "user"
+    def unique_alias(self, raw: str) -> str:
+        base = self.clean.get(raw)
+        if base is None:
+            base = self.clean[raw] = "".join(ch for ch in raw.lower() if ch.isalnum() or ch in ".-")[:40] or "user"
         n = self.alias_n.get(base, 0) + 1
         self.alias_n[base] = n
         return base if n == 1 else f"{base}{n}"
@@ -245,7 +249,7 @@ class _Gen:
             ou = self.ou_dns[dept]
         ad_guid, entra_id, exo_obj_guid = self.guid(), self.guid(), self.guid()
         created = self.ago(200 * _DAY, 3000 * _DAY)
-        changed = self.between(created, self.now - timedelta(days=3))
+        changed = self.between(created, self.settled)
         upn = f"{alias}@{t.onprem_domain}"
         ca, eca = self.attributes(dept)
         mail_enabled = onprem_rtd is not None
@@ -294,7 +298,7 @@ class _Gen:
         entra_id, obj_guid = self.guid(), self.guid()
         upn = f"{alias}@{t.onprem_domain if r.random() < 0.7 else t.domain}"
         created = self.ago(30 * _DAY, 1500 * _DAY)
-        changed = self.between(created, self.now - timedelta(days=3))
+        changed = self.between(created, self.settled)
         u = EntraUser(id=entra_id, upn=upn, display_name=display, given_name=given, surname=sn, sync_enabled=False,
                       ad_guid=None, account_enabled=exo_rtd != "SharedMailbox")
         mailbox = exo_rtd is not None
