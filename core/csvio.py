@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -418,18 +419,28 @@ def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
     values keep their ``;``, X500 values their spaces); ``list`` splits on ``;`` or ``|``
     (values may contain spaces, e.g. ExtensionCustomAttribute); ``words`` also on whitespace.
     """
-    na = series.isna()
+    na = series.isna().to_numpy()
     filled = series.where(~na, "").astype("str").str.strip()
-    if rule == "proxy":
-        parts = filled.str.split(_PROXY_SPLIT, regex=True)
-        tuples = [tuple(t for t in (_trim_proxy(p) for p in ps) if t) for ps in parts]
-    else:
-        parts = filled.str.split(_SPLIT[rule], regex=True)
-        tuples = [tuple(p for p in ps if p) for ps in parts]
-    out = pd.Series(tuples, index=series.index, dtype="object", name=series.name)
-    if na.any():
-        out[na] = None
-    return out
+    empty: tuple[str, ...] = ()
+    values: list[tuple[str, ...] | None] = [empty] * len(series)
+    todo = np.flatnonzero((filled != "").to_numpy())
+    if len(todo):
+        cells = filled.iloc[todo]
+        if rule == "proxy":
+            parts = cells.str.split(_PROXY_SPLIT, regex=True)
+            for i, ps in zip(todo, parts, strict=True):
+                values[i] = tuple(t for t in (_trim_proxy(p) for p in ps) if t)
+        else:
+            pattern = _SPLIT[rule]
+            single = ~cells.str.contains(pattern, regex=True).to_numpy()
+            for i, cell in zip(todo[single], cells[single], strict=True):
+                values[i] = (cell,)
+            multi = todo[~single]
+            for i, ps in zip(multi, cells[~single].str.split(pattern, regex=True), strict=True):
+                values[i] = tuple(p for p in ps if p)
+    for i in np.flatnonzero(na):
+        values[i] = None
+    return pd.Series(values, index=series.index, dtype="object", name=series.name)
 
 
 def _trim_proxy(value: str) -> str:

@@ -8,8 +8,11 @@ from ..detect import DetectContext
 
 def line_series(ctx: DetectContext) -> pd.Series:
     """The on-prem source line (CSV line or record position) matched to each EXO recipient."""
-    lines = ctx.match.pairs["line"].reindex(ctx.ids)
-    return pd.Series(lines.to_numpy(), index=ctx.inventory.index, dtype="object")
+    pos = ctx._op_pos
+    if ctx.onprem is None:
+        return pd.Series(None, index=ctx.inventory.index, dtype="object")
+    labels = pd.api.extensions.take(ctx.onprem.index.to_numpy(dtype=object), pos, allow_fill=True)
+    return pd.Series(labels, index=ctx.inventory.index, dtype="object")
 
 
 def join_text(*parts: str | pd.Series) -> pd.Series:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ..detect import BOTH, DetectContext, Hits, rule
 from ..model import MAILBOX_TYPES
-from ._common import join_text
 
 
 @rule(
@@ -21,8 +20,8 @@ from ._common import join_text
 def previous_mailbox_info(ctx: DetectContext) -> Hits:
     """RecipientTypeDetails MailUser with PreviousRecipientTypeDetails in MAILBOX_TYPES."""
     prev = ctx.exo_text("PreviousRecipientTypeDetails")
-    mask = (ctx.exo_text("RecipientTypeDetails") == "MailUser") & prev.isin(MAILBOX_TYPES)
-    explanation = join_text(
+    mask = ctx.exo_in("RecipientTypeDetails", ("MailUser",)) & ctx.exo_in("PreviousRecipientTypeDetails", MAILBOX_TYPES)
+    explanation = (
         "MailUser keeps PreviousRecipientTypeDetails ",
         prev,
         " of a former cloud mailbox; clear it (irreversible) before re-licensing",

@@ -5,7 +5,6 @@ IsExchangeCloudManaged applies to dir-synced user, shared, room and equipment ma
 from __future__ import annotations
 
 from ..detect import BOTH, NONE, DetectContext, Hits, rule
-from ._common import join_text
 
 
 @rule(
@@ -18,7 +17,7 @@ from ._common import join_text
 def not_dirsynced(ctx: DetectContext) -> Hits:
     """A mailbox of a flip type with IsDirSynced False."""
     mask = ctx.exo_flip_type & ~ctx.exo_bool("IsDirSynced")
-    explanation = join_text(ctx.exo_text("RecipientTypeDetails"), " is cloud-only (IsDirSynced False); the flip does not apply")
+    explanation = (ctx.exo_text("RecipientTypeDetails"), " is cloud-only (IsDirSynced False); the flip does not apply")
     return ctx.hits(mask, explanation, evidence=["RecipientTypeDetails", "IsDirSynced"])
 
 
@@ -49,7 +48,7 @@ def already_cloud_managed(ctx: DetectContext) -> Hits:
 def unsupported_type(ctx: DetectContext) -> Hits:
     """An EXO mailbox whose RecipientTypeDetails is not in FLIP_TYPES (e.g. LinkedMailbox)."""
     mask = ctx.exo_is_mailbox & ~ctx.exo_flip_type
-    explanation = join_text(
+    explanation = (
         ctx.exo_text("RecipientTypeDetails"), " is not a user, shared, room or equipment mailbox; the flip does not apply"
     )
     return ctx.hits(mask, explanation, evidence=["RecipientTypeDetails", "RecipientType"])

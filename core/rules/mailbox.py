@@ -13,7 +13,7 @@ import pandas as pd
 from ..detect import BOTH, DetectContext, Hits, rule
 from ..model import EMPTY_GUID
 from ..onprem import LOCAL_MAILBOX_TYPES, REMOTE_TYPES
-from ._common import join_text, line_series
+from ._common import line_series
 
 
 @rule(
@@ -26,9 +26,9 @@ from ._common import join_text, line_series
 )
 def dual_mailbox(ctx: DetectContext) -> Hits:
     """On-prem local mailbox (not Remote*) matched to an EXO mailbox."""
-    op_rtd = ctx.op_text("RecipientTypeDetails")
-    mask = ctx.matched & op_rtd.isin(LOCAL_MAILBOX_TYPES) & ctx.exo_is_mailbox
-    explanation = join_text(
+    op_rtd = ctx.op_col("RecipientTypeDetails")
+    mask = ctx.op_in("RecipientTypeDetails", LOCAL_MAILBOX_TYPES) & ctx.exo_is_mailbox
+    explanation = (
         "On-prem ",
         op_rtd,
         " and EXO ",
@@ -43,9 +43,9 @@ def dual_mailbox(ctx: DetectContext) -> Hits:
         evidence={
             "matched_on": ctx.op_join,
             "onprem.line": line_series(ctx),
-            "onprem.UserPrincipalName": ctx.op_text("UserPrincipalName"),
+            "onprem.UserPrincipalName": ctx.op_col("UserPrincipalName"),
             "onprem.RecipientTypeDetails": op_rtd,
-            "onprem.ExchangeGuid": ctx.op_text("ExchangeGuid"),
+            "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
             "exo.RecipientTypeDetails": ctx.exo_text("RecipientTypeDetails"),
             "exo.ExchangeGuid": ctx.exo_text("ExchangeGuid"),
         },
@@ -62,9 +62,9 @@ def dual_mailbox(ctx: DetectContext) -> Hits:
 )
 def onprem_mailbox_present(ctx: DetectContext) -> Hits:
     """On-prem local mailbox whose EXO object is not a mailbox (a mail user pointing on-prem)."""
-    op_rtd = ctx.op_text("RecipientTypeDetails")
-    mask = ctx.matched & op_rtd.isin(LOCAL_MAILBOX_TYPES) & ~ctx.exo_is_mailbox
-    explanation = join_text(
+    op_rtd = ctx.op_col("RecipientTypeDetails")
+    mask = ctx.op_in("RecipientTypeDetails", LOCAL_MAILBOX_TYPES) & ~ctx.exo_is_mailbox
+    explanation = (
         "Mailbox is on the Exchange server (on-prem ", op_rtd, ", EXO ", ctx.exo_text("RecipientTypeDetails"),
         "); move it to EXO before a flip",
     )
@@ -91,29 +91,49 @@ def onprem_mailbox_present(ctx: DetectContext) -> Hits:
 def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
     """RemoteMailbox on-prem, mailbox in EXO, ExchangeGuid not equal (case-insensitive)."""
     if not ctx.has_onprem_column("ExchangeGuid"):
-        return ctx.hits(pd.Series(False, index=ctx.inventory.index), "")
-    op_rtd = ctx.op_text("RecipientTypeDetails")
-    op_guid = ctx.op_text("ExchangeGuid").fillna("").str.lower().str.strip("{}")
-    exo_guid = ctx.exo_text("ExchangeGuid").str.lower().str.strip("{}")
-    empty = (op_guid == "") | (op_guid == EMPTY_GUID)
-    pair = ctx.matched & op_rtd.isin(REMOTE_TYPES) & ctx.exo_is_mailbox & (exo_guid != "")
-    mask = pair & (empty | (op_guid != exo_guid))
-    reason = pd.Series(
-        np.where(empty, "is empty on-prem", "differs between on-prem and EXO"), index=ctx.inventory.index, dtype="str"
+        return ctx.no_hits()
+    pair = (ctx.op_in("RecipientTypeDetails", REMOTE_TYPES) & ctx.exo_is_mailbox).to_numpy()
+    pos = np.flatnonzero(pair)
+    op_raw = ctx.op_col_at("ExchangeGuid", pos).fillna("")
+    exo_raw = ctx.inventory["ExchangeGuid"].iloc[pos].reset_index(drop=True).fillna("") if (
+        "ExchangeGuid" in ctx.inventory.columns
+    ) else pd.Series("", index=op_raw.index)
+    # exact equality settles almost every pair; only the rest is normalised (case, braces, zero GUID)
+    suspect = pos[(op_raw.astype("str") != exo_raw.astype("str")).to_numpy(dtype=bool)]
+    op_guid = _guid(ctx.op_col_at("ExchangeGuid", suspect).fillna(""))
+    exo_guid = _guid(ctx.inventory["ExchangeGuid"].iloc[suspect].reset_index(drop=True).fillna("")) if (
+        "ExchangeGuid" in ctx.inventory.columns
+    ) else pd.Series("", index=op_guid.index)
+    empty = ((op_guid == "") | (op_guid == EMPTY_GUID)).to_numpy(dtype=bool)
+    bad = (exo_guid != "").to_numpy(dtype=bool) & (empty | (op_guid != exo_guid).to_numpy(dtype=bool))
+    hit_pos, hit_empty = suspect[bad], empty[bad]
+    labels = ctx.inventory.index[hit_pos]
+    op_rtd = ctx.op_col_at("RecipientTypeDetails", hit_pos).astype("str").to_numpy(dtype=object)
+    explanation = pd.Series(
+        [
+            f"ExchangeGuid of {rtd} " + ("is empty on-prem" if e else "differs between on-prem and EXO")
+            + "; set the on-prem RemoteMailbox to the EXO mailbox's GUID"
+            for rtd, e in zip(op_rtd, hit_empty, strict=True)
+        ],
+        index=labels,
+        dtype="str",
     )
-    explanation = join_text(
-        "ExchangeGuid of ", op_rtd, " ", reason, "; set the on-prem RemoteMailbox to the EXO mailbox's GUID"
-    )
+    mask = np.zeros(len(ctx.inventory), dtype=bool)
+    mask[hit_pos] = True
     return ctx.hits(
         mask,
         explanation,
         evidence={
             "matched_on": ctx.op_join,
             "onprem.line": line_series(ctx),
-            "onprem.ExchangeGuid": ctx.op_text("ExchangeGuid"),
-            "exo.ExchangeGuid": ctx.exo_text("ExchangeGuid"),
+            "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
+            "exo.ExchangeGuid": ctx.inventory["ExchangeGuid"],
         },
     )
+
+
+def _guid(s: pd.Series) -> pd.Series:
+    return s.astype("str").str.strip().str.lower().str.strip("{}")
 
 
 @rule(
@@ -127,6 +147,8 @@ def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
 def ambiguous_match(ctx: DetectContext) -> Hits:
     """One row per (on-prem line, candidate EXO recipient) the join refused to guess."""
     amb = ctx.match.ambiguous
+    if amb.empty:
+        return ctx.no_hits()
     amb = amb[amb["ExternalDirectoryObjectId"].isin(ctx.ids)]
     idx = pd.Index(amb["ExternalDirectoryObjectId"].astype("str"))
     if ctx.onprem is not None and len(amb):

@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..detect import FLIP_TO_CLOUD, SETTLE_TIME, DetectContext, Hits, rule
 from ..model import CUSTOM_ATTRIBUTES, EXTENSION_CUSTOM_ATTRIBUTES
 from ..onprem import REMOTE_TYPES
-from ._common import join_text, line_series
+from ._common import line_series
 
 #: Writeback attributes compared between on-prem and EXO (HiddenFromAddressListsEnabled is
 #: not in the on-prem export, so it is not compared).
@@ -28,6 +30,7 @@ DRIFT_ATTRIBUTES: tuple[str, ...] = (
     "RecipientTypeDetails",
 )
 _MULTI = frozenset({*EXTENSION_CUSTOM_ATTRIBUTES, "EmailAddresses"})
+_TEXT_ATTRIBUTES = frozenset({*CUSTOM_ATTRIBUTES, "PrimarySmtpAddress"})
 #: Proxy types EXO adds by itself and never writes back (SharePoint's SPO: address).
 IGNORED_PROXY_TYPES: frozenset[str] = frozenset({"spo"})
 _REMOTE_TO_EXO = {
@@ -49,19 +52,20 @@ _REMOTE_TO_EXO = {
 def recent_onprem_change(ctx: DetectContext) -> Hits:
     """Dir-synced EXO mailbox of a flip type whose on-prem row changed at or after now - (interval + 24 h)."""
     if not ctx.has_onprem_column("WhenChanged"):
-        return ctx.hits(pd.Series(False, index=ctx.inventory.index), "")
+        return ctx.no_hits()
     wait = ctx.sync_interval + SETTLE_TIME
-    when = pd.to_datetime(ctx.op["WhenChanged"], utc=True)
+    when = pd.to_datetime(ctx.op_col("WhenChanged"), utc=True)
     cutoff = pd.Timestamp(ctx.now) - wait
     flip_target = ctx.exo_flip_type & ctx.exo_bool("IsDirSynced")
-    mask = ctx.matched & flip_target & when.notna() & (when >= cutoff)
+    mask = flip_target & ctx.matched & when.notna() & (when >= cutoff)
     safe = when + wait
-    explanation = join_text(
-        "Changed on-prem at ",
-        when.dt.strftime("%Y-%m-%d %H:%M UTC"),
-        "; flip after ",
-        safe.dt.strftime("%Y-%m-%d %H:%M UTC"),
-        " (one sync cycle + 24 h)",
+    hit_when, hit_safe = when[mask], safe[mask]
+    explanation = (
+        "Changed on-prem at "
+        + hit_when.dt.strftime("%Y-%m-%d %H:%M UTC")
+        + "; flip after "
+        + hit_safe.dt.strftime("%Y-%m-%d %H:%M UTC")
+        + " (one sync cycle + 24 h)"
     )
     return ctx.hits(
         mask,
@@ -88,72 +92,101 @@ def attribute_drift(ctx: DetectContext) -> Hits:
 
     Only mailboxes whose on-prem side is still the source of authority (not cloud-managed):
     for a cloud-managed mailbox EXO is the source and on-prem lags by design; what a flip
-    back would overwrite is listed by the undo plan instead.
+    back would overwrite is listed by the undo plan instead. Values the on-prem export did not
+    carry (a missing column, NA) are unknown and never count as a difference.
     """
-    op_rtd = ctx.op_text("RecipientTypeDetails")
     pair = (
-        ctx.matched & op_rtd.isin(REMOTE_TYPES) & ctx.exo_is_mailbox & ~ctx.exo_bool("IsExchangeCloudManaged")
+        ctx.op_in("RecipientTypeDetails", REMOTE_TYPES) & ctx.exo_is_mailbox & ~ctx.exo_bool("IsExchangeCloudManaged")
     ).to_numpy()
+    pos = np.flatnonzero(pair)
+    if len(pos) == 0:
+        return ctx.no_hits()
+    onprem = ctx.onprem
+    assert onprem is not None  # needs_onprem: the engine skips this rule without on-prem data
     diffs: dict[str, np.ndarray] = {}
+    op_idx = pa.array(ctx._op_pos[pos])
+    exo_idx = pa.array(pos)
     for attr in DRIFT_ATTRIBUTES:
         if not ctx.has_onprem_column(attr) or attr not in ctx.inventory.columns:
             continue
-        op = ctx.op[attr]
-        known = op.notna().to_numpy() & pair
-        if not known.any():
-            continue
-        exo = ctx.inventory[attr]
-        if attr in _MULTI:
-            d = _multi_differs(op, exo, known, proxies=attr == "EmailAddresses")
-        elif attr == "RecipientTypeDetails":
-            d = known & (op.astype("str").map(_REMOTE_TO_EXO).fillna("").to_numpy() != ctx.exo_text(attr).to_numpy())
-        else:
-            a = op.fillna("").astype("str").str.strip()
-            b = exo.fillna("").astype("str").str.strip()
-            if attr == "PrimarySmtpAddress":
-                a, b = a.str.lower(), b.str.lower()
-            d = known & (a.to_numpy() != b.to_numpy())
+        if attr in _TEXT_ATTRIBUTES:
+            d = _text_differs(onprem[attr], ctx.inventory[attr], op_idx, exo_idx, lower=attr == "PrimarySmtpAddress")
+        elif attr in _MULTI:
+            a = onprem[attr].to_numpy(dtype=object)[ctx._op_pos[pos]]
+            b = ctx.inventory[attr].to_numpy(dtype=object)[pos]
+            known = np.asarray(~pd.isna(a), dtype=bool)
+            d = _multi_differs(a, b, known, proxies=attr == "EmailAddresses")
+        else:  # RecipientTypeDetails: RemoteXMailbox on-prem stands for XMailbox in EXO
+            op = ctx.op_col_at(attr, pos)
+            known = op.notna().to_numpy()
+            mapped = _map_values(op, _REMOTE_TO_EXO)
+            exo = ctx.inventory[attr].iloc[pos].fillna("").astype("str").to_numpy(dtype=object)
+            d = known & (mapped != exo)
         if d.any():
             diffs[attr] = d
     if not diffs:
-        return ctx.hits(pd.Series(False, index=ctx.inventory.index), "")
-    table = pd.DataFrame(diffs, index=ctx.inventory.index)
-    mask = table.any(axis=1)
-    rows = table[mask]
-    names = [[c for c, v in zip(rows.columns, r, strict=True) if v] for r in rows.itertuples(index=False)]
-    evidence: list[dict[str, Any]] = []
-    for (label, _), changed in zip(rows.iterrows(), names, strict=True):
-        evidence.append(
-            {
-                a: {"onprem": _plain(ctx.op.at[label, a]), "cloud": _plain(ctx.inventory.at[label, a])}
-                for a in changed
-            }
-        )
-    listed = pd.Series([", ".join(n) for n in names], index=rows.index, dtype="str")
-    explanation = "On-prem and EXO disagree on " + listed + "; a flip keeps the EXO values"
-    hits = ctx.hits(mask, explanation.reindex(ctx.inventory.index).fillna(""))
-    return Hits(hits.ids, hits.explanation, pd.Series(evidence, index=rows.index, dtype="object"))
+        return ctx.no_hits()
+    attrs = list(diffs)
+    matrix = np.column_stack([diffs[a] for a in attrs])
+    any_diff = matrix.any(axis=1)
+    hit_pos = pos[any_diff]
+    labels = ctx.inventory.index[hit_pos]
+    names = [[attrs[j] for j in np.flatnonzero(row)] for row in matrix[any_diff]]
+    op_values = {a: ctx.op_col_at(a, hit_pos).to_numpy(dtype=object) for a in diffs}
+    exo_values = {a: ctx.inventory[a].iloc[hit_pos].to_numpy(dtype=object) for a in diffs}
+    evidence = [
+        {a: {"onprem": _plain(op_values[a][i]), "cloud": _plain(exo_values[a][i])} for a in changed}
+        for i, changed in enumerate(names)
+    ]
+    explanation = pd.Series(
+        ["On-prem and EXO disagree on " + ", ".join(n) + "; a flip keeps the EXO values" for n in names],
+        index=labels,
+        dtype="str",
+    )
+    mask = np.zeros(len(ctx.inventory), dtype=bool)
+    mask[hit_pos] = True
+    hits = ctx.hits(mask, explanation)
+    return Hits(hits.ids, hits.explanation, pd.Series(evidence, index=labels, dtype="object"))
 
 
-def _multi_differs(op: pd.Series, exo: pd.Series, known: np.ndarray, *, proxies: bool) -> np.ndarray:
-    """Set comparison of multi-valued cells; a cheap joined-string pass first, sets only where it differs."""
-    a = _joined(op)
-    b = _joined(exo)
-    maybe = known & (a.to_numpy() != b.to_numpy())
-    out = np.zeros(len(op), dtype=bool)
-    if maybe.any():
-        pos = np.flatnonzero(maybe)
-        out[pos] = [
-            _canon(x, proxies) != _canon(y, proxies)
-            for x, y in zip(op.iloc[pos], exo.iloc[pos], strict=True)
-        ]
+def _as_arrow(s: pd.Series) -> pa.Array:
+    arr = pa.array(s.array) if isinstance(s.dtype, pd.StringDtype) else pa.array(s.astype("str").array)
+    out: pa.Array = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     return out
 
 
-def _joined(s: pd.Series) -> pd.Series:
-    if s.dtype == object:
-        return s.str.join("\x1f").fillna("").astype("str")
-    return s.fillna("").astype("str")
+def _text_differs(op_col: pd.Series, exo_col: pd.Series, op_idx: pa.Array, exo_idx: pa.Array, *, lower: bool) -> np.ndarray:
+    """Text attribute compare in pyarrow: on-prem NA is unknown (never a difference); None == ''."""
+    a = pc.take(_as_arrow(op_col), op_idx)
+    b = pc.take(_as_arrow(exo_col), exo_idx)
+    known = pc.is_valid(a)
+    a, b = pc.fill_null(a, ""), pc.fill_null(b, "")
+    if lower:
+        a, b = pc.utf8_lower(a), pc.utf8_lower(b)
+    d = np.asarray(pc.and_(known, pc.not_equal(a, b)).to_numpy(zero_copy_only=False), dtype=bool)
+    if d.any():  # whitespace-only differences are not drift
+        idx = pa.array(np.flatnonzero(d))
+        sa = pc.utf8_trim_whitespace(pc.take(a, idx))
+        sb = pc.utf8_trim_whitespace(pc.take(b, idx))
+        d[np.flatnonzero(d)] = np.asarray(pc.not_equal(sa, sb).to_numpy(zero_copy_only=False), dtype=bool)
+    return d
+
+
+def _map_values(s: pd.Series, mapping: dict[str, str]) -> np.ndarray:
+    """``s.map(mapping)`` through factorize (each distinct value looked up once); '' where unmapped."""
+    codes, uniques = pd.factorize(s)
+    table = np.array([mapping.get(str(u), "") for u in uniques] + [""], dtype=object)
+    return np.asarray(table[np.where(codes >= 0, codes, len(uniques))], dtype=object)
+
+
+def _multi_differs(a: np.ndarray, b: np.ndarray, known: np.ndarray, *, proxies: bool) -> np.ndarray:
+    """Set comparison of multi-valued cells: exact tuple equality first (C loop), sets only where that differs."""
+    maybe = known & np.asarray(a != b, dtype=bool)  # numpy compares object elements (tuples) in C
+    out = np.zeros(len(a), dtype=bool)
+    if maybe.any():
+        idx = np.flatnonzero(maybe)
+        out[idx] = [_canon(a[i], proxies) != _canon(b[i], proxies) for i in idx]
+    return out
 
 
 def _canon(value: Any, proxies: bool) -> frozenset[str]:
