@@ -175,6 +175,10 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
     ]
     if "graph_base_url" in info:
         lines.append(f"  Graph          {info['graph_base_url']}/v1.0/")
+    if "winrm_onprem_url" in info:
+        lines.append(f"  WinRM on-prem  {info['winrm_onprem_url']} (user {info.get('winrm_username', '')})")
+    if "winrm_exo_url" in info:
+        lines.append(f"  WinRM EXO host {info['winrm_exo_url']}")
     lines += [
         f"  CA file        {info['ca_file']}",
         f"  client id      {info['client_id']} (secret, certificate {info['client_cert_thumbprint']})",

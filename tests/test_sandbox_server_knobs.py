@@ -11,7 +11,16 @@ import httpx
 import pytest
 from exocm.sandbox.knobs import parse_fault
 from exocm.sandbox.rest import CONCURRENCY_MESSAGE
-from sandbox_clients import app_token, batch_url, cmdlet_body, headers, invoke, invoke_url, rest_client
+from sandbox_clients import (
+    app_token,
+    batch_url,
+    cmdlet_body,
+    confidential_app,
+    headers,
+    invoke,
+    invoke_url,
+    rest_client,
+)
 
 
 def _flip_candidates(sb: Any, n: int) -> list[str]:
@@ -174,3 +183,18 @@ def test_latency_and_jitter_are_added_per_request(make_sandbox: Callable[..., An
     with rest_client(info) as c:
         assert invoke(c, info, app_token(info), "Get-Mailbox", ResultSize=1).status_code == 200
     assert sb.knobs.delay_s(random.Random(1)) >= 0.01
+
+
+def test_token_lifetime_knob_sets_expires_in(make_sandbox: Callable[..., Any]) -> None:
+    sb = make_sandbox(size=20, token_lifetime_s=120)
+    info = sb.info
+    result = confidential_app(info).acquire_token_for_client([info["scope"]])
+    assert result["expires_in"] == 120
+
+
+def test_sync_interval_runs_sync_cycles_in_the_background(make_sandbox: Callable[..., Any]) -> None:
+    sb = make_sandbox(size=20, sync_interval=0.1)
+    deadline = time.monotonic() + 20
+    while sb.tenant.sync_cycles < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sb.tenant.sync_cycles >= 2

@@ -316,3 +316,13 @@ def test_cached_record_fragments_never_hide_a_change(make_sandbox: Callable[...,
     assert after[edoid]["IsExchangeCloudManaged"] is True
     assert "smtp:added-in-place@example.org" in after[edoid]["EmailAddresses"]
     assert all(after[r["ExternalDirectoryObjectId"]] == r for r in before if r["ExternalDirectoryObjectId"] != edoid)
+
+
+def test_next_link_base_knob_makes_a_hostile_service_point_elsewhere(make_sandbox: Callable[..., Any]) -> None:
+    # For clients' tests: a nextLink to another host must be refused by the client.
+    sb = make_sandbox(size=40)
+    sb.knobs.next_link_base_url = "https://attacker.example"
+    info = sb.info
+    with rest_client(info) as c:
+        data = invoke(c, info, app_token(info), "Get-User", page_size=5, ResultSize="Unlimited").json()
+    assert data["@odata.nextLink"].startswith("https://attacker.example/adminapi/beta/")
