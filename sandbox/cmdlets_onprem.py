@@ -500,6 +500,7 @@ def _member_edit(t: Tenant, p: dict[str, Any], add: bool) -> list[Record]:
     if changed:
         g.when_changed = t.now()
         t.pending_groups.add(g.guid)
+        t.mark("ad_groups", g.guid)
     return []
 
 
@@ -578,3 +579,33 @@ def get_ad_user(t: Tenant, p: dict[str, Any]) -> RecordSet:
         pred = compile_filter(text, {k.lower(): g for k, g in getters.items()})
         objs = [a for a in t.ad_users.values() if pred(a)]
     return RecordSet(objs, build)
+
+
+@ONPREM_CMDLETS.register("New-ADUser", ("Name", "GivenName", "Surname", "DisplayName", "SamAccountName",
+                                        "UserPrincipalName", "Path", "Department", "Enabled", "AccountPassword",
+                                        "PassThru", "Server"), required=("Name",))
+def new_ad_user(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """New-ADUser: a user without Exchange attributes (synced at the next cycle as an EXO User)."""
+    name = str(p["Name"])
+    sam = str(p.get("SamAccountName") or name.replace(" ", "").lower())[:20]
+    upn = str(p.get("UserPrincipalName") or f"{sam}@{t.onprem_domain}")
+    taken = [a for a in t.ad_index.find(sam) if a.sam.lower() == sam.lower()] + \
+        [a for a in t.ad_index.find(upn) if a.upn.lower() == upn.lower()]
+    if taken:
+        # The AD module's error for a duplicate (text from the AD module).
+        raise CmdletError("ADIdentityAlreadyExistsException", "ResourceExists",
+                          "The specified account already exists")
+    if _whatif(p):
+        return []
+    now = t.now()
+    a = AdUser(guid=t.new_guid(), sam=sam, upn=upn, given_name=str(p.get("GivenName") or ""),
+               surname=str(p.get("Surname") or ""), display_name=str(p.get("DisplayName") or name), cn=name,
+               ou_dn=str(p.get("Path") or f"OU=Accounts,{t.onprem_dc_dn}"), rtd=None, alias=None, proxies=[],
+               exchange_guid=None, archive_guid=None, legacy_dn=None, remote_routing=None, hidden=False, ca=None,
+               eca=None, when_created=now, when_changed=now, enabled=to_bool(p.get("Enabled", True), "Enabled"),
+               department=str(p.get("Department") or ""))
+    t.add_ad_user(a)
+    t.pending_ad.add(a.guid)
+    if "PassThru" in p and to_bool(p["PassThru"], "PassThru"):
+        return get_ad_user(t, {"Identity": a.guid}).to_list()
+    return []

@@ -338,18 +338,18 @@ def _build_groups(g: _Gen) -> None:
                     licenses=[E3.sku_id])
     adg.entra_id = eg.id
     t.add_ad_group(adg)
-    t.entra_groups[eg.id] = eg
+    t.add_entra_group(eg)
     g.groups["synced_e3"] = (adg, eg)
     ceg = EntraGroup(id=g.guid(), display_name="LIC-M365-E5", mail_nickname="LIC-M365-E5", sync_enabled=False,
                      ad_guid=None, licenses=[E5.sku_id])
-    t.entra_groups[ceg.id] = ceg
+    t.add_entra_group(ceg)
     g.groups["cloud_e5"] = (None, ceg)
     staff = AdGroup(guid=g.guid(), name="GG-All-Staff", sam="GG-All-Staff", ou_dn=f"OU=Groups,{t.onprem_dc_dn}")
     seg = EntraGroup(id=g.guid(), display_name=staff.name, mail_nickname=staff.sam, sync_enabled=True,
                      ad_guid=staff.guid)
     staff.entra_id = seg.id
     t.add_ad_group(staff)
-    t.entra_groups[seg.id] = seg
+    t.add_entra_group(seg)
 
 
 def _remote_types(g: _Gen) -> tuple[str, str]:

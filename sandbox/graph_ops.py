@@ -130,6 +130,7 @@ def assign_license(t: Tenant, ident: str, *, add: list[str], remove: list[str]) 
         u.licenses.add(s.lower())
     for s in remove:
         u.licenses.discard(s.lower())
+    t.mark("entra_users", u.id)
     t.pending_exo.add(u.id)
     return user_record(t, u)
 
@@ -197,6 +198,8 @@ def add_group_member(t: Tenant, group: str, user: str) -> None:
                           "properties: 'members'.", http_status=400)
     g.members.add(u.id)
     u.groups.add(g.id)
+    t.mark("entra_users", u.id)
+    t.mark("entra_groups", g.id)
     t.pending_exo.add(u.id)
 
 
@@ -210,4 +213,6 @@ def remove_group_member(t: Tenant, group: str, user: str) -> None:
         raise _not_found(user)
     g.members.discard(u.id)
     u.groups.discard(g.id)
+    t.mark("entra_users", u.id)
+    t.mark("entra_groups", g.id)
     t.pending_exo.add(u.id)

@@ -134,7 +134,7 @@ def _install(t: Tenant, kind: str, objs: Iterable[Any]) -> None:
             t.add_entra_user(u)
     elif kind == "entra_groups":
         for eg in objs:
-            t.entra_groups[eg.id] = eg
+            t.add_entra_group(eg)
     else:
         for r in objs:
             t.add_exo(r)
@@ -164,13 +164,49 @@ def tenant_from_state(state: dict[str, Any], *, clock: Callable[[], datetime] | 
     return t
 
 
-def _dumps(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"))
+try:  # orjson is a sandbox dependency (the REST front uses it); json is the fallback
+    import orjson
+
+    def _dumps(v: Any) -> bytes | str:
+        return orjson.dumps(v)
+
+    _loads: Callable[[bytes | str], Any] = orjson.loads
+except ImportError:  # pragma: no cover
+    def _dumps(v: Any) -> bytes | str:
+        return json.dumps(v, separators=(",", ":"))
+
+    _loads = json.loads
+
+_KEY = {"ad_users": "guid", "ad_groups": "guid", "entra_users": "id", "entra_groups": "id", "exo": "edoid"}
+
+
+def _key_index(kind: str) -> int:
+    return _CODECS[kind][0].index(_KEY[kind])
+
+
+def _clear_tracking(t: Tenant, path: Path) -> None:
+    t.saved_to = str(path.resolve())
+    for kind in KINDS:
+        t.dirty[kind].clear()
+        t.added[kind].clear()
+
+
+def _write_meta(con: sqlite3.Connection, t: Tenant) -> None:
+    con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [(k, json.dumps(v)) for k, v in _meta(t).items()])
 
 
 def save(t: Tenant, path: str | Path) -> None:
-    """Write the tenant to a SQLite file at `path` (atomic replace)."""
+    """Write the tenant to a SQLite file at `path`.
+
+    The first save (or a save to another file) writes a fresh file and renames it over the
+    target. Later saves to the same file write only the objects changed since, in one SQLite
+    transaction (atomic as well), so a big tenant under a busy server stays cheap to persist.
+    """
     target = Path(path)
+    if t.saved_to == str(target.resolve()) and target.exists():
+        _save_incremental(t, target)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -181,11 +217,12 @@ def save(t: Tenant, path: str | Path) -> None:
             con.execute("PRAGMA synchronous=OFF")
             con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             for kind in KINDS:
-                con.execute(f"CREATE TABLE {kind} (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)")
-            con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, _dumps(v)) for k, v in _meta(t).items()])
+                con.execute(f"CREATE TABLE {kind} (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL)")
+            _write_meta(con, t)
             for kind, objs in _collections(t).items():
-                con.executemany(f"INSERT INTO {kind} (data) VALUES (?)",
-                                ((_dumps(row),) for row in _rows(kind, objs)))
+                ki = _key_index(kind)
+                con.executemany(f"INSERT INTO {kind} (key, seq, data) VALUES (?, ?, ?)",
+                                ((row[ki], i, _dumps(row)) for i, row in enumerate(_rows(kind, objs))))
             con.commit()
         finally:
             con.close()
@@ -195,19 +232,49 @@ def save(t: Tenant, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _clear_tracking(t, target)
+
+
+def _save_incremental(t: Tenant, target: Path) -> None:
+    con = sqlite3.connect(target)
+    try:
+        con.execute("PRAGMA synchronous=FULL")
+        with con:  # one transaction: every change of this save lands, or none
+            for kind, objs in (("ad_users", t.ad_users), ("ad_groups", t.ad_groups),
+                               ("entra_users", t.entra_users), ("entra_groups", t.entra_groups),
+                               ("exo", t.exo)):
+                ki = _key_index(kind)
+                new = [k for k in t.added[kind] if k in objs]
+                if new:
+                    (top,) = con.execute(f"SELECT COALESCE(MAX(seq), -1) FROM {kind}").fetchone()
+                    con.executemany(
+                        f"INSERT OR REPLACE INTO {kind} (key, seq, data) VALUES (?, ?, ?)",
+                        ((row[ki], top + 1 + i, _dumps(row))
+                         for i, row in enumerate(_rows(kind, (objs[k] for k in new)))))
+                fresh = set(new)
+                changed = [k for k in t.dirty[kind] if k in objs and k not in fresh]
+                if changed:
+                    con.executemany(f"UPDATE {kind} SET data = ? WHERE key = ?",
+                                    ((_dumps(row), row[ki]) for row in _rows(kind, (objs[k] for k in changed))))
+            _write_meta(con, t)
+    finally:
+        con.close()
+    _clear_tracking(t, target)
 
 
 def load(path: str | Path, *, clock: Callable[[], datetime] | None = None) -> Tenant:
-    """Read a tenant written by save()."""
-    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    """Read a tenant written by save(); later saves to the same file are incremental."""
+    target = Path(path)
+    con = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
     try:
         meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
         t = _new_tenant(meta, clock)
         with gc_paused():
             for kind in KINDS:
                 rows = con.execute(f"SELECT data FROM {kind} ORDER BY seq")
-                _install(t, kind, (_obj(kind, json.loads(d)) for (d,) in rows))
+                _install(t, kind, (_obj(kind, _loads(d)) for (d,) in rows))
         _apply_meta(t, meta)
-        return t
     finally:
         con.close()
+    _clear_tracking(t, target)
+    return t

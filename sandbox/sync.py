@@ -135,8 +135,10 @@ def _sync_user(t: Tenant, a: AdUser, stats: Counter[str]) -> ExoRecipient:
         if u.upn.lower() != a.upn.lower():
             t.entra_upn.pop(u.upn.lower(), None)
             t.entra_upn[a.upn.lower()] = u.id
-        u.upn, u.display_name, u.given_name, u.surname = a.upn, a.display_name, a.given_name, a.surname
-        u.account_enabled, u.department = a.enabled, a.department
+        new = (a.upn, a.display_name, a.given_name, a.surname, a.enabled, a.department)
+        if new != (u.upn, u.display_name, u.given_name, u.surname, u.account_enabled, u.department):
+            u.upn, u.display_name, u.given_name, u.surname, u.account_enabled, u.department = new
+            t.mark("entra_users", u.id)
         r = t.exo[u.id]
         if (r.upn, r.display_name, r.first_name, r.last_name) != (a.upn, a.display_name, a.given_name, a.surname):
             with t.editing_exo(r):
@@ -194,8 +196,9 @@ def _sync_group(t: Tenant, g: object, stats: Counter[str]) -> set[str]:
     eg = t.entra_groups.get(g.entra_id) if g.entra_id else None
     if eg is None:
         eg = EntraGroup(id=t.new_guid(), display_name=g.name, mail_nickname=g.sam, sync_enabled=True, ad_guid=g.guid)
-        t.entra_groups[eg.id] = eg
+        t.add_entra_group(eg)
         g.entra_id = eg.id
+        t.mark("ad_groups", g.guid)
     want = {t.ad_users[m].entra_id for m in g.members if m in t.ad_users and t.ad_users[m].entra_id}
     want.discard(None)
     wanted: set[str] = {w for w in want if w is not None}
@@ -205,11 +208,15 @@ def _sync_group(t: Tenant, g: object, stats: Counter[str]) -> set[str]:
         u = t.entra_users.get(uid)
         if u is not None:
             u.groups.add(eg.id)
+            t.mark("entra_users", uid)
     for uid in removed:
         u = t.entra_users.get(uid)
         if u is not None:
             u.groups.discard(eg.id)
-    eg.members = set(wanted)
+            t.mark("entra_users", uid)
+    if added or removed:
+        eg.members = set(wanted)
+        t.mark("entra_groups", eg.id)
     if added or removed:
         stats["groups_updated"] += 1
     return added | removed

@@ -41,6 +41,9 @@ SYNC_INTERVAL = timedelta(minutes=30)
 #: DESIGN section 1: wait one sync cycle plus 24 h after an on-prem change before flipping.
 RECENT_WINDOW = SYNC_INTERVAL + timedelta(hours=24)
 
+#: Object collections persisted by state.py, by table name.
+STATE_KINDS = ("ad_users", "ad_groups", "entra_users", "entra_groups", "exo")
+
 #: The finding codes of planted(), in report order.
 PLANTED_CODES = (
     "DUAL_MAILBOX",
@@ -221,6 +224,10 @@ class Tenant:
         self.last_sync: datetime | None = None
         self.sync_cycles = 0
         self.generated: dict[str, list[str]] = {}  # generator kind -> EDOIDs (see generator.py)
+        # Incremental persistence: keys changed / added since the last save (state.py).
+        self.dirty: dict[str, set[str]] = {k: set() for k in STATE_KINDS}
+        self.added: dict[str, list[str]] = {k: [] for k in STATE_KINDS}
+        self.saved_to: str | None = None
 
     # ---------------------------------------------------------------- clock, warnings, ids
     def now(self) -> datetime:
@@ -305,27 +312,45 @@ class Tenant:
         with self.lock:
             _ = self.exo_index, self.ad_index
 
+    def mark(self, kind: str, key: str) -> None:
+        """Record that an object changed (incremental saves write only those)."""
+        if self.saved_to is not None:
+            self.dirty[kind].add(key)
+
+    def _added(self, kind: str, key: str) -> None:
+        if self.saved_to is not None:
+            self.added[kind].append(key)
+
     def add_exo(self, r: ExoRecipient) -> None:
         """Register an EXO recipient and index it."""
         self.exo[r.edoid] = r
+        self._added("exo", r.edoid)
         if self._exo_index is not None:
             self._exo_index.add(r, self._exo_keys(r))
 
     def add_ad_user(self, a: AdUser) -> None:
         """Register an on-prem AD user and index it."""
         self.ad_users[a.guid] = a
+        self._added("ad_users", a.guid)
         if self._ad_index is not None:
             self._ad_index.add(a, self._ad_keys(a))
 
     def add_ad_group(self, g: AdGroup) -> None:
         """Register an on-prem AD group and index it (guid, name, sAMAccountName)."""
         self.ad_groups[g.guid] = g
+        self._added("ad_groups", g.guid)
         self.ad_group_index.add(g, [g.guid, g.name.lower(), g.sam.lower()])
 
     def add_entra_user(self, u: EntraUser) -> None:
         """Register an Entra user."""
         self.entra_users[u.id] = u
         self.entra_upn[u.upn.lower()] = u.id
+        self._added("entra_users", u.id)
+
+    def add_entra_group(self, g: EntraGroup) -> None:
+        """Register an Entra group."""
+        self.entra_groups[g.id] = g
+        self._added("entra_groups", g.id)
 
     @contextmanager
     def editing_exo(self, r: ExoRecipient) -> Iterator[ExoRecipient]:
@@ -339,6 +364,7 @@ class Tenant:
             if idx is not None:
                 idx.add(r, self._exo_keys(r))
             r.when_changed = self.now()
+            self.mark("exo", r.edoid)
 
     @contextmanager
     def editing_ad(self, a: AdUser, *, touch: bool = True) -> Iterator[AdUser]:
@@ -351,6 +377,7 @@ class Tenant:
         finally:
             if idx is not None:
                 idx.add(a, self._ad_keys(a))
+            self.mark("ad_users", a.guid)
             if touch:
                 a.when_changed = self.now()
                 self.pending_ad.add(a.guid)
