@@ -175,6 +175,9 @@ class TokenService:
             return self._error(405, "invalid_request", 900561,  # Entra: AADSTS900561, POST required
                                "The endpoint only accepts POST requests. Received a GET request.")
         form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        if not form.get("scope") and form.get("resource"):
+            # The v1 endpoint names a resource instead of a scope (Entra, documented).
+            form["scope"] = f"{form['resource'].rstrip('/')}/.default"
         if rest[-1] == "devicecode":
             return self._device_code(form)
         return self._token(form)

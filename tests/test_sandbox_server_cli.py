@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from exocm.sandbox.server import Sandbox
 from sandbox_clients import app_token, invoke, rest_client
 
 CURL = shutil.which("curl")
@@ -108,3 +109,27 @@ def test_serve_rejects_an_unknown_fault_kind() -> None:
     out = subprocess.run([sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve",
                           "--fault", "meteor=0.5"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "meteor" in out.stderr
+
+
+def test_restart_on_the_same_port_keeps_state_and_accepts_earlier_tokens(tmp_path: Path) -> None:
+    pytest.importorskip("exocm.sandbox.state")
+    state = tmp_path / "t.sqlite"
+    first = Sandbox.start(size=60, seed=9, state_file=state, winrm=False)
+    try:
+        info = first.info
+        token = app_token(info)
+        edoid = first.tenant.invoke("Get-Mailbox", {"ResultSize": 1, "Filter": "IsDirSynced -eq $true -and "
+                                                    "IsExchangeCloudManaged -eq $false"})[0]["ExternalDirectoryObjectId"]
+        with rest_client(info) as c:
+            assert invoke(c, info, token, "Set-Mailbox", Identity=edoid,
+                          IsExchangeCloudManaged=True).status_code == 200
+    finally:
+        first.stop()
+    second = Sandbox.start(size=60, seed=9, state_file=state, port=first.port, winrm=False)
+    try:
+        assert second.info["rest_base_url"] == info["rest_base_url"] and second.info["ca_file"] == info["ca_file"]
+        with rest_client(info) as c:  # the client's old CA file, URL and token still work
+            record = invoke(c, info, token, "Get-Mailbox", Identity=edoid).json()["value"][0]
+        assert record["IsExchangeCloudManaged"] is True
+    finally:
+        second.stop()

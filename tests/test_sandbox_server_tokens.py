@@ -164,3 +164,11 @@ def test_ca_bundle_environment_variables_do_not_reach_the_clients(sandbox: Any,
     result = confidential_app(info).acquire_token_for_client([info["scope"]])
     assert "access_token" in result
     assert _rest_accepts(info, result["access_token"])
+
+
+def test_v1_token_endpoint_accepts_a_resource_instead_of_a_scope(sandbox: Any) -> None:
+    info = sandbox.info
+    resp = requests_session(info).post(f"{info['authority']}/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": info["client_id"], "client_secret": info["client_secret"],
+        "resource": info["rest_base_url"]})
+    assert resp.status_code == 200 and _rest_accepts(info, resp.json()["access_token"])
