@@ -42,6 +42,11 @@ from ..errors import CmdletError
 from .serialize import record_to_clixml
 from .sessions import CommandSpec, Outcome, Session
 
+#: Output objects serialised per batch, and the initial bytes queued ahead of the client (raised
+#: to two Receive envelopes once a Receive says how large its envelope may be).
+_BATCH = 64
+_HIGH_WATER = 256 * 1024
+
 #: .NET base types an Exchange exception derives from (sandbox-abridged).
 _EXCEPTION_BASES = ("System.Exception", "System.Object")
 
@@ -55,6 +60,7 @@ class PipelineRun:
     outcome: Outcome | None = None
     next_record: int = 0
     finalized: bool = False
+    reported_done: bool = False
     stopped: bool = False
 
 
@@ -92,6 +98,7 @@ class Shell:
         self.runs: dict[uuid.UUID, PipelineRun] = {}
         self.last_used = time.monotonic()
         self.closed = False
+        self.high_water = _HIGH_WATER
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, data: bytes, pipeline_id: uuid.UUID | None = None) -> None:
@@ -121,6 +128,7 @@ class Shell:
         threading.Thread(target=self._execute, args=(run,), daemon=True, name=f"psrp-{event.pipeline_id}").start()
 
     def _execute(self, run: PipelineRun) -> None:
+        """Run the cmdlets, then keep the pipeline's queue filled ahead of the client's Receives."""
         try:
             outcome = self.session.run(run.commands)
         except Exception as exc:  # a sandbox bug must still end the pipeline, never hang the client
@@ -130,42 +138,44 @@ class Shell:
             )
         with self.lock:
             run.outcome = outcome
+        self._produce(run, outcome)
+
+    def _produce(self, run: PipelineRun, outcome: Outcome) -> None:
+        """Serialise output in batches, outside the shell lock, up to a high-water mark ahead of the
+        client (so the server works while the client decodes), then finish the pipeline."""
+        pid = run.pipeline.pipeline_id
+        total = len(outcome)
+        while True:
+            with self.lock:
+                while (not run.stopped and not self.closed
+                       and sum(len(m) for m in self.queues.get(pid, ())) >= self.high_water):
+                    self.changed.wait(0.5)
+                if run.stopped or self.closed:
+                    return
+                first = run.next_record
+            count = min(_BATCH, total - first)
+            if count <= 0:
+                break
+            xmls = [record_to_clixml(outcome.record(i), outcome.cmdlet, selected=outcome.selected)
+                    for i in range(first, first + count)]
+            with self.lock:
+                if run.stopped or self.closed:
+                    return
+                rpid = self.pool.runspace_pool_id
+                queue = self.queues.setdefault(pid, [])
+                for xml in xmls:
+                    raw = create_message(False, PSRPMessageType.PipelineOutput, xml, rpid, pid)
+                    queue.append(PSRPMessage(PSRPMessageType.PipelineOutput, bytearray(raw), rpid, pid,
+                                             self.pool._fragment_counter))
+                run.next_record = first + count
+                self.changed.notify_all()
+        with self.lock:
+            if not run.stopped and not self.closed:
+                self._finish(run, outcome)
             self.changed.notify_all()
 
-    def _route(self) -> None:
-        buffer: list[PSRPMessage] = self.pool._send_buffer
-        if buffer:
-            for msg in buffer:
-                self.queues.setdefault(msg.pipeline_id, []).append(msg)
-            buffer.clear()
-
-    # -- output ----------------------------------------------------------------------------
-    def _has_data(self, target: uuid.UUID | None) -> bool:
-        if self.queues.get(target):
-            return True
-        run = self.runs.get(target) if target is not None else None
-        return run is not None and run.outcome is not None and not run.finalized
-
-    def _produce(self, run: PipelineRun, budget: int) -> None:
-        """Queue serialised output until about `budget` bytes wait; finish the pipeline at the end."""
-        outcome = run.outcome
-        assert outcome is not None
-        queue = self.queues.setdefault(run.pipeline.pipeline_id, [])
-        queued = sum(len(m) for m in queue)
-        total = len(outcome)
-        rpid = self.pool.runspace_pool_id
-        pid = run.pipeline.pipeline_id
-        while queued < budget and run.next_record < total and not run.stopped:
-            xml = record_to_clixml(outcome.record(run.next_record), outcome.cmdlet, selected=outcome.selected)
-            run.next_record += 1
-            raw = create_message(False, PSRPMessageType.PipelineOutput, xml, rpid, pid)
-            queue.append(PSRPMessage(PSRPMessageType.PipelineOutput, bytearray(raw), rpid, pid,
-                                     self.pool._fragment_counter))
-            queued += len(raw)
-        if run.next_record < total and not run.stopped:
-            return
-        if run.finalized:
-            return
+    def _finish(self, run: PipelineRun, outcome: Outcome) -> None:
+        """Warnings and errors after the output, then the final pipeline state (lock held)."""
         pipeline = run.pipeline
         if pipeline.state == PSInvocationState.Running:
             cmdlet = outcome.cmdlet or (run.commands[0].name if run.commands else "")
@@ -182,6 +192,20 @@ class Shell:
         run.finalized = True
         self._route()
 
+    def _route(self) -> None:
+        buffer: list[PSRPMessage] = self.pool._send_buffer
+        if buffer:
+            for msg in buffer:
+                self.queues.setdefault(msg.pipeline_id, []).append(msg)
+            buffer.clear()
+
+    # -- output ----------------------------------------------------------------------------
+    def _has_data(self, target: uuid.UUID | None) -> bool:
+        if self.queues.get(target):
+            return True
+        run = self.runs.get(target) if target is not None else None
+        return run is not None and run.finalized and not run.reported_done
+
     def receive(self, target: uuid.UUID | None, budget: int, deadline: float,
                 abandoned: Callable[[], bool] = lambda: False) -> tuple[bytes | None, bool]:
         """Wait until `target` has data (or `deadline`), then return up to `budget` bytes of fragments.
@@ -195,11 +219,13 @@ class Shell:
                     return None, False
                 self.changed.wait(min(remaining, 0.5))
             self.last_used = time.monotonic()
+            self.high_water = max(self.high_water, 2 * budget)
             run = self.runs.get(target) if target is not None else None
-            if run is not None and run.outcome is not None:
-                self._produce(run, budget)
             payload = self._take(target, budget)
             done = run is not None and run.finalized and not self.queues.get(target)
+            if done and run is not None:
+                run.reported_done = True
+            self.changed.notify_all()  # the producer may refill now
             return payload, done
 
     def _take(self, target: uuid.UUID | None, amount: int) -> bytes | None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -121,13 +122,34 @@ def _encode_char(match: re.Match[str]) -> str:
     return "".join(f"_x{raw[i:i + 4]}_" for i in range(0, len(raw), 4))
 
 
+_PLAIN = re.compile("[&<>_\u0000-\u001F\u007F-\u009F\U00010000-\U0010FFFF]")
+
+
 def clixml_string(value: str) -> str:
     """Escape a string for a CLIXML `<S>` element (XML escaping plus PowerShell's `_xHHHH_`)."""
+    if _PLAIN.search(value) is None:
+        return value  # the common case: nothing to escape
     if "_" in value:
         value = _ESCAPE_ESCAPE.sub("_x005F_\\1", value)
     if _NEEDS_ENCODING.search(value):
         value = _NEEDS_ENCODING.sub(_encode_char, value)
     return escape(value)
+
+
+_ATTRS: dict[str | None, str] = {None: ""}
+
+
+def _attr(name: str | None) -> str:
+    """` N="name"` (cached: property names repeat on every object)."""
+    attr = _ATTRS.get(name)
+    if attr is None:
+        attr = f' N="{escape(clixml_string(name or ""), {chr(34): "&quot;"})}"'
+        if len(_ATTRS) < 4096:
+            _ATTRS[name] = attr
+    return attr
+
+
+_GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def clixml_datetime(value: dt.datetime) -> str:
@@ -166,26 +188,45 @@ class _Writer:
         self.ref += 1
         return ref
 
-    def type_names(self, names: Iterable[str]) -> None:
-        names = tuple(names)
+    def type_names(self, names: tuple[str, ...]) -> None:
         known = self.tn.get(names[0])
         if known is not None:
             self.parts.append(f'<TNRef RefId="{known}" />')
             return
         ref = self.tn[names[0]] = len(self.tn)
-        inner = "".join(f"<T>{escape('Deserialized.' + n)}</T>" for n in names)
-        self.parts.append(f'<TN RefId="{ref}">{inner}</TN>')
+        self.parts.append(f'<TN RefId="{ref}">{_tn_body(names)}</TN>')
 
     def value(self, name: str | None, prop: str, value: Any) -> None:
-        attr = f' N="{escape(name, {chr(34): "&quot;"})}"' if name is not None else ""
+        attr = _attr(name)
         parts = self.parts
-        if value is None:
+        kind = type(value)
+        if kind is str:
+            enum = ENUM_PROPERTIES.get(prop)
+            if enum is not None:
+                enum_type, table, tag = enum
+                parts.append(f'<Obj{attr} RefId="{self._next_ref()}">')
+                self.type_names(_enum_names(enum_type))
+                parts.append(f"<ToString>{clixml_string(value)}</ToString><{tag}>{table.get(value, 0)}</{tag}></Obj>")
+            elif prop in GUID_PROPERTIES and _GUID_TEXT.match(value):
+                parts.append(f"<G{attr}>{value.lower()}</G>")
+            else:
+                parts.append(f"<S{attr}>{clixml_string(value)}</S>")
+        elif value is None:
             parts.append(f"<Nil{attr} />")
-        elif prop in ENUM_PROPERTIES and isinstance(value, str):
-            enum_type, table, tag = ENUM_PROPERTIES[prop]
+        elif kind is bool:
+            parts.append(f"<B{attr}>{'true' if value else 'false'}</B>")
+        elif kind is list or kind is tuple or isinstance(value, list | tuple | set | frozenset):
             parts.append(f'<Obj{attr} RefId="{self._next_ref()}">')
-            self.type_names((enum_type, "System.Enum", "System.ValueType", "System.Object"))
-            parts.append(f"<ToString>{clixml_string(value)}</ToString><{tag}>{table.get(value, 0)}</{tag}></Obj>")
+            self.type_names(_COLLECTION_BY_PROPERTY.get(prop, _STRING_COLLECTION))
+            parts.append("<LST>")
+            for item in value:
+                if type(item) is str:
+                    parts.append(f"<S>{clixml_string(item)}</S>")
+                else:
+                    self.value(None, "", item)
+            parts.append("</LST></Obj>")
+        elif isinstance(value, dt.datetime):
+            parts.append(f"<DT{attr}>{clixml_datetime(value)}</DT>")
         elif isinstance(value, bool):
             parts.append(f"<B{attr}>{'true' if value else 'false'}</B>")
         elif isinstance(value, int):
@@ -193,21 +234,12 @@ class _Writer:
             parts.append(f"<{tag}{attr}>{value}</{tag}>")
         elif isinstance(value, float):
             parts.append(f"<Db{attr}>{value!r}</Db>")
-        elif isinstance(value, dt.datetime):
-            parts.append(f"<DT{attr}>{clixml_datetime(value)}</DT>")
-        elif isinstance(value, uuid.UUID) or (prop in GUID_PROPERTIES and _is_guid(value)):
+        elif isinstance(value, uuid.UUID):
             parts.append(f"<G{attr}>{str(value).lower()}</G>")
-        elif isinstance(value, list | tuple | set | frozenset):
-            parts.append(f'<Obj{attr} RefId="{self._next_ref()}">')
-            self.type_names(_COLLECTION_BY_PROPERTY.get(prop, _STRING_COLLECTION))
-            parts.append("<LST>")
-            for item in value:
-                self.value(None, "", item)
-            parts.append("</LST></Obj>")
         else:
             parts.append(f"<S{attr}>{clixml_string(str(value))}</S>")
 
-    def obj(self, record: Mapping[str, Any], type_names: Iterable[str], *, selected: bool) -> str:
+    def obj(self, record: Mapping[str, Any], type_names: tuple[str, ...], *, selected: bool) -> str:
         self.parts.append(f'<Obj RefId="{self._next_ref()}">')
         self.type_names(type_names)
         self.parts.append("<MS>" if selected else "<Props>")
@@ -217,14 +249,14 @@ class _Writer:
         return "".join(self.parts)
 
 
-def _is_guid(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) != 36:
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+@functools.lru_cache(maxsize=256)
+def _tn_body(names: tuple[str, ...]) -> str:
+    return "".join(f"<T>{escape('Deserialized.' + n)}</T>" for n in names)
+
+
+@functools.lru_cache(maxsize=64)
+def _enum_names(enum_type: str) -> tuple[str, ...]:
+    return (enum_type, "System.Enum", "System.ValueType", "System.Object")
 
 
 def record_to_clixml(record: Mapping[str, Any], cmdlet: str, *, selected: bool = False) -> bytes:
