@@ -1,8 +1,9 @@
 """`exocm findings`: what makes IsExchangeCloudManaged unsafe, per mailbox, with evidence.
 
-Reads the EXO inventory (snapshot or fresh), joins the on-prem export given with --onprem-csv
-(with --sandbox and no file, the sandbox tenant's own on-prem export, written as an
-Export-Csv file and read back like any admin's file), runs the detection rules and prints a
+Reads the EXO inventory (snapshot or fresh), joins the on-prem data (the export given with
+--onprem-csv; or read live over WinRM with --onprem-host/--onprem-live; with --sandbox and
+neither, the sandbox tenant's own on-prem export, written as an Export-Csv file and read back
+like any admin's file), runs the detection rules and prints a
 summary by code and severity, then the rows. Exit code 0 when no finding is at or above
 --fail-on (default high), 1 otherwise, 2 on errors.
 """
@@ -38,9 +39,10 @@ from rich.markup import escape
 from . import exitcodes
 from .connection import connection_options, open_connection
 from .errors import fail, inert, user_errors
+from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
 
-_TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "explanation", "action")
-_WIDTH = {"severity": 8, "code": 24, "UserPrincipalName": 40, "explanation": 110, "action": 28}
+_TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "action", "explanation")
+_WIDTH = {"severity": 8, "code": 22, "UserPrincipalName": 36, "action": 27, "explanation": 400}
 
 
 def render_text(findings: pd.DataFrame, summary: dict[str, Any], *, label: str) -> str:
@@ -96,6 +98,7 @@ def _org_config(connection: Any, notes: list[str]) -> dict[str, Any] | None:
 
 @click.command()
 @connection_options
+@onprem_options
 @click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="On-prem export (Export-ExocmOnPrem.ps1, or any Export-Csv of Get-Mailbox/Get-RemoteMailbox).")
 @click.option("--severity", type=click.Choice(SEVERITIES, case_sensitive=False), default=None,
@@ -134,6 +137,9 @@ def findings(
         raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(RULES)}",
                                  param_hint="--code")
     notes: list[str] = []
+    live = pop_onprem_options(conn)
+    if onprem_csv is not None and onprem_live_requested(live):
+        raise click.UsageError("--onprem-csv and --onprem-host/--onprem-live exclude each other")
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         label = str(connection.label)
         sandbox = bool(connection.is_sandbox)
@@ -146,6 +152,9 @@ def findings(
         try:
             if onprem_csv is not None:
                 onprem = load_onprem_csv(onprem_csv)
+            elif onprem_live_requested(live):
+                with err.status("reading on-prem mailboxes over WinRM ..."):
+                    onprem = load_onprem_live_data(live, connection)
             elif connection.sandbox_handle is not None:
                 onprem = _sandbox_onprem(connection, Path(tmp))
         except OnPremFormatError as exc:
