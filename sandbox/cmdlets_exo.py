@@ -8,7 +8,6 @@ Get-User, DESIGN section 1); its "no value" form is the enum name "None", as Exc
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from exocm.sandbox.cmdlets import (
@@ -32,6 +31,7 @@ from exocm.sandbox.objects import (
 )
 from exocm.sandbox.opath import compile_filter
 from exocm.sandbox.tenant import Record, RecordSet, Tenant
+from exocm.sandbox.views import View
 
 EXO_CMDLETS = CmdletTable()
 
@@ -49,60 +49,46 @@ USER_SCOPE = frozenset({"UserMailbox", "SharedMailbox", "RoomMailbox", "Equipmen
 MAILUSER_SCOPE = frozenset({"MailUser"})
 RECIPIENT_SCOPE = frozenset({"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox", "MailUser"})
 
-Getter = Callable[[ExoRecipient], Any]
 
 
-def _getters(t: Tenant) -> dict[str, Getter]:
-    """Property name -> getter over an ExoRecipient (reads current state; nothing cached)."""
-    def ca(i: int) -> Getter:
-        return lambda r: (r.ca.get(i) or "") if r.ca else ""
-
-    def eca(i: int) -> Getter:
-        return lambda r: list(r.eca.get(i) or []) if r.eca else []
-
-    def ou(r: ExoRecipient) -> str:
-        return f"EURPR05A001.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/{t.domain}"
-
-    g: dict[str, Getter] = {
-        "Name": lambda r: r.name,
-        "Identity": lambda r: r.name,
-        "Alias": lambda r: r.alias or "",
-        "DisplayName": lambda r: r.display_name,
-        "FirstName": lambda r: r.first_name,
-        "LastName": lambda r: r.last_name,
-        "DistinguishedName": t.exo_dn,
-        "OrganizationalUnit": ou,
-        "Guid": lambda r: r.guid,
-        "ExchangeGuid": lambda r: r.exchange_guid or EMPTY_GUID,
-        "ArchiveGuid": lambda r: r.archive_guid or EMPTY_GUID,
-        "ArchiveStatus": lambda r: "Active" if r.archive_guid else "None",
-        "ExternalDirectoryObjectId": lambda r: r.edoid,
-        "UserPrincipalName": lambda r: r.upn,
-        "PrimarySmtpAddress": lambda r: primary_smtp(r.proxies) or "",
-        "WindowsEmailAddress": lambda r: primary_smtp(r.proxies) or "",
-        "EmailAddresses": lambda r: list(r.proxies),
-        "LegacyExchangeDN": lambda r: r.legacy_dn or "",
-        "ExternalEmailAddress": lambda r: f"SMTP:{r.external_email}" if r.external_email else None,
-        "RecipientType": lambda r: recipient_type(r.rtd),
-        "RecipientTypeDetails": lambda r: r.rtd,
-        "PreviousRecipientTypeDetails": lambda r: r.prev_rtd or "None",
-        "IsDirSynced": lambda r: r.dir_synced,
-        "IsExchangeCloudManaged": lambda r: r.cloud_managed,
-        "HiddenFromAddressListsEnabled": lambda r: r.hidden,
-        "IsMailboxEnabled": lambda r: r.rtd in MAILBOX_TYPES,
-        "IsSoftDeletedByRemove": lambda r: False,
-        "IsInactiveMailbox": lambda r: False,
-        "AccountDisabled": lambda r: r.rtd in ("SharedMailbox", "RoomMailbox", "EquipmentMailbox"),
-        "WhenChanged": lambda r: r.when_changed,
-        "WhenChangedUTC": lambda r: r.when_changed,
-        "WhenCreated": lambda r: r.when_created,
-        "WhenCreatedUTC": lambda r: r.when_created,
-    }
-    for i in range(1, 16):
-        g[f"CustomAttribute{i}"] = ca(i)
-    for i in range(1, 6):
-        g[f"ExtensionCustomAttribute{i}"] = eca(i)
-    return g
+#: Each property as a Python expression over the ExoRecipient `o` (compiled by views.View).
+EXPRS: dict[str, str] = {
+    "Name": "o.name",
+    "Identity": "o.name",
+    "Alias": "o.alias or ''",
+    "DisplayName": "o.display_name",
+    "FirstName": "o.first_name",
+    "LastName": "o.last_name",
+    "DistinguishedName": "'CN=' + o.name + ',' + EXO_OU",
+    "OrganizationalUnit": "EXO_OU_CANONICAL",
+    "Guid": "o.guid",
+    "ExchangeGuid": "o.exchange_guid or EMPTY_GUID",
+    "ArchiveGuid": "o.archive_guid or EMPTY_GUID",
+    "ArchiveStatus": "'Active' if o.archive_guid else 'None'",
+    "ExternalDirectoryObjectId": "o.edoid",
+    "UserPrincipalName": "o.upn",
+    "PrimarySmtpAddress": "primary_smtp(o.proxies) or ''",
+    "WindowsEmailAddress": "primary_smtp(o.proxies) or ''",
+    "EmailAddresses": "list(o.proxies)",
+    "LegacyExchangeDN": "o.legacy_dn or ''",
+    "ExternalEmailAddress": "('SMTP:' + o.external_email) if o.external_email else None",
+    "RecipientType": "recipient_type(o.rtd)",
+    "RecipientTypeDetails": "o.rtd",
+    "PreviousRecipientTypeDetails": "o.prev_rtd or 'None'",
+    "IsDirSynced": "o.dir_synced",
+    "IsExchangeCloudManaged": "o.cloud_managed",
+    "HiddenFromAddressListsEnabled": "o.hidden",
+    "IsMailboxEnabled": "o.rtd in MAILBOX_TYPES",
+    "IsSoftDeletedByRemove": "False",
+    "IsInactiveMailbox": "False",
+    "AccountDisabled": "o.rtd in RESOURCE_TYPES",
+    "WhenChanged": "o.when_changed",
+    "WhenChangedUTC": "o.when_changed",
+    "WhenCreated": "o.when_created",
+    "WhenCreatedUTC": "o.when_created",
+    **{f"CustomAttribute{i}": f"(o.ca or _E).get({i}) or ''" for i in range(1, 16)},
+    **{f"ExtensionCustomAttribute{i}": f"list((o.eca or _E).get({i}) or ())" for i in range(1, 6)},
+}
 
 
 _COMMON = ("Identity", "Name", "Alias", "DisplayName", "DistinguishedName", "OrganizationalUnit", "Guid",
@@ -122,28 +108,20 @@ USER_PROPS = ("Identity", "Name", "DisplayName", "FirstName", "LastName", "Disti
               "WhenChanged", "WhenChangedUTC", "WhenCreated", "WhenCreatedUTC")
 
 
-class _View:
-    """Getters + builder + filter vocabulary for one cmdlet's property set."""
-
-    def __init__(self, t: Tenant, props: tuple[str, ...]) -> None:
-        allg = _getters(t)
-        self.items = tuple((p, allg[p]) for p in props)
-        self.filterable = {p.lower(): allg[p] for p in props}
-
-    def build(self, r: ExoRecipient) -> Record:
-        return {p: g(r) for p, g in self.items}
-
-
-def _view(t: Tenant, kind: str) -> _View:
-    views: dict[str, _View] | None = getattr(t, "_exo_views", None)
+def _view(t: Tenant, kind: str) -> View:
+    views: dict[str, View] | None = getattr(t, "_exo_views", None)
     if views is None:
+        ns = {"EXO_OU": t.exo_ou, "EMPTY_GUID": EMPTY_GUID, "primary_smtp": primary_smtp,
+              "recipient_type": recipient_type, "MAILBOX_TYPES": MAILBOX_TYPES,
+              "RESOURCE_TYPES": frozenset({"SharedMailbox", "RoomMailbox", "EquipmentMailbox"}),
+              "EXO_OU_CANONICAL": f"EURPR05A001.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/{t.domain}"}
         views = {
-            "mailbox": _View(t, MAILBOX_PROPS),
-            "mailuser": _View(t, MAILUSER_PROPS),
-            "recipient": _View(t, RECIPIENT_PROPS),
-            "user": _View(t, USER_PROPS),
+            "mailbox": View(EXPRS, MAILBOX_PROPS, ns),
+            "mailuser": View(EXPRS, MAILUSER_PROPS, ns),
+            "recipient": View(EXPRS, RECIPIENT_PROPS, ns),
+            "user": View(EXPRS, USER_PROPS, ns),
         }
-        t._exo_views = views  # type: ignore[attr-defined]  # getters only; never stale
+        t._exo_views = views  # type: ignore[attr-defined]  # compiled code only; reads live state
     return views[kind]
 
 

@@ -35,6 +35,7 @@ from exocm.sandbox.objects import (
 )
 from exocm.sandbox.opath import compile_filter
 from exocm.sandbox.tenant import ONPREM_COLUMNS, Record, RecordSet, Tenant, canonical_ou
+from exocm.sandbox.views import View
 
 ONPREM_CMDLETS = CmdletTable()
 
@@ -52,53 +53,44 @@ def onprem_legacy_dn(t: Tenant, alias: str, guid: str) -> str:
             f"cn={h}-{alias[:8]}")
 
 
-def _getters(t: Tenant) -> dict[str, Getter]:
-    def ca(i: int) -> Getter:
-        return lambda a: (a.ca.get(i) or "") if a.ca else ""
-
-    def eca(i: int) -> Getter:
-        return lambda a: list(a.eca.get(i) or []) if a.eca else []
-
-    def rtd(a: AdUser) -> str:
-        return a.rtd or "User"
-
-    g: dict[str, Getter] = {
-        "Name": lambda a: a.cn,
-        "Identity": lambda a: f"{canonical_ou(a.ou_dn)}/{a.cn}",
-        "Alias": lambda a: a.alias or "",
-        "DisplayName": lambda a: a.display_name,
-        "FirstName": lambda a: a.given_name,
-        "LastName": lambda a: a.surname,
-        "SamAccountName": lambda a: a.sam,
-        "DistinguishedName": lambda a: a.dn,
-        "OrganizationalUnit": lambda a: canonical_ou(a.ou_dn),
-        "Guid": lambda a: a.guid,
-        "ExchangeGuid": lambda a: a.exchange_guid or EMPTY_GUID,
-        "ArchiveGuid": lambda a: a.archive_guid or EMPTY_GUID,
-        "UserPrincipalName": lambda a: a.upn,
-        "PrimarySmtpAddress": lambda a: primary_smtp(a.proxies) or "",
-        "WindowsEmailAddress": lambda a: primary_smtp(a.proxies) or "",
-        "EmailAddresses": lambda a: list(a.proxies),
-        "LegacyExchangeDN": lambda a: a.legacy_dn or "",
-        "RecipientType": lambda a: recipient_type(rtd(a)),
-        "RecipientTypeDetails": rtd,
-        "RemoteRoutingAddress": lambda a: a.remote_routing and f"SMTP:{a.remote_routing}",
-        "RemoteRecipientType": lambda a: REMOTE_RECIPIENT_TYPE.get(a.rtd or "", "None"),
-        "HiddenFromAddressListsEnabled": lambda a: a.hidden,
-        "EmailAddressPolicyEnabled": lambda a: True,
-        "Database": lambda a: "DB01" if a.rtd in ONPREM_LOCAL_MAILBOX_TYPES else None,
-        "ExternalDirectoryObjectId": lambda a: a.entra_id or "",
-        "Department": lambda a: a.department,
-        "WhenChanged": lambda a: a.when_changed,
-        "WhenChangedUTC": lambda a: a.when_changed,
-        "WhenCreated": lambda a: a.when_created,
-        "WhenCreatedUTC": lambda a: a.when_created,
-    }
-    for i in range(1, 16):
-        g[f"CustomAttribute{i}"] = ca(i)
-    for i in range(1, 6):
-        g[f"ExtensionCustomAttribute{i}"] = eca(i)
-    return g
+#: Each property as a Python expression over the AdUser `o` (compiled by views.View).
+EXPRS: dict[str, str] = {
+    "Name": "o.cn",
+    "Identity": "canonical_ou(o.ou_dn) + '/' + o.cn",
+    "Alias": "o.alias or ''",
+    "DisplayName": "o.display_name",
+    "FirstName": "o.given_name",
+    "LastName": "o.surname",
+    "SamAccountName": "o.sam",
+    "DistinguishedName": "'CN=' + o.cn + ',' + o.ou_dn",
+    "OrganizationalUnit": "canonical_ou(o.ou_dn)",
+    "Guid": "o.guid",
+    "ExchangeGuid": "o.exchange_guid or EMPTY_GUID",
+    "ArchiveGuid": "o.archive_guid or EMPTY_GUID",
+    "UserPrincipalName": "o.upn",
+    "PrimarySmtpAddress": "primary_smtp(o.proxies) or ''",
+    "WindowsEmailAddress": "primary_smtp(o.proxies) or ''",
+    "EmailAddresses": "list(o.proxies)",
+    "LegacyExchangeDN": "o.legacy_dn or ''",
+    "RecipientType": "recipient_type(o.rtd or 'User')",
+    "RecipientTypeDetails": "o.rtd or 'User'",
+    "RemoteRoutingAddress": "('SMTP:' + o.remote_routing) if o.remote_routing else None",
+    "RemoteRecipientType": "REMOTE_RECIPIENT_TYPE.get(o.rtd or '', 'None')",
+    "HiddenFromAddressListsEnabled": "o.hidden",
+    "EmailAddressPolicyEnabled": "True",
+    "Database": "'DB01' if o.rtd in LOCAL else None",
+    "ExternalDirectoryObjectId": "o.entra_id or ''",
+    "Department": "o.department",
+    "WhenChanged": "o.when_changed",
+    "WhenChangedUTC": "o.when_changed",
+    "WhenCreated": "o.when_created",
+    "WhenCreatedUTC": "o.when_created",
+    **{f"CustomAttribute{i}": f"(o.ca or _E).get({i}) or ''" for i in range(1, 16)},
+    **{f"ExtensionCustomAttribute{i}": f"list((o.eca or _E).get({i}) or ())" for i in range(1, 6)},
+}
+_NS = {"canonical_ou": canonical_ou, "EMPTY_GUID": EMPTY_GUID, "primary_smtp": primary_smtp,
+       "recipient_type": recipient_type, "REMOTE_RECIPIENT_TYPE": REMOTE_RECIPIENT_TYPE,
+       "LOCAL": ONPREM_LOCAL_MAILBOX_TYPES}
 
 
 _BASE = ("Identity", "Name", "Alias", "DisplayName", "DistinguishedName", "OrganizationalUnit", "Guid",
@@ -113,36 +105,21 @@ USER_PROPS = ("Identity", "Name", "DisplayName", "FirstName", "LastName", "SamAc
               "RecipientTypeDetails", "Department", "WhenChanged", "WhenChangedUTC", "WhenCreated", "WhenCreatedUTC")
 
 
-class _View:
-    def __init__(self, t: Tenant, props: tuple[str, ...]) -> None:
-        allg = _getters(t)
-        self.items = tuple((p, allg[p]) for p in props)
-        self.filterable = {p.lower(): allg[p] for p in props}
-
-    def build(self, a: AdUser) -> Record:
-        return {p: g(a) for p, g in self.items}
+VIEWS = {
+    "mailbox": View(EXPRS, MAILBOX_PROPS, _NS),
+    "remote": View(EXPRS, REMOTE_PROPS, _NS),
+    "user": View(EXPRS, USER_PROPS, _NS),
+    "export": View(EXPRS, ONPREM_COLUMNS, _NS),
+}
 
 
-def _view(t: Tenant, kind: str) -> _View:
-    views: dict[str, _View] | None = getattr(t, "_onprem_views", None)
-    if views is None:
-        views = {"mailbox": _View(t, MAILBOX_PROPS), "remote": _View(t, REMOTE_PROPS), "user": _View(t, USER_PROPS)}
-        t._onprem_views = views  # type: ignore[attr-defined]  # getters only; never stale
-    return views[kind]
+def _view(t: Tenant, kind: str) -> View:
+    return VIEWS[kind]  # on-prem views need nothing tenant-specific
 
 
 def export_row(t: Tenant, a: AdUser) -> Record:
     """One row of the on-prem export (ONPREM_COLUMNS) for a local or remote mailbox."""
-    g = _getters_cached(t)
-    return {c: g[c](a) for c in ONPREM_COLUMNS}
-
-
-def _getters_cached(t: Tenant) -> dict[str, Getter]:
-    cached: dict[str, Getter] | None = getattr(t, "_onprem_getters", None)
-    if cached is None:
-        cached = _getters(t)
-        t._onprem_getters = cached  # type: ignore[attr-defined]
-    return cached
+    return VIEWS["export"].build(a)
 
 
 # ----------------------------------------------------------------------------- identity

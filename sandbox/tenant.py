@@ -7,6 +7,7 @@ Facts modelled here come from DESIGN.md section 1 unless a comment names another
 """
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import threading
@@ -91,6 +92,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_ou(ou_dn: str) -> str:
     """'OU=Sales,OU=Accounts,DC=contoso,DC=com' -> 'contoso.com/Accounts/Sales' (OrganizationalUnit)."""
     ous: list[str] = []
@@ -498,7 +500,7 @@ class Tenant:
         """On-prem Get-Mailbox + Get-RemoteMailbox rows with the export script's properties (ONPREM_COLUMNS)."""
         from exocm.sandbox.cmdlets_onprem import export_row
 
-        with self.lock:
+        with self.lock, gc_paused():
             local = [export_row(self, a) for a in self.ad_users.values() if a.rtd in ONPREM_LOCAL_MAILBOX_TYPES]
             remote = [export_row(self, a) for a in self.ad_users.values() if a.rtd in REMOTE_TO_EXO]
             return local + remote
