@@ -49,6 +49,7 @@ from .bridge.normalize import is_guid_property, normalize_value
 from .events import Progress, ProgressCallback
 from .model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
 from .partition import (
+    PARTITION_PROPERTY,
     REST,
     PartitionPlan,
     and_filters,
@@ -233,52 +234,83 @@ def _page_to_batch(records: Sequence[Record]) -> tuple[pa.RecordBatch, list[str]
 
 # ----------------------------------------------------------------------------- Arrow -> frame
 
+def _tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
+    """A list<string> column as Python tuples (the empty tuple for null or empty), built from offsets."""
+    out: list[tuple[str, ...]] = []
+    for chunk in column.chunks:
+        offsets = chunk.offsets.to_pylist()
+        if offsets[0] == offsets[-1]:  # every cell empty or null: the common case for sparse attributes
+            out.extend([()] * len(chunk))
+            continue
+        flat = chunk.values.to_pylist()
+        out.extend([tuple(flat[a:b]) if b > a else () for a, b in zip(offsets, offsets[1:], strict=False)])
+    return out
+
+
 def _to_frame(table: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
-    multi = {c: table.column(c).to_pylist() for c in MULTI_COLUMNS}
+    multi = {c: _tuples(table.column(c)) for c in MULTI_COLUMNS}
     table = table.drop_columns(list(MULTI_COLUMNS))
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
     for column, values in multi.items():
-        frame[column] = pd.Series([tuple(v) if v else () for v in values], dtype=object)
+        frame[column] = pd.Series(values, dtype=object)
     frame.index = pd.Index(list(keys), dtype="str")
     result: pd.DataFrame = frame
     return result
 
 
-def _is_mail_user(frame: pd.DataFrame) -> pd.Series:
-    rt = frame["RecipientType"].fillna("")
-    rtd = frame["RecipientTypeDetails"].fillna("")
-    mask: pd.Series = (rt == "MailUser") | rtd.str.endswith("MailUser")
-    return mask
+def _unique_keyed(table: pa.Table, keys: Sequence[str]) -> tuple[pa.Table, list[str], int, int]:
+    """Drop rows without a key and all but the last row of each key; returns table, keys, #dups, #unkeyed."""
+    seen: set[str] = set()
+    keep = [False] * len(keys)
+    duplicates = unkeyed = 0
+    for index in range(len(keys) - 1, -1, -1):
+        key = keys[index]
+        if not key:
+            unkeyed += 1
+        elif key in seen:
+            duplicates += 1
+        else:
+            seen.add(key)
+            keep[index] = True
+    if duplicates or unkeyed:
+        table = table.filter(pa.array(keep, type=pa.bool_()))
+        keys = [k for k, kept in zip(keys, keep, strict=True) if kept]
+    return table, list(keys), duplicates, unkeyed
 
 
 def _build_frame(
     mailboxes: pa.Table, mailbox_keys: Sequence[str], users: pa.Table, user_keys: Sequence[str],
     *, users_narrowed: bool
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    mbx = _to_frame(mailboxes, mailbox_keys)
-    usr = _to_frame(users, user_keys)
-    counts = {"mailboxes": len(mbx), "user_records": len(usr)}
-    duplicated = int(mbx.index.duplicated().sum()) + int(usr.index.duplicated().sum())
-    if duplicated:
-        mbx = mbx[~mbx.index.duplicated(keep="last")]
-        usr = usr[~usr.index.duplicated(keep="last")]
-    unkeyed = int((mbx.index == "").sum()) + int((usr.index == "").sum())
-    if unkeyed:
-        mbx = mbx[mbx.index != ""]
-        usr = usr[usr.index != ""]
-    counts.update(duplicates_dropped=duplicated, unkeyed_dropped=unkeyed)
+    counts = {"mailboxes": len(mailbox_keys), "user_records": len(user_keys)}
+    mailboxes, mkeys, mdup, mnokey = _unique_keyed(mailboxes, mailbox_keys)
+    users, ukeys, udup, unokey = _unique_keyed(users, user_keys)
+    counts.update(duplicates_dropped=mdup + udup, unkeyed_dropped=mnokey + unokey)
 
-    previous = usr["PreviousRecipientTypeDetails"].reindex(mbx.index)
-    own = mbx["PreviousRecipientTypeDetails"]
-    merged = previous.where(previous.notna(), own)
-    if users_narrowed:
-        # A mailbox the narrowed Get-User did not return has PreviousRecipientTypeDetails 'None'.
-        merged = merged.where(mbx.index.isin(usr.index) | merged.notna(), "None")
-    mbx["PreviousRecipientTypeDetails"] = merged.astype("str")
+    # PreviousRecipientTypeDetails of a mailbox comes from its Get-User record.
+    previous = dict(zip(ukeys, users.column("PreviousRecipientTypeDetails").to_pylist(), strict=True))
+    own = mailboxes.column("PreviousRecipientTypeDetails").to_pylist()
+    merged: list[str | None] = []
+    for key, value in zip(mkeys, own, strict=True):
+        from_user = previous.get(key)
+        if from_user is not None:
+            value = from_user
+        elif value is None and users_narrowed and key not in previous:
+            value = "None"  # the narrowed Get-User returns every user whose value is not 'None'
+        merged.append(value)
+    position = mailboxes.schema.get_field_index("PreviousRecipientTypeDetails")
+    mailboxes = mailboxes.set_column(position, ARROW_SCHEMA.field(position), pa.array(merged, pa.string()))
 
-    extra = usr[~usr.index.isin(mbx.index) & _is_mail_user(usr)]
-    counts["mail_users"] = len(extra)
-    frame = pd.concat([mbx, extra]) if len(extra) else mbx
+    # Mail users without a mailbox get rows of their own; plain Users (no mail) are no recipients.
+    mailbox_set = set(mkeys)
+    rt = users.column("RecipientType").to_pylist()
+    rtd = users.column("RecipientTypeDetails").to_pylist()
+    extra = [key not in mailbox_set and (t == "MailUser" or (d or "").endswith("MailUser"))
+             for key, t, d in zip(ukeys, rt, rtd, strict=True)]
+    mail_users = users.filter(pa.array(extra, type=pa.bool_()))
+    counts["mail_users"] = mail_users.num_rows
+    table = pa.concat_tables([mailboxes, mail_users]) if mail_users.num_rows else mailboxes
+    frame = _to_frame(table, mkeys + [k for k, e in zip(ukeys, extra, strict=True) if e])
     frame = frame[list(INVENTORY_COLUMNS)]
     frame.index.name = None
     return frame, counts
@@ -310,17 +342,47 @@ def empty_frame() -> pd.DataFrame:
 
 @dataclass
 class _Read:
-    """One cmdlet to read, with its plans in order of preference (fallbacks after the first)."""
+    """One cmdlet to read, with its plans in order of preference (fallbacks after the first).
+
+    `probe`: plans[0] is a single stream expected to be small; if its first page comes back
+    full, the read moves on to plans[1] (partitioned) instead of paging on alone.
+    `narrowed[i]`: plan i reads Get-User through USERS_FILTER.
+    """
 
     cmdlet: str
     plans: list[PartitionPlan]
     narrowed: list[bool]
+    probe: bool = False
     plan_index: int = 0
     done: bool = False
 
     @property
     def plan(self) -> PartitionPlan:
         return self.plans[self.plan_index]
+
+    @property
+    def probing(self) -> bool:
+        return self.probe and self.plan_index == 0
+
+    def next_plan(self, *, rejected: bool) -> int | None:
+        """Index of the plan to fall back to, or None.
+
+        After duplicates or a rejected partition filter: the next single stream with the same
+        base filter. After a rejected single stream (its base filter is what the service refused):
+        the next plan with another base filter.
+        """
+        current = self.plan
+        for index in range(self.plan_index + 1, len(self.plans)):
+            candidate = self.plans[index]
+            if rejected and current.is_single:
+                if candidate.base_filter != current.base_filter:
+                    return index
+            elif candidate.is_single and candidate.base_filter == current.base_filter:
+                return index
+        if rejected and not current.is_single:  # no single stream of this base left: try another base
+            return next((i for i in range(self.plan_index + 1, len(self.plans))
+                         if self.plans[i].base_filter != current.base_filter), None)
+        return None
 
 
 @dataclass
@@ -434,23 +496,25 @@ class _Fetch:
             self.retired.add(task_id)
             del self.tasks[task_id]
 
-    def _fall_back(self, read: _Read, reason: str, *, to_single: bool) -> None:
-        nxt = read.plan_index + 1
-        while to_single and nxt < len(read.plans) and not read.plans[nxt].is_single:
-            nxt += 1
-        if nxt >= len(read.plans):
-            raise _NoFallback(reason)
+    def _switch(self, read: _Read, index: int) -> None:
         self._retire(read)
-        read.plan_index = nxt
+        read.plan_index = index
+        self._start_plan(read)
+
+    def _fall_back(self, read: _Read, reason: str, *, rejected: bool) -> None:
+        index = read.next_plan(rejected=rejected)
+        if index is None:
+            raise _NoFallback(reason)
+        previous = read.plan
+        plan = read.plans[index]
         self.fallbacks += 1
-        plan = read.plan
         how = "one paged stream" if plan.is_single else f"{len(plan.partitions)} partitions"
         note = f"{read.cmdlet}: {reason}; falling back to {how}"
-        if plan.base_filter != read.plans[nxt - 1].base_filter:
+        if plan.base_filter != previous.base_filter:
             note += f" with filter {plan.base_filter or '(none)'}"
         self.notes.append(note)
         self._emit(note)
-        self._start_plan(read)
+        self._switch(read, index)
 
     # -- progress --------------------------------------------------------------------------
     def _estimate_total(self) -> int | None:
@@ -531,6 +595,13 @@ class _Fetch:
         task.keys.extend(keys)
         task.pages += 1
         self.pages += 1
+        read = task.read
+        if read.probing and len(keys) >= self.page_size:
+            # More than one page: read it in partitions rather than page after page.
+            self._switch(read, 1)
+            self._emit(f"{read.cmdlet}: more than {self.page_size} records; reading "
+                       f"{len(read.plan.partitions)} partitions")
+            return
         self._emit()
 
     def _on_done(self, task: _Task) -> None:
@@ -544,7 +615,7 @@ class _Fetch:
             dups = find_duplicates(t.keys for t in tasks)
             if dups:
                 self._fall_back(read, f"{len(dups)} object(s) came back in more than one partition",
-                                to_single=True)
+                                rejected=False)
                 return
         read.done = True
         self._emit(f"{read.cmdlet}: {sum(len(t.keys) for t in tasks)} records")
@@ -553,7 +624,7 @@ class _Fetch:
         read = task.read
         if isinstance(exc, InvalidInput):
             try:
-                self._fall_back(read, f"filter rejected by the service ({exc.message})", to_single=False)
+                self._fall_back(read, f"filter rejected by the service ({exc.message})", rejected=True)
             except _NoFallback:
                 raise exc from None
             return
@@ -581,19 +652,23 @@ class _NoFallback(Exception):
     """No fallback plan is left for a read."""
 
 
-def _reads(dirsynced_only: bool, partitions: int) -> tuple[_Read, _Read]:
+def _reads(dirsynced_only: bool, partitions: int, prop: str) -> tuple[_Read, _Read]:
+    """Get-Mailbox (partitioned at once: the bulk of the tenant) and Get-User (narrowed, usually
+    small: probed with one stream, partitioned only when its first page is full)."""
     base = DIRSYNCED_FILTER if dirsynced_only else None
     users_base = and_filters(USERS_FILTER, base)
-    mailboxes = _Read("Get-Mailbox", [plan_partitions(base, partitions=partitions), single_stream(base)],
+    if partitions == 1:
+        return (_Read("Get-Mailbox", [single_stream(base)], [False]),
+                _Read("Get-User", [single_stream(users_base), single_stream(base)], [True, False]))
+    mailboxes = _Read("Get-Mailbox", [plan_partitions(base, partitions=partitions, prop=prop), single_stream(base)],
                       [False, False])
     users = _Read(
         "Get-User",
-        [plan_partitions(users_base, partitions=partitions), single_stream(users_base), single_stream(base)],
-        [True, True, False],
+        [single_stream(users_base), plan_partitions(users_base, partitions=partitions, prop=prop),
+         single_stream(users_base), single_stream(base)],
+        [True, True, True, False],
+        probe=True,
     )
-    if partitions == 1:  # the single stream is the first plan already; no duplicate step
-        mailboxes.plans, mailboxes.narrowed = mailboxes.plans[1:], mailboxes.narrowed[1:]
-        users.plans, users.narrowed = users.plans[1:], users.narrowed[1:]
     return mailboxes, users
 
 
@@ -606,18 +681,20 @@ def fetch_inventory(
     partitions: int = DEFAULT_PARTITIONS,
     max_workers: int = DEFAULT_WORKERS,
     page_size: int = PAGE_SIZE,
+    partition_property: str = PARTITION_PROPERTY,
     clock: Callable[[], float] = time.monotonic,
 ) -> Inventory:
     """Fetch Get-Mailbox and Get-User through `bridge` with a partitioned parallel read; return the Inventory.
 
     `partitions` is 16 (first hex digit of ExternalDirectoryObjectId, plus the complement), 256,
-    or 1 (one paged stream per cmdlet). `progress` is called on the caller's thread (records
+    or 1 (one paged stream per cmdlet); `partition_property` is the property the prefixes apply to.
+    `progress` is called on the caller's thread (records
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
     raises InventoryCancelled within a fraction of a second; requests already in flight finish
     in the background and are discarded. Bridge errors that retrying cannot fix propagate.
     """
     fetched_at = datetime.now(UTC)
-    mailboxes, users = _reads(dirsynced_only, partitions)
+    mailboxes, users = _reads(dirsynced_only, partitions, partition_property)
     fetch = _Fetch(bridge, [mailboxes, users], progress=progress, cancel=cancel,
                    max_workers=max(1, max_workers), page_size=page_size, clock=clock)
     try:
