@@ -160,11 +160,8 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, *
         with user_errors(), open_connection(**conn) as connection:
             label = str(connection.label)
             sandbox = bool(connection.is_sandbox)
-            if sandbox:
-                err.print(f"[bold black on yellow] SANDBOX [/] tenant {escape(connection.bridge.tenant)} "
-                          "(a local test tenant, not Microsoft)")
-            else:
-                err.print(f"tenant [bold]{escape(label)}[/]")
+            if not sandbox:  # open_connection itself announces a SANDBOX on stderr
+                err.print(f"tenant [bold]{escape(inert(label))}[/]")
             with _progress_bar(err) as feed:
                 if connection.sandbox_handle is not None:
                     inv = fetch_inventory(connection.bridge, dirsynced_only=dirsynced_only, progress=feed)

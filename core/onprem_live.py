@@ -24,6 +24,8 @@ from .events import Progress, ProgressCallback, ignore_progress
 from .model import ONPREM_COLUMNS
 
 if TYPE_CHECKING:  # pypsrp and pandas load only when on-prem data is really fetched
+    import pandas as pd
+
     from .bridge.base import Record
     from .bridge.psrp import PsrpBridge, PsrpEndpoint
     from .onprem import OnPremData
@@ -137,3 +139,30 @@ SANDBOX_WINRM_KEYS: tuple[str, ...] = ("winrm_onprem_url", "winrm_exo_url", "win
 def sandbox_winrm_extra(info: Mapping[str, Any]) -> dict[str, str]:
     """The WinRM settings of a sandbox's info for a profile's `extra` (the password is not among them)."""
     return {k: str(info[k]) for k in SANDBOX_WINRM_KEYS if isinstance(info.get(k), str) and info.get(k)}
+
+
+#: Columns `with_onprem_columns` adds to an inventory frame.
+ONPREM_JOIN_COLUMNS: tuple[str, ...] = ("OnPremRecipientTypeDetails", "OnPremExchangeGuid", "OnPremWhenChanged",
+                                        "OnPremJoin")
+
+
+def with_onprem_columns(inventory: pd.DataFrame, onprem: pd.DataFrame) -> pd.DataFrame:
+    """The inventory frame plus, per EXO recipient, its on-prem counterpart's RecipientTypeDetails,
+    ExchangeGuid and WhenChanged, and the key that joined them (the detection join, `match_onprem`)."""
+    import pandas as pd
+
+    from .match import match_onprem
+
+    out = inventory.copy()
+    pairs = match_onprem(inventory, onprem).pairs
+    exo_pos = pairs["exo_pos"].to_numpy(dtype="int64")
+    op_pos = pairs["op_pos"].to_numpy(dtype="int64")
+    sources = {"OnPremRecipientTypeDetails": onprem["RecipientTypeDetails"], "OnPremExchangeGuid":
+               onprem["ExchangeGuid"], "OnPremWhenChanged": onprem["WhenChanged"], "OnPremJoin": None}
+    for target, source in sources.items():
+        column = pd.Series(pd.NA, index=out.index, dtype="object")
+        if len(pairs):
+            values = pairs["join"] if source is None else source.iloc[op_pos]
+            column.iloc[exo_pos] = values.to_numpy()
+        out[target] = column
+    return out

@@ -13,7 +13,7 @@ from exocm.core.detect import detect
 from exocm.core.inventory import fetch_inventory
 from exocm.core.model import ONPREM_COLUMNS
 from exocm.core.onprem import load_onprem_csv, onprem_frame_from_records
-from exocm.core.onprem_live import fetch_onprem_records, load_onprem_live
+from exocm.core.onprem_live import fetch_onprem_records, load_onprem_live, with_onprem_columns
 from exocm.sandbox.server import Sandbox
 
 
@@ -75,3 +75,10 @@ def test_a_planted_dual_mailbox_is_found_through_the_live_path(make_sandbox: Cal
     for code in ("DUAL_MAILBOX", "EXCHANGEGUID_MISMATCH"):
         ids = sorted(found.loc[found["code"] == code, "ExternalDirectoryObjectId"])
         assert ids == planted[code], code
+    # The inventory view of the same join: the dual mailboxes show a local on-prem mailbox.
+    joined = with_onprem_columns(inventory.frame, onprem.frame)
+    duals = joined.loc[planted["DUAL_MAILBOX"]]
+    assert set(duals["OnPremRecipientTypeDetails"]) <= {"UserMailbox", "SharedMailbox", "RoomMailbox",
+                                                        "EquipmentMailbox"}
+    assert duals["OnPremJoin"].notna().all()
+    assert int(joined["OnPremJoin"].notna().sum()) == len(onprem.frame)
