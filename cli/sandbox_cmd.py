@@ -134,13 +134,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 @click.option("--print-json", is_flag=True, help="First stdout line: one JSON object with the endpoints and credentials.")
 @click.option("--device-code-approval", type=click.Choice(["auto", "manual"]), default="auto", show_default=True,
               help="Approve device-code sign-ins at once, or wait for 'exocm sandbox approve CODE'.")
-@click.option("--fragment-cache-mb", type=click.FloatRange(0), default=256.0, show_default=True,
-              help="RAM for cached per-record JSON (0 = off); saves server CPU per page.")
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency_jitter_ms: float,
           concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
           fault_timeout_s: float, token_lifetime_s: int, sync_interval: float | None, state_file: Path | None,
-          print_json: bool, device_code_approval: str, fragment_cache_mb: float, verbose: bool) -> None:
+          print_json: bool, device_code_approval: str, verbose: bool) -> None:
     """Serve a SANDBOX tenant until Ctrl-C (the state, if any, is saved on exit)."""
     from exocm.sandbox.server import Sandbox
 
@@ -156,8 +154,7 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
                            latency_jitter_ms=latency_jitter_ms, concurrency_limit=concurrency_limit,
                            write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
                            token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
-                           auto_approve_device_code=device_code_approval == "auto",
-                           fragment_cache_mb=fragment_cache_mb, verbose=verbose)
+                           auto_approve_device_code=device_code_approval == "auto", verbose=verbose)
     except OSError as exc:
         click.echo(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(ERROR)

@@ -66,8 +66,6 @@ class Knobs:
     #: When set, @odata.nextLink points at this base URL instead of the sandbox's own
     #: (hostile-service tests: a client must refuse to send its token elsewhere).
     next_link_base_url: str | None = None
-    #: Memory for cached per-record JSON fragments (0 = off): trades RAM for server CPU per page.
-    fragment_cache_mb: float = 256.0
 
     def delay_s(self, rng: random.Random) -> float:
         """The latency to add to one request, in seconds."""

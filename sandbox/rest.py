@@ -27,7 +27,6 @@ Facts modelled, with their sources:
 from __future__ import annotations
 
 import hashlib
-import operator
 import secrets
 import sys
 import threading
@@ -183,115 +182,6 @@ class CursorStore:
             return len(self._cursors)
 
 
-class FragmentCache:
-    """Per-record JSON fragments, reused while the record's source object is unchanged.
-
-    Building a record (the cmdlet layer's property getters) and serialising it cost ~20 us
-    each; a page of 1000 would spend ~25 ms of server CPU. Pages of the tenant's lazy
-    RecordSet (objects + a view's builder) are assembled from cached fragments instead: the
-    key is (view, object), the check a hash of every slot of the object (lists and dicts
-    included, by value), so any change to the object -- through any code path -- misses and
-    is rebuilt. It assumes what the cmdlet layer documents: a record depends only on its
-    object (and tenant constants). Fragments live in one append-only bytearray (millions of
-    small long-lived bytes objects would fragment the heap to several times their size),
-    compacted when half of it is stale. Bounded by `budget_mb` (Knobs.fragment_cache_mb):
-    once full, new records are served uncached. Callers hold the tenant lock.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[int, int], tuple[int, int, int]] = {}
-        self._arena = bytearray()
-        self._stale = 0
-        self._getters: dict[type, Callable[[Any], Any]] = {}
-        self._views: dict[int, Any] = {}
-        self.hits = 0
-        self.misses = 0
-
-    def page(self, rows: Sequence[dict[str, Any]], start: int, end: int, budget_mb: float) -> bytes:
-        """The JSON array of rows[start:end]."""
-        objs = getattr(rows, "_objs", None)
-        build = getattr(rows, "_build", None)
-        view = getattr(build, "__self__", None)
-        if budget_mb <= 0 or objs is None or build is None or view is None:
-            return dumps(rows[start:end])
-        budget = int(budget_mb * 1024 * 1024)
-        view_id = id(view)
-        self._views.setdefault(view_id, view)  # keep the view alive: its id stays unique
-        entries = self._entries
-        arena = self._arena
-        plan: list[tuple[int, int] | bytes] = []
-        for obj in objs[start:end]:
-            state = self._state_hash(obj)
-            key = (view_id, id(obj))
-            hit = entries.get(key)
-            if hit is not None and hit[0] == state:
-                plan.append((hit[1], hit[2]))
-                self.hits += 1
-                continue
-            fragment = dumps(build(obj))
-            self.misses += 1
-            if hit is not None:
-                self._stale += hit[2]
-                del entries[key]
-            if len(arena) + len(fragment) <= budget:
-                entries[key] = (state, len(arena), len(fragment))
-                arena += fragment
-            plan.append(fragment)
-        view_mv = memoryview(arena)
-        try:
-            parts = [p if isinstance(p, bytes) else view_mv[p[0]:p[0] + p[1]] for p in plan]
-            body = b"[" + b",".join(parts) + b"]"
-            del parts
-        finally:
-            view_mv.release()
-        if self._stale > 32 * 1024 * 1024 and self._stale * 2 > len(arena):
-            self._compact()
-        return body
-
-    def _compact(self) -> None:
-        old = self._arena
-        arena = bytearray()
-        for key, (state, offset, length) in list(self._entries.items()):
-            self._entries[key] = (state, len(arena), length)
-            arena += old[offset:offset + length]
-        self._arena = arena
-        self._stale = 0
-
-    def _state_hash(self, obj: Any) -> int:
-        getter = self._getters.get(type(obj))
-        if getter is None:
-            slots = getattr(type(obj), "__slots__", None)
-            if slots:
-                names = tuple(slots)
-                getter = operator.attrgetter(*names) if len(names) > 1 else (
-                    lambda o, n=names[0]: (getattr(o, n),))
-            else:
-                getter = lambda o: tuple(sorted(vars(o).items()))  # noqa: E731
-            self._getters[type(obj)] = getter
-        return hash(tuple([_freeze(v) if isinstance(v, (list, dict, set)) else v for v in getter(obj)]))
-
-    def clear(self) -> None:
-        """Drop every fragment."""
-        self._entries.clear()
-        self._arena = bytearray()
-        self._stale = 0
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes held by the fragment arena (live and stale)."""
-        return len(self._arena)
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_freeze(v) if isinstance(v, (list, dict, set)) else v for v in value)
-    if isinstance(value, dict):
-        return tuple((k, _freeze(v) if isinstance(v, (list, dict, set)) else v) for k, v in value.items())
-    if isinstance(value, set):
-        return frozenset(value)
-    return value
-
-
 @dataclass
 class Stats:
     """Thread-safe counters of what the sandbox served (tests and benchmarks read them)."""
@@ -380,7 +270,6 @@ class RestApi:
         self.gate = ConcurrencyGate()
         self.budget = WriteBudget(clock)
         self.cursors = CursorStore(clock)
-        self.fragments = FragmentCache()
         self._on_write = on_write
 
     # -- routing ---------------------------------------------------------------------------
@@ -504,7 +393,7 @@ class RestApi:
             with self.tenant.lock:
                 rows = self._run(cmdlet, params)
                 warnings = list(getattr(self.tenant, "last_warnings", None) or [])
-                first = self.fragments.page(rows, 0, page_size, self.knobs.fragment_cache_mb)
+                first = rows[:page_size]  # records are built under the lock, serialised outside
         except CmdletError as err:
             if write and self._on_write is not None:
                 self._on_write()
@@ -525,7 +414,7 @@ class RestApi:
         next_token = None
         if len(rows) > page_size:
             next_token = f"{self.cursors.put(tenant.lower(), rows, page_size, self.knobs.cursor_ttl_s)}.1"
-        return _Outcome(200, self._frame(tenant, first, next_token, warnings))
+        return _Outcome(200, self._frame(tenant, dumps(first), next_token, warnings))
 
     def _run(self, cmdlet: str, params: dict[str, Any]) -> Sequence[dict[str, Any]]:
         """Run a cmdlet; Get-* results stay lazy when the tenant offers query()."""
@@ -562,9 +451,9 @@ class RestApi:
                 "BadRequest", "The skip token is not valid or has expired. Run the command again.")))
         rows, start, end, more = got
         with self.tenant.lock:
-            page = self.fragments.page(rows, start, end, self.knobs.fragment_cache_mb)
+            page = rows[start:end]
         next_token = f"{cid}.{int(index_text) + 1}" if more else None
-        return _Outcome(200, self._frame(tenant, page, next_token, []))
+        return _Outcome(200, self._frame(tenant, dumps(page), next_token, []))
 
     # -- $batch ----------------------------------------------------------------------------
     def _batch(self, request: Request, tenant: str) -> Response:
