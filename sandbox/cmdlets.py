@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from exocm.sandbox.errors import CmdletError
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from exocm.sandbox.tenant import Record, RecordSet, Tenant
 
 Handler = Callable[["Tenant", dict[str, Any]], "RecordSet | list[Record]"]
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: PowerShell common parameters (about_CommonParameters) and the risk-mitigation pair;
 #: accepted by every cmdlet. WhatIf is honoured by the Set/Enable/Disable cmdlets.
@@ -40,9 +41,9 @@ class CmdletTable:
     def __init__(self) -> None:
         self._specs: dict[str, CmdletSpec] = {}
 
-    def register(self, name: str, parameters: Iterable[str], *, required: Iterable[str] = ()) -> Callable[[Handler], Handler]:
+    def register(self, name: str, parameters: Iterable[str], *, required: Iterable[str] = ()) -> Callable[[F], F]:
         """Decorator: register `handler` as cmdlet `name`."""
-        def deco(fn: Handler) -> Handler:
+        def deco(fn: F) -> F:
             self._specs[name.lower()] = CmdletSpec(name, tuple(parameters), fn, tuple(required))
             return fn
         return deco

@@ -109,7 +109,7 @@ USER_PROPS = ("Identity", "Name", "DisplayName", "FirstName", "LastName", "Disti
 
 
 def _view(t: Tenant, kind: str) -> View:
-    views: dict[str, View] | None = getattr(t, "_exo_views", None)
+    views: dict[str, View] | None = t.view_cache.get("exo")
     if views is None:
         ns = {"EXO_OU": t.exo_ou, "EMPTY_GUID": EMPTY_GUID, "primary_smtp": primary_smtp,
               "recipient_type": recipient_type, "MAILBOX_TYPES": MAILBOX_TYPES,
@@ -121,7 +121,7 @@ def _view(t: Tenant, kind: str) -> View:
             "recipient": View(EXPRS, RECIPIENT_PROPS, ns),
             "user": View(EXPRS, USER_PROPS, ns),
         }
-        t._exo_views = views  # type: ignore[attr-defined]  # compiled code only; reads live state
+        t.view_cache["exo"] = views
     return views[kind]
 
 

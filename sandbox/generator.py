@@ -413,8 +413,8 @@ def _make(g: _Gen, kind: str) -> None:
         x.disconnected_type = "UserMailbox"
         g.add(kind, ad, u, x)
     elif kind in ("cloud_user", "cloud_shared", "cloud_user_nomailbox"):
-        exo_rtd = {"cloud_user": "UserMailbox", "cloud_shared": "SharedMailbox", "cloud_user_nomailbox": None}[kind]
-        u, x = g.cloud(exo_rtd)
+        cloud_rtd = {"cloud_user": "UserMailbox", "cloud_shared": "SharedMailbox", "cloud_user_nomailbox": None}[kind]
+        u, x = g.cloud(cloud_rtd)
         if kind == "cloud_user":
             u.licenses.add(rng.choice((E3.sku_id, E5.sku_id)))
         g.add(kind, None, u, x)

@@ -157,7 +157,8 @@ def _cmp_scalar(v: Any, lit: _Literal) -> int | None:
         return None
     if b is None:
         return None
-    return (a > b) - (a < b)
+    result: int = (a > b) - (a < b)
+    return result
 
 
 def _make_compare(getter: Getter, op: str, lit: _Literal) -> Predicate:

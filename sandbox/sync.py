@@ -27,6 +27,7 @@ from exocm.sandbox.objects import (
     MAILBOX_TYPES,
     ONPREM_LOCAL_MAILBOX_TYPES,
     REMOTE_TO_EXO,
+    AdGroup,
     AdUser,
     EntraGroup,
     EntraUser,
@@ -189,10 +190,7 @@ def _flow_exchange_attributes(t: Tenant, a: AdUser, r: ExoRecipient) -> bool:
     return True
 
 
-def _sync_group(t: Tenant, g: object, stats: Counter[str]) -> set[str]:
-    from exocm.sandbox.objects import AdGroup
-
-    assert isinstance(g, AdGroup)
+def _sync_group(t: Tenant, g: AdGroup, stats: Counter[str]) -> set[str]:
     eg = t.entra_groups.get(g.entra_id) if g.entra_id else None
     if eg is None:
         eg = EntraGroup(id=t.new_guid(), display_name=g.name, mail_nickname=g.sam, sync_enabled=True, ad_guid=g.guid)

@@ -230,6 +230,7 @@ class Tenant:
         self.dirty: dict[str, set[str]] = {k: set() for k in STATE_KINDS}
         self.added: dict[str, list[str]] = {k: [] for k in STATE_KINDS}
         self.saved_to: str | None = None
+        self.view_cache: dict[str, Any] = {}  # compiled record views (code only; they read live state)
 
     # ---------------------------------------------------------------- clock, warnings, ids
     def now(self) -> datetime:
@@ -603,4 +604,5 @@ class Tenant:
         """Load a tenant saved with save()."""
         from exocm.sandbox.state import load
 
-        return load(path, clock=clock)
+        tenant: Tenant = load(path, clock=clock)
+        return tenant
