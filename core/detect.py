@@ -181,7 +181,7 @@ class DetectContext:
             if pd.api.types.is_bool_dtype(s.dtype):
                 return s.fillna(False).astype(bool)
             try:  # object column of True/False/None (a Parquet snapshot with nulls): vectorised
-                return pd.Series(pd.array(s, dtype="boolean"), index=s.index).fillna(False).astype(bool)
+                return s.astype("boolean").fillna(False).astype(bool)
             except (TypeError, ValueError):  # strings such as "True"/"false"
                 return s.map(_truthy, na_action="ignore").fillna(False).astype(bool)
 
