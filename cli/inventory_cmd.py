@@ -21,6 +21,7 @@ from exocm.core.csvio import to_csv_text, write_text_atomic
 from exocm.core.events import Progress
 from exocm.core.inventory import Inventory, InventoryCancelled, fetch_inventory
 from exocm.core.model import INVENTORY_COLUMNS
+from exocm.core.onprem_live import ONPREM_JOIN_COLUMNS, with_onprem_columns
 from exocm.core.snapshot import load_or_fetch
 from rich.console import Console
 from rich.markup import escape
@@ -30,6 +31,7 @@ from rich.progress import Progress as RichProgress
 from . import exitcodes
 from .connection import connection_options, open_connection
 from .errors import inert, user_errors
+from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
 
 #: Columns of the table format (the full set goes to CSV and JSON).
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -41,6 +43,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "PreviousRecipientTypeDetails",
     "WhenChanged",
     "ExternalDirectoryObjectId",
+    "OnPremRecipientTypeDetails",  # with --onprem-live / --onprem-host
 )
 _CELL_MAX = 40
 
@@ -71,8 +74,9 @@ def render_table(frame: pd.DataFrame, *, label: str, header: str) -> str:
 
 def _export_frame(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     """The frame with plain Python values (None for missing), led by a Tenant column."""
-    out = frame[list(INVENTORY_COLUMNS)].astype(object)
-    out = out.where(frame[list(INVENTORY_COLUMNS)].notna(), None)
+    columns = [*INVENTORY_COLUMNS, *(c for c in ONPREM_JOIN_COLUMNS if c in frame.columns)]
+    out = frame[columns].astype(object)
+    out = out.where(frame[columns].notna(), None)
     out.insert(0, "Tenant", label)
     return out
 
@@ -149,6 +153,7 @@ def _progress_bar(err: Console) -> Iterator[Any]:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE (atomically) instead of stdout.")
 @click.option("--refresh", is_flag=True, help="Fetch from the service even when a snapshot exists.")
+@onprem_options
 def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, **conn: Any) -> None:
     """List every Exchange Online mailbox and mail user (Get-Mailbox joined with Get-User).
 
@@ -156,6 +161,7 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, *
     that later runs reuse (--refresh fetches again).
     """
     err = Console(stderr=True, highlight=False)
+    live = pop_onprem_options(conn)
     try:
         with user_errors(), open_connection(**conn) as connection:
             label = str(connection.label)
@@ -168,6 +174,11 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, *
                 else:
                     inv = load_or_fetch(connection.bridge, refresh=refresh, dirsynced_only=dirsynced_only,
                                         progress=feed)
+            if onprem_live_requested(live):  # the on-prem side over WinRM, joined as detection joins it
+                with err.status("reading on-prem mailboxes over WinRM ..."):
+                    onprem = load_onprem_live_data(live, connection)
+                inv.frame = with_onprem_columns(inv.frame, onprem.frame)
+                err.print(f"on-prem: {len(onprem.frame):,} recipients from {escape(inert(onprem.source))}")
     except InventoryCancelled:
         err.print("inventory cancelled")
         sys.exit(exitcodes.INTERRUPTED)

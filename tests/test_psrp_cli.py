@@ -93,3 +93,18 @@ def test_onprem_live_and_onprem_csv_exclude_each_other(tmp_path: Path) -> None:
     csv.write_text("UserPrincipalName,RecipientTypeDetails\n", encoding="utf-8")
     code, _, err = _run("findings", *SANDBOX, "--onprem-live", "--onprem-csv", str(csv))
     assert code == 2 and "exclude each other" in err
+
+
+def test_inventory_with_onprem_live_adds_the_joined_onprem_columns() -> None:
+    tenant = generate_tenant(SIZE, SEED)
+    planted = tenant.planted()
+    code, out, err = _run("inventory", *SANDBOX, "--onprem-live", "--format", "json")
+    assert code == 0, err
+    records = {r["ExternalDirectoryObjectId"]: r for r in json.loads(out)["records"]}
+    assert sum(1 for r in records.values() if r["OnPremJoin"]) == len(tenant.onprem_records())
+    for edoid in planted["DUAL_MAILBOX"]:
+        local = {"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox"}
+        assert records[edoid]["OnPremRecipientTypeDetails"] in local  # the dual: a mailbox on both sides
+        assert records[edoid]["RecipientTypeDetails"] in local
+    code, out, _ = _run("inventory", *SANDBOX, "--onprem-live", "--format", "csv")
+    assert code == 0 and "OnPremRecipientTypeDetails" in out.splitlines()[0]
