@@ -226,3 +226,12 @@ def test_certificate_auth_maps_the_client_certificate_to_a_user(sandbox: Sandbox
                             certificate_key_pem=info["client_key_pem_file"], ca_file=info["ca_file"])
     with PsrpBridge(endpoint, info["tenant"]) as bridge:
         assert len(bridge.invoke("Get-User", {"ResultSize": 2})) == 2
+
+
+def test_negotiate_is_handed_to_pypsrp_and_a_server_without_it_is_a_clear_auth_failure(sandbox: Sandbox) -> None:
+    info = sandbox.info
+    endpoint = PsrpEndpoint(info["winrm_onprem_url"], auth="negotiate", username="CONTOSO\\someone",
+                            password="pw", ca_file=info["ca_file"])
+    with PsrpBridge(endpoint, info["tenant"]) as bridge, pytest.raises(AuthFailed) as err:
+        bridge.invoke("Get-User", {"ResultSize": 1})
+    assert "(negotiate auth)" in err.value.message and "\n" not in err.value.message
