@@ -41,6 +41,7 @@ from .bridge.errors import (
     AppliedUnknown,
     AuthFailed,
     BridgeError,
+    NotFound,
     Throttled,
     Transient,
 )
@@ -86,34 +87,38 @@ def _edoi(record: Mapping[str, Any]) -> str:
     return str(record.get("ExternalDirectoryObjectId") or "").lower()
 
 
-def read_mailboxes(bridge: Bridge, identities: Sequence[str]) -> dict[str, Record]:
+def read_mailboxes(bridge: Bridge, identities: Sequence[str], *, mode: str = "batch") -> dict[str, Record]:
     """Current Get-Mailbox records of these ExternalDirectoryObjectIds (absent ones are left out).
 
-    One request per call: a server-side `-Filter` of OR'ed `ExternalDirectoryObjectId -eq`
-    terms when every identity is a GUID (so nothing but a GUID reaches filter text), else a
-    `$batch` of `Get-Mailbox -Identity`. Raises the bridge's error when the read fails.
+    One request either way: mode "batch" sends a `$batch` of `Get-Mailbox -Identity X`
+    (<= 10 identities, each bound as a parameter); mode "filter" sends one `Get-Mailbox
+    -Filter` of OR'ed `ExternalDirectoryObjectId -eq` terms (only when every identity is a
+    GUID, so nothing but a GUID reaches filter text). Raises the bridge's error when the
+    read fails; an identity the service does not find is simply absent from the result.
     """
     ids = [i for i in dict.fromkeys(identities) if i]
     if not ids:
         return {}
     wanted = {i.lower(): i for i in ids}
     out: dict[str, Record] = {}
-    if all(_GUID_RE.match(i) for i in ids):
+    if mode == "filter" and all(_GUID_RE.match(i) for i in ids):
         terms = " -or ".join(f"(ExternalDirectoryObjectId -eq '{i.lower()}')" for i in ids)
         for record in bridge.invoke("Get-Mailbox", {"Filter": terms, "ResultSize": "Unlimited"}):
             key = _edoi(record)
             if key in wanted:
                 out[wanted[key]] = record
         return out
-    results = bridge.invoke_many([Call("Get-Mailbox", {"Identity": i}) for i in ids])
-    for identity, result in zip(ids, results, strict=True):
-        if result.error is not None:
-            if type(result.error).__name__ == "NotFound":
+    for start in range(0, len(ids), CHUNK_SIZE):
+        group = ids[start:start + CHUNK_SIZE]
+        results = bridge.invoke_many([Call("Get-Mailbox", {"Identity": i}) for i in group])
+        for identity, result in zip(group, results, strict=True):
+            if isinstance(result.error, NotFound):
                 continue
-            raise result.error
-        for record in result.records:
-            if _edoi(record) == identity.lower() or len(result.records) == 1:
-                out[identity] = record
+            if result.error is not None:
+                raise result.error
+            for record in result.records:
+                if _edoi(record) == identity.lower() or len(result.records) == 1:
+                    out[identity] = record
     return out
 
 
@@ -136,10 +141,10 @@ class WritePacer:
     def __init__(
         self,
         *,
-        initial_rate: float = 20.0,
+        initial_rate: float = 30.0,
         min_rate: float = 0.5,
         max_rate: float | None = None,
-        doubling_s: float = 1.5,
+        doubling_s: float = 1.0,
         cut_to: float = 0.92,
         first_cut_to: float = 0.85,
         increase_per_s: float = 0.002,
@@ -147,6 +152,7 @@ class WritePacer:
         max_pause_s: float = 2.0,
         window_s: float = 2.0,
         cooldown_s: float = 2.5,
+        burst_s: float = 0.25,
         min_estimate_span_s: float = 5.0,
         clock: Monotonic = time.monotonic,
         throttle_signal: Callable[[], int] | None = None,
@@ -163,6 +169,7 @@ class WritePacer:
         self.max_pause_s = max_pause_s
         self.window_s = window_s
         self.cooldown_s = cooldown_s
+        self.burst_s = burst_s
         self.min_estimate_span_s = min_estimate_span_s
         self.slow_start = True
         self.cuts = 0
@@ -171,7 +178,9 @@ class WritePacer:
         self._clock = clock
         self._lock = threading.Lock()
         now = clock()
-        self._next = now
+        self._tokens = 0.0
+        self._filled_at = now
+        self._paused_until = now
         self._grown_at = now
         self._last_event = -math.inf
         self._started = now
@@ -197,7 +206,7 @@ class WritePacer:
             rate = self.rate * (2.0 ** (dt / self.doubling_s))
             recent = self._recent_rate(now)
             if recent is not None:
-                rate = min(rate, max(self.initial_rate, 2.0 * recent))
+                rate = min(rate, max(self.initial_rate, 4.0 * recent))
         else:
             quiet = now - self._last_event
             rate = self.rate * (1.0 + self.increase_per_s * (1.0 + quiet / 20.0) * dt)
@@ -219,15 +228,26 @@ class WritePacer:
             self._seen_throttles = count
             self.throttled()
 
-    def reserve(self, n: int) -> float:
-        """Reserve `n` writes; returns the seconds to wait before sending them."""
+    def try_take(self, n: int) -> float:
+        """Take `n` write tokens: 0.0 when taken, else the seconds to wait before asking again.
+
+        Tokens accrue at the current rate (so a rate change applies at once to every waiting
+        writer) and never bank more than `burst_s` of them (no burst after an idle spell).
+        """
         self._poll_signal()
         with self._lock:
             now = self._clock()
             self._grow(now)
-            start = max(now, self._next)
-            self._next = start + n / self.rate
-            return start - now
+            if now < self._paused_until:
+                self._filled_at = now
+                return self._paused_until - now
+            cap = max(float(n), self.rate * self.burst_s)
+            self._tokens = min(cap, self._tokens + (now - self._filled_at) * self.rate)
+            self._filled_at = now
+            if self._tokens >= n:
+                self._tokens -= n
+                return 0.0
+            return (n - self._tokens) / self.rate
 
     def accepted(self, n: int) -> None:
         """`n` writes were accepted by the tenant."""
@@ -249,7 +269,8 @@ class WritePacer:
             if now - self._last_event < self.cooldown_s:
                 return False
             pause = min(self.max_pause_s, retry_after if retry_after else self.pause_s)
-            self._next = max(self._next, now + pause)
+            self._paused_until = max(self._paused_until, now + pause)
+            self._tokens = 0.0
             since = self._accepted_total - self._accepted_at_event
             if self.slow_start:
                 recent = self._recent_rate(now)
@@ -597,7 +618,11 @@ class _Engine:
                     reason="stopped before this write was confirmed; read back as not applied")
                     for r in pending])
                 return
-            self.wait(self.pacer.reserve(len(pending)))
+            while not self.cancel.is_set():
+                delay = self.pacer.try_take(len(pending))
+                if delay <= 0:
+                    break
+                self.wait(min(delay, 0.05))
             if self.cancel.is_set():
                 continue
             calls = [Call("Set-Mailbox", {"Identity": r.identity, "IsExchangeCloudManaged": self.target})
