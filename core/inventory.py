@@ -66,6 +66,10 @@ USERS_FILTER: Final = "(RecipientType -eq 'MailUser') -or (-not (PreviousRecipie
 DEFAULT_WORKERS: Final = 16
 DEFAULT_PARTITIONS: Final = 16
 PAGE_SIZE: Final = 1000
+#: A probed read (Get-User) stays one stream for up to this many full pages, then is partitioned.
+#: Up to ~8 pages it ends while Get-Mailbox's partitions (the bulk) still run, and a partitioned
+#: read costs 17 server-side queries where one does; beyond that, parallel pages win.
+PROBE_PAGES: Final = 8
 #: How often one partition is re-read from its start after the bridge gave up on a transient error.
 PARTITION_RETRIES: Final = 3
 
@@ -344,8 +348,8 @@ def empty_frame() -> pd.DataFrame:
 class _Read:
     """One cmdlet to read, with its plans in order of preference (fallbacks after the first).
 
-    `probe`: plans[0] is a single stream expected to be small; if its first page comes back
-    full, the read moves on to plans[1] (partitioned) instead of paging on alone.
+    `probe`: plans[0] is a single stream expected to be small; if it is still going after
+    PROBE_PAGES full pages, the read moves on to plans[1] (partitioned) instead of paging on alone.
     `narrowed[i]`: plan i reads Get-User through USERS_FILTER.
     """
 
@@ -423,7 +427,7 @@ class _Fetch:
 
     def __init__(
         self, bridge: Bridge, reads: list[_Read], *, progress: ProgressCallback | None,
-        cancel: threading.Event | None, max_workers: int, page_size: int,
+        cancel: threading.Event | None, max_workers: int, page_size: int, probe_pages: int,
         clock: Callable[[], float],
     ) -> None:
         self.bridge = bridge
@@ -432,6 +436,7 @@ class _Fetch:
         self.cancel = cancel or threading.Event()
         self.stop = threading.Event()  # set when this fetch ends, for whatever reason
         self.page_size = page_size
+        self.probe_pages = max(1, probe_pages)
         self.clock = clock
         self.events: queue.Queue[_Event] = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="exocm-inventory")
@@ -596,10 +601,10 @@ class _Fetch:
         task.pages += 1
         self.pages += 1
         read = task.read
-        if read.probing and len(keys) >= self.page_size:
-            # More than one page: read it in partitions rather than page after page.
+        if read.probing and task.pages >= self.probe_pages and len(keys) >= self.page_size:
+            # Bigger than a probe: read it in partitions rather than page after page.
             self._switch(read, 1)
-            self._emit(f"{read.cmdlet}: more than {self.page_size} records; reading "
+            self._emit(f"{read.cmdlet}: more than {self.probe_pages * self.page_size} records; reading "
                        f"{len(read.plan.partitions)} partitions")
             return
         self._emit()
@@ -654,7 +659,7 @@ class _NoFallback(Exception):
 
 def _reads(dirsynced_only: bool, partitions: int, prop: str) -> tuple[_Read, _Read]:
     """Get-Mailbox (partitioned at once: the bulk of the tenant) and Get-User (narrowed, usually
-    small: probed with one stream, partitioned only when its first page is full)."""
+    small: probed with one stream, partitioned only past PROBE_PAGES full pages)."""
     base = DIRSYNCED_FILTER if dirsynced_only else None
     users_base = and_filters(USERS_FILTER, base)
     if partitions == 1:
@@ -682,12 +687,14 @@ def fetch_inventory(
     max_workers: int = DEFAULT_WORKERS,
     page_size: int = PAGE_SIZE,
     partition_property: str = PARTITION_PROPERTY,
+    probe_pages: int = PROBE_PAGES,
     clock: Callable[[], float] = time.monotonic,
 ) -> Inventory:
     """Fetch Get-Mailbox and Get-User through `bridge` with a partitioned parallel read; return the Inventory.
 
     `partitions` is 16 (first hex digit of ExternalDirectoryObjectId, plus the complement), 256,
-    or 1 (one paged stream per cmdlet); `partition_property` is the property the prefixes apply to.
+    or 1 (one paged stream per cmdlet); `partition_property` is the property the prefixes apply to;
+    Get-User is read as one stream until `probe_pages` full pages have come, then partitioned.
     `progress` is called on the caller's thread (records
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
     raises InventoryCancelled within a fraction of a second; requests already in flight finish
@@ -696,7 +703,8 @@ def fetch_inventory(
     fetched_at = datetime.now(UTC)
     mailboxes, users = _reads(dirsynced_only, partitions, partition_property)
     fetch = _Fetch(bridge, [mailboxes, users], progress=progress, cancel=cancel,
-                   max_workers=max(1, max_workers), page_size=page_size, clock=clock)
+                   max_workers=max(1, max_workers), page_size=page_size, probe_pages=probe_pages,
+                   clock=clock)
     try:
         (mbx_table, mbx_keys), (usr_table, usr_keys) = fetch.run()
     except _NoFallback as exc:  # pragma: no cover - _on_error re-raises the bridge error instead

@@ -105,12 +105,12 @@ def test_a_partition_filter_the_service_rejects_falls_back_to_one_paged_stream_a
     assert any("falling back to one paged stream" in e.message for e in events)
 
 
-def test_a_full_first_page_of_get_user_switches_it_to_partitions(
+def test_a_get_user_read_bigger_than_a_probe_switches_to_partitions(
         sandbox: Sandbox, bridge_for: Callable[..., RestBridge]) -> None:
     events: list[Progress] = []
-    inventory = fetch_inventory(bridge_for(sandbox), page_size=5, progress=events.append)
+    inventory = fetch_inventory(bridge_for(sandbox), page_size=10, probe_pages=2, progress=events.append)
     assert inventory.stats["mode"]["Get-User"] == "17 partitions"
-    assert any("Get-User: more than 5 records" in e.message for e in events)
+    assert any("Get-User: more than 20 records; reading 17 partitions" in e.message for e in events)
     assert set(inventory.frame.index) == set(_recipients(sandbox))
 
 

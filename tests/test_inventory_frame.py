@@ -100,7 +100,7 @@ def test_partition_plan_is_prefixes_plus_complement_anded_with_the_base_filter()
     plan = plan_partitions("IsDirSynced -eq $true")
     names = [p.name for p in plan.partitions]
     assert names == [REST, *HEX_DIGITS]
-    assert plan.partitions[1].filter == "(IsDirSynced -eq $true) -and (ExternalDirectoryObjectId -like '0*')"
+    assert plan.partitions[1].filter == "(ExternalDirectoryObjectId -like '0*') -and (IsDirSynced -eq $true)"
     assert plan.partitions[0].filter == f"(IsDirSynced -eq $true) -and ({complement_filter()})"
     assert complement_filter().startswith("-not ((ExternalDirectoryObjectId -like '0*') -or ")
     assert plan_partitions(None).partitions[1].filter == "ExternalDirectoryObjectId -like '0*'"

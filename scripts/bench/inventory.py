@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # (a) what `Get-Mailbox -ResultSize Unlimited` does: one page of 1000 after the other.
         seq = open_bridge(profile, token_cache=memory_token_cache(), max_concurrency=args.concurrency_limit)
         try:
-            seq.invoke("Get-Mailbox", {"ResultSize": 1})  # sign-in outside the timing
+            # Sign-in and the sandbox's first-call costs outside the timing (both runs benefit).
+            seq.invoke("Get-Mailbox", {"ResultSize": 1000})
+            seq.invoke("Get-User", {"ResultSize": 1000})
             seen: Counter[str] = Counter()
             start = time.perf_counter()
             for page in seq.stream("Get-Mailbox", {"ResultSize": "Unlimited"}, page_size=1000):
