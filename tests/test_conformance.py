@@ -171,3 +171,12 @@ def test_invoke_many_gives_per_call_results_in_order(bridge: Bridge, tenant_sand
     assert results[0].records == _expected(tenant_sandbox, "Get-Mailbox", {"Identity": mailbox["UserPrincipalName"]})
     assert isinstance(results[1].error, NotFound) and results[1].records == []
     assert results[2].error is None and len(results[2].records) == 1
+
+
+def test_the_whole_inventory_is_identical_over_both_transports(bridges: dict[str, Bridge]) -> None:
+    import pandas as pd
+    from exocm.core.inventory import fetch_inventory
+
+    frames = {name: fetch_inventory(bridges[name]).frame.sort_index() for name in TRANSPORTS}
+    assert len(frames["rest"]) > 0
+    pd.testing.assert_frame_equal(frames["rest"], frames["psrp"])
