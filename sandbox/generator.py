@@ -12,6 +12,7 @@ over is "remote_user"):
 - remote_shared / remote_room / remote_equipment: dir-synced resource mailboxes (no license).
 - onprem_mailbox: mailbox still on-prem (UserMailbox there), EXO MailUser with the on-prem
   ExchangeGuid; half of them already licensed (no cloud mailbox: the ExchangeGuid synced).
+- onprem_resource: shared or room mailbox still hosted on-prem (EXO MailUser); 0 by default.
 - synced_user: on-prem user without Exchange attributes, EXO User, unlicensed (new hires; the
   dual-mailbox birth starts from one of these).
 - cloud_user / cloud_shared: cloud-only mailboxes (IsDirSynced False)  -> NOT_DIRSYNCED.
@@ -54,6 +55,7 @@ DEFAULT_MIX: dict[str, float] = {
     "remote_room": 0.015,
     "remote_equipment": 0.005,
     "onprem_mailbox": 0.03,
+    "onprem_resource": 0.0,  # opt-in: a non-zero default would change every seed's tenant (snapshots)
     "synced_user": 0.02,
     "cloud_user": 0.02,
     "cloud_shared": 0.005,
@@ -240,7 +242,7 @@ class _Gen:
         """A dir-synced object as a finished sync leaves it (exo_rtd None -> EXO User)."""
         t, r = self.t, self.rng
         if resource:
-            given, sn, display, cn, alias = self.resource(exo_rtd or "SharedMailbox")
+            given, sn, display, cn, alias = self.resource(exo_rtd or onprem_rtd or "SharedMailbox")
             dept = "Facilities"
             ou = self.res_ou
         else:
@@ -253,6 +255,7 @@ class _Gen:
         upn = f"{alias}@{t.onprem_domain}"
         ca, eca = self.attributes(dept)
         mail_enabled = onprem_rtd is not None
+        hidden = False
         exchange_guid = self.guid() if mail_enabled and onprem_rtd != "MailUser" else None
         proxies: list[str] = []
         exo_legacy = None
@@ -269,7 +272,7 @@ class _Gen:
             exchange_guid=exchange_guid, archive_guid=None,
             legacy_dn=_onprem_legacy(t, alias, ad_guid) if mail_enabled else None,
             remote_routing=f"{alias}@{t.routing_domain}" if onprem_rtd and onprem_rtd.startswith("Remote") else None,
-            hidden=False, ca=ca, eca=eca, when_created=created, when_changed=changed, entra_id=entra_id,
+            hidden=hidden, ca=ca, eca=eca, when_created=created, when_changed=changed, entra_id=entra_id,
             enabled=not resource, department=dept,
         )
         if exo_rtd == "UserMailbox" and r.random() < 0.3:
@@ -283,7 +286,7 @@ class _Gen:
             exchange_guid=exchange_guid, archive_guid=ad.archive_guid,
             upn=upn, alias=alias if mail_enabled else None, display_name=display, name=cn, first_name=given,
             last_name=sn, proxies=list(proxies), legacy_dn=exo_legacy, rtd=rec_rtd, prev_rtd=None,
-            dir_synced=True, cloud_managed=False, hidden=False, ca=ca, eca=eca,
+            dir_synced=True, cloud_managed=False, hidden=hidden, ca=ca, eca=eca,
             when_created=created + timedelta(minutes=r.uniform(5, 60)), when_changed=exo_changed,
             external_email=(proxies[0][5:] if rec_rtd == "MailUser" and proxies else None),
         )
@@ -386,6 +389,10 @@ def _make(g: _Gen, kind: str) -> None:
         if exo_rtd == "UserMailbox":
             g.license(u, ad)
         x.cloud_managed = True
+        g.add(kind, ad, u, x)
+    elif kind == "onprem_resource":
+        rtd = "SharedMailbox" if rng.random() < 0.7 else "RoomMailbox"
+        ad, u, x = g.synced(None, rtd, resource=True)
         g.add(kind, ad, u, x)
     elif kind == "onprem_mailbox":
         ad, u, x = g.synced(None, "UserMailbox")

@@ -58,6 +58,10 @@ def test_small_tenants_still_get_one_of_each_finding() -> None:
 def test_custom_mix_and_bad_mix() -> None:
     t = generate_tenant(200, 2, {"dual_mailbox": 0.1, "cloud_managed": 0.0}, clock=lambda: NOW)
     assert len(t.planted()["DUAL_MAILBOX"]) == 20 and t.planted()["ALREADY_CLOUD_MANAGED"] == []
+    res = generate_tenant(500, 3, {"onprem_resource": 0.02}, clock=lambda: NOW)
+    onprem = res.invoke("Get-Mailbox", {"ResultSize": "Unlimited"}, side="onprem")
+    assert {"SharedMailbox", "RoomMailbox"} & {r["RecipientTypeDetails"] for r in onprem}
+    assert all(res.exo[e].rtd == "MailUser" for e in res.generated["onprem_resource"])
     with pytest.raises(ValueError):
         generate_tenant(100, 1, {"nonsense": 0.1})
     with pytest.raises(ValueError):
