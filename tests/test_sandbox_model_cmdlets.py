@@ -298,3 +298,25 @@ def test_ad_user_by_identity_and_filter(ro: Tenant) -> None:
     assert by_filter[0]["msDS-ExternalDirectoryObjectId"] == f"User_{a.entra_id}"
     err = _err(ro, "Get-ADUser", {"Identity": a.upn}, side="onprem")  # the AD module takes no UPN as -Identity
     assert err.error_type == "ADIdentityNotFoundException"
+
+
+def test_opath_quoting_wildcards_barewords_and_numbers() -> None:
+    from exocm.sandbox.opath import compile_filter
+
+    props = {"displayname": lambda o: o["DisplayName"], "n": lambda o: o["N"], "emailaddresses": lambda o: o["E"]}
+    obrien = {"DisplayName": "Sean O'Brien", "N": 5, "E": ["SMTP:sean@contoso.com", "smtp:s.ob@contoso.com"]}
+    other = {"DisplayName": 'Ann "Q" Lee', "N": 12, "E": []}
+
+    def match(flt: str) -> list[bool]:
+        pred = compile_filter(flt, props)
+        return [pred(obrien), pred(other)]
+
+    assert match("DisplayName -eq 'Sean O''Brien'") == [True, False]
+    assert match('DisplayName -eq "Ann ""Q"" Lee"') == [False, True]
+    assert match("DisplayName -like 'S*O*n'") == [True, False]
+    assert match("N -gt 10") == [False, True]
+    assert match("N -eq 5") == [True, False]
+    assert match("EmailAddresses -eq 'smtp:S.OB@contoso.com'") == [True, False]
+    assert match("EmailAddresses -eq $null") == [False, True]
+    assert match("-not (N -le 5) -or DisplayName -like '*brien'") == [True, True]
+    assert match("DisplayName -ne sean") == [True, True]  # a bare word is a string value
