@@ -172,8 +172,12 @@ class MsalTokenProvider:
         token_cache: msal.TokenCache | None = None,
         device_code_callback: DeviceCodeCallback | None = None,
         clock: Callable[[], float] = time.time,
+        scope: str | None = None,
     ) -> MsalTokenProvider:
-        """Build the provider a profile describes; secrets come from `env` (default os.environ)."""
+        """Build the provider a profile describes; secrets come from `env` (default os.environ).
+
+        `scope` overrides the profile's Exchange scope (e.g. Microsoft Graph for runbooks).
+        """
         env = os.environ if env is None else env
         credential: str | dict[str, Any] | None = None
         secrets: list[str | None] = []
@@ -185,7 +189,7 @@ class MsalTokenProvider:
         return cls(
             client_id=profile.client_id,
             authority=profile.resolved_authority(),
-            scope=profile.resolved_scope(),
+            scope=scope or profile.resolved_scope(),
             auth=profile.auth,
             client_credential=credential,
             token_cache=token_cache,

@@ -91,6 +91,33 @@ class JournalWriter:
             pass
 
     @classmethod
+    def reopen(cls, path: Path) -> JournalWriter:
+        """Append to an existing journal (a resumed run): the header stays, `seq` continues.
+
+        A torn last line (a crash mid-write) is cut off first, so new records never glue onto
+        it; complete records are never touched. JournalError when the file has no header.
+        """
+        path = Path(path)
+        contents = read_journal(path)
+        header = require_header(contents)
+        raw_size = path.stat().st_size
+        with path.open("rb") as handle:
+            data = handle.read()
+        keep = data.rfind(b"\n") + 1
+        self = cls.__new__(cls)
+        self.path = path
+        self.run_id = str(header["run_id"])
+        self._lock = threading.Lock()
+        self._seq = max((int(r.get("seq") or 0) for r in contents.records), default=0)
+        self.records_written = 0
+        self.fsyncs = 0
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        if keep < raw_size:
+            os.ftruncate(self._fd, keep)
+            os.fsync(self._fd)
+        return self
+
+    @classmethod
     def create(
         cls,
         *,

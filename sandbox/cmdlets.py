@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from exocm.sandbox import write_log
 from exocm.sandbox.errors import CmdletError
 
 if TYPE_CHECKING:
@@ -112,7 +113,11 @@ def dispatch(tenant: Tenant, cmdlet: str, params: dict[str, Any], side: str) -> 
     spec = table.get(str(cmdlet).strip())
     if spec is None:
         raise command_not_found(str(cmdlet))
-    return spec.handler(tenant, bind(spec, params))
+    bound = bind(spec, params)
+    result = spec.handler(tenant, bound)
+    if write_log.is_write(spec.name):
+        write_log.log_write(side, spec.name, bound.get("Identity"), bound)
+    return result
 
 
 # ----------------------------------------------------------------------------- value conversion

@@ -11,6 +11,7 @@ import base64
 import uuid
 from typing import TYPE_CHECKING
 
+from exocm.sandbox import write_log
 from exocm.sandbox.errors import CmdletError
 from exocm.sandbox.licensing import SKUS
 from exocm.sandbox.objects import EntraGroup, EntraUser, primary_smtp
@@ -132,6 +133,7 @@ def assign_license(t: Tenant, ident: str, *, add: list[str], remove: list[str]) 
         u.licenses.discard(s.lower())
     t.mark("entra_users", u.id)
     t.pending_exo.add(u.id)
+    write_log.log_write("graph", "assignLicense", u.id, {"addLicenses": add, "removeLicenses": remove})
     return user_record(t, u)
 
 
@@ -201,6 +203,7 @@ def add_group_member(t: Tenant, group: str, user: str) -> None:
     t.mark("entra_users", u.id)
     t.mark("entra_groups", g.id)
     t.pending_exo.add(u.id)
+    write_log.log_write("graph", "addGroupMember", u.id, {"group": g.id})
 
 
 def remove_group_member(t: Tenant, group: str, user: str) -> None:
@@ -216,3 +219,4 @@ def remove_group_member(t: Tenant, group: str, user: str) -> None:
     t.mark("entra_users", u.id)
     t.mark("entra_groups", g.id)
     t.pending_exo.add(u.id)
+    write_log.log_write("graph", "removeGroupMember", u.id, {"group": g.id})
