@@ -75,8 +75,10 @@ def _rows(kind: str, objs: Iterable[Any]) -> Iterable[list[Any]]:
 
 
 def _obj(kind: str, row: list[Any]) -> Any:
-    names, _, dec = _CODECS[kind]
-    return KINDS[kind](**{n: d(v) for n, d, v in zip(names, dec, row, strict=True)})
+    _, _, dec = _CODECS[kind]
+    if len(row) != len(dec):
+        raise ValueError(f"sandbox state row of {kind} has {len(row)} fields, expected {len(dec)}")
+    return KINDS[kind](*[d(v) for d, v in zip(dec, row, strict=True)])  # fields in declaration order
 
 
 def _meta(t: Tenant) -> dict[str, Any]:
