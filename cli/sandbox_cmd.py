@@ -131,6 +131,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
               help="Run a sync cycle every SECONDS (default: only on demand).")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SQLite file: load the tenant from it (else generate and save), save after writes and on exit.")
+@click.option("--durable-writes", is_flag=True,
+              help="With --state: save before answering each write (kill -9 then loses nothing acknowledged).")
 @click.option("--print-json", is_flag=True, help="First stdout line: one JSON object with the endpoints and credentials.")
 @click.option("--device-code-approval", type=click.Choice(["auto", "manual"]), default="auto", show_default=True,
               help="Approve device-code sign-ins at once, or wait for 'exocm sandbox approve CODE'.")
@@ -138,7 +140,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency_jitter_ms: float,
           concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
           fault_timeout_s: float, token_lifetime_s: int, sync_interval: float | None, state_file: Path | None,
-          print_json: bool, device_code_approval: str, verbose: bool) -> None:
+          durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool) -> None:
     """Serve a SANDBOX tenant until Ctrl-C (the state, if any, is saved on exit)."""
     from exocm.sandbox.server import Sandbox
 
@@ -154,7 +156,8 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
                            latency_jitter_ms=latency_jitter_ms, concurrency_limit=concurrency_limit,
                            write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
                            token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
-                           auto_approve_device_code=device_code_approval == "auto", verbose=verbose)
+                           auto_approve_device_code=device_code_approval == "auto",
+                           durable_writes=durable_writes, verbose=verbose)
     except OSError as exc:
         click.echo(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(ERROR)

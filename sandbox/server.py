@@ -31,7 +31,7 @@ from .tokens import TokenService
 #: Tenants with at least this many EXO recipients are frozen out of the cyclic GC after loading.
 FREEZE_HEAP_AT = 20_000
 #: Seconds between state saves while writes keep coming (a save also happens on stop).
-SAVE_EVERY_S = 2.0
+SAVE_EVERY_S = 0.5
 
 ClockLike = Callable[[], Any]
 
@@ -58,7 +58,7 @@ class Sandbox:
     def __init__(self, tenant: Any, *, host: str, port: int, knobs: Knobs, seed: int,
                  clock: ClockLike | None, tls_dir: Path | None, state_file: Path | None,
                  sync_interval: float | None, auto_approve_device_code: bool, verbose: bool,
-                 winrm: bool = False) -> None:
+                 winrm: bool = False, durable_writes: bool = False) -> None:
         self.tenant = tenant
         self.knobs = knobs
         self.stats = Stats()
@@ -74,9 +74,10 @@ class Sandbox:
             token_lifetime_s=lambda: int(self.knobs.token_lifetime_s),
             auto_approve_device_code=auto_approve_device_code)
         self._dirty = threading.Event()
+        self.durable_writes = durable_writes
         self._stopping = threading.Event()
         self.rest = RestApi(tenant, self.tokens, knobs, FaultDice(seed), self.stats,
-                            base_url=lambda: self._base_url, clock=self._epoch, on_write=self._dirty.set)
+                            base_url=lambda: self._base_url, clock=self._epoch, on_write=self._wrote)
         self.graph: Any = None
         try:
             from .graph import GraphApi
@@ -84,7 +85,7 @@ class Sandbox:
             pass
         else:
             self.graph = GraphApi(tenant, self.tokens, knobs, self.rest.dice, self.stats,
-                                  base_url=lambda: self.graph_base_url, on_write=self._dirty.set)
+                                  base_url=lambda: self.graph_base_url, on_write=self._wrote)
         self._server: SandboxHTTPServer
         self._server, self._thread = start_server(host, port, self._app, self.material.server_ssl_context(),
                                                   verbose=verbose)
@@ -108,11 +109,12 @@ class Sandbox:
               state_file: str | Path | None = None, tenant: Any = None,
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
-              verbose: bool = False, winrm: bool = True) -> Sandbox:
+              durable_writes: bool = False, verbose: bool = False, winrm: bool = True) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
-        after writes (at most every SAVE_EVERY_S) and on stop; TLS material and credentials
+        after writes (at most every SAVE_EVERY_S; with `durable_writes`, before a write is answered,
+        so even kill -9 loses no acknowledged write) and on stop; TLS material and credentials
         then live in `<state_file>.tls/` so a restarted sandbox is trusted by the same CA file.
         `clock`: returns epoch seconds or an aware datetime; tokens, the write budget, paging
         cursors and (for a tenant built here) the tenant's own clock follow it.
@@ -139,7 +141,8 @@ class Sandbox:
             Path(f"{state_path}.tls") if state_path is not None else None)
         return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
                    state_file=state_path, sync_interval=sync_interval,
-                   auto_approve_device_code=auto_approve_device_code, verbose=verbose, winrm=winrm)
+                   auto_approve_device_code=auto_approve_device_code, verbose=verbose, winrm=winrm,
+                   durable_writes=durable_writes)
 
     def _start_winrm(self) -> Any:
         import ssl
@@ -246,6 +249,13 @@ class Sandbox:
         result = self.tenant.run_sync_cycle()
         self._dirty.set()
         return result
+
+    def _wrote(self) -> None:
+        """A write ran: save now (durable_writes) or soon."""
+        if self.durable_writes and self.state_file is not None:
+            self.save()
+        else:
+            self._dirty.set()
 
     def save(self) -> None:
         """Persist the tenant to the state file now (no-op without one)."""

@@ -133,3 +133,22 @@ def test_restart_on_the_same_port_keeps_state_and_accepts_earlier_tokens(tmp_pat
         assert record["IsExchangeCloudManaged"] is True
     finally:
         second.stop()
+
+
+def test_durable_writes_survive_kill_9(tmp_path: Path) -> None:
+    pytest.importorskip("exocm.sandbox.state")
+    state = tmp_path / "tenant.sqlite"
+    with _serve("--size", "80", "--seed", "6", "--state", str(state), "--durable-writes") as (proc, info):
+        token = app_token(info)
+        with rest_client(info) as c:
+            rows = invoke(c, info, token, "Get-Mailbox", ResultSize=1,
+                          Filter="IsDirSynced -eq $true -and IsExchangeCloudManaged -eq $false").json()["value"]
+            edoid = rows[0]["ExternalDirectoryObjectId"]
+            assert invoke(c, info, token, "Set-Mailbox", Identity=edoid,
+                          IsExchangeCloudManaged=True).status_code == 200
+        proc.kill()  # no chance to save on exit
+    with _serve("--size", "80", "--seed", "6", "--state", str(state)) as (proc, again):
+        with rest_client(again) as c:
+            record = invoke(c, again, app_token(again), "Get-Mailbox", Identity=edoid).json()["value"][0]
+        assert record["IsExchangeCloudManaged"] is True
+        _stop(proc, signal.SIGINT)
