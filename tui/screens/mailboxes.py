@@ -217,8 +217,14 @@ class MailboxesScreen(Screen[None]):
 
     @on(FilterChanged)
     def _filter_changed(self, message: FilterChanged) -> None:
-        self.text, self.quick = message.text, message.quick
-        self._refilter()
+        self._sync_filter()
+
+    def _sync_filter(self) -> None:
+        """Apply the filter bar's current state now (if it changed): bulk actions act on what is shown."""
+        bar = self.query_one(FilterBar)
+        if (bar.text, bar.quick) != (self.text, self.quick):
+            self.text, self.quick = bar.text, bar.quick
+            self._refilter()
 
     @on(SortRequested)
     def _sort_requested(self, message: SortRequested) -> None:
@@ -241,16 +247,20 @@ class MailboxesScreen(Screen[None]):
 
     def action_quick(self, name: str) -> None:
         self.query_one(FilterBar).toggle(name)
+        self._sync_filter()
 
     def action_cycle_type(self) -> None:
         self.query_one(FilterBar).cycle_type()
+        self._sync_filter()
 
     def filter_type(self, type_name: str | None) -> None:
         """Show only one RecipientTypeDetails (None: any)."""
         self.query_one(FilterBar).set_type(type_name)
+        self._sync_filter()
 
     def action_clear_filters(self) -> None:
         self.query_one(FilterBar).clear()
+        self._sync_filter()
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
@@ -278,6 +288,7 @@ class MailboxesScreen(Screen[None]):
         self._update_counts()
 
     def action_select_all(self) -> None:
+        self._sync_filter()
         self.selection.select(self.shown)
         self._selection_changed()
 
@@ -286,6 +297,7 @@ class MailboxesScreen(Screen[None]):
         self._selection_changed()
 
     def action_invert(self) -> None:
+        self._sync_filter()
         self.selection.invert(self.shown)
         self._selection_changed()
 
@@ -413,6 +425,7 @@ class MailboxesScreen(Screen[None]):
         table = self.query_one(MailboxTable)
         if not table.move_to_position(position):
             self.query_one(FilterBar).clear()
+            self._sync_filter()
             table.move_to_position(position)
         table.focus()
         return True
