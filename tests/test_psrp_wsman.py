@@ -112,3 +112,20 @@ def test_replies_fit_the_clients_max_envelope_size(sandbox: Sandbox) -> None:
     assert len(out) == expected and expected > 5
     assert sizes and max(sizes) <= 20000
     assert len(sizes) > 3  # the output really was spread over several Receives
+
+
+def test_plain_http_endpoint_with_encryption_never_for_loopback_tests() -> None:
+    from exocm.core.bridge.psrp import PsrpBridge, PsrpEndpoint
+    from exocm.sandbox.generator import generate_tenant
+    from exocm.sandbox.psrp import WinRMEndpoint
+
+    tenant = generate_tenant(30, 9)
+    endpoint = WinRMEndpoint.start(tenant, password="loopback-only")
+    try:
+        assert endpoint.onprem_url.startswith("http://127.0.0.1:")
+        psrp = PsrpEndpoint(endpoint.onprem_url, username=endpoint.username, password="loopback-only")
+        with PsrpBridge(psrp, "lab") as bridge:
+            assert len(bridge.invoke("Get-User", {"ResultSize": "Unlimited"})) == len(
+                tenant.invoke("Get-User", {"ResultSize": "Unlimited"}, side="onprem"))
+    finally:
+        endpoint.stop()
