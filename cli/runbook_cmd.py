@@ -450,7 +450,7 @@ def abort(run_id: str) -> None:
 def _local_actor() -> str:
     from exocm.core.journal import local_actor
 
-    return local_actor()
+    return str(local_actor())
 
 
 @runbook.command("status")

@@ -302,7 +302,12 @@ def _dual_gone_keep_onprem(ctx: StepContext) -> Check:
     local = reads.onprem_mailbox(ctx.onprem, _onprem_id(ctx))
     if local is None:
         return Check(False, "the on-prem mailbox is gone", check.observed)
-    return Check(True, "one mailbox left (on-prem); EXO MailUser points at it", check.observed)
+    recorded = reads.LicenseSources(**(ctx.facts.get("licenses") or {}))
+    if not recorded.empty and _sources(ctx).empty:
+        # The license must be effective in Entra again (a synced group needs a sync), and EXO must
+        # still show the MailUser afterwards: no new cloud mailbox was provisioned.
+        return Check(False, "the license has not reached Entra yet (waiting for sync)", check.observed)
+    return Check(True, "one mailbox left (on-prem); EXO MailUser points at it, licensed", check.observed)
 
 
 def _always(ctx: StepContext) -> Check:

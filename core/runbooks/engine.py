@@ -472,8 +472,10 @@ class RunExecutor:
         obj = ctx.obj
         st = obj.step_state(step.id)
         interrupted = st.status == "intent"
+        seen: dict[str, Any] = {}
         if step.verify is not None and (step.writes or interrupted):
             check = step.verify(ctx)
+            seen.update(check.observed or {})
             if check.ok:
                 detail = ("the action of an interrupted run is in effect; not sent again" if interrupted
                           else "already in the desired state; nothing sent")
@@ -482,8 +484,9 @@ class RunExecutor:
                                   outcome="done", detail=detail)
                 return False
         if step.precondition is None:
-            return Check(True)
+            return Check(True, observed=seen or None)
         pre = step.precondition(ctx)
+        seen.update(pre.observed or {})
         if not pre.ok:
             if step.skip_when_unmet:
                 obj.status = "skipped"
@@ -499,7 +502,7 @@ class RunExecutor:
             self._audit_event("step", "checked", step=step, obj=obj, before=pre.observed, outcome="done",
                               detail=pre.detail)
             return False
-        return pre
+        return Check(True, pre.detail, seen or None)
 
     def _act(self, step: Step, ctx: StepContext, before: Check | None, errors: list[str]) -> None:
         obj = ctx.obj
