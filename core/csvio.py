@@ -26,12 +26,13 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -39,6 +40,9 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 __all__ = [
     "BadRow",
@@ -56,6 +60,8 @@ __all__ = [
 
 #: Delimiters tried when none is given, in order of preference on a tie.
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
+#: Rows per Arrow-backed chunk while reading.
+_CHUNK_ROWS = 20_000
 #: How many physical lines the delimiter check looks at.
 _SNIFF_LINES = 50
 #: Characters that make Excel treat a cell as a formula (OWASP "CSV injection").
@@ -151,13 +157,16 @@ def read_csv(
     header: bool | None = None,
     known_columns: Iterable[str] | None = None,
     undo_formula_escape: bool = True,
+    engine: Literal["auto", "careful"] = "auto",
 ) -> CsvRead:
     """Read any Export-Csv style file into ``(DataFrame of str, bad rows)``.
 
     ``delimiter`` None = detect; ``header`` None = detect (the first row is a header unless
     ``known_columns`` is given and none of its cells is a known column, or, without
     ``known_columns``, a cell looks like data: an address, a GUID or a number). Headerless
-    files get columns ``H1..Hn``. ``undo_formula_escape`` strips the ``'`` that
+    files get columns ``H1..Hn``. ``engine="auto"`` parses clean files with pyarrow's C++
+    reader and everything else with the careful row-by-row parser; ``"careful"`` forces the
+    latter (both give the same frame on a clean file). ``undo_formula_escape`` strips the ``'`` that
     :func:`write_csv` puts before ``= + - @``, so our own files read back unchanged.
     """
     data = Path(path).read_bytes()
@@ -168,6 +177,7 @@ def read_csv(
         header=header,
         known_columns=known_columns,
         undo_formula_escape=undo_formula_escape,
+        engine=engine,
         _encoding=encoding,
         _notes=notes,
     )
@@ -180,6 +190,7 @@ def read_csv_text(
     header: bool | None = None,
     known_columns: Iterable[str] | None = None,
     undo_formula_escape: bool = True,
+    engine: Literal["auto", "careful"] = "auto",
     _encoding: str = "text",
     _notes: list[str] | None = None,
 ) -> CsvRead:
@@ -189,8 +200,30 @@ def read_csv_text(
         text = text[1:]
     if "\x00" in text:
         text = _remove_nuls(text, notes)
+    head = list(itertools.islice(io.StringIO(text[: 1 << 20], newline=""), _SNIFF_LINES + 3))
+    if len(text) > 1 << 20 and head:
+        head = head[:-1]  # the last line read from the 1 MiB window may be cut off
+    pos, type_line, delimiter = _preamble(head, delimiter)
+    known = {c.lower() for c in known_columns} if known_columns is not None else None
+    fast = (
+        _fast_frame(text, sum(len(x) for x in head[:pos]), pos, delimiter, header, known, notes)
+        if engine == "auto"
+        else None
+    )
+    if fast is not None:
+        _finish(fast, undo_formula_escape)
+        _attach(fast, encoding=_encoding, delimiter=delimiter, type_line=type_line,
+                has_header=bool(fast.attrs.pop("_has_header")), notes=notes)
+        fast.attrs["csv_format"]["header"] = fast.attrs.pop("_header_note")
+        fast.attrs["csv_format"]["parser"] = "pyarrow"
+        return CsvRead(fast, [])
     lines = io.StringIO(text, newline="").readlines()
+    return _careful(lines, pos, type_line, delimiter, header, known, undo_formula_escape, _encoding, notes)
 
+
+def _preamble(head: list[str], delimiter: str | None) -> tuple[int, str | None, str]:
+    """Skip leading blank lines, a #TYPE line and an Excel sep= line; decide the delimiter."""
+    lines = head
     pos = 0
     while pos < len(lines) and not lines[pos].strip():
         pos += 1
@@ -204,50 +237,156 @@ def read_csv_text(
         pos += 1
     if delimiter is None:
         delimiter = _detect_delimiter(lines[pos : pos + _SNIFF_LINES])
+    return pos, type_line, delimiter
 
-    bad: list[BadRow] = []
-    records, starts = _parse_records(lines, pos, delimiter, bad)
-    if not records:
-        frame = pd.DataFrame()
-        frame.index.name = "line"
-        _attach(frame, encoding=_encoding, delimiter=delimiter, type_line=type_line, has_header=False, notes=notes)
-        return CsvRead(frame, bad)
 
-    known = {c.lower() for c in known_columns} if known_columns is not None else None
-    has_header = header if header is not None else _looks_like_header(records[0], known)
+def _fast_frame(
+    text: str, offset: int, pos: int, delimiter: str, header: bool | None, known: set[str] | None, notes: list[str]
+) -> pd.DataFrame | None:
+    """pyarrow's C++ CSV reader for clean files; None (use the careful parser) at the first doubt.
+
+    Clean means: no quote in the middle of a field (pyarrow would silently glue ``"x"y``), every
+    row with the header's field count, and exactly one record per physical line (no blank lines,
+    no newlines inside values), so line numbers are exact. Anything else goes to the careful
+    parser, which reports and recovers row by row.
+    """
+    if len(delimiter) != 1 or delimiter == '"':
+        return None
+    raw = text[offset:].rstrip("\r\n").encode("utf-8") + b"\n"  # trailing blank lines are not records
+    if not raw.strip() or re.search(rb"\n[ \t]*\r?\n", raw):
+        return None  # a blank line: the careful parser skips and counts it
+    d = re.escape(delimiter)
+    if _re2_search(raw, rf'[^{d}"\r\n]"[^{d}"\r\n]'):
+        return None  # a quote inside a field: the careful parser reports it
+    invalid: list[int] = []
+
+    def on_invalid(row: Any) -> str:
+        invalid.append(1)
+        return "skip"
+
+    first = next(csv.reader([raw[: raw.find(b"\n")].decode("utf-8")], delimiter=delimiter), [])
+    if not first:
+        return None
+    names = [f"f{i}" for i in range(len(first))]
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(raw),
+            read_options=pa_csv.ReadOptions(autogenerate_column_names=True, use_threads=True, block_size=1 << 24),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
+                newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
+        return None
+    physical = raw.count(b"\n")
+    if invalid or table.num_rows != physical or table.num_columns != len(names):
+        return None
+    row0 = [str(v) for v in table.slice(0, 1).to_pylist()[0].values()]
+    has_header = header if header is not None else _looks_like_header(row0, known)
     if has_header:
-        columns = _clean_header(records[0], notes)
-        header_line = starts[0]
-        records, starts = records[1:], starts[1:]
+        columns = _clean_header(row0, notes)
+        table = table.slice(1)
+        first_line = pos + 2
     else:
-        columns = [f"H{i}" for i in range(1, len(records[0]) + 1)]
-        header_line = 0
-    width = len(columns)
+        columns = [f"H{i}" for i in range(1, len(row0) + 1)]
+        first_line = pos + 1
+    frame = table.rename_columns(columns).to_pandas()
+    for col in frame.columns:
+        if not isinstance(frame[col].dtype, pd.StringDtype):
+            frame[col] = frame[col].astype("str")
+    frame.index = pd.RangeIndex(first_line, first_line + len(frame), name="line")
+    frame.attrs["_has_header"] = bool(has_header)
+    frame.attrs["_header_note"] = f"header on line {pos + 1}" if has_header else "no header row; columns named H1..Hn"
+    out: pd.DataFrame = frame
+    return out
 
-    good_rows: list[list[str]] = []
-    good_lines: list[int] = []
-    for row, line in zip(records, starts, strict=True):
-        if len(row) == width:
-            good_rows.append(row)
-            good_lines.append(line)
-        else:
-            bad.append(BadRow(line, f"{len(row)} fields where the header has {width}", _preview(row, delimiter)))
-    bad.sort(key=lambda b: b.line)
 
-    frame = pd.DataFrame(good_rows, columns=columns, dtype="str")
-    frame.index = pd.Index(good_lines, name="line", dtype="int64")
+def _re2_search(raw: bytes, pattern: str) -> bool:
+    """True if ``pattern`` occurs in ``raw``: RE2 through pyarrow over a zero-copy view (linear time)."""
+    offsets = pa.py_buffer(np.array([0, len(raw)], dtype=np.int64))
+    view = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(raw)])
+    return bool(pc.match_substring_regex(view, pattern)[0].as_py())
+
+
+def _finish(frame: pd.DataFrame, undo_formula_escape: bool) -> None:
     if undo_formula_escape and len(frame):
         for col in frame.columns:
             s = frame[col]
             if s.str.startswith("'").any():
                 frame[col] = s.str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
+
+
+def _careful(
+    lines: list[str],
+    pos: int,
+    type_line: str | None,
+    delimiter: str,
+    header: bool | None,
+    known: set[str] | None,
+    undo_formula_escape: bool,
+    encoding: str,
+    notes: list[str],
+) -> CsvRead:
+    """The csv-module parser with per-row reporting and recovery (see _parse_records)."""
+    _encoding = encoding
+    bad: list[BadRow] = []
+    records = _parse_records(lines, pos, delimiter, bad)
+    first = next(records, None)
+    if first is None:
+        frame = pd.DataFrame()
+        frame.index.name = "line"
+        _attach(frame, encoding=_encoding, delimiter=delimiter, type_line=type_line, has_header=False, notes=notes)
+        return CsvRead(frame, bad)
+
+    has_header = header if header is not None else _looks_like_header(first[0], known)
+    if has_header:
+        columns = _clean_header(first[0], notes)
+        header_line = first[1]
+        pending: list[tuple[list[str], int]] = []
+    else:
+        columns = [f"H{i}" for i in range(1, len(first[0]) + 1)]
+        header_line = 0
+        pending = [first]
+    width = len(columns)
+
+    # Rows become Arrow-backed frames chunk by chunk, so a 300,000-row file never holds all of
+    # its cells as Python strings at once.
+    chunks: list[pd.DataFrame] = []
+    good_rows: list[list[str]] = []
+    good_lines: list[int] = []
+    for row, line in itertools.chain(pending, records):
+        if len(row) == width:
+            good_rows.append(row)
+            good_lines.append(line)
+            if len(good_rows) >= _CHUNK_ROWS:
+                chunks.append(_chunk(good_rows, good_lines, columns))
+                good_rows, good_lines = [], []
+        else:
+            bad.append(BadRow(line, f"{len(row)} fields where the header has {width}", _preview(row, delimiter)))
+    bad.sort(key=lambda b: b.line)
+    if good_rows or not chunks:
+        chunks.append(_chunk(good_rows, good_lines, columns))
+    frame = pd.concat(chunks) if len(chunks) > 1 else chunks[0]
+    _finish(frame, undo_formula_escape)
     if header_line:
         notes_header = f"header on line {header_line}"
     else:
         notes_header = "no header row; columns named H1..Hn"
     _attach(frame, encoding=_encoding, delimiter=delimiter, type_line=type_line, has_header=bool(has_header), notes=notes)
+    frame.attrs["csv_format"]["parser"] = "careful"
     frame.attrs["csv_format"]["header"] = notes_header
     return CsvRead(frame, bad)
+
+
+def _chunk(rows: list[list[str]], lines: list[int], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=columns, dtype="str")
+    frame.index = pd.Index(lines, name="line", dtype="int64")
+    return frame
 
 
 def _attach(
@@ -297,21 +436,17 @@ def _detect_delimiter(sample: Sequence[str]) -> str:
     return best
 
 
-def _parse_records(
-    lines: list[str], start: int, delimiter: str, bad: list[BadRow]
-) -> tuple[list[list[str]], list[int]]:
-    """Parse records from ``lines[start:]``; return rows and their 1-based first line numbers.
+def _parse_records(lines: list[str], start: int, delimiter: str, bad: list[BadRow]) -> Iterator[tuple[list[str], int]]:
+    """Parse records from ``lines[start:]``; yield each row with its 1-based first line number.
 
     A record the csv module rejects (bad quoting, end of file inside quotes) is reported and
     parsing restarts on the line after that record's first line, so the lines an unbalanced
     quote swallowed are read again as records of their own. A multi-line record with the
     wrong field count is treated the same way by the caller's width check plus this restart.
     """
-    rows: list[list[str]] = []
-    starts: list[int] = []
     pos = start
     while pos < len(lines):
-        reader = csv.reader(lines[pos:], delimiter=delimiter, strict=True)
+        reader = csv.reader(itertools.islice(lines, pos, None), delimiter=delimiter, strict=True)
         base = pos
         restart_at = None
         while True:
@@ -342,12 +477,10 @@ def _parse_records(
                 )
                 restart_at = first + 1
                 break
-            rows.append(row)
-            starts.append(first + 1)
+            yield row, first + 1
         if restart_at is None:
             break
         pos = restart_at
-    return rows, starts
 
 
 def _swallowed_lines(row: list[str], delimiter: str) -> bool:
@@ -408,6 +541,10 @@ SplitRule = Literal["proxy", "list", "words"]
 # X400 values contain ';' and X500 values contain spaces, so a separator only splits where
 # the next element starts with such a prefix.
 _PROXY_SPLIT = re.compile(r"[;|,\s]+(?=[A-Za-z][A-Za-z0-9]{0,15}:)")
+# A cell that is simply ';'-joined: every piece prefixed, no '|', no X400 (its value holds ';'),
+# spaces only inside X500 values (which hold no ':'). Such cells split on ';' alone.
+_PLAIN_PIECE = r"(?:[Xx]500:[^;|:\s](?:[^;|:]*[^;|:\s])?|[A-Za-z][A-Za-z0-9]{0,15}:[^;\s|,]+)"
+_PLAIN_PROXIES = rf"(?:{_PLAIN_PIECE};)*{_PLAIN_PIECE};?"
 _SPLIT = {"list": re.compile(r"\s*[;|]\s*"), "words": re.compile(r"[;|\s]+")}
 _DOTNET_TYPE = re.compile(r"^(System|Microsoft)\.[\w.`\[\], ]+$")
 
@@ -427,8 +564,12 @@ def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
     if len(todo):
         cells = filled.iloc[todo]
         if rule == "proxy":
-            parts = cells.str.split(_PROXY_SPLIT, regex=True)
-            for i, ps in zip(todo, parts, strict=True):
+            # plain "type:addr;type:addr" cells (no spaces, '|', ',' or unprefixed pieces) split on ';'
+            plain = _fullmatch(cells, _PLAIN_PROXIES)
+            for i, ps in zip(todo[plain], cells[plain].str.split(";"), strict=True):
+                values[i] = tuple(filter(None, ps))
+            rest = ~plain
+            for i, ps in zip(todo[rest], cells[rest].str.split(_PROXY_SPLIT, regex=True), strict=True):
                 values[i] = tuple(t for t in (_trim_proxy(p) for p in ps) if t)
         else:
             pattern = _SPLIT[rule]
@@ -441,6 +582,13 @@ def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
     for i in np.flatnonzero(na):
         values[i] = None
     return pd.Series(values, index=series.index, dtype="object", name=series.name)
+
+
+def _fullmatch(cells: pd.Series, pattern: str) -> np.ndarray:
+    """Vectorised full regex match in pyarrow (RE2); pandas' own falls back to Python per cell."""
+    arr = pa.array(cells.astype("str").array)
+    hit = pc.match_substring_regex(arr, f"^(?:{pattern})$")
+    return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _trim_proxy(value: str) -> str:

@@ -202,6 +202,13 @@ def _scalar_text(v: Any) -> str:
 
 def _multi(s: pd.Series, col: str, notes: list[str]) -> pd.Series:
     rule = _MULTI[col]
+    if isinstance(s.dtype, pd.StringDtype):  # from a CSV: text only
+        out = split_multi(s, rule)  # type: ignore[arg-type]
+        typed = is_dotnet_type_name(s)
+        if typed.any():
+            _note_type_names(notes, col, s.index[typed])
+            out[typed] = None
+        return out
     is_list = s.map(lambda v: isinstance(v, list | tuple), na_action="ignore").fillna(False).astype(bool)
     text = s.where(~is_list, "")
     text = text.map(lambda v: "" if v is None else str(v), na_action="ignore").fillna("").astype("str")
@@ -210,13 +217,17 @@ def _multi(s: pd.Series, col: str, notes: list[str]) -> pd.Series:
         out[is_list] = [tuple(str(x).strip() for x in v if str(x).strip()) for v in s[is_list]]
     typed = is_dotnet_type_name(text)
     if typed.any():
-        lines = ", ".join(str(i) for i in list(s.index[typed])[:10])
-        notes.append(
-            f"{col} holds a .NET type name instead of values on {int(typed.sum())} row(s) (e.g. line {lines}): "
-            f"the export did not join the collection (use -join ';'); those values are treated as unknown"
-        )
+        _note_type_names(notes, col, s.index[typed])
         out[typed] = None
     return out
+
+
+def _note_type_names(notes: list[str], col: str, where: pd.Index) -> None:
+    lines = ", ".join(str(i) for i in list(where)[:10])
+    notes.append(
+        f"{col} holds a .NET type name instead of values on {len(where)} row(s) (e.g. line {lines}): "
+        f"the export did not join the collection (use -join ';'); those values are treated as unknown"
+    )
 
 
 def parse_when_changed(s: pd.Series, notes: list[str] | None = None) -> pd.Series:

@@ -88,3 +88,30 @@ def test_quoted_commas_newlines_and_quotes_survive():
         proxies = load_onprem_csv(CORPUS / name).frame.iloc[0]["EmailAddresses"]
         assert "X400:c=US;a= ;p=Contoso;o=Exchange;s=Mueller;g=Jens;" in proxies
         assert any(p.startswith("X500:/o=Contoso/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)") for p in proxies)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_fast_and_careful_parsers_agree(path: Path):
+    from exocm.core.csvio import read_csv
+
+    fast, bad_fast = read_csv(path)
+    careful, bad_careful = read_csv(path, engine="careful")
+    assert bad_fast == bad_careful
+    pd.testing.assert_frame_equal(fast, careful)
+    assert careful.attrs["csv_format"].pop("parser") == "careful"
+    fast.attrs["csv_format"].pop("parser")
+    assert fast.attrs == careful.attrs
+
+
+def test_fast_and_careful_parsers_agree_on_a_sandbox_export(tmp_path: Path):
+    from exocm.core.csvio import read_csv
+    from exocm.sandbox.generator import generate_tenant
+    from exocm.sandbox.onprem_export import write_onprem_csv
+
+    path = tmp_path / "onprem.csv"
+    write_onprem_csv(generate_tenant(1000, 3), path, variant="default")
+    fast, _ = read_csv(path)
+    careful, _ = read_csv(path, engine="careful")
+    pd.testing.assert_frame_equal(fast, careful)
+    assert fast.attrs["csv_format"]["parser"] == "pyarrow"
+    assert len(fast) > 900
