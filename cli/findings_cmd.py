@@ -172,6 +172,7 @@ def findings(
             org_config=org,
             sync_interval=timedelta(minutes=sync_interval),
         )
+        notes.extend(result.notes)
     shown = filter_findings(result.findings, severity=severity, codes=wanted or None)
     summary = summarise(shown, result)
     meta = ReportMeta(

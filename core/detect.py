@@ -451,10 +451,25 @@ def detect(
         )
     findings = pd.concat(frames, ignore_index=True) if frames else empty_findings()
     findings = _sort(findings)
+    notes: list[str] = []
+    if onprem is not None and len(onprem):
+        if len(match.unmatched):
+            notes.append(
+                f"{len(match.unmatched)} on-prem recipient(s) match no EXO recipient "
+                "(not synced, filtered out of sync, or deleted in the cloud)"
+            )
+        if len(match.ambiguous):
+            notes.append(
+                f"{match.ambiguous['line'].nunique()} on-prem recipient(s) could be more than one EXO recipient; "
+                "see AMBIGUOUS_MATCH (never guessed)"
+            )
+        if "ExternalDirectoryObjectId" not in ctx.onprem_columns:
+            notes.append("on-prem data has no ExternalDirectoryObjectId: joined on UserPrincipalName, then addresses")
     return DetectResult(
         findings=findings,
         match=match,
         not_checked=not_checked,
+        notes=notes,
         recipients=len(inventory),
         onprem_rows=0 if onprem is None else len(onprem),
     )
