@@ -46,11 +46,14 @@ from .bridge.errors import (
     Transient,
 )
 from .config import data_dir as default_data_dir
+from .config import ensure_private_dir
 from .events import Progress, ProgressCallback, ignore_progress
 from .journal import JournalWriter, PlanHistory, local_actor, new_run_id, plan_history
 from .plan import Observed, Plan, PlanDigestError, PlanRow, as_bool, tool_version, writeback_values
 
 DEFAULT_MAX_AGE: Final = timedelta(hours=24)
+#: Outcomes that leave it open whether a sent write landed (a rerun reads them back first).
+UNSETTLED: Final = frozenset({"interrupted", "applied_unverified"})
 #: Rows per chunk: one batched read, one $batch of writes (EXO allows <= 10), one read-back.
 CHUNK_SIZE: Final = 10
 #: Attempts of a write whose read-back shows it did not apply after an unknown outcome.
@@ -376,7 +379,7 @@ class PlanLock:
     """
 
     def __init__(self, directory: Path, digest: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(directory)
         self.path = directory / f"apply-{digest[:32]}.lock"
         self.owner_path = directory / f"apply-{digest[:32]}.owner.json"
         self._lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False)
@@ -447,7 +450,12 @@ class _Engine:
         self.target = plan.value
         self.journal = journal
         self.history = history
-        self.intents = history.intents()
+        # writes an earlier run may have sent without learning the outcome: resolved by read-back
+        self.intents = {
+            identity: intent for identity, intent in history.intents().items()
+            if history.latest.get(identity, {}).get("type") == "intent"
+            or history.latest.get(identity, {}).get("status") in UNSETTLED
+        }
         self.workers = max(1, workers)
         self.chunk_size = max(1, min(chunk_size, 10))
         self.pacer = pacer

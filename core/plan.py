@@ -435,7 +435,7 @@ def save_plan(plan: Plan, path: Path) -> Path:
     """Finalise the digest and write the plan atomically (pretty JSON); returns the path."""
     plan.finalise()
     text = json.dumps(plan.to_json(), indent=1, ensure_ascii=False, sort_keys=False) + "\n"
-    atomic_write_bytes(Path(path), text.encode("utf-8"), mode=0o644)
+    atomic_write_bytes(Path(path), text.encode("utf-8"), mode=0o600)
     return Path(path)
 
 
