@@ -169,6 +169,8 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         view = ProgressView(err)
         outcome: dict[str, Any] = {}
 
+        finished = threading.Event()
+
         def run() -> None:
             try:
                 outcome["result"] = apply_plan(
@@ -178,6 +180,8 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
                 )
             except BaseException as exc:  # handed to the main thread
                 outcome["error"] = exc
+            finally:
+                finished.set()
 
         def on_term(signum: int, frame: FrameType | None) -> None:
             cancel.set()
@@ -187,9 +191,11 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         try:
             with view.bar:
                 worker.start()
-                while worker.is_alive():
+                # sleep, not Thread.join: a KeyboardInterrupt inside join() can leave the thread
+                # looking finished while it still runs (CPython before 3.13)
+                while not finished.is_set():
                     try:
-                        worker.join(0.2)
+                        time.sleep(0.1)
                     except KeyboardInterrupt:
                         if not cancel.is_set():
                             cancel.set()

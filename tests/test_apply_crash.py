@@ -111,3 +111,36 @@ def test_apply_resumes_after_kill_without_rewriting_verified_rows_more_seeds(
     if "slow" not in str(request.config.getoption("markexpr") or ""):
         pytest.skip("long campaign: run with -m slow")
     crash_and_resume(make_sandbox, tmp_path, monkeypatch, seed)
+
+
+def test_ctrl_c_stops_cleanly_prints_the_resume_command_and_exits_130(
+        make_sandbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = dict(os.environ, EXOCM_DATA_DIR=str(tmp_path / "data"), EXOCM_CONFIG_DIR=str(tmp_path / "config"))
+    for key in ("EXOCM_DATA_DIR", "EXOCM_CONFIG_DIR"):
+        monkeypatch.setenv(key, env[key])
+    sb = make_sandbox(size=300, seed=40, latency_ms=5)
+    bridge = connect(sb)
+    plan = dirsynced_plan(sb, bridge, limit=150)
+    bridge.close()
+    plan_path = save_plan(plan, tmp_path / "plan.json")
+    name = add_profile(sb)
+    journals = tmp_path / "data" / "journals"
+    proc = subprocess.Popen(_apply_cmd(name, plan_path), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _journal_rows(journals) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"exocm apply {plan_path} --resume" in " ".join(err.split())
+    (journal,) = journals_for_plan(plan.digest, journals)
+    assert str(journal.name) in err.replace("\n", "")
+    contents = read_journal(journal)
+    assert contents.warnings == [] and contents.end is not None and contents.end["cancelled"] is True
+    statuses = Counter(r["status"] for r in contents.rows())
+    assert 0 < statuses["verified"] < 150 and set(statuses) <= {"verified", "interrupted", "skipped"}
+    resumed = subprocess.run([*_apply_cmd(name, plan_path), "--resume"], env=env, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(cloud_managed(sb, r.identity) is True for r in plan.set_rows())
