@@ -42,6 +42,7 @@ from typing import Any, Final
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .bridge.base import Bridge, Record
 from .bridge.errors import BridgeError, InvalidInput, Throttled, Transient
@@ -53,7 +54,6 @@ from .partition import (
     REST,
     PartitionPlan,
     and_filters,
-    find_duplicates,
     plan_partitions,
     single_stream,
 )
@@ -124,6 +124,10 @@ def _arrow_type(column: str) -> pa.DataType:
 
 
 ARROW_SCHEMA: Final = pa.schema([pa.field(c, _arrow_type(c)) for c in INVENTORY_COLUMNS])
+#: Pages carry their row keys as one more Arrow column: kept as Python strings, 100k small keys
+#: would pin the interpreter's memory arenas of every parsed page (hundreds of MB of RSS).
+KEY_FIELD: Final = "__key"
+BATCH_SCHEMA: Final = ARROW_SCHEMA.append(pa.field(KEY_FIELD, pa.string()))
 _TRUE: Final = frozenset({"true", "1", "yes", "$true"})
 _FALSE: Final = frozenset({"false", "0", "no", "$false"})
 
@@ -229,11 +233,27 @@ def record_key(record: Record) -> str:
     return ""
 
 
-def _page_to_batch(records: Sequence[Record]) -> tuple[pa.RecordBatch, list[str]]:
-    """Project one page of records onto the inventory columns; returns the batch and the row keys."""
+def _page_to_batch(records: Sequence[Record]) -> pa.RecordBatch:
+    """Project one page of records onto the inventory columns, plus the row key column."""
     arrays = [_column(records, f.name, f.type) for f in ARROW_SCHEMA]
-    keys = [record_key(r) for r in records]
-    return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA), keys
+    arrays.append(_pa_array([record_key(r) for r in records], type=pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA)
+
+
+def _keys(table: pa.Table) -> list[str]:
+    keys: list[str] = table.column(KEY_FIELD).to_pylist()
+    return keys
+
+
+def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
+    """How many rows repeat a key already seen in `batches` (rows without a key not counted)."""
+    columns = [b.column(KEY_FIELD) for b in batches]
+    if not columns:
+        return 0
+    keys = pa.chunked_array(columns, type=pa.string())
+    keys = keys.filter(pc.not_equal(keys, ""))
+    distinct: int = pc.count_distinct(keys).as_py()
+    return len(keys) - distinct
 
 
 # ----------------------------------------------------------------------------- Arrow -> frame
@@ -253,7 +273,7 @@ def _tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
 
 def _to_frame(table: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
     multi = {c: _tuples(table.column(c)) for c in MULTI_COLUMNS}
-    table = table.drop_columns(list(MULTI_COLUMNS))
+    table = table.drop_columns([*MULTI_COLUMNS, KEY_FIELD])
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
     for column, values in multi.items():
         frame[column] = pd.Series(values, dtype=object)
@@ -282,10 +302,8 @@ def _unique_keyed(table: pa.Table, keys: Sequence[str]) -> tuple[pa.Table, list[
     return table, list(keys), duplicates, unkeyed
 
 
-def _build_frame(
-    mailboxes: pa.Table, mailbox_keys: Sequence[str], users: pa.Table, user_keys: Sequence[str],
-    *, users_narrowed: bool
-) -> tuple[pd.DataFrame, dict[str, int]]:
+def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool) -> tuple[pd.DataFrame, dict[str, int]]:
+    mailbox_keys, user_keys = _keys(mailboxes), _keys(users)
     counts = {"mailboxes": len(mailbox_keys), "user_records": len(user_keys)}
     mailboxes, mkeys, mdup, mnokey = _unique_keyed(mailboxes, mailbox_keys)
     users, ukeys, udup, unokey = _unique_keyed(users, user_keys)
@@ -327,12 +345,8 @@ def records_to_frame(mailboxes: list[dict[str, Any]], users: list[dict[str, Any]
     mailbox's own value), plus one row per mail user that has no mailbox. Index: the row key
     (ExternalDirectoryObjectId, else Guid); columns: INVENTORY_COLUMNS.
     """
-    mbx_batch, mbx_keys = _page_to_batch(mailboxes)
-    usr_batch, usr_keys = _page_to_batch(users)
-    frame, _ = _build_frame(
-        pa.Table.from_batches([mbx_batch]), mbx_keys, pa.Table.from_batches([usr_batch]), usr_keys,
-        users_narrowed=False,
-    )
+    frame, _ = _build_frame(pa.Table.from_batches([_page_to_batch(mailboxes)]),
+                            pa.Table.from_batches([_page_to_batch(users)]), users_narrowed=False)
     return frame
 
 
@@ -399,7 +413,7 @@ class _Task:
     filter: str | None
     attempt: int = 1
     batches: list[pa.RecordBatch] = field(default_factory=list)
-    keys: list[str] = field(default_factory=list)
+    rows: int = 0
     pages: int = 0
     finished: bool = False
 
@@ -469,8 +483,7 @@ class _Fetch:
             for page in pages:
                 if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                     return
-                batch, keys = _page_to_batch(page)
-                self.events.put(("page", task_id, (batch, keys)))
+                self.events.put(("page", task_id, _page_to_batch(page)))
             self.events.put(("done", task_id, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.events.put(("error", task_id, exc))
@@ -527,16 +540,16 @@ class _Fetch:
         for read in self.reads:
             tasks = [t for t in self.tasks.values() if t.read is read]
             if read.done or all(t.finished for t in tasks):
-                total += sum(len(t.keys) for t in tasks)
+                total += sum(t.rows for t in tasks)
                 continue
             if read.plan.is_single:
                 return None
-            sized = [len(t.keys) for t in tasks if t.finished and t.name != REST]
+            sized = [t.rows for t in tasks if t.finished and t.name != REST]
             if not sized:
                 return None
             mean = sum(sized) / len(sized)
             for t in tasks:
-                size = len(t.keys)
+                size = t.rows
                 total += size if t.finished or t.name == REST else max(size, round(mean))
         return max(total, self.records)
 
@@ -564,10 +577,10 @@ class _Fetch:
     @property
     def records(self) -> int:
         """Records held by the live tasks (retired tasks' records were discarded)."""
-        return sum(len(t.keys) for t in self.tasks.values())
+        return sum(t.rows for t in self.tasks.values())
 
-    def run(self) -> list[tuple[pa.Table, list[str]]]:
-        """Run every read to the end; return (table, keys) per read, in order."""
+    def run(self) -> list[pa.Table]:
+        """Run every read to the end; return one table (with the key column) per read, in order."""
         try:
             for read in self.reads:
                 self._start_plan(read)
@@ -594,14 +607,13 @@ class _Fetch:
             self.stop.set()
             self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _on_page(self, task: _Task, payload: tuple[pa.RecordBatch, list[str]]) -> None:
-        batch, keys = payload
+    def _on_page(self, task: _Task, batch: pa.RecordBatch) -> None:
         task.batches.append(batch)
-        task.keys.extend(keys)
+        task.rows += batch.num_rows
         task.pages += 1
         self.pages += 1
         read = task.read
-        if read.probing and task.pages >= self.probe_pages and len(keys) >= self.page_size:
+        if read.probing and task.pages >= self.probe_pages and batch.num_rows >= self.page_size:
             # Bigger than a probe: read it in partitions rather than page after page.
             self._switch(read, 1)
             self._emit(f"{read.cmdlet}: more than {self.probe_pages * self.page_size} records; reading "
@@ -617,13 +629,13 @@ class _Fetch:
             self._emit()
             return
         if not read.plan.is_single:
-            dups = find_duplicates(t.keys for t in tasks)
+            dups = duplicate_keys(b for t in tasks for b in t.batches)
             if dups:
-                self._fall_back(read, f"{len(dups)} object(s) came back in more than one partition",
+                self._fall_back(read, f"{dups} object(s) came back in more than one partition",
                                 rejected=False)
                 return
         read.done = True
-        self._emit(f"{read.cmdlet}: {sum(len(t.keys) for t in tasks)} records")
+        self._emit(f"{read.cmdlet}: {sum(t.rows for t in tasks)} records")
 
     def _on_error(self, task: _Task, exc: BaseException) -> None:
         read = task.read
@@ -645,12 +657,9 @@ class _Fetch:
             return
         raise exc
 
-    def _result(self, read: _Read) -> tuple[pa.Table, list[str]]:
+    def _result(self, read: _Read) -> pa.Table:
         tasks = sorted((t for t in self.tasks.values() if t.read is read), key=lambda t: t.task_id)
-        batches = [b for t in tasks for b in t.batches]
-        keys = [k for t in tasks for k in t.keys]
-        table = pa.Table.from_batches(batches, schema=ARROW_SCHEMA)
-        return table, keys
+        return pa.Table.from_batches([b for t in tasks for b in t.batches], schema=BATCH_SCHEMA)
 
 
 class _NoFallback(Exception):
@@ -706,11 +715,10 @@ def fetch_inventory(
                    max_workers=max(1, max_workers), page_size=page_size, probe_pages=probe_pages,
                    clock=clock)
     try:
-        (mbx_table, mbx_keys), (usr_table, usr_keys) = fetch.run()
+        mbx_table, usr_table = fetch.run()
     except _NoFallback as exc:  # pragma: no cover - _on_error re-raises the bridge error instead
         raise BridgeError(str(exc)) from None
-    frame, counts = _build_frame(mbx_table, mbx_keys, usr_table, usr_keys,
-                                 users_narrowed=users.narrowed[users.plan_index])
+    frame, counts = _build_frame(mbx_table, usr_table, users_narrowed=users.narrowed[users.plan_index])
     notes = list(fetch.notes)
     if counts["duplicates_dropped"]:
         notes.append(f"{counts['duplicates_dropped']} duplicate record(s) from the service were dropped")

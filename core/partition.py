@@ -5,7 +5,7 @@ A read cmdlet (Get-Mailbox, Get-User) is split by the first hex digit(s) of a st
 *complement* partition `-not ((P -like '0*') -or ... -or (P -like 'f*'))` that catches
 everything else (empty ids, upper-case ids on a case-sensitive server, anything odd). The union
 is therefore complete by construction, whatever the data looks like; disjointness is checked
-after the fetch by key (`find_duplicates`), because it rests on the service evaluating the
+after the fetch by key (`inventory.duplicate_keys`), because it rests on the service evaluating the
 filters consistently.
 
 Every filter is built from constants here (hex digits and a property name), never from user
@@ -14,8 +14,6 @@ text, so nothing can be injected into the OPATH string. A base filter (e.g.
 """
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -104,11 +102,3 @@ def plan_partitions(
     slices = [Partition(REST, and_filters(base_filter, complement_filter(prop)))]
     slices += [Partition(p, and_filters(_like(prop, p), base_filter)) for p in prefixes]
     return PartitionPlan(base_filter=base_filter, partitions=tuple(slices), prop=prop)
-
-
-def find_duplicates(keys_by_partition: Iterable[Iterable[str]]) -> dict[str, int]:
-    """Keys seen more than once across (and within) the partitions, with their counts."""
-    counts: Counter[str] = Counter()
-    for keys in keys_by_partition:
-        counts.update(keys)
-    return {key: n for key, n in counts.items() if n > 1}

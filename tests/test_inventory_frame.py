@@ -5,14 +5,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from exocm.core.inventory import empty_frame, records_to_frame
+from exocm.core.inventory import _page_to_batch, duplicate_keys, empty_frame, records_to_frame
 from exocm.core.model import INVENTORY_COLUMNS
 from exocm.core.partition import (
     HEX_DIGITS,
     REST,
     and_filters,
     complement_filter,
-    find_duplicates,
     plan_partitions,
 )
 
@@ -117,6 +116,8 @@ def test_and_filters_skips_empty_parts() -> None:
     assert and_filters("A", "B") == "(A) -and (B)"
 
 
-def test_find_duplicates_sees_keys_in_two_partitions() -> None:
-    assert find_duplicates([["a", "b"], ["c"], ["b"]]) == {"b": 2}
-    assert find_duplicates([["a"], ["b"]]) == {}
+def test_duplicate_keys_counts_an_object_seen_in_two_partitions() -> None:
+    first = _page_to_batch([_mailbox(A), _mailbox(B)])
+    second = _page_to_batch([_mailbox(C), _mailbox(B.upper()), _mailbox("", Guid="")])
+    assert duplicate_keys([first, second]) == 1  # B in both (keys are case-insensitive); no-key rows not counted
+    assert duplicate_keys([first]) == 0 and duplicate_keys([]) == 0
