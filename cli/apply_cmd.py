@@ -209,8 +209,13 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
                 fail(str(error))
             raise error
         result: ApplyResult = outcome["result"]
+        embedded = connection.sandbox_handle is not None
     for line in summary_lines(result):
         err.print(escape(line))
+    if embedded and result.counts.get("stale") and not result.counts.get("verified"):
+        err.print("note: the embedded sandbox is generated anew for every command, so a plan made by another "
+                  "command sees it changed (stale). To rehearse plan -> apply, run 'exocm sandbox serve' and use "
+                  "a profile ('exocm profiles add NAME --from-sandbox FILE').")
     resume_cmd = f"exocm apply {plan_path} --resume"
     if result.cancelled:
         err.print(f"stopped. Resume with: [bold]{escape(resume_cmd)}[/]")

@@ -104,7 +104,9 @@ def _load_inventory(connection: Any, *, refresh: bool, max_age_min: float, err: 
     return inv
 
 
-def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, err: Console) -> pd.DataFrame | None:
+def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, bridge: Any,
+               err: Console) -> pd.DataFrame | None:
+    from exocm.core.bridge.errors import BridgeError
     from exocm.core.detect import detect
     from exocm.core.readiness import flip_readiness
 
@@ -112,11 +114,22 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, err: C
     if onprem_csv is not None:
         from exocm.core.onprem import load_onprem_csv
 
-        data = load_onprem_csv(onprem_csv)
-        onprem = data.frame
-    result = detect(frame, onprem)
+        try:
+            onprem = load_onprem_csv(onprem_csv).frame
+        except ValueError as exc:
+            fail(str(exc))
+    org_config = None
+    try:
+        found = bridge.invoke("Get-OrganizationConfig", {})
+        org_config = found[0] if found else None
+    except BridgeError:
+        pass
+    result = detect(frame, onprem, org_config=org_config)
+    by_reason: dict[str, list[str]] = {}
     for code, why in sorted(result.not_checked.items()):
-        err.print(f"[dim]not checked: {escape(code)} ({escape(inert(why))})[/]")
+        by_reason.setdefault(why, []).append(code)
+    for why, codes in by_reason.items():
+        err.print(f"[dim]not checked ({escape(inert(why))}): {escape(', '.join(codes))}[/]")
     return flip_readiness(frame, result.findings, value)
 
 
@@ -201,7 +214,7 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
                 apply_types(selection, frame, wanted_types)
         except SelectionError as exc:
             fail(str(exc))
-        readiness = None if no_detect else _readiness(frame, target, onprem_csv, err)
+        readiness = None if no_detect else _readiness(frame, target, onprem_csv, connection.bridge, err)
         result = build_plan(
             frame, selection.identities, target, tenant=str(connection.bridge.tenant),
             bridge=str(connection.bridge.kind), preset_skips=selection.preset_skips, readiness=readiness,

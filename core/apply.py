@@ -57,7 +57,7 @@ UNSETTLED: Final = frozenset({"interrupted", "applied_unverified"})
 #: Rows per chunk: one batched read, one $batch of writes (EXO allows <= 10), one read-back.
 CHUNK_SIZE: Final = 10
 #: Attempts of a write whose read-back shows it did not apply after an unknown outcome.
-MAX_UNKNOWN_ATTEMPTS: Final = 3
+MAX_UNKNOWN_ATTEMPTS: Final = 5
 #: Throttled attempts of one row before it is recorded as failed (429 storms end applied).
 MAX_THROTTLED_ATTEMPTS: Final = 60
 _GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -460,7 +460,7 @@ class _Engine:
         self.chunk_size = max(1, min(chunk_size, 10))
         self.pacer = pacer
         if pacer.throttle_signal is None and callable(getattr(bridge, "snapshot", None)):
-            # HTTP exchanges the tenant throttled (429/503, or a $batch with a throttled item)
+            # writes the tenant throttled (the bridge retries them itself, so results rarely show it)
             pacer.throttle_signal = self._write_throttle_count
         self.cancel = cancel
         self.pause = pause
@@ -491,7 +491,10 @@ class _Engine:
             self.cancel.wait(seconds)
 
     def _write_throttle_count(self) -> int:
-        return int(self.bridge_snapshot().get("throttled", 0))
+        snap = self.bridge_snapshot()
+        # writes the tenant's write budget refused; transports without that counter give
+        # every throttled exchange (429/503), a coarser signal
+        return int(snap["write_429"] if "write_429" in snap else snap.get("throttled", 0))
 
     def bridge_snapshot(self) -> dict[str, Any]:
         snap = getattr(self.bridge, "snapshot", None)

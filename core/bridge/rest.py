@@ -86,6 +86,8 @@ class BridgeStats:
     batches: int = 0
     http_429: int = 0
     throttled: int = 0
+    #: 429s answered to write cmdlets inside a $batch: the tenant's write budget (apply paces on it)
+    write_429: int = 0
     retries: int = 0
     token_refreshes: int = 0
     transport_errors: int = 0
@@ -248,7 +250,7 @@ class RestBridge:
             s = self.stats
             data: dict[str, Any] = {
                 "requests": s.requests, "pages": s.pages, "records": s.records, "batches": s.batches,
-                "http_429": s.http_429, "throttled": s.throttled, "retries": s.retries,
+                "http_429": s.http_429, "throttled": s.throttled, "write_429": s.write_429, "retries": s.retries,
                 "token_refreshes": s.token_refreshes, "transport_errors": s.transport_errors,
                 "waited_s": round(sum(s.waits_s), 3),
             }
@@ -537,6 +539,8 @@ class RestBridge:
         if status == 429:
             with self._lock:
                 self.stats.http_429 += 1
+                if write:
+                    self.stats.write_429 += 1
         retry_after = next((str(v) for k, v in headers.items() if str(k).lower() == "retry-after"), None)
         raw_text = body if isinstance(body, str) else ""
         error = classify_response(status, body, retry_after=retry_after, raw_text=raw_text,
