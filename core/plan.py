@@ -156,6 +156,16 @@ def normalise_value(value: Any) -> Any:
     The same mailbox read through the bridge or from an inventory snapshot normalises to
     the same value, so fingerprints agree.
     """
+    kind = type(value)
+    if kind is str:
+        return value if value else None
+    if value is None or kind is bool or kind is int:
+        return value
+    if kind is tuple or kind is list:
+        if not value:
+            return None
+        items = sorted(str(v) for v in value if v is not None and str(v) != "")
+        return items or None
     if hasattr(value, "tolist") and not isinstance(value, str | bytes):
         value = value.tolist()  # numpy scalars and arrays
     if isinstance(value, list | tuple | set | frozenset):
@@ -592,9 +602,14 @@ def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series([None] * len(frame), index=frame.index, dtype="object")
 
 
+_PLAN_COLUMNS: Final = ("ExternalDirectoryObjectId", "DisplayName", "UserPrincipalName", "IsExchangeCloudManaged",
+                        "WhenChanged", "RecipientTypeDetails", "IsDirSynced")
+
+
 def frame_records(frame: pd.DataFrame, identities: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows of the inventory frame (keyed by ExternalDirectoryObjectId, see core.inventory) as dicts, in order."""
-    sub = frame.loc[list(identities)]
+    """The plan-relevant columns of inventory rows (keyed by ExternalDirectoryObjectId) as dicts, in order."""
+    wanted = [c for c in (*_PLAN_COLUMNS, *WRITEBACK_ATTRIBUTES) if c in frame.columns]
+    sub = frame.loc[list(identities), list(dict.fromkeys(wanted))]
     out: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in sub.to_dict(orient="records")]
     for edoi, record in zip(identities, out, strict=True):
         record.setdefault("ExternalDirectoryObjectId", edoi)
