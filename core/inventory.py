@@ -62,8 +62,10 @@ STAGE: Final = "inventory"
 DIRSYNCED_FILTER: Final = "IsDirSynced -eq $true"
 #: Get-User rows the inventory needs: mail users (rows of their own) and stale previous-mailbox info.
 USERS_FILTER: Final = "(RecipientType -eq 'MailUser') -or (-not (PreviousRecipientTypeDetails -eq 'None'))"
-#: Worker threads; the bridge's per-tenant limiter bounds the requests really in flight.
+#: Worker threads when the bridge does not say how many requests it may have in flight; otherwise
+#: that ceiling plus WORKER_SPARE (a worker turning a page into Arrow holds no request).
 DEFAULT_WORKERS: Final = 16
+WORKER_SPARE: Final = 2
 DEFAULT_PARTITIONS: Final = 16
 PAGE_SIZE: Final = 1000
 #: A probed read (Get-User) stays one stream for up to this many full pages, then is partitioned.
@@ -693,7 +695,7 @@ def fetch_inventory(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     partitions: int = DEFAULT_PARTITIONS,
-    max_workers: int = DEFAULT_WORKERS,
+    max_workers: int | None = None,
     page_size: int = PAGE_SIZE,
     partition_property: str = PARTITION_PROPERTY,
     probe_pages: int = PROBE_PAGES,
@@ -704,12 +706,16 @@ def fetch_inventory(
     `partitions` is 16 (first hex digit of ExternalDirectoryObjectId, plus the complement), 256,
     or 1 (one paged stream per cmdlet); `partition_property` is the property the prefixes apply to;
     Get-User is read as one stream until `probe_pages` full pages have come, then partitioned.
-    `progress` is called on the caller's thread (records
+    `max_workers` defaults to the bridge's concurrency ceiling + WORKER_SPARE (more threads
+    only contend for the GIL). `progress` is called on the caller's thread (records
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
     raises InventoryCancelled within a fraction of a second; requests already in flight finish
     in the background and are discarded. Bridge errors that retrying cannot fix propagate.
     """
     fetched_at = datetime.now(UTC)
+    if max_workers is None:
+        ceiling = _bridge_counters(bridge).get("max_limit")
+        max_workers = int(ceiling) + WORKER_SPARE if isinstance(ceiling, int) else DEFAULT_WORKERS
     mailboxes, users = _reads(dirsynced_only, partitions, partition_property)
     fetch = _Fetch(bridge, [mailboxes, users], progress=progress, cancel=cancel,
                    max_workers=max(1, max_workers), page_size=page_size, probe_pages=probe_pages,

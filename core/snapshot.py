@@ -32,7 +32,6 @@ from .config import data_dir, ensure_private_dir
 from .events import ProgressCallback
 from .inventory import (
     DEFAULT_PARTITIONS,
-    DEFAULT_WORKERS,
     MULTI_COLUMNS,
     Inventory,
     fetch_inventory,
@@ -169,7 +168,7 @@ def load_or_fetch(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     partitions: int = DEFAULT_PARTITIONS,
-    max_workers: int = DEFAULT_WORKERS,
+    max_workers: int | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Inventory:
     """The tenant's snapshot when there is one (younger than `max_age`, if given) and not `refresh`;
