@@ -109,7 +109,13 @@ def _services(connection: Connection, options: Mapping[str, Any], onprem: Mappin
     return Services(exo=connection.bridge, graph=_graph(connection),
                     onprem=_onprem_bridge(connection, onprem.get("onprem_host"), onprem.get("onprem_user"),
                                           onprem.get("onprem_ca")),
-                    onprem_group_changes=bool(options.get("onprem_group_changes")))
+                    onprem_group_changes=bool(options.get("onprem_group_changes")),
+                    embedded=connection.sandbox_handle is not None)
+
+
+def runbook_services(connection: Connection, onprem_group_changes: bool = False) -> Services:
+    """The services a runbook needs on an open connection (the TUI calls this per run)."""
+    return _services(connection, {"onprem_group_changes": onprem_group_changes}, {})
 
 
 def _actor(connection: Connection) -> str:

@@ -57,9 +57,14 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
         onprem_records = None
         if handle is not None and hasattr(handle.tenant, "onprem_records"):
             onprem_records = handle.tenant.onprem_records  # the embedded sandbox's own on-prem side
+        def services(onprem_group_changes: bool) -> Any:
+            from .runbook_cmd import runbook_services
+
+            return runbook_services(connection, onprem_group_changes)
+
         return Session(connection.bridge, label=connection.label, is_sandbox=connection.is_sandbox,
                        profile_name=connection.profile.name, onprem_csv=onprem_csv,
-                       onprem_records=onprem_records, snapshot_first=handle is None)
+                       onprem_records=onprem_records, snapshot_first=handle is None, runbook_services=services)
 
     app = ExocmApp(connect, label=label, is_sandbox=is_sandbox, keymap=keymap)
     app_ref["app"] = app

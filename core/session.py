@@ -65,6 +65,7 @@ class Session:
         snapshot_first: bool = True,
         clock: Callable[[], datetime] | None = None,
         on_close: Callable[[], None] | None = None,
+        runbook_services: Callable[[bool], Any] | None = None,
     ) -> None:
         """`onprem_csv` / `onprem_records`: where on-prem data comes from (an Export-Csv file, or
         records such as PSRP Get-Mailbox/Get-RemoteMailbox rows). `snapshot_first`: the first
@@ -72,6 +73,8 @@ class Session:
         embedded sandbox, whose snapshot would describe another tenant's state). `clock`: the
         session's wall clock (detection's now, plan creation and plan age checks; tests freeze it)."""
         self.bridge = bridge
+        #: Opens what a runbook run needs (EXO, Graph, on-prem) with its on-prem-group-changes flag.
+        self.runbook_services = runbook_services
         self.label = label
         self.is_sandbox = is_sandbox
         self.profile_name = profile_name

@@ -67,6 +67,8 @@ class Services:
     onprem: Bridge | None = None
     #: Change on-prem AD group membership over PSRP (else a manual step asks the admin to).
     onprem_group_changes: bool = False
+    #: The tenant is an embedded sandbox that ends with this process (its runs cannot be resumed elsewhere).
+    embedded: bool = False
 
     def close(self) -> None:
         """Close every connection (best effort)."""

@@ -30,6 +30,8 @@ class FindingsScreen(Screen[None]):
         Binding("escape", "back", "Back", id="findings.back"),
         Binding("g", "jump", "Go to mailbox", id="findings.jump"),
         Binding("s", "select_code", "Select these", id="findings.select_code"),
+        Binding("r", "runbook", "Fix (runbook)", id="findings.runbook"),
+        Binding("R", "runbook_all", "Fix all of code", show=False, id="findings.runbook_all"),
         Binding("tab", "focus_next", "Next pane", show=False, id="findings.focus_next"),
     ]
 
@@ -164,6 +166,31 @@ class FindingsScreen(Screen[None]):
         missing = screen.selection.select_ids(screen.view, ids)
         screen._selection_changed()
         self.notify(f"Selected {len(ids) - len(missing):,} mailboxes with {self.code}.")
+
+    def action_runbook(self) -> None:
+        """Start the recommended runbook for the highlighted finding (a run view opens)."""
+        identity = self.current_identity()
+        index = self.query_one("#findings-rows", FrameTable).cursor_row
+        action = str(self.rows.iloc[index].get("action", "")) if index is not None and index < len(self.rows) else ""
+        self._start_runbook(action, [identity] if identity else [])
+
+    def action_runbook_all(self) -> None:
+        """Start the recommended runbook for every finding of the current code (one batch run)."""
+        if self.rows.empty or "ExternalDirectoryObjectId" not in self.rows:
+            return
+        actions = self.rows["action"].astype("str").unique().tolist() if "action" in self.rows else []
+        ids = [str(v) for v in self.rows["ExternalDirectoryObjectId"].dropna().unique() if str(v)]
+        self._start_runbook(actions[0] if len(actions) == 1 else "", ids)
+
+    def _start_runbook(self, action: str, identities: list[str]) -> None:
+        from exocm.core.runbooks import RUNBOOKS
+
+        from .runbook import RunbookScreen
+
+        if action not in RUNBOOKS or not identities:
+            self.notify("No runbook fixes this finding.", severity="warning")
+            return
+        self.app.push_screen(RunbookScreen(runbook=action, identities=identities))
 
     def action_back(self) -> None:
         self.app.pop_screen()
