@@ -16,7 +16,6 @@ from runbook_support import services_for
 from textual.widgets import Input
 from tui_support import wait_for
 
-
 pytestmark = pytest.mark.anyio
 
 
