@@ -95,6 +95,8 @@ class ProgressView:
         return "  ".join(parts)
 
     def __call__(self, event: Progress) -> None:
+        if self.last is None and event.counters.get("journal"):
+            self.err.print(f"journal: {escape(str(event.counters['journal']))}")
         self.last = event
         note = self.note(event)
         self.bar.update(self.task, completed=event.done, total=event.total, note=note)

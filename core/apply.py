@@ -554,6 +554,7 @@ class _Engine:
             "throttled": snap.get("throttled", 0),
             "requests": snap.get("requests", 0),
             "write_rate": round(self.pacer.rate, 1),
+            "journal": str(self.journal.path),
         })
         self.progress(Progress(
             stage="apply", done=done, total=self.total, rate=rate if rate > 0 else None,
@@ -731,6 +732,7 @@ class _Engine:
                                                  after=row.observed.is_cloud_managed, note=row.detail))
             else:
                 work.append(row)
+        self.emit(force=True)
         self.record(skips)
         self.queue.extend(_chunks(work, self.chunk_size))
         threads = [threading.Thread(target=self.worker, name=f"exocm-apply-{i}", daemon=True)
