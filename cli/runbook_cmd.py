@@ -271,9 +271,13 @@ def _drive(state: RunState, store: RunStore, services: Services, face: CliFace, 
     raise SystemExit(code)
 
 
+#: The embedded sandbox runs a sync cycle this often (seconds), so a run's waits can finish.
+EMBEDDED_SYNC_INTERVAL_S = 2.0
+
+
 @contextmanager
 def _connected(conn: dict[str, Any]) -> Iterator[Connection]:
-    with user_errors(), open_connection(**conn) as connection:
+    with user_errors(), open_connection(**conn, sync_interval=EMBEDDED_SYNC_INTERVAL_S) as connection:
         yield connection
 
 
@@ -339,6 +343,8 @@ def run(name: str, identities: tuple[str, ...], from_findings: str | None, csv_f
     options = {**_run_options(poll_interval, wait_timeout), "onprem_group_changes": onprem_group_changes}
     onprem = {"onprem_host": onprem_host, "onprem_user": onprem_user, "onprem_ca": onprem_ca}
     with _connected(conn) as connection:
+        if connection.sandbox_handle is not None and poll_interval is None:
+            options["poll_interval_s"] = EMBEDDED_SYNC_INTERVAL_S / 2
         services = _services(connection, options, onprem)
         try:
             store = RunStore()

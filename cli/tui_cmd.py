@@ -52,7 +52,8 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
     def connect() -> Session:
         connection = stack.enter_context(open_connection(
             profile, sandbox, size, seed, quiet=True,
-            bridge_options={"device_code_callback": show_device_code}))
+            bridge_options={"device_code_callback": show_device_code},
+            sync_interval=5.0))  # the embedded sandbox syncs, so runbook waits can finish
         handle = connection.sandbox_handle
         onprem_records = None
         if handle is not None and hasattr(handle.tenant, "onprem_records"):

@@ -154,6 +154,8 @@ class RunbookScreen(Screen[None]):
                 if not targets.objects:
                     raise ValueError("nothing to do: no object to run the runbook on")
                 options = {**self.options, "onprem_group_changes": self.onprem_group_changes}
+                if services.embedded:  # the embedded sandbox syncs every few seconds, not every 30 min
+                    options.setdefault("poll_interval_s", 1.0)
                 state = new_run(rb, targets, store=store, tenant=services.exo.tenant, label=session.label,
                                 profile=None if services.embedded else session.profile_name,
                                 sandbox=bool(session.is_sandbox), embedded=services.embedded, options=options)
