@@ -44,6 +44,11 @@ def confirm(err: Console, p: Plan, pending: int, label: str) -> None:
         fail("refusing to apply without --yes: stdin is not interactive (add --yes in runbooks)",
              exitcodes.NEEDS_CONFIRMATION)
     phrase = confirmation_phrase(p.tenant, pending)
+    if p.kind == "undo" and p.value is False:
+        losing = sum(1 for r in p.set_rows() if r.overwritten)
+        err.print(f"[yellow]warning:[/] this hands the Exchange attributes back to on-premises: the next sync "
+                  f"overwrites the cloud values of {losing:,} mailboxes ('exocm show PLAN' lists them; "
+                  "'exocm undo ... --export-overwritten FILE' saves them).")
     err.print(f"This sets IsExchangeCloudManaged=[bold]{p.value}[/] on [bold]{pending:,}[/] mailboxes "
               f"in tenant [bold]{escape(inert(label))}[/] ({escape(p.tenant)}).")
     answer = click.prompt(f"Type '{phrase}' to continue", default="", show_default=False, err=True)
