@@ -739,9 +739,13 @@ class _Engine:
                    for i in range(min(self.workers, max(1, len(self.queue))))]
         for t in threads:
             t.start()
+        while any(t.is_alive() for t in threads):
+            try:
+                time.sleep(0.05)  # not Thread.join: an interrupt inside join() can corrupt it (CPython < 3.13)
+            except KeyboardInterrupt:  # run from a main thread: Ctrl-C cancels like the cancel event
+                self.cancel.set()
         for t in threads:
-            while t.is_alive():
-                t.join(0.2)
+            t.join()
         with self.lock:
             left = sum(len(c) for c in self.queue)
             self.queue.clear()
@@ -797,7 +801,7 @@ def apply_plan(
     """Apply `plan` through `bridge`, journaling every outcome; see the module docstring.
 
     `cancel` (set = stop taking rows, settle the in-flight ones, return), `pause` (set =
-    hold before the next chunk). `data_dir` defaults to config.data_dir(); journals go to
+    hold before the next chunk). Called from the main thread, Ctrl-C acts as `cancel`. `data_dir` defaults to config.data_dir(); journals go to
     `journal_dir` or data_dir/journals, locks to data_dir/locks. Raises ApplyRefused /
     PlanDigestError before anything is written.
     """
