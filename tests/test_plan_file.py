@@ -155,3 +155,25 @@ def test_show_prints_counts_and_exits_like_kubectl_diff(inventory: Any, tmp_path
     assert data["counts"]["set"] == len(load_plan(some).set_rows())
     out = CliRunner().invoke(cli, ["show", str(some), "--format", "csv"])
     assert out.exit_code == 1 and out.output.startswith("\ufeff\"Identity\"")
+
+
+def test_plan_from_a_csv_reports_lines_that_match_nothing_and_show_lists_them(sandbox: Any, inventory: Any,
+                                                                               tmp_path: Path) -> None:
+    from plan_support import add_profile
+
+    frame = inventory.frame
+    upns = frame["UserPrincipalName"].dropna().head(2).tolist()
+    csv = tmp_path / "targets.csv"
+    csv.write_text("UserPrincipalName\r\n" + "\r\n".join([upns[0], "ghost@nowhere.example", upns[1]]) + "\r\n",
+                   encoding="utf-8-sig")
+    name = add_profile(sandbox)
+    out_path = tmp_path / "plan.json"
+    made = CliRunner().invoke(cli, ["plan", "--profile", name, "--set-cloud-managed", "true", "--csv", str(csv),
+                                    "--no-detect", "-o", str(out_path)])
+    assert made.exit_code == 0, made.output
+    assert "line 3: 'ghost@nowhere.example' matches no mailbox" in " ".join(made.output.split())
+    plan = load_plan(out_path)
+    assert len(plan.rows) == 2 and plan.source["column"] == "UserPrincipalName"
+    assert plan.input_report[0]["line"] == 3
+    shown = CliRunner().invoke(cli, ["show", str(out_path)])
+    assert "# input: targets.csv line 3" in shown.output
