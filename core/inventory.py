@@ -31,6 +31,7 @@ group by a name that is both an index level and a column.
 """
 from __future__ import annotations
 
+import io
 import queue
 import threading
 import time
@@ -40,12 +41,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from .bridge.base import Bridge, Record
-from .bridge.errors import BridgeError, InvalidInput, Throttled, Transient
+from .bridge.errors import BridgeError, InvalidInput, ProtocolError, Throttled, Transient
 from .bridge.normalize import is_guid_property, normalize_value
 from .events import Progress, ProgressCallback
 from .model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
@@ -62,10 +65,11 @@ STAGE: Final = "inventory"
 DIRSYNCED_FILTER: Final = "IsDirSynced -eq $true"
 #: Get-User rows the inventory needs: mail users (rows of their own) and stale previous-mailbox info.
 USERS_FILTER: Final = "(RecipientType -eq 'MailUser') -or (-not (PreviousRecipientTypeDetails -eq 'None'))"
-#: Worker threads when the bridge does not say how many requests it may have in flight; otherwise
-#: that ceiling plus WORKER_SPARE (a worker turning a page into Arrow holds no request).
-DEFAULT_WORKERS: Final = 16
-WORKER_SPARE: Final = 2
+#: Worker threads: by default one per partition of every read, so that all partitions advance
+#: together (the bridge's per-tenant limiter bounds the requests in flight; a thread waiting for
+#: a slot costs nothing). Fewer threads than partitions leave a tail: the partitions started last
+#: page on alone after the others have ended.
+MAX_WORKERS: Final = 64
 DEFAULT_PARTITIONS: Final = 16
 PAGE_SIZE: Final = 1000
 #: A probed read (Get-User) stays one stream for up to this many full pages, then is partitioned.
@@ -240,6 +244,82 @@ def _page_to_batch(records: Sequence[Record]) -> pa.RecordBatch:
     arrays = [_column(records, f.name, f.type) for f in ARROW_SCHEMA]
     arrays.append(_pa_array([record_key(r) for r in records], type=pa.string()))
     return pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA)
+
+
+_GUID_PATTERN: Final = r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
+_BODY_SCHEMA: Final = pa.schema([
+    pa.field("value", pa.list_(pa.struct([
+        pa.field(f.name, pa.string() if f.name in DATETIME_COLUMNS else f.type) for f in ARROW_SCHEMA]))),
+    pa.field("@odata.nextLink", pa.string()),
+    pa.field("@adminapi.warnings", pa.list_(pa.string())),
+])
+_BODY_PARSE: Final = pajson.ParseOptions(explicit_schema=_BODY_SCHEMA, unexpected_field_behavior="ignore",
+                                         newlines_in_values=True)
+
+
+def _guid_text(column: pa.Array) -> pa.Array:
+    """GUID text as the bridge normalises it (lower case, no braces); other text unchanged."""
+    is_guid = pc.fill_null(pc.match_substring_regex(column, _GUID_PATTERN), False)
+    return pc.if_else(is_guid, pc.utf8_lower(pc.utf8_trim(column, "{}")), column)
+
+
+def _key_column(edoid: pa.Array, guid: pa.Array) -> pa.Array:
+    """record_key() for a whole page: lower-case ExternalDirectoryObjectId, else Guid, else ''."""
+    edoid = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(edoid, "")))
+    guid = pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(guid, "")))
+    return pc.if_else(pc.equal(edoid, ""), guid, edoid)
+
+
+def parse_page_body(body: bytes) -> tuple[pa.RecordBatch, str | None, list[str]]:
+    """Decode one InvokeCommand JSON page straight into an inventory batch (RestBridge.stream_bodies).
+
+    pyarrow's JSON reader parses only the inventory's properties, in C++ and off the GIL. A page
+    it cannot type (a number where text is expected, "True" as text, ...) goes the Python way:
+    orjson, then the bridge's per-value normalisation. Returns (batch, @odata.nextLink, warnings).
+    """
+    try:
+        table = pajson.read_json(io.BytesIO(body), parse_options=_BODY_PARSE,
+                                 read_options=pajson.ReadOptions(use_threads=False, block_size=len(body) + 64))
+        if table.num_rows != 1:
+            raise ValueError("not one JSON object")
+    except (pa.ArrowInvalid, ValueError):
+        return _parse_page_slowly(body)
+    next_link = table.column("@odata.nextLink")[0].as_py()
+    warnings = [str(w) for w in table.column("@adminapi.warnings")[0].as_py() or []]
+    values = table.column("value").chunk(0)
+    if not values[0].is_valid:
+        return _parse_page_slowly(body)
+    fields = values.values.slice(values.offsets[0].as_py(), len(values[0])).flatten()
+    arrays: list[pa.Array] = []
+    for f, column in zip(ARROW_SCHEMA, fields, strict=True):
+        if f.name in _GUID_COLUMNS:
+            column = _guid_text(column)
+        elif f.name in DATETIME_COLUMNS:
+            try:
+                column = column.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                column = _pa_array([_as_datetime(normalize_value(f.name, v)) for v in column.to_pylist()],
+                                   type=f.type)
+        arrays.append(column)
+    names = ARROW_SCHEMA.names
+    arrays.append(_key_column(fields[names.index(_KEY)], fields[names.index("Guid")]))
+    return pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA), next_link, warnings
+
+
+def _parse_page_slowly(body: bytes) -> tuple[pa.RecordBatch, str | None, list[str]]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("the service answered with something that is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("the service answered with something that is not a JSON object")
+    value = data.get("value")
+    records = [v for v in value if isinstance(v, dict)] if isinstance(value, list) else (
+        [value] if isinstance(value, dict) else [])
+    link = data.get("@odata.nextLink")
+    raw_warnings = data.get("@adminapi.warnings") or []
+    warnings = [str(w) for w in (raw_warnings if isinstance(raw_warnings, list) else [raw_warnings])]
+    return _page_to_batch(records), link if isinstance(link, str) else None, warnings
 
 
 def _keys(table: pa.Table) -> list[str]:
@@ -473,19 +553,17 @@ class _Fetch:
         params: dict[str, Any] = {"ResultSize": "Unlimited"}
         if filt:
             params["Filter"] = filt
-        pages: Iterator[list[Record]] | None = None
+        pages: Iterator[pa.RecordBatch] | None = None
         try:
             if delay and (self.stop.wait(delay) or self.cancel.is_set()):
                 return
             if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                 return
-            raw = getattr(self.bridge, "stream_raw", None)  # column-wise normalisation is ~5x cheaper
-            stream = raw if callable(raw) else self.bridge.stream
-            pages = stream(cmdlet, params, page_size=self.page_size)
-            for page in pages:
+            pages = self._pages(cmdlet, params)
+            for batch in pages:
                 if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                     return
-                self.events.put(("page", task_id, _page_to_batch(page)))
+                self.events.put(("page", task_id, batch))
             self.events.put(("done", task_id, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.events.put(("error", task_id, exc))
@@ -496,6 +574,18 @@ class _Fetch:
                     close()
                 except Exception:  # noqa: BLE001 - a stream that fails to close is not our result
                     pass
+
+    def _pages(self, cmdlet: str, params: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+        """Pages as Arrow batches, by the cheapest way the bridge offers: undecoded bodies
+        (parsed by pyarrow.json), raw records (normalised column-wise), or plain records."""
+        bodies = getattr(self.bridge, "stream_bodies", None)
+        if callable(bodies):
+            batches: Iterator[pa.RecordBatch] = bodies(cmdlet, params, page_size=self.page_size,
+                                                       parse=parse_page_body)
+            return batches
+        raw = getattr(self.bridge, "stream_raw", None)
+        stream = raw if callable(raw) else self.bridge.stream
+        return (_page_to_batch(page) for page in stream(cmdlet, params, page_size=self.page_size))
 
     def _submit(self, read: _Read, name: str, filt: str | None, attempt: int = 1, delay: float = 0.0) -> None:
         task = _Task(self.next_id, read, name, filt, attempt)
@@ -706,17 +796,16 @@ def fetch_inventory(
     `partitions` is 16 (first hex digit of ExternalDirectoryObjectId, plus the complement), 256,
     or 1 (one paged stream per cmdlet); `partition_property` is the property the prefixes apply to;
     Get-User is read as one stream until `probe_pages` full pages have come, then partitioned.
-    `max_workers` defaults to the bridge's concurrency ceiling + WORKER_SPARE (more threads
-    only contend for the GIL). `progress` is called on the caller's thread (records
+    `max_workers` defaults to one thread per partition (at most MAX_WORKERS). `progress` is
+    called on the caller's thread (records
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
     raises InventoryCancelled within a fraction of a second; requests already in flight finish
     in the background and are discarded. Bridge errors that retrying cannot fix propagate.
     """
     fetched_at = datetime.now(UTC)
-    if max_workers is None:
-        ceiling = _bridge_counters(bridge).get("max_limit")
-        max_workers = int(ceiling) + WORKER_SPARE if isinstance(ceiling, int) else DEFAULT_WORKERS
     mailboxes, users = _reads(dirsynced_only, partitions, partition_property)
+    if max_workers is None:
+        max_workers = min(MAX_WORKERS, sum(max(len(p.partitions) for p in r.plans) for r in (mailboxes, users)))
     fetch = _Fetch(bridge, [mailboxes, users], progress=progress, cancel=cancel,
                    max_workers=max(1, max_workers), page_size=page_size, probe_pages=probe_pages,
                    clock=clock)

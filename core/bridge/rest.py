@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -45,6 +45,7 @@ MAX_PAGE_SIZE = 1000
 _READ_VERBS = frozenset({"Get", "Test"})
 
 WarningCallback = Callable[[str, str], None]
+T = TypeVar("T")
 
 
 def is_read_cmdlet(cmdlet: str) -> bool:
@@ -100,6 +101,7 @@ class _Raw:
 
     status: int = 0
     body: Any = None
+    content: bytes | None = None  # a 2xx body left undecoded (stream_bodies)
     text: str = ""
     retry_after: str | None = None
     exc: httpx.HTTPError | None = None
@@ -190,6 +192,37 @@ class RestBridge:
         normalisation costs ~5x the JSON parse on 1000-record pages.
         """
         return self._pages(cmdlet, parameters, page_size, normalize=False)
+
+    def stream_bodies(
+        self, cmdlet: str, parameters: dict[str, Any] | None, *, page_size: int = MAX_PAGE_SIZE,
+        parse: Callable[[bytes], tuple[T, str | None, list[str]]],
+    ) -> Iterator[T]:
+        """Like stream(), but each page's JSON body is handed to `parse` undecoded.
+
+        `parse(body)` returns (page, its @odata.nextLink or None, its @adminapi.warnings); it
+        may raise ProtocolError. For callers that decode pages straight into columns (the
+        inventory decodes with pyarrow.json, off the GIL and only the properties it keeps).
+        Paging, retries, token refresh, the limiter and next-link checks stay here.
+        """
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": _jsonable(parameters or {})}}
+        size = max(1, min(page_size, MAX_PAGE_SIZE))
+        self._local.warnings = []
+        url: str | None = self.invoke_url
+        seen: set[str] = set()
+        while url is not None:
+            content = self._post(url, body, cmdlet=cmdlet, identity=None, is_write=False, page_size=size,
+                                 decode=False)
+            page, next_link, warnings = parse(content)
+            if warnings:
+                self._take_warnings(cmdlet, {"@adminapi.warnings": warnings}, self._local.warnings)
+            with self._lock:
+                self.stats.pages += 1
+            url = self._checked_next_link(next_link, cmdlet) if next_link else None
+            if url is not None:
+                if url in seen:
+                    raise ProtocolError(f"{cmdlet}: the service repeated a page link; stopping", cmdlet=cmdlet)
+                seen.add(url)
+            yield page
 
     def invoke_many(self, calls: Sequence[Call]) -> list[CallResult]:
         """Run calls in `$batch` requests of <= 10, one CallResult per call, in order."""
@@ -333,13 +366,13 @@ class RestBridge:
 
     # -- one request with retries --------------------------------------------------------------
     def _post(self, url: str, body: Any, *, cmdlet: str, identity: str | None, is_write: bool,
-              page_size: int | None) -> Any:
+              page_size: int | None, decode: bool = True) -> Any:
         attempt = 0
         refreshed = False
         while True:
             attempt += 1
             try:
-                raw = self._send(url, body, cmdlet=cmdlet, page_size=page_size, batch=False)
+                raw = self._send(url, body, cmdlet=cmdlet, page_size=page_size, batch=False, decode=decode)
             except Transient:  # the sign-in endpoint was unreachable: nothing was sent
                 if self._backoff.gives_up(attempt):
                     raise
@@ -347,6 +380,8 @@ class RestBridge:
                 self._wait(attempt, None)
                 continue
             if raw.exc is None and 200 <= raw.status < 300:
+                if not decode and raw.content:
+                    return raw.content
                 if raw.body is None:
                     raise ProtocolError(f"{cmdlet}: the service answered HTTP {raw.status} without JSON",
                                         cmdlet=cmdlet, identity=identity)
@@ -367,7 +402,8 @@ class RestBridge:
         return classify_response(raw.status, raw.body, retry_after=raw.retry_after, raw_text=raw.text,
                                  cmdlet=cmdlet, identity=identity, is_write=is_write)
 
-    def _send(self, url: str, body: Any, *, cmdlet: str, page_size: int | None, batch: bool) -> _Raw:
+    def _send(self, url: str, body: Any, *, cmdlet: str, page_size: int | None, batch: bool,
+              decode: bool = True) -> _Raw:
         token = self._tokens.token()
         headers = self._headers(cmdlet, page_size=page_size, batch=batch)
         headers["Authorization"] = f"Bearer {token}"
@@ -379,6 +415,9 @@ class RestBridge:
             raw.status = response.status_code
             raw.retry_after = response.headers.get("Retry-After")
             content = response.content
+            if not decode and 200 <= raw.status < 300 and content:
+                raw.content = content  # decoded by the caller, outside the concurrency slot
+                return raw
             try:
                 raw.body = orjson.loads(content) if content else None
             except orjson.JSONDecodeError:

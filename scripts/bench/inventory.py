@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency-limit", type=int, default=10)
     parser.add_argument("--partitions", type=int, default=16, choices=(1, 16, 256))
     parser.add_argument("--workers", type=int, default=None,
-                        help="fetch threads (default: the bridge's concurrency ceiling + 2)")
+                        help="fetch threads (default: one per partition)")
     parser.add_argument("--max-concurrency", type=int, default=None,
                         help="the bridge's concurrency ceiling (default: --concurrency-limit)")
     parser.add_argument("--in-process", dest="sandbox_process", action="store_false",
