@@ -87,7 +87,7 @@ def plan_partitions(
     """Split a read into `partitions` prefix slices of `prop` plus the complement.
 
     `partitions` is 1 (one stream), 16 (first hex digit) or 256 (first two hex digits).
-    The complement is listed first: it is usually tiny, so it finishes early.
+    The complement is listed last (see below).
     """
     if partitions not in PARTITION_COUNTS:
         raise ValueError(f"partitions must be one of {PARTITION_COUNTS}, not {partitions}")
@@ -99,6 +99,8 @@ def plan_partitions(
         prefixes = [a + b for a in HEX_DIGITS for b in HEX_DIGITS]
     # Cheap, selective test first (an evaluator that short-circuits scans the rest on 1/16 of the
     # objects): the prefix before the base filter, the base filter before the 16-way complement.
-    slices = [Partition(REST, and_filters(base_filter, complement_filter(prop)))]
-    slices += [Partition(p, and_filters(_like(prop, p), base_filter)) for p in prefixes]
+    # The complement goes last: usually nearly empty, but the costliest for the service to
+    # evaluate, so it is best run while the other slices are already paging.
+    slices = [Partition(p, and_filters(_like(prop, p), base_filter)) for p in prefixes]
+    slices.append(Partition(REST, and_filters(base_filter, complement_filter(prop))))
     return PartitionPlan(base_filter=base_filter, partitions=tuple(slices), prop=prop)

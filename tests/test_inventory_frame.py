@@ -98,11 +98,11 @@ def test_empty_frame_has_every_column() -> None:
 def test_partition_plan_is_prefixes_plus_complement_anded_with_the_base_filter() -> None:
     plan = plan_partitions("IsDirSynced -eq $true")
     names = [p.name for p in plan.partitions]
-    assert names == [REST, *HEX_DIGITS]
-    assert plan.partitions[1].filter == "(ExternalDirectoryObjectId -like '0*') -and (IsDirSynced -eq $true)"
-    assert plan.partitions[0].filter == f"(IsDirSynced -eq $true) -and ({complement_filter()})"
+    assert names == [*HEX_DIGITS, REST]
+    assert plan.partitions[0].filter == "(ExternalDirectoryObjectId -like '0*') -and (IsDirSynced -eq $true)"
+    assert plan.partitions[-1].filter == f"(IsDirSynced -eq $true) -and ({complement_filter()})"
     assert complement_filter().startswith("-not ((ExternalDirectoryObjectId -like '0*') -or ")
-    assert plan_partitions(None).partitions[1].filter == "ExternalDirectoryObjectId -like '0*'"
+    assert plan_partitions(None).partitions[0].filter == "ExternalDirectoryObjectId -like '0*'"
     two = plan_partitions(partitions=256)
     assert len(two.partitions) == 257 and two.prefix_count == 256
     assert plan_partitions(partitions=1).is_single
