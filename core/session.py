@@ -20,7 +20,20 @@ import pandas as pd
 
 from .bridge.base import Bridge
 from .events import Progress, ProgressCallback
-from .views import MailboxView
+from .views import VIEW_COLUMNS, MailboxView
+
+
+@dataclass(frozen=True)
+class SnapshotPreview:
+    """The saved snapshot's list columns, read before the whole inventory: enough to paint the table.
+
+    `view` has no frame until the full inventory of the same rows is attached to it.
+    """
+
+    view: MailboxView
+    fetched_at: datetime | None
+    path: Path
+    from_snapshot: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,42 @@ class Session:
             self.findings_frame = None
             self.readiness_frame = None
         return inventory
+
+    def preview_snapshot(self) -> SnapshotPreview | None:
+        """The saved snapshot that the next `load_inventory()` will load, read lean (only VIEW_COLUMNS
+        and the row key, straight from Parquet into Arrow: tens of milliseconds at 100,000 rows), so a
+        face can paint before the whole inventory is loaded and detected. None when the next load
+        fetches (`snapshot_first` is False and nothing was loaded yet) or there is no usable snapshot.
+        """
+        if self.loads == 0 and not self.snapshot_first:
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from . import snapshot
+
+        root = self.data_dir / "snapshots" if self._data_dir else None
+        path = snapshot.snapshot_path(self.tenant, snapshot.default_variant(False), root)
+        meta = snapshot.read_snapshot_meta(path)  # the same checks as load_snapshot: else it will fetch
+        if (meta is None or meta.get("schema") != snapshot.SCHEMA_VERSION
+                or meta.get("columns") != snapshot.COLUMNS_VERSION):
+            return None
+        try:
+            fetched_at: datetime | None = datetime.fromisoformat(str(meta["fetched_at"])).astimezone(UTC)
+        except (KeyError, ValueError):
+            return None
+        try:
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+            index = (parquet.schema_arrow.pandas_metadata or {}).get("index_columns", [])
+            key = index[0] if index and isinstance(index[0], str) else "ExternalDirectoryObjectId"
+            columns = [name for name in VIEW_COLUMNS if name in names] + [key]
+            # one thread: the table is small, and a thread pool costs more CPU than it saves here
+            table = parquet.read(columns=columns, use_threads=False)
+            view = MailboxView(table, key_column=key)
+        except (OSError, pa.ArrowException, KeyError, ValueError):
+            return None
+        return SnapshotPreview(view=view, fetched_at=fetched_at, path=path)
 
     def view(self) -> MailboxView:
         """A MailboxView of the loaded inventory (with findings when detected)."""

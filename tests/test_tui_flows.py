@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 from exocm.core.journal import read_journal
+from exocm.core.session import Session
 from exocm.tui.app import ExocmApp
+from exocm.tui.messages import InventoryLoaded, InventoryPreviewed
 from exocm.tui.screens.apply import ApplyScreen
 from exocm.tui.screens.findings import FindingsScreen
 from exocm.tui.screens.help import HelpScreen
@@ -19,6 +21,7 @@ from exocm.tui.screens.mailboxes import MailboxesScreen
 from exocm.tui.screens.preview import PreviewScreen
 from exocm.tui.widgets.choice_modal import ChoiceModal
 from exocm.tui.widgets.confirm_modal import ConfirmModal
+from exocm.tui.widgets.detail_pane import DetailPane
 from exocm.tui.widgets.mailbox_table import MailboxTable
 from textual.widgets import Input
 from tui_support import frozen_age_clock, sandbox_session, screen_text, wait_for
@@ -245,6 +248,31 @@ async def test_findings_screen_groups_by_code_and_jumps_to_the_mailbox(env_dirs:
             await wait_for(pilot, lambda: isinstance(app.screen, MailboxesScreen), what="back to mailboxes")
             table = screen.query_one(MailboxTable)
             assert table.cursor_position == screen.view.position_of(identity)
+
+
+async def test_a_saved_snapshot_is_painted_first_and_the_whole_inventory_joins_the_same_table(
+        env_dirs: Path) -> None:
+    with sandbox_session(env_dirs) as session:
+        session.load_inventory()  # fetch once: saves the tenant's snapshot
+        reopened = Session(session.bridge, label=session.label, is_sandbox=True, data_dir=env_dirs,
+                           onprem_records=session.onprem_records, snapshot_first=True, clock=session.clock)
+        seen: list[Any] = []
+        app = ExocmApp(lambda: reopened, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+            screen = await loaded(pilot, app)
+            kinds = [type(m) for m in seen]
+            assert InventoryPreviewed in kinds and InventoryLoaded in kinds
+            assert kinds.index(InventoryPreviewed) < kinds.index(InventoryLoaded)
+            preview = next(m for m in seen if isinstance(m, InventoryPreviewed)).preview
+            assert preview.view.frame is None or preview.view.frame is screen.inventory.frame
+            # the table painted from the preview is the table that stays: same view, now with every property
+            assert screen.view is preview.view and screen.view.frame is screen.inventory.frame
+            assert screen.inventory.from_snapshot and "snapshot" in screen_text(app)
+            await wait_for(pilot, lambda: "LegacyExchangeDN" in screen.query_one(DetailPane).text,
+                           what="the detail pane with every property")
+            await pilot.press("2", "a")
+            assert screen.selection.count == len(screen.shown) > 0
+            assert_sandbox_label(app, "Mailboxes (from a snapshot)")
 
 
 async def test_help_and_palette_list_every_screen_action_with_its_id(env_dirs: Path) -> None:

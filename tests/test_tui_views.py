@@ -4,12 +4,17 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from exocm.core.inventory import records_to_frame
+from exocm.core.session import Session
 from exocm.core.views import (
+    MAILBOX_COLUMNS,
+    VIEW_COLUMNS,
     MailboxView,
     QuickFilter,
     Selection,
@@ -18,6 +23,7 @@ from exocm.core.views import (
     findings_summary,
     format_age,
 )
+from tui_support import sandbox_session
 
 BASE = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -73,6 +79,45 @@ def test_narrowing_a_search_gives_the_same_rows_as_a_fresh_search(view: MailboxV
     assert list(narrowed) == list(fresh)
     # widening again (backspace) is a fresh scan, not a narrowing of the last result
     assert len(view.filter("a")) > len(narrowed)
+
+
+def test_searches_in_any_order_give_the_same_rows_as_a_fresh_view(view: MailboxView) -> None:
+    """Kept search results (narrowing from an earlier search that the new one contains, going back
+    with backspace) never change what a search finds."""
+    needles = ["a", "an", "ann", "anna", "nn", "b", "bob", "ob", "fabrikam", "rikam", "zoë", "", "user",
+               "user4", "@contoso", "x", "Ann", "anna "]
+    for needle in needles + needles[::-1] + needles[::2]:
+        fresh = MailboxView(view.frame, view.findings).filter(needle)
+        assert list(view.filter(needle)) == list(fresh), needle
+
+
+def test_search_looks_at_smtp_addresses_not_other_proxies() -> None:
+    frame = records_to_frame([mailbox(1, "Ann One", extra_smtp="sales@fabrikam.com")], [])
+    frame.at[frame.index[0], "EmailAddresses"] = ("SMTP:user1@contoso.com", "smtp:sales@fabrikam.com",
+                                                  "X500:/o=ExchangeLabs/cn=Recipients/cn=legacy-ann",
+                                                  "SIP:ann.voice@contoso.com")
+    view = MailboxView(frame)
+    assert len(view.filter("SALES@fabrikam")) == 1 and len(view.filter("user1@contoso.com")) == 1
+    assert len(view.filter("exchangelabs")) == 0 and len(view.filter("ann.voice")) == 0
+
+
+def test_a_view_built_from_arrow_columns_matches_the_frame_view(view: MailboxView) -> None:
+    assert view.frame is not None
+    frame = view.frame
+    table = pa.Table.from_pandas(frame[[c for c in VIEW_COLUMNS if c != "EmailAddresses"]], preserve_index=True)
+    addresses = pa.array([list(v) for v in frame["EmailAddresses"]], type=pa.list_(pa.string()))
+    table = table.append_column("EmailAddresses", addresses)
+    lean = MailboxView(table, view.findings)
+    assert lean.frame is None and lean.record(0)["DisplayName"] == "Zoë Zimmer"
+    for position in range(view.size):
+        assert lean.cells(position) == view.cells(position)
+    for needle in ("anna", "fabrikam", "user4@", ""):
+        assert list(lean.filter(needle)) == list(view.filter(needle))
+    for column, _ in MAILBOX_COLUMNS:
+        assert list(lean.sort(lean.filter(), column)) == list(view.sort(view.filter(), column))
+    assert lean.type_names() == view.type_names()
+    assert not lean.attach(frame.iloc[::-1])  # other rows (or order): refused
+    assert lean.attach(frame) and lean.frame is frame and len(lean.record(3)) == len(frame.columns)
 
 
 def test_quick_filters_combine_with_and(view: MailboxView) -> None:
@@ -165,3 +210,21 @@ def test_core_views_and_session_import_no_ui_library() -> None:
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_session_paints_from_the_saved_snapshot_then_attaches_the_whole_inventory(tmp_path: Path) -> None:
+    with sandbox_session(tmp_path / "data", size=120) as fetching:
+        assert fetching.preview_snapshot() is None  # the first load of this session fetches
+        fetched = fetching.load_inventory()
+        reopened = Session(fetching.bridge, label="SANDBOX", is_sandbox=True, data_dir=tmp_path / "data",
+                           snapshot_first=True)
+        preview = reopened.preview_snapshot()
+        assert preview is not None and preview.view.frame is None
+        assert preview.fetched_at == fetched.fetched_at and preview.view.size == len(fetched.frame)
+        full = MailboxView(fetched.frame)
+        for position in range(full.size):
+            assert preview.view.cells(position) == full.cells(position)
+        assert list(preview.view.filter("a")) == list(full.filter("a"))
+        inventory = reopened.load_inventory()
+        assert inventory.from_snapshot and preview.view.attach(inventory.frame)
+        assert preview.view.record(0) == full.record(0)

@@ -38,6 +38,18 @@ class InventoryProgress(Message):
         self.progress = progress
 
 
+class InventoryPreviewed(Message):
+    """The saved snapshot's list columns are read (core SnapshotPreview): paint them while the rest loads.
+
+    The worker waits for `painted` (set by the screen once the table is on screen) before the heavy load.
+    """
+
+    def __init__(self, preview: Any, painted: Any) -> None:
+        super().__init__()
+        self.preview = preview
+        self.painted = painted
+
+
 class InventoryLoaded(Message):
     """An inventory (fresh or from a snapshot) and its view are ready to show."""
 

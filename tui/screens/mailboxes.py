@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +29,7 @@ from ..messages import (
     FindingsLoaded,
     InventoryFailed,
     InventoryLoaded,
+    InventoryPreviewed,
     InventoryProgress,
     MailboxHighlighted,
     PlanBuilt,
@@ -48,6 +50,10 @@ if TYPE_CHECKING:
     from exocm.core.session import Session
 
     from ..app import ExocmApp
+
+
+#: How long the load worker waits for the snapshot preview to be painted before loading the rest.
+_PAINT_WAIT_S = 3.0
 
 
 class MailboxesScreen(Screen[None]):
@@ -80,7 +86,8 @@ class MailboxesScreen(Screen[None]):
         self.session: Session | None = None
         self.view: MailboxView | None = None
         self.selection = Selection(0)
-        self.inventory: Any = None
+        self.inventory: Any = None  # the loaded core Inventory (None until the whole frame is loaded)
+        self.source: Any = None  # what is shown: the Inventory, or the snapshot preview painted before it
         self.shown = np.zeros(0, dtype=np.intp)
         self.text = ""
         self.quick = QuickFilter()
@@ -90,6 +97,10 @@ class MailboxesScreen(Screen[None]):
         self.fetching = False
         self.note = ""
         self._detail_key: tuple[object, ...] | None = None
+        self._detail_pending: int | None = None
+        self._detail_scheduled = False
+        #: perf_counter() when the table was last painted after a new view or filter (for benchmarks)
+        self.painted_at: float | None = None
 
     @property
     def exo_app(self) -> ExocmApp:
@@ -141,6 +152,14 @@ class MailboxesScreen(Screen[None]):
         def progress(event: Progress) -> None:
             self.post_message(InventoryProgress(event))
 
+        preview = None
+        if not refresh:
+            # paint the saved snapshot's list columns first; the whole frame and detection follow
+            preview = session.preview_snapshot()
+            if preview is not None:
+                painted = threading.Event()
+                self.post_message(InventoryPreviewed(preview, painted))
+                painted.wait(timeout=_PAINT_WAIT_S)  # the load below holds the GIL: let the table paint first
         try:
             inventory = session.load_inventory(refresh=refresh, progress=progress, cancel=cancel)
         except InventoryCancelled:
@@ -149,7 +168,10 @@ class MailboxesScreen(Screen[None]):
         except Exception as exc:  # noqa: BLE001 - shown as one line; the app stays usable
             self.post_message(InventoryFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             return
-        view = MailboxView(inventory.frame)
+        if preview is not None and preview.view.attach(inventory.frame):
+            view = preview.view  # the same rows: selection, filter, sort and cursor stay as they are
+        else:
+            view = MailboxView(inventory.frame)
         self.post_message(InventoryLoaded(inventory, view))
 
     def on_inventory_progress(self, message: InventoryProgress) -> None:
@@ -167,21 +189,41 @@ class MailboxesScreen(Screen[None]):
         else:
             self.notify(f"Inventory failed: {message.error}", severity="error", timeout=20)
             panel.set_title(f"Inventory failed: {message.error} (r retries)")
+            if self.view is not None and self.inventory is None:  # the snapshot preview stays on screen
+                self.note = "inventory failed to load (r retries)"
+                self._update_counts()
+
+    def on_inventory_previewed(self, message: InventoryPreviewed) -> None:
+        if self.view is not None:  # a refresh never previews; keep what is shown
+            message.painted.set()
+            return
+        self.source = message.preview
+        self._show_view(message.preview.view)
+        self.call_after_refresh(message.painted.set)  # after _note_painted: the table is on screen
 
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:
         self.fetching = False
         self.note = ""
         self.inventory = message.inventory
-        self.view = message.view
-        self.selection = Selection(message.view.size)
-        self.query_one("#fetch-progress", ProgressPanel).display = False
-        table = self.query_one(MailboxTable)
-        table.set_view(message.view, self.selection)
-        self.query_one(FilterBar).set_types(message.view.type_names())
-        self._refilter(keep=False)
+        self.source = message.inventory
+        if message.view is not self.view:
+            self._show_view(message.view)
+        else:  # the preview's rows, now with every property
+            self._update_counts()
+            self._show_detail(self.query_one(MailboxTable).cursor_position, force=True)
         for note in getattr(message.inventory, "notes", ()):
             self.notify(str(note), timeout=10)
         self._detect_worker()
+
+    def _show_view(self, view: MailboxView) -> None:
+        """Show a new view: fresh selection, same filter and sort."""
+        self.view = view
+        self.selection = Selection(view.size)
+        self.query_one("#fetch-progress", ProgressPanel).display = False
+        table = self.query_one(MailboxTable)
+        table.set_view(view, self.selection)
+        self.query_one(FilterBar).set_types(view.type_names())
+        self._refilter(keep=False)
 
     @work(thread=True, exclusive=True, group="findings")
     def _detect_worker(self) -> None:
@@ -214,6 +256,10 @@ class MailboxesScreen(Screen[None]):
         table.sort_column, table.sort_descending = self.sort_column, self.sort_descending
         table.show(self.shown, keep=keep)
         self._update_counts()
+        self.call_after_refresh(self._note_painted)
+
+    def _note_painted(self) -> None:
+        self.painted_at = time.perf_counter()
 
     @on(FilterChanged)
     def _filter_changed(self, message: FilterChanged) -> None:
@@ -302,7 +348,7 @@ class MailboxesScreen(Screen[None]):
         self._selection_changed()
 
     def action_import_csv(self) -> None:
-        if self.view is None or self.session is None:
+        if self.view is None or self.session is None or self.inventory is None:
             self.notify("The inventory is not loaded yet.", severity="warning")
             return
 
@@ -344,7 +390,7 @@ class MailboxesScreen(Screen[None]):
 
     # -- preview ---------------------------------------------------------------------------------
     def action_preview(self) -> None:
-        if self.view is None or self.session is None:
+        if self.view is None or self.session is None or self.inventory is None:
             self.notify("The inventory is not loaded yet.", severity="warning")
             return
         count = self.selection.count
@@ -368,7 +414,7 @@ class MailboxesScreen(Screen[None]):
 
     def preview(self, target: bool) -> None:
         """Build a plan for the selection (in a worker) and open the Preview screen."""
-        if self.view is None or self.session is None:
+        if self.view is None or self.session is None or self.inventory is None:
             return
         self._plan_worker(self.session, self.selection.ids(self.view), target)
 
@@ -392,7 +438,15 @@ class MailboxesScreen(Screen[None]):
 
     # -- detail ------------------------------------------------------------------------------------
     def on_mailbox_highlighted(self, message: MailboxHighlighted) -> None:
-        self._show_detail(message.position)
+        # after the table has repainted, and only for the last of several quick moves
+        self._detail_pending = message.position
+        if not self._detail_scheduled:
+            self._detail_scheduled = True
+            self.call_after_refresh(self._flush_detail)
+
+    def _flush_detail(self) -> None:
+        self._detail_scheduled = False
+        self._show_detail(self._detail_pending)
 
     def _show_detail(self, position: int | None, force: bool = False) -> None:
         pane = self.query_one(DetailPane)
@@ -404,7 +458,7 @@ class MailboxesScreen(Screen[None]):
             pane.show(None)
             return
         record = self.view.record(position)
-        identity = str(self.view.ids[position])
+        identity = self.view.id_at(position)
         onprem = self.session.onprem_record(identity, record) if self.session else None
         findings = self.session.findings_for(identity) if self.session else []
         pane.show(record, onprem, findings)
@@ -443,13 +497,15 @@ class MailboxesScreen(Screen[None]):
         if self.sort_column:
             heading = dict(MAILBOX_COLUMNS)[self.sort_column]
             parts.append(f"sort: {heading} {'▼' if self.sort_descending else '▲'}")
-        inventory = self.inventory
-        if inventory is not None:
-            fetched = getattr(inventory, "fetched_at", None)
+        source = self.source
+        if source is not None:
+            fetched = getattr(source, "fetched_at", None)
             age = format_age(fetched, self.exo_app.clock())
-            origin = "snapshot" if getattr(inventory, "from_snapshot", False) else "fetched"
+            origin = "snapshot" if getattr(source, "from_snapshot", False) else "fetched"
             parts.append(f"{origin} {age}")
-        if self.view.findings is None:
+        if self.inventory is None:
+            parts.append("loading…")
+        elif self.view.findings is None:
             parts.append("detecting…")
         if self.note:
             parts.append(self.note)

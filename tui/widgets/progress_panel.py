@@ -54,7 +54,11 @@ class ProgressPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(self._title, id="progress-title")
-        yield ProgressBar(total=None, show_eta=False, id="progress-bar")
+        # hidden until the first progress event: an indeterminate bar animates at 15 fps, which costs
+        # the worker loading a snapshot (or connecting) a good share of the GIL for no information
+        bar = ProgressBar(total=None, show_eta=False, id="progress-bar")
+        bar.display = False
+        yield bar
         yield Static("", id="progress-counters")
 
     def set_title(self, title: str) -> None:
@@ -66,6 +70,7 @@ class ProgressPanel(Vertical):
         """Show one progress event."""
         self.last = progress
         bar = self.query_one(ProgressBar)
+        bar.display = True
         bar.update(total=progress.total, progress=progress.done)
         line = describe(progress)
         if progress.message:
