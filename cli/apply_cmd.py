@@ -219,6 +219,9 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         embedded = connection.sandbox_handle is not None
     for line in summary_lines(result):
         err.print(escape(line))
+    for warning in result.warnings:
+        if warning.startswith("took over the lock"):
+            err.print(f"[yellow]note:[/] {escape(inert(warning))}")
     if embedded and result.counts.get("stale") and not result.counts.get("verified"):
         err.print("note: the embedded sandbox is generated anew for every command, so a plan made by another "
                   "command sees it changed (stale). To rehearse plan -> apply, run 'exocm sandbox serve' and use "

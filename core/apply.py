@@ -383,6 +383,7 @@ class PlanLock:
         self.path = directory / f"apply-{digest[:32]}.lock"
         self.owner_path = directory / f"apply-{digest[:32]}.owner.json"
         self._lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False)
+        self.stale_owner: str | None = None
 
     def acquire(self, run_id: str) -> None:
         """Take the lock or raise PlanLocked naming the holder."""
@@ -391,6 +392,9 @@ class PlanLock:
         except filelock.Timeout:
             raise PlanLocked(f"this plan is already being applied ({self._owner_text()}); "
                              "wait for that run to finish, or stop it first") from None
+        # An owner file left behind names a run that died holding the lock (kill -9, power
+        # loss): the kernel released its flock, so the lock is stale; take it over and say so.
+        self.stale_owner = self._owner_text() if self.owner_path.exists() else None
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
                  "since": datetime.now(UTC).isoformat()}
         with contextlib.suppress(OSError):
@@ -821,7 +825,8 @@ def apply_plan(
             extra={"operation": plan.operation, "value": plan.value, "plan_kind": plan.kind,
                    "bridge": getattr(bridge, "kind", "?"),
                    "plan_file": str(plan_path) if plan_path else None, "rows": len(plan.rows),
-                   "resumed_from": [c.header.get("run_id") for c in history.journals if c.header]},
+                   "resumed_from": [c.header.get("run_id") for c in history.journals if c.header],
+                   "lock_taken_over_from": lock.stale_owner},
         )
         engine = _Engine(
             bridge, plan, journal, history, workers=concurrency, chunk_size=chunk_size,
@@ -841,6 +846,8 @@ def apply_plan(
                 elapsed_s=elapsed, rows_per_s=(engine.run_done / elapsed) if elapsed > 0 else 0.0,
                 bridge_stats=engine.bridge_snapshot(), warnings=list(history.warnings),
             )
+            if lock.stale_owner:
+                summary.warnings.append(f"took over the lock of a run that is gone ({lock.stale_owner})")
             outcome = ("error" if engine.fatal else "cancelled" if cancelled
                        else "complete" if summary.complete else "incomplete")
             journal.append([{"type": "end", "outcome": outcome, "cancelled": cancelled, "error": engine.fatal,
