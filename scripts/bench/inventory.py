@@ -6,9 +6,12 @@
 One sandbox tenant serves both runs. By default it runs as `exocm sandbox serve --print-json`
 in a child process, so its CPU (it evaluates every filter by scanning the tenant) does not
 queue behind this process's GIL; `--in-process` serves it from this process instead. Run (a) reads Get-Mailbox -ResultSize Unlimited one page of 1000 after the
-other, which is what the PowerShell cmdlet does; run (b) is `fetch_inventory` (Get-Mailbox
-and Get-User, partitioned, parallel within the tenant's limit). Both go through the real REST
-bridge, MSAL and TLS. The ids are compared with the generator's ground truth.
+other, which is what the PowerShell cmdlet does (RestBridge.stream: records normalised value
+by value, as the module deserialises every object); run (b) is `fetch_inventory` (Get-Mailbox
+and Get-User, partitioned, parallel within the tenant's limit, pages decoded into Arrow). Both
+go through the real REST bridge, MSAL and TLS, with the bridge's concurrency ceiling set to
+--concurrency-limit (--max-concurrency to let AIMD find the limit through 429s instead). The
+ids are compared with the generator's ground truth. Both runs follow an untimed warm-up page.
 
 Writes {"records", "missing", "duplicates", "sequential_s", "exocm_s", "speedup", "peak_rss_mb", ...}.
 """
