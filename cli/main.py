@@ -48,6 +48,18 @@ class LazyGroup(click.Group):
         command: Any = getattr(module, attr)
         return command  # type: ignore[no-any-return]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; a file that cannot be read or written is one line and exit 2, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # click's own handling (stdout closed by `| head`)
+        except OSError as exc:
+            from .errors import fail
+
+            where = f" {exc.filename}" if exc.filename else ""
+            fail(f"cannot read or write{where}: {exc.strerror or exc}")
+
 
 def _not_yet(name: str) -> click.Command:
     @click.command(name=name, help="(not available in this build)")
