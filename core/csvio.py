@@ -264,7 +264,10 @@ def _fast_frame(
         invalid.append(1)
         return "skip"
 
-    first = next(csv.reader([raw[: raw.find(b"\n")].decode("utf-8")], delimiter=delimiter), [])
+    try:
+        first = next(csv.reader([raw[: raw.find(b"\n")].decode("utf-8")], delimiter=delimiter), [])
+    except csv.Error:  # e.g. a bare CR (old Mac line ends) inside the first line
+        return None
     if not first:
         return None
     names = [f"f{i}" for i in range(len(first))]
