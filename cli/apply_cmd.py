@@ -28,9 +28,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 
 from . import exitcodes
-from .connection import connection_options, open_connection
+from .connection import connection_options, follow_recorded_sandbox, open_connection
+from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
-from .plan_cmd import banner, stderr_console
 
 
 def confirmation_phrase(tenant: str, count: int) -> str:
@@ -152,6 +152,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
     except PlanError as exc:
         fail(str(exc))
     max_age = timedelta(hours=max_age_h)
+    follow_recorded_sandbox(click.get_current_context(), conn, p.source.get("embedded_sandbox"), f"plan {plan_path}")
     with user_errors(), open_connection(**conn) as connection:
         banner(err, connection)
         try:
@@ -182,7 +183,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
             try:
                 outcome["result"] = apply_plan(
                     connection.bridge, p, progress=view, cancel=cancel, max_age=max_age,
-                    concurrency=concurrency, actor=actor_of(connection), plan_path=plan_path,
+                    concurrency=concurrency, actor=actor_of(connection), plan_path=plan_path.resolve(),
                     pacer=WritePacer(max_rate=max_write_rate),
                 )
             except BaseException as exc:  # handed to the main thread
@@ -223,9 +224,8 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         if warning.startswith("took over the lock"):
             err.print(f"[yellow]note:[/] {escape(inert(warning))}")
     if embedded and result.counts.get("stale") and not result.counts.get("verified"):
-        err.print("note: the embedded sandbox is generated anew for every command, so a plan made by another "
-                  "command sees it changed (stale). To rehearse plan -> apply, run 'exocm sandbox serve' and use "
-                  "a profile ('exocm profiles add NAME --from-sandbox FILE').")
+        err.print("note: the embedded sandbox changed since this plan was made (another apply, or "
+                  "'exocm sandbox reset'); make a new plan with 'exocm plan ...'")
     resume_cmd = f"exocm apply {plan_path} --resume"
     if result.cancelled:
         err.print(f"stopped. Resume with: [bold]{escape(resume_cmd)}[/]")

@@ -2,8 +2,10 @@
 
 With no profile configured and none named, commands run against an IN-PROCESS sandbox
 (the embedded default): it is started on a loopback port and reached through the same
-REST bridge, MSAL sign-in and TLS as a real tenant. Every sandbox connection is announced
-on stderr as SANDBOX.
+REST bridge, MSAL sign-in and TLS as a real tenant. Its state is kept between commands
+(one file per size and seed, see embedded_sandbox.py), so a plan made by one command can be
+applied, reported and undone by the next. Every sandbox connection is announced on stderr
+as SANDBOX.
 """
 from __future__ import annotations
 
@@ -25,10 +27,10 @@ from exocm.core.config import (
 )
 from exocm.core.connect import open_bridge
 
+from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE, start_embedded
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_SANDBOX_SIZE = 5000
-DEFAULT_SANDBOX_SEED = 42
 SANDBOX_LABEL = "SANDBOX"
 
 
@@ -38,7 +40,8 @@ def connection_options(func: F) -> F:
         click.option("--profile", "profile", metavar="NAME", envvar="EXOCM_PROFILE", default=None,
                      help="Connection profile (see 'exocm profiles list'); env EXOCM_PROFILE."),
         click.option("--sandbox", "sandbox", is_flag=True, default=False,
-                     help="Use an embedded sandbox tenant (the default when no profile is configured)."),
+                     help="Use the embedded sandbox tenant (the default when no profile is configured); "
+                          "its state is kept between commands ('exocm sandbox reset' starts over)."),
         click.option("--size", "size", type=click.IntRange(1, 2_000_000), default=DEFAULT_SANDBOX_SIZE,
                      show_default=True, help="Users in the embedded sandbox."),
         click.option("--seed", "seed", type=int, default=DEFAULT_SANDBOX_SEED, show_default=True,
@@ -64,6 +67,10 @@ class Connection:
     label: str
     is_sandbox: bool
     sandbox_handle: Any = None
+    #: True when open_connection already printed the SANDBOX banner (commands need not repeat it).
+    announced: bool = False
+    #: (size, seed) of an embedded sandbox whose state is kept between commands, else None.
+    embedded: tuple[int, int] | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -78,7 +85,7 @@ class Connection:
 
 def _announce_sandbox(text: str, quiet: bool) -> None:
     if not quiet:
-        click.secho(f"{SANDBOX_LABEL}: {text}", err=True, fg="yellow", bold=True)
+        click.secho(text, err=True, fg="yellow", bold=True)
 
 
 def resolve_profile_name(profile: str | None) -> str | None:
@@ -123,8 +130,9 @@ def open_connection(
         connection = Connection(bridge=bridge, profile=prof, label=label, is_sandbox=prof.sandbox)
         connection._closers.append(bridge.close)
         if prof.sandbox:
-            _announce_sandbox(f"profile {prof.name!r} at {prof.resolved_rest_base_url()} "
-                              "(a local sandbox, not a Microsoft tenant)", quiet)
+            _announce_sandbox(f"SANDBOX (profile {prof.name!r} at {prof.resolved_rest_base_url()}) "
+                              "-- a local test tenant, not Microsoft", quiet)
+            connection.announced = not quiet
     try:
         yield connection
     finally:
@@ -133,11 +141,10 @@ def open_connection(
 
 def _embedded_sandbox(size: int, seed: int, *, quiet: bool, bridge_options: dict[str, Any],
                       **knobs: Any) -> Connection:
-    from exocm.sandbox.server import Sandbox  # cli may start the sandbox; core never imports it
-
-    _announce_sandbox(f"starting an embedded sandbox tenant ({size:,} users, seed {seed}); "
-                      "nothing here touches a Microsoft tenant", quiet)
-    handle = Sandbox.start(size=size, seed=seed, port=0, **knobs)
+    # A tenant handed in (tests) or a state file of the caller's own is not the embedded state.
+    persist = "tenant" not in knobs and "state_file" not in knobs
+    handle, lock = start_embedded(size, seed, persist=persist, announce=lambda text: _announce_sandbox(text, quiet),
+                                  **knobs)
     try:
         info = handle.info
         prof = sandbox_profile("sandbox", info)
@@ -147,8 +154,51 @@ def _embedded_sandbox(size: int, seed: int, *, quiet: bool, bridge_options: dict
         bridge = open_bridge(prof, env=env, **bridge_options)
     except BaseException:
         handle.stop()
+        if lock is not None:
+            lock.release()
         raise
     connection = Connection(bridge=bridge, profile=prof, label=SANDBOX_LABEL, is_sandbox=True,
-                            sandbox_handle=handle)
+                            sandbox_handle=handle, announced=not quiet,
+                            embedded=(size, seed) if persist else None)
+    # closers run last-first: the bridge closes, the sandbox stops (and saves), then the lock goes
+    if lock is not None:
+        connection._closers.append(lock.release)
     connection._closers.extend([handle.stop, bridge.close])
     return connection
+
+
+def embedded_source(connection: Connection) -> dict[str, Any]:
+    """What a plan records about the embedded sandbox it was made on (empty otherwise)."""
+    if connection.embedded is None:
+        return {}
+    size, seed = connection.embedded
+    return {"embedded_sandbox": {"size": size, "seed": seed}}
+
+
+def follow_recorded_sandbox(ctx: click.Context, conn: dict[str, Any], recorded: Any, what: str) -> None:
+    """Run on the embedded sandbox `what` (a plan, a journal) was made on.
+
+    When this command will use the embedded sandbox and --size/--seed were not given, take
+    the size and seed `recorded` ({"size", "seed"}) names; when they were given and differ,
+    stop with a usage error (another size or seed is another tenant's state).
+    """
+    if not isinstance(recorded, dict) or conn.get("profile"):
+        return
+    if not conn.get("sandbox"):
+        try:
+            if resolve_profile_name(None) is not None:
+                return
+        except ConfigError:
+            return
+    from click.core import ParameterSource
+
+    for name in ("size", "seed"):
+        value = recorded.get(name)
+        if not isinstance(value, int):
+            continue
+        given = ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+        if given and conn.get(name) != value:
+            size, seed = recorded.get("size"), recorded.get("seed")
+            raise click.UsageError(f"{what} was made on the embedded sandbox of {size} users, seed {seed}; "
+                                   f"drop --{name} or pass --size {size} --seed {seed}")
+        conn[name] = value

@@ -38,8 +38,15 @@ from rich.markup import escape
 
 from . import exitcodes
 from .connection import connection_options, open_connection
+from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
-from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
+from .onprem_options import (
+    load_onprem_live_data,
+    onprem_live_requested,
+    onprem_options,
+    pop_onprem_options,
+    sandbox_onprem_data,
+)
 
 _TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "action", "explanation")
 _WIDTH = {"severity": 8, "code": 22, "UserPrincipalName": 36, "action": 27, "explanation": 400}
@@ -70,21 +77,6 @@ def _read_inventory(connection: Any, refresh: bool, err: Console) -> Inventory:
         if connection.sandbox_handle is not None:
             return fetch_inventory(connection.bridge)
         return load_or_fetch(connection.bridge, refresh=refresh)
-
-
-def _sandbox_onprem(connection: Any, workdir: Path) -> OnPremData | None:
-    """The embedded sandbox's on-prem side, exported as an Export-Csv file and read back."""
-    handle = connection.sandbox_handle
-    tenant = getattr(handle, "tenant", None)
-    if tenant is None:
-        return None
-    from exocm.sandbox.onprem_export import write_onprem_csv  # cli may use the sandbox; core never does
-
-    path = workdir / "sandbox-onprem.csv"
-    write_onprem_csv(tenant, path)
-    data = load_onprem_csv(path)
-    data.source = "sandbox on-prem export (Export-Csv style)"
-    return data
 
 
 def _org_config(connection: Any, notes: list[str]) -> dict[str, Any] | None:
@@ -130,7 +122,7 @@ def findings(
     Prints a summary by code and severity, then the findings. Exit 0 when none is at or
     above --fail-on, 1 otherwise.
     """
-    err = Console(stderr=True, highlight=False)
+    err = stderr_console()
     wanted = [c.strip().upper() for raw in codes for c in raw.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in RULES]
     if unknown:
@@ -143,9 +135,7 @@ def findings(
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         label = str(connection.label)
         sandbox = bool(connection.is_sandbox)
-        if sandbox:
-            err.print(f"[bold black on yellow] SANDBOX [/] tenant {escape(connection.bridge.tenant)} "
-                      "(a local test tenant, not Microsoft)")
+        banner(err, connection)
         inv = _read_inventory(connection, refresh, err)
         notes.extend(inv.notes)
         onprem: OnPremData | None = None
@@ -156,7 +146,7 @@ def findings(
                 with err.status("reading on-prem mailboxes over WinRM ..."):
                     onprem = load_onprem_live_data(live, connection)
             elif connection.sandbox_handle is not None:
-                onprem = _sandbox_onprem(connection, Path(tmp))
+                onprem = sandbox_onprem_data(connection, Path(tmp))
         except OnPremFormatError as exc:
             fail(str(exc))
         except OSError as exc:

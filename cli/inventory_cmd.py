@@ -30,6 +30,7 @@ from rich.progress import Progress as RichProgress
 
 from . import exitcodes
 from .connection import connection_options, open_connection
+from .console import stderr_console
 from .errors import inert, user_errors
 from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
 
@@ -160,7 +161,7 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, *
     Fetches with a partitioned parallel read, shows progress on stderr, and saves a snapshot
     that later runs reuse (--refresh fetches again).
     """
-    err = Console(stderr=True, highlight=False)
+    err = stderr_console()
     live = pop_onprem_options(conn)
     try:
         with user_errors(), open_connection(**conn) as connection:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -113,3 +114,19 @@ def load_onprem_live_data(options: Mapping[str, Any], connection: Connection, *,
         return load_onprem_live(bridge, progress=progress)
     finally:
         bridge.close()
+
+
+def sandbox_onprem_data(connection: Any, workdir: Path) -> OnPremData | None:
+    """The embedded sandbox's on-prem side, exported as an Export-Csv file and read back."""
+    handle = connection.sandbox_handle
+    tenant = getattr(handle, "tenant", None)
+    if tenant is None:
+        return None
+    from exocm.core.onprem import load_onprem_csv
+    from exocm.sandbox.onprem_export import write_onprem_csv  # cli may use the sandbox; core never does
+
+    path = workdir / "sandbox-onprem.csv"
+    write_onprem_csv(tenant, path)
+    data = load_onprem_csv(path)
+    data.source = "sandbox on-prem export (Export-Csv style)"
+    return data

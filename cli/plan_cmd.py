@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -36,8 +37,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 
 from . import exitcodes
-from .connection import connection_options, open_connection
+from .connection import connection_options, embedded_source, open_connection
+from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
+from .onprem_options import sandbox_onprem_data
 
 #: Rows printed by the table format before "... N more" (CSV and JSON carry all).
 TABLE_LIMIT = 200
@@ -51,20 +54,6 @@ def parse_bool(value: str) -> bool:
     if text in ("false", "no", "0", "off"):
         return False
     raise click.BadParameter(f"expected true or false, not {value!r}")
-
-
-def stderr_console() -> Console:
-    """The console for progress and notes (stdout stays for data)."""
-    return Console(stderr=True, highlight=False)
-
-
-def banner(err: Console, connection: Any) -> None:
-    """Say which tenant this is, SANDBOX in bold when it is one."""
-    if connection.is_sandbox:
-        err.print(f"[bold black on yellow] SANDBOX [/] tenant {escape(str(connection.bridge.tenant))} "
-                  "(a local test tenant, not Microsoft)")
-    else:
-        err.print(f"tenant [bold]{escape(inert(str(connection.label)))}[/]")
 
 
 @contextmanager
@@ -104,12 +93,13 @@ def _load_inventory(connection: Any, *, refresh: bool, max_age_min: float, err: 
     return inv
 
 
-def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, bridge: Any,
+def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connection: Any,
                err: Console) -> pd.DataFrame | None:
     from exocm.core.bridge.errors import BridgeError
     from exocm.core.detect import detect
     from exocm.core.readiness import flip_readiness
 
+    bridge = connection.bridge
     onprem = None
     if onprem_csv is not None:
         from exocm.core.onprem import load_onprem_csv
@@ -118,6 +108,10 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, bridge
             onprem = load_onprem_csv(onprem_csv).frame
         except ValueError as exc:
             fail(str(exc))
+    elif connection.sandbox_handle is not None:  # the embedded sandbox's own on-prem side, as findings reads it
+        with tempfile.TemporaryDirectory() as tmp:
+            data = sandbox_onprem_data(connection, Path(tmp))
+        onprem = data.frame if data is not None else None
     org_config = None
     try:
         found = bridge.invoke("Get-OrganizationConfig", {})
@@ -214,12 +208,12 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
                 apply_types(selection, frame, wanted_types)
         except SelectionError as exc:
             fail(str(exc))
-        readiness = None if no_detect else _readiness(frame, target, onprem_csv, connection.bridge, err)
+        readiness = None if no_detect else _readiness(frame, target, onprem_csv, connection, err)
         result = build_plan(
             frame, selection.identities, target, tenant=str(connection.bridge.tenant),
             bridge=str(connection.bridge.kind), preset_skips=selection.preset_skips, readiness=readiness,
             max_changes=max_changes, source={**selection.source, "inventory_fetched_at": inv.fetched_at.isoformat(),
-                                             "sandbox": bool(connection.is_sandbox)},
+                                             "sandbox": bool(connection.is_sandbox), **embedded_source(connection)},
             input_report=[i.to_json() for i in selection.issues],
         )
         path = out or data_dir() / "plans" / (

@@ -51,7 +51,7 @@ from exocm.core.runbooks import (
 )
 
 from . import exitcodes
-from .connection import Connection, connection_options, open_connection
+from .connection import Connection, connection_options, embedded_source, open_connection
 from .errors import fail, inert, user_errors
 
 EXIT_FOR_STATUS: dict[str, int] = {
@@ -261,8 +261,8 @@ def _drive(state: RunState, store: RunStore, services: Services, face: CliFace, 
         if obj.status == "failed":
             _err(f"  failed: {inert(obj.label)}: {inert(obj.reason)}", fg="red")
     if outcome.status != "completed":
-        if state.embedded:
-            _err("note: this run used an embedded sandbox that ends with this command, so it cannot be resumed; "
+        if state.embedded and not isinstance(state.options.get("embedded_sandbox"), dict):
+            _err("note: this run used an embedded sandbox that was not saved, so it cannot be resumed; "
                  "serve one ('exocm sandbox serve --state FILE') and add a profile to try resumable runs.",
                  fg="yellow")
         elif outcome.status in ("needs_confirmation", "needs_manual", "waiting", "error"):
@@ -345,6 +345,7 @@ def run(name: str, identities: tuple[str, ...], from_findings: str | None, csv_f
     with _connected(conn) as connection:
         if connection.sandbox_handle is not None and poll_interval is None:
             options["poll_interval_s"] = EMBEDDED_SYNC_INTERVAL_S / 2
+        options.update(embedded_source(connection))  # 'runbook resume' reopens the same embedded sandbox
         services = _services(connection, options, onprem)
         try:
             store = RunStore()
@@ -416,12 +417,16 @@ def resume(run_id: str, confirmation: str | None, interactive: bool | None, poll
             fail(str(exc))
     if state.is_final:
         fail(f"run {state.run_id} is {state.status}; nothing to resume")
-    if state.embedded:
-        fail(f"run {state.run_id} used an embedded sandbox that no longer exists; it cannot be resumed")
+    conn: dict[str, Any] = {"profile": profile or state.profile}
+    if state.embedded and not profile:
+        recorded = state.options.get("embedded_sandbox")
+        if not isinstance(recorded, dict):
+            fail(f"run {state.run_id} used an embedded sandbox that was not saved; it cannot be resumed")
+        conn = {"sandbox": True, "size": int(recorded["size"]), "seed": int(recorded["seed"])}
     state.options.update(_run_options(poll_interval, wait_timeout))
     interactive = sys.stdin.isatty() if interactive is None else interactive
     onprem = {"onprem_host": onprem_host, "onprem_user": onprem_user, "onprem_ca": onprem_ca}
-    with _connected({"profile": profile or state.profile}) as connection:
+    with _connected(conn) as connection:
         if connection.bridge.tenant.lower() != state.tenant.lower():
             fail(f"run {state.run_id} belongs to tenant {state.tenant}, but the connection is to "
                  f"{connection.bridge.tenant}; pass --profile for the run's tenant")

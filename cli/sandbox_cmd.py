@@ -205,6 +205,56 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
     click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)
 
 
+@sandbox.command("reset")
+@click.option("--size", type=click.IntRange(1), default=None,
+              help="Users of the embedded sandbox to reset (default 5000).")
+@click.option("--seed", type=int, default=None, help="Its seed (default 42).")
+@click.option("--all", "reset_all", is_flag=True, help="Reset every saved embedded sandbox.")
+def reset(size: int | None, seed: int | None, reset_all: bool) -> None:
+    """Start the embedded sandbox over: delete its saved state (the next command generates it anew).
+
+    \b
+    Examples:
+      exocm sandbox reset                       the default one (5,000 users, seed 42)
+      exocm sandbox reset --size 1000 --seed 7  the one 'exocm ... --size 1000 --seed 7' uses
+      exocm sandbox reset --all                 every saved one
+
+    Plans and journals stay; rows of an old plan show as stale against the new tenant.
+    """
+    from exocm.core.config import ConfigError, embedded_sandbox_state
+
+    from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE, delete_state, existing_states
+
+    if reset_all and (size is not None or seed is not None):
+        raise click.UsageError("--all resets every embedded sandbox; leave out --size and --seed")
+    if reset_all:
+        targets = [(sz, sd) for sz, sd, _ in existing_states()]
+    else:
+        targets = [(size or DEFAULT_SANDBOX_SIZE, DEFAULT_SANDBOX_SEED if seed is None else seed)]
+    deleted_any = False
+    for sz, sd in targets:
+        try:
+            deleted = delete_state(sz, sd)
+        except ConfigError as exc:
+            click.echo(f"exocm: error: {exc}", err=True)
+            sys.exit(ERROR)
+        for path in deleted:
+            click.echo(f"deleted {path}")
+        if deleted:
+            deleted_any = True
+            click.echo(f"SANDBOX ({sz:,} users, seed {sd}) reset: the next command generates it anew")
+    if not deleted_any:
+        if reset_all or not targets:
+            click.echo("nothing to reset: no embedded sandbox has been saved yet")
+        else:
+            sz, sd = targets[0]
+            click.echo(f"nothing to reset: no embedded sandbox state at {embedded_sandbox_state(sz, sd)}")
+        others = existing_states()
+        if others:
+            click.echo("saved embedded sandboxes: " + ", ".join(
+                f"--size {o_size} --seed {o_seed}" for o_size, o_seed, _ in others))
+
+
 @sandbox.command("approve")
 @click.argument("code")
 @click.option("--url", required=True, help="Base URL of the sandbox (https://127.0.0.1:PORT).")

@@ -19,9 +19,24 @@ from exocm.core.undo import UndoError, build_undo_plan, export_overwritten
 from rich.markup import escape
 
 from . import exitcodes
-from .connection import connection_options, open_connection
+from .connection import connection_options, embedded_source, follow_recorded_sandbox, open_connection
+from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
-from .plan_cmd import banner, counts_lines, stderr_console
+from .plan_cmd import counts_lines
+
+
+def _recorded_sandbox(journal: Path) -> Any:
+    """The embedded sandbox (size, seed) the journal's plan was made on, if it says so."""
+    from exocm.core.journal import read_journal
+    from exocm.core.plan import PlanError, load_plan
+
+    try:
+        plan_file = (read_journal(journal).header or {}).get("plan_file")
+        if not plan_file:
+            return None
+        return load_plan(Path(plan_file)).source.get("embedded_sandbox")
+    except (JournalError, PlanError, OSError, ValueError):
+        return None
 
 
 @click.command()
@@ -51,12 +66,16 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
             onprem = load_onprem_csv(onprem_csv).frame
         except ValueError as exc:
             fail(str(exc))
+    follow_recorded_sandbox(click.get_current_context(), conn, _recorded_sandbox(journal), f"journal {journal}")
     with user_errors(), open_connection(**conn) as connection:
         banner(err, connection)
         try:
             plan = build_undo_plan(connection.bridge, journal, all_runs=not only_this_run, onprem=onprem)
         except (JournalError, UndoError, ApplyRefused) as exc:
             fail(str(exc))
+        if connection.embedded is not None:  # so 'exocm apply' of the undo plan opens the same sandbox
+            plan.source.update(embedded_source(connection))
+            plan.finalise()
     overwritten = [r for r in plan.rows if r.action == "set" and r.overwritten]
     if export is not None:
         export_overwritten(plan, export)

@@ -47,6 +47,11 @@ def data_dir() -> Path:
     return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def embedded_sandbox_state(size: int, seed: int) -> Path:
+    """State file of the embedded sandbox of `size` users and `seed` (kept between commands)."""
+    return data_dir() / "sandbox" / f"embedded-{size}-{seed}.sqlite"
+
+
 def config_path() -> Path:
     """Path of config.toml."""
     return config_dir() / "config.toml"

@@ -276,6 +276,7 @@ class Sandbox:
             return
         self._stopped = True
         self._stopping.set()
+        self._dirty.set()  # wakes the save loop at once (stop() saves below)
         if self.winrm is not None:
             self.winrm.stop()
         self._server.close_all()

@@ -6,6 +6,10 @@
 - `make_sandbox(**kwargs)`: a factory; each call starts a fresh Sandbox (defaults: 300 users,
   seed 7) with any `Sandbox.start` keyword (latency_ms, concurrency_limit, write_budget,
   faults, token_lifetime_s, clock, state_file, tenant, ...). All are stopped after the test.
+- `_private_exocm_dirs` (autouse): every test gets its own EXOCM_DATA_DIR and EXOCM_CONFIG_DIR
+  (fresh temp dirs), so profiles, journals and the embedded sandbox's saved state never leak
+  from one test to the next even when CI exports one pair for the whole run. A test that
+  sets its own (monkeypatch.setenv, a subprocess env) simply overrides them.
 """
 from __future__ import annotations
 
@@ -17,6 +21,14 @@ from exocm.sandbox.server import Sandbox
 
 SESSION_SIZE = 1000
 SESSION_SEED = 42
+
+
+@pytest.fixture(autouse=True)
+def _private_exocm_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point EXOCM_DATA_DIR and EXOCM_CONFIG_DIR at directories of this test alone."""
+    root = tmp_path_factory.mktemp("exocm-dirs")
+    monkeypatch.setenv("EXOCM_DATA_DIR", str(root / "data"))
+    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(root / "config"))
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,8 @@ def probe(profile: str | None, sandbox: bool, size: int, seed: int) -> None:
 def test_with_no_profile_commands_use_an_embedded_sandbox_labelled_sandbox() -> None:
     result = CliRunner().invoke(probe, ["--size", "40", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert "SANDBOX: starting an embedded sandbox tenant (40 users, seed 3)" in result.output
+    assert "SANDBOX (embedded, 40 users, seed 3, state: " in result.output
+    assert "`exocm sandbox reset --size 40 --seed 3` starts over" in result.output
     assert "label=SANDBOX sandbox=True" in result.output
     assert not config_path().exists()  # nothing written
 

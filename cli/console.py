@@ -1,0 +1,30 @@
+"""Where commands talk to the admin: one stderr console, and the tenant banner.
+
+Data goes to stdout; progress, notes and banners go to stderr. Lines are not hard-wrapped
+(soft_wrap), so logs and CI output keep one message per line.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from .errors import inert
+
+
+def stderr_console() -> Console:
+    """The console for progress and notes (stdout stays for data)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def banner(err: Console, connection: Any) -> None:
+    """Say which tenant this is, SANDBOX in bold when it is one (once: skipped when the
+    connection already announced itself)."""
+    if getattr(connection, "announced", False):
+        return
+    if connection.is_sandbox:
+        err.print(f"[bold black on yellow] SANDBOX [/] tenant {escape(str(connection.bridge.tenant))} "
+                  "(a local test tenant, not Microsoft)")
+    else:
+        err.print(f"tenant [bold]{escape(inert(str(connection.label)))}[/]")
