@@ -150,7 +150,8 @@ async def test_filter_select_preview_apply_journal_undo_preview(env_dirs: Path) 
             assert result is not None and apply_screen.error is None
             assert apply_screen.outcome == "complete"
             assert result.counts.get("verified") == len(to_set)
-            assert str(result.journal_path) in screen_text(app).replace("\n", "")
+            await wait_for(pilot, lambda: str(result.journal_path) in screen_text(app).replace("\n", ""),
+                           what="the journal path on screen")  # shown by the repaint after the run ends
             for identity in to_set:
                 assert sandbox_value(session, identity) is True
 

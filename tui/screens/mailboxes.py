@@ -240,6 +240,11 @@ class MailboxesScreen(Screen[None]):
     def on_findings_loaded(self, message: FindingsLoaded) -> None:
         if self.view is None:
             return
+        from .findings import FindingsScreen
+
+        for screen in self.app.screen_stack:  # a Findings screen opened while detection ran
+            if isinstance(screen, FindingsScreen) and screen.findings is None:
+                screen.load(message.findings)
         self.view.set_findings(message.findings)
         if self.quick.has_findings or self.sort_column == "Findings":
             self._refilter()

@@ -101,8 +101,7 @@ class MailboxTable(ScrollView, can_focus=True):
     def show(self, positions: Positions, *, keep: bool = True) -> None:
         """Show these inventory positions, in this order; keep the cursor on the same mailbox if shown."""
         current = self.cursor_position if keep else None
-        self.positions = positions
-        self._line_cache.clear()
+        self.positions = positions  # cached lines stay valid: they are keyed by inventory position and state
         index = 0
         if current is not None and len(positions):
             found = np.flatnonzero(positions == current)
@@ -229,8 +228,7 @@ class MailboxTable(ScrollView, can_focus=True):
     # cursor ----------------------------------------------------------------------------------
     def watch_cursor(self, old: int, new: int) -> None:
         self._scroll_cursor_into_view()
-        self._line_cache.clear()
-        self.refresh()
+        self.refresh()  # lines are cached with their cursor state: only the two changed rows are drawn anew
         self.post_message(MailboxHighlighted(self.cursor_position))
 
     def _scroll_cursor_into_view(self) -> None:
