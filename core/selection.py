@@ -346,6 +346,11 @@ class _Tok:
     text: str
     pos: int
 
+    @property
+    def shown(self) -> str:
+        """The token as an error message quotes it (long tokens cut, so the message stays one short line)."""
+        return repr(self.text if len(self.text) <= 60 else self.text[:57] + "...")
+
 
 def _tokenise(text: str) -> list[_Tok]:
     tokens: list[_Tok] = []
@@ -392,7 +397,7 @@ class _Parser:
     def expect(self, text: str) -> None:
         tok = self.take()
         if tok.text != text:
-            raise FilterError(f"filter: expected {text!r} at position {tok.pos}, found {tok.text!r}")
+            raise FilterError(f"filter: expected {text!r} at position {tok.pos}, found {tok.shown}")
 
     def parse(self) -> _Node:
         if not self.tokens:
@@ -400,7 +405,7 @@ class _Parser:
         node = self.parse_or()
         tok = self.peek()
         if tok is not None:
-            raise FilterError(f"filter: unexpected {tok.text!r} at position {tok.pos}")
+            raise FilterError(f"filter: unexpected {tok.shown} at position {tok.pos}")
         return node
 
     def nest(self) -> None:
@@ -446,7 +451,7 @@ class _Parser:
             self.take()
             return _Node(op, (left, self.parse_operand()))
         if tok is not None and tok.kind == "dashword" and word not in ("-and", "-or", "-not"):
-            raise FilterError(f"filter: unknown operator {tok.text!r} at position {tok.pos}")
+            raise FilterError(f"filter: unknown operator {tok.shown} at position {tok.pos}")
         return _Node("truthy", (left,))
 
     def parse_operand(self) -> _Node:
@@ -490,9 +495,9 @@ class _Parser:
             if column is None:
                 close = difflib.get_close_matches(tok.text, list(self.columns.values()), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise FilterError(f"filter: unknown column {tok.text!r} at position {tok.pos}{hint}")
+                raise FilterError(f"filter: unknown column {tok.shown} at position {tok.pos}{hint}")
             return _Node("col", (column,))
-        raise FilterError(f"filter: unexpected {tok.text!r} at position {tok.pos}")
+        raise FilterError(f"filter: unexpected {tok.shown} at position {tok.pos}")
 
 
 def parse_filter(expression: str, columns: Sequence[str]) -> _Node:
