@@ -46,8 +46,8 @@ from .bridge.errors import (
     Transient,
 )
 from .config import data_dir as default_data_dir
-from .config import ensure_private_dir
 from .events import Progress, ProgressCallback, ignore_progress
+from .files import private_dir
 from .journal import JournalWriter, PlanHistory, local_actor, new_run_id, plan_history
 from .plan import Observed, Plan, PlanDigestError, PlanRow, as_bool, tool_version, writeback_values
 
@@ -379,7 +379,7 @@ class PlanLock:
     """
 
     def __init__(self, directory: Path, digest: str) -> None:
-        ensure_private_dir(directory)
+        private_dir(directory)
         self.path = directory / f"apply-{digest[:32]}.lock"
         self.owner_path = directory / f"apply-{digest[:32]}.owner.json"
         self._lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False)

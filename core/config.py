@@ -11,10 +11,8 @@ its client secret or certificate passphrase. The one exception is documented at
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +24,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
 from .clouds import CLOUDS, CUSTOM, get_cloud
+from .files import private_dir, write_atomic
 
 APP_NAME: Final = "exocm"
 AUTH_KINDS: Final = ("secret", "certificate", "device_code")
@@ -67,30 +66,14 @@ def sandbox_secrets_path() -> Path:
     return data_dir() / "sandbox_secrets.json"
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) if needed; a directory exocm creates is mode 0700."""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o700)
-    return path
+#: Kept for callers that know it by this name; the one definition is `files.private_dir`.
+ensure_private_dir = private_dir
 
 
 def write_private_file(path: Path, text: str) -> None:
     """Write `text` to `path` atomically (temp file in the same dir, fsync, rename), mode 0600."""
-    ensure_private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    private_dir(path.parent)
+    write_atomic(path, text.encode("utf-8"))
 
 
 @dataclass

@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from .config import data_dir, ensure_private_dir
+from .config import data_dir
+from .files import fsync_dir, private_dir
 
 JOURNAL_SCHEMA: Final = 1
 #: Row statuses that end a target for good in a plan's history.
@@ -42,7 +43,7 @@ class JournalError(Exception):
 
 def journal_dir(base: Path | None = None) -> Path:
     """Directory of journals: `base` or data_dir()/journals (created 0700)."""
-    return ensure_private_dir(Path(base) if base is not None else data_dir() / "journals")
+    return private_dir(Path(base) if base is not None else data_dir() / "journals")
 
 
 def new_run_id() -> str:
@@ -72,7 +73,7 @@ class JournalWriter:
 
     def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
         self.path = Path(path)
-        ensure_private_dir(self.path.parent)
+        private_dir(self.path.parent)
         self.run_id: str = str(header["run_id"])
         self._lock = threading.Lock()
         self._seq = 0
@@ -81,14 +82,7 @@ class JournalWriter:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         head = {"type": "header", "schema": JOURNAL_SCHEMA, **header}
         self._write([json.dumps(head, ensure_ascii=False, sort_keys=True, default=str)])
-        try:  # make the new directory entry durable too
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
+        fsync_dir(self.path.parent)  # make the new directory entry durable too
 
     @classmethod
     def reopen(cls, path: Path) -> JournalWriter:

@@ -12,12 +12,9 @@ frame and, when detection has run, from flip readiness.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
+from .files import write_atomic
 from .model import FLIP_TYPES, WRITEBACK_ATTRIBUTES
 
 SCHEMA_VERSION: Final = 1
@@ -414,38 +412,11 @@ def tool_version() -> str:
 # --- files -----------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write `data` to `path` via a temp file in the same directory, fsync, then rename.
-
-    A crash leaves either the old file or the new one, never a partial file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def save_plan(plan: Plan, path: Path) -> Path:
     """Finalise the digest and write the plan atomically (pretty JSON); returns the path."""
     plan.finalise()
     text = json.dumps(plan.to_json(), indent=1, ensure_ascii=False, sort_keys=False) + "\n"
-    atomic_write_bytes(Path(path), text.encode("utf-8"), mode=0o600)
+    write_atomic(path, text.encode("utf-8"))
     return Path(path)
 
 

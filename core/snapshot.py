@@ -11,12 +11,9 @@ directory): a snapshot lists every mailbox of the tenant.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -28,8 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .bridge.base import Bridge
-from .config import data_dir, ensure_private_dir
+from .config import data_dir
 from .events import ProgressCallback
+from .files import atomic_writer, private_dir
 from .inventory import (
     DEFAULT_PARTITIONS,
     MULTI_COLUMNS,
@@ -71,7 +69,7 @@ def save_snapshot(inventory: Inventory, *, variant: str | None = None, root: Pat
     if variant is None:
         variant = default_variant(inventory.dirsynced_only)
     path = snapshot_path(inventory.tenant, variant, root)
-    ensure_private_dir(path.parent)
+    private_dir(path.parent)
     meta = {
         "schema": SCHEMA_VERSION,
         "columns": COLUMNS_VERSION,
@@ -89,18 +87,8 @@ def save_snapshot(inventory: Inventory, *, variant: str | None = None, root: Pat
     metadata = dict(table.schema.metadata or {})
     metadata[_META_KEY] = json.dumps(meta, default=str).encode()
     table = table.replace_schema_metadata(metadata)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path) as handle:
+        pq.write_table(table, handle, compression="zstd")
     return path
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import msal
 from msal_extensions import FilePersistence, PersistedTokenCache, build_encrypted_persistence
 
-from .config import ensure_private_dir, token_cache_path
+from .config import token_cache_path
+from .files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def build_token_cache(path: Path | None = None, *, encrypted: bool | None = None
     EXOCM_TOKEN_CACHE=file to skip the OS store (CI, headless servers).
     """
     path = path or token_cache_path()
-    ensure_private_dir(path.parent)
+    private_dir(path.parent)
     if encrypted is None:
         encrypted = os.environ.get("EXOCM_TOKEN_CACHE", "").lower() != "file"
     if encrypted:

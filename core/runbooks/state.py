@@ -27,7 +27,8 @@ from typing import Any, Final
 
 import filelock
 
-from ..config import data_dir, ensure_private_dir, write_private_file
+from ..config import data_dir
+from ..files import private_dir, write_atomic
 from ..journal import JournalContents, JournalError, JournalWriter, new_run_id, read_journal
 
 STATE_SCHEMA: Final = 1
@@ -178,7 +179,7 @@ class RunStore:
     """Where runs live: state files, audit logs and locks under one directory."""
 
     def __init__(self, directory: Path | None = None) -> None:
-        self.directory = ensure_private_dir(Path(directory) if directory is not None else data_dir() / "runbooks")
+        self.directory = private_dir(Path(directory) if directory is not None else data_dir() / "runbooks")
 
     # -- paths -----------------------------------------------------------------------------
     def state_path(self, run_id: str) -> Path:
@@ -203,13 +204,8 @@ class RunStore:
         """Write the state atomically (temp file, fsync, rename, 0600) and fsync the directory."""
         state.updated_at = utc_iso(now)
         text = json.dumps(state.to_json(), ensure_ascii=False, sort_keys=True, indent=1, default=str)
-        write_private_file(self.state_path(state.run_id), text + "\n")
-        with contextlib.suppress(OSError):
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        private_dir(self.directory)
+        write_atomic(self.state_path(state.run_id), text.encode("utf-8") + b"\n")
 
     def load(self, run_id: str) -> RunState:
         """Read a run's state (run id or a unique prefix of one)."""
