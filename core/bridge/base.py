@@ -6,13 +6,40 @@ str, list[str], datetime (UTC, tz-aware), GUIDs as lower-case str, None.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from datetime import date, datetime
+from typing import Any, Final, Protocol, runtime_checkable
 
 from .errors import BridgeError
 
 Record = dict[str, Any]
+_READ_VERBS: Final = frozenset({"Get", "Test"})
+
+
+def is_read_cmdlet(cmdlet: str) -> bool:
+    """Get-* and Test-* only read; everything else may change state."""
+    return cmdlet.split("-", 1)[0].capitalize() in _READ_VERBS
+
+
+def identity_of(parameters: Mapping[str, Any] | None) -> str | None:
+    """The call's -Identity as text (for error messages), or None."""
+    value = parameters.get("Identity") if parameters else None
+    return str(value) if value is not None else None
+
+
+def plain_parameters(value: Any) -> Any:
+    """Parameter values as both transports send them: dates as ISO text, GUIDs as text, collections as lists."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): plain_parameters(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain_parameters(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
@@ -52,7 +52,7 @@ from pypsrp.wsman import WSMan
 
 from ..auth import TokenProvider
 from . import clixml
-from .base import Call, CallResult, Record
+from .base import Call, CallResult, Record, identity_of, is_read_cmdlet, plain_parameters
 from .classify import classify_response, retryable
 from .errors import AppliedUnknown, AuthFailed, BridgeError, ProtocolError, Transient
 from .normalize import normalize_record, parse_datetime
@@ -62,15 +62,9 @@ from .retry import Backoff, RetryPolicy, Sleep
 EXCHANGE_CONFIGURATION = "Microsoft.Exchange"
 HOST_CONFIGURATION = "Microsoft.PowerShell"
 AUTH_KINDS = ("basic", "negotiate", "kerberos", "ntlm", "certificate")
-_READ_VERBS = frozenset({"Get", "Test"})
 _WSMAN_TIMED_OUT = 2150858793
 _DT_PROPERTY = re.compile(r'<DT N="([^"]+)"')
 _RAW_COLLECTION = ("<LST", "<IE", "<QUE", "<STK")
-
-
-def is_read_cmdlet(cmdlet: str) -> bool:
-    """Get-* and Test-* only read; everything else may change state."""
-    return cmdlet.split("-", 1)[0].capitalize() in _READ_VERBS
 
 
 @dataclass(frozen=True)
@@ -226,21 +220,6 @@ def decode_output(obj: Any) -> Record:
     return normalize_record({"Value": _decode_value(obj, False)})
 
 
-def _jsonable(value: Any) -> Any:
-    """Parameter values pypsrp can serialise: dates as ISO text, GUIDs as text."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, set | frozenset | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 # -- errors ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RemoteError:
@@ -373,7 +352,7 @@ class PsrpBridge:
         endpoint allows it), which cuts what crosses the wire and what must be deserialised.
         """
         is_write = not is_read_cmdlet(cmdlet)
-        identity = str(parameters["Identity"]) if parameters and parameters.get("Identity") is not None else None
+        identity = identity_of(parameters)
         attempt = 0
         refreshed = False
         while True:
@@ -535,7 +514,7 @@ class PsrpBridge:
     # -- one pipeline ----------------------------------------------------------------------
     def _run(self, cmdlet: str, parameters: Mapping[str, Any], properties: Sequence[str] | None,
              page_size: int) -> Iterator[list[Record]]:
-        identity = str(parameters["Identity"]) if parameters.get("Identity") is not None else None
+        identity = identity_of(parameters)
         is_write = not is_read_cmdlet(cmdlet)
         warnings: list[str] = []
         self._local.warnings = warnings
@@ -546,7 +525,7 @@ class PsrpBridge:
                 ps = PowerShell(pool)
                 ps.add_cmdlet(cmdlet)
                 for name, value in parameters.items():
-                    ps.add_parameter(name, _jsonable(value))
+                    ps.add_parameter(name, plain_parameters(value))
                 if properties:
                     ps.add_cmdlet("Select-Object").add_parameter("Property", list(properties))
                 self.stats.pipelines += 1

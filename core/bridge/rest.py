@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import json
 import random
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -30,10 +27,11 @@ import httpx
 import orjson
 
 from ..auth import TokenProvider
-from .base import Call, CallResult, Record
+from .base import Call, CallResult, Record, identity_of, is_read_cmdlet, plain_parameters
 from .classify import classify_response, classify_transport_error, retryable
 from .concurrency import AdaptiveLimiter, Ticket, limiter_for
 from .errors import AppliedUnknown, AuthFailed, BridgeError, ProtocolError, Throttled, Transient
+from .http_client import http_client, origin
 from .normalize import normalize_records
 from .retry import Backoff, Clock, RetryPolicy, Sleep
 
@@ -42,39 +40,9 @@ APP_ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@
 #: $batch holds at most this many requests (EXO, as CIPP's New-ExoBulkRequest uses it).
 BATCH_LIMIT = 10
 MAX_PAGE_SIZE = 1000
-_READ_VERBS = frozenset({"Get", "Test"})
 
 WarningCallback = Callable[[str, str], None]
 T = TypeVar("T")
-
-
-def is_read_cmdlet(cmdlet: str) -> bool:
-    """Get-* and Test-* only read; everything else may change state."""
-    return cmdlet.split("-", 1)[0].capitalize() in _READ_VERBS
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _identity_of(call: Call) -> str | None:
-    value = call.parameters.get("Identity")
-    return str(value) if value is not None else None
 
 
 @dataclass
@@ -138,7 +106,7 @@ class RestBridge:
         self._api = f"{self.base_url}/adminapi/beta/{quote(tenant, safe='')}"
         self.invoke_url = f"{self._api}/InvokeCommand"
         self.batch_url = f"{self._api}/$batch"
-        self._origin = _origin(self.base_url)
+        self._origin = origin(self.base_url)
         self._tokens = token_provider
         self.page_size = max(1, min(page_size, MAX_PAGE_SIZE))
         self._anchor = anchor_mailbox
@@ -149,19 +117,8 @@ class RestBridge:
         self.stats = BridgeStats()
         self._lock = threading.Lock()
         self._local = threading.local()
-        verify: ssl.SSLContext | bool = True
-        if ca_file:
-            verify = ssl.create_default_context(cafile=str(Path(ca_file).expanduser()))
-        pool = max(max_concurrency, self.limiter.max_limit)
-        self._client = httpx.Client(
-            verify=verify,
-            # With a named CA bundle nothing in the environment may override it; for
-            # Microsoft's clouds keep the admin's proxy settings.
-            trust_env=ca_file is None,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-            follow_redirects=False,
-        )
+        # With a named CA bundle nothing in the environment may override it (http_client).
+        self._client = http_client(ca_file, timeout, pool=max(max_concurrency, self.limiter.max_limit))
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -204,7 +161,7 @@ class RestBridge:
         inventory decodes with pyarrow.json, off the GIL and only the properties it keeps).
         Paging, retries, token refresh, the limiter and next-link checks stay here.
         """
-        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": _jsonable(parameters or {})}}
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": plain_parameters(parameters or {})}}
         size = max(1, min(page_size, MAX_PAGE_SIZE))
         self._local.warnings = []
         url: str | None = self.invoke_url
@@ -293,10 +250,10 @@ class RestBridge:
     # -- paging ----------------------------------------------------------------------------
     def _pages(self, cmdlet: str, parameters: dict[str, Any] | None, page_size: int,
                normalize: bool = True) -> Iterator[list[Record]]:
-        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": _jsonable(parameters or {})}}
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": plain_parameters(parameters or {})}}
         is_write = not is_read_cmdlet(cmdlet)
         size = max(1, min(page_size, MAX_PAGE_SIZE))
-        identity = str(parameters["Identity"]) if parameters and "Identity" in parameters else None
+        identity = identity_of(parameters)
         self._local.warnings = []
         url: str | None = self.invoke_url
         seen: set[str] = set()
@@ -320,7 +277,7 @@ class RestBridge:
         if not isinstance(link, str) or not link.strip():
             raise ProtocolError(f"{cmdlet}: the service sent an unusable page link", cmdlet=cmdlet)
         absolute = urljoin(self.invoke_url, link.strip())
-        if _origin(absolute) != self._origin:
+        if origin(absolute) != self._origin:
             host = urlsplit(absolute).hostname or "?"
             raise ProtocolError(
                 f"{cmdlet}: refused a page link to another host ({host}); exocm sends its token only "
@@ -504,7 +461,7 @@ class RestBridge:
                 "url": self.invoke_url,
                 "headers": sub_headers,
                 "body": {"CmdletInput": {"CmdletName": call.cmdlet,
-                                         "Parameters": _jsonable(call.parameters)}},
+                                         "Parameters": plain_parameters(call.parameters)}},
             })
         with self._lock:
             self.stats.batches += 1
@@ -523,11 +480,11 @@ class RestBridge:
                     error: BridgeError = (
                         AppliedUnknown(f"{call.cmdlet}: the batch answer was not JSON — the change may "
                                        "have been applied; read it back", cmdlet=call.cmdlet,
-                                       identity=_identity_of(call))
+                                       identity=identity_of(call.parameters))
                         if write else Transient(f"{call.cmdlet}: the batch answer was not JSON",
                                                 cmdlet=call.cmdlet))
                 else:
-                    error = self._classify(raw, cmdlet=call.cmdlet, identity=_identity_of(call), is_write=write)
+                    error = self._classify(raw, cmdlet=call.cmdlet, identity=identity_of(call.parameters), is_write=write)
                 out[index] = CallResult(call, error=error)
             return out
         responses = raw.body.get("responses")
@@ -543,7 +500,7 @@ class RestBridge:
 
     def _sub_result(self, call: Call, item: Mapping[str, Any] | None) -> CallResult:
         write = not is_read_cmdlet(call.cmdlet)
-        identity = _identity_of(call)
+        identity = identity_of(call.parameters)
         if item is None:
             error: BridgeError = (
                 AppliedUnknown(f"{call.cmdlet}: no answer in the batch — the change may have been applied; "
@@ -588,11 +545,11 @@ class RestBridge:
 
     def _rest_of_pages(self, call: Call, next_link: Any, warnings: list[str]) -> list[Record]:
         """A read inside a batch that has more pages: follow them with plain InvokeCommand posts."""
-        body = {"CmdletInput": {"CmdletName": call.cmdlet, "Parameters": _jsonable(call.parameters)}}
+        body = {"CmdletInput": {"CmdletName": call.cmdlet, "Parameters": plain_parameters(call.parameters)}}
         records: list[Record] = []
         url: str | None = self._checked_next_link(next_link, call.cmdlet)
         while url is not None:
-            data = self._post(url, body, cmdlet=call.cmdlet, identity=_identity_of(call), is_write=False,
+            data = self._post(url, body, cmdlet=call.cmdlet, identity=identity_of(call.parameters), is_write=False,
                               page_size=self.page_size)
             records.extend(self._records_of(data))
             self._take_warnings(call.cmdlet, data, warnings)

@@ -13,11 +13,9 @@ Graph answers errors as `{"error": {"code", "message", "innerError"}}` (Microsof
 from __future__ import annotations
 
 import random
-import ssl
 import time
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -35,6 +33,7 @@ from ..bridge.errors import (
     Throttled,
     Transient,
 )
+from ..bridge.http_client import http_client, origin
 from ..bridge.retry import Backoff, RetryPolicy, Sleep, parse_retry_after
 from ..clouds import CUSTOM, get_cloud
 from ..config import ConfigError, Profile
@@ -62,12 +61,6 @@ def graph_endpoint(profile: Profile) -> tuple[str, str]:
                           "(runbooks change licenses and group membership through Microsoft Graph)")
     cloud = get_cloud(profile.cloud)
     return cloud.graph_base_url, f"{cloud.graph_base_url}/.default"
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
 def classify_graph(status: int, body: Any, *, what: str, retry_after: float | None,
@@ -106,15 +99,10 @@ class GraphClient:
             raise ValueError(f"Graph base URL must be an absolute https URL, not {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._api = f"{self.base_url}/{API_VERSION}"
-        self._origin = _origin(self.base_url)
+        self._origin = origin(self.base_url)
         self._tokens = token_provider
         self._backoff = Backoff(retry_policy or RetryPolicy(max_attempts=6), sleep, rng or random.Random())
-        verify: ssl.SSLContext | bool = True
-        if ca_file:
-            verify = ssl.create_default_context(cafile=str(Path(ca_file).expanduser()))
-        self._client = httpx.Client(verify=verify, trust_env=ca_file is None,
-                                    timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-                                    follow_redirects=False)
+        self._client = http_client(ca_file, timeout)
         #: Requests sent (for tests and progress displays).
         self.requests = 0
 
@@ -191,7 +179,7 @@ class GraphClient:
                 raise ProtocolError(f"{what}: Graph answered no 'value' list")
             out.extend(v for v in value if isinstance(v, dict))
             link = data.get("@odata.nextLink")
-            if link is not None and (not isinstance(link, str) or _origin(link) != self._origin):
+            if link is not None and (not isinstance(link, str) or origin(link) != self._origin):
                 # Tokens go only to the configured endpoint.
                 raise ProtocolError(f"{what}: Graph sent a nextLink to another host; not followed")
             url = link
