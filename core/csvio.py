@@ -636,7 +636,13 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
+#: C0/C1 control characters but tab, LF and CR: never part of an Exchange value, and raw in a CSV they
+#: drive a terminal the file is printed to (ESC sequences: clear screen, OSC 8 links, OSC 52 clipboard).
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _escape_formula(text: str) -> str:
+    text = _CONTROL_CHARS.sub("\ufffd", text)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
