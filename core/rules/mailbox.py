@@ -95,15 +95,11 @@ def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
     pair = (ctx.op_in("RecipientTypeDetails", REMOTE_TYPES) & ctx.exo_is_mailbox).to_numpy()
     pos = np.flatnonzero(pair)
     op_raw = ctx.op_col_at("ExchangeGuid", pos).fillna("")
-    exo_raw = ctx.inventory["ExchangeGuid"].iloc[pos].reset_index(drop=True).fillna("") if (
-        "ExchangeGuid" in ctx.inventory.columns
-    ) else pd.Series("", index=op_raw.index)
+    exo_raw = _exo_at(ctx, "ExchangeGuid", pos)
     # exact equality settles almost every pair; only the rest is normalised (case, braces, zero GUID)
     suspect = pos[(op_raw.astype("str") != exo_raw.astype("str")).to_numpy(dtype=bool)]
     op_guid = _guid(ctx.op_col_at("ExchangeGuid", suspect).fillna(""))
-    exo_guid = _guid(ctx.inventory["ExchangeGuid"].iloc[suspect].reset_index(drop=True).fillna("")) if (
-        "ExchangeGuid" in ctx.inventory.columns
-    ) else pd.Series("", index=op_guid.index)
+    exo_guid = _guid(_exo_at(ctx, "ExchangeGuid", suspect))
     empty = ((op_guid == "") | (op_guid == EMPTY_GUID)).to_numpy(dtype=bool)
     bad = (exo_guid != "").to_numpy(dtype=bool) & (empty | (op_guid != exo_guid).to_numpy(dtype=bool))
     hit_pos, hit_empty = suspect[bad], empty[bad]
@@ -130,6 +126,13 @@ def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
             "exo.ExchangeGuid": ctx.inventory["ExchangeGuid"],
         },
     )
+
+
+def _exo_at(ctx: DetectContext, col: str, positions: np.ndarray) -> pd.Series:
+    """The inventory's ``col`` at ``positions`` (RangeIndex, NA -> ''); all '' when the column is absent."""
+    if col not in ctx.inventory.columns:
+        return pd.Series("", index=pd.RangeIndex(len(positions)))
+    return ctx.inventory[col].iloc[positions].reset_index(drop=True).fillna("")
 
 
 def _guid(s: pd.Series) -> pd.Series:
