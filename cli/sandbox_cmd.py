@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ from typing import Any
 import click
 
 from .exitcodes import ERROR
+from .lazy_group import LazyGroup
 
 # Commands of the tenant model's own module, imported on first use.
 _LAZY: dict[str, str] = {
@@ -28,34 +28,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-class _SandboxGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(self.commands) | set(_LAZY))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.commands:
-            return self.commands[cmd_name]
-        target = _LAZY.get(cmd_name)
-        if target is None:
-            return None
-        module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            module = None
-        command = getattr(module, attr, None) if module is not None else None
-        if command is None:
-            @click.command(name=cmd_name, help="(not available in this build)")
-            def missing() -> None:
-                raise click.ClickException(f"'exocm sandbox {cmd_name}' is not available in this build")
-
-            return missing
-        return command  # type: ignore[no-any-return]
-
-
-@click.group(cls=_SandboxGroup)
+@click.group(cls=LazyGroup, lazy=_LAZY)
 def sandbox() -> None:
     """A local SANDBOX tenant (token endpoint, Exchange Online REST, Graph) over loopback TLS.
 
