@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -17,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 import click
+from exocm.core.files import write_atomic
 
 from .exitcodes import ERROR
 from .lazy_group import LazyGroup
@@ -50,13 +50,7 @@ def _parse_faults(specs: tuple[str, ...]) -> dict[str, float]:
 
 
 def _write_info_file(directory: Path, info: dict[str, Any]) -> Path:
-    path = directory / "sandbox.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(info, fh)
-        fh.write("\n")
-    os.chmod(path, 0o600)
-    return path
+    return write_atomic(directory / "sandbox.json", (json.dumps(info) + "\n").encode("utf-8"))
 
 
 def _profile_snippet(info: dict[str, Any]) -> str:
