@@ -681,6 +681,13 @@ class _Engine:
                 elif record is None:
                     settled.append(self.row_record(row, "failed", after=None, error=_err_text(error),
                                                    reason="mailbox not found on read-back", **common))
+                elif value is None and (error is None or isinstance(error, AppliedUnknown | Transient)):
+                    # the read-back cannot tell (IsExchangeCloudManaged absent or not true/false): writing
+                    # again would be blind, so the row ends here and says why
+                    settled.append(self.row_record(
+                        row, "applied_unverified", after=None, error=_err_text(error),
+                        reason="the read-back shows no readable IsExchangeCloudManaged (absent or not "
+                               "true/false): cannot verify; not written again", **common))
                 elif error is None:
                     unknown_attempts[row.identity] += 1
                     if unknown_attempts[row.identity] >= MAX_UNKNOWN_ATTEMPTS:

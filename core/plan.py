@@ -42,6 +42,7 @@ TYPE_NOT_SELECTED: Final = "type_not_selected"
 OVER_CAP: Final = "over_the_cap"
 DRIFTED: Final = "drifted"
 DUPLICATE: Final = "duplicate_in_input"
+STATE_UNKNOWN: Final = "state_unknown"
 
 REASON_TEXT: Final[dict[str, str]] = {
     ALREADY: "already in the target state",
@@ -53,6 +54,7 @@ REASON_TEXT: Final[dict[str, str]] = {
     OVER_CAP: "over the --max cap",
     DRIFTED: "value changed since the journal's run (drifted)",
     DUPLICATE: "named more than once in the input",
+    STATE_UNKNOWN: "IsExchangeCloudManaged not readable (absent or not true/false): is the feature available?",
 }
 
 
@@ -526,7 +528,7 @@ def skip_reason_frame(
     """Per inventory row, the skip reason for a flip to `value` ('' when the row can be set).
 
     The one place skip reasons are decided, vectorised. Order: unsupported type, not
-    dir-synced, already in the target state, blocked by a finding (from `readiness`, the
+    dir-synced, already in the target state, current state unreadable, blocked by a finding (from `readiness`, the
     output of detection's flip readiness: columns `status` in ready/blocked/already and
     `reasons`). Returns columns `reason` and `detail`, same index as `frame`.
     """
@@ -549,6 +551,9 @@ def skip_reason_frame(
     mark(unsupported, UNSUPPORTED_TYPE, "RecipientTypeDetails is " + rtd.fillna("(none)").astype(str))
     mark(dirsynced != True, NOT_DIRSYNCED, "IsDirSynced is not true")  # noqa: E712 - object series
     mark(current == value, ALREADY, f"IsExchangeCloudManaged is already {value}")
+    # PEERS.md: tools stop on a missing IsExchangeCloudManaged (the feature is not in the tenant yet);
+    # a row whose state cannot be read can be neither verified after a write nor undone.
+    mark(current.isna(), STATE_UNKNOWN, "IsExchangeCloudManaged is absent or not true/false")
     if readiness is not None and len(readiness):
         aligned = readiness.reindex(frame.index)
         status = aligned["status"].astype("object")
