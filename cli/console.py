@@ -5,8 +5,11 @@ Data goes to stdout; progress, notes and banners go to stderr. Lines are not har
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.markup import escape
 
@@ -28,3 +31,15 @@ def banner(err: Console, connection: Any) -> None:
                   "(a local test tenant, not Microsoft)")
     else:
         err.print(f"tenant [bold]{escape(inert(str(connection.label)))}[/]")
+
+
+def write_output(text: str, out: Path | None) -> None:
+    """A command's data: to `out` atomically (0600, then 'wrote OUT' on stderr), else to stdout as UTF-8."""
+    if out is not None:
+        from exocm.core.csvio import write_text_atomic
+
+        write_text_atomic(out, text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()

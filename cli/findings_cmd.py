@@ -18,7 +18,6 @@ from typing import Any
 import click
 import pandas as pd
 from exocm.core.bridge.errors import BridgeError
-from exocm.core.csvio import write_text_atomic
 from exocm.core.detect import RULES, SEVERITIES, detect
 from exocm.core.findings_report import (
     ReportMeta,
@@ -38,7 +37,7 @@ from rich.markup import escape
 
 from . import exitcodes
 from .connection import connection_options, open_connection
-from .console import banner, stderr_console
+from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import (
     load_onprem_live_data,
@@ -188,10 +187,5 @@ def findings(
         text = render_html(shown, summary, meta)
     else:
         text = render_text(shown, summary, label=label)
-    if out is not None:
-        write_text_atomic(out, text)
-        err.print(f"wrote {out}")
-    else:
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
+    write_output(text, out)
     sys.exit(exitcodes.CHANGES if fails(shown, fail_on) else exitcodes.OK)

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 import pandas as pd
-from exocm.core.csvio import to_csv_text, write_text_atomic
+from exocm.core.csvio import to_csv_text
 from exocm.core.events import Progress
 from exocm.core.inventory import Inventory, InventoryCancelled, fetch_inventory
 from exocm.core.model import INVENTORY_COLUMNS
@@ -30,7 +30,7 @@ from rich.progress import Progress as RichProgress
 
 from . import exitcodes
 from .connection import connection_options, open_connection
-from .console import stderr_console
+from .console import stderr_console, write_output
 from .errors import inert, user_errors
 from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
 
@@ -202,9 +202,4 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, *
         text = render_json(inv, label=label, sandbox=sandbox)
     else:
         text = render_table(inv.frame, label=label, header=header)
-    if out is not None:
-        write_text_atomic(out, text)
-        err.print(f"wrote {out}")
-    else:
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
+    write_output(text, out)

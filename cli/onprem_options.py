@@ -23,6 +23,7 @@ from exocm.core.events import ProgressCallback, ignore_progress
 from exocm.core.onprem_live import PASSWORD_ENV, OnPremSettings, settings_from
 
 if TYPE_CHECKING:
+    import pandas as pd
     from exocm.core.onprem import OnPremData
 
     from .connection import Connection
@@ -130,3 +131,16 @@ def sandbox_onprem_data(connection: Any, workdir: Path) -> OnPremData | None:
     data = load_onprem_csv(path)
     data.source = "sandbox on-prem export (Export-Csv style)"
     return data
+
+
+def onprem_csv_frame(path: Path) -> pd.DataFrame:
+    """The frame of an on-prem export (--onprem-csv); a file it cannot use is one error line and exit 2."""
+    from exocm.core.onprem import load_onprem_csv
+
+    from .errors import fail
+
+    try:
+        frame: pd.DataFrame = load_onprem_csv(path).frame
+    except ValueError as exc:
+        fail(str(exc))
+    return frame

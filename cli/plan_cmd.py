@@ -18,7 +18,7 @@ from typing import Any
 import click
 import pandas as pd
 from exocm.core.config import data_dir
-from exocm.core.csvio import to_csv_text, write_text_atomic
+from exocm.core.csvio import to_csv_text
 from exocm.core.events import Progress
 from exocm.core.plan import REASON_TEXT, Plan, PlanError, build_plan, load_plan, save_plan
 from exocm.core.selection import (
@@ -38,9 +38,9 @@ from rich.progress import Progress as RichProgress
 
 from . import exitcodes
 from .connection import connection_options, embedded_source, open_connection
-from .console import banner, stderr_console
+from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
-from .onprem_options import sandbox_onprem_data
+from .onprem_options import onprem_csv_frame, sandbox_onprem_data
 
 #: Rows printed by the table format before "... N more" (CSV and JSON carry all).
 TABLE_LIMIT = 200
@@ -102,12 +102,7 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connec
     bridge = connection.bridge
     onprem = None
     if onprem_csv is not None:
-        from exocm.core.onprem import load_onprem_csv
-
-        try:
-            onprem = load_onprem_csv(onprem_csv).frame
-        except ValueError as exc:
-            fail(str(exc))
+        onprem = onprem_csv_frame(onprem_csv)
     elif connection.sandbox_handle is not None:  # the embedded sandbox's own on-prem side, as findings reads it
         with tempfile.TemporaryDirectory() as tmp:
             data = sandbox_onprem_data(connection, Path(tmp))
@@ -322,10 +317,5 @@ def show(plan_path: Path, fmt: str, out: Path | None, limit: int) -> None:
         text = "\ufeff" + to_csv_text(plan_rows_frame(p))
     else:
         text = render_show_table(p, limit=limit)
-    if out is not None:
-        write_text_atomic(out, text)
-        click.echo(f"wrote {out}", err=True)
-    else:
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
+    write_output(text, out)
     sys.exit(exitcodes.CHANGES if p.set_rows() else exitcodes.OK)

@@ -11,7 +11,7 @@ import click
 import pandas as pd
 from exocm.core.apply import ApplyRefused
 from exocm.core.config import data_dir
-from exocm.core.csvio import to_csv_text, write_text_atomic
+from exocm.core.csvio import to_csv_text
 from exocm.core.journal import JournalError
 from exocm.core.plan import save_plan
 from exocm.core.report import REPORT_COLUMNS, report_frame, summary
@@ -20,8 +20,9 @@ from rich.markup import escape
 
 from . import exitcodes
 from .connection import connection_options, embedded_source, follow_recorded_sandbox, open_connection
-from .console import banner, stderr_console
+from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
+from .onprem_options import onprem_csv_frame
 from .plan_cmd import counts_lines
 
 
@@ -58,14 +59,7 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     the cloud values the next sync will overwrite ('exocm show PLAN').
     """
     err = stderr_console()
-    onprem = None
-    if onprem_csv is not None:
-        from exocm.core.onprem import load_onprem_csv
-
-        try:
-            onprem = load_onprem_csv(onprem_csv).frame
-        except ValueError as exc:
-            fail(str(exc))
+    onprem = onprem_csv_frame(onprem_csv) if onprem_csv is not None else None
     follow_recorded_sandbox(click.get_current_context(), conn, _recorded_sandbox(journal), f"journal {journal}")
     with user_errors(), open_connection(**conn) as connection:
         banner(err, connection)
@@ -127,10 +121,5 @@ def report(journals: tuple[Path, ...], fmt: str, out: Path | None) -> None:
                            "rows": records}, ensure_ascii=False, indent=1) + "\n"
     else:
         text = render_report_table(frame, counts)
-    if out is not None:
-        write_text_atomic(out, text)
-        click.echo(f"wrote {out}", err=True)
-    else:
-        sys.stdout.buffer.write(text.encode("utf-8"))
-        sys.stdout.flush()
+    write_output(text, out)
     sys.exit(exitcodes.OK)
