@@ -8,6 +8,7 @@ Get-User, DESIGN section 1); its "no value" form is the enum name "None", as Exc
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from exocm.sandbox.cmdlets import (
@@ -29,7 +30,7 @@ from exocm.sandbox.objects import (
     primary_smtp,
     recipient_type,
 )
-from exocm.sandbox.opath import compile_filter
+from exocm.sandbox.opath import parse_filter
 from exocm.sandbox.tenant import Record, RecordSet, Tenant
 from exocm.sandbox.views import View
 
@@ -200,10 +201,20 @@ def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], view_kind: str) ->
     limit = result_size(p.get("ResultSize"))
     rtd = _rtd_param(p.get("RecipientTypeDetails"))
     allowed = scope if rtd is None else scope & rtd
-    pred = compile_filter(str(p["Filter"]), view.filterable) if p.get("Filter") not in (None, "") else None
+    source: Iterable[ExoRecipient] = t.exo.values()
+    pred = None
+    if p.get("Filter") not in (None, ""):
+        node = parse_filter(str(p["Filter"]), view.filterable)
+        pred = node.pred
+        index = t.exo_filter_index()
+        hits, residual = node.candidates(index.bind(view.filterable, view.sources))
+        if hits is not None:  # the index narrowed it: visit only those objects, in tenant order
+            everything = index.objs
+            source = [everything[i] for i in sorted(hits)]
+            pred = residual
     objs: list[ExoRecipient] = []
     truncated = False
-    for r in t.exo.values():
+    for r in source:
         if r.rtd not in allowed:
             continue
         if pred is not None and not pred(r):

@@ -7,13 +7,20 @@ Grammar (Microsoft Learn, "Filterable properties for the Filter parameter" and
 $false, $null, numbers, or a bare word. Property names are case-insensitive; string
 comparisons are case-insensitive as in Exchange; `-like` knows only the `*` wildcard;
 a multi-valued property (EmailAddresses) matches when any of its values matches.
+
+A filter compiles to a tree of nodes, each carrying its predicate. Besides the predicate, the
+tree can answer from an index (`candidates`): `-eq`, `-ne`, `-like 'text'` / `-like 'prefix*'` and
+`-notlike` on an indexed property, combined with `-and`, `-or`, `-not`, give the matching
+positions without visiting every object (a real directory answers such filters from its
+indexes too). The answer is exact or a superset; the caller runs the predicate where it is not
+exact, so results are the same as a scan, in the same order.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from exocm.sandbox.errors import CmdletError
 
@@ -210,6 +217,155 @@ def _make_compare(getter: Getter, op: str, lit: _Literal) -> Predicate:
     return rel
 
 
+class Lookup(Protocol):
+    """What `candidates` asks of an index over the objects a filter runs on (positions 0..size-1)."""
+
+    size: int
+
+    def equal(self, prop: str, low: str, check: Predicate) -> set[int] | None:
+        """Positions whose `prop` equals `low` case-insensitively (`check` decides values the index
+        cannot), or None when `prop` is not indexed."""
+
+    def prefix(self, prop: str, low: str, check: Predicate) -> set[int] | None:
+        """Positions whose `prop` starts with the ASCII text `low` case-insensitively; None when not indexed."""
+
+
+#: A node's answer from an index: (positions that may match, or None for "no help: every object";
+#: the predicate those positions must still pass, or None when the positions are exact).
+Plan = tuple[set[int] | None, Predicate | None]
+
+
+class Node:
+    """A compiled filter (sub)expression: `pred(obj)` decides it; `candidates(lookup)` narrows it by index."""
+
+    __slots__ = ("pred",)
+
+    def __init__(self, pred: Predicate) -> None:
+        self.pred = pred
+
+    def candidates(self, lookup: Lookup) -> Plan:
+        """(positions, residual predicate): see `Plan`. Objects outside the positions never match."""
+        return None, self.pred
+
+
+class Compare(Node):
+    """`Property -op value`."""
+
+    __slots__ = ("prop", "op", "lit", "positive")
+
+    def __init__(self, prop: str, op: str, lit: _Literal, getter: Getter) -> None:
+        super().__init__(_make_compare(getter, op, lit))
+        self.prop = prop
+        self.op = op
+        self.lit = lit
+        # -ne / -notlike are the negations of -eq / -like: the index answers the positive form.
+        self.positive = _make_compare(getter, {"-ne": "-eq", "-notlike": "-like"}.get(op, op), lit)
+
+    def _positive_hits(self, lookup: Lookup) -> set[int] | None:
+        lit = self.lit
+        if lit.raw is None or lit.low is None:
+            return None
+        if self.op in ("-eq", "-ne"):
+            return lookup.equal(self.prop, lit.low, self.positive)
+        if self.op in ("-like", "-notlike"):
+            # Only 'text' and 'text*' with ASCII text: re.IGNORECASE then agrees with str.lower().
+            core = lit.raw.rstrip("*")
+            if not core or "*" in core or not lit.raw.isascii():
+                return None
+            if core == lit.raw:
+                return lookup.equal(self.prop, core.lower(), self.positive)
+            return lookup.prefix(self.prop, core.lower(), self.positive)
+        return None
+
+    def candidates(self, lookup: Lookup) -> Plan:
+        hits = self._positive_hits(lookup)
+        if hits is None:
+            return None, self.pred
+        if self.op in ("-ne", "-notlike"):
+            return _complement(hits, lookup.size), None
+        return hits, None
+
+
+class AllOf(Node):
+    """`a -and b -and ...`."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[Node]) -> None:
+        super().__init__(_all([p.pred for p in parts]))
+        self.parts = parts
+
+    def candidates(self, lookup: Lookup) -> Plan:
+        found: list[set[int]] = []
+        residual: list[Predicate] = []
+        for part in self.parts:
+            hits, rest = part.candidates(lookup)
+            if rest is not None:
+                residual.append(rest)
+            if hits is None:
+                continue
+            if not hits:
+                return set(), None
+            found.append(hits)
+        if not found:
+            return None, self.pred
+        found.sort(key=len)
+        result = set(found[0])
+        for hits in found[1:]:
+            result.intersection_update(hits)
+        # Parts answered exactly hold for every position left; only the others are checked.
+        return result, _all(residual) if residual else None
+
+
+class AnyOf(Node):
+    """`a -or b -or ...`."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[Node]) -> None:
+        preds = [p.pred for p in parts]
+        super().__init__(lambda o: any(p(o) for p in preds))
+        self.parts = parts
+
+    def candidates(self, lookup: Lookup) -> Plan:
+        result: set[int] = set()
+        exact = True
+        for part in self.parts:
+            hits, rest = part.candidates(lookup)
+            if hits is None:
+                return None, self.pred
+            result.update(hits)
+            exact = exact and rest is None
+        return result, None if exact else self.pred
+
+
+class Negation(Node):
+    """`-not a`: answered by an index only when `a` is answered exactly."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Node) -> None:
+        pred = inner.pred
+        super().__init__(lambda o: not pred(o))
+        self.inner = inner
+
+    def candidates(self, lookup: Lookup) -> Plan:
+        hits, rest = self.inner.candidates(lookup)
+        if hits is None or rest is not None:
+            return None, self.pred
+        return _complement(hits, lookup.size), None
+
+
+def _all(preds: list[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    return lambda o: all(p(o) for p in preds)
+
+
+def _complement(hits: set[int], size: int) -> set[int]:
+    return set(range(size)).difference(hits)
+
+
 class _Parser:
     def __init__(self, text: str, props: Mapping[str, Getter]) -> None:
         self.text = text
@@ -227,7 +383,7 @@ class _Parser:
         self.i += 1
         return t
 
-    def parse(self) -> Predicate:
+    def parse(self) -> Node:
         if not self.toks:
             raise _syntax_error(self.text, 0)
         p = self.or_expr()
@@ -236,33 +392,32 @@ class _Parser:
             raise _syntax_error(self.text, t.pos)
         return p
 
-    def or_expr(self) -> Predicate:
+    def or_expr(self) -> Node:
         parts = [self.and_expr()]
         while (t := self.peek()) is not None and t.kind == "op" and t.value == "-or":
             self.i += 1
             parts.append(self.and_expr())
         if len(parts) == 1:
             return parts[0]
-        return lambda o: any(p(o) for p in parts)
+        return AnyOf(parts)
 
-    def and_expr(self) -> Predicate:
+    def and_expr(self) -> Node:
         parts = [self.not_expr()]
         while (t := self.peek()) is not None and t.kind == "op" and t.value == "-and":
             self.i += 1
             parts.append(self.not_expr())
         if len(parts) == 1:
             return parts[0]
-        return lambda o: all(p(o) for p in parts)
+        return AllOf(parts)
 
-    def not_expr(self) -> Predicate:
+    def not_expr(self) -> Node:
         t = self.peek()
         if t is not None and t.kind == "op" and t.value == "-not":
             self.i += 1
-            inner = self.not_expr()
-            return lambda o: not inner(o)
+            return Negation(self.not_expr())
         return self.primary()
 
-    def primary(self) -> Predicate:
+    def primary(self) -> Node:
         t = self.take()
         if t.kind == "lp":
             inner = self.or_expr()
@@ -272,7 +427,8 @@ class _Parser:
             return inner
         if t.kind != "word":
             raise _syntax_error(self.text, t.pos)
-        getter = self.props.get(t.value.lower())
+        name = t.value.lower()
+        getter = self.props.get(name)
         if getter is None:
             raise _unknown_property(self.text, t.value, t.pos)
         op = self.take()
@@ -285,7 +441,16 @@ class _Parser:
             lit = _Literal(None) if val.value == "$null" else _Literal(val.value[1:])
         else:
             raise _syntax_error(self.text, val.pos)
-        return _make_compare(getter, op.value, lit)
+        return Compare(name, op.value, lit, getter)
+
+
+def parse_filter(text: str, props: Mapping[str, Getter]) -> Node:
+    """Compile an OPATH filter into a node tree (`.pred` decides an object, `.candidates` asks an index).
+
+    `props` maps lower-case property names to getters. Raises CmdletError
+    (ParameterBindingException / InvalidArgument) for a syntax error or a property not in `props`.
+    """
+    return _Parser(text, props).parse()
 
 
 def compile_filter(text: str, props: Mapping[str, Getter]) -> Predicate:
@@ -294,4 +459,4 @@ def compile_filter(text: str, props: Mapping[str, Getter]) -> Predicate:
     Raises CmdletError (ParameterBindingException / InvalidArgument) for a syntax error or a
     property that is not in `props`.
     """
-    return _Parser(text, props).parse()
+    return parse_filter(text, props).pred

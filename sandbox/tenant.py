@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, overload
 
+from exocm.sandbox.filter_index import FilterIndex
 from exocm.sandbox.identity import IdentityIndex, proxy_keys
 from exocm.sandbox.licensing import EXCHANGE_SKUS
 from exocm.sandbox.objects import (
@@ -231,6 +232,10 @@ class Tenant:
         self.added: dict[str, list[str]] = {k: [] for k in STATE_KINDS}
         self.saved_to: str | None = None
         self.view_cache: dict[str, Any] = {}  # compiled record views (code only; they read live state)
+        # Version of the EXO objects' state: bumped by every write cmdlet, sync cycle, edit and new
+        # object; filter indexes (filter_index.py) are valid for one version only.
+        self.exo_version = 0
+        self._filter_index: FilterIndex | None = None
 
     # ---------------------------------------------------------------- clock, warnings, ids
     def now(self) -> datetime:
@@ -310,6 +315,21 @@ class Tenant:
             self._ad_index = idx
         return self._ad_index
 
+    def exo_changed(self) -> None:
+        """Say that EXO objects changed (drops the filter indexes); callers that edit objects
+        outside editing_exo(), a write cmdlet or a sync cycle must call it."""
+        self.exo_version += 1
+        self._filter_index = None
+
+    def exo_filter_index(self) -> FilterIndex:
+        """Filter indexes over the EXO objects as they are now (call under the lock)."""
+        index = self._filter_index
+        if index is None or index.version != self.exo_version:
+            index = FilterIndex(list(self.exo.values()), self.exo_version,
+                                index.unindexable if index is not None else None)
+            self._filter_index = index
+        return index
+
     def warm(self) -> None:
         """Build the identity indexes now (servers call it before saying they are ready)."""
         with self.lock:
@@ -327,6 +347,7 @@ class Tenant:
     def add_exo(self, r: ExoRecipient) -> None:
         """Register an EXO recipient and index it."""
         self.exo[r.edoid] = r
+        self.exo_changed()
         self._added("exo", r.edoid)
         if self._exo_index is not None:
             self._exo_index.add(r, self._exo_keys(r))
@@ -361,12 +382,14 @@ class Tenant:
         idx = self._exo_index
         if idx is not None:
             idx.remove(r, self._exo_keys(r))
+        self.exo_changed()
         try:
             yield r
         finally:
             if idx is not None:
                 idx.add(r, self._exo_keys(r))
             r.when_changed = self.now()
+            self.exo_changed()
             self.mark("exo", r.edoid)
 
     @contextmanager
@@ -431,10 +454,15 @@ class Tenant:
     def query(self, cmdlet: str, params: dict[str, Any] | None = None, *, side: str = "exo") -> RecordSet | list[Record]:
         """Like invoke(), but Get-* results come back as a lazy RecordSet (cheap paging for servers)."""
         from exocm.sandbox.cmdlets import dispatch
+        from exocm.sandbox.write_log import is_write
 
         with self.lock:
             self._tls.warnings = []
-            return dispatch(self, cmdlet, dict(params or {}), side)
+            try:
+                return dispatch(self, cmdlet, dict(params or {}), side)
+            finally:
+                if is_write(str(cmdlet)):  # whatever it touched (even on failure), filter indexes are stale
+                    self.exo_changed()
 
     # ---------------------------------------------------------------- sync
     def run_sync_cycle(self, *, full: bool = False) -> dict[str, int]:
@@ -442,7 +470,10 @@ class Tenant:
         from exocm.sandbox.sync import run_sync_cycle
 
         with self.lock:
-            return run_sync_cycle(self, full=full)
+            try:
+                return run_sync_cycle(self, full=full)
+            finally:
+                self.exo_changed()
 
     # ---------------------------------------------------------------- ground truth
     def planted(self) -> dict[str, list[str]]:

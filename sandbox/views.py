@@ -14,7 +14,7 @@ _EMPTY: dict[Any, Any] = {}
 class View:
     """Builder + filter vocabulary for one cmdlet's property set."""
 
-    __slots__ = ("build", "getters", "filterable", "properties")
+    __slots__ = ("build", "getters", "filterable", "properties", "sources")
 
     def __init__(self, exprs: Mapping[str, str], props: tuple[str, ...], namespace: Mapping[str, Any]) -> None:
         ns = {"_E": _EMPTY, **namespace}
@@ -28,3 +28,5 @@ class View:
         }
         self.filterable = {p.lower(): g for p, g in self.getters.items()}
         self.properties = props
+        #: Lower-case property name -> its defining expression (what filter indexes are keyed by).
+        self.sources: dict[str, str] = {p.lower(): exprs[p] for p in props}
