@@ -13,7 +13,9 @@ go through the real REST bridge, MSAL and TLS, with the bridge's concurrency cei
 --concurrency-limit (--max-concurrency to let AIMD find the limit through 429s instead). The
 ids are compared with the generator's ground truth. Both runs follow an untimed warm-up page.
 
-Writes {"records", "missing", "duplicates", "sequential_s", "exocm_s", "speedup", "peak_rss_mb", ...}.
+Writes {"records", "missing", "duplicates", "sequential_s", "exocm_s", "speedup", "peak_rss_mb", ...},
+with the CPU seconds each side spent per run (`*_client_cpu_s`: this process, all threads;
+`*_sandbox_cpu_s`: the sandbox process; null when the sandbox runs in-process).
 """
 from __future__ import annotations
 
@@ -43,6 +45,34 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _proc_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) used so far by process `pid` (Linux /proc), None when unknown."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Cpu:
+    """CPU seconds of this process (the client) and of the sandbox process over one run."""
+
+    def __init__(self, sandbox_pid: int | None) -> None:
+        self.pid = sandbox_pid
+        self.client0 = time.process_time()
+        self.sandbox0 = _proc_cpu_s(sandbox_pid)
+
+    def figures(self, prefix: str) -> dict[str, float | None]:
+        """{prefix_client_cpu_s, prefix_sandbox_cpu_s} since construction."""
+        now = _proc_cpu_s(self.pid)
+        sandbox = None if now is None or self.sandbox0 is None else round(now - self.sandbox0, 2)
+        return {f"{prefix}_client_cpu_s": round(time.process_time() - self.client0, 2),
+                f"{prefix}_sandbox_cpu_s": sandbox}
+
+
 def _rss_mb() -> float:
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
@@ -66,6 +96,7 @@ def _sandbox(args: argparse.Namespace) -> Iterator[tuple[dict[str, Any], set[str
         try:
             assert proc.stdout is not None
             info = json.loads(proc.stdout.readline())
+            info["_pid"] = proc.pid
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
             yield info, _truth_from_generator(args.size, args.seed)
         finally:
@@ -134,11 +165,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             seq.invoke("Get-User", {"ResultSize": 1000})
             seen: Counter[str] = Counter()
             pages = 0
+            cpu = _Cpu(info.get("_pid"))
             start = time.perf_counter()
             for page in seq.stream("Get-Mailbox", {"ResultSize": "Unlimited"}, page_size=1000):
                 seen.update(str(r.get("ExternalDirectoryObjectId") or "").lower() for r in page)
                 pages += 1
             result["sequential_s"] = round(time.perf_counter() - start, 3)
+            result.update(cpu.figures("sequential"))
             result["sequential_records"] = sum(seen.values())
             result["sequential_missing"] = len(truth - set(seen))
             result["sequential_duplicates"] = sum(n - 1 for n in seen.values() if n > 1)
@@ -151,9 +184,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bridge = open_bridge(profile, token_cache=memory_token_cache(), max_concurrency=args.max_concurrency)
         try:
             bridge.invoke("Get-Mailbox", {"ResultSize": 1})  # sign-in outside the timing
+            cpu = _Cpu(info.get("_pid"))
             start = time.perf_counter()
             inv = fetch_inventory(bridge, partitions=args.partitions, max_workers=args.workers)
             result["exocm_s"] = round(time.perf_counter() - start, 3)
+            result.update(cpu.figures("exocm"))
             counters = bridge.snapshot()
         finally:
             bridge.close()
