@@ -2,7 +2,6 @@
 secret, certificate (PFX and PEM), device code; failures are one line and exit code 4."""
 from __future__ import annotations
 
-import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import click
 import pytest
+from cli_support import add_sandbox_profile
 from click.testing import CliRunner
 from exocm.cli.connection import connection_options, open_connection
 from exocm.cli.errors import handle_errors
@@ -128,15 +128,8 @@ def probe(profile: str | None, sandbox: bool, size: int, seed: int) -> None:
         click.echo(f"{connection.label} {len(connection.bridge.invoke('Get-OrganizationConfig'))}")
 
 
-def _add_profile(private_dirs: Path, info: dict[str, Any]) -> None:
-    line = private_dirs / "sandbox.json"
-    line.write_text(json.dumps(info) + "\n", encoding="utf-8")
-    added = CliRunner().invoke(cli, ["profiles", "add", "lab", "--from-sandbox", str(line)])
-    assert added.exit_code == 0, added.output
-
-
 def test_cli_sign_in_works_with_a_sandbox_profile_and_says_sandbox(sb: Sandbox, private_dirs: Path) -> None:
-    _add_profile(private_dirs, sb.info)
+    add_sandbox_profile(sb.info, "lab", private_dirs)
     result = CliRunner().invoke(probe, ["--profile", "lab"])
     assert result.exit_code == 0, result.output
     assert "SANDBOX" in result.output
@@ -150,7 +143,7 @@ def test_cli_auth_failure_is_one_line_and_exit_code_4(sb: Sandbox, private_dirs:
     info = dict(sb.info)
     if what == "wrong tenant":
         info["authority"] = info["authority"].rsplit("/", 1)[0] + "/nosuch.onmicrosoft.com"
-    _add_profile(private_dirs, info)
+    add_sandbox_profile(info, "lab", private_dirs)
     if what == "bad secret":
         monkeypatch.setenv("EXOCM_SECRET_LAB", "wrong-secret-value")
     for args, command in ((["--profile", "lab"], probe), (["login", "--profile", "lab"], cli)):

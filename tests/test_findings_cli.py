@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-from exocm.cli.main import cli
+from cli_support import private_env, run
 from exocm.core.csvio import read_csv, read_csv_text
 from exocm.core.detect import FINDING_COLUMNS
 from exocm.core.findings_report import ReportMeta, render_html, summarise
@@ -22,11 +21,7 @@ SANDBOX = ["--sandbox", "--size", str(SIZE), "--seed", str(SEED)]
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("EXOCM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EXOCM_TOKEN_CACHE", "file")
-    monkeypatch.delenv("EXOCM_PROFILE", raising=False)
-    return tmp_path
+    return private_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +30,7 @@ def planted() -> dict[str, list[str]]:
 
 
 def _run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["findings", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return run("findings", *args)
 
 
 def test_json_has_summary_then_findings_with_the_documented_keys_and_equals_planted(planted):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
+from cli_support import private_env
 from click.testing import CliRunner
 from exocm.cli.connection import connection_options, open_connection
 from exocm.cli.errors import handle_errors
@@ -18,11 +19,7 @@ from exocm.sandbox.tenant import Tenant
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("EXOCM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EXOCM_TOKEN_CACHE", "file")
-    monkeypatch.delenv("EXOCM_PROFILE", raising=False)
-    return tmp_path
+    return private_env(monkeypatch, tmp_path)
 
 
 @click.command()

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from exocm.cli.main import cli
+from cli_support import add_sandbox_profile, private_env, run
 from exocm.core.config import get_profile
 from exocm.sandbox.generator import generate_tenant
 from exocm.sandbox.server import Sandbox
@@ -19,19 +18,7 @@ SANDBOX = ["--sandbox", "--size", str(SIZE), "--seed", str(SEED)]
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("EXOCM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EXOCM_TOKEN_CACHE", "file")
-    monkeypatch.delenv("EXOCM_PROFILE", raising=False)
-    monkeypatch.delenv("EXOCM_ONPREM_PASSWORD", raising=False)
-    return tmp_path
-
-
-def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), env=env)
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return private_env(monkeypatch, tmp_path, "EXOCM_ONPREM_PASSWORD")
 
 
 def _ids(doc: dict[str, object], code: str) -> set[str]:
@@ -43,7 +30,7 @@ def _ids(doc: dict[str, object], code: str) -> set[str]:
 def test_findings_with_onprem_live_read_the_sandbox_over_winrm_and_find_the_dual_mailbox() -> None:
     tenant = generate_tenant(SIZE, SEED)
     planted = tenant.planted()
-    code, out, err = _run("findings", *SANDBOX, "--onprem-live", "--format", "json")
+    code, out, err = run("findings", *SANDBOX, "--onprem-live", "--format", "json")
     assert code == 1, err
     doc = json.loads(out)
     assert _ids(doc, "DUAL_MAILBOX") == set(planted["DUAL_MAILBOX"]) != set()
@@ -54,7 +41,7 @@ def test_findings_with_onprem_live_read_the_sandbox_over_winrm_and_find_the_dual
 
 def test_wrong_onprem_password_is_one_line_and_exit_code_4(make_sandbox: Callable[..., Sandbox]) -> None:
     onprem = make_sandbox(size=40, seed=2).info
-    code, out, err = _run("findings", *SANDBOX, "--onprem-host", onprem["winrm_onprem_url"],
+    code, out, err = run("findings", *SANDBOX, "--onprem-host", onprem["winrm_onprem_url"],
                           "--onprem-user", onprem["winrm_username"], "--onprem-ca", onprem["ca_file"],
                           env={"EXOCM_ONPREM_PASSWORD": "not-the-password"})
     assert code == 4
@@ -65,7 +52,7 @@ def test_wrong_onprem_password_is_one_line_and_exit_code_4(make_sandbox: Callabl
 
 def test_missing_onprem_password_says_which_variable_to_set(make_sandbox: Callable[..., Sandbox]) -> None:
     onprem = make_sandbox(size=40, seed=2).info
-    code, _, err = _run("findings", *SANDBOX, "--onprem-host", onprem["winrm_onprem_url"],
+    code, _, err = run("findings", *SANDBOX, "--onprem-host", onprem["winrm_onprem_url"],
                         "--onprem-user", onprem["winrm_username"], "--onprem-ca", onprem["ca_file"])
     assert code == 2 and "EXOCM_ONPREM_PASSWORD" in err and "Traceback" not in err
 
@@ -73,17 +60,14 @@ def test_missing_onprem_password_says_which_variable_to_set(make_sandbox: Callab
 def test_profile_from_sandbox_remembers_the_winrm_endpoint_but_not_the_password(
         make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
     sb = make_sandbox(size=120, seed=4)
-    info_file = tmp_path / "sandbox.json"
-    info_file.write_text(json.dumps(sb.info), encoding="utf-8")
-    code, _, err = _run("profiles", "add", "lab", "--from-sandbox", str(info_file))
-    assert code == 0, err
+    add_sandbox_profile(sb.info, "lab", tmp_path)
     prof = get_profile("lab")
     assert prof.extra["winrm_onprem_url"] == sb.info["winrm_onprem_url"]
     assert prof.extra["winrm_username"] == sb.info["winrm_username"]
     config_text = (tmp_path / "config" / "config.toml").read_text(encoding="utf-8")
     assert sb.info["winrm_password"] not in config_text
     planted = sb.tenant.planted()
-    code, out, err = _run("findings", "--profile", "lab", "--onprem-live", "--format", "json", "--refresh")
+    code, out, err = run("findings", "--profile", "lab", "--onprem-live", "--format", "json", "--refresh")
     assert code == 1, err
     assert _ids(json.loads(out), "DUAL_MAILBOX") == set(planted["DUAL_MAILBOX"])
 
@@ -91,14 +75,14 @@ def test_profile_from_sandbox_remembers_the_winrm_endpoint_but_not_the_password(
 def test_onprem_live_and_onprem_csv_exclude_each_other(tmp_path: Path) -> None:
     csv = tmp_path / "x.csv"
     csv.write_text("UserPrincipalName,RecipientTypeDetails\n", encoding="utf-8")
-    code, _, err = _run("findings", *SANDBOX, "--onprem-live", "--onprem-csv", str(csv))
+    code, _, err = run("findings", *SANDBOX, "--onprem-live", "--onprem-csv", str(csv))
     assert code == 2 and "exclude each other" in err
 
 
 def test_inventory_with_onprem_live_adds_the_joined_onprem_columns() -> None:
     tenant = generate_tenant(SIZE, SEED)
     planted = tenant.planted()
-    code, out, err = _run("inventory", *SANDBOX, "--onprem-live", "--format", "json")
+    code, out, err = run("inventory", *SANDBOX, "--onprem-live", "--format", "json")
     assert code == 0, err
     records = {r["ExternalDirectoryObjectId"]: r for r in json.loads(out)["records"]}
     assert sum(1 for r in records.values() if r["OnPremJoin"]) == len(tenant.onprem_records())
@@ -106,5 +90,5 @@ def test_inventory_with_onprem_live_adds_the_joined_onprem_columns() -> None:
         local = {"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox"}
         assert records[edoid]["OnPremRecipientTypeDetails"] in local  # the dual: a mailbox on both sides
         assert records[edoid]["RecipientTypeDetails"] in local
-    code, out, _ = _run("inventory", *SANDBOX, "--onprem-live", "--format", "csv")
+    code, out, _ = run("inventory", *SANDBOX, "--onprem-live", "--format", "csv")
     assert code == 0 and "OnPremRecipientTypeDetails" in out.splitlines()[0]

@@ -9,36 +9,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-from exocm.cli.main import cli
+from cli_support import add_sandbox_profile, exocm, private_env
 from exocm.sandbox.server import Sandbox
 
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("EXOCM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EXOCM_TOKEN_CACHE", "file")
-    monkeypatch.delenv("EXOCM_PROFILE", raising=False)
-    monkeypatch.delenv("EXOCM_TEST_CRASH_AT", raising=False)
-    return tmp_path
+    return private_env(monkeypatch, tmp_path, "EXOCM_TEST_CRASH_AT")
 
 
 @pytest.fixture
 def sandbox(make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> Sandbox:
     sb = make_sandbox(size=300, seed=7, sync_interval=0.1)
-    info = tmp_path / "sandbox.json"
-    info.write_text(json.dumps(sb.info))
-    added = CliRunner().invoke(cli, ["profiles", "add", "lab", "--from-sandbox", str(info)])
-    assert added.exit_code == 0, added.output
+    add_sandbox_profile(sb.info, "lab", tmp_path)
     return sb
 
 
 FAST = ["--profile", "lab", "--poll-interval", "0.05", "--wait-timeout", "20"]
-
-
-def exocm(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=input)
 
 
 def test_list_names_the_builtin_runbooks_what_they_fix_and_their_irreversible_steps() -> None:
