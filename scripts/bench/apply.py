@@ -21,20 +21,17 @@ exocm run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from _common import sandbox_bridge, write_figures
 from exocm.core.apply import apply_plan
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge
 from exocm.core.inventory import fetch_inventory
 from exocm.core.plan import build_plan
 from exocm.core.selection import select_all_dirsynced
-from exocm.core.token_cache import memory_token_cache
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> int:
@@ -53,12 +50,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sb = Sandbox.start(args.size, args.seed, port=0, latency_ms=args.latency_ms,
                        concurrency_limit=args.concurrency_limit, write_budget=args.write_budget)
     try:
-        info = sb.info
-        profile = sandbox_profile("bench", info)
-        assert profile.secret_env is not None
-        env = {profile.secret_env: str(info["client_secret"])}
-        bridge = open_bridge(profile, env=env, token_cache=memory_token_cache(),
-                             max_concurrency=args.concurrency_limit)
+        bridge = sandbox_bridge(sb.info, max_concurrency=args.concurrency_limit)
         try:
             inv = fetch_inventory(bridge)
             selection = select_all_dirsynced(inv.frame)
@@ -143,11 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="apply worker threads (exocm apply --concurrency)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
-    result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    write_figures(run(args), args.json)
     return 0
 
 

@@ -10,24 +10,14 @@ Measures (a) a sequential paged read (Get-User, 1000 per page), (b) `invoke_many
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from _common import sandbox_bridge, write_figures
 from exocm.core.bridge.base import Call
 from exocm.core.bridge.concurrency import forget_limiters
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge
 from exocm.sandbox.server import Sandbox
-
-
-def _bridge(sb: Sandbox, max_concurrency: int) -> Any:
-    prof = sandbox_profile("bench", sb.info)
-    assert prof.secret_env
-    return open_bridge(prof, env={prof.secret_env: sb.info["client_secret"]}, persist_tokens=False,
-                       max_concurrency=max_concurrency)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -38,7 +28,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        concurrency_limit=args.concurrency_limit)
     try:
         forget_limiters()
-        with _bridge(sb, args.concurrency_limit) as bridge:
+        with sandbox_bridge(sb.info, max_concurrency=args.concurrency_limit) as bridge:
             bridge.invoke("Get-OrganizationConfig")  # sign-in outside the timing
             start = time.perf_counter()
             seen: set[str] = set()
@@ -59,7 +49,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   "errors": sum(r.error is not None for r in results),
                                   "batches": bridge.snapshot()["batches"]}
         forget_limiters()
-        with _bridge(sb, args.concurrency_limit * 2) as greedy:
+        with sandbox_bridge(sb.info, max_concurrency=args.concurrency_limit * 2) as greedy:
             greedy.invoke("Get-OrganizationConfig")
             start = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency_limit * 2) as pool:
@@ -86,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--json", dest="json_out", default=None, help="Write the figures to this file.")
     args = parser.parse_args(argv)
-    result = run(args)
-    text = json.dumps(result, indent=2)
-    if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-    sys.stdout.write(text + "\n")
+    write_figures(run(args), args.json_out)
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,9 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from _common import peak_rss_mb, write_figures
 
 
 def prepare(size: int, seed: int, data_dir: Path) -> dict[str, Any]:
@@ -119,7 +116,7 @@ def measure(data_dir: Path, repeat: int) -> dict[str, Any]:
         "onprem_csv_load_s": round(csv_load_s, 3),
         "ground_truth_ok": not mismatches,
         "ground_truth_mismatches": mismatches,
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": peak_rss_mb(),
         "load_average": list(os.getloadavg()),
     }
 
@@ -159,10 +156,7 @@ def main() -> None:
     result = {"users": figures["users"], "detect_s": figures["detect_s"], "peak_rss_mb": figures["peak_rss_mb"],
               **{k: v for k, v in figures.items() if k not in ("users", "detect_s", "peak_rss_mb")},
               "size": args.size, "seed": args.seed, "prepare": prepared}
-    text = json.dumps(result, indent=1)
-    if args.json_out:
-        args.json_out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_figures(result, args.json_out, indent=1)
 
 
 if __name__ == "__main__":

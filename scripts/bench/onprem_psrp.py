@@ -16,18 +16,14 @@ Writes {"records", "records_per_s", "elapsed_s", "expected_records", "size", "se
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import resource
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _common import peak_rss_mb, sandbox_process, write_figures
 from exocm.core.bridge.psrp import PsrpBridge, PsrpEndpoint
 from exocm.core.model import ONPREM_COLUMNS
 from exocm.core.onprem_live import fetch_onprem_records
@@ -48,20 +44,8 @@ def _sandbox(size: int, seed: int, in_process: bool) -> Iterator[dict[str, Any]]
         finally:
             sb.stop()
         return
-    cmd = [sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve", "--size", str(size),
-           "--seed", str(seed), "--port", "0", "--print-json"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+    with sandbox_process(size, seed) as info:
         yield info
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["records"] = len(records)
     result["elapsed_s"] = round(elapsed, 3)
     result["records_per_s"] = round(len(records) / elapsed, 1) if elapsed > 0 else None
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
@@ -104,11 +88,7 @@ def main() -> None:
     parser.add_argument("--all-properties", action="store_true", help="fetch full objects (no Select-Object)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = parser.parse_args()
-    result = run(args)
-    text = json.dumps(result, indent=1)
-    if args.json is not None:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    write_figures(run(args), args.json, indent=1)
 
 
 if __name__ == "__main__":

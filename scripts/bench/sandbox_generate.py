@@ -8,12 +8,12 @@ Writes {"users", "generate_s", "generate_cpu_s", "warm_s", "filter_s", "page_100
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import peak_rss_mb, write_figures
 
 
 def _timed(fn):  # type: ignore[no-untyped-def]
@@ -50,11 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             _, result["save_s"] = _timed(lambda: tenant.save(path))
             result["state_mb"] = round(path.stat().st_size / 2**20, 1)
             _, result["load_s"] = _timed(lambda: Tenant.load(path))
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json_out is not None:
-        args.json_out.write_text(text + "\n", encoding="utf-8")
+    result["peak_rss_mb"] = peak_rss_mb()
+    write_figures(result, args.json_out)
     return 0
 
 

@@ -17,11 +17,8 @@ Writes {"records", "missing", "duplicates", "sequential_s", "parallel_s", "speed
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import select
 import ssl
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -33,19 +30,7 @@ import httpx
 import msal
 import orjson
 import requests
-
-
-def _serve(args: argparse.Namespace) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    cmd = [sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve",
-           "--size", str(args.size), "--seed", str(args.seed), "--port", "0", "--print-json",
-           "--latency-ms", str(args.latency_ms), "--concurrency-limit", str(args.concurrency_limit)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 600)
-    if not ready:
-        proc.kill()
-        raise SystemExit("the sandbox did not start in time")
-    return proc, json.loads(proc.stdout.readline())
+from _common import sandbox_process, write_figures
 
 
 def _token(info: dict[str, Any]) -> str:
@@ -99,8 +84,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run both fetches and return the figures."""
     result: dict[str, Any] = {"size": args.size, "seed": args.seed, "latency_ms": args.latency_ms,
                               "concurrency_limit": args.concurrency_limit}
-    proc, info = _serve(args)
-    try:
+    with sandbox_process(args.size, args.seed, "--latency-ms", str(args.latency_ms),
+                         "--concurrency-limit", str(args.concurrency_limit)) as info:
         token = _token(info)
         ctx = ssl.create_default_context(cafile=info["ca_file"])
         limits = httpx.Limits(max_connections=args.concurrency_limit + 2)
@@ -122,9 +107,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       duplicates=sum(c - 1 for c in par_ids.values() if c > 1),
                       speedup=round(result["sequential_s"] / result["parallel_s"], 2))
         result["seq_ms_per_page"] = round(1000 * result["sequential_s"] / max(1, seq_pages), 1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
     ms, mb = _server_page_cost(args.size, args.seed)
     result["server_ms_per_page"] = round(ms, 1)
     result["page_mb"] = round(mb, 2)
@@ -142,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args)
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    write_figures(result, args.json)
     return 0
 
 
