@@ -1,7 +1,7 @@
 """The exocm terminal UI: a thin App over core.session.Session; screens own their behaviour."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -9,12 +9,15 @@ from exocm.core.session import Session
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.filter import LineFilter
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
 from .commands import ExocmCommands
 from .messages import Connected, ConnectFailed
 from .screens.mailboxes import MailboxesScreen
+from .widgets.inert_filter import InertText
 
 Connector = Callable[[], Session]
 
@@ -49,8 +52,18 @@ class ExocmApp(App[None]):
         self.is_sandbox = is_sandbox
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._initial_label = label
+        self._inert = InertText()
         if keymap:
             self.set_keymap(dict(keymap))
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        """Textual's filters, then InertText: no control sequence from the tenant's data reaches the terminal."""
+        return [*super().get_line_filters(), self._inert]
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast; its text is never read as markup (messages carry names and errors from the tenant)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_mount(self) -> None:
         self.tenant_label = self._initial_label

@@ -105,10 +105,10 @@ class FindingsScreen(Screen[None]):
         grid.add_column(overflow="fold")
         evidence: Any = row.get("evidence")
         if isinstance(evidence, dict):
-            for key, value in evidence.items():
-                grid.add_row(str(key), display_value(value))
+            for key, value in evidence.items():  # Text, not str: values from the tenant are never markup
+                grid.add_row(Text(str(key)), Text(display_value(value)))
         elif evidence is not None:
-            grid.add_row("evidence", display_value(evidence))
+            grid.add_row("evidence", Text(display_value(evidence)))
         severity = str(row.get("severity", ""))
         target.update(Group(
             Text(f"{row.get('code', '')} · {row.get('UserPrincipalName', '')}",
