@@ -5,7 +5,7 @@ fail with PowerShell's own messages (CommandNotFoundException, ParameterBindingE
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -207,6 +207,32 @@ def multi_value_edit(current: list[str], value: Any, *, case_insensitive: bool =
                 out.append(add)
         return out
     return to_list(value)
+
+
+def edit_custom_attributes(
+    ca: Mapping[int, str] | None, eca: Mapping[int, list[str]] | None, p: Mapping[str, Any]
+) -> tuple[dict[int, str] | None, dict[int, list[str]] | None]:
+    """CustomAttribute1-15 and ExtensionCustomAttribute1-5 after a Set-* call's parameters `p`, as new
+    dicts (None when empty): $null or '' clears a CustomAttribute; an ExtensionCustomAttribute takes
+    a full list or @{Add=...; Remove=...}, compared case-sensitively."""
+    new_ca = dict(ca or {})
+    new_eca = {k: list(v) for k, v in (eca or {}).items()}
+    for i in range(1, 16):
+        k = f"CustomAttribute{i}"
+        if k in p:
+            if p[k] in (None, ""):
+                new_ca.pop(i, None)
+            else:
+                new_ca[i] = str(p[k])
+    for i in range(1, 6):
+        k = f"ExtensionCustomAttribute{i}"
+        if k in p:
+            vals = multi_value_edit(new_eca.get(i, []), p[k], case_insensitive=False)
+            if vals:
+                new_eca[i] = vals
+            else:
+                new_eca.pop(i, None)
+    return new_ca or None, new_eca or None
 
 
 def no_change_warning(identity: str) -> str:

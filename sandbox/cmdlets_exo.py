@@ -13,6 +13,7 @@ from typing import Any
 
 from exocm.sandbox.cmdlets import (
     CmdletTable,
+    edit_custom_attributes,
     identity_text,
     multi_value_edit,
     no_change_warning,
@@ -330,31 +331,15 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
 
 def _apply_attribute_edits(r: ExoRecipient, p: dict[str, Any], t: Tenant) -> bool:
     """Apply writeback-attribute parameters; True when a value changed (WhenChanged moves only then)."""
-    ca = dict(r.ca or {})
-    eca = {k: list(v) for k, v in (r.eca or {}).items()}
     proxies = list(r.proxies)
     hidden = r.hidden
     if "EmailAddresses" in p:
         proxies = _validated_proxies(multi_value_edit(r.proxies, p["EmailAddresses"]), r)
         _check_unique(t, proxies, r)
-    for i in range(1, 16):
-        k = f"CustomAttribute{i}"
-        if k in p:
-            if p[k] in (None, ""):
-                ca.pop(i, None)
-            else:
-                ca[i] = str(p[k])
-    for i in range(1, 6):
-        k = f"ExtensionCustomAttribute{i}"
-        if k in p:
-            vals = multi_value_edit(eca.get(i, []), p[k], case_insensitive=False)
-            if vals:
-                eca[i] = vals
-            else:
-                eca.pop(i, None)
+    ca, eca = edit_custom_attributes(r.ca, r.eca, p)
     if "HiddenFromAddressListsEnabled" in p:
         hidden = to_bool(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
-    new = (ca or None, eca or None, proxies, hidden)
+    new = (ca, eca, proxies, hidden)
     if new == (r.ca or None, r.eca or None, r.proxies, r.hidden):
         return False
     with t.editing_exo(r):

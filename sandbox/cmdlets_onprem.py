@@ -14,6 +14,7 @@ from typing import Any
 
 from exocm.sandbox.cmdlets import (
     CmdletTable,
+    edit_custom_attributes,
     identity_text,
     multi_value_edit,
     no_change_warning,
@@ -280,26 +281,9 @@ def _apply_recipient_edits(t: Tenant, a: AdUser, p: dict[str, Any]) -> bool:
     if "ArchiveGuid" in p:
         raw = str(p["ArchiveGuid"] or "")
         archive_guid = normalize_guid(raw) if raw else None
+    ca, eca = edit_custom_attributes(a.ca, a.eca, p)
     with t.editing_ad(a, touch=False):
-        for i in range(1, 16):
-            k = f"CustomAttribute{i}"
-            if k in p:
-                ca = dict(a.ca or {})
-                if p[k] in (None, ""):
-                    ca.pop(i, None)
-                else:
-                    ca[i] = str(p[k])
-                a.ca = ca or None
-        for i in range(1, 6):
-            k = f"ExtensionCustomAttribute{i}"
-            if k in p:
-                eca = {kk: list(vv) for kk, vv in (a.eca or {}).items()}
-                vals = multi_value_edit(eca.get(i, []), p[k], case_insensitive=False)
-                if vals:
-                    eca[i] = vals
-                else:
-                    eca.pop(i, None)
-                a.eca = eca or None
+        a.ca, a.eca = ca, eca
         if "HiddenFromAddressListsEnabled" in p:
             a.hidden = to_bool(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
         if p.get("DisplayName"):
