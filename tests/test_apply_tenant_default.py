@@ -1,24 +1,14 @@
 """The tenant-wide default: shown with its warnings, changed only after a typed confirmation, journaled."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
 from exocm.core.journal import list_journals, read_journal
 from exocm.core.report import report_frame
 from exocm.core.tenant_default import set_tenant_default, show_tenant_default
 from plan_support import add_profile, connect
-
-
-@pytest.fixture(autouse=True)
-def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("EXOCM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(tmp_path / "config"))
-    yield tmp_path
 
 
 def _default(sb: Any) -> bool:

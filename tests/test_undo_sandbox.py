@@ -1,11 +1,9 @@
 """Undo: built from the journal, only verified rows, drifted rows skipped, overwritten values shown."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
 from exocm.core.apply import apply_plan
@@ -14,13 +12,6 @@ from exocm.core.onprem import onprem_frame_from_records
 from exocm.core.plan import DRIFTED, load_plan
 from exocm.core.undo import build_undo_plan, overwritten_frame
 from plan_support import add_profile, cloud_managed, connect, dirsynced_plan, mailbox
-
-
-@pytest.fixture(autouse=True)
-def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("EXOCM_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("EXOCM_CONFIG_DIR", str(tmp_path / "config"))
-    yield tmp_path
 
 
 def test_undo_restores_exactly_the_verified_rows_and_skips_a_drifted_one(make_sandbox: Any) -> None:
