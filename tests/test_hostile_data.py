@@ -40,6 +40,7 @@ HOSTILE: dict[str, str] = {
     "emoji": "مرحبا 👩‍💻🏳️‍🌈",
     "controls": "a\nb\rc\x00d\x07e\x9bf",
     "long": "x" * 20_000,
+    "html": "<img src=x onerror=alert(1)>",
 }
 #: What must never appear in text meant for a terminal.
 RAW = ("\x1b", "\x07", "\x00", "\x9b", "\u202e")
@@ -93,9 +94,10 @@ def run(*args: str) -> Result:
 
 
 def assert_inert(text: str, where: str, *, data: bool = False) -> None:
-    """No control character raw; `data` formats (CSV) keep bidi characters, which drive no terminal."""
+    """No control character raw. `data` formats (CSV, HTML, JSON) keep values as data: no C0 control
+    (ESC, BEL, NUL) raw, while bidi marks and C1 code points may stay (as UTF-8 text they drive no terminal)."""
     for raw in RAW:
-        if data and raw == "\u202e":
+        if data and raw in ("\u202e", "\x9b"):
             continue
         assert raw not in text, f"{where}: {raw!r} reached the output raw"
 
@@ -121,7 +123,8 @@ def test_inventory_table_csv_and_json_keep_hostile_values_inert_and_exact(cli_en
     assert "[bold]bold[/bold]" in csv_out.stdout and "\ufffd]52;c;" in csv_out.stdout
 
     doc = run("inventory", "--profile", profile, "--format", "json")
-    assert doc.exit_code == 0 and "\x1b" not in doc.stdout  # JSON escapes control characters
+    assert doc.exit_code == 0
+    assert_inert(doc.stdout, "inventory json", data=True)  # JSON escapes C0 control characters
     records = json.loads(doc.stdout)
     records = records.get("records", records) if isinstance(records, dict) else records
     names = {r["ExternalDirectoryObjectId"]: r["DisplayName"] for r in records}
@@ -131,14 +134,19 @@ def test_inventory_table_csv_and_json_keep_hostile_values_inert_and_exact(cli_en
 
 def test_findings_plan_show_apply_and_report_render_hostile_values_inert(cli_env: dict[str, Any]) -> None:
     profile, base = cli_env["profile"], cli_env["base"]
-    found = run("findings", "--profile", profile)
+    from exocm.sandbox.onprem_export import write_onprem_csv
+
+    onprem = base / "onprem.csv"  # on-prem still holds the old values: ATTRIBUTE_DRIFT shows the hostile ones
+    write_onprem_csv(cli_env["sb"].tenant, onprem)
+    found = run("findings", "--profile", profile, "--onprem-csv", str(onprem), "--severity", "info")
     assert found.exit_code in (0, 1), found.output[-800:]
     assert_inert(found.output, "findings")
-    html = run("findings", "--profile", profile, "--format", "html")
+    assert "[red]x[/red]" in found.stdout or "ATTRIBUTE_DRIFT" in found.stdout
+    html = run("findings", "--profile", profile, "--onprem-csv", str(onprem), "--format", "html")
     assert html.exit_code in (0, 1)
-    assert "<script" not in html.stdout.lower().replace("<script>", "", 1) or True  # own script only (below)
-    assert "[link=http://evil.example]" not in html.stdout or "&" in html.stdout
-    assert_inert(html.stdout, "findings html")
+    assert all(edoid in html.stdout for edoid in cli_env["chosen"])  # the hostile rows are in the report
+    assert "<img src=x" not in html.stdout and "&lt;img src=x" in html.stdout  # values are HTML-escaped
+    assert_inert(html.stdout, "findings html", data=True)
 
     plan_path = base / "hostile-plan.json"
     ids = ",".join(cli_env["chosen"])
