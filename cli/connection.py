@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 from exocm.core.auth import DeviceCode
+from exocm.core.bridge.errors import Transient
 from exocm.core.bridge.rest import RestBridge
 from exocm.core.config import (
     ConfigError,
@@ -124,7 +125,12 @@ def open_connection(
         connection = _embedded_sandbox(size, seed, quiet=quiet, bridge_options=bridge_options, **knobs)
     else:
         prof = get_profile(name)
-        prof.validate()
+        try:
+            prof.validate()
+        except ConfigError as exc:
+            if prof.sandbox:
+                raise ConfigError(f"{exc}; {_gone_sandbox_hint(prof.name)}") from None
+            raise
         bridge = open_bridge(prof, **bridge_options)
         label = SANDBOX_LABEL if prof.sandbox else prof.tenant
         connection = Connection(bridge=bridge, profile=prof, label=label, is_sandbox=prof.sandbox)
@@ -135,8 +141,18 @@ def open_connection(
             connection.announced = not quiet
     try:
         yield connection
+    except Transient as exc:
+        if connection.sandbox_handle is None and connection.profile.sandbox and not connection.bridge.answered:
+            raise ConfigError(f"{exc.message}; {_gone_sandbox_hint(connection.profile.name)}") from None
+        raise
     finally:
         connection.close()
+
+
+def _gone_sandbox_hint(name: str) -> str:
+    return (f"profile {name!r} is a sandbox that is not running any more: start it again "
+            f"('exocm sandbox serve' with the same --port and --state), add it anew, or "
+            f"'exocm profiles remove {name}' (without profiles, commands use the embedded SANDBOX)")
 
 
 def _embedded_sandbox(size: int, seed: int, *, quiet: bool, bridge_options: dict[str, Any],

@@ -22,6 +22,7 @@ from exocm.core.config import (
     Profile,
     config_path,
     default_passphrase_env,
+    default_profile_name,
     default_secret_env,
     get_profile,
     load_config,
@@ -258,3 +259,6 @@ def add(name: str, source: str, auth: str, make_default: bool | None) -> None:
         store_sandbox_secret(name, info["winrm_password"], kind=WINRM_SECRET_KIND)
     click.echo(f"profile {name!r} saved (SANDBOX at {prof.resolved_rest_base_url()}); "
                f"use it with --profile {name}")
+    if default_profile_name(load_config()) == name:
+        click.echo(f"it is now the default: commands without --profile use it, not the embedded sandbox "
+                   f"('exocm profiles remove {name}' or 'exocm ... --sandbox' go back to the embedded one)")

@@ -267,7 +267,10 @@ def _save_incremental(t: Tenant, target: Path) -> None:
 def load(path: str | Path, *, clock: Callable[[], datetime] | None = None) -> Tenant:
     """Read a tenant written by save(); later saves to the same file are incremental."""
     target = Path(path)
-    con = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+    # mode=rw, not ro: a process killed in the middle of an incremental save leaves a hot
+    # rollback journal, and only a writable connection may roll it back (read-only fails with
+    # "attempt to write a readonly database"; sqlite.org/lockingv3.html, "hot journals").
+    con = sqlite3.connect(f"file:{target}?mode=rw", uri=True)
     try:
         meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
         t = _new_tenant(meta, clock)

@@ -111,3 +111,34 @@ def test_later_saves_write_only_changes_and_load_back_identically(tmp_path: Path
     back.invoke("Set-Mailbox", {"Identity": r.edoid, "IsExchangeCloudManaged": False})
     back.save(path)
     assert Tenant.load(path, clock=lambda: NOW).to_state() == back.to_state()
+
+
+def test_a_state_whose_writer_was_killed_mid_save_loads_as_it_was_before(tmp_path: Path) -> None:
+    """kill -9 during an incremental save leaves a hot rollback journal; loading rolls it back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.sqlite"
+    t = generate_tenant(200, 1, clock=lambda: NOW)
+    t.save(path)
+    # a writer that spills a half-done transaction into the file, then dies without committing
+    code = (
+        "import sqlite3, sys, time\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size=1')\n"
+        "con.execute('BEGIN IMMEDIATE')\n"
+        "con.execute('DELETE FROM exo')\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"ready"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    assert Path(f"{path}-journal").exists()  # the hot journal the next load must roll back
+    back = Tenant.load(path, clock=lambda: NOW)
+    assert len(back.exo) == len(t.exo) and back.to_state() == t.to_state()

@@ -40,6 +40,9 @@ APP_ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@
 #: $batch holds at most this many requests (EXO, as CIPP's New-ExoBulkRequest uses it).
 BATCH_LIMIT = 10
 MAX_PAGE_SIZE = 1000
+#: Tries of a call while the service has never answered and cannot be reached (a wrong URL, a
+#: stopped sandbox, no network): one clear error in about a second, not minutes of backoff.
+FIRST_CONTACT_ATTEMPTS = 3
 
 WarningCallback = Callable[[str, str], None]
 T = TypeVar("T")
@@ -117,6 +120,7 @@ class RestBridge:
         self.stats = BridgeStats()
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._answered = False  # has the service ever answered (any HTTP status)?
         # With a named CA bundle nothing in the environment may override it (http_client).
         self._client = http_client(ca_file, timeout, pool=max(max_concurrency, self.limiter.max_limit))
 
@@ -331,7 +335,7 @@ class RestBridge:
             try:
                 raw = self._send(url, body, cmdlet=cmdlet, page_size=page_size, batch=False, decode=decode)
             except Transient:  # the sign-in endpoint was unreachable: nothing was sent
-                if self._backoff.gives_up(attempt):
+                if self._gives_up(attempt, unreachable=True):
                     raise
                 self._count(retries=1)
                 self._wait(attempt, None)
@@ -348,10 +352,17 @@ class RestBridge:
                 self._refresh_token()
                 continue
             error = self._classify(raw, cmdlet=cmdlet, identity=identity, is_write=is_write)
-            if not retryable(error, is_write=is_write) or self._backoff.gives_up(attempt):
+            unreachable = isinstance(raw.exc, httpx.ConnectError)
+            if not retryable(error, is_write=is_write) or self._gives_up(attempt, unreachable=unreachable):
                 raise error
             self._count(retries=1)
             self._wait(attempt, error.retry_after if isinstance(error, Throttled) else None)
+
+    def _gives_up(self, attempt: int, *, unreachable: bool) -> bool:
+        """Out of tries; sooner when the service cannot be reached and never answered yet."""
+        if unreachable and not self._answered and attempt >= FIRST_CONTACT_ATTEMPTS:
+            return True
+        return self._backoff.gives_up(attempt)
 
     def _classify(self, raw: _Raw, *, cmdlet: str, identity: str | None, is_write: bool) -> BridgeError:
         if raw.exc is not None:
@@ -370,6 +381,7 @@ class RestBridge:
         try:
             response = self._client.post(url, content=orjson.dumps(body), headers=headers)
             raw.status = response.status_code
+            self._answered = True
             raw.retry_after = response.headers.get("Retry-After")
             content = response.content
             if not decode and 200 <= raw.status < 300 and content:
@@ -420,6 +432,11 @@ class RestBridge:
             "client-request-id": str(uuid.uuid4()),
             "return-client-request-id": "true",
         }
+
+    @property
+    def answered(self) -> bool:
+        """True once the service has answered a request (any HTTP status)."""
+        return self._answered
 
     @property
     def anchor_mailbox(self) -> str:
