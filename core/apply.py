@@ -47,7 +47,7 @@ from .bridge.errors import (
 )
 from .config import data_dir as default_data_dir
 from .events import Progress, ProgressCallback, ignore_progress
-from .files import private_dir
+from .files import private_dir, write_atomic
 from .journal import JournalWriter, PlanHistory, local_actor, new_run_id, plan_history
 from .plan import Observed, Plan, PlanDigestError, PlanRow, as_bool, tool_version, writeback_values
 
@@ -382,7 +382,7 @@ class PlanLock:
         private_dir(directory)
         self.path = directory / f"apply-{digest[:32]}.lock"
         self.owner_path = directory / f"apply-{digest[:32]}.owner.json"
-        self._lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False)
+        self._lock = filelock.FileLock(str(self.path), timeout=0, thread_local=False, mode=0o600)
         self.stale_owner: str | None = None
 
     def acquire(self, run_id: str) -> None:
@@ -398,7 +398,7 @@ class PlanLock:
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": run_id,
                  "since": datetime.now(UTC).isoformat()}
         with contextlib.suppress(OSError):
-            self.owner_path.write_text(json.dumps(owner), encoding="utf-8")
+            write_atomic(self.owner_path, json.dumps(owner).encode("utf-8"))
 
     def _owner_text(self) -> str:
         try:

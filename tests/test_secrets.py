@@ -1,0 +1,200 @@
+"""No secret leaks: client secret, certificate passphrase and access tokens appear nowhere they should not.
+
+A sandbox runs as its own process (`exocm sandbox serve`), like Microsoft would: exocm gets the
+client secret and the PFX passphrase only through environment variables named by two
+profiles made with `exocm login`. Then the real command line runs inventory, findings, plan,
+show, apply (killed with SIGKILL once, then resumed), report, undo, and fails on purpose
+(wrong secret, wrong passphrase, TLS without the CA), while a sampler reads every process's
+argv (/proc/*/cmdline, what `ps -eo args` shows). The access tokens are taken from the token
+cache exocm itself wrote. Afterwards every file exocm wrote (config, snapshots, plans,
+journals, reports), every stdout/stderr, debug logging output and every argv seen are searched
+for the secret, the passphrase and each token: none may appear. The token cache and config are
+0600 in 0700 directories. TLS verification cannot be switched off by a profile (an unknown key
+such as `verify` is refused, http:// endpoints are refused; see test_bad_input.py) and a profile
+without the sandbox's CA fails to connect instead of connecting unverified.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXOCM = [sys.executable, "-c", "from exocm.cli.main import main; main()"]
+#: The same, with every library logger at DEBUG on stderr (what a user turning on logs would see).
+EXOCM_DEBUG = [sys.executable, "-c", "import logging; logging.basicConfig(level=logging.DEBUG); "
+               "from exocm.cli.main import main; main()"]
+
+
+class ArgvSampler:
+    """Reads /proc/*/cmdline of every process until stopped; keeps each distinct argv once."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    raw = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if raw and len(self.seen) < 10_000:
+                    self.seen.add(raw.replace(b"\x00", b" ").decode("utf-8", "replace"))
+            self.samples += 1
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> ArgvSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """`exocm sandbox serve` in a child process (slow writes, so an apply runs long enough to watch)."""
+    proc = subprocess.Popen([*EXOCM, "sandbox", "serve", "--size", "150", "--seed", "9", "--write-budget", "25",
+                             "--print-json"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, EXOCM_DATA_DIR=str(
+                                tmp_path / "sandbox-side"), EXOCM_CONFIG_DIR=str(tmp_path / "sandbox-side")))
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        yield info
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_no_secret_passphrase_or_token_leaks_into_files_output_logs_or_argv(served: dict[str, Any],
+                                                                            tmp_path: Path) -> None:
+    info = served
+    secret, passphrase = str(info["client_secret"]), str(info["client_pfx_passphrase"])
+    assert len(secret) >= 16 and len(passphrase) >= 8
+    home = tmp_path / "admin"
+    env = dict(os.environ, EXOCM_DATA_DIR=str(home / "data"), EXOCM_CONFIG_DIR=str(home / "config"),
+               EXOCM_TOKEN_CACHE="file", EXOCM_SECRET_PROD=secret, EXOCM_PFX_PASSPHRASE_CERT=passphrase)
+    env.pop("EXOCM_PROFILE", None)
+    outputs: list[str] = []
+
+    def exocm(*args: str, ok: tuple[int, ...] = (0, 1), debug: bool = False, extra_env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*(EXOCM_DEBUG if debug else EXOCM), *args], env={**env, **(extra_env or {})},
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+        outputs.append(f"$ exocm {' '.join(args)}\n{done.stdout}\n{done.stderr}")
+        assert done.returncode in ok, (args, done.returncode, done.stderr[-1500:])
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        return done
+
+    common = ["--tenant", str(info["tenant"]), "--cloud", "custom", "--client-id", str(info["client_id"]),
+              "--authority", str(info["authority"]), "--rest-base-url", str(info["rest_base_url"]),
+              "--ca-file", str(info["ca_file"])]
+    plan = home / "plans" / "flip.json"
+    with ArgvSampler() as sampler:
+        canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)", "argv-canary-7f3a"])
+        exocm("login", "--profile", "prod", "--auth", "secret", "--secret-env", "EXOCM_SECRET_PROD", *common,
+              "--default", ok=(0,))
+        exocm("login", "--profile", "cert", "--auth", "certificate", "--pfx-file", str(info["client_pfx_file"]),
+              "--pfx-passphrase-env", "EXOCM_PFX_PASSPHRASE_CERT", *common, "--no-default", ok=(0,))
+        exocm("inventory", "--profile", "cert", "--format", "csv", "--out", str(home / "inventory.csv"), ok=(0,))
+        exocm("findings", "--profile", "prod", "--format", "json", "--out", str(home / "findings.json"),
+              debug=True)
+        exocm("plan", "--profile", "prod", "--set-cloud-managed", "true", "--all-dirsynced", "--max", "60",
+              "-o", str(plan), debug=True, ok=(0,))
+        exocm("show", str(plan), ok=(1,))
+        # an apply killed mid-run (SIGKILL: whatever it had on stderr is the crash output), then resumed
+        killed = subprocess.Popen([*EXOCM_DEBUG, "apply", "--profile", "prod", str(plan), "--yes"],
+                                  env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        journals = home / "data" / "journals"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and killed.poll() is None:
+            if any(p.stat().st_size > 2000 for p in journals.glob("*.jsonl")):
+                break
+            time.sleep(0.05)
+        if killed.poll() is None:
+            killed.send_signal(signal.SIGKILL)
+        out, err = killed.communicate(timeout=60)
+        outputs.append(f"$ exocm apply (killed)\n{out}\n{err}")
+        exocm("apply", "--profile", "prod", str(plan), "--yes", "--resume", ok=(0,))
+        journal = max(journals.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+        exocm("report", str(journal), "--format", "csv", "--out", str(home / "report.csv"), ok=(0,))
+        exocm("undo", "--profile", "prod", str(journal), "-o", str(home / "plans" / "undo.json"), ok=(0,))
+        # failures on purpose: their messages must not echo what was wrong
+        # (a fresh data dir: no cached token or snapshot, so the wrong credential is really used)
+        fresh = str(home / "data-fresh")
+        wrong = exocm("inventory", "--profile", "prod", ok=(4,),
+                      extra_env={"EXOCM_SECRET_PROD": "wrong-secret-0123456789abcdef", "EXOCM_DATA_DIR": fresh})
+        assert "wrong-secret-0123456789abcdef" not in wrong.stdout + wrong.stderr
+        bad_pass = exocm("inventory", "--profile", "cert", ok=(2, 4),
+                         extra_env={"EXOCM_PFX_PASSPHRASE_CERT": "wrong-passphrase-42", "EXOCM_DATA_DIR": fresh})
+        assert "wrong-passphrase-42" not in bad_pass.stdout + bad_pass.stderr
+        # TLS stays on: the same endpoint without its CA bundle is refused, never used unverified
+        exocm("login", "--profile", "noca", "--auth", "secret", "--secret-env", "EXOCM_SECRET_PROD",
+              *common[:-2], "--no-default", ok=(2, 4), extra_env={"EXOCM_DATA_DIR": fresh})
+        canary.wait(timeout=30)
+        time.sleep(0.1)
+    # the sampler really sees argv (a canary), and the debug runs really logged
+    assert sampler.samples > 10 and any("argv-canary-7f3a" in argv for argv in sampler.seen)
+    assert any(" apply " in argv for argv in sampler.seen)
+    assert any("DEBUG:" in text for text in outputs)
+
+    cache = home / "data" / "token_cache.json"
+    cached = json.loads(cache.read_text(encoding="utf-8"))
+    tokens = [str(v["secret"]) for section in ("AccessToken", "RefreshToken") for v in cached.get(section, {}).values()
+              if v.get("secret")]
+    assert tokens, "exocm cached no token; nothing to look for"
+    needles = {"client secret": secret, "PFX passphrase": passphrase}
+    for n, token in enumerate(tokens):
+        needles[f"token {n}"] = token
+        needles[f"token {n} signature"] = token.rsplit(".", 1)[-1]
+
+    haystacks: dict[str, str] = {f"output {i}": text for i, text in enumerate(outputs)}
+    haystacks.update({f"argv {i}": argv for i, argv in enumerate(sorted(sampler.seen))})
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".jsonl" for p in files) and any(p.name.endswith(".parquet") or "snapshot" in str(p)
+                                                            for p in files)
+    for path in files:
+        text = path.read_bytes().decode("utf-8", "replace")
+        if path == cache:  # the token cache holds tokens by design; never the secret or the passphrase
+            assert secret not in text and passphrase not in text
+            continue
+        haystacks[str(path.relative_to(home))] = text
+    leaks = [f"{what} in {where}" for where, text in haystacks.items() for what, needle in needles.items()
+             if needle in text]
+    assert not leaks, leaks
+
+    # private files and directories
+    assert _mode(cache) == 0o600
+    assert _mode(home / "config" / "config.toml") == 0o600
+    for directory in (home / "config", home / "data", journals):
+        assert _mode(directory) == 0o700, directory
+    open_to_others = [f"{path.relative_to(home)} {oct(_mode(path))}" for path in files
+                      if (path.is_relative_to(home / "data") or path.is_relative_to(home / "config"))
+                      and _mode(path) & 0o077]
+    assert not open_to_others, open_to_others
