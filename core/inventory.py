@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -322,11 +323,6 @@ def _parse_page_slowly(body: bytes) -> tuple[pa.RecordBatch, str | None, list[st
     return _page_to_batch(records), link if isinstance(link, str) else None, warnings
 
 
-def _keys(table: pa.Table) -> list[str]:
-    keys: list[str] = table.column(KEY_FIELD).to_pylist()
-    return keys
-
-
 def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
     """How many rows repeat a key already seen in `batches` (rows without a key not counted)."""
     columns = [b.column(KEY_FIELD) for b in batches]
@@ -353,68 +349,79 @@ def _tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
     return out
 
 
-def _to_frame(table: pa.Table, keys: Sequence[str]) -> pd.DataFrame:
+def _to_frame(table: pa.Table, keys: pa.Array) -> pd.DataFrame:
     multi = {c: _tuples(table.column(c)) for c in MULTI_COLUMNS}
     table = table.drop_columns([*MULTI_COLUMNS, KEY_FIELD])
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
     for column, values in multi.items():
         frame[column] = pd.Series(values, dtype=object)
-    frame.index = pd.Index(list(keys), dtype="str")
+    frame.index = pd.Index(keys.to_pandas(), dtype="str")
     result: pd.DataFrame = frame
     return result
 
 
-def _unique_keyed(table: pa.Table, keys: Sequence[str]) -> tuple[pa.Table, list[str], int, int]:
-    """Drop rows without a key and all but the last row of each key; returns table, keys, #dups, #unkeyed."""
+def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous Arrow array."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
+def _unique_keyed(table: pa.Table) -> tuple[pa.Table, pa.Array, int, int]:
+    """Drop rows without a key and all but the last row of each key; returns table, keys, #dups, #unkeyed.
+
+    The common case (every row keyed, no key twice) is decided in Arrow without touching the keys in Python.
+    """
+    keys = _flat(table.column(KEY_FIELD))
+    keyed = pc.fill_null(pc.not_equal(keys, ""), False)
+    unkeyed = len(keys) - pc.sum(keyed).as_py() if len(keys) else 0
+    if not unkeyed and pc.count_distinct(keys).as_py() == len(keys):
+        return table, keys, 0, 0
     seen: set[str] = set()
-    keep = [False] * len(keys)
-    duplicates = unkeyed = 0
-    for index in range(len(keys) - 1, -1, -1):
-        key = keys[index]
+    key_list: list[str | None] = keys.to_pylist()
+    keep = [False] * len(key_list)
+    duplicates = 0
+    for index in range(len(key_list) - 1, -1, -1):
+        key = key_list[index]
         if not key:
-            unkeyed += 1
-        elif key in seen:
+            continue
+        if key in seen:
             duplicates += 1
         else:
             seen.add(key)
             keep[index] = True
-    if duplicates or unkeyed:
-        table = table.filter(pa.array(keep, type=pa.bool_()))
-        keys = [k for k, kept in zip(keys, keep, strict=True) if kept]
-    return table, list(keys), duplicates, unkeyed
+    mask = pa.array(keep, type=pa.bool_())
+    return table.filter(mask), keys.filter(mask), duplicates, unkeyed
 
 
 def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool) -> tuple[pd.DataFrame, dict[str, int]]:
-    mailbox_keys, user_keys = _keys(mailboxes), _keys(users)
-    counts = {"mailboxes": len(mailbox_keys), "user_records": len(user_keys)}
-    mailboxes, mkeys, mdup, mnokey = _unique_keyed(mailboxes, mailbox_keys)
-    users, ukeys, udup, unokey = _unique_keyed(users, user_keys)
+    counts = {"mailboxes": mailboxes.num_rows, "user_records": users.num_rows}
+    mailboxes, mkeys, mdup, mnokey = _unique_keyed(mailboxes)
+    users, ukeys, udup, unokey = _unique_keyed(users)
     counts.update(duplicates_dropped=mdup + udup, unkeyed_dropped=mnokey + unokey)
 
-    # PreviousRecipientTypeDetails of a mailbox comes from its Get-User record.
-    previous = dict(zip(ukeys, users.column("PreviousRecipientTypeDetails").to_pylist(), strict=True))
-    own = mailboxes.column("PreviousRecipientTypeDetails").to_pylist()
-    merged: list[str | None] = []
-    for key, value in zip(mkeys, own, strict=True):
-        from_user = previous.get(key)
-        if from_user is not None:
-            value = from_user
-        elif value is None and users_narrowed and key not in previous:
-            value = "None"  # the narrowed Get-User returns every user whose value is not 'None'
-        merged.append(value)
+    # PreviousRecipientTypeDetails of a mailbox comes from its Get-User record; a mailbox the narrowed
+    # Get-User did not return has 'None' (the filter returns every user whose value is not 'None').
+    at = pc.index_in(mkeys, value_set=ukeys)
+    from_user = pc.take(users.column("PreviousRecipientTypeDetails"), at)
+    own = mailboxes.column("PreviousRecipientTypeDetails")
+    if users_narrowed:
+        own = pc.if_else(pc.is_null(at), pc.coalesce(own, "None"), own)
+    merged = pc.coalesce(from_user, own)
     position = mailboxes.schema.get_field_index("PreviousRecipientTypeDetails")
-    mailboxes = mailboxes.set_column(position, ARROW_SCHEMA.field(position), pa.array(merged, pa.string()))
+    mailboxes = mailboxes.set_column(position, ARROW_SCHEMA.field(position), merged)
 
     # Mail users without a mailbox get rows of their own; plain Users (no mail) are no recipients.
-    mailbox_set = set(mkeys)
-    rt = users.column("RecipientType").to_pylist()
-    rtd = users.column("RecipientTypeDetails").to_pylist()
-    extra = [key not in mailbox_set and (t == "MailUser" or (d or "").endswith("MailUser"))
-             for key, t, d in zip(ukeys, rt, rtd, strict=True)]
-    mail_users = users.filter(pa.array(extra, type=pa.bool_()))
+    is_mail_user = pc.or_(pc.fill_null(pc.equal(users.column("RecipientType"), "MailUser"), False),
+                          pc.fill_null(pc.ends_with(users.column("RecipientTypeDetails"), "MailUser"), False))
+    has_mailbox = np.zeros(len(ukeys), dtype=bool)
+    has_mailbox[pc.drop_null(at).to_numpy()] = True  # users matched by a mailbox key above
+    extra = _flat(pc.and_(pa.array(~has_mailbox), is_mail_user))
+    mail_users = users.filter(extra)
     counts["mail_users"] = mail_users.num_rows
     table = pa.concat_tables([mailboxes, mail_users]) if mail_users.num_rows else mailboxes
-    frame = _to_frame(table, mkeys + [k for k, e in zip(ukeys, extra, strict=True) if e])
+    keys = pa.concat_arrays([mkeys, ukeys.filter(extra)]) if mail_users.num_rows else mkeys
+    frame = _to_frame(table, keys)
     frame = frame[list(INVENTORY_COLUMNS)]
     frame.index.name = None
     return frame, counts

@@ -121,3 +121,33 @@ def test_duplicate_keys_counts_an_object_seen_in_two_partitions() -> None:
     second = _page_to_batch([_mailbox(C), _mailbox(B.upper()), _mailbox("", Guid="")])
     assert duplicate_keys([first, second]) == 1  # B in both (keys are case-insensitive); no-key rows not counted
     assert duplicate_keys([first]) == 0 and duplicate_keys([]) == 0
+
+
+def test_frame_keeps_the_last_copy_of_a_repeated_record_and_drops_records_without_any_key() -> None:
+    import pyarrow as pa
+    from exocm.core.inventory import _build_frame
+
+    mailboxes = [_mailbox(A, DisplayName="first"), _mailbox(B), _mailbox(A.upper(), DisplayName="last"),
+                 _mailbox("", Guid="")]
+    users = [_user(C, "MailUser", prev="UserMailbox"), _user(C, "MailUser", prev="MailUser"), _user(B, "UserMailbox")]
+    frame, counts = _build_frame(pa.Table.from_batches([_page_to_batch(mailboxes)]),
+                                 pa.Table.from_batches([_page_to_batch(users)]), users_narrowed=True)
+    assert list(frame.index) == [B, A, C]  # service order of the kept copies, then mail users
+    assert frame.loc[A, "DisplayName"] == "last"
+    assert frame.loc[C, "PreviousRecipientTypeDetails"] == "MailUser"
+    assert counts["duplicates_dropped"] == 2 and counts["unkeyed_dropped"] == 1 and counts["mail_users"] == 1
+
+
+def test_a_mailbox_the_narrowed_get_user_did_not_return_has_no_previous_mailbox_info() -> None:
+    import pyarrow as pa
+    from exocm.core.inventory import _build_frame
+
+    mailboxes = [_mailbox(A), _mailbox(B), _mailbox(D, PreviousRecipientTypeDetails="SharedMailbox")]
+    users = [_user(B, "UserMailbox", prev="MailUser")]
+    for narrowed, expected_a in ((True, "None"), (False, None)):
+        frame, _ = _build_frame(pa.Table.from_batches([_page_to_batch(mailboxes)]),
+                                pa.Table.from_batches([_page_to_batch(users)]), users_narrowed=narrowed)
+        assert frame.loc[B, "PreviousRecipientTypeDetails"] == "MailUser"  # Get-User's value wins
+        assert frame.loc[D, "PreviousRecipientTypeDetails"] == "SharedMailbox"  # the mailbox's own, when no user
+        a = frame.loc[A, "PreviousRecipientTypeDetails"]
+        assert a == expected_a if expected_a else pd.isna(a)
