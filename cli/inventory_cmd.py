@@ -74,10 +74,9 @@ def render_table(frame: pd.DataFrame, *, label: str, header: str) -> str:
 
 
 def _export_frame(frame: pd.DataFrame, label: str) -> pd.DataFrame:
-    """The frame with plain Python values (None for missing), led by a Tenant column."""
+    """The frame's export columns, led by a Tenant column (csvio writes missing values as empty cells)."""
     columns = [*INVENTORY_COLUMNS, *(c for c in ONPREM_JOIN_COLUMNS if c in frame.columns)]
-    out = frame[columns].astype(object)
-    out = out.where(frame[columns].notna(), None)
+    out = frame[columns]
     out.insert(0, "Tenant", label)
     return out
 

@@ -612,12 +612,13 @@ def is_dotnet_type_name(series: pd.Series) -> pd.Series:
 
 
 def format_cell(value: Any) -> str:
-    """One cell as text: '' for None/NaN, True/False, ISO 8601 UTC for datetimes, ';' for lists."""
-    if value is None:
-        return ""
+    """One cell as text: '' for a missing value (None, NaN, pandas' NA and NaT), True/False, ISO 8601 UTC
+    for datetimes, ';' for lists."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""  # pandas' NA would otherwise print as the text "<NA>"
     if isinstance(value, float) and math.isnan(value):
         return ""
-    if value is pd.NaT:
+    if isinstance(value, np.datetime64 | np.timedelta64) and np.isnat(value):
         return ""
     if isinstance(value, bool):
         return "True" if value else "False"
