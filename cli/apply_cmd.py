@@ -125,7 +125,17 @@ def summary_lines(result: ApplyResult) -> list[str]:
     return lines
 
 
-@click.command()
+EXAMPLES = """\b
+Examples:
+  exocm apply plan.json                  asks you to type the tenant and the number of changes
+  exocm apply plan.json --yes            unattended (runbooks, CI): no question asked
+  exocm apply plan.json --resume         finish a run that was stopped (verified rows are never rewritten)
+  exocm apply plan.json --concurrency 4 --max-write-rate 5
+then: exocm report JOURNAL, and if needed exocm undo JOURNAL -o undo.json
+"""
+
+
+@click.command(epilog=EXAMPLES)
 @connection_options
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--yes", is_flag=True, help="Do not ask for the typed confirmation (runbooks).")

@@ -87,7 +87,18 @@ def _org_config(connection: Any, notes: list[str]) -> dict[str, Any] | None:
     return dict(records[0]) if records else None
 
 
-@click.command()
+EXAMPLES = """\b
+Examples:
+  exocm findings                                  the embedded SANDBOX (with its own on-prem side)
+  exocm findings --onprem-csv onprem.csv          on-prem data from scripts/Export-ExocmOnPrem.ps1
+  exocm findings --onprem-host ex01.contoso.local --onprem-user CONTOSO\\admin
+  exocm findings --severity high --code DUAL_MAILBOX,PREVIOUS_MAILBOX_INFO
+  exocm findings --format html -o findings.html   one self-contained file for a change ticket
+  exocm findings --fail-on critical               exit 1 only for critical findings (CI)
+"""
+
+
+@click.command(epilog=EXAMPLES)
 @connection_options
 @onprem_options
 @click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -100,7 +111,7 @@ def _org_config(connection: Any, notes: list[str]) -> dict[str, Any] | None:
               help="Exit 1 when a shown finding is at this severity or worse.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
               show_default=True, help="Output format (html: one self-contained file for a change ticket).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE (atomically) instead of stdout.")
 @click.option("--sync-interval", type=click.IntRange(1, 24 * 60), default=30, show_default=True,
               help="Minutes between sync cycles (RECENT_ONPREM_CHANGE waits one cycle + 24 h).")

@@ -145,12 +145,22 @@ def _progress_bar(err: Console) -> Iterator[Any]:
         yield feed
 
 
-@click.command()
+EXAMPLES = """\b
+Examples:
+  exocm inventory                                 the embedded SANDBOX when no profile is configured
+  exocm inventory --profile contoso --dirsynced-only
+  exocm inventory --format csv -o mailboxes.csv   for Excel (UTF-8 BOM, formulas escaped)
+  exocm inventory --format json --refresh         read the tenant again, not the snapshot
+  exocm inventory --onprem-live                   add the on-prem side read over WinRM
+"""
+
+
+@click.command(epilog=EXAMPLES)
 @connection_options
 @click.option("--dirsynced-only", is_flag=True, help="Only dir-synced objects (Get-Mailbox -Filter 'IsDirSynced -eq $true').")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="Output format (CSV is written for Excel: UTF-8 BOM, formula cells escaped).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE (atomically) instead of stdout.")
 @click.option("--refresh", is_flag=True, help="Fetch from the service even when a snapshot exists.")
 @onprem_options

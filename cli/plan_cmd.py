@@ -53,7 +53,7 @@ def parse_bool(value: str) -> bool:
         return True
     if text in ("false", "no", "0", "off"):
         return False
-    raise click.BadParameter(f"expected true or false, not {value!r}")
+    raise click.BadParameter(f"expected true or false, not {value!r}", param_hint="'--set-cloud-managed'")
 
 
 @contextmanager
@@ -144,7 +144,25 @@ def counts_lines(plan: Plan) -> list[str]:
     return lines
 
 
-@click.command()
+PLAN_EXAMPLES = """\b
+Examples:
+  exocm plan --set-cloud-managed true --where 'RecipientTypeDetails == "SharedMailbox" and IsDirSynced' -o shared.json
+  exocm plan --set-cloud-managed true --csv pilot.csv --identity-column UserPrincipalName -o pilot.json
+  exocm plan --set-cloud-managed true --all-dirsynced --exclude vip.txt --max 500 -o wave1.json
+  exocm plan --set-cloud-managed false --where 'CustomAttribute1 == "SALE"' --onprem-csv onprem.csv
+then: exocm show PLAN, exocm apply PLAN
+"""
+
+SHOW_EXAMPLES = """\b
+Examples:
+  exocm show plan.json                     counts per action and reason, then the rows
+  exocm show plan.json --format csv -o plan.csv
+  exocm show undo.json                     an undo plan also lists the cloud values it overwrites
+  exocm show plan.json >/dev/null; echo $?    0 nothing to change, 1 changes, 2 error
+"""
+
+
+@click.command(epilog=PLAN_EXAMPLES)
 @connection_options
 @click.option("--set-cloud-managed", "value", required=True, metavar="true|false",
               help="The value to set IsExchangeCloudManaged to.")
@@ -219,6 +237,8 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     err.print(f"plan {result.digest[:12]} written to {escape(str(path))}")
     if result.set_rows():
         err.print(f"next: exocm show {escape(str(path))}   then   exocm apply {escape(str(path))}")
+    else:
+        err.print("nothing to change: no row of this plan would be set ('exocm show PLAN' says why)")
     click.echo(str(path))
 
 
@@ -296,10 +316,10 @@ def render_show_json(p: Plan) -> str:
     return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
 
 
-@click.command()
+@click.command(epilog=SHOW_EXAMPLES)
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
 @click.option("--limit", type=click.IntRange(min=1), default=TABLE_LIMIT, show_default=True,
               help="Rows in the table format.")
 def show(plan_path: Path, fmt: str, out: Path | None, limit: int) -> None:

@@ -233,7 +233,17 @@ def _read_sandbox_info(source: str) -> Mapping[str, Any]:
     raise ConfigError(f"{source!r} holds no JSON line from 'exocm sandbox serve --print-json'")
 
 
-@profiles.command("add")
+ADD_EXAMPLES = """\b
+Examples:
+  exocm sandbox serve --print-json > sandbox.json &
+  exocm profiles add sbx --from-sandbox sandbox.json
+  exocm profiles add sbx --from-sandbox sandbox.json --auth certificate --no-default
+  exocm inventory --profile sbx
+For a real tenant use 'exocm login'.
+"""
+
+
+@profiles.command("add", epilog=ADD_EXAMPLES)
 @click.argument("name")
 @click.option("--from-sandbox", "source", required=True, metavar="FILE",
               help="File with the JSON line of 'exocm sandbox serve --print-json' ('-' = stdin).")

@@ -240,6 +240,10 @@ def _continue_command(state: RunState, outcome: RunOutcome) -> str:
     return cmd
 
 
+#: Manual steps that --onprem-group-changes lets exocm do itself.
+_GROUP_STEPS = ("leave-synced-groups", "rejoin-synced-groups")
+
+
 def _drive(state: RunState, store: RunStore, services: Services, face: CliFace, actor: str) -> None:
     """Run (or resume) and exit with the outcome's code, saying how to continue."""
     runbook = get_runbook(state.runbook)
@@ -268,6 +272,10 @@ def _drive(state: RunState, store: RunStore, services: Services, face: CliFace, 
         elif outcome.status in ("needs_confirmation", "needs_manual", "waiting", "error"):
             _err("To continue, run:", bold=True)
             _err(f"  {_continue_command(state, outcome)}")
+            if (outcome.manual is not None and outcome.manual.step in _GROUP_STEPS
+                    and not state.options.get("onprem_group_changes")):
+                _err(f"(exocm can change the on-prem groups itself over WinRM: 'exocm runbook abort {state.run_id}', "
+                     "then run it again with --onprem-group-changes)")
     raise SystemExit(code)
 
 
@@ -303,7 +311,18 @@ def list_runbooks(show_steps: bool) -> None:
         click.echo("")
 
 
-@runbook.command("run")
+RUN_EXAMPLES = """\b
+Examples:
+  exocm runbook run clear-previous-mailbox-info --from-findings PREVIOUS_MAILBOX_INFO
+  exocm runbook run dual-mailbox-keep-onprem --identity jdoe@contoso.com --onprem-group-changes
+  exocm runbook run dual-mailbox-keep-cloud --csv duals.csv --yes
+  exocm runbook run clear-previous-mailbox-info --csv users.csv --confirm-irreversible "<tenant id>:12"
+A gate stops the run (exit 3) and prints the exact 'exocm runbook resume RUN ...' to go on;
+'exocm runbook status' lists runs.
+"""
+
+
+@runbook.command("run", epilog=RUN_EXAMPLES)
 @click.argument("name", type=click.Choice(sorted(RUNBOOKS)))
 @click.option("--identity", "identities", multiple=True, metavar="X",
               help="A user (UPN, SMTP address, ExternalDirectoryObjectId ...); repeatable.")

@@ -73,7 +73,18 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-@sandbox.command("serve")
+SERVE_EXAMPLES = """\b
+Examples:
+  exocm sandbox serve                                   1,000 users on a free port, until Ctrl-C
+  exocm sandbox serve --size 1000 --port 0 --print-json > sandbox.json
+  exocm profiles add sbx --from-sandbox sandbox.json    then: exocm inventory --profile sbx
+  exocm sandbox serve --state tenant.sqlite --port 8443 --sync-interval 30
+  exocm sandbox serve --latency-ms 150 --concurrency-limit 10 --write-budget 50 --fault 503=0.05
+(commands with no profile use an embedded sandbox of their own; see 'exocm sandbox reset')
+"""
+
+
+@sandbox.command("serve", epilog=SERVE_EXAMPLES)
 @click.option("--size", type=click.IntRange(1, 300_000), default=1000, show_default=True,
               help="Users in the generated tenant.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Generator seed (same seed, same tenant).")

@@ -17,7 +17,20 @@ from .exitcodes import ERROR
 _VARIANTS = ("default", "notype", "script", "utf16", "semicolon", "utf8-nobom")
 
 
-def _tenant(size: int, seed: int, state: Path | None) -> Any:
+def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False) -> Any:
+    if embedded:
+        from click.core import ParameterSource
+        from exocm.core.config import embedded_sandbox_state
+
+        from .embedded_sandbox import DEFAULT_SANDBOX_SIZE
+
+        ctx = click.get_current_context()
+        if ctx.get_parameter_source("size") in (None, ParameterSource.DEFAULT):
+            size = DEFAULT_SANDBOX_SIZE
+        state = embedded_sandbox_state(size, seed)
+        if not state.exists():
+            raise ValueError(f"no embedded sandbox saved at {state} yet (any 'exocm ... --size {size} "
+                             f"--seed {seed}' command without a profile creates it)")
     if state is not None:
         from exocm.sandbox.tenant import Tenant
 
@@ -32,22 +45,26 @@ _size = click.option("--size", type=click.IntRange(10, 300_000), default=1000, s
 _seed = click.option("--seed", type=int, default=42, show_default=True, help="Generator seed.")
 _state = click.option("--state", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                       help="Read the tenant from this state file (exocm sandbox serve --state) instead.")
+_embedded = click.option("--embedded", is_flag=True,
+                         help="Read the embedded sandbox the other commands use (its saved state; "
+                              "--size defaults to 5000 then), with every change made to it so far.")
 
 
 @click.command("export-onprem")
 @_size
 @_seed
 @_state
+@_embedded
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV file to write.")
 @click.option("--variant", type=click.Choice(_VARIANTS), default="default", show_default=True,
               help="Export-Csv style: #TYPE line or not, UTF-8 with/without BOM, UTF-16, ';' delimiter.")
-def export_onprem(size: int, seed: int, state: Path | None, out: Path, variant: str) -> None:
+def export_onprem(size: int, seed: int, state: Path | None, embedded: bool, out: Path, variant: str) -> None:
     """Write the sandbox's on-prem side as Export-ExocmOnPrem.ps1 would (Get-Mailbox + Get-RemoteMailbox)."""
     from exocm.sandbox.onprem_export import write_onprem_csv
 
     try:
-        n = write_onprem_csv(_tenant(size, seed, state), out, variant=variant)
+        n = write_onprem_csv(_tenant(size, seed, state, embedded), out, variant=variant)
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(ERROR)
@@ -58,10 +75,11 @@ def export_onprem(size: int, seed: int, state: Path | None, out: Path, variant: 
 @_size
 @_seed
 @_state
-def planted(size: int, seed: int, state: Path | None) -> None:
+@_embedded
+def planted(size: int, seed: int, state: Path | None, embedded: bool) -> None:
     """Print the ground truth as JSON: finding code -> sorted ExternalDirectoryObjectIds."""
     try:
-        truth = _tenant(size, seed, state).planted()
+        truth = _tenant(size, seed, state, embedded).planted()
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(ERROR)

@@ -40,7 +40,24 @@ def _recorded_sandbox(journal: Path) -> Any:
         return None
 
 
-@click.command()
+UNDO_EXAMPLES = """\b
+Examples:
+  exocm undo JOURNAL -o undo.json                        every verified row of that plan's runs
+  exocm undo JOURNAL --only-this-run -o undo.json
+  exocm undo JOURNAL --export-overwritten cloud-values.csv -o undo.json
+then: exocm show undo.json, exocm apply undo.json
+(journals live in <data dir>/journals; 'exocm apply' prints the path)
+"""
+
+REPORT_EXAMPLES = """\b
+Examples:
+  exocm report JOURNAL                        per row: result, before/after, reason
+  exocm report JOURNAL --format csv -o results.csv   for the change ticket
+  exocm report JOURNAL1 JOURNAL2 --format json
+"""
+
+
+@click.command(epilog=UNDO_EXAMPLES)
 @connection_options
 @click.argument("journal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
@@ -78,8 +95,12 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     save_plan(plan, path)
     err.print("\n".join(counts_lines(plan)) or "  (no verified rows to undo)")
     if plan.value is False and plan.set_rows():
-        err.print(f"[yellow]warning:[/] the next sync will overwrite cloud values of {len(overwritten):,} "
-                  "mailboxes with on-prem values; 'exocm show PLAN' lists them")
+        if overwritten:
+            err.print(f"[yellow]warning:[/] the next sync will overwrite cloud values of {len(overwritten):,} "
+                      "mailboxes with on-prem values; 'exocm show PLAN' lists them")
+        else:
+            err.print("note: these mailboxes go back to on-prem management; no cloud value differs from "
+                      "what on-prem holds, so the next sync overwrites nothing known")
     err.print(f"undo plan {plan.digest[:12]} written to {escape(str(path))}")
     click.echo(str(path))
 
@@ -96,10 +117,10 @@ def render_report_table(frame: pd.DataFrame, counts: dict[str, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@click.command()
+@click.command(epilog=REPORT_EXAMPLES)
 @click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (atomically).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (atomically).")
 def report(journals: tuple[Path, ...], fmt: str, out: Path | None) -> None:
     """Per row of one or more journals: result, before/after, reason, error, timestamps.
 
