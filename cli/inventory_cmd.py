@@ -3,7 +3,7 @@
 Data goes to stdout (or --out FILE); the progress bar, the SANDBOX header and notes go to
 stderr, so `exocm inventory --format csv > mailboxes.csv` is clean. On a configured tenant
 the last snapshot is reused (its age is shown) unless --refresh; the in-process sandbox is
-always fetched fresh (it is generated anew each run, so a snapshot would only go stale).
+always read fresh (it is local and cheap to read, and another command may have changed it).
 """
 from __future__ import annotations
 
