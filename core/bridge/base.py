@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -27,6 +27,14 @@ def identity_of(parameters: Mapping[str, Any] | None) -> str | None:
     """The call's -Identity as text (for error messages), or None."""
     value = parameters.get("Identity") if parameters else None
     return str(value) if value is not None else None
+
+
+def counters(stats: Any) -> dict[str, Any]:
+    """A bridge's counters (a dataclass with a `waits_s` list) as plain data: every other field
+    as it is, in field order, then the waits summed as `waited_s`."""
+    data = {f.name: getattr(stats, f.name) for f in fields(stats) if f.name != "waits_s"}
+    data["waited_s"] = round(sum(stats.waits_s), 3)
+    return data
 
 
 def plain_parameters(value: Any) -> Any:

@@ -52,7 +52,7 @@ from pypsrp.wsman import WSMan
 
 from ..auth import TokenProvider
 from . import clixml
-from .base import Call, CallResult, Record, identity_of, is_read_cmdlet, plain_parameters
+from .base import Call, CallResult, Record, counters, identity_of, is_read_cmdlet, plain_parameters
 from .classify import classify_response, retryable
 from .errors import AppliedUnknown, AuthFailed, BridgeError, ProtocolError, Transient
 from .normalize import normalize_record, parse_datetime
@@ -418,10 +418,7 @@ class PsrpBridge:
     def snapshot(self) -> dict[str, Any]:
         """Counters for progress displays and benchmarks."""
         with self._lock:
-            s = self.stats
-            return {"pipelines": s.pipelines, "records": s.records, "pools_opened": s.pools_opened,
-                    "retries": s.retries, "transport_errors": s.transport_errors,
-                    "receive_timeouts": s.receive_timeouts, "waited_s": round(sum(s.waits_s), 3)}
+            return counters(self.stats)
 
     # -- connection ------------------------------------------------------------------------
     def _new_wsman(self) -> WSMan:

@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from ..auth import TokenProvider
-from .base import Call, CallResult, Record, identity_of, is_read_cmdlet, plain_parameters
+from .base import Call, CallResult, Record, counters, identity_of, is_read_cmdlet, plain_parameters
 from .classify import classify_response, classify_transport_error, retryable
 from .concurrency import AdaptiveLimiter, Ticket, limiter_for
 from .errors import AppliedUnknown, AuthFailed, BridgeError, ProtocolError, Throttled, Transient
@@ -178,11 +178,7 @@ class RestBridge:
                 self._take_warnings(cmdlet, {"@adminapi.warnings": warnings}, self._local.warnings)
             with self._lock:
                 self.stats.pages += 1
-            url = self._checked_next_link(next_link, cmdlet) if next_link else None
-            if url is not None:
-                if url in seen:
-                    raise ProtocolError(f"{cmdlet}: the service repeated a page link; stopping", cmdlet=cmdlet)
-                seen.add(url)
+            url = self._next_url(next_link, cmdlet, seen)
             yield page
 
     def invoke_many(self, calls: Sequence[Call]) -> list[CallResult]:
@@ -241,13 +237,7 @@ class RestBridge:
     def snapshot(self) -> dict[str, Any]:
         """Counters and the tenant's current concurrency limit, for progress displays and benchmarks."""
         with self._lock:
-            s = self.stats
-            data: dict[str, Any] = {
-                "requests": s.requests, "pages": s.pages, "records": s.records, "batches": s.batches,
-                "http_429": s.http_429, "throttled": s.throttled, "write_429": s.write_429, "retries": s.retries,
-                "token_refreshes": s.token_refreshes, "transport_errors": s.transport_errors,
-                "waited_s": round(sum(s.waits_s), 3),
-            }
+            data = counters(self.stats)
         data.update(self.limiter.snapshot())
         return data
 
@@ -269,15 +259,14 @@ class RestBridge:
                 self.stats.pages += 1
                 self.stats.records += len(records)
             next_link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
-            url = self._checked_next_link(next_link, cmdlet) if next_link else None
-            if url is not None:
-                if url in seen:
-                    raise ProtocolError(f"{cmdlet}: the service repeated a page link; stopping", cmdlet=cmdlet)
-                seen.add(url)
+            url = self._next_url(next_link, cmdlet, seen)
             yield records
 
-    def _checked_next_link(self, link: Any, cmdlet: str) -> str:
-        """Tokens go only to the configured endpoint: refuse a nextLink elsewhere."""
+    def _next_url(self, link: Any, cmdlet: str, seen: set[str]) -> str | None:
+        """The next page's URL, None when there is no link. Tokens go only to the configured
+        endpoint: a nextLink elsewhere is refused, and so is one already followed (a loop)."""
+        if not link:
+            return None
         if not isinstance(link, str) or not link.strip():
             raise ProtocolError(f"{cmdlet}: the service sent an unusable page link", cmdlet=cmdlet)
         absolute = urljoin(self.invoke_url, link.strip())
@@ -286,6 +275,9 @@ class RestBridge:
             raise ProtocolError(
                 f"{cmdlet}: refused a page link to another host ({host}); exocm sends its token only "
                 f"to {urlsplit(self.base_url).netloc}", cmdlet=cmdlet)
+        if absolute in seen:
+            raise ProtocolError(f"{cmdlet}: the service repeated a page link; stopping", cmdlet=cmdlet)
+        seen.add(absolute)
         return absolute
 
     @staticmethod
@@ -564,12 +556,13 @@ class RestBridge:
         """A read inside a batch that has more pages: follow them with plain InvokeCommand posts."""
         body = {"CmdletInput": {"CmdletName": call.cmdlet, "Parameters": plain_parameters(call.parameters)}}
         records: list[Record] = []
-        url: str | None = self._checked_next_link(next_link, call.cmdlet)
+        seen: set[str] = set()
+        url = self._next_url(next_link, call.cmdlet, seen)
         while url is not None:
             data = self._post(url, body, cmdlet=call.cmdlet, identity=identity_of(call.parameters), is_write=False,
                               page_size=self.page_size)
             records.extend(self._records_of(data))
             self._take_warnings(call.cmdlet, data, warnings)
             link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
-            url = self._checked_next_link(link, call.cmdlet) if link else None
+            url = self._next_url(link, call.cmdlet, seen)
         return records
