@@ -31,8 +31,8 @@ from exocm.core.plan import save_plan, writeback_values
 from exocm.sandbox.generator import generate_tenant
 from plan_support import SetMailboxCounter, add_profile, connect, dirsynced_plan
 
-ROWS = 400
-KILLS = 4
+ROWS = 300
+KILLS = 3
 SLOW_CHAINS = 10
 SLOW_KILLS = 5
 SLOW_ROWS = 1000

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-ROWS = 150
+ROWS = 120
 #: Higher rates than the full campaign so a small plan still meets every fault several times.
 CI_RATES = {"503": 0.10, "reset": 0.08, "timeout": 0.06, "applied-error": 0.25}
 

@@ -11,8 +11,8 @@ restart of the service) is resumed, like an admin would, until the plan is compl
 
 - `503`, `reset`, `timeout`, `applied-error`: the sandbox's fault knobs at a per-request rate
   (`timeout` holds the answer longer than the client waits; the write has landed);
-- `429-storm`: a write budget far below what the client starts at, squeezed and relaxed
-  during the run, plus a per-tenant concurrency limit;
+- `429-storm`: a write budget far below what the client starts at (120/s), squeezed to a
+  third and relaxed again twice during the run, plus a per-tenant concurrency limit;
 - `token-expiry`: every issued access token is revoked (401 as expired) every 0.5 s;
 - `restart`: the sandbox runs as a child process (`exocm sandbox serve --state FILE
   --durable-writes`); it is killed with SIGKILL mid-run and restarted on the same port
@@ -214,20 +214,24 @@ class Disruptor:
             while self._pending and frac >= self._pending[0][0]:
                 due.append(self._pending.pop(0)[1])
         for action in due:
-            threading.Thread(target=self._fire, args=(action,), daemon=True).start()
+            with self._lock:
+                self.fired += 1  # counted when it starts: the run is still going
+            thread = threading.Thread(target=self._fire, args=(action,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _fire(self, action: Callable[[], None]) -> None:
         try:
             with self._one_at_a_time:  # a second restart waits until the first is done
                 action()
-                self.fired += 1
         except Exception as exc:  # noqa: BLE001
             print(f"faults: action failed: {exc!r}", file=sys.stderr)
 
     def stop(self) -> None:
+        """Stop the periodic actions and wait for one-shot actions still running (a restart)."""
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=10)
+        for t in list(self._threads):
+            t.join(timeout=60)
 
 
 def _connect(info: dict[str, Any], *, timeout: float = 120.0) -> RestBridge:
@@ -258,17 +262,19 @@ def _setup(kind: str, rows: int, seed: int, work: Path,
         return child, disrupt, {}
     if kind == "mixed":
         sb = InProcess(size, seed, state_file=work / "tenant.sqlite", write_budget=150.0, concurrency_limit=12)
-        disrupt.actions = [(0.5, sb.restart)]
+        disrupt.actions = [(0.3, sb.restart)]
         disrupt.periodic = [(0.5, lambda: sb.sb.revoke_tokens())]
         return sb, disrupt, {"faults": {k: v / 3 for k, v in rates.items()}, "timeout": CLIENT_TIMEOUT_S,
                              "pacer": WritePacer(initial_rate=400)}
     if kind == "429-storm":
-        sb = InProcess(size, seed, write_budget=120.0, concurrency_limit=8)
+        # a budget the run overshoots at once (120/s, squeezed to 40/s); smaller plans get smaller budgets
+        high = float(min(120, max(10, rows // 2)))
+        sb = InProcess(size, seed, write_budget=high, concurrency_limit=8)
 
         def budget(value: float) -> Callable[[], None]:
             return lambda: setattr(sb.sb.knobs, "write_budget", value)
 
-        squeeze, relax = budget(40.0), budget(120.0)
+        squeeze, relax = budget(high / 3), budget(high)
         disrupt.actions = [(0.2, squeeze), (0.4, relax), (0.6, squeeze), (0.8, relax)]
         return sb, disrupt, {"pacer": WritePacer(initial_rate=600)}
     sb = InProcess(size, seed)
