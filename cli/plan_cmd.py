@@ -271,11 +271,19 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def sandbox_note(source: dict[str, Any]) -> str:
+    """' (SANDBOX ...)' when the plan was made on a sandbox, else ''."""
+    embedded = source.get("embedded_sandbox")
+    if isinstance(embedded, dict):
+        return f" (SANDBOX: embedded, {embedded.get('size', 0):,} users, seed {embedded.get('seed')})"
+    return " (SANDBOX)" if source.get("sandbox") else ""
+
+
 def render_show_table(p: Plan, *, limit: int = TABLE_LIMIT) -> str:
     """The plan for a terminal: header, counts, input issues, rows, overwritten values."""
     age_h = p.age().total_seconds() / 3600
     lines = [
-        f"# plan {p.digest[:12]} ({p.kind}) for tenant {inert(p.tenant)}",
+        f"# plan {p.digest[:12]} ({p.kind}) for tenant {inert(p.tenant)}{sandbox_note(p.source)}",
         f"# created {p.created_at} ({age_h:.1f} h ago) by exocm {inert(p.tool_version)}; bridge {inert(p.bridge)}",
         f"# operation: Set-Mailbox -IsExchangeCloudManaged ${str(p.value).lower()}",
         *[f"#{line}" for line in counts_lines(p)],

@@ -23,21 +23,26 @@ from .connection import connection_options, embedded_source, follow_recorded_san
 from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame
-from .plan_cmd import counts_lines
+from .plan_cmd import counts_lines, sandbox_note
 
 
-def _recorded_sandbox(journal: Path) -> Any:
-    """The embedded sandbox (size, seed) the journal's plan was made on, if it says so."""
+def _plan_source(journal: Path) -> dict[str, Any]:
+    """The `source` of the plan the journal ran (empty when its plan file is gone)."""
     from exocm.core.journal import read_journal
     from exocm.core.plan import PlanError, load_plan
 
     try:
         plan_file = (read_journal(journal).header or {}).get("plan_file")
         if not plan_file:
-            return None
-        return load_plan(Path(plan_file)).source.get("embedded_sandbox")
+            return {}
+        return dict(load_plan(Path(plan_file)).source)
     except (JournalError, PlanError, OSError, ValueError):
-        return None
+        return {}
+
+
+def _recorded_sandbox(journal: Path) -> Any:
+    """The embedded sandbox (size, seed) the journal's plan was made on, if it says so."""
+    return _plan_source(journal).get("embedded_sandbox")
 
 
 UNDO_EXAMPLES = """\b
@@ -142,5 +147,8 @@ def report(journals: tuple[Path, ...], fmt: str, out: Path | None) -> None:
                            "rows": records}, ensure_ascii=False, indent=1) + "\n"
     else:
         text = render_report_table(frame, counts)
+        notes = {sandbox_note(_plan_source(j)) for j in journals if j.exists()} - {""}
+        if notes:
+            text = f"# {sorted(notes)[0].strip()[1:-1]}\n" + text
     write_output(text, out)
     sys.exit(exitcodes.OK)

@@ -75,12 +75,15 @@ def test_plan_apply_report_undo_apply_work_across_separate_commands(tmp_path: Pa
     report = exocm("report", journal, "--format", "json")
     assert report.exit_code == 0
     assert json.loads(report.stdout)["counts"]["verified"] == len(set_rows)
+    table = exocm("report", journal)
+    assert table.stdout.startswith(f"# SANDBOX: embedded, {SIZE:,} users, seed {SEED}\n")
 
     undo_plan = tmp_path / "u.json"
     undo = exocm("undo", journal, "-o", str(undo_plan))
     assert undo.exit_code == 0, undo.output
     shown = exocm("show", str(undo_plan))
     assert shown.exit_code == 1  # something would change
+    assert f"(SANDBOX: embedded, {SIZE:,} users, seed {SEED})" in shown.stdout.splitlines()[0]
     assert "OVERWRITE" in shown.stdout  # a true -> false undo lists what the next sync overwrites
     undone = exocm_process("apply", str(undo_plan), "--yes")
     assert undone.returncode == 0, undone.stderr
