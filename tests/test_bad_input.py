@@ -555,3 +555,27 @@ def test_output_files_are_private_and_replaced_whole(dirs: dict[str, Any], tmp_p
     refused = run("show", str(out), "--out", str(blocker / "inside.csv"))
     assert_refused(refused, "a-file")
     assert sorted(os.listdir(tmp_path)) == ["a-file", "plan.json"]  # nothing half-written left behind
+
+
+@pytest.fixture(scope="module")
+def search_view() -> Any:
+    from exocm.core.inventory import records_to_frame
+    from exocm.core.views import MailboxView
+
+    names = ["Ana", "[bold]B[/bold]", "Zoë \x1b[2J", "\u202egnp.exe", "مرحبا", "x" * 300, ""]
+    records = [{"ExternalDirectoryObjectId": f"00000000-0000-0000-0000-{i:012d}", "DisplayName": name,
+                "UserPrincipalName": f"u{i}@contoso.com", "PrimarySmtpAddress": f"u{i}@contoso.com",
+                "EmailAddresses": [f"SMTP:u{i}@contoso.com"], "RecipientTypeDetails": "UserMailbox",
+                "IsDirSynced": True, "IsExchangeCloudManaged": False} for i, name in enumerate(names)]
+    return MailboxView(records_to_frame(records, []))
+
+
+@FAST
+@given(text=st.text(max_size=40) | st.sampled_from(["[", "(", "*", "\\", ".*", "\x00", "\x1b[", "%", "?", "+"]))
+def test_any_search_text_in_the_tui_filter_finds_rows_or_none_never_an_error(text: str, search_view: Any) -> None:
+    """The TUI's search box is the other text filter in core (core.views): a plain substring, any input."""
+    from exocm.core.views import MailboxView
+
+    found = list(search_view.filter(text))
+    assert found == list(MailboxView(search_view.frame).filter(text))  # same as a fresh view
+    assert all(0 <= p < search_view.size for p in found)
