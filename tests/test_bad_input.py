@@ -579,3 +579,23 @@ def test_any_search_text_in_the_tui_filter_finds_rows_or_none_never_an_error(tex
     found = list(search_view.filter(text))
     assert found == list(MailboxView(search_view.frame).filter(text))  # same as a fresh view
     assert all(0 <= p < search_view.size for p in found)
+
+
+def test_a_resume_reads_past_damaged_journals_and_names_each_bad_line(dirs: dict[str, Any], tmp_path: Path) -> None:
+    plan = tmp_path / "rooms.json"
+    made = run("plan", "--profile", dirs["profile"], "--set-cloud-managed", "true", "--where",
+               "RecipientTypeDetails == 'RoomMailbox' and IsDirSynced", "-o", str(plan))
+    assert made.exit_code == 0, made.output
+    first = run("apply", "--profile", dirs["profile"], str(plan), "--yes")
+    assert first.exit_code == 0, first.output
+    journals = dirs["base"] / "data" / "journals"
+    digest = load_plan(plan).digest
+    journal = next(p for p in journals.glob("*.jsonl") if read_journal(p).plan_digest == digest)
+    with journal.open("ab") as handle:  # garbage in the middle, then a torn last line
+        handle.write(b"\x00\x01 not json\n{\"type\": \"row\", \"identity\": 5}\n{\"type\": \"row\", \"run")
+    (journals / "zz-not-a-journal.jsonl").write_bytes(bytes(range(256)))
+    again = run("apply", "--profile", dirs["profile"], str(plan), "--yes", "--resume")
+    assert again.exit_code == 0, again.output
+    warnings = [line for line in again.stderr.splitlines() if line.startswith("journal:") and ": line " in line]
+    assert [w.split(": line ")[1].split()[0] for w in warnings] == ["7", "8", "9"], again.stderr
+    assert "nothing to change" in again.stderr  # every row was verified by the first run: none written again
