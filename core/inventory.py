@@ -77,6 +77,16 @@ PAGE_SIZE: Final = 1000
 #: Up to ~8 pages it ends while Get-Mailbox's partitions (the bulk) still run, and a partitioned
 #: read costs 17 server-side queries where one does; beyond that, parallel pages win.
 PROBE_PAGES: Final = 8
+#: The properties each read asks for (`$select`): the inventory's columns that the cmdlet has.
+#: Get-Mailbox has no PreviousRecipientTypeDetails (Get-User brings it); Get-User has none of the
+#: mailbox attributes. CIPP's New-ExoRequest selects such lists (with IsExchangeCloudManaged) on
+#: Get-Mailbox and Get-User through InvokeCommand.
+SELECT: Final[dict[str, tuple[str, ...]]] = {
+    "Get-Mailbox": tuple(c for c in INVENTORY_COLUMNS if c != "PreviousRecipientTypeDetails"),
+    "Get-User": ("ExternalDirectoryObjectId", "Guid", "UserPrincipalName", "DisplayName", "RecipientType",
+                 "RecipientTypeDetails", "PreviousRecipientTypeDetails", "IsDirSynced", "WhenChanged",
+                 "WhenChangedUTC"),
+}
 #: How often one partition is re-read from its start after the bridge gave up on a transient error.
 PARTITION_RETRIES: Final = 3
 
@@ -531,7 +541,7 @@ class _Fetch:
     def __init__(
         self, bridge: Bridge, reads: list[_Read], *, progress: ProgressCallback | None,
         cancel: threading.Event | None, max_workers: int, page_size: int, probe_pages: int,
-        clock: Callable[[], float],
+        clock: Callable[[], float], select: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.bridge = bridge
         self.reads = reads
@@ -541,6 +551,7 @@ class _Fetch:
         self.page_size = page_size
         self.probe_pages = max(1, probe_pages)
         self.clock = clock
+        self.select = select or {}
         self.events: queue.Queue[_Event] = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="exocm-inventory")
         self.tasks: dict[int, _Task] = {}
@@ -588,7 +599,7 @@ class _Fetch:
         bodies = getattr(self.bridge, "stream_bodies", None)
         if callable(bodies):
             batches: Iterator[pa.RecordBatch] = bodies(cmdlet, params, page_size=self.page_size,
-                                                       parse=parse_page_body)
+                                                       parse=parse_page_body, select=self.select.get(cmdlet))
             return batches
         raw = getattr(self.bridge, "stream_raw", None)
         stream = raw if callable(raw) else self.bridge.stream
@@ -796,6 +807,7 @@ def fetch_inventory(
     page_size: int = PAGE_SIZE,
     partition_property: str = PARTITION_PROPERTY,
     probe_pages: int = PROBE_PAGES,
+    select_properties: bool = True,
     clock: Callable[[], float] = time.monotonic,
 ) -> Inventory:
     """Fetch Get-Mailbox and Get-User through `bridge` with a partitioned parallel read; return the Inventory.
@@ -803,6 +815,8 @@ def fetch_inventory(
     `partitions` is 16 (first hex digit of ExternalDirectoryObjectId, plus the complement), 256,
     or 1 (one paged stream per cmdlet); `partition_property` is the property the prefixes apply to;
     Get-User is read as one stream until `probe_pages` full pages have come, then partitioned.
+    `select_properties`: where the bridge takes undecoded bodies (REST), ask each cmdlet for only the
+    properties the inventory keeps (SELECT; `$select`), which makes every page ~30% smaller.
     `max_workers` defaults to one thread per partition (at most MAX_WORKERS). `progress` is
     called on the caller's thread (records
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
@@ -815,6 +829,7 @@ def fetch_inventory(
         max_workers = min(MAX_WORKERS, sum(max(len(p.partitions) for p in r.plans) for r in (mailboxes, users)))
     fetch = _Fetch(bridge, [mailboxes, users], progress=progress, cancel=cancel,
                    max_workers=max(1, max_workers), page_size=page_size, probe_pages=probe_pages,
+                   select=SELECT if select_properties else None,
                    clock=clock)
     try:
         mbx_table, usr_table = fetch.run()

@@ -198,7 +198,7 @@ def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], view_kind: str) ->
                               "Parameter set cannot be resolved using the specified named parameters.")
         r = resolve(t, p["Identity"], scope)
         rtd = _rtd_param(p.get("RecipientTypeDetails"))
-        return RecordSet([] if rtd is not None and r.rtd not in rtd else [r], view.build)
+        return RecordSet([] if rtd is not None and r.rtd not in rtd else [r], view.build, view)
     limit = result_size(p.get("ResultSize"))
     rtd = _rtd_param(p.get("RecipientTypeDetails"))
     allowed = scope if rtd is None else scope & rtd
@@ -228,7 +228,7 @@ def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], view_kind: str) ->
         # Exchange's warning when ResultSize (default 1000) cut the output (text from Exchange).
         t.warn("There are more results available than are currently displayed. To view them, increase the "
                "value for the ResultSize parameter.")
-    return RecordSet(objs, view.build)
+    return RecordSet(objs, view.build, view)
 
 
 _GET_PARAMS = ("Identity", "ResultSize", "RecipientTypeDetails", "Filter")

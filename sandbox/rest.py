@@ -7,6 +7,10 @@ Facts modelled, with their sources:
 - Request/response shapes, headers (Authorization, X-CmdletName, X-AnchorMailbox,
   `Prefer: odata.maxpagesize=N`, client-request-id) and `@adminapi.warnings`: DESIGN section 2,
   and public clients of the API (CIPP's New-ExoRequest, M365Permissions' New-ExOQuery).
+- `$select` on InvokeCommand (`InvokeCommand?$select=UserPrincipalName,Guid`): CIPP's New-ExoRequest
+  sends it with Get-Mailbox / Get-User and reads only those properties, page after page. The
+  sandbox answers with only the named properties (case-insensitive) on every page of the call;
+  what the service does with a name the cmdlet does not have is not known: the sandbox ignores it.
 - Paging: those clients follow `@odata.nextLink` by POSTing the SAME body to the link
   until it is absent; the link is an absolute URL on the same host. The sandbox also
   answers a GET to it. The link's query (`$skiptoken=<cursor>.<page>`) is the sandbox's
@@ -361,6 +365,7 @@ class RestApi:
         skip = query.get("$skiptoken") or query.get("%24skiptoken")
         if skip:
             return self._next_page(skip, tenant)
+        select = [n for n in (query.get("$select") or query.get("%24select") or "").split(",") if n.strip()]
         if method.upper() != "POST":
             return _Outcome(405, dumps(simple_error("MethodNotAllowed",
                                                     "The requested resource does not support http method "
@@ -392,6 +397,8 @@ class RestApi:
         try:
             with self.tenant.lock:
                 rows = self._run(cmdlet, params)
+                if select:
+                    rows = _selected(rows, select)
                 warnings = list(getattr(self.tenant, "last_warnings", None) or [])
                 first = rows[:page_size]  # records are built under the lock, serialised outside
         except CmdletError as err:
@@ -504,6 +511,17 @@ class RestApi:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         outcome = self._invoke_request(str(sub.get("method", "POST")), query, body, headers, tenant)
         return outcome, sub_id
+
+
+def _selected(rows: Sequence[dict[str, Any]], names: list[str]) -> Sequence[dict[str, Any]]:
+    """`rows` with only the properties in `names` ($select): the tenant's lazy RecordSet projects
+    itself (records then cost only those properties); plain records are filtered."""
+    select = getattr(rows, "select", None)
+    if callable(select):
+        projected: Sequence[dict[str, Any]] = select(names)
+        return projected
+    wanted = {n.strip().lower() for n in names}
+    return [{k: v for k, v in r.items() if k.lower() in wanted} for r in rows]
 
 
 def _header(headers: Any, name: str) -> str:

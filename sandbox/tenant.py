@@ -34,6 +34,7 @@ from exocm.sandbox.objects import (
     ExoRecipient,
     primary_smtp,
 )
+from exocm.sandbox.views import View
 
 Record = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -145,11 +146,22 @@ class RecordSet(Sequence[Record]):
     Records reflect the objects' state at read time, like a real EXO page read later.
     """
 
-    __slots__ = ("_objs", "_build")
+    __slots__ = ("_objs", "_build", "_view")
 
-    def __init__(self, objs: list[Any], build: Callable[[Any], Record]) -> None:
+    def __init__(self, objs: list[Any], build: Callable[[Any], Record], view: View | None = None) -> None:
         self._objs = objs
         self._build = build
+        self._view = view
+
+    def select(self, names: Sequence[str]) -> RecordSet:
+        """The same objects, their records holding only the properties in `names` (OData $select;
+        case-insensitive, unknown names ignored). Built by a projected view when there is one."""
+        if self._view is not None:
+            view = self._view.projected(names)
+            return RecordSet(self._objs, view.build, view)
+        wanted = {n.strip().lower() for n in names}
+        build = self._build
+        return RecordSet(self._objs, lambda o: {k: v for k, v in build(o).items() if k.lower() in wanted})
 
     def __len__(self) -> int:
         return len(self._objs)

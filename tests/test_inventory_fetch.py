@@ -149,3 +149,12 @@ def test_load_or_fetch_reuses_the_snapshot_until_refresh_or_max_age(
     assert not load_or_fetch(bridge, root=tmp_path, max_age=timedelta(0)).from_snapshot
     dirsynced = load_or_fetch(bridge, root=tmp_path, dirsynced_only=True)
     assert not dirsynced.from_snapshot and dirsynced.dirsynced_only  # its own snapshot variant
+
+
+def test_selected_properties_give_the_same_frame_as_whole_records(
+        sandbox: Sandbox, bridge_for: Callable[..., RestBridge]) -> None:
+    import pandas as pd
+
+    selected = fetch_inventory(bridge_for(sandbox), page_size=100)
+    whole = fetch_inventory(bridge_for(sandbox), page_size=100, select_properties=False)
+    pd.testing.assert_frame_equal(selected.frame.sort_index(), whole.frame.sort_index())
