@@ -12,10 +12,11 @@ from typing import Any
 
 import click
 from exocm.core.auth import DeviceCode
-from exocm.core.config import ConfigError
+from exocm.core.config import ConfigError, embedded_sandbox_state
 from exocm.core.session import Session, load_keymap
 
 from .connection import SANDBOX_LABEL, connection_options, open_connection, resolve_profile_name
+from .embedded_sandbox import banner_text
 from .errors import user_errors
 
 
@@ -69,6 +70,9 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
 
     app = ExocmApp(connect, label=label, is_sandbox=is_sandbox, keymap=keymap)
     app_ref["app"] = app
+    embedded = is_sandbox and not profile
+    if embedded:  # stays on the terminal above the app (and after it): where this sandbox's state lives
+        click.secho(banner_text(size, seed, embedded_sandbox_state(size, seed)), err=True, fg="yellow", bold=True)
     try:
         app.run()
     finally:
