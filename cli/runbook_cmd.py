@@ -52,6 +52,7 @@ from exocm.core.runbooks import (
 
 from . import exitcodes
 from .connection import Connection, connection_options, embedded_source, open_connection
+from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE
 from .errors import fail, inert, user_errors
 
 EXIT_FOR_STATUS: dict[str, int] = {
@@ -439,8 +440,10 @@ def resume(run_id: str, confirmation: str | None, interactive: bool | None, poll
     conn: dict[str, Any] = {"profile": profile or state.profile}
     if state.embedded and not profile:
         recorded = state.options.get("embedded_sandbox")
-        if not isinstance(recorded, dict):
-            fail(f"run {state.run_id} used an embedded sandbox that was not saved; it cannot be resumed")
+        if not isinstance(recorded, dict):  # a run started where the size was not recorded (the TUI)
+            recorded = {"size": DEFAULT_SANDBOX_SIZE, "seed": DEFAULT_SANDBOX_SEED}
+            _err(f"note: run {state.run_id} did not record its embedded sandbox; resuming on the default one "
+                 f"({DEFAULT_SANDBOX_SIZE:,} users, seed {DEFAULT_SANDBOX_SEED})", fg="yellow")
         conn = {"sandbox": True, "size": int(recorded["size"]), "seed": int(recorded["seed"])}
     state.options.update(_run_options(poll_interval, wait_timeout))
     interactive = sys.stdin.isatty() if interactive is None else interactive
