@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from exocm.cli.main import cli
 from exocm.core.apply import PlanLock
 from exocm.core.journal import journals_for_plan, read_journal
 from exocm.core.plan import Plan, save_plan
@@ -74,16 +76,15 @@ def test_second_apply_of_a_running_plan_refuses_in_one_line_naming_the_owner_pid
     try:
         owner = _owner_file(tmp_path / "data", plan)
         assert _wait_for(owner.exists), "the first apply never took the lock"
-        second = subprocess.run(_apply_cmd(profile, path), env=env, stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, timeout=120)
+        second = CliRunner().invoke(cli, _apply_cmd(profile, path)[3:])  # the same command, in this process
         assert first.poll() is None, "the first apply ended before the second was tried; slow it down"
     finally:
         out, err = first.communicate(timeout=180)
-    assert second.returncode == 2, second.stderr
+    assert second.exit_code == 2 and isinstance(second.exception, SystemExit), second.output
     lines = _error_lines(second.stderr)
     assert len(lines) == 1, second.stderr
     assert "already being applied" in lines[0] and f"pid {first.pid} " in lines[0]
-    assert "Traceback" not in second.stderr + err
+    assert "Traceback" not in err
     assert first.returncode == 0, err[-2000:]
     targets = {r.identity.lower() for r in plan.set_rows()}
     assert set(counter.counts) == targets and max(counter.counts.values()) == 1  # never written twice
@@ -121,9 +122,8 @@ def test_a_lock_left_by_a_killed_apply_is_taken_over_and_the_resume_never_rewrit
     # the dead run's owner file is still there: the lock looks held, but its flock died with it
     assert json.loads(owner.read_text(encoding="utf-8"))["pid"] == first.pid
 
-    resumed = subprocess.run(_apply_cmd(profile, path, "--resume"), env=env, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=180)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed = CliRunner().invoke(cli, _apply_cmd(profile, path, "--resume")[3:])
+    assert resumed.exit_code == 0, resumed.output[-2000:]
     assert f"took over the lock of a run that is gone (pid {first.pid} " in " ".join(resumed.stderr.split())
     runs = journals_for_plan(plan.digest, journals)
     assert len(runs) == 2
