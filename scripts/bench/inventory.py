@@ -4,11 +4,13 @@
     scripts/bench/inventory.py --size 100000 --latency-ms 150 --concurrency-limit 10 --json OUT
 
 One sandbox tenant serves both runs. By default it runs as `exocm sandbox serve --print-json`
-in a child process, so its CPU (it evaluates every filter by scanning the tenant) does not
-queue behind this process's GIL; `--in-process` serves it from this process instead. Run (a) reads Get-Mailbox -ResultSize Unlimited one page of 1000 after the
-other, which is what the PowerShell cmdlet does (RestBridge.stream: records normalised value
-by value, as the module deserialises every object); run (b) is `fetch_inventory` (Get-Mailbox
-and Get-User, partitioned, parallel within the tenant's limit, pages decoded into Arrow). Both
+in a child process, so its CPU (building and serialising every page) does not queue behind this
+process's GIL; `--in-process` serves it from this process instead. Run (a) reads Get-Mailbox
+-ResultSize Unlimited one page of 1000 after the other, which is what the PowerShell cmdlet does
+(RestBridge.stream: every property, records normalised value by value, as the module
+deserialises every object); run (b) is `fetch_inventory` (Get-Mailbox and Get-User, partitioned,
+parallel within the tenant's limit, only the inventory's properties ($select), pages decoded
+into Arrow). Both
 go through the real REST bridge, MSAL and TLS, with the bridge's concurrency ceiling set to
 --concurrency-limit (--max-concurrency to let AIMD find the limit through 429s instead). The
 ids are compared with the generator's ground truth. Both runs follow an untimed warm-up page.
