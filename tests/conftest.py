@@ -13,11 +13,19 @@
 """
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from exocm.sandbox.server import Sandbox
+
+# A suite started as a background job of a non-interactive shell (nohup, `cmd &` in CI scripts)
+# inherits SIGINT as ignored, and so would every process the tests start: the tests that press
+# Ctrl-C on `exocm apply` or `exocm sandbox serve` would then see it ignored. A Python handler
+# here becomes SIG_DFL across exec, so the children get a real Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SESSION_SIZE = 1000
 SESSION_SEED = 42
