@@ -149,10 +149,13 @@ def profiles() -> None:
 
 
 @profiles.command("list")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per profile.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: one JSON object per profile.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: same as --format json.")
 @handle_errors
-def list_profiles(as_json: bool) -> None:
+def list_profiles(fmt: str, as_json: bool) -> None:
     """List the configured profiles (* marks the default)."""
+    as_json = as_json or fmt == "json"
     config = load_config()
     if as_json:
         for prof in config.profiles.values():

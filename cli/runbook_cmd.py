@@ -494,9 +494,11 @@ def _local_actor() -> str:
 
 @runbook.command("status")
 @click.argument("run_id", metavar="[RUN]", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(run_id: str | None, as_json: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: same as --format json.")
+def status(run_id: str | None, fmt: str, as_json: bool) -> None:
     """List runs, or show one run's objects and steps."""
+    as_json = as_json or fmt == "json"
     store = RunStore()
     if run_id is None:
         runs = store.list()

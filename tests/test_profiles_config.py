@@ -118,6 +118,11 @@ def test_profiles_add_from_sandbox_keeps_the_secret_out_of_config(private_dirs: 
 
     listed = runner.invoke(cli, ["profiles", "list"])
     assert listed.exit_code == 0 and "lab" in listed.output and "SANDBOX" in listed.output
+    as_json = runner.invoke(cli, ["profiles", "list", "--format", "json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.output.splitlines()[0])["name"] == "lab"
+    deprecated = runner.invoke(cli, ["profiles", "list", "--json"])
+    assert deprecated.output == as_json.output and "--json" not in runner.invoke(
+        cli, ["profiles", "list", "--help"]).output
     shown = runner.invoke(cli, ["profiles", "show", "lab"])
     assert shown.exit_code == 0 and "sandbox.onmicrosoft.com" in shown.output
     assert "throwaway-s3cret" not in shown.output

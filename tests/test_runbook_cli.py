@@ -90,8 +90,10 @@ def test_csv_targets_report_unknown_lines_and_status_shows_the_run(sandbox: Sand
     detail = exocm("runbook", "status", "last")
     assert detail.exit_code == 0 and upn in detail.output and "confirm-clear" in detail.output
     assert "continue exocm runbook resume" in detail.output
-    as_json = json.loads(exocm("runbook", "status", "last", "--json").output)
+    as_json = json.loads(exocm("runbook", "status", "last", "--format", "json").output)
     assert as_json["objects"][target]["step"] == "confirm-clear"
+    deprecated = json.loads(exocm("runbook", "status", "last", "--json").output)
+    assert deprecated == as_json
 
 
 def test_abort_ends_a_run_for_good(sandbox: Sandbox) -> None:
