@@ -47,6 +47,12 @@ def banner_text(size: int, seed: int, state: Path | None) -> str:
             "-- a local test tenant, not Microsoft")
 
 
+def sandbox_label(size: int, seed: int, state: Path | None) -> str:
+    """Which embedded sandbox this is, in one short line (the banner's words, for the TUI header)."""
+    where = f"state: {state}" if state is not None else "not saved"
+    return f"embedded, {size:,} users, seed {seed}, {where}"
+
+
 def _paths(state: Path) -> dict[str, Path]:
     return {
         "state": state,

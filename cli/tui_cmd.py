@@ -16,7 +16,7 @@ from exocm.core.config import ConfigError, embedded_sandbox_state
 from exocm.core.session import Session, load_keymap
 
 from .connection import SANDBOX_LABEL, connection_options, open_connection, resolve_profile_name
-from .embedded_sandbox import banner_text
+from .embedded_sandbox import banner_text, sandbox_label
 from .errors import user_errors
 
 
@@ -68,11 +68,13 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
                        profile_name=connection.profile.name, onprem_csv=onprem_csv,
                        onprem_records=onprem_records, snapshot_first=handle is None, runbook_services=services)
 
-    app = ExocmApp(connect, label=label, is_sandbox=is_sandbox, keymap=keymap)
-    app_ref["app"] = app
     embedded = is_sandbox and not profile
+    state = embedded_sandbox_state(size, seed) if embedded else None
+    detail = sandbox_label(size, seed, state) if embedded else ""
+    app = ExocmApp(connect, label=label, is_sandbox=is_sandbox, keymap=keymap, sandbox_detail=detail)
+    app_ref["app"] = app
     if embedded:  # stays on the terminal above the app (and after it): where this sandbox's state lives
-        click.secho(banner_text(size, seed, embedded_sandbox_state(size, seed)), err=True, fg="yellow", bold=True)
+        click.secho(banner_text(size, seed, state), err=True, fg="yellow", bold=True)
     try:
         app.run()
     finally:

@@ -28,9 +28,14 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session
         yield opened
 
 
+STABLE_SANDBOX_DETAIL = "embedded, 300 users, seed 7, state: ~/exocm/embedded-300-7.sqlite"
+
+
 def make_app(session: Session) -> ExocmApp:
     Input.cursor_blink = False  # a blinking cursor would make screenshots flaky
-    return ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True, clock=frozen_age_clock(session))
+    # a stable sandbox label (not the test's temp path), so screenshots do not change from run to run
+    return ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True, clock=frozen_age_clock(session),
+                    sandbox_detail=STABLE_SANDBOX_DETAIL)
 
 
 def loaded_then(steps: Callable[[Any, ExocmApp], Any] | None = None) -> Callable[[Any], Any]:

@@ -45,11 +45,14 @@ class ExocmApp(App[None]):
         is_sandbox: bool = False,
         keymap: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
+        sandbox_detail: str = "",
     ) -> None:
         super().__init__()
         self._connect = connect
         self.session: Session | None = None
         self.is_sandbox = is_sandbox
+        #: which embedded sandbox (size, seed, state path), shown in the header next to SANDBOX
+        self.sandbox_detail = sandbox_detail
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._initial_label = label
         self._inert = InertText()

@@ -6,7 +6,11 @@ from textual.widget import Widget
 
 
 class TenantHeader(Widget):
-    """One line: `exocm · <screen> · [SANDBOX | tenant]`; the label comes from `app.tenant_label`."""
+    """One line: `exocm · <screen> · [SANDBOX | tenant] [sandbox detail]`.
+
+    The label comes from `app.tenant_label`; on the embedded sandbox, `app.sandbox_detail` says
+    which one (size, seed, state path).
+    """
 
     DEFAULT_CSS = """
     TenantHeader { dock: top; height: 1; background: $panel; color: $text; }
@@ -33,4 +37,7 @@ class TenantHeader(Widget):
         text.append(self.screen_title, style="bold")
         text.append("  ")
         text.append(f" {label} ", style="bold reverse red" if sandbox else "bold reverse green")
+        detail: str = getattr(self.app, "sandbox_detail", "") if sandbox else ""
+        if detail:  # which embedded sandbox: size, seed, where its state lives
+            text.append(f" {detail}", style="dim")
         return text
