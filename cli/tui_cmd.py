@@ -66,7 +66,8 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
 
         return Session(connection.bridge, label=connection.label, is_sandbox=connection.is_sandbox,
                        profile_name=connection.profile.name, onprem_csv=onprem_csv,
-                       onprem_records=onprem_records, snapshot_first=handle is None, runbook_services=services)
+                       onprem_records=onprem_records, snapshot_first=handle is None, runbook_services=services,
+                       embedded_sandbox=connection.embedded)
 
     embedded = is_sandbox and not profile
     state = embedded_sandbox_state(size, seed) if embedded else None

@@ -79,13 +79,17 @@ class Session:
         clock: Callable[[], datetime] | None = None,
         on_close: Callable[[], None] | None = None,
         runbook_services: Callable[[bool], Any] | None = None,
+        embedded_sandbox: tuple[int, int] | None = None,
     ) -> None:
         """`onprem_csv` / `onprem_records`: where on-prem data comes from (an Export-Csv file, or
         records such as PSRP Get-Mailbox/Get-RemoteMailbox rows). `snapshot_first`: the first
         load reuses the saved snapshot (False for a tenant that is new each run, like the
         embedded sandbox, whose snapshot would describe another tenant's state). `clock`: the
-        session's wall clock (detection's now, plan creation and plan age checks; tests freeze it)."""
+        session's wall clock (detection's now, plan creation and plan age checks; tests freeze it).
+        `embedded_sandbox`: (size, seed) of the saved embedded sandbox this session runs on (None
+        otherwise), recorded in runbook runs so `exocm runbook resume` reopens the same one."""
         self.bridge = bridge
+        self.embedded_sandbox = embedded_sandbox
         #: Opens what a runbook run needs (EXO, Graph, on-prem) with its on-prem-group-changes flag.
         self.runbook_services = runbook_services
         self.label = label
@@ -120,6 +124,13 @@ class Session:
         from .config import data_dir
 
         return data_dir()
+
+    def embedded_source(self) -> dict[str, Any]:
+        """What a run records about the embedded sandbox it was started on (empty otherwise)."""
+        if self.embedded_sandbox is None:
+            return {}
+        size, seed = self.embedded_sandbox
+        return {"embedded_sandbox": {"size": size, "seed": seed}}
 
     # -- inventory ------------------------------------------------------------------------------
     def load_inventory(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exocm.core.runbooks import RunStore
 from exocm.core.session import Session
 from exocm.sandbox.server import Sandbox
 from exocm.tui.app import ExocmApp
@@ -35,7 +36,8 @@ def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return make_sandbox(size=300, seed=7, sync_interval=0.1)
 
 
-def _app(sandbox: Sandbox, data_dir: Path) -> tuple[ExocmApp, list[Any]]:
+def _app(sandbox: Sandbox, data_dir: Path,
+         embedded: tuple[int, int] | None = None) -> tuple[ExocmApp, list[Any]]:
     opened: list[Any] = []
 
     def services(onprem_group_changes: bool) -> Any:
@@ -47,7 +49,7 @@ def _app(sandbox: Sandbox, data_dir: Path) -> tuple[ExocmApp, list[Any]]:
         s = services(False)
         return Session(s.exo, label="SANDBOX", is_sandbox=True, profile_name="lab", data_dir=data_dir,
                        onprem_records=sandbox.tenant.onprem_records, snapshot_first=False,
-                       runbook_services=services)
+                       runbook_services=services, embedded_sandbox=embedded)
 
     return ExocmApp(connect, label="SANDBOX", is_sandbox=True), opened
 
@@ -56,7 +58,7 @@ async def test_run_view_gate_dialog_needs_the_exact_confirmation_then_the_run_co
         sandbox: Sandbox, tmp_path: Path) -> None:
     target = sandbox.tenant.planted()["PREVIOUS_MAILBOX_INFO"][0]
     expected = f"{sandbox.tenant.tenant_id}:1"
-    app, opened = _app(sandbox, tmp_path)
+    app, opened = _app(sandbox, tmp_path, embedded=(300, 7))
     try:
         async with app.run_test(size=(140, 40)) as pilot:
             await wait_for(pilot, lambda: app.session is not None, what="the session")
@@ -80,6 +82,9 @@ async def test_run_view_gate_dialog_needs_the_exact_confirmation_then_the_run_co
                            what="the run to complete")
             assert sandbox.tenant.exo[target].prev_rtd is None
             assert "completed: 1 fixed" in screen.status_text
+            # like a CLI run, the run records which embedded sandbox it ran on ('runbook resume' reopens it)
+            saved = RunStore(tmp_path / "runbooks").load(screen.run_id or "")
+            assert saved.options["embedded_sandbox"] == {"size": 300, "seed": 7}
     finally:
         for services in opened:
             services.close()

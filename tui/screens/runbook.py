@@ -156,6 +156,7 @@ class RunbookScreen(Screen[None]):
                 options = {**self.options, "onprem_group_changes": self.onprem_group_changes}
                 if services.embedded:  # the embedded sandbox syncs every few seconds, not every 30 min
                     options.setdefault("poll_interval_s", 1.0)
+                options.update(session.embedded_source())  # 'runbook resume' reopens the same embedded sandbox
                 state = new_run(rb, targets, store=store, tenant=services.exo.tenant, label=session.label,
                                 profile=None if services.embedded else session.profile_name,
                                 sandbox=bool(session.is_sandbox), embedded=services.embedded, options=options)
