@@ -43,7 +43,7 @@ def connection_options(func: F) -> F:
         click.option("--sandbox", "sandbox", is_flag=True, default=False,
                      help="Use the embedded sandbox tenant (the default when no profile is configured); "
                           "its state is kept between commands ('exocm sandbox reset' starts over)."),
-        click.option("--size", "size", type=click.IntRange(1, 2_000_000), default=DEFAULT_SANDBOX_SIZE,
+        click.option("--size", "size", type=click.IntRange(10, 300_000), default=DEFAULT_SANDBOX_SIZE,
                      show_default=True, help="Users in the embedded sandbox."),
         click.option("--seed", "seed", type=int, default=DEFAULT_SANDBOX_SEED, show_default=True,
                      help="Seed of the embedded sandbox's generator."),

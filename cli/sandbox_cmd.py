@@ -85,7 +85,7 @@ Examples:
 
 
 @sandbox.command("serve", epilog=SERVE_EXAMPLES)
-@click.option("--size", type=click.IntRange(1, 300_000), default=1000, show_default=True,
+@click.option("--size", type=click.IntRange(10, 300_000), default=1000, show_default=True,
               help="Users in the generated tenant.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Generator seed (same seed, same tenant).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

@@ -83,3 +83,13 @@ def test_no_profile_configured_means_the_embedded_sandbox() -> None:
     result = CliRunner().invoke(cli, ["inventory", "--size", "50"])
     assert result.exit_code == 0, result.output
     assert "SANDBOX" in result.stderr and result.stdout.startswith("# SANDBOX: ")
+
+
+@pytest.mark.parametrize("args", [["inventory", "--sandbox", "--size", "5"],
+                                  ["inventory", "--size", "400000"],
+                                  ["sandbox", "serve", "--size", "5"]])
+def test_a_sandbox_size_the_generator_cannot_build_is_a_usage_error_not_a_traceback(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "10<=x<=300000" in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
