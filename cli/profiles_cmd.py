@@ -66,7 +66,19 @@ def _ask(value: str | None, prompt: str, *, default: str | None = None, required
     return answer.strip() or None
 
 
-@click.command("login")
+LOGIN_EXAMPLES = """\b
+Examples:
+  export EXOCM_SECRET_CONTOSO='...'     the client secret, from the environment only
+  exocm login --profile contoso --tenant contoso.onmicrosoft.com --client-id APP_ID --auth secret --secret-env EXOCM_SECRET_CONTOSO
+  exocm login --profile contoso --tenant contoso.onmicrosoft.com --client-id APP_ID --auth certificate --pfx-file exocm.pfx --pfx-passphrase-env EXOCM_PFX_PASSPHRASE
+  exocm login --profile me --tenant contoso.onmicrosoft.com --client-id APP_ID --auth device_code
+  exocm login --profile contoso         sign in again with a saved profile
+  exocm login                           asks for each setting on a terminal
+  For a sandbox of your own: exocm profiles add NAME --from-sandbox FILE
+"""
+
+
+@click.command("login", epilog=LOGIN_EXAMPLES)
 @click.option("--profile", "name", metavar="NAME", help="Profile to create, update or sign in with.")
 @click.option("--tenant", help="Tenant: primary domain (contoso.onmicrosoft.com) or tenant id.")
 @click.option("--cloud", type=click.Choice(CLOUD_CHOICES, case_sensitive=False), help="Microsoft cloud.")
@@ -95,8 +107,9 @@ def login(name: str | None, tenant: str | None, cloud: str | None, auth: str | N
           ca_file: str | None, make_default: bool | None, check: bool) -> None:
     """Sign in and save a connection profile (asks for what is missing).
 
-    With only --profile NAME of an existing profile, signs in again with it (a device-code
-    profile shows a code to enter at the sign-in page).
+    With only --profile NAME of an existing profile, signs in again with it: a fresh token from
+    the authority, so a wrong or rotated credential shows here (a device-code profile shows a
+    code to enter at the sign-in page when its cached sign-in no longer works).
     """
     settings = dict(tenant=tenant, cloud=cloud, auth=auth, client_id=client_id, secret_env=secret_env,
                     pfx_file=pfx_file, pfx_passphrase_env=pfx_passphrase_env, cert_pem_file=cert_pem_file,

@@ -343,8 +343,13 @@ class MsalTokenProvider:
         return result
 
     def sign_in(self) -> str:
-        """Get a token now (interactive for device code when nothing is cached); for `exocm login`."""
-        return self.token()
+        """Get a token now from the authority, never from the cache alone; for `exocm login`.
+
+        Proves the credential: an app-only token cached by an earlier sign-in would otherwise
+        hide a wrong or rotated secret or certificate. A device-code sign-in redeems its cached
+        refresh token, or shows a code when there is none (or it no longer works).
+        """
+        return self.refresh()
 
 
 # -- credentials from a profile --------------------------------------------------------------

@@ -155,6 +155,20 @@ def test_cli_auth_failure_is_one_line_and_exit_code_4(sb: Sandbox, private_dirs:
         assert sb.info["client_secret"] not in result.output
 
 
+def test_login_proves_the_credential_even_when_a_token_is_cached(sb: Sandbox, private_dirs: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    add_sandbox_profile(sb.info, "lab", private_dirs)
+    first = CliRunner().invoke(cli, ["login", "--profile", "lab"])
+    assert first.exit_code == 0 and "signed in" in first.output
+    # The persisted cache now holds an app token; a rotated (wrong) secret must still be caught.
+    monkeypatch.setenv("EXOCM_SECRET_LAB", "rotated-wrong-secret")
+    again = CliRunner().invoke(cli, ["login", "--profile", "lab"])
+    assert again.exit_code == 4, again.output
+    assert "signed in" not in again.output and "rotated-wrong-secret" not in again.output
+    monkeypatch.setenv("EXOCM_SECRET_LAB", sb.info["client_secret"])
+    assert CliRunner().invoke(cli, ["login", "--profile", "lab"]).exit_code == 0
+
+
 def test_token_is_renewed_before_it_expires(make_sandbox: Any) -> None:
     sb = make_sandbox(tenant=Tenant(seed=8), token_lifetime_s=60)
     prof, env = _profile_and_env(sb.info, "secret")
