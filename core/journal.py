@@ -7,8 +7,9 @@ Line 1 is the header `{"type": "header", "plan_digest", "tenant", "run_id", "act
   the value before, the target, and the backup of the writeback attributes. An intent
   with no outcome after it means "a write may have been sent": a resume reads the
   mailbox back instead of writing again.
-- `{"type": "row", "run_id", "seq", "identity", "status", "before", "after", "backup",
-  "error", "at", ...}` the outcome: verified, failed, stale, skipped, applied_unverified.
+- `{"type": "row", "run_id", "seq", "identity", "status", "verified", "before", "after",
+  "backup", "error", "at", ...}` the outcome: verified, failed, stale, skipped,
+  applied_unverified (`verified` is true exactly when the status is `verified`).
 - `{"type": "end", ...}` when the run stops cleanly (absent after a crash).
 
 Readers never fail on a torn last line (a crash mid-write) or a garbage line: they skip
@@ -161,6 +162,8 @@ class JournalWriter:
                 self._seq += 1
                 full = {"run_id": self.run_id, "seq": self._seq, "at": utc_now_iso(), **record}
                 full["run_id"], full["seq"] = self.run_id, self._seq
+                if full.get("type") == "row":  # DESIGN section 4 names a per-row `verified` flag
+                    full["verified"] = full.get("status") == "verified"
                 lines.append(json.dumps(full, ensure_ascii=False, sort_keys=True, default=str))
                 out.append(full)
             if lines:
