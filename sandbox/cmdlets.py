@@ -144,6 +144,24 @@ def to_bool(value: Any, param: str) -> bool:
     )
 
 
+def to_boolean(value: Any, param: str) -> bool:
+    """A [System.Boolean] parameter (not a switch): $null or '' is refused, as PowerShell refuses it.
+
+    PowerShell's binder turns $null for a Boolean parameter into the same argument-transformation
+    error as any other non-Boolean value ("Cannot convert value "" to type System.Boolean"); a
+    switch given without a value is on (`to_bool`). Sandbox wording, shortened.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise CmdletError(
+            "ParameterBindingArgumentTransformationException",
+            "InvalidData",
+            f"Cannot process argument transformation on parameter '{param}'. Cannot convert value \"\" to "
+            "type \"System.Boolean\". Boolean parameters accept only Boolean values and numbers, such as "
+            "$True, $False, 1 or 0.",
+        )
+    return to_bool(value, param)
+
+
 def to_list(value: Any) -> list[str]:
     """A multi-valued parameter: a list, a scalar, or None."""
     if value is None:

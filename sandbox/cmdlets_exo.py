@@ -19,6 +19,7 @@ from exocm.sandbox.cmdlets import (
     no_change_warning,
     result_size,
     to_bool,
+    to_boolean,
     to_list,
 )
 from exocm.sandbox.errors import CmdletError
@@ -293,7 +294,7 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
                 "IsExchangeCloudManaged can't be combined with other parameters in the same Set-Mailbox "
                 "command. Run it on its own. (sandbox message)",
             )
-        value = to_bool(p["IsExchangeCloudManaged"], "IsExchangeCloudManaged")
+        value = to_boolean(p["IsExchangeCloudManaged"], "IsExchangeCloudManaged")
         if not r.dir_synced:
             # The feature applies only to dir-synced mailboxes (DESIGN section 1). Sandbox-made text.
             raise CmdletError(
@@ -338,7 +339,7 @@ def _apply_attribute_edits(r: ExoRecipient, p: dict[str, Any], t: Tenant) -> boo
         _check_unique(t, proxies, r)
     ca, eca = edit_custom_attributes(r.ca, r.eca, p)
     if "HiddenFromAddressListsEnabled" in p:
-        hidden = to_bool(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
+        hidden = to_boolean(p["HiddenFromAddressListsEnabled"], "HiddenFromAddressListsEnabled")
     new = (ca, eca, proxies, hidden)
     if new == (r.ca or None, r.eca or None, r.proxies, r.hidden):
         return False

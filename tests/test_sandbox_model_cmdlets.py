@@ -222,6 +222,14 @@ def test_flip_must_be_alone(rw: Tenant) -> None:
     assert err.category == "InvalidArgument" and not r.cloud_managed
 
 
+@pytest.mark.parametrize("value", [None, "", "maybe"])
+def test_flip_with_a_null_or_non_boolean_value_is_refused_and_changes_nothing(rw: Tenant, value: object) -> None:
+    r = _synced_mailbox(rw)
+    assert not r.cloud_managed
+    err = _err(rw, "Set-Mailbox", {"Identity": r.edoid, "IsExchangeCloudManaged": value})
+    assert err.category == "InvalidData" and "System.Boolean" in err.message and not r.cloud_managed
+
+
 def test_flip_refuses_cloud_only_mailboxes(rw: Tenant) -> None:
     r = _one(rw, lambda x: x.rtd == "UserMailbox" and not x.dir_synced)
     err = _err(rw, "Set-Mailbox", {"Identity": r.edoid, "IsExchangeCloudManaged": True})
