@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -82,6 +83,26 @@ def test_five_percent_transient_faults_still_give_exactly_every_record_once(
     assert len(inventory.frame) == len(truth) and set(inventory.frame.index) == set(truth)
     assert inventory.stats["duplicates_dropped"] == 0
     assert bridge.snapshot()["retries"] > 0  # faults were injected, and survived
+
+
+def test_token_expiry_in_the_middle_of_an_inventory_is_refreshed_without_a_lost_page(
+        make_sandbox: Callable[..., Sandbox], bridge_for: Callable[..., RestBridge]) -> None:
+    now = [time.time()]
+    sb = make_sandbox(size=2000, seed=5, clock=lambda: now[0], token_lifetime_s=60)
+    bridge = bridge_for(sb)
+    moved = threading.Event()
+
+    def on_progress(event: Progress) -> None:
+        if event.counters.get("pages", 0) >= 3 and not moved.is_set():
+            moved.set()
+            now[0] += 61  # the service's clock passes the token's expiry; the client does not know
+
+    inventory = fetch_inventory(bridge, page_size=50, progress=on_progress)
+    truth = _recipients(sb)
+    assert moved.is_set() and bridge.snapshot()["token_refreshes"] >= 1  # 401, then a new token
+    assert bridge.snapshot()["pages"] > 10  # pages were still to come when the token expired
+    assert inventory.frame.index.is_unique and set(inventory.frame.index) == set(truth)
+    assert inventory.stats["fallbacks"] == 0
 
 
 def test_dirsynced_only_returns_exactly_the_dirsynced_recipients(
