@@ -133,14 +133,30 @@ def sandbox_onprem_data(connection: Any, workdir: Path) -> OnPremData | None:
     return data
 
 
-def onprem_csv_frame(path: Path) -> pd.DataFrame:
-    """The frame of an on-prem export (--onprem-csv); a file it cannot use is one error line and exit 2."""
-    from exocm.core.onprem import load_onprem_csv
+def onprem_csv_frame(path: Path, *, shown_notes: int = 20) -> pd.DataFrame:
+    """The frame of an on-prem export (--onprem-csv); a file it cannot use is one error line and exit 2.
 
-    from .errors import fail
+    Skipped rows (with their line numbers) and the loader's notes go to stderr, as `findings`
+    prints them: nothing is dropped silently.
+    """
+    from exocm.core.onprem import load_onprem_csv
+    from rich.markup import escape
+
+    from .console import stderr_console
+    from .errors import fail, inert
 
     try:
-        frame: pd.DataFrame = load_onprem_csv(path).frame
+        data = load_onprem_csv(path)
     except ValueError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read the on-prem file {path}: {exc.strerror or exc}")
+    notes = [f"on-prem line {bad.line} skipped: {bad.reason}" for bad in data.bad_rows] + list(data.notes)
+    err = stderr_console()
+    for note in notes[:shown_notes]:
+        err.print(f"[yellow]note:[/] {escape(inert(note))}")
+    if len(notes) > shown_notes:
+        err.print(f"[yellow]note:[/] ... and {len(notes) - shown_notes} more ('exocm findings --onprem-csv "
+                  f"{escape(inert(str(path)))} --format json' lists them all)")
+    frame: pd.DataFrame = data.frame
     return frame
