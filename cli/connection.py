@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from exocm.core.auth import DeviceCode
@@ -26,9 +26,12 @@ from exocm.core.config import (
     load_config,
     sandbox_profile,
 )
-from exocm.core.connect import open_bridge
+from exocm.core.connect import exo_transport, open_bridge
 
 from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE, start_embedded
+
+if TYPE_CHECKING:
+    from exocm.core.bridge.psrp import PsrpBridge
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +66,7 @@ def print_device_code(code: DeviceCode) -> None:
 class Connection:
     """An open connection: the bridge, the profile it came from and how to label it."""
 
-    bridge: RestBridge
+    bridge: RestBridge | PsrpBridge  # PSRP when the profile reaches EXO through a management host
     profile: Profile
     label: str
     is_sandbox: bool
@@ -136,13 +139,17 @@ def open_connection(
         connection = Connection(bridge=bridge, profile=prof, label=label, is_sandbox=prof.sandbox)
         connection._closers.append(bridge.close)
         if prof.sandbox:
-            _announce_sandbox(f"SANDBOX (profile {prof.name!r} at {prof.resolved_rest_base_url()}) "
+            where = prof.resolved_rest_base_url()
+            if exo_transport(prof) == "psrp":
+                where = f"{prof.extra.get('exo_host_url') or prof.extra.get('winrm_exo_url')} (WinRM host)"
+            _announce_sandbox(f"SANDBOX (profile {prof.name!r} at {where}) "
                               "-- a local test tenant, not Microsoft", quiet)
             connection.announced = not quiet
     try:
         yield connection
     except Transient as exc:
-        if connection.sandbox_handle is None and connection.profile.sandbox and not connection.bridge.answered:
+        if (connection.sandbox_handle is None and connection.profile.sandbox
+                and not getattr(connection.bridge, "answered", True)):
             raise ConfigError(f"{exc.message}; {_gone_sandbox_hint(connection.profile.name)}") from None
         raise
     finally:

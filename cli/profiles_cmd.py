@@ -254,6 +254,7 @@ Examples:
   exocm sandbox serve --print-json > sandbox.json &
   exocm profiles add sbx --from-sandbox sandbox.json
   exocm profiles add sbx --from-sandbox sandbox.json --auth certificate --no-default
+  exocm profiles add sbxhost --from-sandbox sandbox.json --exo-transport psrp --no-default
   exocm inventory --profile sbx
 For a real tenant use 'exocm login'.
 """
@@ -265,14 +266,23 @@ For a real tenant use 'exocm login'.
               help="File with the JSON line of 'exocm sandbox serve --print-json' ('-' = stdin).")
 @click.option("--auth", "auth", type=click.Choice(AUTH_KINDS), default="secret", show_default=True,
               help="Sign-in the profile uses against the sandbox.")
+@click.option("--exo-transport", "transport", type=click.Choice(["rest", "psrp"]), default="rest",
+              show_default=True,
+              help="How to reach Exchange Online: REST, or PowerShell remoting through the sandbox's "
+                   "Windows management host (Connect-ExchangeOnline -AccessToken); sets extra.exo_transport.")
 @click.option("--default/--no-default", "make_default", default=None,
               help="Make this the default profile (default: when it is the first one).")
 @handle_errors
-def add(name: str, source: str, auth: str, make_default: bool | None) -> None:
+def add(name: str, source: str, auth: str, transport: str, make_default: bool | None) -> None:
     """Add a profile for a running sandbox (`exocm sandbox serve --print-json > FILE`)."""
     info = _read_sandbox_info(source)
     prof = sandbox_profile(name, info, auth=auth)
     prof.extra.update(sandbox_winrm_extra(info))  # the sandbox's WinRM endpoints (on-prem, EXO host)
+    if transport == "psrp":
+        if not prof.extra.get("winrm_exo_url"):
+            raise ConfigError(f"{source!r}: this sandbox serves no WinRM management host (winrm_exo_url); "
+                              "start it with WinRM on, or use --exo-transport rest")
+        prof.extra["exo_transport"] = "psrp"
     prof.validate()
     save_profile(prof, make_default=make_default)
     # The sandbox's throwaway secret is kept in a 0600 file (sandbox profiles only, see
@@ -283,7 +293,9 @@ def add(name: str, source: str, auth: str, make_default: bool | None) -> None:
         store_sandbox_secret(name, info["client_pfx_passphrase"], kind="pfx_passphrase")
     if isinstance(info.get("winrm_password"), str):
         store_sandbox_secret(name, info["winrm_password"], kind=WINRM_SECRET_KIND)
-    click.echo(f"profile {name!r} saved (SANDBOX at {prof.resolved_rest_base_url()}); "
+    where = (f"{prof.extra['winrm_exo_url']} (WinRM host)" if transport == "psrp"
+             else prof.resolved_rest_base_url())
+    click.echo(f"profile {name!r} saved (SANDBOX at {where}); "
                f"use it with --profile {name}")
     if default_profile_name(load_config()) == name:
         click.echo(f"it is now the default: commands without --profile use it, not the embedded sandbox "

@@ -92,3 +92,61 @@ def test_inventory_with_onprem_live_adds_the_joined_onprem_columns() -> None:
         assert records[edoid]["RecipientTypeDetails"] in local
     code, out, _ = run("inventory", *SANDBOX, "--onprem-live", "--format", "csv")
     assert code == 0 and "OnPremRecipientTypeDetails" in out.splitlines()[0]
+
+
+def _add_profile(info: dict[str, object], name: str, directory: Path, *options: str) -> None:
+    info_file = directory / f"{name}.json"
+    info_file.write_text(json.dumps(info) + "\n", encoding="utf-8")
+    code, out, err = run("profiles", "add", name, "--from-sandbox", str(info_file), "--no-default", *options)
+    assert code == 0, out + err
+
+
+def test_a_profile_with_exo_transport_psrp_reaches_exo_through_the_management_host_like_rest(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    sb = make_sandbox(size=150, seed=8)
+    _add_profile(sb.info, "viarest", tmp_path)
+    _add_profile(sb.info, "viahost", tmp_path, "--exo-transport", "psrp")
+    assert get_profile("viahost").extra["exo_transport"] == "psrp"
+    assert "exo_transport" not in get_profile("viarest").extra
+
+    listed = {}
+    for name in ("viarest", "viahost"):
+        code, out, err = run("inventory", "--profile", name, "--refresh", "--format", "json")
+        assert code == 0, err
+        assert "Traceback" not in err
+        listed[name] = sorted(json.loads(out)["records"], key=lambda r: r["ExternalDirectoryObjectId"])
+    assert listed["viahost"] == listed["viarest"] and listed["viahost"]
+    assert "(WinRM host)" in err  # the banner names the way it went
+
+    # a write goes through the host too: plan, apply, and the journal says which bridge did it
+    plan = tmp_path / "plan.json"
+    code, _, err = run("plan", "--profile", "viahost", "--set-cloud-managed", "true", "--all-dirsynced",
+                       "--max", "3", "-o", str(plan))
+    assert code in (0, 1), err
+    code, _, err = run("apply", str(plan), "--profile", "viahost", "--yes")
+    assert code == 0, err
+    journal = next((tmp_path / "data" / "journals").glob("*.jsonl"))
+    records = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+    assert records[0]["bridge"] == "psrp"
+    verified = [r["identity"] for r in records if r.get("type") == "row" and r.get("status") == "verified"]
+    assert len(verified) == 3
+    for identity in verified:
+        assert sb.tenant.invoke("Get-Mailbox", {"Identity": identity})[0]["IsExchangeCloudManaged"] is True
+
+
+def test_a_wrong_management_host_password_or_transport_is_one_line(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    sb = make_sandbox(size=40, seed=3)
+    _add_profile(sb.info, "viahost", tmp_path, "--exo-transport", "psrp")
+    code, _, err = run("inventory", "--profile", "viahost", "--refresh",
+                       env={"EXOCM_EXO_HOST_PASSWORD": "not-the-password"})
+    lines = [line for line in err.splitlines() if line.startswith("exocm: error:")]
+    assert code == 4 and len(lines) == 1 and "Traceback" not in err
+    assert "rejected the credentials" in lines[0] and "not-the-password" not in err
+
+    config = tmp_path / "config" / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace('exo_transport = "psrp"',
+                                                                 'exo_transport = "carrier-pigeon"'),
+                      encoding="utf-8")
+    code, _, err = run("inventory", "--profile", "viahost")
+    assert code == 2 and "exo_transport must be one of rest, psrp" in err and "Traceback" not in err

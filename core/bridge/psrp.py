@@ -323,12 +323,18 @@ class PsrpBridge:
         self._wsman: WSMan | None = None
         self._pool: RunspacePool | None = None
         self._local = threading.local()
+        self._answered = False  # has the endpoint ever answered (a pool opened, or any HTTP/WSMan reply)?
 
     # -- public API ------------------------------------------------------------------------
     @property
     def needs_exo_connect(self) -> bool:
         """True when this bridge reaches EXO through a management host (Connect-ExchangeOnline)."""
         return self._tokens is not None
+
+    @property
+    def answered(self) -> bool:
+        """True once the endpoint has answered (a runspace pool opened, or an HTTP or WSMan error came back)."""
+        return self._answered
 
     @property
     def last_warnings(self) -> list[str]:
@@ -463,6 +469,7 @@ class PsrpBridge:
                 raise
             self._wsman, self._pool = wsman, pool
             self.stats.pools_opened += 1
+            self._answered = True
         if self._tokens is not None:
             self._connect_exo(pool)
         return pool
@@ -490,6 +497,8 @@ class PsrpBridge:
         ep = self.endpoint
         where = f"WinRM endpoint {ep.url}"
         kw: dict[str, str | None] = {"cmdlet": cmdlet, "identity": identity}
+        if not isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            self._answered = True
         if isinstance(exc, AuthenticationError):
             who = f" the credentials of '{ep.username}'" if ep.username else " the credentials"
             return AuthFailed(f"{where} rejected{who} ({ep.auth} auth); check the user name and password", **kw)
