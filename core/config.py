@@ -184,6 +184,13 @@ def _toml_type(value: Any) -> str:
             list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
 
 
+#: Keys someone may try to put a secret under, and the key that names its variable instead.
+_SECRET_KEYS: Final[dict[str, str]] = {
+    "client_secret": "secret_env", "secret": "secret_env", "password": "secret_env",
+    "pfx_passphrase": "pfx_passphrase_env", "passphrase": "pfx_passphrase_env",
+}
+
+
 def profile_from_table(name: str, table: Mapping[str, Any], *, source: str = "config") -> Profile:
     """Build a Profile from a TOML table; wrong keys or types give one ConfigError line."""
     where = f"{source}: profile {name!r}"
@@ -193,6 +200,10 @@ def profile_from_table(name: str, table: Mapping[str, Any], *, source: str = "co
     for key, value in table.items():
         expected = _FIELD_TYPES.get(key)
         if expected is None:
+            if key.lower() in _SECRET_KEYS:  # never echo its value
+                raise ConfigError(f"{where}: unknown key {key!r}: secrets are never stored in the config; "
+                                  f"remove it, put the value in an environment variable and name that "
+                                  f"variable in {_SECRET_KEYS[key.lower()]!r}")
             known = ", ".join(sorted(_FIELD_TYPES))
             raise ConfigError(f"{where}: unknown key {key!r} (known: {known})")
         if not isinstance(value, expected) or (expected is str and isinstance(value, bool)):

@@ -61,6 +61,8 @@ def test_clouds_table_names_every_cloud() -> None:
     ('[profiles.a]\ntenant = 5\nclient_id = "x"\n', "'tenant' must be a string, got an integer"),
     ('[profiles.a]\ntenant = "t"\nclient_id = "x"\nsandbox = "yes"\n', "'sandbox' must be true or false"),
     ('[profiles.a]\ntenant = "t"\nclient_id = "x"\nsecret = "hunter2"\n', "unknown key 'secret'"),
+    ('[profiles.a]\ntenant = "t"\nclient_id = "x"\nclient_secret = "hunter2"\n',
+     "name that variable in 'secret_env'"),
     ('profiles = 3\n', "'profiles' must be a table"),
     ('[profiles.a\n', "not valid TOML"),
 ])
@@ -69,7 +71,7 @@ def test_wrong_config_gives_one_clear_line(toml: str, needle: str) -> None:
     config_path().write_text(toml, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config()
-    assert needle in str(info.value) and "\n" not in str(info.value)
+    assert needle in str(info.value) and "\n" not in str(info.value) and "hunter2" not in str(info.value)
 
 
 def test_wrong_config_in_the_cli_is_one_line_and_exit_2() -> None:
