@@ -18,6 +18,10 @@ ids are compared with the generator's ground truth. Both runs follow an untimed 
 Writes {"records", "missing", "duplicates", "sequential_s", "exocm_s", "speedup", "peak_rss_mb", ...},
 with the CPU seconds each side spent per run (`*_client_cpu_s`: this process, all threads;
 `*_sandbox_cpu_s`: the sandbox process; null when the sandbox runs in-process).
+
+The on-prem side's line: `--onprem-recipients 50000` adds "onprem_psrp" (records/s of the live
+on-prem fetch over WinRM/PSRP against the sandbox's WinRM endpoint, selecting only the columns
+detection needs; scripts/bench/onprem_psrp.py), `--onprem-only` runs just that line.
 """
 from __future__ import annotations
 
@@ -238,11 +242,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve the sandbox from this process (its CPU then shares our GIL)")
     parser.add_argument("--sandbox-process", dest="sandbox_process", action="store_true", default=True,
                         help="run the sandbox as `exocm sandbox serve --print-json` in a child process (default)")
+    parser.add_argument("--onprem-recipients", type=int, default=0,
+                        help="also time the on-prem PSRP fetch of about N recipients (0 = skip)")
+    parser.add_argument("--onprem-only", action="store_true",
+                        help="run only the on-prem PSRP line (default N: 50000)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
     if args.max_concurrency is None:
         args.max_concurrency = args.concurrency_limit
-    result = run(args)
+    if args.onprem_only and not args.onprem_recipients:
+        args.onprem_recipients = 50_000
+    result = {} if args.onprem_only else run(args)
+    if args.onprem_recipients:
+        import onprem_psrp  # scripts/bench/onprem_psrp.py, next to this file
+
+        result["onprem_psrp"] = onprem_psrp.run(argparse.Namespace(
+            recipients=args.onprem_recipients, size=0, seed=args.seed,
+            in_process=not args.sandbox_process, all_properties=False))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
