@@ -2,6 +2,7 @@
 
     exocm sandbox serve --size 1000 --port 0 --print-json
     exocm sandbox approve CODE --url https://127.0.0.1:PORT --ca-file CA
+    exocm sandbox sync --from-sandbox FILE         (a sync cycle now)
     exocm sandbox planted --size N --seed S        (ground truth, from the tenant model)
     exocm sandbox export-onprem ...                (on-prem CSV export, from the tenant model)
 """
@@ -18,7 +19,7 @@ from typing import Any
 import click
 from exocm.core.files import write_atomic
 
-from .exitcodes import ERROR
+from .exitcodes import AUTH_FAILED, ERROR
 from .lazy_group import LazyGroup
 
 # Commands of the tenant model's own module, imported on first use.
@@ -106,7 +107,7 @@ Examples:
 @click.option("--token-lifetime-s", type=click.IntRange(1), default=3600, show_default=True,
               help="Lifetime of issued access tokens.")
 @click.option("--sync-interval", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Run a sync cycle every SECONDS (default: only on demand).")
+              help="Run a sync cycle every SECONDS (default: only on demand, 'exocm sandbox sync').")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SQLite file: load the tenant from it (else generate and save), save after writes and on exit.")
 @click.option("--durable-writes", is_flag=True,
@@ -255,3 +256,62 @@ def approve(code: str, url: str, ca_file: str) -> None:
         click.echo(f"error: {resp.text.strip()}", err=True)
         sys.exit(ERROR)
     click.echo(f"approved {code}")
+
+
+@sandbox.command("sync")
+@click.option("--from-sandbox", "source", required=True, metavar="FILE",
+              help="File with the JSON line of 'exocm sandbox serve --print-json' ('-' = stdin).")
+@click.option("--full", is_flag=True, help="A full (initial) cycle: every on-prem value again, not only changes.")
+def sync(source: str, full: bool) -> None:
+    """Run a sync cycle now on a served sandbox (on-prem changes and licences reach Exchange Online).
+
+    \b
+    Examples:
+      exocm sandbox serve --print-json > sandbox.json &
+      exocm sandbox sync --from-sandbox sandbox.json
+      exocm sandbox sync --from-sandbox sandbox.json --full
+    Without it, a served sandbox syncs only every --sync-interval seconds (if given). Signs in
+    with the sandbox app's client credentials from the file.
+    """
+    import ssl
+
+    import httpx
+    from exocm.core.config import ConfigError
+
+    from .profiles_cmd import _read_sandbox_info
+
+    try:
+        info = _read_sandbox_info(source)
+        keys = ("authority", "client_id", "client_secret", "scope", "rest_base_url", "ca_file")
+        missing = [k for k in keys if not isinstance(info.get(k), str)]
+        if missing:
+            raise ConfigError(f"{source!r} lacks {', '.join(missing)} (not a 'sandbox serve --print-json' line)")
+        if not Path(str(info["ca_file"])).is_file():
+            raise ConfigError(f"the sandbox's CA file {info['ca_file']} is gone: that sandbox has stopped "
+                              "(start it again and use its new JSON line)")
+        ctx = ssl.create_default_context(cafile=str(info["ca_file"]))
+    except (ConfigError, OSError, ssl.SSLError) as exc:
+        click.echo(f"exocm: error: {exc}", err=True)
+        sys.exit(ERROR)
+    url = str(info["rest_base_url"]).rstrip("/")
+    try:
+        with httpx.Client(verify=ctx, trust_env=False, timeout=60) as client:
+            token = client.post(f"{str(info['authority']).rstrip('/')}/oauth2/v2.0/token", data={
+                "grant_type": "client_credentials", "client_id": info["client_id"],
+                "client_secret": info["client_secret"], "scope": info["scope"]})
+            if token.status_code != 200:
+                click.echo(f"exocm: error: the sandbox refused its own credentials (HTTP {token.status_code}); "
+                           "is the file from the sandbox now serving?", err=True)
+                sys.exit(AUTH_FAILED)
+            resp = client.post(f"{url}/sandbox/sync", params={"full": "true"} if full else None,
+                               headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    except httpx.HTTPError as exc:
+        click.echo(f"exocm: error: cannot reach the sandbox at {url} ({exc.__class__.__name__}); "
+                   "is 'exocm sandbox serve' still running?", err=True)
+        sys.exit(ERROR)
+    if resp.status_code != 200:
+        click.echo(f"exocm: error: the sandbox answered HTTP {resp.status_code}", err=True)
+        sys.exit(ERROR)
+    body = resp.json()
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(body.get("result", {}).items()) if v)
+    click.echo(f"SANDBOX sync cycle ({body.get('policy', 'Delta')}) done" + (f": {counts}" if counts else ""))

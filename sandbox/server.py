@@ -7,7 +7,8 @@
     sb.stats.snapshot(); sb.revoke_tokens(); sb.stop()
 
 Paths on the port: the Entra-like token endpoint under /{tenant}/ (tokens.py), EXO REST under
-/adminapi/ (rest.py), a minimal Graph under /graph/ (graph.py).
+/adminapi/ (rest.py), a minimal Graph under /graph/ (graph.py), and POST /sandbox/sync (a sync
+cycle on demand, for a token of the tenant's app; `exocm sandbox sync`).
 """
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ from .http import Request, Response, SandboxHTTPServer, start_server
 from .knobs import FaultDice, Knobs, validate_faults
 from .rest import RestApi, Stats, simple_error
 from .tls import TlsMaterial
-from .tokens import TokenService
+from .tokens import TokenRejected, TokenService
 
 #: Tenants with at least this many EXO recipients are frozen out of the cyclic GC after loading.
 FREEZE_HEAP_AT = 20_000
+#: The sandbox's own control path for an on-demand sync cycle (no Microsoft counterpart).
+SYNC_PATH = "/sandbox/sync"
 #: Seconds between state saves while writes keep coming (a save also happens on stop).
 SAVE_EVERY_S = 0.5
 
@@ -214,7 +217,9 @@ class Sandbox:
 
     def _app(self, request: Request) -> Response:
         self.stats.count_request()
-        response = self.tokens.handle(request)
+        response = self._sync_on_demand(request) if request.path.rstrip("/") == SYNC_PATH else None
+        if response is None:
+            response = self.tokens.handle(request)
         if response is None:
             response = self.rest.handle(request)
         if response is None and self.graph is not None:
@@ -244,11 +249,28 @@ class Sandbox:
                                               oid=self.tokens.app_oid, roles=["Exchange.ManageAsApp"],
                                               lifetime_s=lifetime_s)
 
-    def run_sync_cycle(self) -> Any:
+    def run_sync_cycle(self, *, full: bool = False) -> Any:
         """Run one sync cycle now (and mark the state for saving)."""
-        result = self.tenant.run_sync_cycle()
+        result = self.tenant.run_sync_cycle(full=full)
         self._dirty.set()
         return result
+
+    def _sync_on_demand(self, request: Request) -> Response:
+        """POST /sandbox/sync[?full=true]: a sync cycle now, for a bearer token of this tenant's app.
+
+        The sandbox made this path up: it stands in for `Start-ADSyncSyncCycle -PolicyType Delta`
+        (or `Initial` with full=true) run on the Entra Connect server, which has no web API.
+        """
+        if request.method != "POST":
+            return Response.json(405, simple_error("MethodNotAllowed", "POST starts a sync cycle."))
+        try:
+            self.tokens.validate(request.header("Authorization"), self.rest_base_url,
+                                 str(self.tenant.tenant_id))
+        except TokenRejected as exc:
+            return Response.json(401, simple_error("Unauthorized", exc.description))
+        full = request.query.get("full", "").lower() in ("1", "true")
+        result = self.run_sync_cycle(full=full)
+        return Response.json(200, {"policy": "Initial" if full else "Delta", "result": result})
 
     def _wrote(self) -> None:
         """A write ran: save now (durable_writes) or soon."""

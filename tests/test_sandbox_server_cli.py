@@ -152,3 +152,49 @@ def test_durable_writes_survive_kill_9(tmp_path: Path) -> None:
             record = invoke(c, again, app_token(again), "Get-Mailbox", Identity=edoid).json()["value"][0]
         assert record["IsExchangeCloudManaged"] is True
         _stop(proc, signal.SIGINT)
+
+
+def test_sandbox_sync_runs_a_cycle_on_a_served_sandbox_for_its_own_app_only(make_sandbox: Any,
+                                                                            tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from exocm.cli.main import cli
+
+    sb = make_sandbox(size=300, seed=7, winrm=False)
+    info = sb.info
+    with sb.tenant.lock:
+        target = next(r for r in sb.tenant.exo.values() if r.rtd == "UserMailbox" and r.dir_synced
+                      and not r.cloud_managed and (a := sb.tenant.ad_for(r)) is not None
+                      and a.rtd == "RemoteUserMailbox")
+        sb.tenant.invoke("Set-RemoteMailbox", {"Identity": target.upn, "CustomAttribute3": "from-onprem"},
+                         side="onprem")
+    with rest_client(info) as c:
+        before = invoke(c, info, app_token(info), "Get-Mailbox", Identity=target.edoid).json()["value"][0]
+        assert before["CustomAttribute3"] != "from-onprem"  # not before a sync cycle
+        # The control path wants a token of this tenant's app, and a POST.
+        assert c.post("/sandbox/sync").status_code == 401
+        assert c.post("/sandbox/sync", headers={"Authorization": f"Bearer {make_sandbox(size=20).issue_token()}"}
+                      ).status_code == 401
+        assert c.get("/sandbox/sync").status_code == 405
+        assert invoke(c, info, app_token(info), "Get-Mailbox", Identity=target.edoid).json()["value"][0][
+            "CustomAttribute3"] != "from-onprem"
+        source = tmp_path / "sandbox.json"
+        source.write_text(json.dumps(info) + "\n", encoding="utf-8")
+        result = CliRunner().invoke(cli, ["sandbox", "sync", "--from-sandbox", str(source)])
+        assert result.exit_code == 0, result.output
+        assert "SANDBOX sync cycle (Delta) done" in result.output
+        after = invoke(c, info, app_token(info), "Get-Mailbox", Identity=target.edoid).json()["value"][0]
+    assert after["CustomAttribute3"] == "from-onprem"
+
+
+def test_sandbox_sync_on_a_stopped_sandbox_is_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from exocm.cli.main import cli
+
+    source = tmp_path / "sandbox.json"
+    source.write_text(json.dumps({"tenant": "t", "authority": "https://127.0.0.1:9/t", "client_id": "c",
+                                  "client_secret": "s", "scope": "https://127.0.0.1:9/.default",
+                                  "rest_base_url": "https://127.0.0.1:9",
+                                  "ca_file": str(tmp_path / "gone.pem")}) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["sandbox", "sync", "--from-sandbox", str(source)])
+    assert result.exit_code == 2 and "has stopped" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
