@@ -211,3 +211,55 @@ def test_no_secret_passphrase_or_token_leaks_into_files_output_logs_or_argv(serv
                       if (path.is_relative_to(home / "data") or path.is_relative_to(home / "config"))
                       and _mode(path) & 0o077]
     assert not open_to_others, open_to_others
+
+
+def _decoded_payloads(text: str) -> list[str]:
+    """`text` plus every base64 run in it decoded (WSMan messages carry PSRP fragments as base64)."""
+    import base64
+    import re
+
+    out = [text]
+    for run in re.findall(r"[A-Za-z0-9+/]{40,}={0,2}", text):
+        try:
+            out.append(base64.b64decode(run + "=" * (-len(run) % 4)).decode("utf-8", "replace"))
+        except ValueError:
+            continue
+    return out
+
+
+def test_debug_logs_of_a_winrm_run_never_show_the_access_token_or_the_passwords(
+        make_sandbox: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """EXO through a management host sends the MSAL access token as Connect-ExchangeOnline
+    -AccessToken: pypsrp logs every PSRP message and WSMan envelope at DEBUG; exocm keeps the
+    bodies out of those records (on-prem runs carry no secret in bodies, but the same rule holds)."""
+    import logging
+
+    from exocm.core.config import sandbox_profile
+    from exocm.core.connect import open_bridge
+    from exocm.core.exo_host import PASSWORD_ENV
+
+    sb = make_sandbox(size=40, seed=5)
+    info = sb.info
+    prof = sandbox_profile("host", info)
+    prof.extra.update({"exo_transport": "psrp", "winrm_exo_url": info["winrm_exo_url"],
+                       "winrm_username": info["winrm_username"]})
+    assert prof.secret_env is not None
+    env = {prof.secret_env: str(info["client_secret"]), PASSWORD_ENV: str(info["winrm_password"])}
+    caplog.set_level(logging.DEBUG)
+    bridge = open_bridge(prof, env=env, persist_tokens=False)
+    try:
+        records = bridge.invoke("Get-Mailbox", {"ResultSize": 3})
+        assert len(records) == 3
+        token = bridge._tokens.token()  # type: ignore[union-attr]
+    finally:
+        bridge.close()
+    # psrpcore's runspace-pool records come from the sandbox's server side in this process (the
+    # management host, which receives the token by design); exocm's client side is pypsrp.
+    logged = [r.getMessage() for r in caplog.records if not r.name.startswith("psrpcore._base")]
+    assert any(r.name.startswith("pypsrp") for r in caplog.records), "pypsrp logged nothing: nothing was checked"
+    assert any("Packing PSRP message" in text for text in logged)  # the dumps are there, without bodies
+    needles = {"access token": token, "token signature": token.rsplit(".", 1)[-1],
+               "WinRM password": str(info["winrm_password"]), "client secret": str(info["client_secret"])}
+    leaks = sorted({what for text in logged for payload in _decoded_payloads(text)
+                    for what, needle in needles.items() if needle in payload})
+    assert not leaks, leaks

@@ -18,10 +18,14 @@
   rejected token is refreshed once.
 - Reads are retried on Transient errors with the shared backoff (a fresh pool each time);
   writes are not: a write whose connection broke after the command was sent is AppliedUnknown.
+- pypsrp logs every PSRP message and WSMan envelope at DEBUG, parameter values included (the
+  access token of Connect-ExchangeOnline, in clear or base64): a filter on its loggers keeps
+  those bodies out of the records, so turning logging on never writes a secret.
 """
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 import re
 import threading
@@ -126,6 +130,32 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# -- logging ---------------------------------------------------------------------------------
+class _NoMessageBodies(logging.Filter):
+    """Replaces the body of pypsrp's message dumps with its length (bodies carry parameter values)."""
+
+    PREFIXES = ("Packing PSRP message", "Unpacking PSRP message", "Sending message on attempt", "Received message")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a message dump in place; every record is kept."""
+        text = record.msg
+        if isinstance(text, str) and text.startswith(self.PREFIXES):
+            head, _, body = text.partition(":")
+            record.msg = f"{head}: <{len(body)} characters, not logged: message bodies carry parameter values>"
+            record.args = None
+        return True
+
+
+def _quiet_message_bodies() -> None:
+    for name in ("pypsrp.messages", "pypsrp.wsman"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoMessageBodies) for f in logger.filters):
+            logger.addFilter(_NoMessageBodies())
+
+
+_quiet_message_bodies()
 
 
 # -- decoding -------------------------------------------------------------------------------
