@@ -42,6 +42,12 @@ def atomic_writer(path: str | os.PathLike[str], *, mode: int = 0o600) -> Iterato
     be private). On an exception the temp file is removed and `path` is left as it was.
     """
     target = Path(path)
+    if target.exists() and not target.is_file() and not target.is_dir():
+        # a device or a FIFO (`-o /dev/null`, a pipe): write through it; renaming over it would
+        # replace the device with a regular file (as root, /dev/null itself)
+        with open(target, "wb") as device:
+            yield device
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
