@@ -477,6 +477,13 @@ class RestApi:
             # The sandbox's own text (OData JSON batch limit of the service: 10 requests).
             return Response.json(400, simple_error(
                 "BadRequest", f"The batch contains {len(subs)} requests; the limit is {MAX_BATCH}."))
+        ids = [str(sub["id"]) for sub in subs if isinstance(sub, dict) and sub.get("id") is not None]
+        repeated = next((i for n, i in enumerate(ids) if i in ids[:n]), None)
+        if repeated is not None:
+            # OData JSON batch format (v4.01 section 19.1): a request id is unique within its batch,
+            # since answers are matched to requests by id. The sandbox's own text.
+            return Response.json(400, simple_error(
+                "BadRequest", f"The batch request contains the request id '{repeated}' more than once."))
         continue_on_error = "odata.continue-on-error" in request.header("Prefer").lower()
         responses: list[dict[str, Any]] = []
         for sub in subs:

@@ -241,6 +241,17 @@ def test_batch_of_more_than_ten_requests_is_refused(shared: Any, client: Any) ->
     assert resp.status_code == 400 and "10" in resp.json()["error"]["message"]
 
 
+def test_batch_with_a_repeated_request_id_is_refused_before_anything_runs(make_sandbox: Callable[..., Any]) -> None:
+    sb = make_sandbox(size=40)
+    info = sb.info
+    target = _flip_candidates(sb, 1)[0]
+    requests = [_set(info, "1", target, True), _set(info, "1", target, False)]
+    with rest_client(info) as c:
+        resp = c.post(batch_url(info), json={"requests": requests}, headers=headers(app_token(info)))
+    assert resp.status_code == 400 and "'1' more than once" in resp.json()["error"]["message"]
+    assert sb.tenant.invoke("Get-Mailbox", {"Identity": target})[0]["IsExchangeCloudManaged"] is False
+
+
 # -- filters and identities end to end ------------------------------------------------------------
 def _like(value: Any, pattern: str) -> bool:
     return fnmatch.fnmatchcase(str(value or "").lower(), pattern.lower())
