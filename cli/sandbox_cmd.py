@@ -122,6 +122,7 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
           durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool) -> None:
     """Serve a SANDBOX tenant until Ctrl-C (the state, if any, is saved on exit)."""
     from exocm.sandbox.server import Sandbox
+    from exocm.sandbox.state import StateError
 
     fault_rates = _parse_faults(faults)
     out = sys.stderr if print_json else sys.stdout
@@ -137,8 +138,14 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
                            token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
                            auto_approve_device_code=device_code_approval == "auto",
                            durable_writes=durable_writes, verbose=verbose)
+    except StateError as exc:
+        click.echo(f"error: {exc}; give another --state file, or delete this one to generate a new tenant",
+                   file=sys.stderr)
+        sys.exit(ERROR)
     except OSError as exc:
-        click.echo(f"error: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        where = (f"cannot write the state file {state_file}" if exc.filename and state_file is not None
+                 and Path(exc.filename) in (state_file, state_file.parent) else f"cannot serve on {host}:{port}")
+        click.echo(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(ERROR)
     info = sb.info
     if print_json:

@@ -264,9 +264,26 @@ def _save_incremental(t: Tenant, target: Path) -> None:
     _clear_tracking(t, target)
 
 
+class StateError(ValueError):
+    """A state file that cannot be read as a sandbox tenant (one line, names the file)."""
+
+
 def load(path: str | Path, *, clock: Callable[[], datetime] | None = None) -> Tenant:
-    """Read a tenant written by save(); later saves to the same file are incremental."""
+    """Read a tenant written by save(); later saves to the same file are incremental.
+
+    A file that is missing, not SQLite, or not a sandbox state raises StateError.
+    """
     target = Path(path)
+    if not target.is_file():
+        raise StateError(f"{target}: no such sandbox state file")
+    try:
+        return _load(target, clock)
+    except (sqlite3.Error, KeyError, TypeError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise StateError(f"{target} is not a sandbox state file ({detail})") from None
+
+
+def _load(target: Path, clock: Callable[[], datetime] | None) -> Tenant:
     # mode=rw, not ro: a process killed in the middle of an incremental save leaves a hot
     # rollback journal, and only a writable connection may roll it back (read-only fails with
     # "attempt to write a readonly database"; sqlite.org/lockingv3.html, "hot journals").

@@ -198,3 +198,16 @@ def test_sandbox_sync_on_a_stopped_sandbox_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["sandbox", "sync", "--from-sandbox", str(source)])
     assert result.exit_code == 2 and "has stopped" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_state_file_that_is_not_a_sandbox_state_is_one_line_for_serve_and_planted(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from exocm.cli.main import cli
+
+    bad = tmp_path / "tenant.sqlite"
+    bad.write_bytes(b"not a database at all")
+    for args in (["sandbox", "serve", "--state", str(bad)], ["sandbox", "planted", "--state", str(bad)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert f"{bad} is not a sandbox state file" in result.output and "Traceback" not in result.output
+    assert bad.read_bytes() == b"not a database at all"  # left as it was
