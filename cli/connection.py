@@ -141,7 +141,7 @@ def open_connection(
         if prof.sandbox:
             where = prof.resolved_rest_base_url()
             if exo_transport(prof) == "psrp":
-                where = f"{prof.extra.get('exo_host_url') or prof.extra.get('winrm_exo_url')} (WinRM host)"
+                where = f"{_exo_url(prof)} (WinRM host)"
             _announce_sandbox(f"SANDBOX (profile {prof.name!r} at {where}) "
                               "-- a local test tenant, not Microsoft", quiet)
             connection.announced = not quiet
@@ -149,11 +149,33 @@ def open_connection(
         yield connection
     except Transient as exc:
         if (connection.sandbox_handle is None and connection.profile.sandbox
-                and not getattr(connection.bridge, "answered", True)):
+                and not getattr(connection.bridge, "answered", True)
+                and not _reachable(_exo_url(connection.profile))):  # else another endpoint failed (on-prem)
             raise ConfigError(f"{exc.message}; {_gone_sandbox_hint(connection.profile.name)}") from None
         raise
     finally:
         connection.close()
+
+
+def _exo_url(prof: Profile) -> str:
+    """Where the profile reaches Exchange Online: the REST base URL, or its management host."""
+    if exo_transport(prof) == "psrp":
+        return str(prof.extra.get("exo_host_url") or prof.extra.get("winrm_exo_url") or "")
+    return prof.resolved_rest_base_url()
+
+
+def _reachable(url: str) -> bool:
+    """True when something accepts a TCP connection at the URL's host and port (one short try)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=2):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _gone_sandbox_hint(name: str) -> str:

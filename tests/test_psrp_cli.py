@@ -150,3 +150,22 @@ def test_a_wrong_management_host_password_or_transport_is_one_line(
                       encoding="utf-8")
     code, _, err = run("inventory", "--profile", "viahost")
     assert code == 2 and "exo_transport must be one of rest, psrp" in err and "Traceback" not in err
+
+
+def test_an_unreachable_or_malformed_onprem_host_is_one_line_that_blames_the_host_not_the_sandbox(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    sb = make_sandbox(size=40, seed=6)
+    _add_profile(sb.info, "lab", tmp_path)
+    code, _, err = run("inventory", "--profile", "lab")  # a snapshot: the next command need not call EXO
+    assert code == 0, err
+    env = {"EXOCM_ONPREM_PASSWORD": "x"}
+    code, _, err = run("findings", "--profile", "lab", "--onprem-host", "https://127.0.0.1:1/PowerShell",
+                       "--onprem-user", "u", env=env)
+    lines = [line for line in err.splitlines() if line.startswith("exocm: error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert "https://127.0.0.1:1/PowerShell" in lines[0] and "not running any more" not in lines[0]
+    for host in ("https://[::1", "https://ex01:99999/PowerShell", "ex01:abc", "ftp://ex01/PowerShell"):
+        code, _, err = run("findings", "--profile", "lab", "--onprem-host", host, "--onprem-user", "u", env=env)
+        lines = [line for line in err.splitlines() if line.startswith("exocm: error:")]
+        assert code == 2 and len(lines) == 1 and "Traceback" not in err, (host, err)
+        assert "WinRM endpoint" in lines[0], (host, lines[0])

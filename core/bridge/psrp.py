@@ -67,6 +67,9 @@ EXCHANGE_CONFIGURATION = "Microsoft.Exchange"
 HOST_CONFIGURATION = "Microsoft.PowerShell"
 AUTH_KINDS = ("basic", "negotiate", "kerberos", "ntlm", "certificate")
 _WSMAN_TIMED_OUT = 2150858793
+#: Tries of a call while the endpoint has never answered and cannot be reached (a wrong host or
+#: port, a stopped server): one clear error in about a second, as the REST transport does.
+FIRST_CONTACT_ATTEMPTS = 3
 _DT_PROPERTY = re.compile(r'<DT N="([^"]+)"')
 _RAW_COLLECTION = ("<LST", "<IE", "<QUE", "<STK")
 
@@ -102,8 +105,13 @@ class PsrpEndpoint:
 
     def validate(self) -> None:
         """Raise ValueError (one line) when the endpoint cannot work as written."""
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(self.url)
+            host = parts.hostname
+            port = parts.port
+        except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range ..."
+            raise ValueError(f"WinRM endpoint {self.url!r} is not a valid URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not host or port == 0:
             raise ValueError(f"WinRM endpoint must be an http(s) URL, not {self.url!r}")
         if self.auth not in AUTH_KINDS:
             raise ValueError(f"WinRM auth must be one of {', '.join(AUTH_KINDS)}, not {self.auth!r}")
@@ -111,7 +119,7 @@ class PsrpEndpoint:
             raise ValueError("WinRM basic auth needs a user name and a password")
         if self.auth == "certificate" and not (self.certificate_pem and self.certificate_key_pem):
             raise ValueError("WinRM certificate auth needs a certificate PEM and its key PEM")
-        if self.auth in ("basic", "certificate") and parts.scheme != "https" and not _is_loopback(parts.hostname):
+        if self.auth in ("basic", "certificate") and parts.scheme != "https" and not _is_loopback(host):
             raise ValueError(f"WinRM {self.auth} auth sends credentials: use https:// (TLS), not {self.url!r}")
 
 
@@ -311,12 +319,14 @@ class TokenRejected(AuthFailed):
 
 
 class _Broken(Exception):
-    """Internal: the connection failed; `sent` tells whether the command reached the server."""
+    """Internal: the connection failed; `sent` tells whether the command reached the server,
+    `unreachable` that no connection could be made to an endpoint that never answered."""
 
-    def __init__(self, error: BridgeError, sent: bool) -> None:
+    def __init__(self, error: BridgeError, sent: bool, unreachable: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
         self.sent = sent
+        self.unreachable = unreachable
 
 
 WarningCallback = Callable[[str, str], None]
@@ -405,7 +415,8 @@ class PsrpBridge:
                     error = AppliedUnknown(f"{error.message} — the change may have been applied; read it back",
                                            cmdlet=cmdlet, identity=identity)
                 if (yielded or not retryable(error, is_write=is_write and broken.sent)
-                        or self._backoff.gives_up(attempt)):
+                        or self._backoff.gives_up(attempt)
+                        or (broken.unreachable and attempt >= FIRST_CONTACT_ATTEMPTS)):
                     raise error from None
             except TokenRejected:
                 if refreshed or not self.needs_exo_connect or yielded:
@@ -588,11 +599,12 @@ class PsrpBridge:
                 raise
             except (WinRMError, requests.exceptions.RequestException) as exc:
                 self.stats.transport_errors += 1
+                unreachable = isinstance(exc, requests.exceptions.ConnectionError) and not self._answered
                 error = self._transport_error(exc, cmdlet, identity)
                 self._reset()
                 if isinstance(error, AuthFailed):
                     raise error from None
-                raise _Broken(error, sent) from None
+                raise _Broken(error, sent, unreachable) from None
             for record in ps.streams.warning:
                 text = str(getattr(record, "message", record))
                 warnings.append(text)
