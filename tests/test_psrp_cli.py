@@ -169,3 +169,16 @@ def test_an_unreachable_or_malformed_onprem_host_is_one_line_that_blames_the_hos
         lines = [line for line in err.splitlines() if line.startswith("exocm: error:")]
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, (host, err)
         assert "WinRM endpoint" in lines[0], (host, lines[0])
+
+
+@pytest.mark.skipif(__import__("exocm.core.bridge.psrp", fromlist=["x"]).kerberos_available(),
+                    reason="Kerberos extras installed here")
+def test_kerberos_without_its_extras_is_one_line_that_says_what_to_install(
+        make_sandbox: Callable[..., Sandbox]) -> None:
+    onprem = make_sandbox(size=40, seed=2).info
+    code, _, err = run("findings", *SANDBOX, "--onprem-host", onprem["winrm_onprem_url"], "--onprem-auth", "kerberos",
+                       "--onprem-user", "CONTOSO\\someone", "--onprem-ca", onprem["ca_file"],
+                       env={"EXOCM_ONPREM_PASSWORD": "pw"})
+    lines = [line for line in err.splitlines() if line.startswith("exocm: error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert "pypsrp[kerberos]" in lines[0] and "negotiate" in lines[0]

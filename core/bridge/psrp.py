@@ -53,6 +53,7 @@ from pypsrp.exceptions import (
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
+from spnego.exceptions import FeatureMissingError, SpnegoError
 
 from ..auth import TokenProvider
 from . import clixml
@@ -117,10 +118,21 @@ class PsrpEndpoint:
             raise ValueError(f"WinRM auth must be one of {', '.join(AUTH_KINDS)}, not {self.auth!r}")
         if self.auth == "basic" and not (self.username and self.password is not None):
             raise ValueError("WinRM basic auth needs a user name and a password")
+        if self.auth == "kerberos" and not kerberos_available():
+            raise ValueError("WinRM kerberos auth needs pypsrp's Kerberos extras (pip install 'exocm[kerberos]', "
+                             "i.e. pypsrp[kerberos] with the system's Kerberos libraries), or use negotiate/ntlm")
         if self.auth == "certificate" and not (self.certificate_pem and self.certificate_key_pem):
             raise ValueError("WinRM certificate auth needs a certificate PEM and its key PEM")
         if self.auth in ("basic", "certificate") and parts.scheme != "https" and not _is_loopback(host):
             raise ValueError(f"WinRM {self.auth} auth sends credentials: use https:// (TLS), not {self.url!r}")
+
+
+def kerberos_available() -> bool:
+    """True when pyspnego can do Kerberos here (Windows SSPI, or the Python gssapi library elsewhere)."""
+    import importlib.util
+    import sys
+
+    return sys.platform == "win32" or importlib.util.find_spec("gssapi") is not None
 
 
 def endpoint_url(host_or_url: str) -> str:
@@ -597,6 +609,11 @@ class PsrpBridge:
                 except (WinRMError, requests.exceptions.RequestException):
                     self._reset()
                 raise
+            except (SpnegoError, FeatureMissingError) as exc:  # Negotiate/Kerberos sign-in (pyspnego)
+                self._reset()
+                raise AuthFailed(f"WinRM endpoint {self.endpoint.url}: {self.endpoint.auth} sign-in failed "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})",
+                                 cmdlet=cmdlet, identity=identity) from None
             except (WinRMError, requests.exceptions.RequestException) as exc:
                 self.stats.transport_errors += 1
                 unreachable = isinstance(exc, requests.exceptions.ConnectionError) and not self._answered
