@@ -182,3 +182,16 @@ def test_kerberos_without_its_extras_is_one_line_that_says_what_to_install(
     lines = [line for line in err.splitlines() if line.startswith("exocm: error:")]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err
     assert "pypsrp[kerberos]" in lines[0] and "negotiate" in lines[0]
+
+
+def test_a_client_certificate_that_is_not_a_pem_pair_is_one_line_naming_the_certificate(
+        make_sandbox: Callable[..., Sandbox], tmp_path: Path) -> None:
+    onprem = make_sandbox(size=40, seed=2).info
+    junk = tmp_path / "not-a-cert.pem"
+    junk.write_text("hello\n", encoding="utf-8")
+    code, _, err = run("findings", *SANDBOX, "--onprem-host", onprem["winrm_onprem_url"], "--onprem-auth",
+                       "certificate", "--onprem-cert", str(junk), "--onprem-key", str(junk),
+                       "--onprem-ca", onprem["ca_file"])
+    lines = [line for line in err.splitlines() if line.startswith("exocm: error:")]
+    assert code == 4 and len(lines) == 1 and "Traceback" not in err
+    assert "client certificate" in lines[0]

@@ -555,6 +555,10 @@ class PsrpBridge:
         if isinstance(exc, AuthenticationError):
             who = f" the credentials of '{ep.username}'" if ep.username else " the credentials"
             return AuthFailed(f"{where} rejected{who} ({ep.auth} auth); check the user name and password", **kw)
+        if isinstance(exc, requests.exceptions.SSLError | OSError) and ep.auth == "certificate" and any(
+                hint in str(exc) for hint in ("PEM", "KEY_VALUES_MISMATCH", "No such file")):
+            return AuthFailed(f"the client certificate or key for {where} cannot be used (not a PEM certificate "
+                              "and its matching key?)", **kw)
         if isinstance(exc, requests.exceptions.SSLError):
             return AuthFailed(f"TLS verification of {where} failed (wrong or missing CA file?)", **kw)
         if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
