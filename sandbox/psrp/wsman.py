@@ -21,6 +21,7 @@ import hmac
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -470,6 +471,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet when a client goes away or fails its TLS handshake (a bad client certificate,
+        a wrong CA): a real endpoint logs nothing to the client's terminal; anything else is reported."""
+        if isinstance(sys.exc_info()[1], OSError):  # ssl.SSLError and ConnectionError are OSErrors
+            return
+        super().handle_error(request, client_address)
 
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._conns_lock:
