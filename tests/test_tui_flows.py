@@ -22,6 +22,7 @@ from exocm.tui.screens.preview import PreviewScreen
 from exocm.tui.widgets.choice_modal import ChoiceModal
 from exocm.tui.widgets.confirm_modal import ConfirmModal
 from exocm.tui.widgets.detail_pane import DetailPane
+from exocm.tui.widgets.frame_table import FrameTable
 from exocm.tui.widgets.mailbox_table import MailboxTable
 from textual.widgets import Input
 from tui_support import frozen_age_clock, sandbox_session, screen_text, wait_for
@@ -110,6 +111,8 @@ async def test_filter_select_preview_apply_journal_undo_preview(env_dirs: Path) 
             await pilot.press("p")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal), what="choice")
             assert_sandbox_label(app, "the enable/disable choice")
+            text = screen_text(app)  # the buttons teach their keys ("[e]" is text, not markup)
+            assert "Enable cloud management [e]" in text and "Disable (back to on-prem) [d]" in text
             await pilot.press("e")
             await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")
             preview = app.screen
@@ -135,6 +138,7 @@ async def test_filter_select_preview_apply_journal_undo_preview(env_dirs: Path) 
             assert isinstance(confirm, ConfirmModal)
             assert confirm.phrase == f"{plan.tenant} {len(to_set)}"
             assert_sandbox_label(app, "the confirmation")
+            assert "[SANDBOX]" in screen_text(app), "the confirmation itself names the tenant label"
             await type_text(pilot, "yes")
             await pilot.press("enter")
             assert isinstance(app.screen, ConfirmModal)
@@ -297,3 +301,97 @@ async def test_help_and_palette_list_every_screen_action_with_its_id(env_dirs: P
             await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
             text = screen_text(app)
             assert "mailboxes.preview" in text and "SANDBOX" in text
+
+
+async def test_findings_keys_move_between_panes_and_jump_from_any_row(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            await pilot.press("f")
+            await wait_for(pilot, lambda: isinstance(app.screen, FindingsScreen), what="findings")
+            findings = app.screen
+            assert isinstance(findings, FindingsScreen)
+            await wait_for(pilot, lambda: len(findings.summary) > 1, what="findings summary")
+            counts = [int(c) for c in findings.summary["count"]]
+            index = next(i for i, count in enumerate(counts) if count >= 3)
+            codes = findings.query_one("#findings-codes")
+            rows = findings.query_one("#findings-rows", FrameTable)
+            assert app.focused is codes
+            await pilot.press(*["down"] * index)
+            code = str(findings.summary.iloc[index]["code"])
+            await wait_for(pilot, lambda: findings.code == code and rows.table is not None, what=code)
+            await pilot.press("tab")  # codes -> rows
+            assert app.focused is rows.table
+            await pilot.press("down", "down")
+            await wait_for(pilot, lambda: rows.cursor_row == 2, what="the third row")
+            identity = findings.current_identity()
+            assert identity == str(findings.rows.iloc[2]["ExternalDirectoryObjectId"])
+            await pilot.press("shift+tab")  # rows -> codes: the rows table does not keep the keyboard
+            assert app.focused is codes
+            await pilot.press("enter")  # Enter on a code drills into its rows
+            await wait_for(pilot, lambda: app.focused is rows.table, what="the rows focused by Enter")
+            await pilot.press("up")
+            await wait_for(pilot, lambda: rows.cursor_row == 1, what="the second row")
+            identity = findings.current_identity()
+            assert identity == str(findings.rows.iloc[1]["ExternalDirectoryObjectId"])
+            await pilot.press("g")
+            await wait_for(pilot, lambda: isinstance(app.screen, MailboxesScreen), what="back to mailboxes")
+            assert screen.query_one(MailboxTable).cursor_position == screen.view.position_of(identity)
+
+
+async def test_any_search_text_is_shown_as_typed_and_never_read_as_markup(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            search = screen.query_one("#search", Input)
+            for text in ("[/", "[/]", "[b]x[/b]", "[link=http://e]L[/link]", "[@click=app.quit]q"):
+                await pilot.press("slash")
+                search.value = ""
+                await type_text(pilot, text)
+                await wait_for(pilot, lambda text=text: screen.text == text, what=f"search {text!r}")
+                await pilot.pause()
+                assert app.is_running
+                assert f"“{text}”" in screen_text(app), f"the counts line does not show {text!r} as typed"
+            await pilot.press("escape", "x")
+            assert len(screen.shown) == screen.view.size
+
+
+async def test_a_disable_preview_lists_the_cloud_values_the_next_sync_overwrites(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs) as session:
+        # after a flip, an admin edited a writeback attribute in EXO: a disable hands it back to on-prem
+        edited = session.bridge.invoke("Get-Mailbox", {"Filter": "IsExchangeCloudManaged -eq $true",
+                                                       "ResultSize": 1})[0]
+        session.bridge.invoke("Set-Mailbox", {"Identity": edited["ExternalDirectoryObjectId"],
+                                              "CustomAttribute3": "edited in EXO"})
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            assert screen.jump_to(str(edited["ExternalDirectoryObjectId"]))
+            await pilot.press("space", "p")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceModal), what="choice")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")
+            preview = app.screen
+            assert isinstance(preview, PreviewScreen) and preview.plan.value is False
+            frame = preview.query_one("#preview-overwritten", FrameTable).frame
+            assert frame is not None
+            row = frame.loc[frame["attribute"] == "CustomAttribute3"]
+            assert list(row["cloud"]) == ["edited in EXO"]
+            assert list(row["UserPrincipalName"]) == [edited["UserPrincipalName"]]
+            text = screen_text(app)
+            assert "Cloud values the next sync overwrites" in text and "edited in EXO" in text
+
+            # e exports them (the CSV 'exocm undo --export-overwritten' writes), for Excel
+            await pilot.press("e")
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PathPrompt", what="export prompt")
+            path = Path(app.screen.query_one(Input).value)
+            await pilot.press("enter")
+            await wait_for(pilot, path.is_file, what="the exported CSV")
+            from exocm.core.csvio import read_csv
+
+            exported = read_csv(path).frame
+            row = exported.loc[exported["Attribute"] == "CustomAttribute3"]
+            assert list(row["CloudValue"]) == ["edited in EXO"]
+            assert list(row["Identity"]) == [edited["ExternalDirectoryObjectId"]]

@@ -71,7 +71,22 @@ def test_findings_screen_groups_codes_with_severity(snap_compare: Any, session: 
     assert snap_compare(make_app(session), terminal_size=SIZE, run_before=loaded_then(steps))
 
 
+def edit_cloud_values(session: Session, count: int = 2) -> list[str]:
+    """Edit a writeback attribute in EXO on `count` cloud-managed mailboxes (as an admin would after a flip).
+
+    A disable hands these values back to on-prem: the next sync overwrites them. Returns their UPNs.
+    """
+    records = session.bridge.invoke("Get-Mailbox", {"Filter": "IsExchangeCloudManaged -eq $true",
+                                                    "ResultSize": count})
+    for index, record in enumerate(records):
+        session.bridge.invoke("Set-Mailbox", {"Identity": record["ExternalDirectoryObjectId"],
+                                              f"CustomAttribute{index + 1}": f"edited in EXO {index + 1}"})
+    return [str(record["UserPrincipalName"]) for record in records]
+
+
 def test_preview_screen_of_a_disable_plan_lists_overwritten_values(snap_compare: Any, session: Session) -> None:
+    edit_cloud_values(session)
+
     async def steps(pilot: Any, app: ExocmApp) -> None:
         await pilot.press("1", "a", "p", "d")  # cloud-managed ones, all shown, preview a disable
         await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")

@@ -148,6 +148,15 @@ class PlanSaved(Message):
         self.path = path
 
 
+class OverwrittenExported(Message):
+    """The cloud values a disable overwrites were saved as CSV to `path` (`count` rows)."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        super().__init__()
+        self.path = path
+        self.count = count
+
+
 class ApplyProgress(Message):
     """A progress event of a running apply."""
 

@@ -42,7 +42,7 @@ class ApplyScreen(Screen[None]):
         changes = len(self.plan.set_rows())
         yield Static(f"Applying IsExchangeCloudManaged = {self.plan.value} to {changes:,} mailboxes in tenant "
                      f"{self.plan.tenant} (plan {self.plan.short_digest}). Space pauses, Esc cancels.",
-                     id="apply-summary")
+                     id="apply-summary", markup=False)
         yield ProgressPanel("Starting…", id="apply-progress")
         yield Static("Failures", classes="pane-title")
         yield RichLog(id="apply-failures", max_lines=5000, wrap=True, markup=False)
@@ -51,7 +51,16 @@ class ApplyScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.running = True
+        self.refresh_bindings()
         self._apply_worker()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer follows the run: pause only while it runs, journals (dimmed) only after it ends."""
+        if action == "pause":
+            return self.running
+        if action == "journals":
+            return None if self.running else True
+        return True
 
     @work(thread=True, exclusive=True, group="apply")
     def _apply_worker(self) -> None:
@@ -85,6 +94,7 @@ class ApplyScreen(Screen[None]):
 
     def on_apply_finished(self, message: ApplyFinished) -> None:
         self.running = False
+        self.refresh_bindings()
         self.result = message.result
         self.error = message.error
         panel = self.query_one("#apply-progress", ProgressPanel)

@@ -23,6 +23,18 @@ SEVERITY_STYLE = {"critical": "bold red", "high": "bold yellow", "medium": "yell
 ROW_COLUMNS = ("UserPrincipalName", "severity", "explanation", "action")
 
 
+def recommended(action: str) -> Text:
+    """The recommended action of a finding: a runbook's title (r starts it), or the action's name."""
+    from exocm.core.runbooks import RUNBOOKS
+
+    text = Text("Recommended: ", style="bold")
+    text.append(action, style="bold")
+    runbook = RUNBOOKS.get(action)
+    if runbook is not None:
+        text.append(f" ({runbook.title}; r starts this runbook)", style="")
+    return text
+
+
 class FindingsScreen(Screen[None]):
     """Codes on the left; the rows of the highlighted code on the right; evidence of the highlighted row below."""
 
@@ -32,7 +44,10 @@ class FindingsScreen(Screen[None]):
         Binding("s", "select_code", "Select these", id="findings.select_code"),
         Binding("r", "runbook", "Fix (runbook)", id="findings.runbook"),
         Binding("R", "runbook_all", "Fix all of code", show=False, id="findings.runbook_all"),
-        Binding("tab", "focus_next", "Next pane", show=False, id="findings.focus_next"),
+        # priority: a fastdatatable would keep Tab / Shift+Tab to move its cell cursor
+        Binding("tab", "app.focus_next", "Next pane", show=False, priority=True, id="findings.focus_next"),
+        Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, priority=True,
+                id="findings.focus_previous"),
     ]
 
     def __init__(self) -> None:
@@ -49,7 +64,7 @@ class FindingsScreen(Screen[None]):
                 yield Static("Findings by code", classes="pane-title")
                 yield DataTable(id="findings-codes", cursor_type="row", zebra_stripes=True)
             with Vertical(id="findings-rows-pane"):
-                yield Static("", id="findings-rows-title", classes="pane-title")
+                yield Static("", id="findings-rows-title", classes="pane-title", markup=False)
                 yield FrameTable("Choose a code on the left.", id="findings-rows")
                 yield Static("", id="findings-evidence")
         yield Footer()
@@ -114,7 +129,7 @@ class FindingsScreen(Screen[None]):
             Text(f"{row.get('code', '')} · {row.get('UserPrincipalName', '')}",
                  style=SEVERITY_STYLE.get(severity, "bold")),
             Text(str(row.get("explanation", ""))),
-            Text("Recommended: " + str(row.get("action", "")), style="bold"),
+            recommended(str(row.get("action", ""))),
             grid,
         ))
 
@@ -122,6 +137,13 @@ class FindingsScreen(Screen[None]):
     def _code_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key is not None and event.row_key.value != self.code:
             self.show_code(str(event.row_key.value))
+
+    @on(DataTable.RowSelected, "#findings-codes")
+    def _code_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a code drills into its rows."""
+        table = self.query_one("#findings-rows", FrameTable).table
+        if table is not None:
+            table.focus()
 
     @on(FastDataTable.RowHighlighted)
     def _row_highlighted(self, event: FastDataTable.RowHighlighted) -> None:

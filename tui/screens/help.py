@@ -18,7 +18,7 @@ from ..widgets.tenant_header import TenantHeader
 INTRO = (
     "exocm lists every mailbox, shows what blocks a flip of IsExchangeCloudManaged, and flips a selection "
     "with a plan, a journal and an undo. Ctrl+P opens the command palette (every action). "
-    "Remap a key in config.toml:  [keys]  mailboxes.preview = \"ctrl+p\"  (id = key)."
+    "Remap a key in config.toml:  [keys]  mailboxes.preview = \"ctrl+o\"  (binding id = key)."
 )
 
 
@@ -30,10 +30,12 @@ def _sections() -> list[tuple[str, object]]:
     from .journals import JournalsScreen
     from .mailboxes import MailboxesScreen
     from .preview import PreviewScreen
+    from .runbook import RunbookScreen
 
     return [("Everywhere", ExocmApp), ("Mailboxes", MailboxesScreen), ("Mailbox table", MailboxTable),
-            ("Findings", FindingsScreen), ("Preview", PreviewScreen), ("Apply", ApplyScreen),
-            ("Journals", JournalsScreen), ("Help", HelpScreen)]
+            ("Findings", FindingsScreen), ("Runbook (a fix started from Findings)", RunbookScreen),
+            ("Preview", PreviewScreen), ("Apply", ApplyScreen), ("Journals", JournalsScreen),
+            ("Help", HelpScreen)]
 
 
 class HelpScreen(Screen[None]):
@@ -55,9 +57,10 @@ class HelpScreen(Screen[None]):
         parts: list[object] = [Text(INTRO), Text("")]
         for title, owner in _sections():
             table = Table(title=title, title_justify="left", title_style="bold", expand=True, box=None)
+            # the same column widths in every section: keys line up from one screen to the next
             table.add_column("Key", style="bold cyan", no_wrap=True, width=14)
-            table.add_column("Action")
-            table.add_column("Binding id", style="dim", no_wrap=True)
+            table.add_column("Action", ratio=1)
+            table.add_column("Binding id", style="dim", no_wrap=True, width=30)
             for binding in bindings_of(owner):  # type: ignore[arg-type]
                 key = keymap.get(binding.id or "", binding.key)
                 table.add_row(self.app.get_key_display(Binding(key, binding.action)),

@@ -16,6 +16,8 @@ from ..messages import JournalRows, JournalsLoaded, PlanBuilt, PlanFailed
 from ..widgets.frame_table import FrameTable
 from ..widgets.tenant_header import TenantHeader
 
+ROW_COLUMNS_FIRST = ("seq", "display_name", "upn", "status", "reason", "before", "after", "error", "at")
+ROW_COLUMNS_LAST = ("identity", "backup")
 OUTCOME_STYLE = {"complete": "green", "incomplete": "yellow", "cancelled": "yellow", "interrupted": "yellow",
                  "error": "red"}
 
@@ -28,6 +30,10 @@ class JournalsScreen(Screen[None]):
         Binding("enter", "open", "Open", show=False, id="journals.open"),
         Binding("u", "undo", "Undo plan", id="journals.undo"),
         Binding("r", "reload", "Reload", id="journals.reload"),
+        # priority: a fastdatatable would keep Tab / Shift+Tab to move its cell cursor
+        Binding("tab", "app.focus_next", "Next pane", show=False, priority=True, id="journals.focus_next"),
+        Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, priority=True,
+                id="journals.focus_previous"),
     ]
 
     def __init__(self) -> None:
@@ -41,7 +47,7 @@ class JournalsScreen(Screen[None]):
             yield Static("Past runs (newest first)", classes="pane-title")
             yield DataTable(id="journals-list", cursor_type="row")
         with Vertical(id="journal-rows-pane"):
-            yield Static("", id="journal-rows-title", classes="pane-title")
+            yield Static("", id="journal-rows-title", classes="pane-title", markup=False)
             yield FrameTable("Highlight a run to see its rows.", id="journal-rows")
         yield Footer()
 
@@ -68,10 +74,11 @@ class JournalsScreen(Screen[None]):
         table.clear()
         for summary in message.journals:
             statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items()))
-            table.add_row(summary.started_at[:19].replace("T", " "),
+            # Text cells, never markup: a str cell of the stock DataTable is parsed as markup
+            table.add_row(Text(summary.started_at[:19].replace("T", " ")),
                           Text(summary.outcome, style=OUTCOME_STYLE.get(summary.outcome, "")),
-                          Text(f"{summary.rows:,}", justify="right"), statuses, summary.plan_digest[:12],
-                          summary.path.name, key=str(summary.path))
+                          Text(f"{summary.rows:,}", justify="right"), Text(statuses),
+                          Text(summary.plan_digest[:12]), Text(summary.path.name), key=str(summary.path))
         if not message.journals:
             self.query_one("#journal-rows-title", Static).update("No runs yet for this tenant.")
         else:
@@ -98,7 +105,12 @@ class JournalsScreen(Screen[None]):
         if message.path != self.opened:
             return
         self.query_one("#journal-rows-title", Static).update(f"{message.path}: {len(message.rows):,} rows")
-        self.query_one("#journal-rows", FrameTable).show_frame(message.rows)
+        rows = message.rows
+        # who first (name, UPN), then what happened and why; the immutable id and the backup last
+        first = [c for c in ROW_COLUMNS_FIRST if c in rows.columns]
+        last = [c for c in ROW_COLUMNS_LAST if c in rows.columns and c not in first]
+        rows = rows[first + [c for c in rows.columns if c not in first and c not in last] + last]
+        self.query_one("#journal-rows", FrameTable).show_frame(rows)
 
     def action_open(self) -> None:
         table = self.query_one("#journals-list", DataTable)

@@ -114,7 +114,7 @@ class MailboxesScreen(Screen[None]):
         with Vertical(id="mailboxes-body"):
             yield MailboxTable(id="mailbox-table")
             yield DetailPane(id="detail-pane")
-        yield Static("", id="counts")
+        yield Static("", id="counts", markup=False)  # holds the search text as typed
         yield Footer()
 
     def on_mount(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
 from exocm.core.views import plan_counts_frame, plan_overwritten_frame, plan_rows_frame
 from rich.text import Text
 from textual import work
@@ -13,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ..messages import PlanFailed, PlanSaved
+from ..messages import OverwrittenExported, PlanFailed, PlanSaved
 from ..widgets.confirm_modal import ConfirmModal
 from ..widgets.frame_table import FrameTable
 from ..widgets.path_prompt import PathPrompt
@@ -27,6 +28,11 @@ class PreviewScreen(Screen[None]):
         Binding("escape", "back", "Back", id="preview.back"),
         Binding("s", "save", "Save plan", id="preview.save"),
         Binding("a", "apply", "Apply…", id="preview.apply"),
+        Binding("e", "export_overwritten", "Export overwritten (CSV)", id="preview.export_overwritten"),
+        # priority: a fastdatatable would keep Tab / Shift+Tab to move its cell cursor
+        Binding("tab", "app.focus_next", "Next pane", show=False, priority=True, id="preview.focus_next"),
+        Binding("shift+tab", "app.focus_previous", "Previous pane", show=False, priority=True,
+                id="preview.focus_previous"),
     ]
 
     def __init__(self, plan: Any, title: str = "") -> None:
@@ -34,6 +40,8 @@ class PreviewScreen(Screen[None]):
         self.plan = plan
         self.title_text = title
         self.saved_path: Path | None = None
+        #: the cloud values the next sync overwrites (a disable or an undo plan), as shown
+        self.overwritten = pd.DataFrame()
 
     def compose(self) -> ComposeResult:
         yield TenantHeader("Preview")
@@ -46,7 +54,7 @@ class PreviewScreen(Screen[None]):
                 yield Static(f"Rows ({len(self.plan.rows):,})", classes="pane-title")
                 yield FrameTable("The plan has no rows.", id="preview-rows")
         with Vertical(id="preview-overwritten-pane"):
-            yield Static("", id="preview-overwritten-title", classes="pane-title")
+            yield Static("", id="preview-overwritten-title", classes="pane-title", markup=False)
             yield FrameTable("Nothing will be overwritten.", id="preview-overwritten")
         yield Footer()
 
@@ -69,8 +77,8 @@ class PreviewScreen(Screen[None]):
         counts.add_columns("Action", "Reason", "Count", "Meaning")
         for row in plan_counts_frame(self.plan).itertuples():
             style = "bold green" if row.action == "set" else ""
-            counts.add_row(Text(str(row.action), style=style), str(row.reason),
-                           Text(f"{int(row.count):,}", justify="right"), str(row.meaning))
+            counts.add_row(Text(str(row.action), style=style), Text(str(row.reason)),
+                           Text(f"{int(row.count):,}", justify="right"), Text(str(row.meaning)))
         self.query_one("#preview-rows", FrameTable).show_frame(plan_rows_frame(self.plan))
         pane = self.query_one("#preview-overwritten-pane")
         if self.plan.value is False:
@@ -79,12 +87,63 @@ class PreviewScreen(Screen[None]):
             frame = screen.inventory.frame if screen.inventory is not None else None
             onprem = session.onprem if session is not None else None
             over = plan_overwritten_frame(self.plan, frame, onprem)
+            self.overwritten = over
             self.query_one("#preview-overwritten-title", Static).update(
                 f"Cloud values the next sync overwrites with on-prem values ({len(over):,}); "
-                "export them first if they must be kept")
+                + ("e exports them (CSV) if they must be kept" if len(over) else "nothing to export"))
             self.query_one("#preview-overwritten", FrameTable).show_frame(over)
         else:
             pane.display = False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Export is offered only where values will be overwritten (a disable or an undo)."""
+        if action == "export_overwritten":
+            return self.plan.value is False
+        return True
+
+    # -- export the values a disable overwrites ----------------------------------------------------
+    def action_export_overwritten(self) -> None:
+        if self.plan.value is not False:
+            return
+        if self.overwritten.empty:
+            self.notify("Nothing will be overwritten: there is nothing to export.")
+            return
+        session = self.app.session  # type: ignore[attr-defined]
+        default = session.default_plan_path(self.plan).with_name(f"overwritten-{self.plan.short_digest}.csv")
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self._export_worker(path)
+
+        self.app.push_screen(PathPrompt("Export the cloud values the next sync overwrites",
+                                        "A CSV for Excel (one row per mailbox and attribute), to keep or "
+                                        "re-apply them after the flip back.", str(default)), chosen)
+
+    @work(thread=True, exclusive=True, group="export-overwritten")
+    def _export_worker(self, path: Path) -> None:
+        from exocm.core.csvio import write_csv
+        from exocm.core.undo import OVERWRITTEN_COLUMNS, export_overwritten
+
+        try:
+            if getattr(self.plan, "kind", "flip") == "undo":
+                saved = export_overwritten(self.plan, path)  # the same file as 'exocm undo --export-overwritten'
+            else:
+                names = {row.identity: row.display_name for row in self.plan.rows}
+                over = self.overwritten
+                frame = pd.DataFrame({
+                    "Identity": over["ExternalDirectoryObjectId"],
+                    "DisplayName": [names.get(i, "") for i in over["ExternalDirectoryObjectId"]],
+                    "UserPrincipalName": over["UserPrincipalName"], "Attribute": over["attribute"],
+                    "CloudValue": over["cloud"], "OnPremValue": over["onprem"], "Basis": over["basis"],
+                })
+                saved = write_csv(frame, path, columns=list(OVERWRITTEN_COLUMNS))
+        except Exception as exc:  # noqa: BLE001 - one line for the user
+            self.post_message(PlanFailed(f"Could not export the overwritten values: {exc}"))
+            return
+        self.post_message(OverwrittenExported(saved, len(self.overwritten)))
+
+    def on_overwritten_exported(self, message: OverwrittenExported) -> None:
+        self.notify(f"{message.count:,} overwritten values saved to {message.path}")
 
     # -- save --------------------------------------------------------------------------------------
     def action_save(self) -> None:

@@ -7,6 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.events import Key
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
@@ -33,12 +34,12 @@ class ChoiceModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, id="choice-title")
+            yield Static(Content(self.title_text), id="choice-title")
             if self.body:
-                yield Static(self.body, id="choice-body")
+                yield Static(Content(self.body), id="choice-body")
             with Horizontal():
-                for value, key, label in self.options:
-                    yield Button(f"{label} [{key}]", id=f"choice-{value}")
+                for value, key, label in self.options:  # plain text: "[e]" is the key to press, not markup
+                    yield Button(Content(f"{label} [{key}]"), id=f"choice-{value}")
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

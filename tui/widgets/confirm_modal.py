@@ -7,6 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
@@ -35,11 +36,12 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
+            # plain text (Content), never markup: the label, the body and the phrase name the tenant
             if self.label:
-                yield Static(f"[{self.label}]", id="confirm-label")
-            yield Static(self.title_text, id="confirm-title", classes="title")
-            yield Static(self.body, id="confirm-body")
-            yield Static(f"Type [b]{self.phrase}[/b] to confirm:", id="confirm-prompt")
+                yield Static(Content(f"[{self.label}]"), id="confirm-label")
+            yield Static(Content(self.title_text), id="confirm-title", classes="title")
+            yield Static(Content(self.body), id="confirm-body")
+            yield Static(Content.assemble("Type ", (self.phrase, "bold"), " to confirm:"), id="confirm-prompt")
             yield Input(placeholder=self.phrase, id="confirm-input")
             with Horizontal():
                 yield Button("Confirm", variant="error", id="confirm-ok", disabled=True)

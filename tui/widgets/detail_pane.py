@@ -112,7 +112,8 @@ class DetailPane(ScrollView):
         if onprem is None:
             status, style = "no on-prem data for this mailbox", "dim"
         elif differing:
-            status, style = f"{differing} properties differ between on-prem and cloud", "yellow"
+            noun = "property differs" if differing == 1 else "properties differ"
+            status, style = f"{differing} {noun} between on-prem and cloud", "yellow"
         else:
             status, style = "on-prem and cloud agree", "green"
         lines.extend([[(part, style)] for part in wrap(status, width)])

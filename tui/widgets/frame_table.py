@@ -15,7 +15,11 @@ from textual_fastdatatable import ArrowBackend, DataTable
 
 
 class FrameTable(Vertical):
-    """Holds one fastdatatable DataTable (row cursor) built from a DataFrame, or a placeholder line."""
+    """Holds one fastdatatable DataTable (row cursor) built from a DataFrame, or a placeholder line.
+
+    fastdatatable binds Tab / Shift+Tab to moving its cell cursor; screens that hold FrameTables
+    bind them with priority to app.focus_next / app.focus_previous so the keyboard moves between panes instead.
+    """
 
     DEFAULT_CSS = """
     FrameTable { height: 1fr; }
@@ -30,7 +34,7 @@ class FrameTable(Vertical):
         self._generation = 0
 
     def compose(self):  # type: ignore[no-untyped-def]
-        yield Static(self.empty, classes="frame-table--empty")
+        yield Static(self.empty, classes="frame-table--empty", markup=False)
 
     @property
     def table(self) -> DataTable | None:
@@ -44,7 +48,7 @@ class FrameTable(Vertical):
         self.remove_children()
         self._generation += 1
         if frame is None or frame.empty:
-            self.mount(Static(self.empty, classes="frame-table--empty"))
+            self.mount(Static(self.empty, classes="frame-table--empty", markup=False))
             return
         text = pd.DataFrame({str(c): [_cell(v) for v in frame[c].tolist()] for c in frame.columns})
         table = DataTable(backend=ArrowBackend.from_pandas(text), cursor_type="row",

@@ -21,6 +21,7 @@ class PathPrompt(ModalScreen[Path | None]):
     PathPrompt { align: center middle; }
     PathPrompt > Vertical { width: 90; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
     PathPrompt #prompt-title { text-style: bold; }
+    PathPrompt #prompt-keys { color: $text-muted; }
     """
 
     def __init__(self, title: str, hint: str = "", default: str = "", *, must_exist: bool = False) -> None:
@@ -32,10 +33,11 @@ class PathPrompt(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, id="prompt-title")
+            yield Static(self.title_text, id="prompt-title", markup=False)
             if self.hint:
-                yield Static(self.hint, id="prompt-hint")
+                yield Static(self.hint, id="prompt-hint", markup=False)
             yield Input(value=self.default, placeholder="path", id="prompt-input")
+            yield Static("Enter to go on · Esc cancels", id="prompt-keys", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

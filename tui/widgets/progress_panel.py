@@ -53,13 +53,13 @@ class ProgressPanel(Vertical):
         self.last: Progress | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(self._title, id="progress-title")
+        yield Static(self._title, id="progress-title", markup=False)  # errors from the service
         # hidden until the first progress event: an indeterminate bar animates at 15 fps, which costs
         # the worker loading a snapshot (or connecting) a good share of the GIL for no information
         bar = ProgressBar(total=None, show_eta=False, id="progress-bar")
         bar.display = False
         yield bar
-        yield Static("", id="progress-counters")
+        yield Static("", id="progress-counters", markup=False)
 
     def set_title(self, title: str) -> None:
         """Change the title line (e.g. 'Paused', 'Cancelling…')."""
