@@ -216,6 +216,37 @@ async def test_cancel_mid_apply_leaves_a_consistent_journal(env_dirs: Path) -> N
     assert all(r["run_id"] == contents.header["run_id"] for r in contents.records)
 
 
+async def test_quitting_mid_apply_stops_it_cleanly_before_the_app_exits(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs, size=400, latency_ms=40) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            await pilot.press("2", "a")
+            screen.preview(True)
+            await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")
+            plan = app.screen.plan
+            await pilot.press("a")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirmation")
+            await type_text(pilot, app.screen.phrase)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, ApplyScreen), what="apply screen")
+            apply_screen = app.screen
+            panel = apply_screen.query_one("#apply-progress")
+            await wait_for(pilot, lambda: panel.last is not None and panel.last.counters.get("ok", 0) >= 3,
+                           what="some rows verified")
+            await pilot.press("ctrl+q")  # the app does not vanish with the apply still writing behind it
+            assert apply_screen.cancel_event.is_set()
+            await wait_for(pilot, lambda: app.return_code is not None, what="the app to exit after the stop")
+            # the app exited only once the run had ended: its result reached the screen
+            assert not apply_screen.running and apply_screen.result is not None
+            assert apply_screen.outcome == "cancelled" and apply_screen.result.remaining > 0
+
+    contents = read_journal(apply_screen.result.journal_path)
+    assert not contents.warnings, contents.warnings
+    assert contents.header is not None and contents.header["plan_digest"] == plan.digest
+    assert contents.records[-1]["type"] == "end" and contents.records[-1]["outcome"] == "cancelled"
+
+
 async def test_escape_cancels_a_running_fetch_and_keeps_the_table(env_dirs: Path) -> None:
     with sandbox_session(env_dirs, size=300, latency_ms=150) as session:
         app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)

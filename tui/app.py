@@ -56,6 +56,7 @@ class ExocmApp(App[None]):
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._initial_label = label
         self._inert = InertText()
+        self._quitting = False
         if keymap:
             self.set_keymap(dict(keymap))
 
@@ -101,6 +102,40 @@ class ExocmApp(App[None]):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             self.notify(_one_line(event.worker.error), title=f"{event.worker.name} failed",
                         severity="error", timeout=20)
+
+    # -- quitting ------------------------------------------------------------------------------
+    def running_changes(self) -> list[Any]:
+        """Screens whose worker is changing the tenant right now (an apply, a runbook)."""
+        return [screen for screen in self.screen_stack
+                if getattr(screen, "running", False) and hasattr(screen, "cancel_event")]
+
+    async def action_quit(self) -> None:
+        """Quit. A running apply or runbook stops cleanly first (rows in flight settle, the journal
+        or run state is flushed), then the app exits; a running fetch is cancelled."""
+        for screen in self.screen_stack:
+            if isinstance(screen, MailboxesScreen):
+                screen.cancel_fetch()
+        running = self.running_changes()
+        if not running:
+            self.exit()
+            return
+        if self._quitting:
+            self.notify("Still stopping cleanly; exocm quits as soon as the rows in flight have settled.")
+            return
+        self._quitting = True
+        for screen in running:
+            stop = getattr(screen, "stop_for_quit", None)
+            if callable(stop):
+                stop()
+            else:  # a runbook: its waits (gate, manual step, sync) end on cancel; the run state is saved
+                screen.cancel_event.set()
+        self.notify("Quitting: the running change stops cleanly first (rows in flight settle, the journal "
+                    "is flushed)…", timeout=30)
+        self.set_interval(0.2, self._quit_when_stopped)
+
+    def _quit_when_stopped(self) -> None:
+        if not self.running_changes():
+            self.exit()
 
     # -- navigation ----------------------------------------------------------------------------
     def mailboxes_screen(self) -> MailboxesScreen:

@@ -136,6 +136,12 @@ class ApplyScreen(Screen[None]):
             self.pause_event.set()
             panel.set_title("Paused (space resumes)")
 
+    def stop_for_quit(self) -> None:
+        """The app is quitting: stop cleanly (as Esc does) and say so."""
+        self.cancel_event.set()
+        self.pause_event.clear()
+        self.query_one("#apply-progress", ProgressPanel).set_title("Quitting… finishing the rows in flight")
+
     def action_cancel_or_back(self) -> None:
         if self.running:
             self.cancel_event.set()

@@ -316,6 +316,11 @@ class MailboxesScreen(Screen[None]):
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
 
+    def cancel_fetch(self) -> None:
+        """Cancel a running inventory fetch (it stops at the next page; the table keeps what it shows)."""
+        if self.fetching and self._cancel is not None:
+            self._cancel.set()
+
     def action_escape(self) -> None:
         if self.fetching and self._cancel is not None:
             self._cancel.set()
