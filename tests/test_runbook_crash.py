@@ -154,10 +154,24 @@ def _signature(services: Any, identity: str) -> dict[str, Any]:
 
 def _sent_per_step(rig: Rig, run_id: str) -> Counter[str]:
     """Per step, the actions the audit log shows as sent: an 'action' record, or (after a kill between
-    sending and recording) the resumed run's read-back saying the interrupted action is in effect."""
+    sending and recording it) the resumed run's read-back saying the interrupted action is in effect.
+    A read-back after a kill that came once the 'action' record was written is the same action, not
+    a second one (counting both made a kill in that window look like a repeat)."""
     store = RunStore(rig.root / "data" / "runbooks")
-    return Counter(r["step"] for r in store.read_audit(run_id).records
-                   if r["event"] == "action" or (r["event"] == "verified" and "interrupted" in r["detail"]))
+    sent: Counter[str] = Counter()
+    unrecorded: set[str] = set()  # steps whose last intent has no 'action' record yet
+    for r in store.read_audit(run_id).records:
+        step = r["step"]
+        if r["event"] == "intent":
+            unrecorded.add(step)
+        elif r["event"] == "action":
+            sent[step] += 1
+            unrecorded.discard(step)
+        elif r["event"] == "verified" and "interrupted" in r["detail"]:
+            if step in unrecorded:
+                sent[step] += 1
+            unrecorded.discard(step)
+    return sent
 
 
 def crash_campaign(rig: Rig, onprem_kills: list[str], cloud_kills: list[str]) -> None:
