@@ -203,6 +203,20 @@ async def test_cancel_mid_apply_leaves_a_consistent_journal(env_dirs: Path) -> N
             result = apply_screen.result
             assert result is not None and result.cancelled and apply_screen.outcome == "cancelled"
             assert result.remaining > 0, "cancel came too late to leave rows undone"
+            assert "r applies the rest" in screen_text(app)
+
+            # r applies the rest of the same plan: a second run that never writes a verified row again
+            await pilot.press("r")
+            await wait_for(pilot, lambda: not apply_screen.running and apply_screen.result is not result,
+                           timeout=120, what="the rest to be applied")
+            rest = apply_screen.result
+            assert apply_screen.outcome == "complete" and rest.journal_path != result.journal_path
+            first_verified = {r["identity"] for r in read_journal(result.journal_path).rows()
+                              if r["status"] == "verified"}
+            second_written = {r["identity"] for r in read_journal(rest.journal_path).rows()
+                              if r["status"] == "verified"}
+            assert first_verified and not first_verified & second_written
+            assert first_verified | second_written == {row.identity for row in plan.set_rows()}
 
     contents = read_journal(result.journal_path)
     assert not contents.warnings, contents.warnings

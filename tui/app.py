@@ -57,6 +57,7 @@ class ExocmApp(App[None]):
         self._initial_label = label
         self._inert = InertText()
         self._quitting = False
+        self._stopped_for_quit: list[Any] = []
         if keymap:
             self.set_keymap(dict(keymap))
 
@@ -131,11 +132,30 @@ class ExocmApp(App[None]):
                 screen.cancel_event.set()
         self.notify("Quitting: the running change stops cleanly first (rows in flight settle, the journal "
                     "is flushed)…", timeout=30)
+        self._stopped_for_quit = running
         self.set_interval(0.2, self._quit_when_stopped)
 
     def _quit_when_stopped(self) -> None:
-        if not self.running_changes():
-            self.exit()
+        if self.running_changes():
+            return
+        lines = []  # said on the terminal after the app has gone: where the stopped run's journal is
+        for screen in self._stopped_for_quit:
+            result = getattr(screen, "result", None)
+            if result is not None and getattr(result, "journal_path", None):
+                lines.append(f"Apply stopped on quit. Journal: {result.journal_path}")
+                if getattr(result, "remaining", 0):
+                    lines.append(self._finish_later(screen.plan, result.remaining))
+        self.exit(message="\n".join(lines) or None)
+
+    def _finish_later(self, plan: Any, remaining: int) -> str:
+        """How to finish a run stopped on quit: the plan, saved, for `exocm apply`."""
+        try:
+            assert self.session is not None
+            path = self.session.save_plan(plan)
+        except Exception:  # noqa: BLE001 - the journal is what matters; say it the general way
+            return f"{remaining:,} rows remain: apply the same plan again to finish them."
+        return (f"{remaining:,} rows remain: 'exocm apply {path}' finishes them "
+                "(verified rows are not written again).")
 
     # -- navigation ----------------------------------------------------------------------------
     def mailboxes_screen(self) -> MailboxesScreen:

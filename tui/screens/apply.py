@@ -24,6 +24,7 @@ class ApplyScreen(Screen[None]):
         Binding("space", "pause", "Pause/resume", id="apply.pause"),
         Binding("escape", "cancel_or_back", "Cancel / back", id="apply.cancel"),
         Binding("j", "journals", "Journals", id="apply.journals"),
+        Binding("r", "apply_rest", "Apply the rest", id="apply.rest"),
     ]
 
     def __init__(self, plan: Any) -> None:
@@ -60,6 +61,8 @@ class ApplyScreen(Screen[None]):
             return self.running
         if action == "journals":
             return None if self.running else True
+        if action == "apply_rest":
+            return not self.running and self.result is not None and bool(self.result.remaining)
         return True
 
     @work(thread=True, exclusive=True, group="apply")
@@ -116,14 +119,28 @@ class ApplyScreen(Screen[None]):
         self.outcome = outcome
         panel.set_title(f"Apply {outcome}")
         counted = " · ".join(f"{k} {v:,}" for k, v in sorted(dict(result.counts).items()))
-        lines = [f"[b]Apply {outcome}.[/] {counted}", f"Journal: {result.journal_path}"]
+        text = Text(f"Apply {outcome}.", style="bold")  # Text, never markup: errors come from the service
+        text.append(f" {counted}\nJournal: {result.journal_path}")
         if result.error:
-            lines.append(f"[red]{result.error}[/]")
+            text.append(f"\n{result.error}", style="red")
         if result.remaining:
-            lines.append(f"{result.remaining:,} rows remain: apply the same plan again to finish them.")
-        lines.append("Esc goes back; j opens the journals (undo from there).")
-        result_line.update(Text.from_markup("\n".join(lines[:1])) + Text("\n" + "\n".join(lines[1:])))
+            text.append(f"\n{result.remaining:,} rows remain: r applies the rest (the same plan; verified rows "
+                        "are not written again).")
+        text.append("\nEsc goes back; j opens the journals (undo from there).")
+        result_line.update(text)
         self.notify(f"Apply {outcome}. Journal: {result.journal_path}", timeout=15)
+
+    def action_apply_rest(self) -> None:
+        """After a cancelled or incomplete run: apply the same plan again (core resumes it)."""
+        if self.running or self.result is None or not self.result.remaining:
+            return
+        self.cancel_event = threading.Event()
+        self.pause_event = threading.Event()
+        self.running = True
+        self.refresh_bindings()
+        self.query_one("#apply-progress", ProgressPanel).set_title("Applying the rest…")
+        self.query_one("#apply-result", Static).update("")
+        self._apply_worker()
 
     def action_pause(self) -> None:
         if not self.running:
