@@ -48,6 +48,9 @@ class PathPrompt(ModalScreen[Path | None]):
         if not text:
             return
         path = Path(text).expanduser()
+        if path.is_dir():
+            self.notify(f"{path} is a folder: give a file name", severity="warning")
+            return
         if self.must_exist and not path.is_file():
             self.notify(f"{path} is not a file", severity="warning")
             return
