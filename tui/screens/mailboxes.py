@@ -115,7 +115,7 @@ class MailboxesScreen(Screen[None]):
             yield MailboxTable(id="mailbox-table")
             yield DetailPane(id="detail-pane")
         yield Static("", id="counts", markup=False)  # holds the search text as typed
-        yield Footer()
+        yield Footer(compact=True)  # every key fits at 120 columns
 
     def on_mount(self) -> None:
         self._update_counts()
