@@ -14,7 +14,7 @@ intent are resolved by reading them back.
 
 Writes are paced by `WritePacer`, a client-side token bucket whose rate is learned from
 the tenant's throttling (slow start, then multiplicative decrease to just under the rate
-the tenant accepted, then slow increase), so the write budget is used without a storm of
+the tenant accepted, then a concave climb back and an upward probe), so the write budget is used without a storm of
 429s; request concurrency is the bridge's shared AIMD limiter.
 """
 from __future__ import annotations
@@ -132,13 +132,20 @@ class WritePacer:
     """Client-side token bucket for writes, its rate learned from the tenant's throttling.
 
     A tenant's write budget behaves like a token bucket: when it throttles, the bucket is
-    empty. Between two throttle events the tenant therefore accepted almost exactly its
-    refill rate times the time between them, which is the estimate used here: after an
-    event the rate is set just under (`cut_to`) what was accepted since the previous event,
-    then grows slowly (`increase_per_s`, faster the longer no event came) to probe for
-    more. Before the first event, slow start doubles the rate every `doubling_s`, never
-    running ahead of twice what the tenant accepted recently. Throttles that arrive within
-    `cooldown_s` of an event are the same burst and count once.
+    empty. Between two throttle events the tenant therefore accepted about its refill rate
+    times the time between them, which is the estimate used here (never below what the last
+    `floor_window_s` prove): after an event the rate is cut just under it (`cut_to`), then
+    climbs back towards `plateau` times it (the *ceiling*) along a concave curve over
+    `recover_s`, fast at first and flat near the ceiling, as TCP CUBIC does. Once back, with
+    no throttle since, the tenant's budget may have grown (a throttling storm ended): the
+    rate probes upward, doubling every `probe_doubling_s`, never beyond twice what the
+    tenant accepted recently. A probe that finds no more budget keeps the ceiling (the
+    average since the last event undercounts a budget the pacer sat below) and makes the
+    next probe wait twice as long, up to `max_recover_s`; a budget that moved resets that
+    wait. Before the first event, slow start doubles the rate every `doubling_s`, never
+    running ahead of four times what the tenant accepted recently. Throttles that arrive
+    within `cooldown_s` of an event are the same burst and count once. (`increase_per_s` is
+    no longer used; it stays accepted so callers keep working.)
     """
 
     def __init__(
@@ -157,6 +164,12 @@ class WritePacer:
         cooldown_s: float = 2.5,
         burst_s: float = 0.25,
         min_estimate_span_s: float = 5.0,
+        recover_s: float = 8.0,
+        max_recover_s: float = 16.0,
+        probe_doubling_s: float = 3.0,
+        floor_window_s: float = 8.0,
+        plateau: float = 0.97,
+        probe_found: float = 1.3,
         clock: Monotonic = time.monotonic,
         throttle_signal: Callable[[], int] | None = None,
     ) -> None:
@@ -174,6 +187,13 @@ class WritePacer:
         self.cooldown_s = cooldown_s
         self.burst_s = burst_s
         self.min_estimate_span_s = min_estimate_span_s
+        self.recover_s = recover_s
+        self.max_recover_s = max_recover_s
+        self._recover = recover_s  # current wait before probing (backs off while probes find nothing)
+        self.probe_doubling_s = probe_doubling_s
+        self.floor_window_s = floor_window_s
+        self.plateau = plateau
+        self.probe_found = probe_found
         self.slow_start = True
         self.cuts = 0
         self.estimate: float | None = None
@@ -188,9 +208,12 @@ class WritePacer:
         self._last_event = -math.inf
         self._started = now
         self._recent: deque[tuple[float, int]] = deque()
+        self._history: deque[tuple[float, int]] = deque()  # accepted writes of the last floor_window_s
         self._accepted_total = 0
         self._accepted_at_event = 0
         self._seen_throttles: int | None = None
+        self._ceiling = self.rate  # what the tenant accepted before the last cut
+        self._cut_rate = self.rate  # the rate right after the last cut
 
     def _recent_rate(self, now: float) -> float | None:
         while self._recent and self._recent[0][0] < now - self.window_s:
@@ -199,6 +222,19 @@ class WritePacer:
         if span < 0.5:
             return None
         return sum(n for _, n in self._recent) / span
+
+    def _window_floor(self, now: float) -> float:
+        """A lower bound of the tenant's rate from the writes accepted in the last `floor_window_s`.
+
+        The tenant's bucket is empty now (it throttled), and it held at most about one second of
+        budget at the window's start, so accepted <= rate * (window + 1).
+        """
+        while self._history and self._history[0][0] < now - self.floor_window_s:
+            self._history.popleft()
+        span = min(self.floor_window_s, now - self._started)
+        if span < self.floor_window_s / 2:
+            return 0.0
+        return sum(n for _, n in self._history) / (span + 1.0)
 
     def _grow(self, now: float) -> None:
         dt = max(0.0, now - self._grown_at)
@@ -212,7 +248,14 @@ class WritePacer:
                 rate = min(rate, max(self.initial_rate, 4.0 * recent))
         else:
             quiet = now - self._last_event
-            rate = self.rate * (1.0 + self.increase_per_s * (1.0 + quiet / 20.0) * dt)
+            if quiet < self._recover:  # concave climb back to the ceiling
+                gap = max(0.0, self._ceiling - self._cut_rate)
+                rate = max(self.rate, self._ceiling - gap * (1.0 - min(1.0, quiet / self.recover_s)) ** 3)
+            else:  # back at the ceiling, no throttle since: probe for a larger budget
+                rate = max(self.rate, self._ceiling) * (2.0 ** (dt / self.probe_doubling_s))
+                recent = self._recent_rate(now)
+                if recent is not None:
+                    rate = min(rate, max(self.rate, self._ceiling, 2.0 * recent))
         if self.max_rate is not None:
             rate = min(rate, self.max_rate)
         self.rate = max(self.min_rate, rate)
@@ -257,7 +300,11 @@ class WritePacer:
         if n <= 0:
             return
         with self._lock:
-            self._recent.append((self._clock(), n))
+            now = self._clock()
+            self._recent.append((now, n))
+            self._history.append((now, n))
+            while self._history and self._history[0][0] < now - self.floor_window_s:
+                self._history.popleft()
             self._accepted_total += n
 
     def throttled(self, retry_after: float | None = None) -> bool:
@@ -275,6 +322,15 @@ class WritePacer:
             self._paused_until = max(self._paused_until, now + pause)
             self._tokens = 0.0
             since = self._accepted_total - self._accepted_at_event
+            # throttled while probing above the ceiling: the ceiling itself held for a while without
+            # a throttle, so it stays (the average since the last event undercounts a budget the
+            # pacer sat below, and would ratchet the ceiling down cycle after cycle)
+            held = None if self.slow_start or now - self._last_event < self._recover else self._ceiling
+            if held is not None and self._window_floor(now) < self.probe_found * held:
+                # the probe found no more budget: probe less often (the tenant's budget is steady)
+                self._recover = min(self.max_recover_s, 2.0 * self._recover)
+            else:  # the budget moved (dropped before a probe, or a probe found much more): watch closely
+                self._recover = self.recover_s
             if self.slow_start:
                 recent = self._recent_rate(now)
                 base = self.rate if not recent else min(self.rate, recent)
@@ -283,7 +339,9 @@ class WritePacer:
             else:
                 span = now - self._last_event
                 if span >= self.min_estimate_span_s:
-                    self.estimate = since / span
+                    # exact when the budget held still since the last event (the bucket was empty
+                    # at both); after the budget grew, the last seconds alone give a lower bound
+                    self.estimate = max(since / span, self._window_floor(now))
                     base = min(self.rate, self.estimate)
                 else:  # too soon after the last event to measure: trust what was just accepted
                     recent = self._recent_rate(now)
@@ -292,6 +350,10 @@ class WritePacer:
             self.rate = max(self.min_rate, self.rate)
             if self.max_rate is not None:
                 self.rate = min(self.rate, self.max_rate)
+            self._cut_rate = self.rate
+            self._ceiling = max(self.rate, base * self.plateau, held or 0.0)
+            if self.max_rate is not None:
+                self._ceiling = min(self._ceiling, self.max_rate)
             self._last_event = now
             self._accepted_at_event = self._accepted_total
             self._grown_at = now
