@@ -33,7 +33,9 @@ from exocm.core.config import (
     save_profile,
     store_sandbox_secret,
 )
-from exocm.core.connect import token_provider_for
+from exocm.core.connect import EXO_TRANSPORTS, exo_transport, token_provider_for
+from exocm.core.exo_host import PASSWORD_ENV as EXO_HOST_PASSWORD_ENV
+from exocm.core.exo_host import exo_host_url, host_url
 from exocm.core.onprem_live import SANDBOX_SECRET_KIND as WINRM_SECRET_KIND
 from exocm.core.onprem_live import sandbox_winrm_extra
 
@@ -72,6 +74,8 @@ Examples:
   exocm login --profile contoso --tenant contoso.onmicrosoft.com --client-id APP_ID --auth secret --secret-env EXOCM_SECRET_CONTOSO
   exocm login --profile contoso --tenant contoso.onmicrosoft.com --client-id APP_ID --auth certificate --pfx-file exocm.pfx --pfx-passphrase-env EXOCM_PFX_PASSPHRASE
   exocm login --profile me --tenant contoso.onmicrosoft.com --client-id APP_ID --auth device_code
+  exocm login --profile contoso --exo-transport psrp --exo-host jump01.contoso.com --exo-host-user CONTOSO\\admin
+                                        EXO through a Windows management host (password: EXOCM_EXO_HOST_PASSWORD)
   exocm login --profile contoso         sign in again with a saved profile
   exocm login                           asks for each setting on a terminal
   For a sandbox of your own: exocm profiles add NAME --from-sandbox FILE
@@ -95,6 +99,15 @@ Examples:
 @click.option("--rest-base-url", help="Custom Exchange REST base URL (cloud 'custom').")
 @click.option("--scope", help="Custom OAuth scope (default: REST host + /.default).")
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="CA bundle for custom endpoints.")
+@click.option("--exo-transport", "transport", type=click.Choice(EXO_TRANSPORTS), default=None,
+              help="How to reach Exchange Online: REST (the default), or PowerShell remoting through a Windows "
+                   "management host running ExchangeOnlineManagement (Connect-ExchangeOnline -AccessToken); "
+                   "sets extra.exo_transport.")
+@click.option("--exo-host", metavar="HOST", default=None,
+              help="The management host for --exo-transport psrp: HOST (https://HOST:5986/wsman) or its WinRM "
+                   "URL; sets extra.exo_host_url.")
+@click.option("--exo-host-user", metavar="U", default=None,
+              help=f"WinRM user on the management host (DOMAIN\\user); the password comes from {EXO_HOST_PASSWORD_ENV}.")
 @click.option("--default/--no-default", "make_default", default=None,
               help="Make this the default profile (default: when it is the first one).")
 @click.option("--check/--no-check", default=True, show_default=True,
@@ -104,7 +117,8 @@ def login(name: str | None, tenant: str | None, cloud: str | None, auth: str | N
           secret_env: str | None, pfx_file: str | None, pfx_passphrase_env: str | None,
           cert_pem_file: str | None, key_pem_file: str | None, cert_thumbprint: str | None,
           username: str | None, authority: str | None, rest_base_url: str | None, scope: str | None,
-          ca_file: str | None, make_default: bool | None, check: bool) -> None:
+          ca_file: str | None, transport: str | None, exo_host: str | None, exo_host_user: str | None,
+          make_default: bool | None, check: bool) -> None:
     """Sign in and save a connection profile (asks for what is missing).
 
     With only --profile NAME of an existing profile, signs in again with it: a fresh token from
@@ -116,8 +130,10 @@ def login(name: str | None, tenant: str | None, cloud: str | None, auth: str | N
                     key_pem_file=key_pem_file, cert_thumbprint=cert_thumbprint, username=username,
                     authority=authority, rest_base_url=rest_base_url, scope=scope, ca_file=ca_file)
     given = {k: v for k, v in settings.items() if v}
+    extra_given = {k: v for k, v in (("exo_transport", transport), ("exo_host_url", exo_host and host_url(exo_host)),
+                                     ("exo_host_user", exo_host_user)) if v}
     existing = load_config().profiles.get(name) if name else None
-    if existing is not None and not given:
+    if existing is not None and not given and not extra_given:
         who = _sign_in(existing)
         click.echo(f"signed in to {inert(existing.tenant)} with profile {existing.name!r}"
                    + (f" as {inert(who)}" if who else ""))
@@ -144,8 +160,11 @@ def login(name: str | None, tenant: str | None, cloud: str | None, auth: str | N
     for key in ("pfx_file", "cert_pem_file", "key_pem_file"):
         if base.get(key):
             base[key] = str(Path(base[key]).expanduser().resolve())
+    base["extra"] = _with_exo_transport(dict(base.get("extra") or {}), extra_given)
     profile = Profile(name=name, **{k: v for k, v in base.items() if v is not None})
     profile.validate()
+    if exo_transport(profile) == "psrp":
+        exo_host_url(profile)  # a management host is named (ConfigError otherwise)
     if check:
         if profile.auth == "secret" and profile.secret_env and not os.environ.get(profile.secret_env):
             raise ConfigError(f"export the client secret in {profile.secret_env} and run again "
@@ -154,6 +173,22 @@ def login(name: str | None, tenant: str | None, cloud: str | None, auth: str | N
         click.echo(f"signed in to {inert(profile.tenant)}" + (f" as {inert(who)}" if who else ""))
     save_profile(profile, make_default=make_default)
     click.echo(f"profile {name!r} saved in {config_path()}")
+
+
+def _with_exo_transport(extra: dict[str, Any], given: Mapping[str, str]) -> dict[str, Any]:
+    """The profile's `extra` with the EXO transport settings login was given (REST, the default, is
+    written as no key, as 'profiles add' does; PSRP asks for the management host on a terminal)."""
+    extra.update(given)
+    if extra.get("exo_transport") == "rest":
+        del extra["exo_transport"]
+    if extra.get("exo_transport") == "psrp" and not (extra.get("exo_host_url") or extra.get("winrm_exo_url")):
+        answer = _ask(None, "Exo host")  # missing --exo-host when there is no terminal
+        assert answer
+        extra["exo_host_url"] = host_url(answer)
+        user = _ask(None, "Exo host user", required=False)
+        if user:
+            extra["exo_host_user"] = user
+    return extra
 
 
 @click.group("profiles")
@@ -266,7 +301,7 @@ For a real tenant use 'exocm login'.
               help="File with the JSON line of 'exocm sandbox serve --print-json' ('-' = stdin).")
 @click.option("--auth", "auth", type=click.Choice(AUTH_KINDS), default="secret", show_default=True,
               help="Sign-in the profile uses against the sandbox.")
-@click.option("--exo-transport", "transport", type=click.Choice(["rest", "psrp"]), default="rest",
+@click.option("--exo-transport", "transport", type=click.Choice(EXO_TRANSPORTS), default="rest",
               show_default=True,
               help="How to reach Exchange Online: REST, or PowerShell remoting through the sandbox's "
                    "Windows management host (Connect-ExchangeOnline -AccessToken); sets extra.exo_transport.")

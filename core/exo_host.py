@@ -22,6 +22,23 @@ if TYPE_CHECKING:
 PASSWORD_ENV = "EXOCM_EXO_HOST_PASSWORD"
 
 
+def host_url(host_or_url: str) -> str:
+    """`jump01.contoso.com` -> `https://jump01.contoso.com:5986/wsman` (WinRM's HTTPS listener port and
+    path by default, Microsoft Learn "Installation and configuration for Windows Remote Management");
+    URLs are kept as given."""
+    text = host_or_url.strip()
+    return text if "://" in text else f"https://{text}:5986/wsman"
+
+
+def exo_host_url(profile: Profile) -> str:
+    """The profile's management host URL (`extra.exo_host_url`, or a sandbox's `winrm_exo_url`);
+    ConfigError when it names none."""
+    url = profile.extra.get("exo_host_url") or profile.extra.get("winrm_exo_url")
+    if not url:
+        raise ConfigError(f"profile {profile.name!r} names no management host (extra.exo_host_url)")
+    return str(url)
+
+
 def open_exo_host_bridge(profile: Profile, *, token_provider: TokenProvider | None = None,
                          env: Mapping[str, str] | None = None, **options: Any) -> PsrpBridge:
     """A PSRP bridge to EXO through the profile's management host (no network until the first call)."""
@@ -32,14 +49,12 @@ def open_exo_host_bridge(profile: Profile, *, token_provider: TokenProvider | No
 
     env = os.environ if env is None else env
     extra = profile.extra
-    url = extra.get("exo_host_url") or extra.get("winrm_exo_url")
-    if not url:
-        raise ConfigError(f"profile {profile.name!r} names no management host (extra.exo_host_url)")
+    url = exo_host_url(profile)
     password = env.get(PASSWORD_ENV)
     if password is None and profile.sandbox:
         password = sandbox_secret(profile.name, kind="winrm_password")
     endpoint = PsrpEndpoint(
-        url=str(url),
+        url=url,
         auth=str(extra.get("exo_host_auth") or "basic"),
         username=extra.get("exo_host_user") or extra.get("winrm_username"),
         password=password,

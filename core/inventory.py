@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from .bridge.base import Bridge, Record
+from .bridge.base import Bridge, PropertySelectingBridge, Record
 from .bridge.errors import BridgeError, InvalidInput, ProtocolError, Throttled, Transient
 from .bridge.normalize import is_guid_property, normalize_value
 from .events import Progress, ProgressCallback
@@ -77,7 +77,12 @@ PAGE_SIZE: Final = 1000
 #: Up to ~8 pages it ends while Get-Mailbox's partitions (the bulk) still run, and a partitioned
 #: read costs 17 server-side queries where one does; beyond that, parallel pages win.
 PROBE_PAGES: Final = 8
-#: The properties each read asks for (`$select`): the inventory's columns that the cmdlet has.
+#: The properties each read asks for: the inventory's columns that the cmdlet has. REST sends them
+#: as `$select`; PSRP pipes the cmdlet into `Select-Object -Property` in the remote session (EXO V3's
+#: Get-Mailbox has no -Properties parameter, only Get-EXOMailbox does; "When you select properties,
+#: Select-Object returns new objects that have only the specified properties", PowerShell docs,
+#: Microsoft.PowerShell.Utility/Select-Object; Exchange's restricted remote endpoint exposes
+#: Select-Object among its core cmdlets, Microsoft Learn "Exchange Management Shell").
 #: Get-Mailbox has no PreviousRecipientTypeDetails (Get-User brings it); Get-User has none of the
 #: mailbox attributes. CIPP's New-ExoRequest selects such lists (with IsExchangeCloudManaged) on
 #: Get-Mailbox and Get-User through InvokeCommand.
@@ -607,11 +612,17 @@ class _Fetch:
     def _pages(self, cmdlet: str, params: dict[str, Any]) -> Iterator[pa.RecordBatch]:
         """Pages as Arrow batches, by the cheapest way the bridge offers: undecoded bodies
         (parsed by pyarrow.json), raw records (normalised column-wise), or plain records."""
+        select = self.select.get(cmdlet)
         bodies = getattr(self.bridge, "stream_bodies", None)
         if callable(bodies):
             batches: Iterator[pa.RecordBatch] = bodies(cmdlet, params, page_size=self.page_size,
-                                                       parse=parse_page_body, select=self.select.get(cmdlet))
+                                                       parse=parse_page_body, select=select)
             return batches
+        if select and isinstance(self.bridge, PropertySelectingBridge) and self.bridge.selects_properties:
+            # PSRP: `| Select-Object -Property ...` runs in the remote pipeline, so only these columns
+            # are serialised, sent and deserialised (the rest were dropped by _page_to_batch anyway).
+            selected = self.bridge.stream(cmdlet, params, page_size=self.page_size, properties=select)
+            return (_page_to_batch(page) for page in selected)
         raw = getattr(self.bridge, "stream_raw", None)
         stream = raw if callable(raw) else self.bridge.stream
         return (_page_to_batch(page) for page in stream(cmdlet, params, page_size=self.page_size))
@@ -826,8 +837,8 @@ def fetch_inventory(
     `partitions` is 16 (first hex digit of ExternalDirectoryObjectId, plus the complement), 256,
     or 1 (one paged stream per cmdlet); `partition_property` is the property the prefixes apply to;
     Get-User is read as one stream until `probe_pages` full pages have come, then partitioned.
-    `select_properties`: where the bridge takes undecoded bodies (REST), ask each cmdlet for only the
-    properties the inventory keeps (SELECT; `$select`), which makes every page ~30% smaller.
+    `select_properties`: ask each cmdlet for only the properties the inventory keeps (SELECT): REST
+    as `$select` (every page ~30% smaller), PSRP as `Select-Object -Property` in the remote pipeline.
     `max_workers` defaults to one thread per partition (at most MAX_WORKERS). `progress` is
     called on the caller's thread (records
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`

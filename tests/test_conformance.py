@@ -180,3 +180,21 @@ def test_the_whole_inventory_is_identical_over_both_transports(bridges: dict[str
     frames = {name: fetch_inventory(bridges[name]).frame.sort_index() for name in TRANSPORTS}
     assert len(frames["rest"]) > 0
     pd.testing.assert_frame_equal(frames["rest"], frames["psrp"])
+
+
+def test_the_psrp_inventory_reads_only_the_inventory_columns_and_gives_the_same_frame(
+        bridges: dict[str, Bridge]) -> None:
+    import pandas as pd
+    from exocm.core.inventory import fetch_inventory
+
+    psrp = bridges["psrp"]
+    assert isinstance(psrp, PsrpBridge)
+    before = psrp.snapshot()
+    selected = fetch_inventory(psrp)
+    after = psrp.snapshot()
+    pipelines = after["pipelines"] - before["pipelines"]
+    assert pipelines > 0
+    assert after["selected_pipelines"] - before["selected_pipelines"] == pipelines  # every read: Select-Object
+    whole = fetch_inventory(psrp, select_properties=False)
+    assert psrp.snapshot()["selected_pipelines"] == after["selected_pipelines"]
+    pd.testing.assert_frame_equal(selected.frame.sort_index(), whole.frame.sort_index())

@@ -82,3 +82,45 @@ def test_login_with_an_unset_secret_variable_says_what_to_export() -> None:
     assert result.exit_code == 2
     assert "export the client secret in EXOCM_SECRET_NOT_SET_ANYWHERE" in result.output
     assert load_config().profiles == {}
+
+
+def test_login_sets_the_exo_transport_psrp_through_a_management_host_and_back_to_rest(
+        make_sandbox: Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch) -> None:
+    sb = make_sandbox(tenant=Tenant(seed=9))
+    info = sb.info
+    monkeypatch.setenv("EXOCM_SECRET_RIG", info["client_secret"])
+    monkeypatch.setenv("EXOCM_EXO_HOST_PASSWORD", info["winrm_password"])
+    args = ["login", "--profile", "rig", "--tenant", info["tenant"], "--cloud", "custom", "--auth", "secret",
+            "--client-id", info["client_id"], "--secret-env", "EXOCM_SECRET_RIG",
+            "--authority", info["authority"], "--rest-base-url", info["rest_base_url"], "--ca-file", info["ca_file"],
+            "--exo-transport", "psrp", "--exo-host", info["winrm_exo_url"], "--exo-host-user", info["winrm_username"]]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    extra = load_config().profiles["rig"].extra
+    assert extra == {"exo_transport": "psrp", "exo_host_url": info["winrm_exo_url"],
+                     "exo_host_user": info["winrm_username"]}
+    assert info["winrm_password"] not in config_path().read_text(encoding="utf-8")
+    expected = len(sb.tenant.invoke("Get-Mailbox", {"ResultSize": "Unlimited"}, side="exo"))
+    with open_connection("rig") as connection:
+        assert connection.bridge.kind == "psrp"
+        assert len(connection.bridge.invoke("Get-Mailbox", {"ResultSize": "Unlimited"})) == expected
+    # only the transport given: the saved profile is updated (not just signed in again)
+    back = CliRunner().invoke(cli, ["login", "--profile", "rig", "--exo-transport", "rest", "--no-check"])
+    assert back.exit_code == 0, back.output
+    assert "exo_transport" not in load_config().profiles["rig"].extra
+    with open_connection("rig") as connection:
+        assert connection.bridge.kind == "rest"
+        assert len(connection.bridge.invoke("Get-Mailbox", {"ResultSize": "Unlimited"})) == expected
+
+
+def test_login_with_exo_transport_psrp_and_no_management_host_asks_for_exo_host() -> None:
+    result = CliRunner().invoke(cli, ["login", "--profile", "p", "--tenant", "t.onmicrosoft.com", "--cloud",
+                                      "commercial", "--auth", "device_code", "--client-id", "c",
+                                      "--exo-transport", "psrp", "--no-check"])
+    assert result.exit_code == 2 and "missing --exo-host" in result.output, result.output
+    assert load_config().profiles == {}
+    named = CliRunner().invoke(cli, ["login", "--profile", "p", "--tenant", "t.onmicrosoft.com", "--cloud",
+                                     "commercial", "--auth", "device_code", "--client-id", "c",
+                                     "--exo-transport", "psrp", "--exo-host", "jump01.contoso.com", "--no-check"])
+    assert named.exit_code == 0, named.output
+    assert load_config().profiles["p"].extra["exo_host_url"] == "https://jump01.contoso.com:5986/wsman"

@@ -92,3 +92,19 @@ class Bridge(Protocol):
     def close(self) -> None:
         """Release connections and runspaces."""
         ...
+
+
+@runtime_checkable
+class PropertySelectingBridge(Protocol):
+    """A bridge whose `stream()` can return only some properties of each record, selected where the
+    records are made (PSRP: `| Select-Object -Property ...` in the remote pipeline), so less crosses
+    the wire and less is deserialised. REST selects with `stream_bodies(select=...)` instead."""
+
+    selects_properties: bool
+
+    def stream(
+        self, cmdlet: str, parameters: dict[str, Any] | None = None, *, page_size: int = 1000,
+        properties: Sequence[str] | None = None,
+    ) -> Iterator[list[Record]]:
+        """Run one read cmdlet and yield its records page by page, with only `properties` when given."""
+        ...

@@ -318,6 +318,8 @@ class PsrpStats:
     """Counters of one PSRP bridge."""
 
     pipelines: int = 0
+    #: pipelines that ended in `Select-Object -Property` (only the asked properties came back)
+    selected_pipelines: int = 0
     records: int = 0
     pools_opened: int = 0
     retries: int = 0
@@ -348,6 +350,8 @@ class PsrpBridge:
     """Bridge over PowerShell remoting (WinRM) to Exchange, with the REST transport's records and errors."""
 
     kind = "psrp"
+    #: stream(properties=...) selects remotely (Select-Object -Property): a PropertySelectingBridge.
+    selects_properties = True
 
     def __init__(
         self,
@@ -591,6 +595,7 @@ class PsrpBridge:
                     ps.add_parameter(name, plain_parameters(value))
                 if properties:
                     ps.add_cmdlet("Select-Object").add_parameter("Property", list(properties))
+                    self.stats.selected_pipelines += 1
                 self.stats.pipelines += 1
                 sent = True
                 ps.begin_invoke()
