@@ -103,18 +103,42 @@ def _settings(options: Mapping[str, Any], connection: Connection,
     return settings, env
 
 
+def onprem_live_loader(options: Mapping[str, Any], connection: Connection, *,
+                       progress: ProgressCallback = ignore_progress,
+                       env: Mapping[str, str] | None = None, **bridge_options: Any) -> Callable[[], OnPremData]:
+    """A loader of the on-prem side over WinRM as the options (or the profile / sandbox) describe.
+
+    The endpoint and its credentials are resolved now (a profile that names no endpoint, or a
+    missing password, is a ConfigError here); each call opens the endpoint, fetches and closes it.
+    `inventory`/`findings` call it at once; the TUI hands it to its Session, which calls it when
+    detection first needs on-prem data.
+    """
+    from exocm.core.onprem_live import endpoint_for, load_onprem_live, open_onprem_bridge
+
+    settings, env_map = _settings(options, connection, os.environ if env is None else env)
+    endpoint_for(settings, env_map)  # fails now, not at the first fetch
+
+    def load() -> OnPremData:
+        bridge = open_onprem_bridge(settings, env=env_map, **bridge_options)
+        try:
+            return load_onprem_live(bridge, progress=progress)
+        finally:
+            bridge.close()
+
+    return load
+
+
 def load_onprem_live_data(options: Mapping[str, Any], connection: Connection, *,
                           progress: ProgressCallback = ignore_progress,
                           env: Mapping[str, str] | None = None, **bridge_options: Any) -> OnPremData:
     """Fetch the on-prem side over WinRM as the options (or the profile / sandbox) describe."""
-    from exocm.core.onprem_live import load_onprem_live, open_onprem_bridge
+    return onprem_live_loader(options, connection, progress=progress, env=env, **bridge_options)()
 
-    settings, env_map = _settings(options, connection, os.environ if env is None else env)
-    bridge = open_onprem_bridge(settings, env=env_map, **bridge_options)
-    try:
-        return load_onprem_live(bridge, progress=progress)
-    finally:
-        bridge.close()
+
+def check_onprem_sources(onprem_csv: Any, options: Mapping[str, Any]) -> None:
+    """--onprem-csv and --onprem-host/--onprem-live name two sources of the same data: refuse both."""
+    if onprem_csv is not None and onprem_live_requested(options):
+        raise click.UsageError("--onprem-csv and --onprem-host/--onprem-live exclude each other")
 
 
 def sandbox_onprem_data(connection: Any, workdir: Path) -> OnPremData | None:

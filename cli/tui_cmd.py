@@ -18,6 +18,13 @@ from exocm.core.session import Session, load_keymap
 from .connection import SANDBOX_LABEL, connection_options, open_connection, resolve_profile_name
 from .embedded_sandbox import banner_text, sandbox_label
 from .errors import user_errors
+from .onprem_options import (
+    check_onprem_sources,
+    onprem_live_loader,
+    onprem_live_requested,
+    onprem_options,
+    pop_onprem_options,
+)
 
 
 def _expected_label(profile: str | None, sandbox: bool) -> tuple[str, bool]:
@@ -31,16 +38,50 @@ def _expected_label(profile: str | None, sandbox: bool) -> tuple[str, bool]:
     return (SANDBOX_LABEL, True) if name is None else (name, False)
 
 
-@click.command(name="tui")
+EXAMPLES = """\b
+Examples:
+  exocm tui                                       the embedded SANDBOX (or the default profile)
+  exocm tui --profile contoso --onprem-csv onprem.csv
+  exocm tui --profile contoso --onprem-live       on-prem side over WinRM from the profile's endpoint
+  exocm tui --profile contoso --onprem-host ex01.contoso.local --onprem-user CONTOSO\\admin
+"""
+
+
+@click.command(name="tui", epilog=EXAMPLES)
 @connection_options
+@onprem_options
 @click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="On-prem recipients exported with scripts/Export-ExocmOnPrem.ps1 (enables on-prem checks).")
-def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Path | None) -> None:
-    """Open the terminal UI: browse mailboxes, see findings, select, preview, apply, undo."""
-    from exocm.tui.app import ExocmApp
+def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Path | None, **onprem: Any) -> None:
+    """Open the terminal UI: browse mailboxes, see findings, select, preview, apply, undo.
 
+    On-prem data (for dual mailboxes and the other on-prem checks) comes from --onprem-csv, or live
+    over WinRM with --onprem-host/--onprem-live as for 'exocm findings'; the embedded SANDBOX
+    brings its own on-prem side.
+    """
+    live = pop_onprem_options(onprem)
+    check_onprem_sources(onprem_csv, live)
     with user_errors():
         keymap = load_keymap()
+    app, stack = build_app(profile, sandbox, size, seed, onprem_csv=onprem_csv, onprem_live=live, keymap=keymap)
+    try:
+        app.run()
+    finally:
+        stack.close()
+
+
+def build_app(profile: str | None, sandbox: bool, size: int, seed: int, *, onprem_csv: Path | None = None,
+              onprem_live: dict[str, Any] | None = None, keymap: dict[str, str] | None = None,
+              **knobs: Any) -> tuple[Any, ExitStack]:
+    """The app `exocm tui` runs, and the stack that closes its connection (after the app ends).
+
+    `onprem_live`: the --onprem-* options (pop_onprem_options); `knobs` go to the embedded sandbox
+    (tests hand in a tenant and a clock).
+    """
+    from exocm.tui.app import ExocmApp
+
+    live = onprem_live or {}
+    with user_errors():
         label, is_sandbox = _expected_label(profile, sandbox)
     stack = ExitStack()
     app_ref: dict[str, Any] = {}
@@ -54,11 +95,15 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
         connection = stack.enter_context(open_connection(
             profile, sandbox, size, seed, quiet=True,
             bridge_options={"device_code_callback": show_device_code},
-            sync_interval=5.0))  # the embedded sandbox syncs, so runbook waits can finish
+            **{"sync_interval": 5.0, **knobs}))  # the embedded sandbox syncs, so runbook waits can finish
         handle = connection.sandbox_handle
         onprem_records = None
-        if handle is not None and hasattr(handle.tenant, "onprem_records"):
+        onprem_data = None
+        if onprem_live_requested(live):  # the same endpoint resolution and fetch as inventory/findings
+            onprem_data = onprem_live_loader(live, connection)
+        elif onprem_csv is None and handle is not None and hasattr(handle.tenant, "onprem_records"):
             onprem_records = handle.tenant.onprem_records  # the embedded sandbox's own on-prem side
+
         def services(onprem_group_changes: bool) -> Any:
             from .runbook_cmd import runbook_services
 
@@ -66,8 +111,8 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
 
         return Session(connection.bridge, label=connection.label, is_sandbox=connection.is_sandbox,
                        profile_name=connection.profile.name, onprem_csv=onprem_csv,
-                       onprem_records=onprem_records, snapshot_first=handle is None, runbook_services=services,
-                       embedded_sandbox=connection.embedded)
+                       onprem_records=onprem_records, onprem_data=onprem_data, snapshot_first=handle is None,
+                       runbook_services=services, embedded_sandbox=connection.embedded)
 
     embedded = is_sandbox and not profile
     state = embedded_sandbox_state(size, seed) if embedded else None
@@ -76,7 +121,4 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
     app_ref["app"] = app
     if embedded:  # stays on the terminal above the app (and after it): where this sandbox's state lives
         click.secho(banner_text(size, seed, state), err=True, fg="yellow", bold=True)
-    try:
-        app.run()
-    finally:
-        stack.close()
+    return app, stack

@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .bridge.base import Bridge
 from .events import Progress, ProgressCallback
 from .views import VIEW_COLUMNS, MailboxView
+
+if TYPE_CHECKING:
+    from .onprem import OnPremData
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Session:
         profile_name: str | None = None,
         onprem_csv: Path | None = None,
         onprem_records: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+        onprem_data: Callable[[], OnPremData] | None = None,
         data_dir: Path | None = None,
         snapshot_first: bool = True,
         clock: Callable[[], datetime] | None = None,
@@ -81,8 +85,9 @@ class Session:
         runbook_services: Callable[[bool], Any] | None = None,
         embedded_sandbox: tuple[int, int] | None = None,
     ) -> None:
-        """`onprem_csv` / `onprem_records`: where on-prem data comes from (an Export-Csv file, or
-        records such as PSRP Get-Mailbox/Get-RemoteMailbox rows). `snapshot_first`: the first
+        """`onprem_csv` / `onprem_records` / `onprem_data`: where on-prem data comes from (an Export-Csv
+        file, records such as PSRP Get-Mailbox/Get-RemoteMailbox rows, or a loader of normalised
+        on-prem data such as the live WinRM read, `onprem_live.load_onprem_live`). `snapshot_first`: the first
         load reuses the saved snapshot (False for a tenant that is new each run, like the
         embedded sandbox, whose snapshot would describe another tenant's state). `clock`: the
         session's wall clock (detection's now, plan creation and plan age checks; tests freeze it).
@@ -97,6 +102,9 @@ class Session:
         self.profile_name = profile_name
         self.onprem_csv = onprem_csv
         self.onprem_records = onprem_records
+        self.onprem_data = onprem_data
+        #: Where the loaded on-prem data came from ("" before it is loaded, or when there is none).
+        self.onprem_source = ""
         self.snapshot_first = snapshot_first
         self.clock = clock
         self.loads = 0
@@ -200,15 +208,25 @@ class Session:
 
     # -- on-prem and detection ------------------------------------------------------------------
     def load_onprem(self) -> pd.DataFrame | None:
-        """On-prem recipients from the session's CSV (None when there is none)."""
-        if self.onprem is None and self.onprem_csv is not None:
+        """On-prem recipients from the session's CSV, loader or records (None when there is none).
+
+        A loader that fails (an unreachable or refusing WinRM endpoint) raises; the next call tries again."""
+        if self.onprem is not None:
+            return self.onprem
+        data: OnPremData | None = None
+        if self.onprem_csv is not None:
             from .onprem import load_onprem_csv
 
-            self.onprem = load_onprem_csv(self.onprem_csv).frame
-        elif self.onprem is None and self.onprem_records is not None:
+            data = load_onprem_csv(self.onprem_csv)
+        elif self.onprem_data is not None:
+            data = self.onprem_data()
+        elif self.onprem_records is not None:
             from .onprem import onprem_frame_from_records
 
-            self.onprem = onprem_frame_from_records(self.onprem_records(), source="on-prem records").frame
+            data = onprem_frame_from_records(self.onprem_records(), source="on-prem records")
+        if data is not None:
+            self.onprem_source = data.source
+            self.onprem = data.frame
         return self.onprem
 
     def onprem_record(self, identity: str, cloud: dict[str, Any] | None = None) -> dict[str, Any] | None:

@@ -68,6 +68,14 @@ class InventoryFailed(Message):
         self.cancelled = cancelled
 
 
+class DetectionFailed(Message):
+    """Detection could not run (its on-prem data could not be read); `error` is one line for the user."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
 class FindingsLoaded(Message):
     """Detection finished: `findings` is the findings DataFrame."""
 

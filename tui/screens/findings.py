@@ -74,8 +74,11 @@ class FindingsScreen(Screen[None]):
         codes.add_columns("Severity", "Code", "Count")
         screen = getattr(self.app, "mailboxes_screen", None)
         view = screen().view if screen else None
+        failed = str(getattr(screen(), "detection_error", "")) if screen else ""
         if view is not None and view.findings is not None:
             self.load(view.findings)
+        elif failed:
+            self.detection_failed(failed)
         else:
             self.query_one("#findings-rows-title", Static).update("Detection is running…")
         codes.focus()
@@ -95,6 +98,10 @@ class FindingsScreen(Screen[None]):
             f"{total:,} findings in {len(self.summary)} codes" if total else "No findings: nothing blocks a flip.")
         if len(self.summary):
             self.show_code(str(self.summary.iloc[0]["code"]))
+
+    def detection_failed(self, error: str) -> None:
+        """Say why there are no findings (the Mailboxes screen's r retries)."""
+        self.query_one("#findings-rows-title", Static).update(f"Detection failed: {error} (r on Mailboxes retries)")
 
     def show_code(self, code: str) -> None:
         """Show the rows of one finding code."""

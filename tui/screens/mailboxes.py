@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from exocm.core.bridge.errors import BridgeError
+from exocm.core.config import ConfigError
 from exocm.core.events import Progress
 from exocm.core.views import (
     MAILBOX_COLUMN_KEYS,
@@ -25,6 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from ..messages import (
+    DetectionFailed,
     FilterChanged,
     FindingsLoaded,
     InventoryFailed,
@@ -96,6 +99,8 @@ class MailboxesScreen(Screen[None]):
         self._cancel: threading.Event | None = None
         self.fetching = False
         self.note = ""
+        #: Why the last detection failed ("" when it did not): findings are absent, not empty.
+        self.detection_error = ""
         self._detail_key: tuple[object, ...] | None = None
         self._detail_pending: int | None = None
         self._detail_scheduled = False
@@ -213,6 +218,7 @@ class MailboxesScreen(Screen[None]):
             self._show_detail(self.query_one(MailboxTable).cursor_position, force=True)
         for note in getattr(message.inventory, "notes", ()):
             self.notify(str(note), timeout=10)
+        self.detection_error = ""
         self._detect_worker()
 
     def _show_view(self, view: MailboxView) -> None:
@@ -225,7 +231,7 @@ class MailboxesScreen(Screen[None]):
         self.query_one(FilterBar).set_types(view.type_names())
         self._refilter(keep=False)
 
-    @work(thread=True, exclusive=True, group="findings")
+    @work(thread=True, exclusive=True, group="findings", name="detection")
     def _detect_worker(self) -> None:
         session = self.session
         if session is None:
@@ -235,7 +241,22 @@ class MailboxesScreen(Screen[None]):
         except (ImportError, AttributeError) as exc:  # detection not available in this build
             self.post_message(InventoryFailed(f"detection unavailable: {exc}"))
             return
+        except (BridgeError, ConfigError, OSError, ValueError) as exc:  # on-prem data (WinRM, CSV) unreadable
+            lines = str(exc).strip().splitlines()
+            self.post_message(DetectionFailed(lines[0] if lines else type(exc).__name__))
+            return
         self.post_message(FindingsLoaded(findings))
+
+    def on_detection_failed(self, message: DetectionFailed) -> None:
+        """No findings rather than findings that silently miss the on-prem side; r tries again."""
+        from .findings import FindingsScreen
+
+        self.detection_error = message.error
+        self.notify(f"Findings failed: {message.error} (r retries)", severity="error", timeout=30)
+        for screen in self.app.screen_stack:  # a Findings screen opened while detection ran
+            if isinstance(screen, FindingsScreen) and screen.findings is None:
+                screen.detection_failed(message.error)
+        self._update_counts()
 
     def on_findings_loaded(self, message: FindingsLoaded) -> None:
         if self.view is None:
@@ -516,7 +537,7 @@ class MailboxesScreen(Screen[None]):
         if self.inventory is None:
             parts.append("loading…")
         elif self.view.findings is None:
-            parts.append("detecting…")
+            parts.append("findings failed (r retries)" if self.detection_error else "detecting…")
         if self.note:
             parts.append(self.note)
         counts.update(" · ".join(parts), layout=False)  # one fixed line: no re-layout per keystroke
