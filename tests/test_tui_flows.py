@@ -203,7 +203,9 @@ async def test_cancel_mid_apply_leaves_a_consistent_journal(env_dirs: Path) -> N
             result = apply_screen.result
             assert result is not None and result.cancelled and apply_screen.outcome == "cancelled"
             assert result.remaining > 0, "cancel came too late to leave rows undone"
-            assert "r applies the rest" in screen_text(app)
+            # the result line is painted on a later refresh than the message that sets it
+            await wait_for(pilot, lambda: "r applies the rest" in screen_text(app), timeout=10,
+                           what="the result line saying r applies the rest")
 
             # r applies the rest of the same plan: a second run that never writes a verified row again
             await pilot.press("r")
