@@ -4,7 +4,9 @@
 For admins whose network only lets PowerShell remoting out (or who must run from a jump host
 with ExchangeOnlineManagement installed). Settings live in the profile's `extra`:
 `exo_host_url` (or a sandbox's `winrm_exo_url`), `exo_host_user` (or `winrm_username`),
-`exo_host_auth` (default basic over TLS), `exo_host_ca_file`. The host's password comes from
+`exo_host_auth` (default basic over TLS), `exo_host_ca_file`, and optionally
+`exo_host_operation_timeout` / `exo_host_read_timeout` (whole seconds, WSMan OperationTimeout and
+the HTTP read timeout; defaults 20 / 30, the read timeout must be the longer). The host's password comes from
 `EXOCM_EXO_HOST_PASSWORD`, or for a sandbox profile from the sandbox secrets file.
 """
 from __future__ import annotations
@@ -53,12 +55,23 @@ def open_exo_host_bridge(profile: Profile, *, token_provider: TokenProvider | No
     password = env.get(PASSWORD_ENV)
     if password is None and profile.sandbox:
         password = sandbox_secret(profile.name, kind="winrm_password")
+    timeouts: dict[str, int] = {}
+    for key, option in (("exo_host_operation_timeout", "operation_timeout"), ("exo_host_read_timeout", "read_timeout")):
+        value = extra.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"profile {profile.name!r}: extra.{key} must be a whole number of seconds >= 1, "
+                              f"not {value!r}")
+        timeouts[option] = value
     endpoint = PsrpEndpoint(
         url=url,
         auth=str(extra.get("exo_host_auth") or "basic"),
         username=extra.get("exo_host_user") or extra.get("winrm_username"),
         password=password,
         ca_file=extra.get("exo_host_ca_file") or profile.ca_file,
+        operation_timeout=timeouts.get("operation_timeout", PsrpEndpoint.operation_timeout),
+        read_timeout=timeouts.get("read_timeout", PsrpEndpoint.read_timeout),
     )
     try:
         endpoint.validate()

@@ -61,7 +61,7 @@ class Sandbox:
     def __init__(self, tenant: Any, *, host: str, port: int, knobs: Knobs, seed: int,
                  clock: ClockLike | None, tls_dir: Path | None, state_file: Path | None,
                  sync_interval: float | None, auto_approve_device_code: bool, verbose: bool,
-                 winrm: bool = False, durable_writes: bool = False) -> None:
+                 winrm: bool = False, durable_writes: bool = False, winrm_port: int = 0) -> None:
         self.tenant = tenant
         self.knobs = knobs
         self.stats = Stats()
@@ -96,7 +96,7 @@ class Sandbox:
         self.port = int(self._server.server_address[1])
         self._base_url = f"https://{self.host}:{self.port}"
         self._threads: list[threading.Thread] = []
-        self.winrm: Any = self._start_winrm() if winrm else None
+        self.winrm: Any = self._start_winrm(winrm_port) if winrm else None
         if sync_interval:
             self._spawn(self._sync_loop, float(sync_interval), name="sandbox-sync")
         if state_file is not None:
@@ -112,7 +112,8 @@ class Sandbox:
               state_file: str | Path | None = None, tenant: Any = None,
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
-              durable_writes: bool = False, verbose: bool = False, winrm: bool = True) -> Sandbox:
+              durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
+              winrm_port: int = 0) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
@@ -122,7 +123,8 @@ class Sandbox:
         `clock`: returns epoch seconds or an aware datetime; tokens, the write budget, paging
         cursors and (for a tenant built here) the tenant's own clock follow it.
         `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
-        second loopback TLS port (sandbox/psrp); its URLs and credentials join `info`.
+        second loopback TLS port (sandbox/psrp; `winrm_port`, 0 = any free port); its URLs and
+        credentials join `info`.
         """
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
@@ -145,9 +147,9 @@ class Sandbox:
         return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
                    state_file=state_path, sync_interval=sync_interval,
                    auto_approve_device_code=auto_approve_device_code, verbose=verbose, winrm=winrm,
-                   durable_writes=durable_writes)
+                   durable_writes=durable_writes, winrm_port=winrm_port)
 
-    def _start_winrm(self) -> Any:
+    def _start_winrm(self, port: int = 0) -> Any:
         import ssl
 
         from .psrp import WinRMEndpoint
@@ -162,8 +164,23 @@ class Sandbox:
         def verify(token: str, organization: str | None) -> Any:
             return self.tokens.validate(f"Bearer {token}", self.rest_base_url, organization or tenant_id)
 
-        return WinRMEndpoint.start(self.tenant, host=self.host, ssl_context=ctx, username=user,
-                                   verifier=verify, cert_users={"exocm-sandbox-app": user})
+        # A restarted host keeps its credentials: the WinRM password is derived from the app's client
+        # secret, which lives with the TLS material (`<state_file>.tls/` when there is a state file).
+        # The derivation is the sandbox's own; a real host's password is whatever its admin set.
+        import base64
+        import hashlib
+        import hmac
+
+        digest = hmac.new(self.material.client_secret.encode(), b"exocm-sandbox winrm password",
+                          hashlib.sha256).digest()
+        password = base64.urlsafe_b64encode(digest[:18]).decode()
+        # The same fault knobs and seeded dice as the REST front; faults are counted in the same stats.
+        # Writes through WinRM are saved like REST writes (durable_writes: before the pipeline answers).
+        return WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
+                                   password=password,
+                                   verifier=verify, cert_users={"exocm-sandbox-app": user},
+                                   knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
+                                   on_write=self._wrote)
 
     # -- endpoints -----------------------------------------------------------------------
     @property

@@ -15,7 +15,7 @@
   same typed errors for the same Exchange error type and category.
 - For EXO through a management host the session first runs
   `Connect-ExchangeOnline -AccessToken <token from the MSAL layer> -Organization <tenant>`; a
-  rejected token is refreshed once.
+  rejected token is refreshed (up to MAX_TOKEN_REFRESHES times per call).
 - Reads are retried on Transient errors with the shared backoff (a fresh pool each time);
   writes are not: a write whose connection broke after the command was sent is AppliedUnknown.
 - pypsrp logs every PSRP message and WSMan envelope at DEBUG, parameter values included (the
@@ -71,6 +71,10 @@ _WSMAN_TIMED_OUT = 2150858793
 #: Tries of a call while the endpoint has never answered and cannot be reached (a wrong host or
 #: port, a stopped server): one clear error in about a second, as the REST transport does.
 FIRST_CONTACT_ATTEMPTS = 3
+#: Token refreshes per call when the host's session rejects the access token. More than one: each
+#: refresh costs a fresh pool and a new Connect-ExchangeOnline, a window in which a short-lived
+#: token can lapse again; a credential that is really wrong fails in MSAL, or after these tries.
+MAX_TOKEN_REFRESHES = 2
 _DT_PROPERTY = re.compile(r'<DT N="([^"]+)"')
 _RAW_COLLECTION = ("<LST", "<IE", "<QUE", "<STK")
 
@@ -123,6 +127,10 @@ class PsrpEndpoint:
                              "i.e. pypsrp[kerberos] with the system's Kerberos libraries), or use negotiate/ntlm")
         if self.auth == "certificate" and not (self.certificate_pem and self.certificate_key_pem):
             raise ValueError("WinRM certificate auth needs a certificate PEM and its key PEM")
+        if not 1 <= self.operation_timeout < self.read_timeout:
+            # a Receive is held up to OperationTimeout: the HTTP read must wait longer than that
+            raise ValueError(f"WinRM read timeout ({self.read_timeout} s) must be longer than the operation "
+                             f"timeout ({self.operation_timeout} s, at least 1)")
         if self.auth in ("basic", "certificate") and parts.scheme != "https" and not _is_loopback(host):
             raise ValueError(f"WinRM {self.auth} auth sends credentials: use https:// (TLS), not {self.url!r}")
 
@@ -307,6 +315,13 @@ def classify_remote(error: RemoteError, *, cmdlet: str, identity: str | None, is
     if error.category == "AuthenticationError":
         return TokenRejected(f"{cmdlet}: {error.message or 'the access token was rejected'}", cmdlet=cmdlet,
                              identity=identity)
+    if is_write and not error.message.strip():
+        # The known quirk (DESIGN section 1): a write that fails with an empty message may have applied.
+        # Said here, not left to the REST body parser: a remote record's type and category carry no
+        # "|"-separated detail, so an empty message must not turn into a parsed, non-empty one.
+        kind = f" ({error.error_type})" if error.error_type else ""
+        return AppliedUnknown(f"{cmdlet}: the write failed with an empty error message{kind} — the change may "
+                              "have been applied; read it back", cmdlet=cmdlet, identity=identity)
     # The same EXO error body shape the REST classifier reads: "Category|ExceptionType|Message".
     body = {"error": {"message": error.message,
                       "details": [{"message": f"{error.category}|{error.error_type}|{error.message}"}]}}
@@ -325,6 +340,7 @@ class PsrpStats:
     retries: int = 0
     transport_errors: int = 0
     receive_timeouts: int = 0
+    token_refreshes: int = 0
     waits_s: list[float] = field(default_factory=list)
 
 
@@ -416,7 +432,7 @@ class PsrpBridge:
         is_write = not is_read_cmdlet(cmdlet)
         identity = identity_of(parameters)
         attempt = 0
-        refreshed = False
+        refreshes = 0
         while True:
             attempt += 1
             yielded = False
@@ -435,11 +451,13 @@ class PsrpBridge:
                         or (broken.unreachable and attempt >= FIRST_CONTACT_ATTEMPTS)):
                     raise error from None
             except TokenRejected:
-                if refreshed or not self.needs_exo_connect or yielded:
+                if refreshes >= MAX_TOKEN_REFRESHES or not self.needs_exo_connect or yielded:
                     raise
-                refreshed = True
+                refreshes += 1
                 self._reset()
                 assert self._tokens is not None
+                with self._lock:
+                    self.stats.token_refreshes += 1
                 self._tokens.refresh()
                 continue
             with self._lock:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import CmdletError
+from ..rest import is_write
 
 #: Core cmdlets an Exchange remote session exposes next to the Exchange ones. Source: Microsoft
 #: Learn, "Exchange Management Shell ... available core cmdlets" (Exit-PSSession, Get-Command,
@@ -194,6 +195,10 @@ class Session:
     configuration = ""
     side = "onprem"
     no_language = True
+    #: Set by the WSMan service: True when this write must answer with the "applied-error" quirk.
+    applied_error: Callable[[], bool] | None = None
+    #: Set by the WSMan service: called after a write cmdlet ran (the sandbox persists its state).
+    on_write: Callable[[], None] | None = None
 
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
@@ -261,9 +266,14 @@ class Session:
     def invoke(self, name: str, params: dict[str, Any], outcome: Outcome) -> Sequence[dict[str, Any]]:
         """Run one Exchange cmdlet on this session's side of the tenant (lazy when the tenant can)."""
         query = getattr(self.tenant, "query", None)
-        with self.tenant.lock:
-            records = (query or self.tenant.invoke)(name, params, side=self.side)
-            outcome.warnings.extend(getattr(self.tenant, "last_warnings", None) or [])
+        write = is_write(name)
+        try:
+            with self.tenant.lock:
+                records = (query or self.tenant.invoke)(name, params, side=self.side)
+                outcome.warnings.extend(getattr(self.tenant, "last_warnings", None) or [])
+        finally:
+            if write and self.on_write is not None:
+                self.on_write()  # as the REST front does, also after a refused write
         return records
 
 
@@ -338,7 +348,17 @@ class ExoHostSession(Session):
             # Without Connect-ExchangeOnline the module's cmdlets are not loaded in the session.
             raise _not_recognized(name)
         self._check_token(self.token, self.organization)
-        return super().invoke(name, params, outcome)
+        records = super().invoke(name, params, outcome)
+        if is_write(name) and self.applied_error is not None and self.applied_error():
+            outcome.errors.append(applied_error_quirk())
+        return records
+
+
+def applied_error_quirk() -> CmdletError:
+    """The error a write answers with although it applied: an EMPTY message (DESIGN section 1, the GA
+    quirk of Set-Mailbox -IsExchangeCloudManaged). The exception type is the sandbox's choice (the
+    real one is not known); non-terminating, like the module's other cmdlet errors."""
+    return CmdletError("System.Exception", "NotSpecified", "", terminating=False)
 
 
 SESSION_TYPES: dict[str, type[Session]] = {

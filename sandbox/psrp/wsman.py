@@ -12,6 +12,25 @@ What it does the way Windows' WinRM service does it (MS-WSMV; behaviour checked 
   before replying, Nagle disabled, TLS handshake in the per-connection thread;
 - Basic auth (over TLS, or plain HTTP when the client sets `encryption="never"`), 401 with
   `WWW-Authenticate` on bad credentials; client-certificate auth when a client CA is configured.
+
+The sandbox's fault knobs (`--fault KIND=RATE`, shared with the REST front and drawn from the
+same seeded dice) apply to every authenticated WSMan request too (see `WSManService.draw_fault`):
+- "500": HTTP 500 with a SOAP fault, before the request is acted on. WinRM sends every fault
+  as HTTP 500 with a WSManFault detail (MS-WSMV); the code (E_FAIL) and text are the sandbox's.
+- "503": HTTP 503 with HTTP.sys's plain "Service Unavailable" page, before the request is acted
+  on: what a Windows host answers when the WinRM/IIS request queue is full or the application
+  pool is down (HTTP.sys behaviour; the page text is HTTP.sys's). No SOAP body, no Retry-After.
+- "reset": the TCP connection is aborted (RST) before the request is acted on.
+- "timeout": no answer; the connection is held `fault_timeout_s` and closed. A Receive is held
+  before any output is taken from the shell (the request was lost on the way; pypsrp resends
+  the same Receive, as its own comment says WinRM allows); every other request (Create,
+  Command, Send, Signal, Delete) is acted on first and only its answer is lost, so a Command
+  whose answer never came may still have run its cmdlet. Which of the two a real network loss
+  is cannot be known by the client; the split is the sandbox's choice.
+- "applied-error": in an EXO management-host session, a write cmdlet runs and then writes an
+  error record with an EMPTY message: the GA quirk of `Set-Mailbox -IsExchangeCloudManaged`
+  (DESIGN section 1; the V3 module runs its cmdlets over the same REST API, so the quirk reaches
+  a remote session as a PowerShell error). Non-terminating, as the module's cmdlet errors are.
 """
 from __future__ import annotations
 
@@ -21,16 +40,19 @@ import hmac
 import re
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
+from ..knobs import FaultDice, Knobs
 from .runspace import Shell
 from .sessions import SESSION_TYPES, Session, Tenant, TokenVerifier
 
@@ -60,6 +82,13 @@ _RUNNING = _SHELL + "CommandState/Running"
 TIMED_OUT = 2150858793
 SHELL_NOT_FOUND = 2150858843
 ACCESS_DENIED = 5
+#: E_FAIL, the code of the sandbox's injected "500" fault (and of its own internal errors).
+E_FAIL = 2147500037
+#: HTTP.sys's 503 page (the text Windows' kernel HTTP listener answers with).
+HTTP_SYS_503 = (b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
+                b'<HTML><HEAD><TITLE>Service Unavailable</TITLE>\r\n<META HTTP-EQUIV="Content-Type" '
+                b'Content-Type="text/html; charset=us-ascii"></HEAD>\r\n<BODY><h2>Service Unavailable</h2>\r\n'
+                b"<hr><p>HTTP Error 503. The service is unavailable.</p>\r\n</BODY></HTML>\r\n")
 _ENVELOPE_SLACK = 2048  # bytes for header + body skeleton of a ReceiveResponse
 _DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
 _CERT_MUTUAL = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
@@ -192,13 +221,24 @@ class _DropConnection(Exception):
     """Close the TCP connection without answering (fault injection)."""
 
 
+def _injected_internal_error() -> WSManFault:
+    # The sandbox's own text and code: a WinRM-side failure before the request was acted on.
+    return WSManFault(E_FAIL, "w:InternalError",
+                      "The WS-Management service cannot process the request because of an internal error. "
+                      "The operation was not performed.")
+
+
 class WSManService:
     """Shells, credentials and dispatch: everything but HTTP."""
 
     def __init__(self, tenant: Tenant, *, username: str, password: str,
                  verifier: TokenVerifier | None = None, cert_users: dict[str, str] | None = None,
-                 idle_timeout_s: float = 7200.0, machine: str = "EXOCM-SANDBOX") -> None:
+                 idle_timeout_s: float = 7200.0, machine: str = "EXOCM-SANDBOX",
+                 knobs: Knobs | None = None, dice: FaultDice | None = None,
+                 on_fault: Callable[[str], None] | None = None,
+                 on_write: Callable[[], None] | None = None) -> None:
         self.tenant = tenant
+        self.on_write = on_write
         self.username = username
         self._password = password
         self.verifier = verifier
@@ -208,7 +248,41 @@ class WSManService:
         self.shells: dict[str, Shell] = {}
         self.lock = threading.Lock()
         self.faults = Faults()
+        self.knobs = knobs
+        self.dice = dice
+        self._on_fault = on_fault
         self.stats: dict[str, int] = {"requests": 0, "receives": 0, "timeouts": 0, "auth_failures": 0}
+        self.faults_injected: dict[str, int] = {}
+
+    # -- fault knobs (module docstring) --------------------------------------------------------
+    def _count_fault(self, kind: str) -> None:
+        with self.lock:
+            self.faults_injected[kind] = self.faults_injected.get(kind, 0) + 1
+        if self._on_fault is not None:
+            self._on_fault(kind)
+
+    def draw_fault(self) -> str | None:
+        """The transport fault ("500", "503", "reset", "timeout") to inject into this request, or None."""
+        if self.knobs is None or self.dice is None or not self.knobs.faults:
+            return None
+        fault = self.dice.transport_fault(self.knobs.faults)
+        if fault is not None:
+            self._count_fault(fault)
+        return fault
+
+    def applied_error(self) -> bool:
+        """Should this write answer with the empty-message error although it ran ("applied-error")?"""
+        if self.knobs is None or self.dice is None:
+            return False
+        if not self.dice.chance(self.knobs.faults.get("applied-error", 0.0)):
+            return False
+        self._count_fault("applied-error")
+        return True
+
+    @property
+    def fault_timeout_s(self) -> float:
+        """How long a "timeout" fault holds a connection before closing it unanswered."""
+        return self.knobs.fault_timeout_s if self.knobs is not None else 30.0
 
     # -- auth --------------------------------------------------------------------------------
     def authenticate(self, header: str | None, peer_cert: dict[str, Any] | None) -> str | None:
@@ -293,6 +367,8 @@ class WSManService:
             session = session_type(self.tenant, self.verifier)  # type: ignore[call-arg]
         else:
             session = session_type(self.tenant)
+        session.applied_error = self.applied_error
+        session.on_write = self.on_write
         shell = Shell(shell_id, session, user, client_ip)
         creation = shell_el.find("pwsh:creationXml", NS)
         if creation is not None and creation.text:
@@ -411,7 +487,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        if body:
+        if body and "Content-Type" not in (headers or {}):
             self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -419,6 +495,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _hold(self, seconds: float) -> None:
+        """Say nothing for `seconds` (or until the endpoint stops), then close the connection."""
+        self.server.stopping.wait(seconds)
+        self._drop()
+
+    def _reset(self) -> None:
+        """Abort the TCP connection: SO_LINGER 0 makes close() send a RST (no TLS close_notify)."""
+        self.close_connection = True
+        sock = self.connection
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw = socket.socket(fileno=sock.detach()) if isinstance(sock, ssl.SSLSocket) else sock
+            raw.close()
+        except OSError:
+            pass
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         length = int(self.headers.get("Content-Length") or 0)
@@ -440,16 +539,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200)  # pypsrp's empty priming request for message encryption
             return
         message_id = ""
+        fault: str | None = None
         try:
             req = parse_request(raw)
             message_id = req.message_id
+            fault = service.draw_fault()
+            if fault == "reset":
+                self._reset()
+                return
+            if fault == "503":
+                self._reply(503, HTTP_SYS_503, {"Content-Type": "text/html; charset=us-ascii"})
+                return
+            if fault == "500":
+                raise _injected_internal_error()
+            if fault == "timeout" and req.action == ACTION_RECEIVE:
+                self._hold(service.fault_timeout_s)  # lost on the way: no output was taken
+                return
             body = service.handle(req, user, self.client_address[0], path)
+            if fault == "timeout":
+                self._hold(service.fault_timeout_s)  # acted on; only the answer is lost
+                return
         except _DropConnection:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop()
             return
         except WSManFault as fault:
             self._reply(500, fault_envelope(fault, message_id, service.machine))
@@ -470,6 +581,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self.stopping = threading.Event()
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -511,12 +623,19 @@ class WinRMEndpoint:
     def start(cls, tenant: Tenant, *, host: str = "127.0.0.1", port: int = 0,
               ssl_context: ssl.SSLContext | None = None, username: str = "SANDBOX\\exocm-admin",
               password: str | None = None, verifier: TokenVerifier | None = None,
-              cert_users: dict[str, str] | None = None) -> WinRMEndpoint:
-        """Serve `tenant` over WSMan on host:port (0 = any free port); TLS when `ssl_context` is given."""
+              cert_users: dict[str, str] | None = None, knobs: Knobs | None = None,
+              dice: FaultDice | None = None, on_fault: Callable[[str], None] | None = None,
+              on_write: Callable[[], None] | None = None) -> WinRMEndpoint:
+        """Serve `tenant` over WSMan on host:port (0 = any free port); TLS when `ssl_context` is given.
+
+        `knobs` / `dice`: the sandbox's fault knobs and seeded dice (module docstring); `on_fault`
+        is told the kind of every fault injected; `on_write` is called after every write cmdlet ran
+        (the sandbox saves its state)."""
         import secrets
 
         service = WSManService(tenant, username=username, password=password or secrets.token_urlsafe(18),
-                               verifier=verifier, cert_users=cert_users)
+                               verifier=verifier, cert_users=cert_users, knobs=knobs, dice=dice,
+                               on_fault=on_fault, on_write=on_write)
         server = _HTTPServer((host, port), service, ssl_context)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                   daemon=True, name="sandbox-winrm")
@@ -569,6 +688,7 @@ class WinRMEndpoint:
 
     def stop(self) -> None:
         """Stop serving, close shells and open connections."""
+        self._server.stopping.set()
         self._server.service.close()
         self._server.shutdown()
         self._server.close_connections()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fault campaign: apply plans against a sandbox that misbehaves, and prove nothing is lost or wrong.
 
-    scripts/bench/faults.py [--rows 5000] [--kinds 503,reset,...] [--seed 7] --json OUT
+    scripts/bench/faults.py [--rows 5000] [--kinds 503,reset,...] [--seed 7] [--bridge rest|psrp|both] --json OUT
 
 For each fault kind, one fresh sandbox tenant and one plan of `--rows` IsExchangeCloudManaged
 flips, applied by the real engine (`exocm.core.apply.apply_plan`, REST bridge, MSAL, TLS over
@@ -19,6 +19,18 @@ restart of the service) is resumed, like an admin would, until the plan is compl
   from the same state file;
 - `mixed`: all of the above at once (the restart as stop + start in-process, same state
   file and port).
+
+With `--bridge psrp` (or `both`) the same plans are applied through the PSRP bridge: a
+profile with `extra.exo_transport = "psrp"` reaches EXO through the sandbox's WinRM
+management host (pypsrp, `Connect-ExchangeOnline -AccessToken`), and the sandbox injects the
+same knobs into WSMan requests (HTTP 500 SOAP faults, HTTP 503, resets, unanswered requests,
+the empty-message error after a write). Those figures are keyed `psrp:KIND` (REST keeps the
+bare kind). PSRP kinds: `503`, `500`, `reset`, `timeout`, `applied-error`, `token-expiry`,
+`restart` (stop + start in-process, same state file and ports) and `mixed`; `429-storm` is
+REST-only (the WinRM endpoint has no write budget: a host's throttling arrives as REST
+answers inside the session, which the sandbox does not model). Per-request rates are lower
+than REST's (PSRP_RATES): one cmdlet is three or more WSMan requests, and every broken
+connection costs a fresh runspace pool and a new Connect-ExchangeOnline.
 
 Afterwards the sandbox's own state is compared with every journal of the plan:
 `wrong_state` counts rows whose state disagrees with the journal (a row the journal calls
@@ -46,10 +58,11 @@ from pathlib import Path
 from typing import Any
 
 from exocm.core.apply import ApplyResult, WritePacer, apply_plan
-from exocm.core.bridge.rest import RestBridge
+from exocm.core.bridge.base import Bridge
 from exocm.core.config import sandbox_profile
 from exocm.core.connect import open_bridge
 from exocm.core.events import Progress
+from exocm.core.exo_host import PASSWORD_ENV
 from exocm.core.inventory import fetch_inventory
 from exocm.core.journal import journals_for_plan, plan_history, read_journal
 from exocm.core.plan import Plan, build_plan
@@ -64,6 +77,25 @@ RATES: dict[str, float] = {"503": 0.08, "reset": 0.05, "timeout": 0.02, "applied
 CLIENT_TIMEOUT_S = 2.0
 FAULT_TIMEOUT_S = 3.0
 
+BRIDGES: tuple[str, ...] = ("rest", "psrp")
+#: Kinds the PSRP bridge runs (429-storm is REST-only: see the module docstring).
+PSRP_KINDS: tuple[str, ...] = ("503", "500", "reset", "timeout", "token-expiry", "applied-error", "restart",
+                               "mixed")
+#: Per-WSMan-request rates: a cmdlet is 3+ requests (Command, Receive, Signal), and a broken connection
+#: costs a fresh pool and Connect-ExchangeOnline, so the same per-cmdlet pressure needs lower rates.
+PSRP_RATES: dict[str, float] = {"503": 0.03, "500": 0.03, "reset": 0.02, "timeout": 0.003,
+                                "applied-error": 0.15}
+#: WinRM timeouts of the campaign's PSRP profile (whole seconds: OperationTimeout < HTTP read timeout
+#: < the sandbox's hold of a "timeout" fault).
+PSRP_OPERATION_TIMEOUT_S = 2
+PSRP_READ_TIMEOUT_S = 3
+PSRP_FAULT_TIMEOUT_S = 4.0
+
+
+def figures_key(bridge: str, kind: str) -> str:
+    """The key of a kind's figures in the JSON: the bare kind for REST (as before), `psrp:KIND` for PSRP."""
+    return kind if bridge == "rest" else f"{bridge}:{kind}"
+
 
 def tenant_size_for(rows: int) -> int:
     """A generated tenant with at least `rows` dir-synced mailboxes to flip (about 80% of users are)."""
@@ -76,27 +108,31 @@ def tenant_size_for(rows: int) -> int:
 class InProcess:
     """A sandbox in this process (knobs and token revocation reachable directly)."""
 
-    def __init__(self, size: int, seed: int, state_file: Path | None = None, **knobs: Any) -> None:
+    def __init__(self, size: int, seed: int, state_file: Path | None = None, *, winrm: bool = False,
+                 fault_timeout_s: float = FAULT_TIMEOUT_S, **knobs: Any) -> None:
         from exocm.sandbox.server import Sandbox
 
-        def start(port: int) -> Any:
+        def start(port: int, winrm_port: int) -> Any:
+            extra = {"winrm_port": winrm_port} if winrm else {}
             return Sandbox.start(size, seed, port=port, state_file=state_file,
-                                 fault_timeout_s=FAULT_TIMEOUT_S, winrm=False, **knobs)
+                                 fault_timeout_s=fault_timeout_s, winrm=winrm, **extra, **knobs)
 
         self._start = start
-        self.sb = self._start(0)
+        self.sb = self._start(0, 0)
         self.info: dict[str, Any] = self.sb.info
         self.faults_injected: dict[str, int] = {}
 
     def restart(self) -> None:
-        """Stop (state saved) and start again from the state file on the same port."""
+        """Stop (state saved) and start again from the state file on the same port(s)."""
         knobs = self.sb.knobs
         port = self.sb.port
+        winrm_port = self.sb.winrm.port if self.sb.winrm is not None else 0
         self._count_faults()
         self.sb.stop()
         time.sleep(0.5)
-        self.sb = self._start(port)
+        self.sb = self._start(port, winrm_port)
         self.sb.knobs.faults = dict(knobs.faults)
+        self.sb.knobs.fault_timeout_s = knobs.fault_timeout_s
         self.sb.knobs.write_budget = knobs.write_budget
         self.sb.knobs.concurrency_limit = knobs.concurrency_limit
 
@@ -234,21 +270,53 @@ class Disruptor:
             t.join(timeout=60)
 
 
-def _connect(info: dict[str, Any], *, timeout: float = 120.0) -> RestBridge:
+def _connect(info: dict[str, Any], *, timeout: float = 120.0, bridge: str = "rest") -> Bridge:
+    """A bridge to the sandbox the product's way (`open_bridge` on a sandbox profile); for "psrp" the
+    profile says `extra.exo_transport = "psrp"` and names the sandbox's WinRM management host."""
     profile = sandbox_profile("faults", info)
     assert profile.secret_env is not None
-    return open_bridge(profile, env={profile.secret_env: str(info["client_secret"])},
-                       token_cache=memory_token_cache(), timeout=timeout)
+    env = {profile.secret_env: str(info["client_secret"])}
+    if bridge == "psrp":
+        profile.extra.update({"exo_transport": "psrp", "winrm_exo_url": info["winrm_exo_url"],
+                              "winrm_username": info["winrm_username"],
+                              "exo_host_operation_timeout": PSRP_OPERATION_TIMEOUT_S,
+                              "exo_host_read_timeout": PSRP_READ_TIMEOUT_S})
+        env[PASSWORD_ENV] = str(info["winrm_password"])
+    return open_bridge(profile, env=env, token_cache=memory_token_cache(), timeout=timeout)
 
 
-def _plan(bridge: RestBridge, rows: int) -> Plan:
+def _plan(bridge: Bridge, rows: int, label: str = "rest") -> Plan:
     inv = fetch_inventory(bridge)
     selection = select_all_dirsynced(inv.frame)
-    full = build_plan(inv.frame, selection.identities, True, tenant=str(bridge.tenant), bridge="rest")
+    full = build_plan(inv.frame, selection.identities, True, tenant=str(bridge.tenant), bridge=label)
     keep = [r.identity for r in full.set_rows()][:rows]
     if len(keep) < rows:
         raise RuntimeError(f"the tenant has only {len(keep)} mailboxes to flip, {rows} wanted")
-    return build_plan(inv.frame, keep, True, tenant=str(bridge.tenant), bridge="rest")
+    return build_plan(inv.frame, keep, True, tenant=str(bridge.tenant), bridge=label)
+
+
+def _setup_psrp(kind: str, rows: int, seed: int, work: Path,
+                rates: dict[str, float]) -> tuple[Any, Disruptor, dict[str, Any]]:
+    """`_setup` for the PSRP bridge: an in-process sandbox serving WinRM, faults on WSMan requests."""
+    size = tenant_size_for(rows)
+    disrupt = Disruptor()
+    common: dict[str, Any] = {"winrm": True, "fault_timeout_s": PSRP_FAULT_TIMEOUT_S}
+    if kind == "restart":
+        sb = InProcess(size, seed, state_file=work / "tenant.sqlite", **common)
+        disrupt.actions = [(0.3, sb.restart), (0.7, sb.restart)]
+        return sb, disrupt, {}
+    if kind == "mixed":
+        sb = InProcess(size, seed, state_file=work / "tenant.sqlite", **common)
+        disrupt.actions = [(0.3, sb.restart)]
+        disrupt.periodic = [(0.5, lambda: sb.sb.revoke_tokens())]
+        return sb, disrupt, {"faults": {k: v / 3 for k, v in rates.items()}}
+    if kind not in rates and kind != "token-expiry":
+        raise ValueError(f"unknown PSRP fault kind {kind!r}; known: {', '.join(PSRP_KINDS)}")
+    sb = InProcess(size, seed, **common)
+    if kind == "token-expiry":
+        disrupt.periodic = [(0.5, lambda: sb.sb.revoke_tokens())]
+        return sb, disrupt, {}
+    return sb, disrupt, {"faults": {kind: rates[kind]}}
 
 
 def _setup(kind: str, rows: int, seed: int, work: Path,
@@ -287,28 +355,34 @@ def _setup(kind: str, rows: int, seed: int, work: Path,
 
 
 def run_kind(kind: str, *, rows: int, seed: int = 7, max_runs: int = 8, work: Path,
-             concurrency: int = 8, rates: dict[str, float] | None = None) -> dict[str, Any]:
-    """Run one fault kind end to end and return its figures (`rates` overrides RATES)."""
+             concurrency: int = 8, rates: dict[str, float] | None = None, bridge: str = "rest") -> dict[str, Any]:
+    """Run one fault kind end to end through `bridge` ("rest" or "psrp") and return its figures
+    (`rates` overrides RATES, or PSRP_RATES for "psrp")."""
+    if bridge not in BRIDGES:
+        raise ValueError(f"unknown bridge {bridge!r}; known: {', '.join(BRIDGES)}")
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"
     started = time.perf_counter()
-    service, disrupt, options = _setup(kind, rows, seed, work, {**RATES, **(rates or {})})
+    if bridge == "psrp":
+        service, disrupt, options = _setup_psrp(kind, rows, seed, work, {**PSRP_RATES, **(rates or {})})
+    else:
+        service, disrupt, options = _setup(kind, rows, seed, work, {**RATES, **(rates or {})})
     faults = options.pop("faults", None)
     timeout = float(options.pop("timeout", 120.0))
     results: list[ApplyResult] = []
     try:
-        setup_bridge = _connect(service.info)
+        setup_bridge = _connect(service.info)  # the plan is built over REST, before any fault
         try:
-            plan = _plan(setup_bridge, rows)
+            plan = _plan(setup_bridge, rows, bridge)
         finally:
             setup_bridge.close()
         if faults:
             service.sb.knobs.faults = dict(faults)
-        bridge = _connect(service.info, timeout=timeout)
+        apply_bridge = _connect(service.info, timeout=timeout, bridge=bridge)
         disrupt.start()
         try:
             for _ in range(max_runs):
-                result = apply_plan(bridge, plan, data_dir=data, max_age=None, concurrency=concurrency,
+                result = apply_plan(apply_bridge, plan, data_dir=data, max_age=None, concurrency=concurrency,
                                     progress=disrupt.progress, **options)
                 results.append(result)
                 if result.complete:
@@ -316,7 +390,7 @@ def run_kind(kind: str, *, rows: int, seed: int = 7, max_runs: int = 8, work: Pa
                 options.pop("pacer", None)  # a resume starts with a fresh pacer, like a new process
         finally:
             disrupt.stop()
-            bridge.close()
+            apply_bridge.close()
         if isinstance(service, InProcess):
             service.sb.knobs.faults = {}
         state = service.cloud_managed()
@@ -325,6 +399,7 @@ def run_kind(kind: str, *, rows: int, seed: int = 7, max_runs: int = 8, work: Pa
     figures = check(plan, data / "journals", state)
     figures.update(
         kind=kind,
+        bridge_kind=bridge,
         runs=len(results),
         resumes=len(results) - 1,
         complete=bool(results and results[-1].complete),
@@ -342,7 +417,8 @@ def run_kind(kind: str, *, rows: int, seed: int = 7, max_runs: int = 8, work: Pa
 def _sum_stats(results: list[ApplyResult]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in results:
-        for key in ("requests", "http_429", "retries", "token_refreshes", "transport_errors"):
+        for key in ("requests", "http_429", "retries", "token_refreshes", "transport_errors", "pipelines",
+                    "pools_opened"):
             out[key] = out.get(key, 0) + int(r.bridge_stats.get(key, 0) or 0)
     return out
 
@@ -402,25 +478,38 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=5000, help="plan rows per fault kind")
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of: {', '.join(KINDS)}")
+    parser.add_argument("--kinds", default=None,
+                        help=f"comma-separated, of: {', '.join(KINDS)} (REST), {', '.join(PSRP_KINDS)} (PSRP); "
+                             "default: every kind the chosen bridge(s) run")
+    parser.add_argument("--bridge", choices=("rest", "psrp", "both"), default="rest",
+                        help="apply through the REST bridge (default; keys are the bare kinds), the PSRP bridge "
+                             "through the sandbox's WinRM management host (keys 'psrp:KIND'), or both")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-runs", type=int, default=8, help="apply runs per kind at most (first + resumes)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--work-dir", type=Path, default=None, help="keep tenants and journals here")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
-    kinds = [k.strip() for k in args.kinds.replace(" ", ",").split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in KINDS]
+    bridges = list(BRIDGES) if args.bridge == "both" else [args.bridge]
+    known = {"rest": KINDS, "psrp": PSRP_KINDS}
+    asked = None if args.kinds is None else [k.strip() for k in args.kinds.replace(" ", ",").split(",") if k.strip()]
+    unknown = [k for k in asked or [] if not any(k in known[b] for b in bridges)]
     if unknown:
-        parser.error(f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
+        parser.error(f"unknown kind(s) {', '.join(unknown)}; known: "
+                     + "; ".join(f"{b}: {', '.join(known[b])}" for b in bridges))
+    runs = [(b, k) for b in bridges for k in known[b] if asked is None or k in asked]
+    skipped = [figures_key(b, k) for b in bridges for k in asked or [] if k not in known[b]]
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="exocm-faults-"))
-    out: dict[str, Any] = {"rows": args.rows, "seed": args.seed, "kinds": {}}
+    out: dict[str, Any] = {"rows": args.rows, "seed": args.seed, "bridges": bridges, "kinds": {}}
+    if skipped:
+        out["skipped"] = skipped  # e.g. psrp:429-storm, a REST-only kind
     try:
-        for kind in kinds:
+        for bridge, kind in runs:
+            key = figures_key(bridge, kind)
             figures = run_kind(kind, rows=args.rows, seed=args.seed, max_runs=args.max_runs,
-                               work=work / kind, concurrency=args.concurrency)
-            out["kinds"][kind] = figures
-            print(f"{kind:>14}: rows {figures['rows']} verified {figures['verified']} "
+                               work=work / key.replace(":", "-"), concurrency=args.concurrency, bridge=bridge)
+            out["kinds"][key] = figures
+            print(f"{key:>19}: rows {figures['rows']} verified {figures['verified']} "
                   f"failed_with_reason {figures['failed_with_reason']} wrong_state {figures['wrong_state']} "
                   f"lost_journal_rows {figures['lost_journal_rows']} resumes {figures['resumes']} "
                   f"({figures['elapsed_s']} s)", file=sys.stderr, flush=True)
