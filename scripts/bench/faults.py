@@ -90,6 +90,10 @@ PSRP_RATES: dict[str, float] = {"503": 0.03, "500": 0.03, "reset": 0.02, "timeou
 PSRP_OPERATION_TIMEOUT_S = 2
 PSRP_READ_TIMEOUT_S = 3
 PSRP_FAULT_TIMEOUT_S = 4.0
+#: Seconds between token revocations for PSRP (REST: 0.5 s). A PSRP call after a rejected token needs
+#: a fresh pool and Connect-ExchangeOnline (0.3-1 s on a loaded 2-core machine): at 0.5 s a new token
+#: often dies before its first cmdlet, which has no real counterpart (tokens live 60+ minutes).
+PSRP_REVOKE_EVERY_S = 2.0
 
 
 def figures_key(bridge: str, kind: str) -> str:
@@ -308,13 +312,13 @@ def _setup_psrp(kind: str, rows: int, seed: int, work: Path,
     if kind == "mixed":
         sb = InProcess(size, seed, state_file=work / "tenant.sqlite", **common)
         disrupt.actions = [(0.3, sb.restart)]
-        disrupt.periodic = [(0.5, lambda: sb.sb.revoke_tokens())]
+        disrupt.periodic = [(PSRP_REVOKE_EVERY_S, lambda: sb.sb.revoke_tokens())]
         return sb, disrupt, {"faults": {k: v / 3 for k, v in rates.items()}}
     if kind not in rates and kind != "token-expiry":
         raise ValueError(f"unknown PSRP fault kind {kind!r}; known: {', '.join(PSRP_KINDS)}")
     sb = InProcess(size, seed, **common)
     if kind == "token-expiry":
-        disrupt.periodic = [(0.5, lambda: sb.sb.revoke_tokens())]
+        disrupt.periodic = [(PSRP_REVOKE_EVERY_S, lambda: sb.sb.revoke_tokens())]
         return sb, disrupt, {}
     return sb, disrupt, {"faults": {kind: rates[kind]}}
 
