@@ -40,6 +40,7 @@ from .connection import connection_options, open_connection
 from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import (
+    check_onprem_sources,
     load_onprem_live_data,
     onprem_live_requested,
     onprem_options,
@@ -140,8 +141,7 @@ def findings(
                                  param_hint="--code")
     notes: list[str] = []
     live = pop_onprem_options(conn)
-    if onprem_csv is not None and onprem_live_requested(live):
-        raise click.UsageError("--onprem-csv and --onprem-host/--onprem-live exclude each other")
+    check_onprem_sources(onprem_csv, live)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         label = str(connection.label)
         sandbox = bool(connection.is_sandbox)

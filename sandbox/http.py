@@ -184,15 +184,9 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     def _reset(self) -> None:
-        """Abort the TCP connection: SO_LINGER 0 makes close() send a RST."""
+        """Abort the TCP connection with a RST."""
         self.close_connection = True
-        sock = self.request
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            raw = socket.socket(fileno=sock.detach()) if isinstance(sock, ssl.SSLSocket) else sock
-            raw.close()
-        except OSError:
-            pass
+        reset_connection(self.request)
 
     do_GET = _dispatch
     do_POST = _dispatch
@@ -264,3 +258,13 @@ def start_server(host: str, port: int, app: Handler, ssl_context: ssl.SSLContext
                               name=f"sandbox-https-{server.server_address[1]}", daemon=True)
     thread.start()
     return server, thread
+
+
+def reset_connection(sock: socket.socket) -> None:
+    """Abort a TCP connection: SO_LINGER 0 makes close() send a RST (no TLS close_notify)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw = socket.socket(fileno=sock.detach()) if isinstance(sock, ssl.SSLSocket) else sock
+        raw.close()
+    except OSError:
+        pass

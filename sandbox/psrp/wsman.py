@@ -40,7 +40,6 @@ import hmac
 import re
 import socket
 import ssl
-import struct
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
+from ..http import reset_connection
 from ..knobs import FaultDice, Knobs
 from .runspace import Shell
 from .sessions import SESSION_TYPES, Session, Tenant, TokenVerifier
@@ -511,13 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _reset(self) -> None:
         """Abort the TCP connection: SO_LINGER 0 makes close() send a RST (no TLS close_notify)."""
         self.close_connection = True
-        sock = self.connection
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            raw = socket.socket(fileno=sock.detach()) if isinstance(sock, ssl.SSLSocket) else sock
-            raw.close()
-        except OSError:
-            pass
+        reset_connection(self.connection)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         length = int(self.headers.get("Content-Length") or 0)
