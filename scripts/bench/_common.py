@@ -34,7 +34,7 @@ def peak_rss_mb() -> float:
 @contextmanager
 def sandbox_process(size: int, seed: int, *serve_args: str, start_timeout: float = 600.0) -> Iterator[dict[str, Any]]:
     """`exocm sandbox serve --print-json` (plus `serve_args`) in a child process, whose CPU is not
-    behind this process's GIL; yields its info (URLs, CA file, throwaway credentials)."""
+    behind this process's GIL; yields its info (URLs, CA file, throwaway credentials, `_pid`)."""
     cmd = [sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve",
            "--size", str(size), "--seed", str(seed), "--port", "0", "--print-json", *serve_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -44,6 +44,7 @@ def sandbox_process(size: int, seed: int, *serve_args: str, start_timeout: float
         if not ready:
             raise SystemExit("the sandbox did not start in time")
         info: dict[str, Any] = json.loads(proc.stdout.readline())
+        info["_pid"] = proc.pid  # for benchmarks that count the sandbox's CPU
         threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
         yield info
     finally:

@@ -31,7 +31,6 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from _common import sandbox_process
 from exocm.core.config import Profile
 from exocm.core.connect import open_bridge
 from exocm.core.inventory import fetch_inventory
@@ -95,22 +95,9 @@ def _sandbox(args: argparse.Namespace) -> Iterator[tuple[dict[str, Any], set[str
     """Start the sandbox; yield its info and the ground-truth set of EXO mailbox ids."""
     knobs = {"latency_ms": args.latency_ms, "concurrency_limit": args.concurrency_limit}
     if args.sandbox_process:
-        cmd = [sys.executable, "-c", "from exocm.cli.main import main; main()", "sandbox", "serve", "--size", str(args.size),
-               "--seed", str(args.seed), "--port", "0", "--latency-ms", str(args.latency_ms),
-               "--concurrency-limit", str(args.concurrency_limit), "--print-json"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        try:
-            assert proc.stdout is not None
-            info = json.loads(proc.stdout.readline())
-            info["_pid"] = proc.pid
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe drained
+        with sandbox_process(args.size, args.seed, "--latency-ms", str(args.latency_ms),
+                             "--concurrency-limit", str(args.concurrency_limit)) as info:
             yield info, _truth_from_generator(args.size, args.seed)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         return
     from exocm.sandbox.server import Sandbox
 
