@@ -178,6 +178,21 @@ async def test_filter_select_preview_apply_journal_undo_preview(env_dirs: Path) 
             assert_sandbox_label(app, "the undo preview")
 
 
+async def confirm_and_start_apply(pilot: Any, app: ExocmApp) -> ApplyScreen:
+    """From the preview: a, type the confirmation phrase, enter; return once a few rows are verified."""
+    await pilot.press("a")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirmation")
+    await type_text(pilot, app.screen.phrase)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, ApplyScreen), what="apply screen")
+    apply_screen = app.screen
+    assert isinstance(apply_screen, ApplyScreen)
+    panel = apply_screen.query_one("#apply-progress")
+    await wait_for(pilot, lambda: panel.last is not None and panel.last.counters.get("ok", 0) >= 3,
+                   what="some rows verified")
+    return apply_screen
+
+
 async def test_cancel_mid_apply_leaves_a_consistent_journal(env_dirs: Path) -> None:
     with sandbox_session(env_dirs, size=400, latency_ms=40) as session:
         app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
@@ -189,15 +204,7 @@ async def test_cancel_mid_apply_leaves_a_consistent_journal(env_dirs: Path) -> N
             screen.preview(True)
             await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")
             plan = app.screen.plan
-            await pilot.press("a")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirmation")
-            await type_text(pilot, app.screen.phrase)
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, ApplyScreen), what="apply screen")
-            apply_screen = app.screen
-            panel = apply_screen.query_one("#apply-progress")
-            await wait_for(pilot, lambda: panel.last is not None and panel.last.counters.get("ok", 0) >= 3,
-                           what="some rows verified")
+            apply_screen = await confirm_and_start_apply(pilot, app)
             await pilot.press("escape")  # cancel: stop taking rows, settle the in-flight ones
             await wait_for(pilot, lambda: not apply_screen.running, what="the cancelled run to stop")
             result = apply_screen.result
@@ -241,15 +248,7 @@ async def test_quitting_mid_apply_stops_it_cleanly_before_the_app_exits(env_dirs
             screen.preview(True)
             await wait_for(pilot, lambda: isinstance(app.screen, PreviewScreen), what="preview")
             plan = app.screen.plan
-            await pilot.press("a")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirmation")
-            await type_text(pilot, app.screen.phrase)
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, ApplyScreen), what="apply screen")
-            apply_screen = app.screen
-            panel = apply_screen.query_one("#apply-progress")
-            await wait_for(pilot, lambda: panel.last is not None and panel.last.counters.get("ok", 0) >= 3,
-                           what="some rows verified")
+            apply_screen = await confirm_and_start_apply(pilot, app)
             await pilot.press("ctrl+q")  # the app does not vanish with the apply still writing behind it
             assert apply_screen.cancel_event.is_set()
             await wait_for(pilot, lambda: app.return_code is not None, what="the app to exit after the stop")
