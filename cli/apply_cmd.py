@@ -18,10 +18,10 @@ from types import FrameType
 from typing import Any
 
 import click
-from exocm.core.apply import ApplyRefused, ApplyResult, apply_plan, check_plan
 from exocm.core.events import Progress
-from exocm.core.journal import local_actor, plan_history
-from exocm.core.plan import Plan, PlanError, load_plan
+from exocm.core.execute.apply import ApplyRefused, ApplyResult, apply_plan, check_plan
+from exocm.core.execute.journal import local_actor, plan_history
+from exocm.core.plan.planfile import Plan, PlanError, load_plan
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -154,7 +154,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
     Rows whose state changed since the plan are skipped as stale. Ctrl-C stops taking new
     rows, settles the ones in flight and prints how to resume.
     """
-    from exocm.core.apply import WritePacer
+    from exocm.core.execute.apply import WritePacer
 
     err = stderr_console()
     try:

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from exocm.core.auth import DeviceCode
-from exocm.core.bridge.errors import Transient
-from exocm.core.bridge.rest import RestBridge
-from exocm.core.config import (
+from exocm.core.access.auth import DeviceCode
+from exocm.core.access.config import (
     ConfigError,
     Profile,
     default_profile_name,
@@ -26,7 +24,9 @@ from exocm.core.config import (
     load_config,
     sandbox_profile,
 )
-from exocm.core.connect import exo_transport, open_bridge
+from exocm.core.access.connect import exo_transport, open_bridge
+from exocm.core.bridge.errors import Transient
+from exocm.core.bridge.rest import RestBridge
 
 from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE, start_embedded
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import filelock
-from exocm.core.config import ConfigError, data_dir, embedded_sandbox_state, ensure_private_dir
+from exocm.core.access.config import ConfigError, data_dir, embedded_sandbox_state, ensure_private_dir
 
 DEFAULT_SANDBOX_SIZE = 5000
 DEFAULT_SANDBOX_SEED = 42

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import click
+from exocm.core.access.config import ConfigError
 from exocm.core.bridge.errors import AuthFailed, BridgeError
-from exocm.core.config import ConfigError
 
 from . import exitcodes
 

@@ -18,8 +18,8 @@ from typing import Any
 import click
 import pandas as pd
 from exocm.core.bridge.errors import BridgeError
-from exocm.core.detect import RULES, SEVERITIES, detect
-from exocm.core.findings_report import (
+from exocm.core.detect.engine import RULES, SEVERITIES, detect
+from exocm.core.detect.report import (
     ReportMeta,
     fails,
     filter_findings,
@@ -29,9 +29,9 @@ from exocm.core.findings_report import (
     summarise,
     summary_table,
 )
-from exocm.core.inventory import Inventory, fetch_inventory
-from exocm.core.onprem import OnPremData, OnPremFormatError, load_onprem_csv
-from exocm.core.snapshot import load_or_fetch
+from exocm.core.inventory.fetch import Inventory, fetch_inventory
+from exocm.core.inventory.onprem import OnPremData, OnPremFormatError, load_onprem_csv
+from exocm.core.inventory.snapshot import load_or_fetch
 from rich.console import Console
 from rich.markup import escape
 

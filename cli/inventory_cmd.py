@@ -19,10 +19,10 @@ import click
 import pandas as pd
 from exocm.core.csvio import to_csv_text
 from exocm.core.events import Progress
-from exocm.core.inventory import Inventory, InventoryCancelled, fetch_inventory
+from exocm.core.inventory.fetch import Inventory, InventoryCancelled, fetch_inventory
+from exocm.core.inventory.onprem_live import ONPREM_JOIN_COLUMNS, with_onprem_columns
+from exocm.core.inventory.snapshot import load_or_fetch
 from exocm.core.model import INVENTORY_COLUMNS
-from exocm.core.onprem_live import ONPREM_JOIN_COLUMNS, with_onprem_columns
-from exocm.core.snapshot import load_or_fetch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from exocm.core.config import ConfigError
+from exocm.core.access.config import ConfigError
 from exocm.core.events import ProgressCallback, ignore_progress
-from exocm.core.onprem_live import PASSWORD_ENV, OnPremSettings, settings_from
+from exocm.core.inventory.onprem_live import PASSWORD_ENV, OnPremSettings, settings_from
 
 if TYPE_CHECKING:
     import pandas as pd
-    from exocm.core.onprem import OnPremData
+    from exocm.core.inventory.onprem import OnPremData
 
     from .connection import Connection
 
@@ -113,7 +113,7 @@ def onprem_live_loader(options: Mapping[str, Any], connection: Connection, *,
     `inventory`/`findings` call it at once; the TUI hands it to its Session, which calls it when
     detection first needs on-prem data.
     """
-    from exocm.core.onprem_live import endpoint_for, load_onprem_live, open_onprem_bridge
+    from exocm.core.inventory.onprem_live import endpoint_for, load_onprem_live, open_onprem_bridge
 
     settings, env_map = _settings(options, connection, os.environ if env is None else env)
     endpoint_for(settings, env_map)  # fails now, not at the first fetch
@@ -147,7 +147,7 @@ def sandbox_onprem_data(connection: Any, workdir: Path) -> OnPremData | None:
     tenant = getattr(handle, "tenant", None)
     if tenant is None:
         return None
-    from exocm.core.onprem import load_onprem_csv
+    from exocm.core.inventory.onprem import load_onprem_csv
     from exocm.sandbox.onprem_export import write_onprem_csv  # cli may use the sandbox; core never does
 
     path = workdir / "sandbox-onprem.csv"
@@ -163,7 +163,7 @@ def onprem_csv_frame(path: Path, *, shown_notes: int = 20) -> pd.DataFrame:
     Skipped rows (with their line numbers) and the loader's notes go to stderr, as `findings`
     prints them: nothing is dropped silently.
     """
-    from exocm.core.onprem import load_onprem_csv
+    from exocm.core.inventory.onprem import load_onprem_csv
     from rich.markup import escape
 
     from .console import stderr_console

@@ -17,11 +17,11 @@ from typing import Any
 
 import click
 import pandas as pd
-from exocm.core.config import data_dir
+from exocm.core.access.config import data_dir
 from exocm.core.csvio import to_csv_text
 from exocm.core.events import Progress
-from exocm.core.plan import REASON_TEXT, Plan, PlanError, build_plan, load_plan, save_plan
-from exocm.core.selection import (
+from exocm.core.plan.planfile import REASON_TEXT, Plan, PlanError, build_plan, load_plan, save_plan
+from exocm.core.plan.selection import (
     Selection,
     SelectionError,
     apply_exclude,
@@ -75,8 +75,8 @@ def progress_bar(err: Console, stage: str) -> Iterator[Any]:
 
 
 def _load_inventory(connection: Any, *, refresh: bool, max_age_min: float, err: Console) -> Any:
-    from exocm.core.inventory import fetch_inventory
-    from exocm.core.snapshot import load_or_fetch
+    from exocm.core.inventory.fetch import fetch_inventory
+    from exocm.core.inventory.snapshot import load_or_fetch
 
     with progress_bar(err, "inventory") as feed:
         if connection.sandbox_handle is not None:
@@ -96,8 +96,8 @@ def _load_inventory(connection: Any, *, refresh: bool, max_age_min: float, err: 
 def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connection: Any,
                err: Console) -> pd.DataFrame | None:
     from exocm.core.bridge.errors import BridgeError
-    from exocm.core.detect import detect
-    from exocm.core.readiness import flip_readiness
+    from exocm.core.detect.engine import detect
+    from exocm.core.detect.readiness import flip_readiness
 
     bridge = connection.bridge
     onprem = None

@@ -1,6 +1,6 @@
 """`exocm login` and `exocm profiles list|show|add|remove|default`.
 
-Profiles live in config.toml (see exocm.core.config); secrets never do: a profile names
+Profiles live in config.toml (see exocm.core.access.config); secrets never do: a profile names
 the environment variable holding its client secret or certificate passphrase. A profile
 made from a sandbox's JSON line keeps that sandbox's throwaway secret in a separate 0600
 file (sandbox profiles only).
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from exocm.core.clouds import CLOUDS, CUSTOM
-from exocm.core.config import (
+from exocm.core.access.clouds import CLOUDS, CUSTOM
+from exocm.core.access.config import (
     AUTH_KINDS,
     ConfigError,
     Profile,
@@ -33,11 +33,11 @@ from exocm.core.config import (
     save_profile,
     store_sandbox_secret,
 )
-from exocm.core.connect import EXO_TRANSPORTS, exo_transport, token_provider_for
-from exocm.core.exo_host import PASSWORD_ENV as EXO_HOST_PASSWORD_ENV
-from exocm.core.exo_host import exo_host_url, host_url
-from exocm.core.onprem_live import SANDBOX_SECRET_KIND as WINRM_SECRET_KIND
-from exocm.core.onprem_live import sandbox_winrm_extra
+from exocm.core.access.connect import EXO_TRANSPORTS, exo_transport, token_provider_for
+from exocm.core.access.exo_host import PASSWORD_ENV as EXO_HOST_PASSWORD_ENV
+from exocm.core.access.exo_host import exo_host_url, host_url
+from exocm.core.inventory.onprem_live import SANDBOX_SECRET_KIND as WINRM_SECRET_KIND
+from exocm.core.inventory.onprem_live import sandbox_winrm_extra
 
 from .connection import print_device_code
 from .errors import handle_errors, inert
@@ -321,7 +321,7 @@ def add(name: str, source: str, auth: str, transport: str, make_default: bool | 
     prof.validate()
     save_profile(prof, make_default=make_default)
     # The sandbox's throwaway secret is kept in a 0600 file (sandbox profiles only, see
-    # exocm.core.config); a real tenant's secret is never written by exocm.
+    # exocm.core.access.config); a real tenant's secret is never written by exocm.
     if auth == "secret" and isinstance(info.get("client_secret"), str):
         store_sandbox_secret(name, info["client_secret"])
     if prof.pfx_passphrase_env and isinstance(info.get("client_pfx_passphrase"), str):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from exocm.core.config import ConfigError, Profile
+from exocm.core.access.config import ConfigError, Profile
 from exocm.core.runbooks import (
     RUNBOOKS,
     GateRequest,
@@ -73,7 +73,12 @@ def _err(text: str = "", **style: Any) -> None:
 # ----------------------------------------------------------------------------- connections
 def _onprem_bridge(connection: Connection, host: str | None, user: str | None, ca: str | None) -> Any:
     """The on-prem PSRP bridge: --onprem-host, else the embedded sandbox's, else the profile's (or None)."""
-    from exocm.core.onprem_live import PASSWORD_ENV, OnPremSettings, open_onprem_bridge, settings_from
+    from exocm.core.inventory.onprem_live import (
+        PASSWORD_ENV,
+        OnPremSettings,
+        open_onprem_bridge,
+        settings_from,
+    )
 
     env: dict[str, str] = dict(os.environ)
     handle = connection.sandbox_handle
@@ -120,7 +125,7 @@ def runbook_services(connection: Connection, onprem_group_changes: bool = False)
 
 
 def _actor(connection: Connection) -> str:
-    from exocm.core.journal import local_actor
+    from exocm.core.execute.journal import local_actor
 
     username = getattr(getattr(connection.bridge, "_tokens", None), "username", None)
     who = f"user:{username}" if username else f"app:{connection.profile.client_id}"
@@ -374,7 +379,7 @@ def run(name: str, identities: tuple[str, ...], from_findings: str | None, csv_f
                 values = [("--identity", v) for v in identities]
                 source: dict[str, Any] = {"kind": "identity", "values": list(identities)}
             elif csv_file is not None:
-                from exocm.core.selection import SelectionError
+                from exocm.core.plan.selection import SelectionError
 
                 try:
                     values, issues = identities_from_csv(csv_file, identity_column)
@@ -487,7 +492,7 @@ def abort(run_id: str) -> None:
 
 
 def _local_actor() -> str:
-    from exocm.core.journal import local_actor
+    from exocm.core.execute.journal import local_actor
 
     return str(local_actor())
 

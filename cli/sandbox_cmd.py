@@ -207,7 +207,7 @@ def reset(size: int | None, seed: int | None, reset_all: bool) -> None:
 
     Plans and journals stay; rows of an old plan show as stale against the new tenant.
     """
-    from exocm.core.config import ConfigError, embedded_sandbox_state
+    from exocm.core.access.config import ConfigError, embedded_sandbox_state
 
     from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE, delete_state, existing_states
 
@@ -283,7 +283,7 @@ def sync(source: str, full: bool) -> None:
     import ssl
 
     import httpx
-    from exocm.core.config import ConfigError
+    from exocm.core.access.config import ConfigError
 
     from .profiles_cmd import _read_sandbox_info
 

@@ -20,7 +20,7 @@ _VARIANTS = ("default", "notype", "script", "utf16", "semicolon", "utf8-nobom")
 def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False) -> Any:
     if embedded:
         from click.core import ParameterSource
-        from exocm.core.config import embedded_sandbox_state
+        from exocm.core.access.config import embedded_sandbox_state
 
         from .embedded_sandbox import DEFAULT_SANDBOX_SIZE
 

@@ -5,7 +5,7 @@ import sys
 from typing import Any
 
 import click
-from exocm.core.tenant_default import (
+from exocm.core.execute.tenant_default import (
     WARNINGS,
     TenantDefaultError,
     confirmation_phrase,

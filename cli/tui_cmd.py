@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from exocm.core.auth import DeviceCode
-from exocm.core.config import ConfigError, embedded_sandbox_state
-from exocm.core.session import Session, load_keymap
+from exocm.core.access.auth import DeviceCode
+from exocm.core.access.config import ConfigError, embedded_sandbox_state
+from exocm.core.app.session import Session, load_keymap
 
 from .connection import SANDBOX_LABEL, connection_options, open_connection, resolve_profile_name
 from .embedded_sandbox import banner_text, sandbox_label

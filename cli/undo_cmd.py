@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 import pandas as pd
-from exocm.core.apply import ApplyRefused
-from exocm.core.config import data_dir
+from exocm.core.access.config import data_dir
 from exocm.core.csvio import to_csv_text
-from exocm.core.journal import JournalError
-from exocm.core.plan import save_plan
-from exocm.core.report import REPORT_COLUMNS, report_frame, summary
-from exocm.core.undo import UndoError, build_undo_plan, export_overwritten
+from exocm.core.execute.apply import ApplyRefused
+from exocm.core.execute.journal import JournalError
+from exocm.core.execute.report import REPORT_COLUMNS, report_frame, summary
+from exocm.core.execute.undo import UndoError, build_undo_plan, export_overwritten
+from exocm.core.plan.planfile import save_plan
 from rich.markup import escape
 
 from . import exitcodes
@@ -28,8 +28,8 @@ from .plan_cmd import counts_lines, sandbox_note
 
 def _plan_source(journal: Path) -> dict[str, Any]:
     """The `source` of the plan the journal ran (empty when its plan file is gone)."""
-    from exocm.core.journal import read_journal
-    from exocm.core.plan import PlanError, load_plan
+    from exocm.core.execute.journal import read_journal
+    from exocm.core.plan.planfile import PlanError, load_plan
 
     try:
         plan_file = (read_journal(journal).header or {}).get("plan_file")

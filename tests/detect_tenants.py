@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from exocm.core.detect import DetectResult, detect
-from exocm.core.inventory import records_to_frame
-from exocm.core.onprem import onprem_frame_from_records
+from exocm.core.detect.engine import DetectResult, detect
+from exocm.core.inventory.fetch import records_to_frame
+from exocm.core.inventory.onprem import onprem_frame_from_records
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 LONG_AGO = NOW - timedelta(days=90)

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from exocm.core.access.config import sandbox_profile, save_profile, store_sandbox_secret
+from exocm.core.access.connect import open_bridge
+from exocm.core.access.token_cache import memory_token_cache
 from exocm.core.bridge.rest import RestBridge
-from exocm.core.config import sandbox_profile, save_profile, store_sandbox_secret
-from exocm.core.connect import open_bridge
-from exocm.core.inventory import fetch_inventory
-from exocm.core.plan import Plan, build_plan
-from exocm.core.selection import select_all_dirsynced
-from exocm.core.token_cache import memory_token_cache
+from exocm.core.inventory.fetch import fetch_inventory
+from exocm.core.plan.planfile import Plan, build_plan
+from exocm.core.plan.selection import select_all_dirsynced
 
 
 def connect(sb: Any, **options: Any) -> RestBridge:

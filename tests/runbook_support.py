@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge
-from exocm.core.detect import detect
-from exocm.core.inventory import fetch_inventory
-from exocm.core.onprem_live import PASSWORD_ENV, OnPremSettings, load_onprem_live, open_onprem_bridge
+from exocm.core.access.config import sandbox_profile
+from exocm.core.access.connect import open_bridge
+from exocm.core.detect.engine import detect
+from exocm.core.inventory.fetch import fetch_inventory
+from exocm.core.inventory.onprem_live import (
+    PASSWORD_ENV,
+    OnPremSettings,
+    load_onprem_live,
+    open_onprem_bridge,
+)
 from exocm.core.runbooks import Services
 from exocm.core.runbooks.graph import open_graph
 from exocm.sandbox.licensing import E3

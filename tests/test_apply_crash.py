@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exocm.core.journal import journals_for_plan, read_journal
-from exocm.core.plan import save_plan
+from exocm.core.execute.journal import journals_for_plan, read_journal
+from exocm.core.plan.planfile import save_plan
 from plan_support import SetMailboxCounter, add_profile, cloud_managed, connect, dirsynced_plan
 
 ROWS = 2000

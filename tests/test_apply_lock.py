@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
-from exocm.core.apply import PlanLock
-from exocm.core.journal import journals_for_plan, read_journal
-from exocm.core.plan import Plan, save_plan
+from exocm.core.execute.apply import PlanLock
+from exocm.core.execute.journal import journals_for_plan, read_journal
+from exocm.core.plan.planfile import Plan, save_plan
 from plan_support import SetMailboxCounter, add_profile, cloud_managed, connect, dirsynced_plan
 
 ROWS = 40

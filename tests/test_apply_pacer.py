@@ -5,7 +5,7 @@ accepted and when it throttled.
 """
 from __future__ import annotations
 
-from exocm.core.apply import WritePacer
+from exocm.core.execute.apply import WritePacer
 
 
 class Clock:

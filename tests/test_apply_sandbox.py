@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
-from exocm.core.apply import ForeignTenant, PlanExpired, PlanLock, PlanLocked, WritePacer, apply_plan
-from exocm.core.journal import plan_history, read_journal
-from exocm.core.plan import PlanDigestError, PlanRow, load_plan, save_plan
+from exocm.core.execute.apply import ForeignTenant, PlanExpired, PlanLock, PlanLocked, WritePacer, apply_plan
+from exocm.core.execute.journal import plan_history, read_journal
+from exocm.core.plan.planfile import PlanDigestError, PlanRow, load_plan, save_plan
 from plan_support import SetMailboxCounter, add_profile, cloud_managed, connect, dirsynced_plan, mailbox
 
 
@@ -162,7 +162,7 @@ def test_second_apply_of_the_same_plan_is_refused_while_the_first_holds_the_lock
     finally:
         holder.release()
     # a holder that died (kill -9) leaves a lock file but no lock: the next apply goes ahead
-    code = ("import sys, time; from pathlib import Path; from exocm.core.apply import PlanLock; "
+    code = ("import sys, time; from pathlib import Path; from exocm.core.execute.apply import PlanLock; "
             f"lock = PlanLock(Path({str(dirs / 'data' / 'locks')!r}), {plan.digest!r}); lock.acquire('doomed'); "
             "print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -210,8 +210,8 @@ def test_apply_without_yes_on_a_non_interactive_stdin_is_refused(make_sandbox: A
 
 def test_plan_expiry_uses_the_plan_creation_time() -> None:
     created = datetime(2030, 1, 1, tzinfo=UTC)
-    from exocm.core.apply import check_plan
-    from exocm.core.plan import Observed, Plan
+    from exocm.core.execute.apply import check_plan
+    from exocm.core.plan.planfile import Observed, Plan
 
     plan = Plan(tenant="t", bridge="rest", value=True, created_at=created.isoformat(),
                 rows=[PlanRow("a", "", "", "set", "", Observed(False, None, "x"))]).finalise()

@@ -5,9 +5,9 @@ from typing import Any
 
 from click.testing import CliRunner
 from exocm.cli.main import cli
-from exocm.core.journal import list_journals, read_journal
-from exocm.core.report import report_frame
-from exocm.core.tenant_default import set_tenant_default, show_tenant_default
+from exocm.core.execute.journal import list_journals, read_journal
+from exocm.core.execute.report import report_frame
+from exocm.core.execute.tenant_default import set_tenant_default, show_tenant_default
 from plan_support import add_profile, connect
 
 

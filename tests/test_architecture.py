@@ -30,7 +30,7 @@ def _probe(*modules: str) -> dict[str, list[str]]:
 
 def test_importing_all_of_core_loads_no_ui_library_and_no_sandbox() -> None:
     result = _probe()
-    assert "exocm.core.bridge.rest" in result["modules"] and "exocm.core.auth" in result["modules"]
+    assert "exocm.core.bridge.rest" in result["modules"] and "exocm.core.access.auth" in result["modules"]
     if result["loaded"]:
         culprits = [name for name in result["modules"] if _probe(name)["loaded"]]
         raise AssertionError(f"exocm.core pulled in {result['loaded']} via {culprits}")

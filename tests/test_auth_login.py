@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from exocm.cli.connection import connection_options, open_connection
 from exocm.cli.errors import handle_errors
 from exocm.cli.main import cli
-from exocm.core.auth import DeviceCode, MsalTokenProvider
+from exocm.core.access.auth import DeviceCode, MsalTokenProvider
+from exocm.core.access.config import Profile, sandbox_profile
+from exocm.core.access.connect import open_bridge
+from exocm.core.access.token_cache import build_token_cache, memory_token_cache
 from exocm.core.bridge.errors import AuthFailed
-from exocm.core.config import Profile, sandbox_profile
-from exocm.core.connect import open_bridge
-from exocm.core.token_cache import build_token_cache, memory_token_cache
 from exocm.sandbox.server import Sandbox
 from exocm.sandbox.tenant import Tenant
 

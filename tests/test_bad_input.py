@@ -26,12 +26,12 @@ import pytest
 import tomlkit
 from click.testing import CliRunner, Result
 from exocm.cli.main import cli
-from exocm.core.config import ConfigError, load_config
+from exocm.core.access.config import ConfigError, load_config
 from exocm.core.csvio import read_csv
-from exocm.core.journal import JournalError, plan_history, read_journal
-from exocm.core.onprem import OnPremFormatError, load_onprem_csv
-from exocm.core.plan import PlanError, canonical_json, load_plan, plan_from_json, sha256_hex
-from exocm.core.selection import FilterError, SelectionError, evaluate_filter, read_identity_file
+from exocm.core.execute.journal import JournalError, plan_history, read_journal
+from exocm.core.inventory.onprem import OnPremFormatError, load_onprem_csv
+from exocm.core.plan.planfile import PlanError, canonical_json, load_plan, plan_from_json, sha256_hex
+from exocm.core.plan.selection import FilterError, SelectionError, evaluate_filter, read_identity_file
 from hypothesis import HealthCheck, given, settings
 from plan_support import add_profile
 
@@ -559,8 +559,8 @@ def test_output_files_are_private_and_replaced_whole(dirs: dict[str, Any], tmp_p
 
 @pytest.fixture(scope="module")
 def search_view() -> Any:
-    from exocm.core.inventory import records_to_frame
-    from exocm.core.views import MailboxView
+    from exocm.core.app.views import MailboxView
+    from exocm.core.inventory.fetch import records_to_frame
 
     names = ["Ana", "[bold]B[/bold]", "Zoë \x1b[2J", "\u202egnp.exe", "مرحبا", "x" * 300, ""]
     records = [{"ExternalDirectoryObjectId": f"00000000-0000-0000-0000-{i:012d}", "DisplayName": name,
@@ -574,7 +574,7 @@ def search_view() -> Any:
 @given(text=st.text(max_size=40) | st.sampled_from(["[", "(", "*", "\\", ".*", "\x00", "\x1b[", "%", "?", "+"]))
 def test_any_search_text_in_the_tui_filter_finds_rows_or_none_never_an_error(text: str, search_view: Any) -> None:
     """The TUI's search box is the other text filter in core (core.views): a plain substring, any input."""
-    from exocm.core.views import MailboxView
+    from exocm.core.app.views import MailboxView
 
     found = list(search_view.filter(text))
     assert found == list(MailboxView(search_view.frame).filter(text))  # same as a fresh view

@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from exocm.core.access.config import sandbox_profile
+from exocm.core.access.connect import open_bridge
 from exocm.core.bridge.base import Call
 from exocm.core.bridge.concurrency import forget_limiters
 from exocm.core.bridge.errors import AppliedUnknown, InvalidInput, NotFound, ProtocolError, Transient
 from exocm.core.bridge.rest import RestBridge
 from exocm.core.bridge.retry import RetryPolicy
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge
 from exocm.sandbox.server import Sandbox
 from exocm.sandbox.tenant import Tenant
 

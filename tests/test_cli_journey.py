@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from cli_support import add_sandbox_profile, exocm, private_env
 from exocm.cli.embedded_sandbox import state_lock
-from exocm.core.config import embedded_sandbox_state
-from exocm.core.plan import load_plan
+from exocm.core.access.config import embedded_sandbox_state
+from exocm.core.plan.planfile import load_plan
 from exocm.sandbox.server import Sandbox
 from exocm.sandbox.tenant import Tenant
 

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from exocm.core.access.config import sandbox_profile
+from exocm.core.access.connect import open_bridge, token_provider_for
 from exocm.core.bridge.base import Bridge
 from exocm.core.bridge.errors import BridgeError, InvalidInput, NotFound
 from exocm.core.bridge.normalize import normalize_records
 from exocm.core.bridge.psrp import PsrpBridge, PsrpEndpoint
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge, token_provider_for
 from exocm.sandbox.server import Sandbox
 
 TRANSPORTS = ("rest", "psrp")
@@ -175,7 +175,7 @@ def test_invoke_many_gives_per_call_results_in_order(bridge: Bridge, tenant_sand
 
 def test_the_whole_inventory_is_identical_over_both_transports(bridges: dict[str, Bridge]) -> None:
     import pandas as pd
-    from exocm.core.inventory import fetch_inventory
+    from exocm.core.inventory.fetch import fetch_inventory
 
     frames = {name: fetch_inventory(bridges[name]).frame.sort_index() for name in TRANSPORTS}
     assert len(frames["rest"]) > 0
@@ -185,7 +185,7 @@ def test_the_whole_inventory_is_identical_over_both_transports(bridges: dict[str
 def test_the_psrp_inventory_reads_only_the_inventory_columns_and_gives_the_same_frame(
         bridges: dict[str, Bridge]) -> None:
     import pandas as pd
-    from exocm.core.inventory import fetch_inventory
+    from exocm.core.inventory.fetch import fetch_inventory
 
     psrp = bridges["psrp"]
     assert isinstance(psrp, PsrpBridge)

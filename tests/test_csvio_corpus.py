@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from exocm.core.inventory.onprem import load_onprem_csv
 from exocm.core.model import ONPREM_COLUMNS
-from exocm.core.onprem import load_onprem_csv
 
 CORPUS = Path(__file__).parent / "data" / "onprem_csv"
 FILES = sorted(CORPUS.glob("*.csv"))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from exocm.core.inventory.onprem import load_onprem_csv
 from exocm.core.model import ONPREM_COLUMNS
-from exocm.core.onprem import load_onprem_csv
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "Export-ExocmOnPrem.ps1"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from exocm.core.csvio import BadRow, decode_bytes, read_csv, read_csv_text, split_multi
-from exocm.core.onprem import OnPremFormatError, load_onprem_csv
+from exocm.core.inventory.onprem import OnPremFormatError, load_onprem_csv
 
 
 def _write(tmp_path: Path, data: bytes | str, name: str = "f.csv") -> Path:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from exocm.core.detect import DetectResult, detect
-from exocm.core.inventory import records_to_frame
-from exocm.core.onprem import load_onprem_csv
-from exocm.core.readiness import flip_readiness
+from exocm.core.detect.engine import DetectResult, detect
+from exocm.core.detect.readiness import flip_readiness
+from exocm.core.inventory.fetch import records_to_frame
+from exocm.core.inventory.onprem import load_onprem_csv
 from exocm.sandbox.generator import generate_tenant
 from exocm.sandbox.onprem_export import VARIANTS, write_onprem_csv
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from detect_tenants import NOW, Tenant, eid, exo_mailbox, exo_mailuser, onprem
-from exocm.core.readiness import flip_readiness, readiness_counts
+from exocm.core.detect.readiness import flip_readiness, readiness_counts
 
 
 def _tenant() -> Tenant:

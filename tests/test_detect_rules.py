@@ -18,7 +18,7 @@ from detect_tenants import (
     guid,
     onprem,
 )
-from exocm.core.detect import FINDING_COLUMNS, RULES, SEVERITIES, DetectContext, Hits, detect, rule
+from exocm.core.detect.engine import FINDING_COLUMNS, RULES, SEVERITIES, DetectContext, Hits, detect, rule
 from exocm.core.model import EMPTY_GUID
 
 # ----------------------------------------------------------------------------- DUAL_MAILBOX

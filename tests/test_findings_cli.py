@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from cli_support import private_env, run
 from exocm.core.csvio import read_csv, read_csv_text
-from exocm.core.detect import FINDING_COLUMNS
-from exocm.core.findings_report import ReportMeta, render_html, summarise
+from exocm.core.detect.engine import FINDING_COLUMNS
+from exocm.core.detect.report import ReportMeta, render_html, summarise
 from exocm.sandbox.generator import generate_tenant
 from exocm.sandbox.onprem_export import write_onprem_csv
 

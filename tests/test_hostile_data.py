@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from exocm.cli.main import cli
-from exocm.core.journal import read_journal
-from exocm.core.plan import load_plan
+from exocm.core.execute.journal import read_journal
+from exocm.core.plan.planfile import load_plan
 from plan_support import add_profile, cloud_managed
 
 HOSTILE: dict[str, str] = {
@@ -259,7 +259,7 @@ def terminal_output(app: Any) -> str:
 async def test_the_tui_draws_hostile_names_attributes_and_messages_inert(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from exocm.cli.connection import open_connection
-    from exocm.core.session import Session
+    from exocm.core.app.session import Session
     from exocm.sandbox.generator import generate_tenant
     from exocm.tui.app import ExocmApp
     from exocm.tui.screens.findings import FindingsScreen

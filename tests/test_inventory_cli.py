@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
-from exocm.core.config import sandbox_profile, save_profile, store_sandbox_secret
+from exocm.core.access.config import sandbox_profile, save_profile, store_sandbox_secret
 from exocm.core.model import INVENTORY_COLUMNS
 from exocm.sandbox.server import Sandbox
 

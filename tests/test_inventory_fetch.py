@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exocm.core.access.config import sandbox_profile
+from exocm.core.access.connect import open_bridge
 from exocm.core.bridge.rest import RestBridge
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge
 from exocm.core.events import Progress
-from exocm.core.inventory import InventoryCancelled, fetch_inventory
-from exocm.core.snapshot import load_or_fetch
+from exocm.core.inventory.fetch import InventoryCancelled, fetch_inventory
+from exocm.core.inventory.snapshot import load_or_fetch
 from exocm.sandbox.server import Sandbox
 
 

@@ -5,15 +5,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from exocm.core.inventory import _page_to_batch, duplicate_keys, empty_frame, records_to_frame
-from exocm.core.model import INVENTORY_COLUMNS
-from exocm.core.partition import (
+from exocm.core.inventory.fetch import _page_to_batch, duplicate_keys, empty_frame, records_to_frame
+from exocm.core.inventory.partition import (
     HEX_DIGITS,
     REST,
     and_filters,
     complement_filter,
     plan_partitions,
 )
+from exocm.core.model import INVENTORY_COLUMNS
 
 A = "0a1b2c3d-0000-4000-8000-000000000001"
 B = "fb1b2c3d-0000-4000-8000-000000000002"
@@ -125,7 +125,7 @@ def test_duplicate_keys_counts_an_object_seen_in_two_partitions() -> None:
 
 def test_frame_keeps_the_last_copy_of_a_repeated_record_and_drops_records_without_any_key() -> None:
     import pyarrow as pa
-    from exocm.core.inventory import _build_frame
+    from exocm.core.inventory.fetch import _build_frame
 
     mailboxes = [_mailbox(A, DisplayName="first"), _mailbox(B), _mailbox(A.upper(), DisplayName="last"),
                  _mailbox("", Guid="")]
@@ -140,7 +140,7 @@ def test_frame_keeps_the_last_copy_of_a_repeated_record_and_drops_records_withou
 
 def test_a_mailbox_the_narrowed_get_user_did_not_return_has_no_previous_mailbox_info() -> None:
     import pyarrow as pa
-    from exocm.core.inventory import _build_frame
+    from exocm.core.inventory.fetch import _build_frame
 
     mailboxes = [_mailbox(A), _mailbox(B), _mailbox(D, PreviousRecipientTypeDetails="SharedMailbox")]
     users = [_user(B, "UserMailbox", prev="MailUser")]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from exocm.core.inventory import Inventory, records_to_frame
-from exocm.core.snapshot import (
+from exocm.core.inventory.fetch import Inventory, records_to_frame
+from exocm.core.inventory.snapshot import (
     COLUMNS_VERSION,
     load_snapshot,
     read_snapshot_meta,

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
 from exocm.core.csvio import read_csv
-from exocm.core.journal import (
+from exocm.core.execute.journal import (
     JournalError,
     JournalWriter,
     journals_for_plan,
@@ -19,7 +19,7 @@ from exocm.core.journal import (
     require_header,
     verified_identities,
 )
-from exocm.core.report import REPORT_COLUMNS, report_frame
+from exocm.core.execute.report import REPORT_COLUMNS, report_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
-from exocm.core.detect import detect
-from exocm.core.inventory import fetch_inventory
-from exocm.core.onprem import onprem_frame_from_records
-from exocm.core.plan import (
+from exocm.core.detect.engine import detect
+from exocm.core.detect.readiness import flip_readiness
+from exocm.core.inventory.fetch import fetch_inventory
+from exocm.core.inventory.onprem import onprem_frame_from_records
+from exocm.core.plan.planfile import (
     ALREADY,
     BLOCKED,
     NOT_DIRSYNCED,
@@ -27,7 +28,6 @@ from exocm.core.plan import (
     load_plan,
     save_plan,
 )
-from exocm.core.readiness import flip_readiness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_support import connect, mailbox

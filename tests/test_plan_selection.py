@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from exocm.core.inventory import records_to_frame
-from exocm.core.plan import EXCLUDED, OVER_CAP, TYPE_NOT_SELECTED, UNSUPPORTED_TYPE, build_plan
-from exocm.core.selection import (
+from exocm.core.inventory.fetch import records_to_frame
+from exocm.core.plan.planfile import EXCLUDED, OVER_CAP, TYPE_NOT_SELECTED, UNSUPPORTED_TYPE, build_plan
+from exocm.core.plan.selection import (
     FilterError,
     SelectionError,
     apply_exclude,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from exocm.cli.main import cli
-from exocm.core.clouds import get_cloud
-from exocm.core.config import (
+from exocm.core.access.clouds import get_cloud
+from exocm.core.access.config import (
     ConfigError,
     Profile,
     config_path,

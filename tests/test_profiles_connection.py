@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from exocm.cli.connection import connection_options, open_connection
 from exocm.cli.errors import handle_errors
 from exocm.cli.main import cli
-from exocm.core.config import Profile, config_path, load_config, save_profile
+from exocm.core.access.config import Profile, config_path, load_config, save_profile
 from exocm.sandbox.server import Sandbox
 from exocm.sandbox.tenant import Tenant
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import add_sandbox_profile, private_env, run
-from exocm.core.config import get_profile
+from exocm.core.access.config import get_profile
 from exocm.sandbox.generator import generate_tenant
 from exocm.sandbox.server import Sandbox
 

@@ -6,14 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from exocm.core.access.config import sandbox_profile
+from exocm.core.access.connect import open_bridge
 from exocm.core.bridge.psrp import PsrpBridge, PsrpEndpoint
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge
-from exocm.core.detect import detect
-from exocm.core.inventory import fetch_inventory
+from exocm.core.detect.engine import detect
+from exocm.core.inventory.fetch import fetch_inventory
+from exocm.core.inventory.onprem import load_onprem_csv, onprem_frame_from_records
+from exocm.core.inventory.onprem_live import fetch_onprem_records, load_onprem_live, with_onprem_columns
 from exocm.core.model import ONPREM_COLUMNS
-from exocm.core.onprem import load_onprem_csv, onprem_frame_from_records
-from exocm.core.onprem_live import fetch_onprem_records, load_onprem_live, with_onprem_columns
 from exocm.sandbox.server import Sandbox
 
 

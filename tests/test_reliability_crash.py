@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exocm.core.apply import apply_plan
-from exocm.core.journal import journals_for_plan, read_journal
-from exocm.core.plan import save_plan, writeback_values
+from exocm.core.execute.apply import apply_plan
+from exocm.core.execute.journal import journals_for_plan, read_journal
+from exocm.core.plan.planfile import save_plan, writeback_values
 from exocm.sandbox.generator import generate_tenant
 from plan_support import SetMailboxCounter, add_profile, connect, dirsynced_plan
 

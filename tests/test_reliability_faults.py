@@ -77,7 +77,7 @@ def test_fault_campaign_more_seeds(kind: str, seed: int, tmp_path: Path, request
 
 def test_the_checker_sees_a_journal_that_lies(tmp_path: Path, make_sandbox: Any) -> None:
     """The campaign's own yardstick: a row the journal calls verified but the tenant does not hold is counted."""
-    from exocm.core.apply import apply_plan
+    from exocm.core.execute.apply import apply_plan
     from plan_support import connect, dirsynced_plan
 
     sb = make_sandbox(size=80, seed=5)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exocm.core.journal import read_journal
+from exocm.core.execute.journal import read_journal
 from exocm.core.runbooks import (
     Check,
     GateRequest,

@@ -3,8 +3,8 @@ and typed errors from Graph's error JSON."""
 from __future__ import annotations
 
 import pytest
+from exocm.core.access.config import sandbox_profile
 from exocm.core.bridge.errors import AuthFailed, InvalidInput, NotFound
-from exocm.core.config import sandbox_profile
 from exocm.core.runbooks.graph import GraphClient, graph_endpoint, open_graph
 from exocm.sandbox.server import Sandbox
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exocm.core.app.session import Session
 from exocm.core.runbooks import RunStore
-from exocm.core.session import Session
 from exocm.sandbox.server import Sandbox
 from exocm.tui.app import ExocmApp
 from exocm.tui.screens.runbook import RunbookScreen

@@ -234,9 +234,9 @@ def test_debug_logs_of_a_winrm_run_never_show_the_access_token_or_the_passwords(
     bodies out of those records (on-prem runs carry no secret in bodies, but the same rule holds)."""
     import logging
 
-    from exocm.core.config import sandbox_profile
-    from exocm.core.connect import open_bridge
-    from exocm.core.exo_host import PASSWORD_ENV
+    from exocm.core.access.config import sandbox_profile
+    from exocm.core.access.connect import open_bridge
+    from exocm.core.access.exo_host import PASSWORD_ENV
 
     sb = make_sandbox(size=40, seed=5)
     info = sb.info

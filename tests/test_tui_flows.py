@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exocm.core.journal import read_journal
-from exocm.core.session import Session
+from exocm.core.app.session import Session
+from exocm.core.execute.journal import read_journal
 from exocm.tui.app import ExocmApp
 from exocm.tui.messages import InventoryLoaded, InventoryPreviewed
 from exocm.tui.screens.apply import ApplyScreen

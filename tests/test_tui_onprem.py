@@ -73,7 +73,7 @@ def test_tui_refuses_onprem_csv_with_onprem_live_as_findings_does(tmp_path: Path
 
 async def test_tui_onprem_live_on_a_profile_without_an_endpoint_says_what_to_set(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from exocm.core.config import Profile, save_profile
+    from exocm.core.access.config import Profile, save_profile
 
     monkeypatch.setenv("EXOCM_SECRET_BARE", "not-used")  # nothing is sent: the endpoint check comes first
     save_profile(Profile(name="bare", tenant="t.onmicrosoft.com", client_id="c", secret_env="EXOCM_SECRET_BARE"),

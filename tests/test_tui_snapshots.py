@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exocm.core.session import Session
+from exocm.core.app.session import Session
 from exocm.tui.app import ExocmApp
 from exocm.tui.screens.findings import FindingsScreen
 from exocm.tui.screens.preview import PreviewScreen

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from exocm.core.inventory import records_to_frame
-from exocm.core.session import Session
-from exocm.core.views import (
+from exocm.core.app.session import Session
+from exocm.core.app.views import (
     MAILBOX_COLUMNS,
     VIEW_COLUMNS,
     MailboxView,
@@ -23,6 +22,7 @@ from exocm.core.views import (
     findings_summary,
     format_age,
 )
+from exocm.core.inventory.fetch import records_to_frame
 from tui_support import sandbox_session
 
 BASE = datetime(2025, 6, 1, tzinfo=UTC)
@@ -205,7 +205,7 @@ def test_filtering_100k_rows_is_vectorised_and_correct() -> None:
 
 
 def test_core_views_and_session_import_no_ui_library() -> None:
-    code = ("import sys, exocm.core.views, exocm.core.session; "
+    code = ("import sys, exocm.core.app.views, exocm.core.app.session; "
             "bad = [m for m in ('textual', 'rich', 'click', 'exocm.tui', 'exocm.cli', 'exocm.sandbox') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

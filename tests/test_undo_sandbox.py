@@ -6,11 +6,11 @@ from typing import Any
 
 from click.testing import CliRunner
 from exocm.cli.main import cli
-from exocm.core.apply import apply_plan
 from exocm.core.csvio import read_csv
-from exocm.core.onprem import onprem_frame_from_records
-from exocm.core.plan import DRIFTED, load_plan
-from exocm.core.undo import build_undo_plan, overwritten_frame
+from exocm.core.execute.apply import apply_plan
+from exocm.core.execute.undo import build_undo_plan, overwritten_frame
+from exocm.core.inventory.onprem import onprem_frame_from_records
+from exocm.core.plan.planfile import DRIFTED, load_plan
 from plan_support import add_profile, cloud_managed, connect, dirsynced_plan, mailbox
 
 

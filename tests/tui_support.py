@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from exocm.cli.connection import open_connection
-from exocm.core.session import Session
+from exocm.core.app.session import Session
 from exocm.sandbox.generator import generate_tenant
 from textual.pilot import Pilot
 

@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from exocm.core.session import Session
+from exocm.core.app.session import Session
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from exocm.core.views import MAILBOX_COLUMNS
+from exocm.core.app.views import MAILBOX_COLUMNS
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode

@@ -55,13 +55,21 @@ from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
 from spnego.exceptions import FeatureMissingError, SpnegoError
 
-from ..auth import TokenProvider
 from . import clixml
-from .base import Call, CallResult, Record, counters, identity_of, is_read_cmdlet, plain_parameters
+from .base import (
+    Call,
+    CallResult,
+    Record,
+    counters,
+    identity_of,
+    is_read_cmdlet,
+    plain_parameters,
+)
 from .classify import classify_response, retryable
 from .errors import AppliedUnknown, AuthFailed, BridgeError, ProtocolError, Transient
 from .normalize import normalize_record, parse_datetime
 from .retry import Backoff, RetryPolicy, Sleep
+from .tokens import TokenProvider
 
 #: Configurations: Exchange's IIS endpoint (/PowerShell) and a Windows host's default one (/wsman).
 EXCHANGE_CONFIGURATION = "Microsoft.Exchange"

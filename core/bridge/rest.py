@@ -26,14 +26,29 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 import orjson
 
-from ..auth import TokenProvider
-from .base import Call, CallResult, Record, counters, identity_of, is_read_cmdlet, plain_parameters
+from .base import (
+    Call,
+    CallResult,
+    Record,
+    counters,
+    identity_of,
+    is_read_cmdlet,
+    plain_parameters,
+)
 from .classify import classify_response, classify_transport_error, retryable
 from .concurrency import AdaptiveLimiter, Ticket, limiter_for
-from .errors import AppliedUnknown, AuthFailed, BridgeError, ProtocolError, Throttled, Transient
+from .errors import (
+    AppliedUnknown,
+    AuthFailed,
+    BridgeError,
+    ProtocolError,
+    Throttled,
+    Transient,
+)
 from .http_client import http_client, origin
 from .normalize import normalize_records
 from .retry import Backoff, Clock, RetryPolicy, Sleep
+from .tokens import TokenProvider
 
 #: X-AnchorMailbox for app-only calls (what ExchangeOnlineManagement V3 sends).
 APP_ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}"

@@ -32,10 +32,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from ..access.config import ConfigError
 from ..bridge.base import Bridge
 from ..bridge.errors import AppliedUnknown, AuthFailed, BridgeError, Transient
-from ..config import ConfigError
-from ..journal import JournalWriter, local_actor
+from ..execute.journal import JournalWriter, local_actor
 from .graph import GraphClient
 from .state import ObjectState, RunState, RunStore, utc_iso
 

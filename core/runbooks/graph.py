@@ -21,7 +21,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ..auth import TokenProvider
+from ..access.clouds import CUSTOM, get_cloud
+from ..access.config import ConfigError, Profile
 from ..bridge.errors import (
     AppliedUnknown,
     AuthFailed,
@@ -35,8 +36,7 @@ from ..bridge.errors import (
 )
 from ..bridge.http_client import http_client, origin
 from ..bridge.retry import Backoff, RetryPolicy, Sleep, parse_retry_after
-from ..clouds import CUSTOM, get_cloud
-from ..config import ConfigError, Profile
+from ..bridge.tokens import TokenProvider
 
 Record = dict[str, Any]
 #: Graph's API version the runbooks use.
@@ -247,8 +247,8 @@ def open_graph(profile: Profile, *, env: Mapping[str, str] | None = None, persis
     """A Graph client for the profile's tenant (no network until the first call)."""
     base, scope = graph_endpoint(profile)
     if token_provider is None:
-        from ..auth import MsalTokenProvider
-        from ..token_cache import build_token_cache, memory_token_cache
+        from ..access.auth import MsalTokenProvider
+        from ..access.token_cache import build_token_cache, memory_token_cache
 
         profile.validate()
         cache = build_token_cache() if persist_tokens else memory_token_cache()

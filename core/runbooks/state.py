@@ -27,9 +27,9 @@ from typing import Any, Final
 
 import filelock
 
-from ..config import data_dir
+from ..access.config import data_dir
+from ..execute.journal import JournalContents, JournalError, JournalWriter, new_run_id, read_journal
 from ..files import private_dir, write_atomic
-from ..journal import JournalContents, JournalError, JournalWriter, new_run_id, read_journal
 
 STATE_SCHEMA: Final = 1
 

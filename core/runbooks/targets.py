@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..bridge.base import Bridge
 from ..bridge.errors import Ambiguous, NotFound
-from ..journal import local_actor
+from ..execute.journal import local_actor
 from .engine import Runbook
 from .state import ObjectState, RunState, RunStore, utc_iso
 
@@ -67,7 +67,7 @@ def resolve_identities(exo: Bridge, values: Iterable[tuple[str, str]], *, source
 
 def identities_from_csv(path: Path | str, identity_column: str | None = None) -> tuple[list[tuple[str, str]], list[str]]:
     """(where, identity) pairs from a CSV or a one-per-line list (any Export-Csv format), and unreadable rows."""
-    from ..selection import read_identity_file
+    from ..plan.selection import read_identity_file
 
     values, issues, _column = read_identity_file(path, identity_column)
     name = Path(path).name
@@ -77,8 +77,8 @@ def identities_from_csv(path: Path | str, identity_column: str | None = None) ->
 def identities_from_findings(exo: Bridge, onprem: Bridge | None, code: str, *,
                              progress: ProgressCallback | None = None) -> list[tuple[str, str]]:
     """The ExternalDirectoryObjectIds with a finding of `code` (fresh EXO inventory, live on-prem when given)."""
-    from ..detect import RULES, detect
-    from ..inventory import fetch_inventory
+    from ..detect.engine import RULES, detect
+    from ..inventory.fetch import fetch_inventory
 
     code = code.strip().upper()
     if code not in RULES:
@@ -87,11 +87,11 @@ def identities_from_findings(exo: Bridge, onprem: Bridge | None, code: str, *,
     onprem_frame = None
     if RULES[code].needs_onprem:
         if onprem is None:
-            from ..config import ConfigError
+            from ..access.config import ConfigError
 
             raise ConfigError(f"finding {code} needs the on-prem side: configure the on-prem endpoint "
                               "(extra.onprem_url or --onprem-host)")
-        from ..onprem_live import load_onprem_live
+        from ..inventory.onprem_live import load_onprem_live
 
         onprem_frame = load_onprem_live(onprem).frame  # type: ignore[arg-type]
     result = detect(inventory.frame, onprem_frame, codes=[code])

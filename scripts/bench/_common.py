@@ -57,9 +57,9 @@ def sandbox_process(size: int, seed: int, *serve_args: str, start_timeout: float
 
 def sandbox_bridge(info: Mapping[str, Any], **options: Any) -> Any:
     """The product's REST bridge to a sandbox: a sandbox profile, its throwaway secret, tokens in memory."""
-    from exocm.core.config import sandbox_profile
-    from exocm.core.connect import open_bridge
-    from exocm.core.token_cache import memory_token_cache
+    from exocm.core.access.config import sandbox_profile
+    from exocm.core.access.connect import open_bridge
+    from exocm.core.access.token_cache import memory_token_cache
 
     profile = sandbox_profile("bench", info)
     assert profile.secret_env is not None

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from _common import sandbox_bridge, write_figures
-from exocm.core.apply import apply_plan
-from exocm.core.inventory import fetch_inventory
-from exocm.core.plan import build_plan
-from exocm.core.selection import select_all_dirsynced
+from exocm.core.execute.apply import apply_plan
+from exocm.core.inventory.fetch import fetch_inventory
+from exocm.core.plan.planfile import build_plan
+from exocm.core.plan.selection import select_all_dirsynced
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> int:

@@ -38,8 +38,8 @@ from _common import peak_rss_mb, write_figures
 
 def prepare(size: int, seed: int, data_dir: Path) -> dict[str, Any]:
     """Generate the tenant, save the inventory snapshot, the on-prem CSV and the ground truth."""
-    from exocm.core.inventory import Inventory, records_to_frame
-    from exocm.core.snapshot import save_snapshot
+    from exocm.core.inventory.fetch import Inventory, records_to_frame
+    from exocm.core.inventory.snapshot import save_snapshot
     from exocm.sandbox.generator import generate_tenant
     from exocm.sandbox.onprem_export import write_onprem_csv
 
@@ -67,9 +67,9 @@ def prepare(size: int, seed: int, data_dir: Path) -> dict[str, Any]:
 
 def measure(data_dir: Path, repeat: int) -> dict[str, Any]:
     """Load snapshot + CSV, time detect() only; return the figures."""
-    from exocm.core.detect import detect
-    from exocm.core.onprem import load_onprem_csv
-    from exocm.core.snapshot import load_snapshot
+    from exocm.core.detect.engine import detect
+    from exocm.core.inventory.onprem import load_onprem_csv
+    from exocm.core.inventory.snapshot import load_snapshot
 
     t0 = time.perf_counter()
     inventory = load_snapshot("bench", root=data_dir)

@@ -4,7 +4,7 @@
     scripts/bench/faults.py [--rows 5000] [--kinds 503,reset,...] [--seed 7] [--bridge rest|psrp|both] --json OUT
 
 For each fault kind, one fresh sandbox tenant and one plan of `--rows` IsExchangeCloudManaged
-flips, applied by the real engine (`exocm.core.apply.apply_plan`, REST bridge, MSAL, TLS over
+flips, applied by the real engine (`exocm.core.execute.apply.apply_plan`, REST bridge, MSAL, TLS over
 loopback) while the sandbox injects that fault; a run that stops (a fatal read error, a
 restart of the service) is resumed, like an admin would, until the plan is complete or
 `--max-runs` is reached. Kinds:
@@ -57,17 +57,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exocm.core.apply import ApplyResult, WritePacer, apply_plan
+from exocm.core.access.config import sandbox_profile
+from exocm.core.access.connect import open_bridge
+from exocm.core.access.exo_host import PASSWORD_ENV
+from exocm.core.access.token_cache import memory_token_cache
 from exocm.core.bridge.base import Bridge
-from exocm.core.config import sandbox_profile
-from exocm.core.connect import open_bridge
 from exocm.core.events import Progress
-from exocm.core.exo_host import PASSWORD_ENV
-from exocm.core.inventory import fetch_inventory
-from exocm.core.journal import journals_for_plan, plan_history, read_journal
-from exocm.core.plan import Plan, build_plan
-from exocm.core.selection import select_all_dirsynced
-from exocm.core.token_cache import memory_token_cache
+from exocm.core.execute.apply import ApplyResult, WritePacer, apply_plan
+from exocm.core.execute.journal import journals_for_plan, plan_history, read_journal
+from exocm.core.inventory.fetch import fetch_inventory
+from exocm.core.plan.planfile import Plan, build_plan
+from exocm.core.plan.selection import select_all_dirsynced
 
 KINDS: tuple[str, ...] = ("503", "reset", "timeout", "429-storm", "token-expiry", "applied-error", "restart",
                           "mixed")

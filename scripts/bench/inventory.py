@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from _common import sandbox_process
-from exocm.core.config import Profile
-from exocm.core.connect import open_bridge
-from exocm.core.inventory import fetch_inventory
-from exocm.core.token_cache import memory_token_cache
+from exocm.core.access.config import Profile
+from exocm.core.access.connect import open_bridge
+from exocm.core.access.token_cache import memory_token_cache
+from exocm.core.inventory.fetch import fetch_inventory
 
 SECRET_ENV = "EXOCM_BENCH_SANDBOX_SECRET"
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from _common import peak_rss_mb, sandbox_process, write_figures
 from exocm.core.bridge.psrp import PsrpBridge, PsrpEndpoint
+from exocm.core.inventory.onprem_live import fetch_onprem_records
 from exocm.core.model import ONPREM_COLUMNS
-from exocm.core.onprem_live import fetch_onprem_records
 
 #: Share of a generated tenant's users that have an on-prem (remote) mailbox, measured on the
 #: generator (9,500 of 10,000); used to size the tenant for --recipients.

@@ -56,8 +56,8 @@ def _peak_rss_mb() -> float:
 
 
 def _bridge(info: dict[str, Any], secret: str) -> Any:
-    from exocm.core.config import sandbox_profile
-    from exocm.core.connect import open_bridge
+    from exocm.core.access.config import sandbox_profile
+    from exocm.core.access.connect import open_bridge
 
     profile = sandbox_profile("bench", info)
     assert profile.secret_env is not None
@@ -66,7 +66,7 @@ def _bridge(info: dict[str, Any], secret: str) -> Any:
 
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Start the sandbox, fetch and save one snapshot, then measure the app in a child process."""
-    from exocm.core.snapshot import load_or_fetch
+    from exocm.core.inventory.snapshot import load_or_fetch
     from exocm.sandbox.server import Sandbox
 
     work = Path(tempfile.mkdtemp(prefix="exocm-bench-tui-"))
@@ -98,8 +98,8 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 async def measure(info: dict[str, Any], secret: str, launched: float | None = None) -> dict[str, Any]:
     """Run the app headless on the saved snapshot; time first paint and filter keystrokes."""
-    import exocm.core.connect  # noqa: F401 - imported before the app is built, as cli/tui_cmd.py (via cli/connection.py) does
-    from exocm.core.session import Session
+    import exocm.core.access.connect  # noqa: F401 - imported before the app is built, as cli/tui_cmd.py (via cli/connection.py) does
+    from exocm.core.app.session import Session
     from exocm.tui.app import ExocmApp
     from exocm.tui.widgets.mailbox_table import MailboxTable
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pandas as pd
-from exocm.core.views import display_value, findings_summary
+from exocm.core.app.views import display_value, findings_summary
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text

@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from exocm.core.bridge.errors import BridgeError
-from exocm.core.config import ConfigError
-from exocm.core.events import Progress
-from exocm.core.views import (
+from exocm.core.access.config import ConfigError
+from exocm.core.app.views import (
     MAILBOX_COLUMN_KEYS,
     MAILBOX_COLUMNS,
     MailboxView,
@@ -19,6 +17,8 @@ from exocm.core.views import (
     filter_mailboxes,
     format_age,
 )
+from exocm.core.bridge.errors import BridgeError
+from exocm.core.events import Progress
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -50,7 +50,7 @@ from ..widgets.progress_panel import ProgressPanel
 from ..widgets.tenant_header import TenantHeader
 
 if TYPE_CHECKING:
-    from exocm.core.session import Session
+    from exocm.core.app.session import Session
 
     from ..app import ExocmApp
 
@@ -152,7 +152,7 @@ class MailboxesScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="inventory")
     def _load_worker(self, session: Session, refresh: bool, cancel: threading.Event) -> None:
-        from exocm.core.inventory import InventoryCancelled
+        from exocm.core.inventory.fetch import InventoryCancelled
 
         def progress(event: Progress) -> None:
             self.post_message(InventoryProgress(event))

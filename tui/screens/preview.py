@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
-from exocm.core.views import plan_counts_frame, plan_overwritten_frame, plan_rows_frame
+from exocm.core.app.views import plan_counts_frame, plan_overwritten_frame, plan_rows_frame
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -122,7 +122,7 @@ class PreviewScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="export-overwritten")
     def _export_worker(self, path: Path) -> None:
         from exocm.core.csvio import write_csv
-        from exocm.core.undo import OVERWRITTEN_COLUMNS, export_overwritten
+        from exocm.core.execute.undo import OVERWRITTEN_COLUMNS, export_overwritten
 
         try:
             if getattr(self.plan, "kind", "flip") == "undo":

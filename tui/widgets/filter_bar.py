@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from exocm.core.views import QuickFilter
+from exocm.core.app.views import QuickFilter
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult

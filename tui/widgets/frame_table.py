@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from exocm.core.views import display_value
+from exocm.core.app.views import display_value
 from textual.containers import Vertical
 from textual.widgets import Static
 from textual_fastdatatable import ArrowBackend, DataTable

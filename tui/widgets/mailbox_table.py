@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from exocm.core.views import MAILBOX_COLUMNS, MailboxView, Positions, Selection
+from exocm.core.app.views import MAILBOX_COLUMNS, MailboxView, Positions, Selection
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style

@@ -63,7 +63,7 @@ def _canonical(value: Any) -> str:
 
 
 def _plan(**overrides: Any) -> dict[str, Any]:
-    """A well-formed plan for OTHER_TENANT (digest as exocm.core.plan computes it)."""
+    """A well-formed plan for OTHER_TENANT (digest as exocm.core.plan.planfile computes it)."""
     observed = {"IsExchangeCloudManaged": False, "WhenChanged": "2030-01-01T00:00:00+00:00", "fingerprint": "x"}
     body: dict[str, Any] = {
         "schema_version": 1, "kind": "flip", "tenant": OTHER_TENANT, "bridge": "rest",

@@ -1,0 +1,505 @@
+"""One connected tenant and the work a face does with it: a facade over core for the TUI (and any face).
+
+A Session holds the bridge and what was loaded through it (inventory, on-prem data, findings)
+and offers each step of the product as one call: load the inventory, detect, build a plan from
+a selection, save it, apply it with progress/cancel/pause, list journals, build an undo plan.
+It decides nothing new: every rule lives in the core module it names. Every method may be
+called from a worker thread; none touches a terminal.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from ..bridge.base import Bridge
+from ..events import Progress, ProgressCallback
+from .views import VIEW_COLUMNS, MailboxView
+
+if TYPE_CHECKING:
+    from ..inventory.onprem import OnPremData
+
+
+@dataclass(frozen=True)
+class SnapshotPreview:
+    """The saved snapshot's list columns, read before the whole inventory: enough to paint the table.
+
+    `view` has no frame until the full inventory of the same rows is attached to it.
+    """
+
+    view: MailboxView
+    fetched_at: datetime | None
+    path: Path
+    from_snapshot: bool = True
+
+
+@dataclass(frozen=True)
+class JournalSummary:
+    """One past apply run, as the journals list shows it."""
+
+    path: Path
+    run_id: str
+    tenant: str
+    plan_digest: str
+    started_at: str
+    outcome: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        """How many row records the journal holds."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class SelectionImport:
+    """A CSV resolved against the inventory: identities to select and the lines that matched nothing."""
+
+    identities: list[str]
+    unmatched: list[str]
+
+
+class Session:
+    """A connected tenant (or the sandbox) and what was loaded from it."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        *,
+        label: str,
+        is_sandbox: bool,
+        profile_name: str | None = None,
+        onprem_csv: Path | None = None,
+        onprem_records: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+        onprem_data: Callable[[], OnPremData] | None = None,
+        data_dir: Path | None = None,
+        snapshot_first: bool = True,
+        clock: Callable[[], datetime] | None = None,
+        on_close: Callable[[], None] | None = None,
+        runbook_services: Callable[[bool], Any] | None = None,
+        embedded_sandbox: tuple[int, int] | None = None,
+    ) -> None:
+        """`onprem_csv` / `onprem_records` / `onprem_data`: where on-prem data comes from (an Export-Csv
+        file, records such as PSRP Get-Mailbox/Get-RemoteMailbox rows, or a loader of normalised
+        on-prem data such as the live WinRM read, `onprem_live.load_onprem_live`). `snapshot_first`: the first
+        load reuses the saved snapshot (False for a tenant that is new each run, like the
+        embedded sandbox, whose snapshot would describe another tenant's state). `clock`: the
+        session's wall clock (detection's now, plan creation and plan age checks; tests freeze it).
+        `embedded_sandbox`: (size, seed) of the saved embedded sandbox this session runs on (None
+        otherwise), recorded in runbook runs so `exocm runbook resume` reopens the same one."""
+        self.bridge = bridge
+        self.embedded_sandbox = embedded_sandbox
+        #: Opens what a runbook run needs (EXO, Graph, on-prem) with its on-prem-group-changes flag.
+        self.runbook_services = runbook_services
+        self.label = label
+        self.is_sandbox = is_sandbox
+        self.profile_name = profile_name
+        self.onprem_csv = onprem_csv
+        self.onprem_records = onprem_records
+        self.onprem_data = onprem_data
+        #: Where the loaded on-prem data came from ("" before it is loaded, or when there is none).
+        self.onprem_source = ""
+        self.snapshot_first = snapshot_first
+        self.clock = clock
+        self.loads = 0
+        self._data_dir = data_dir
+        self._on_close = on_close
+        self.inventory: Any = None
+        self.onprem: pd.DataFrame | None = None
+        self._onprem_index: dict[str, int] | None = None
+        self.findings_frame: pd.DataFrame | None = None
+        self.readiness_frame: pd.DataFrame | None = None
+        self.detect_notes: list[str] = []
+        self._lock = threading.Lock()
+
+    # -- where things live --------------------------------------------------------------------
+    @property
+    def tenant(self) -> str:
+        """The tenant the bridge talks to."""
+        return str(self.bridge.tenant)
+
+    @property
+    def data_dir(self) -> Path:
+        """Data directory (snapshots, plans, journals)."""
+        if self._data_dir is not None:
+            return self._data_dir
+        from ..access.config import data_dir
+
+        return data_dir()
+
+    def embedded_source(self) -> dict[str, Any]:
+        """What a run records about the embedded sandbox it was started on (empty otherwise)."""
+        if self.embedded_sandbox is None:
+            return {}
+        size, seed = self.embedded_sandbox
+        return {"embedded_sandbox": {"size": size, "seed": seed}}
+
+    # -- inventory ------------------------------------------------------------------------------
+    def load_inventory(
+        self,
+        refresh: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Any:
+        """The inventory: the saved snapshot when there is one and `refresh` is False, else a fetch.
+
+        Raises core.inventory.InventoryCancelled when `cancel` is set during a fetch.
+        """
+        from ..inventory import snapshot
+
+        if self.loads == 0 and not self.snapshot_first:
+            refresh = True
+        inventory = snapshot.load_or_fetch(self.bridge, refresh=refresh, progress=progress, cancel=cancel,
+                                           root=self.data_dir / "snapshots" if self._data_dir else None)
+        with self._lock:
+            self.loads += 1
+            self.inventory = inventory
+            self.findings_frame = None
+            self.readiness_frame = None
+        return inventory
+
+    def preview_snapshot(self) -> SnapshotPreview | None:
+        """The saved snapshot that the next `load_inventory()` will load, read lean (only VIEW_COLUMNS
+        and the row key, straight from Parquet into Arrow: tens of milliseconds at 100,000 rows), so a
+        face can paint before the whole inventory is loaded and detected. None when the next load
+        fetches (`snapshot_first` is False and nothing was loaded yet) or there is no usable snapshot.
+        """
+        if self.loads == 0 and not self.snapshot_first:
+            return None
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from ..inventory import snapshot
+
+        root = self.data_dir / "snapshots" if self._data_dir else None
+        path = snapshot.snapshot_path(self.tenant, snapshot.default_variant(False), root)
+        meta = snapshot.read_snapshot_meta(path)  # the same checks as load_snapshot: else it will fetch
+        if (meta is None or meta.get("schema") != snapshot.SCHEMA_VERSION
+                or meta.get("columns") != snapshot.COLUMNS_VERSION):
+            return None
+        try:
+            fetched_at: datetime | None = datetime.fromisoformat(str(meta["fetched_at"])).astimezone(UTC)
+        except (KeyError, ValueError):
+            return None
+        try:
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+            index = (parquet.schema_arrow.pandas_metadata or {}).get("index_columns", [])
+            key = index[0] if index and isinstance(index[0], str) else "ExternalDirectoryObjectId"
+            columns = [name for name in VIEW_COLUMNS if name in names] + [key]
+            # one thread: the table is small, and a thread pool costs more CPU than it saves here
+            table = parquet.read(columns=columns, use_threads=False)
+            view = MailboxView(table, key_column=key)
+        except (OSError, pa.ArrowException, KeyError, ValueError):
+            return None
+        return SnapshotPreview(view=view, fetched_at=fetched_at, path=path)
+
+    def view(self) -> MailboxView:
+        """A MailboxView of the loaded inventory (with findings when detected)."""
+        if self.inventory is None:
+            raise RuntimeError("no inventory loaded")
+        return MailboxView(self.inventory.frame, self.findings_frame)
+
+    # -- on-prem and detection ------------------------------------------------------------------
+    def load_onprem(self) -> pd.DataFrame | None:
+        """On-prem recipients from the session's CSV, loader or records (None when there is none).
+
+        A loader that fails (an unreachable or refusing WinRM endpoint) raises; the next call tries again."""
+        if self.onprem is not None:
+            return self.onprem
+        data: OnPremData | None = None
+        if self.onprem_csv is not None:
+            from ..inventory.onprem import load_onprem_csv
+
+            data = load_onprem_csv(self.onprem_csv)
+        elif self.onprem_data is not None:
+            data = self.onprem_data()
+        elif self.onprem_records is not None:
+            from ..inventory.onprem import onprem_frame_from_records
+
+            data = onprem_frame_from_records(self.onprem_records(), source="on-prem records")
+        if data is not None:
+            self.onprem_source = data.source
+            self.onprem = data.frame
+        return self.onprem
+
+    def onprem_record(self, identity: str, cloud: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The on-prem record of one mailbox (by ExternalDirectoryObjectId, else UPN), or None."""
+        onprem = self.onprem
+        if onprem is None or onprem.empty:
+            return None
+        if self._onprem_index is None:
+            index: dict[str, int] = {}
+            for column in ("UserPrincipalName", "ExternalDirectoryObjectId"):
+                if column in onprem.columns:
+                    for pos, value in enumerate(onprem[column].tolist()):
+                        if isinstance(value, str) and value:
+                            index.setdefault(value.lower(), pos)
+            self._onprem_index = index
+        keys = [identity.lower()]
+        if cloud is not None and isinstance(cloud.get("UserPrincipalName"), str):
+            keys.append(str(cloud["UserPrincipalName"]).lower())
+        for key in keys:
+            found = self._onprem_index.get(key)
+            if found is not None:
+                row = onprem.iloc[found]
+                return {str(k): v for k, v in row.items()}
+        return None
+
+    def findings(self, now: datetime | None = None) -> pd.DataFrame:
+        """Detection findings over the loaded inventory (and on-prem data when present)."""
+        from ..detect.engine import detect
+
+        inventory = self.inventory
+        if inventory is None:
+            raise RuntimeError("no inventory loaded")
+        onprem = self.load_onprem()
+        if now is None and self.clock is not None:
+            now = self.clock()
+        result = detect(inventory.frame, onprem, now=now)
+        found = result.findings
+        with self._lock:
+            self.findings_frame = found
+            self.detect_notes = list(result.notes) + [f"{code} not checked: {why}"
+                                                      for code, why in result.not_checked.items()]
+        return found
+
+    def findings_for(self, identity: str) -> list[tuple[str, str, str]]:
+        """(code, severity, explanation) of the findings of one mailbox."""
+        frame = self.findings_frame
+        if frame is None or frame.empty:
+            return []
+        rows = frame.loc[frame["ExternalDirectoryObjectId"] == identity]
+        return [(str(r.code), str(r.severity), str(r.explanation)) for r in rows.itertuples()]
+
+    def readiness(self, target: bool) -> pd.DataFrame | None:
+        """Flip readiness for a flip to `target` (None when detection is not available)."""
+        if self.inventory is None:
+            return None
+        from ..detect import readiness
+
+        findings = self.findings_frame if self.findings_frame is not None else self.findings()
+        return readiness.flip_readiness(self.inventory.frame, findings, target)
+
+    # -- plans ------------------------------------------------------------------------------------
+    def build_plan(self, identities: Sequence[str], target: bool) -> Any:
+        """A plan that sets IsExchangeCloudManaged to `target` for these mailboxes (core.plan decides skips)."""
+        from ..plan.planfile import build_plan
+
+        if self.inventory is None:
+            raise RuntimeError("no inventory loaded")
+        return build_plan(
+            self.inventory.frame, list(identities), target,
+            tenant=self.tenant, bridge=self.bridge.kind,
+            readiness=self.readiness(target),
+            source={"kind": "tui-selection", "count": len(identities)},
+            now=self.clock() if self.clock is not None else None,
+        )
+
+    def default_plan_path(self, plan: Any) -> Path:
+        """Where a plan is saved by default: <data dir>/plans/plan-<time>-<digest>.json."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return self.data_dir / "plans" / f"plan-{stamp}-{plan.short_digest}.json"
+
+    def save_plan(self, plan: Any, path: Path | None = None) -> Path:
+        """Write the plan file (0600, atomic); returns its path."""
+        from ..plan.planfile import save_plan
+
+        target = path or self.default_plan_path(plan)
+        return Path(save_plan(plan, target))
+
+    def confirmation_phrase(self, plan: Any) -> str:
+        """What the user types to confirm an apply: names the tenant and the number of changes."""
+        return f"{plan.tenant} {len(plan.set_rows())}"
+
+    # -- apply, journals, undo -----------------------------------------------------------------
+    def apply(
+        self,
+        plan: Any,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> Any:
+        """Apply a plan through the bridge (core.apply); returns its ApplyResult (journal path, counts).
+
+        `cancel` set = clean stop (in-flight rows settle, journal flushed); `pause` set = hold.
+        `on_failure(identity, error)` is called for each failed row as the journal records it.
+        """
+        from ..execute.apply import apply_plan
+
+        tail = _JournalTail(self.data_dir / "journals", plan.short_digest) if on_failure else None
+
+        def relay(event: Progress) -> None:
+            if tail is not None and on_failure is not None and event.counters.get("failed"):
+                for identity, error in tail.new_failures():
+                    on_failure(identity, error)
+            if progress is not None:
+                progress(event)
+
+        result = apply_plan(self.bridge, plan, progress=relay, cancel=cancel, pause=pause, data_dir=self.data_dir,
+                            now=self.clock)
+        if tail is not None and on_failure is not None:
+            for identity, error in tail.new_failures(Path(result.journal_path)):
+                on_failure(identity, error)
+        return result
+
+    def journals(self) -> list[JournalSummary]:
+        """Past runs of this tenant, newest first (unreadable files are left out)."""
+        from ..execute.journal import JournalError, journal_dir, read_journal
+
+        folder = journal_dir(self.data_dir / "journals")
+        out: list[JournalSummary] = []
+        for path in sorted(folder.glob("*.jsonl"), reverse=True):
+            try:
+                contents = read_journal(path)
+            except JournalError:
+                continue
+            header = contents.header
+            if header is None or str(header.get("tenant", "")).lower() != self.tenant.lower():
+                continue
+            counts: dict[str, int] = {}
+            for row in contents.rows():
+                status = str(row.get("status", "?"))
+                counts[status] = counts.get(status, 0) + 1
+            out.append(JournalSummary(
+                path=path, run_id=str(header.get("run_id", "")), tenant=str(header.get("tenant", "")),
+                plan_digest=str(header.get("plan_digest") or ""), started_at=str(header.get("started_at", "")),
+                outcome=_outcome(contents.records), counts=counts,
+            ))
+        return out
+
+    def journal_rows(self, path: Path) -> pd.DataFrame:
+        """The row records of one journal as a table (seq, identity, status, before, after, error, at)."""
+        from ..execute.journal import read_journal
+
+        rows = read_journal(path).rows()
+        columns = ["seq", "identity", "status", "before", "after", "error", "at"]
+        frame = pd.DataFrame(rows)
+        for column in columns:
+            if column not in frame.columns:
+                frame[column] = None
+        return frame[columns + [c for c in frame.columns if c not in columns and c not in ("type", "run_id")]]
+
+    def undo_plan(self, path: Path) -> Any:
+        """An undo plan built from a journal (core.undo: verified rows only; drifted ones skipped)."""
+        from ..execute.undo import build_undo_plan
+
+        return build_undo_plan(self.bridge, path, onprem=self.load_onprem())
+
+    # -- selection ---------------------------------------------------------------------------------
+    def select_from_csv(self, path: Path) -> SelectionImport:
+        """Resolve a CSV of identities against the inventory (core.selection decides what matches)."""
+        from ..plan import selection
+
+        if self.inventory is None:
+            raise RuntimeError("no inventory loaded")
+        result = selection.select_from_csv(self.inventory.frame, path)
+        return SelectionImport(identities=list(result.identities),
+                               unmatched=[issue.message() for issue in result.issues])
+
+    def close(self) -> None:
+        """Close the bridge (and stop the sandbox when the session owns one)."""
+        try:
+            self.bridge.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+
+def _outcome(records: list[dict[str, Any]]) -> str:
+    """How a run ended, from its journal records: the last 'end' record's outcome, else 'interrupted'."""
+    for record in reversed(records):
+        if record.get("type") in ("end", "summary", "footer"):
+            return str(record.get("outcome") or record.get("status") or "completed")
+    return "interrupted"
+
+
+class _JournalTail:
+    """Follows the journal a running apply writes (found by plan digest) and yields new failed rows."""
+
+    def __init__(self, folder: Path, digest_tag: str) -> None:
+        self.folder = folder
+        self.tag = digest_tag[:12]
+        self.before = set(folder.glob(f"*-{self.tag}.jsonl")) if folder.is_dir() else set()
+        self.path: Path | None = None
+        self.offset = 0
+        self.seen: set[str] = set()
+
+    def _find(self) -> Path | None:
+        if self.path is None and self.folder.is_dir():
+            fresh = sorted(set(self.folder.glob(f"*-{self.tag}.jsonl")) - self.before)
+            self.path = fresh[-1] if fresh else None
+        return self.path
+
+    def new_failures(self, path: Path | None = None) -> list[tuple[str, str]]:
+        """(identity, error) of failed rows appended since the last call (complete lines only)."""
+        if path is not None and self.path is None:
+            self.path = path
+        target = self._find()
+        if target is None:
+            return []
+        try:
+            with target.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        out: list[tuple[str, str]] = []
+        for line in data[: end + 1].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or record.get("type") != "row" or record.get("status") != "failed":
+                continue
+            identity = str(record.get("identity", ""))
+            if identity in self.seen:
+                continue
+            self.seen.add(identity)
+            out.append((identity, str(record.get("error") or "failed")))
+        return out
+
+
+def load_keymap(path: Path | None = None) -> dict[str, str]:
+    """The `[keys]` table of config.toml: binding id -> key(s), e.g. `"mailboxes.preview" = "ctrl+p"`.
+
+    A missing file or table gives {}; a value that is not a string is a ConfigError (one line).
+    """
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    from ..access.config import ConfigError, config_path
+
+    path = path or config_path()
+    try:
+        data = tomlkit.parse(path.read_text(encoding="utf-8")).unwrap()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
+        raise ConfigError(f"{path}: cannot read the [keys] table ({exc.__class__.__name__})") from None
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict):
+        raise ConfigError(f"{path}: 'keys' must be a table of binding id = \"key\"")
+    out: dict[str, str] = {}
+    for binding_id, key in keys.items():
+        if isinstance(key, dict):  # dotted ids written as nested tables: [keys.mailboxes] preview = "x"
+            for sub, value in key.items():
+                if not isinstance(value, str):
+                    raise ConfigError(f"{path}: keys.{binding_id}.{sub} must be a string")
+                out[f"{binding_id}.{sub}"] = value
+        elif isinstance(key, str):
+            out[str(binding_id)] = key
+        else:
+            raise ConfigError(f"{path}: keys.{binding_id} must be a string such as \"ctrl+p\"")
+    return out

@@ -1,0 +1,26 @@
+"""Small vectorised helpers the rule modules share."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..engine import DetectContext
+
+
+def line_series(ctx: DetectContext) -> pd.Series:
+    """The on-prem source line (CSV line or record position) matched to each EXO recipient."""
+    pos = ctx._op_pos
+    if ctx.onprem is None:
+        return pd.Series(None, index=ctx.inventory.index, dtype="object")
+    labels = pd.api.extensions.take(ctx.onprem.index.to_numpy(dtype=object), pos, allow_fill=True)
+    return pd.Series(labels, index=ctx.inventory.index, dtype="object")
+
+
+def join_text(*parts: str | pd.Series) -> pd.Series:
+    """Concatenate strings and str Series elementwise (vectorised), NA -> ''."""
+    out: pd.Series | None = None
+    index = next(p.index for p in parts if isinstance(p, pd.Series))
+    for p in parts:
+        s = p.fillna("").astype("str") if isinstance(p, pd.Series) else pd.Series(p, index=index, dtype="str")
+        out = s if out is None else out + s
+    assert out is not None
+    return out

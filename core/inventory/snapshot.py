@@ -1,0 +1,175 @@
+"""Inventory snapshots: one Parquet file per tenant and variant, so a big tenant is fetched once and reused.
+
+Layout: ``data_dir()/snapshots/<tenant>/inventory[-<variant>].parquet`` (the variant says what
+was fetched, e.g. ``dirsynced``). The file's schema metadata (key ``exocm``) holds the tenant,
+fetch time, source, schema and columns version, notes and counts; pandas' own metadata keeps
+the dtypes. A snapshot whose schema or columns version differs from this build is treated as
+absent (`load_snapshot` returns None), so a newer build re-fetches instead of misreading.
+
+Writes are atomic (temp file in the same directory, fsync, rename) and private (0600 in a 0700
+directory): a snapshot lists every mailbox of the tenant.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..access.config import data_dir
+from ..bridge.base import Bridge
+from ..events import ProgressCallback
+from ..files import atomic_writer, private_dir
+from ..model import INVENTORY_COLUMNS
+from .fetch import (
+    DEFAULT_PARTITIONS,
+    MULTI_COLUMNS,
+    Inventory,
+    fetch_inventory,
+)
+
+SCHEMA_VERSION: Final = 1
+#: Changes whenever INVENTORY_COLUMNS changes: old snapshots are then ignored.
+COLUMNS_VERSION: Final = hashlib.sha256(",".join(INVENTORY_COLUMNS).encode()).hexdigest()[:12]
+_META_KEY: Final = b"exocm"
+_SAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_name(text: str) -> str:
+    cleaned = _SAFE.sub("_", text.strip()).strip("._")
+    return cleaned or "_"
+
+
+def snapshot_dir(tenant: str, root: Path | None = None) -> Path:
+    """Directory of a tenant's snapshots (`root` defaults to data_dir()/snapshots)."""
+    return (root or data_dir() / "snapshots") / _safe_name(tenant.lower())
+
+
+def snapshot_path(tenant: str, variant: str = "", root: Path | None = None) -> Path:
+    """Path of one snapshot file: inventory.parquet, or inventory-<variant>.parquet."""
+    name = "inventory" + (f"-{_safe_name(variant)}" if variant else "") + ".parquet"
+    return snapshot_dir(tenant, root) / name
+
+
+def default_variant(dirsynced_only: bool) -> str:
+    """The variant name of an inventory fetched with (or without) the dir-synced filter."""
+    return "dirsynced" if dirsynced_only else ""
+
+
+def save_snapshot(inventory: Inventory, *, variant: str | None = None, root: Path | None = None) -> Path:
+    """Write `inventory` as a Parquet snapshot, atomically; returns its path."""
+    if variant is None:
+        variant = default_variant(inventory.dirsynced_only)
+    path = snapshot_path(inventory.tenant, variant, root)
+    private_dir(path.parent)
+    meta = {
+        "schema": SCHEMA_VERSION,
+        "columns": COLUMNS_VERSION,
+        "tenant": inventory.tenant,
+        "fetched_at": inventory.fetched_at.astimezone(UTC).isoformat(),
+        "source": inventory.source,
+        "dirsynced_only": inventory.dirsynced_only,
+        "notes": list(inventory.notes),
+        "stats": inventory.stats,
+    }
+    frame = inventory.frame.copy(deep=False)
+    for column in MULTI_COLUMNS:  # tuples -> lists, which Arrow stores as list<string>
+        frame[column] = pd.Series([list(v) for v in frame[column]], index=frame.index, dtype=object)
+    table = pa.Table.from_pandas(frame, preserve_index=True)
+    metadata = dict(table.schema.metadata or {})
+    metadata[_META_KEY] = json.dumps(meta, default=str).encode()
+    table = table.replace_schema_metadata(metadata)
+    with atomic_writer(path) as handle:
+        pq.write_table(table, handle, compression="zstd")
+    return path
+
+
+def read_snapshot_meta(path: Path) -> dict[str, Any] | None:
+    """The exocm metadata of a snapshot file, or None when it is missing or not ours."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException):
+        return None
+    raw = (schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def load_snapshot(tenant: str, *, variant: str = "", root: Path | None = None) -> Inventory | None:
+    """Load a tenant's snapshot (instant); None when there is none or it is from another schema.
+
+    The returned Inventory has `from_snapshot=True`; `.age` says how old the data is.
+    """
+    path = snapshot_path(tenant, variant, root)
+    meta = read_snapshot_meta(path)
+    if meta is None or meta.get("schema") != SCHEMA_VERSION or meta.get("columns") != COLUMNS_VERSION:
+        return None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return None
+    multi = {c: table.column(c).to_pylist() for c in MULTI_COLUMNS if c in table.column_names}
+    frame = table.drop_columns(list(multi)).to_pandas()
+    for column, values in multi.items():
+        frame[column] = pd.Series([tuple(v) if v else () for v in values], index=frame.index, dtype=object)
+    frame = frame[list(INVENTORY_COLUMNS)]
+    frame.index.name = None
+    try:
+        fetched_at = datetime.fromisoformat(str(meta["fetched_at"])).astimezone(UTC)
+    except (KeyError, ValueError):
+        return None
+    stats = meta.get("stats")
+    return Inventory(
+        frame=frame,
+        tenant=str(meta.get("tenant", tenant)),
+        fetched_at=fetched_at,
+        source=str(meta.get("source", "")),
+        from_snapshot=True,
+        dirsynced_only=bool(meta.get("dirsynced_only", False)),
+        notes=tuple(str(n) for n in meta.get("notes", [])),
+        stats=stats if isinstance(stats, dict) else {},
+    )
+
+
+def load_or_fetch(
+    bridge: Bridge,
+    *,
+    refresh: bool = False,
+    max_age: timedelta | None = None,
+    dirsynced_only: bool = False,
+    variant: str | None = None,
+    save: bool = True,
+    root: Path | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
+    max_workers: int | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Inventory:
+    """The tenant's snapshot when there is one (younger than `max_age`, if given) and not `refresh`;
+    otherwise fetch through `bridge` and save the result as the new snapshot (unless `save=False`).
+    """
+    if variant is None:
+        variant = default_variant(dirsynced_only)
+    if not refresh:
+        snap = load_snapshot(bridge.tenant, variant=variant, root=root)
+        if snap is not None and (max_age is None or snap.age_at(now()) <= max_age):
+            return snap
+    inventory = fetch_inventory(bridge, dirsynced_only=dirsynced_only, progress=progress, cancel=cancel,
+                                partitions=partitions, max_workers=max_workers)
+    if save:
+        save_snapshot(inventory, variant=variant, root=root)
+    return inventory
