@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
 
         result["onprem_psrp"] = onprem_psrp.run(argparse.Namespace(
             recipients=args.onprem_recipients, size=0, seed=args.seed,
-            in_process=not args.sandbox_process, all_properties=False))
+            in_process=not args.sandbox_process, all_properties=False, latency_ms=5.0, concurrency_limit=4))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
