@@ -310,3 +310,36 @@ def test_planted_objects_survive_save_and_load(tmp_path: Any) -> None:
     back = Tenant.load(tmp_path / "s.sqlite")
     assert back.planted_objects() == t.planted_objects()
     assert back.run_sync_cycle(full=True)["groups_updated"] == 0
+
+
+def test_last_sync_time_agrees_with_recent_edits(sb: Sandbox, beta: httpx.Client) -> None:
+    """onPremisesLastSyncDateTime follows the last AD change, so a reader without on-prem data
+    sees the same recent edits as the planted truth; beta groups carry writebackConfiguration."""
+    from datetime import datetime
+
+    from exocm.sandbox.tenant import RECENT_WINDOW
+
+    truth = sb.tenant.planted_objects()
+    cutoff = sb.tenant.now() - RECENT_WINDOW
+    for kind, path in (("group", "/groups"), ("contact", "/contacts"), ("user", "/users")):
+        rows = _all_pages(beta, beta.get(path, params={"$top": "999", "$select": "id,onPremisesLastSyncDateTime,"
+                                                       "onPremisesSyncEnabled,groupTypes,writebackConfiguration"}))
+        recent = {r["id"] for r in rows if r["onPremisesSyncEnabled"] and r["onPremisesLastSyncDateTime"]
+                  and datetime.fromisoformat(r["onPremisesLastSyncDateTime"].replace("Z", "+00:00")) >= cutoff}
+        assert recent == set(truth[kind]["OBJECT_RECENT_ONPREM_EDIT"]), kind
+        if kind == "group":
+            unified = [r for r in rows if "Unified" in r["groupTypes"]]
+            assert {r["writebackConfiguration"]["isEnabled"] for r in unified} == {True, False}
+
+
+def test_cli_planted_prints_objects() -> None:
+    import json
+
+    from click.testing import CliRunner
+    from exocm.cli.main import cli
+
+    out = CliRunner().invoke(cli, ["sandbox", "planted", "--size", "60", "--seed", "43", "--groups", "20"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert "DUAL_MAILBOX" in data
+    assert data["objects"] == generate_tenant(60, 43, groups=20).planted_objects()
