@@ -343,3 +343,28 @@ def test_cli_planted_prints_objects() -> None:
     data = json.loads(out.output)
     assert "DUAL_MAILBOX" in data
     assert data["objects"] == generate_tenant(60, 43, groups=20).planted_objects()
+
+
+# ----------------------------------------------------------------------------- on-prem data
+def test_onprem_groups_and_contacts_over_winrm(make_sandbox: Callable[..., Sandbox]) -> None:
+    """On-prem data shows the last AD edit (whenChanged) of groups and contacts; an on-prem edit
+    moves it, so OBJECT_RECENT_ONPREM_EDIT can be read from on-prem data."""
+    from exocm.core.bridge.psrp import PsrpBridge, PsrpEndpoint
+
+    sbx = make_sandbox(size=40, seed=43, groups=16)
+    info = sbx.info
+    t = sbx.tenant
+    g = next(x for x in t.ad_groups.values() if x.kind == "distribution")
+    t.onprem_edit_group(g.guid, ext={4: "Edited"})
+    with PsrpBridge(PsrpEndpoint(info["winrm_onprem_url"], username=info["winrm_username"],
+                                 password=info["winrm_password"], ca_file=info["ca_file"]), info["tenant"]) as bridge:
+        groups = bridge.invoke("Get-ADGroup", {"Filter": "*", "Properties": "whenChanged,member,extensionAttribute4"})
+        dls = bridge.invoke("Get-DistributionGroup", {"ResultSize": "Unlimited"})
+        contacts = bridge.invoke("Get-MailContact", {"ResultSize": "Unlimited"})
+    assert {x["objectGUID"] for x in groups} == set(t.ad_groups)
+    mine = next(x for x in groups if x["objectGUID"] == g.guid)
+    assert mine["extensionAttribute4"] == "Edited" and mine["GroupCategory"] == "Distribution"
+    assert {x["Guid"] for x in dls} == {x.guid for x in t.ad_groups.values() if x.kind != "security"}
+    assert {x["Guid"] for x in contacts} == set(t.ad_contacts)
+    t.run_sync_cycle()
+    assert t.entra_groups[g.entra_id].id in t.planted_objects()["group"]["OBJECT_RECENT_ONPREM_EDIT"]
