@@ -29,8 +29,8 @@ import secrets
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import orjson
@@ -242,7 +242,8 @@ class GraphApi:
         if gq.is_advanced(query, header("ConsistencyLevel")):
             out["@odata.count"] = len(rows)  # $count=true is ignored without ConsistencyLevel (Graph docs)
         if len(rows) > size:
-            cid = self.cursors.put("graph", _Projected(rows, wanted), size, self.knobs.cursor_ttl_s)
+            cid = self.cursors.put("graph", cast(Sequence[dict[str, Any]], _Projected(rows, wanted)), size,
+                                   self.knobs.cursor_ttl_s)
             out["@odata.nextLink"] = self._next_link(version, route, query, f"{cid}.1")
         out["value"] = first
         self.stats.count("pages_served")
@@ -337,8 +338,8 @@ class GraphApi:
 
     def _batch_item(self, sub: Any, version: str, claims: dict[str, Any], rid: str) -> dict[str, Any]:
         if not isinstance(sub, dict) or not isinstance(sub.get("url"), str) or not isinstance(sub.get("method"), str):
-            body = {"error": {"code": "BadRequest", "message": "A batch request needs id, method and url."}}
-            return {"id": str(sub.get("id", "")) if isinstance(sub, dict) else "", "status": 400, "body": body}
+            err = {"error": {"code": "BadRequest", "message": "A batch request needs id, method and url."}}
+            return {"id": str(sub.get("id", "")) if isinstance(sub, dict) else "", "status": 400, "body": err}
         sub_id = str(sub.get("id", ""))
         split = urlsplit(sub["url"] if sub["url"].startswith("/") else f"/{sub['url']}")
         route = [unquote(p) for p in split.path.split("/") if p]
