@@ -105,13 +105,37 @@ class GraphApi:
             delay = self.dice.latency(self.knobs)
             if delay:
                 time.sleep(delay)
+            fault = self.dice.transport_fault(self.knobs.graph_faults)
+            if fault is not None:
+                self.stats.count_fault(fault)
+                early = self._early_fault(fault, rid, crid)
+                if early is not None:
+                    return early
             version, route = parts[1], parts[2:]
             if route == ["$batch"]:
-                return self._batch(request, version, claims, rid, crid)
-            return self._dispatch(request.method.upper(), version, route, request.query, request.header,
-                                  request.body, claims, rid, crid)
+                response = self._batch(request, version, claims, rid, crid)
+            else:
+                response = self._dispatch(request.method.upper(), version, route, request.query, request.header,
+                                          request.body, claims, rid, crid)
+            if fault == "timeout":  # the request ran; its answer never comes
+                return Response.hold(self.knobs.fault_timeout_s)
+            return response
         finally:
             self.gate.leave()
+
+    def _early_fault(self, fault: str, rid: str, crid: str) -> Response | None:
+        """500, 503 (Retry-After on about half) or a reset before the request runs; the texts are
+        the sandbox's own (Graph's bodies for these are generic)."""
+        if fault == "reset":
+            return Response.reset()
+        if fault == "500":
+            return self._error(500, "InternalServerError", "An internal server error occurred.", rid, crid)
+        if fault == "503":
+            resp = self._error(503, "ServiceUnavailable", "The service is temporarily unavailable.", rid, crid)
+            if self.dice.chance(0.5):
+                resp.headers["Retry-After"] = "1"
+            return resp
+        return None
 
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch(self, method: str, version: str, route: list[str], query: dict[str, str], header: Headers,
@@ -341,6 +365,8 @@ class GraphApi:
             err = {"error": {"code": "BadRequest", "message": "A batch request needs id, method and url."}}
             return {"id": str(sub.get("id", "")) if isinstance(sub, dict) else "", "status": 400, "body": err}
         sub_id = str(sub.get("id", ""))
+        if self.knobs.graph_batch_item_ms > 0:
+            time.sleep(self.knobs.graph_batch_item_ms / 1000.0)
         split = urlsplit(sub["url"] if sub["url"].startswith("/") else f"/{sub['url']}")
         route = [unquote(p) for p in split.path.split("/") if p]
         query = dict(parse_qsl(split.query, keep_blank_values=True))

@@ -368,3 +368,16 @@ def test_onprem_groups_and_contacts_over_winrm(make_sandbox: Callable[..., Sandb
     assert {x["Guid"] for x in contacts} == set(t.ad_contacts)
     t.run_sync_cycle()
     assert t.entra_groups[g.entra_id].id in t.planted_objects()["group"]["OBJECT_RECENT_ONPREM_EDIT"]
+
+
+def test_graph_faults_knob(sb: Sandbox, v1: httpx.Client) -> None:
+    sb.knobs.graph_faults = {"503": 1.0}
+    try:
+        unavailable = v1.get("/groups")
+        sb.knobs.graph_faults = {"reset": 1.0}
+        with pytest.raises(httpx.TransportError):
+            v1.get("/groups")
+    finally:
+        sb.knobs.graph_faults = {}
+    assert unavailable.status_code == 503 and unavailable.json()["error"]["code"] == "ServiceUnavailable"
+    assert v1.get("/groups").status_code == 200
