@@ -215,7 +215,7 @@ class GraphApi:
                 gd.edit_group(t, group, payload)
             self._wrote()
             return Response(204, b"", {"request-id": rid})
-        if len(rest) == 2 and rest[1] in ("members", "owners", "transitiveMembers") and method == "GET":
+        if len(rest) == 2 and rest[1] in ("members", "owners", "transitiveMembers", "memberOf") and method == "GET":
             self._require(claims, READ_PERMISSIONS["groups"])
             with t.lock:
                 objs, build = gd.members(t, group, rest[1], version == "beta")

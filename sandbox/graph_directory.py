@@ -163,12 +163,14 @@ def collection(t: Tenant, name: str, beta: bool = False) -> tuple[list[Any], Cal
 
 
 def members(t: Tenant, group: str, relation: str, beta: bool = False) -> tuple[list[Any], Callable[[Any], Record]]:
-    """Objects of /groups/{id}/members, /owners or /transitiveMembers, and their record builder
+    """Objects of /groups/{id}/members, /owners, /memberOf or /transitiveMembers, and their record builder
     (users first, then groups, then contacts, each by id; every record carries @odata.type)."""
     g = find_group(t, group)
     objs: list[tuple[str, Any]] = []
     if relation == "owners":
         objs = [("user", t.entra_users[u]) for u in sorted(g.owners) if u in t.entra_users]
+    elif relation == "memberOf":  # the groups this group is nested in (its parents)
+        objs = [("group", p) for p in sorted(t.entra_groups.values(), key=lambda x: x.id) if g.id in p.member_groups]
     elif relation == "members":
         objs = [("user", t.entra_users[u]) for u in sorted(g.members) if u in t.entra_users]
         objs += [("group", t.entra_groups[x]) for x in sorted(g.member_groups) if x in t.entra_groups]

@@ -408,3 +408,14 @@ def test_state_file_from_before_groups_still_loads(tmp_path: Any) -> None:
     t.run_sync_cycle(full=True)
     t.save(path)
     assert len(Tenant.load(path).entra_groups) == 3
+
+
+def test_group_member_of_lists_its_parents(sb: Sandbox, v1: httpx.Client) -> None:
+    with sb.tenant.lock:
+        parent = next(g for g in sb.tenant.entra_groups.values() if g.member_groups)
+        child = sorted(parent.member_groups)[0]
+        parents = {g.id for g in sb.tenant.entra_groups.values() if child in g.member_groups}
+    got = _all_pages(v1, v1.get(f"/groups/{child}/memberOf", params={"$select": "id"}))
+    assert {g["id"] for g in got} == parents and parent.id in parents
+    transitive = _all_pages(v1, v1.get(f"/groups/{parent.id}/transitiveMembers", params={"$top": "999"}))
+    assert {g["id"] for g in transitive} >= set(parent.member_groups) | set(parent.members)
