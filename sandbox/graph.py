@@ -6,6 +6,10 @@ and JSON $batch. Served under `{base}/graph/v1.0/...` and `/beta`, with its own 
 Shapes and errors follow Graph (`{"error": {"code", "message", "innerError"}}`, 204 for
 writes without a body, 404 `Request_ResourceNotFound`); the operations are the tenant model's
 (graph_ops.py, graph_directory.py), so changes reach EXO and AD at the next sync cycle.
+Routes: /users/{id} (+ licenseDetails, memberOf, assignLicense), /groups, /contacts, /users
+(lists), /{groups|contacts|users}/$count, /groups/{id} (GET, PATCH), /groups/{id}/members,
+/owners, /transitiveMembers, /memberOf (O(groups) per call), members/$ref (POST, DELETE),
+/{groups|contacts|users}/{id}/onPremisesSyncBehavior (GET, PATCH), /$batch.
 Facts and their sources (docs/exchange-facts.md, "Object-level SOA through Graph"):
 - collections page with `@odata.nextLink` ($skiptoken), `$top` 1..999, `$select`, `$count`
   with the advanced-query rules (graph_query.py);
