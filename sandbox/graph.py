@@ -222,7 +222,7 @@ class GraphApi:
         if len(rest) == 2 and rest[1] in ("members", "owners", "transitiveMembers", "memberOf") and method == "GET":
             self._require(claims, READ_PERMISSIONS["groups"])
             with t.lock:
-                objs, build = gd.members(t, group, rest[1], version == "beta")
+                objs, build = gd.members(t, group, rest[1], version == "beta", _wanted(query))
             return self._page(gd.lazy(objs, build), version, ["groups", group, rest[1]], query, header,
                               f"{ctx}#directoryObjects", rid)
         if rest[1:] == ["members", "$ref"] and method == "POST":
@@ -250,7 +250,7 @@ class GraphApi:
         t = self.tenant
         advanced = gq.is_advanced(query, header("ConsistencyLevel"))
         with t.lock:
-            objs, build, resource = gd.collection(t, name, version == "beta")
+            objs, build, resource = gd.collection(t, name, version == "beta", _wanted(query))
             text = query.get("$filter", "").strip()
             if text:
                 pred = gq.FilterParser(name, resource, advanced).parse(text)
@@ -446,6 +446,12 @@ class GraphApi:
                  "client-request-id": crid}
         return Response.raw_json(status, dumps({"error": {"code": code, "message": message, "innerError": inner}}),
                                  {"request-id": rid})
+
+
+def _wanted(query: dict[str, str]) -> set[str] | None:
+    """The lower-case $select names, or None for every property."""
+    names = gq.select_names(query)
+    return {n.lower() for n in names} if names else None
 
 
 class _Projected:
