@@ -173,7 +173,7 @@ class WritePacer:
         max_rate: float | None = None,
         doubling_s: float = 1.0,
         cut_to: float = 0.95,
-        first_cut_to: float = 0.9,
+        first_cut_to: float = 0.85,
         increase_per_s: float = 0.002,
         pause_s: float = 1.0,
         max_pause_s: float = 2.0,
