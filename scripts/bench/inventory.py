@@ -184,6 +184,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             inv = fetch_inventory(bridge, partitions=args.partitions, max_workers=args.workers)
             result["exocm_s"] = round(time.perf_counter() - start, 3)
+            # this process's peak up to the end of the fetch, before the checks below add their sets
+            result["peak_rss_after_fetch_mb"] = _rss_mb(None, "VmHWM:")
             result.update(cpu.figures("exocm"))
             counters = bridge.snapshot()
         finally:
