@@ -48,6 +48,7 @@ from ..bridge.errors import (
 )
 from ..events import Progress, ProgressCallback, ignore_progress
 from ..files import private_dir, write_atomic
+from ..paths import shell_arg
 from ..plan.planfile import (
     Observed,
     Plan,
@@ -401,7 +402,7 @@ class ApplyResult:
 
     def resume_hint(self, plan_path: str | Path | None = None) -> str:
         """The command that finishes this plan."""
-        target = str(plan_path) if plan_path is not None else f"<plan {self.plan_digest[:12]}>"
+        target = shell_arg(plan_path) if plan_path is not None else f"<plan {self.plan_digest[:12]}>"
         return f"exocm apply {target} --resume"
 
     def to_json(self) -> dict[str, Any]:
@@ -443,7 +444,8 @@ def check_plan(plan: Plan, tenant: str, *, max_age: timedelta | None = DEFAULT_M
 
 
 class PlanLock:
-    """An exclusive lock per plan digest (flock: released by the kernel if the holder dies).
+    """An exclusive lock per plan digest (filelock: flock on POSIX, msvcrt.locking on Windows; the OS
+    releases it if the holder dies).
 
     The owner's pid, host and start time are written next to it so a refusal can say who holds it.
     """
