@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import signal
 import sys
 import threading
@@ -249,3 +250,13 @@ def test_inventory_plan_and_apply_from_the_cli_as_on_windows(windows: Path) -> N
     assert "(local unknown@" in str((contents.header or {})["actor"])  # no getuid to fall back on
     verified = [r for r in contents.records if r.get("type") == "row" and r.get("status") == "verified"]
     assert len(verified) == len(rows)
+
+
+def test_the_on_prem_export_script_needs_nothing_newer_than_windows_powershell_5_1() -> None:
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "Export-ExocmOnPrem.ps1").read_text(encoding="utf-8")
+    help_block, code = script.split("#>", 1)
+    assert "Windows PowerShell 5.1" in help_block and "PowerShell 7" in help_block
+    code = "\n".join(line.split(" #", 1)[0] for line in code.splitlines() if not line.lstrip().startswith("#"))
+    for seven_only in (r"\?\?", r"\?\.", r"-Parallel\b", r"\s\?\s[^:\n]+\s:\s", r"&&", r"\|\|", r"utf8NoBOM",
+                       r"-AsHashtable", r"Join-String", r"\$PSStyle"):
+        assert not re.search(seven_only, code), seven_only
