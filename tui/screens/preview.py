@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
+from exocm.core.app.failures import failure_line
 from exocm.core.app.views import plan_counts_frame, plan_overwritten_frame, plan_rows_frame
 from rich.text import Text
 from textual import work
@@ -138,7 +139,7 @@ class PreviewScreen(Screen[None]):
                 })
                 saved = write_csv(frame, path, columns=list(OVERWRITTEN_COLUMNS))
         except Exception as exc:  # noqa: BLE001 - one line for the user
-            self.post_message(PlanFailed(f"Could not export the overwritten values: {exc}"))
+            self.post_message(PlanFailed(f"Could not export the overwritten values: {failure_line(exc, 'export')}"))
             return
         self.post_message(OverwrittenExported(saved, len(self.overwritten)))
 
@@ -163,7 +164,7 @@ class PreviewScreen(Screen[None]):
         try:
             saved = session.save_plan(self.plan, path)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PlanFailed(f"Could not save the plan: {exc}"))
+            self.post_message(PlanFailed(f"Could not save the plan: {failure_line(exc, 'save plan')}"))
             return
         self.post_message(PlanSaved(saved))
 
