@@ -42,9 +42,14 @@ class JournalError(Exception):
     """A journal file cannot be used at all (missing, or no header line)."""
 
 
+def journals_under(data: Path | None = None) -> Path:
+    """Where the journals of a data directory (default: config.data_dir()) live: <data>/journals."""
+    return (Path(data) if data is not None else data_dir()) / "journals"
+
+
 def journal_dir(base: Path | None = None) -> Path:
     """Directory of journals: `base` or data_dir()/journals (created 0700)."""
-    return private_dir(Path(base) if base is not None else data_dir() / "journals")
+    return private_dir(Path(base) if base is not None else journals_under())
 
 
 def new_run_id() -> str:

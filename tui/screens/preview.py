@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pandas as pd
-from exocm.core.app.views import plan_counts_frame, plan_overwritten_frame, plan_rows_frame
+from exocm.core.app.views import plan_overwritten_frame
+from exocm.core.plan.planfile import Plan
+from exocm.core.plan.tables import plan_counts_frame, plan_rows_frame
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -35,7 +37,7 @@ class PreviewScreen(Screen[None]):
                 id="preview.focus_previous"),
     ]
 
-    def __init__(self, plan: Any, title: str = "") -> None:
+    def __init__(self, plan: Plan, title: str = "") -> None:
         super().__init__()
         self.plan = plan
         self.title_text = title
@@ -182,9 +184,16 @@ class PreviewScreen(Screen[None]):
             self.notify("Nothing in this plan would change anything.", severity="warning")
             return
         session = self.app.session  # type: ignore[attr-defined]
+        pending = len(session.pending_rows(self.plan))
+        if not pending:
+            self.notify("Every row of this plan that changes something is already verified by an earlier run.",
+                        severity="warning")
+            return
         phrase = session.confirmation_phrase(self.plan)
-        body = (f"This sets IsExchangeCloudManaged = {self.plan.value} on {changes:,} mailboxes "
+        body = (f"This sets IsExchangeCloudManaged = {self.plan.value} on {pending:,} mailboxes "
                 f"in tenant {self.plan.tenant}.")
+        if pending < changes:
+            body += f"\n{changes - pending:,} of the plan's {changes:,} changes are verified by an earlier run."
         if self.plan.value is False:
             body += "\nAt the next sync, on-prem values overwrite their cloud values."
 

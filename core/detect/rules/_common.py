@@ -14,13 +14,3 @@ def line_series(ctx: DetectContext) -> pd.Series:
     labels = pd.api.extensions.take(ctx.onprem.index.to_numpy(dtype=object), pos, allow_fill=True)
     return pd.Series(labels, index=ctx.inventory.index, dtype="object")
 
-
-def join_text(*parts: str | pd.Series) -> pd.Series:
-    """Concatenate strings and str Series elementwise (vectorised), NA -> ''."""
-    out: pd.Series | None = None
-    index = next(p.index for p in parts if isinstance(p, pd.Series))
-    for p in parts:
-        s = p.fillna("").astype("str") if isinstance(p, pd.Series) else pd.Series(p, index=index, dtype="str")
-        out = s if out is None else out + s
-    assert out is not None
-    return out

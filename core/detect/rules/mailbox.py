@@ -12,6 +12,7 @@ import pandas as pd
 
 from ...inventory.onprem import LOCAL_MAILBOX_TYPES, REMOTE_TYPES
 from ...model import EMPTY_GUID
+from ...values import json_value
 from ..engine import BOTH, DetectContext, Hits, rule
 from ._common import line_series
 
@@ -170,7 +171,7 @@ def ambiguous_match(ctx: DetectContext) -> Hits:
     evidence = pd.Series(
         [
             {
-                "onprem.line": _plain(line),
+                "onprem.line": json_value(line),
                 "onprem.UserPrincipalName": u,
                 "onprem.PrimarySmtpAddress": s,
                 "candidates": list(c),
@@ -185,7 +186,3 @@ def ambiguous_match(ctx: DetectContext) -> Hits:
         dtype="object",
     )
     return Hits(idx, explanation, evidence)
-
-
-def _plain(v: object) -> object:
-    return v.item() if isinstance(v, np.generic) else v
