@@ -42,7 +42,7 @@ def is_missing(value: Any) -> bool:
         return True
     if isinstance(value, float):
         return math.isnan(value)
-    if isinstance(value, str | bool | int | _CONTAINERS):
+    if isinstance(value, (str, bool, int, *_CONTAINERS)):
         return False
     try:
         return bool(pd.isna(value))
