@@ -22,7 +22,7 @@ from exocm.core.csvio import to_csv_text
 from exocm.core.events import Progress
 from exocm.core.plan.planfile import REASON_TEXT, Plan, PlanError, load_plan, save_plan
 from exocm.core.plan.selection import SelectionError, parse_types
-from exocm.core.plan.tables import plan_rows_frame, short_text
+from exocm.core.plan.tables import plan_rows_frame, plan_table_frame, short_text
 from exocm.core.plan.workflow import (
     SelectionRequest,
     default_plan_path,
@@ -253,10 +253,10 @@ def render_show_table(p: Plan, *, limit: int = TABLE_LIMIT) -> str:
         lines.append(f"# input: {inert(str(issue.get('message', '')))}")
     if len(p.input_report) > 20:
         lines.append(f"# input: ... and {len(p.input_report) - 20} more")
-    frame = plan_rows_frame(p)
-    shown = frame.head(limit)
-    cols = ["Action", "Identity", "DisplayName", "UserPrincipalName", "IsExchangeCloudManaged", "Reason", "Detail"]
-    cells = [[inert(short_text(v, 48)) if v is not None else "" for v in row] for row in shown[cols].itertuples(index=False)]
+    frame = plan_table_frame(p)
+    cols = list(frame.columns)
+    cells = [[inert(short_text(v, 48)) if v is not None else "" for v in row]
+             for row in frame.head(limit).itertuples(index=False)]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
     lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
     lines.append("  ".join("-" * w for w in widths))

@@ -113,15 +113,26 @@ def iso_utc(value: Any) -> str | None:
         text = value.strip()
         if not text:
             return None
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+        parsed = parse_utc(text)
+        if parsed is None:
             return text
+        value = parsed
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return str(value.astimezone(UTC).isoformat())
     return str(value)
+
+
+def parse_utc(value: str | None) -> datetime | None:
+    """Parse an ISO timestamp such as `iso_utc` writes; naive means UTC (None stays None; junk gives None)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def normalise_value(value: Any, *, fold_case: bool = False) -> Any:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..access.config import data_dir
-from ..files import fsync_dir, private_dir
+from ..files import fsync_dir, private_dir, read_whole
 
 JOURNAL_SCHEMA: Final = 1
 #: Row statuses that end a target for good in a plan's history.
@@ -229,12 +229,7 @@ class JournalContents:
 def read_journal(path: Path | str) -> JournalContents:
     """Read a journal tolerantly: a torn last line or garbage lines are skipped with a warning."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise JournalError(f"journal {path} does not exist") from None
-    except OSError as exc:
-        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from None
+    raw = read_whole(path, "journal", JournalError)
     contents = JournalContents(path=path, header=None)
     lines = raw.split(b"\n")
     torn = lines[-1] != b""

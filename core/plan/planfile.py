@@ -23,9 +23,9 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
-from ..files import write_atomic
+from ..files import read_whole, write_atomic
 from ..model import FLIP_TYPES, WRITEBACK_ATTRIBUTES
-from ..values import as_bool, is_missing, iso_utc, normalise_value
+from ..values import as_bool, is_missing, iso_utc, normalise_value, parse_utc
 
 SCHEMA_VERSION: Final = 1
 OPERATION: Final = "set-cloud-managed"
@@ -85,17 +85,6 @@ def canonical_json(value: Any) -> str:
 def sha256_hex(text: str) -> str:
     """Hex SHA-256 of the UTF-8 bytes of `text`."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def parse_utc(value: str | None) -> datetime | None:
-    """Parse an ISO timestamp written by `iso_utc` (None stays None; junk gives None)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def same_instant(a: str | None, b: str | None) -> bool:
@@ -416,12 +405,7 @@ def plan_from_json(data: Any, *, where: str = "plan") -> Plan:
 def load_plan(path: Path | str) -> Plan:
     """Read and verify a plan file (schema version, digest, fields): one clear PlanError if not usable."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PlanError(f"plan file {path} does not exist") from None
-    except OSError as exc:
-        raise PlanError(f"cannot read plan file {path}: {exc.strerror}") from None
+    raw = read_whole(path, "plan file", PlanError)
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:

@@ -10,6 +10,9 @@ from .planfile import REASON_TEXT, Plan
 #: The columns of `plan_rows_frame`, in order.
 PLAN_ROW_COLUMNS: Final = ("Identity", "DisplayName", "UserPrincipalName", "Action", "Reason", "Detail",
                            "IsExchangeCloudManaged", "Target", "WhenChanged", "Overwritten")
+#: The columns a plan's table shows on a screen (`exocm show`, the TUI's preview), in order.
+PLAN_TABLE_COLUMNS: Final = ("Action", "Identity", "DisplayName", "UserPrincipalName", "IsExchangeCloudManaged",
+                             "Reason", "Detail")
 
 
 def short_text(value: Any, limit: int = 60) -> str:
@@ -36,6 +39,11 @@ def plan_rows_frame(plan: Plan) -> pd.DataFrame:
             "WhenChanged": row.observed.when_changed, "Overwritten": overwritten,
         })
     return pd.DataFrame(rows, columns=list(PLAN_ROW_COLUMNS))
+
+
+def plan_table_frame(plan: Plan) -> pd.DataFrame:
+    """The plan's rows with the columns a screen shows (PLAN_TABLE_COLUMNS)."""
+    return plan_rows_frame(plan)[list(PLAN_TABLE_COLUMNS)]
 
 
 def plan_counts_frame(plan: Plan) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from typing import ClassVar
 import pandas as pd
 from exocm.core.app.views import plan_overwritten_frame
 from exocm.core.plan.planfile import Plan
-from exocm.core.plan.tables import plan_counts_frame, plan_rows_frame
+from exocm.core.plan.tables import plan_counts_frame, plan_table_frame
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -81,7 +81,7 @@ class PreviewScreen(Screen[None]):
             style = "bold green" if row.action == "set" else ""
             counts.add_row(Text(str(row.action), style=style), Text(str(row.reason)),
                            Text(f"{int(row.count):,}", justify="right"), Text(str(row.meaning)))
-        self.query_one("#preview-rows", FrameTable).show_frame(plan_rows_frame(self.plan))
+        self.query_one("#preview-rows", FrameTable).show_frame(plan_table_frame(self.plan))
         pane = self.query_one("#preview-overwritten-pane")
         if self.plan.value is False:
             screen = self.app.mailboxes_screen()  # type: ignore[attr-defined]

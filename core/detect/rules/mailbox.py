@@ -14,7 +14,7 @@ from ...inventory.onprem import LOCAL_MAILBOX_TYPES, REMOTE_TYPES
 from ...model import EMPTY_GUID
 from ...values import json_value
 from ..engine import BOTH, DetectContext, Hits, rule
-from ._common import line_series
+from ._common import match_evidence
 
 
 @rule(
@@ -41,15 +41,13 @@ def dual_mailbox(ctx: DetectContext) -> Hits:
     return ctx.hits(
         mask,
         explanation,
-        evidence={
-            "matched_on": ctx.op_join,
-            "onprem.line": line_series(ctx),
+        evidence=match_evidence(ctx, {
             "onprem.UserPrincipalName": ctx.op_col("UserPrincipalName"),
             "onprem.RecipientTypeDetails": op_rtd,
             "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
             "exo.RecipientTypeDetails": ctx.exo_text("RecipientTypeDetails"),
             "exo.ExchangeGuid": ctx.exo_text("ExchangeGuid"),
-        },
+        }),
     )
 
 
@@ -72,12 +70,10 @@ def onprem_mailbox_present(ctx: DetectContext) -> Hits:
     return ctx.hits(
         mask,
         explanation,
-        evidence={
-            "matched_on": ctx.op_join,
-            "onprem.line": line_series(ctx),
+        evidence=match_evidence(ctx, {
             "onprem.RecipientTypeDetails": op_rtd,
             "exo.RecipientTypeDetails": ctx.exo_text("RecipientTypeDetails"),
-        },
+        }),
     )
 
 
@@ -120,12 +116,10 @@ def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
     return ctx.hits(
         mask,
         explanation,
-        evidence={
-            "matched_on": ctx.op_join,
-            "onprem.line": line_series(ctx),
+        evidence=match_evidence(ctx, {
             "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
             "exo.ExchangeGuid": ctx.inventory["ExchangeGuid"],
-        },
+        }),
     )
 
 
