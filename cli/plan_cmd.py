@@ -93,11 +93,10 @@ def _load_inventory(connection: Any, *, refresh: bool, max_age_min: float, err: 
 
 def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connection: Any,
                err: Console, now: datetime) -> pd.DataFrame | None:
-    from exocm.core.bridge.errors import BridgeError
     from exocm.core.detect.engine import detect
     from exocm.core.detect.readiness import flip_readiness
+    from exocm.core.inventory.org_config import read_org_config
 
-    bridge = connection.bridge
     onprem = None
     if onprem_csv is not None:
         onprem = onprem_csv_frame(onprem_csv)
@@ -105,12 +104,7 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connec
         with tempfile.TemporaryDirectory() as tmp:
             data = sandbox_onprem_data(connection, Path(tmp))
         onprem = data.frame if data is not None else None
-    org_config = None
-    try:
-        found = bridge.invoke("Get-OrganizationConfig", {})
-        org_config = found[0] if found else None
-    except BridgeError:
-        pass
+    org_config, _ = read_org_config(connection.bridge)  # the tenant rule never blocks a flip: no note here
     result = detect(frame, onprem, org_config=org_config, now=now)
     by_reason: dict[str, list[str]] = {}
     for code, why in sorted(result.not_checked.items()):

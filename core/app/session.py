@@ -34,6 +34,7 @@ from ..inventory.onprem import OnPremData, load_onprem_csv, onprem_frame_from_re
 from ..plan import selection
 from ..plan.planfile import Plan, PlanRow, save_plan
 from ..plan.workflow import SelectionRequest, default_plan_path, plan_from_selection, select_targets
+from ..runbooks.engine import Services
 from .views import VIEW_COLUMNS, MailboxView
 
 
@@ -93,7 +94,7 @@ class Session:
         snapshot_first: bool = True,
         clock: Callable[[], datetime] | None = None,
         on_close: Callable[[], None] | None = None,
-        runbook_services: Callable[[bool], Any] | None = None,
+        runbook_services: Callable[[bool], Services] | None = None,
         embedded_sandbox: tuple[int, int] | None = None,
     ) -> None:
         """`onprem_csv` / `onprem_records` / `onprem_data`: where on-prem data comes from (an Export-Csv
@@ -101,7 +102,8 @@ class Session:
         on-prem data such as the live WinRM read, `onprem_live.load_onprem_live`). `snapshot_first`: the first
         load reuses the saved snapshot (False for a tenant that is new each run, like the
         embedded sandbox, whose snapshot would describe another tenant's state). `clock`: the
-        session's wall clock (detection's now, plan creation and plan age checks; tests freeze it).
+        session's wall clock (when an inventory is read, detection's now, plan creation and plan age
+        checks; tests freeze it).
         `embedded_sandbox`: (size, seed) of the saved embedded sandbox this session runs on (None
         otherwise), recorded in runbook runs so `exocm runbook resume` reopens the same one."""
         self.bridge = bridge
@@ -163,7 +165,8 @@ class Session:
         if self.loads == 0 and not self.snapshot_first:
             refresh = True
         inventory = snapshot.load_or_fetch(self.bridge, refresh=refresh, progress=progress, cancel=cancel,
-                                           root=self.data_dir / "snapshots" if self._data_dir else None)
+                                           root=self.data_dir / "snapshots" if self._data_dir else None,
+                                           now=self.clock or _system_clock)
         with self._lock:
             self.loads += 1
             self.inventory = inventory
@@ -401,6 +404,10 @@ class Session:
         finally:
             if self._on_close is not None:
                 self._on_close()
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _outcome(records: list[dict[str, Any]]) -> str:

@@ -814,6 +814,7 @@ def fetch_inventory(
     probe_pages: int = PROBE_PAGES,
     select_properties: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] | None = None,
 ) -> Inventory:
     """Fetch Get-Mailbox and Get-User through `bridge` with a partitioned parallel read; return the Inventory.
 
@@ -827,8 +828,9 @@ def fetch_inventory(
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
     raises InventoryCancelled within a fraction of a second; requests already in flight finish
     in the background and are discarded. Bridge errors that retrying cannot fix propagate.
+    `now`: the wall clock that stamps `fetched_at` (default: the system's).
     """
-    fetched_at = datetime.now(UTC)
+    fetched_at = now() if now is not None else datetime.now(UTC)
     mailboxes, users = _reads(dirsynced_only, partitions, partition_property)
     if max_workers is None:
         max_workers = min(MAX_WORKERS, sum(max(len(p.partitions) for p in r.plans) for r in (mailboxes, users)))
