@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from ..detect.engine import detect
 from ..detect.readiness import flip_readiness
 from ..events import Progress, ProgressCallback
 from ..execute.apply import ApplyResult, apply_plan, confirmation_phrase, pending_rows
-from ..execute.journal import JournalError, journal_dir, journals_under, plan_history, read_journal
+from ..execute.journal import JournalInfo, journals_under, list_journals, plan_history, read_journal
 from ..execute.undo import build_undo_plan
 from ..inventory import snapshot
 from ..inventory.fetch import Inventory
@@ -49,24 +49,6 @@ class SnapshotPreview:
     fetched_at: datetime | None
     path: Path
     from_snapshot: bool = True
-
-
-@dataclass(frozen=True)
-class JournalSummary:
-    """One past apply run, as the journals list shows it."""
-
-    path: Path
-    run_id: str
-    tenant: str
-    plan_digest: str
-    started_at: str
-    outcome: str
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rows(self) -> int:
-        """How many row records the journal holds."""
-        return sum(self.counts.values())
 
 
 @dataclass(frozen=True)
@@ -351,28 +333,9 @@ class Session:
                 on_failure(identity, error)
         return result
 
-    def journals(self) -> list[JournalSummary]:
+    def journals(self) -> list[JournalInfo]:
         """Past runs of this tenant, newest first (unreadable files are left out)."""
-        folder = journal_dir(self.journal_folder)
-        out: list[JournalSummary] = []
-        for path in sorted(folder.glob("*.jsonl"), reverse=True):
-            try:
-                contents = read_journal(path)
-            except JournalError:
-                continue
-            header = contents.header
-            if header is None or str(header.get("tenant", "")).lower() != self.tenant.lower():
-                continue
-            counts: dict[str, int] = {}
-            for row in contents.rows():
-                status = str(row.get("status", "?"))
-                counts[status] = counts.get(status, 0) + 1
-            out.append(JournalSummary(
-                path=path, run_id=str(header.get("run_id", "")), tenant=str(header.get("tenant", "")),
-                plan_digest=str(header.get("plan_digest") or ""), started_at=str(header.get("started_at", "")),
-                outcome=_outcome(contents.records), counts=counts,
-            ))
-        return out
+        return list_journals(self.journal_folder, tenant=self.tenant)
 
     def journal_rows(self, path: Path) -> pd.DataFrame:
         """The row records of one journal as a table (seq, identity, status, before, after, error, at)."""
@@ -408,14 +371,6 @@ class Session:
 
 def _system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def _outcome(records: list[dict[str, Any]]) -> str:
-    """How a run ended, from its journal records: the last 'end' record's outcome, else 'interrupted'."""
-    for record in reversed(records):
-        if record.get("type") in ("end", "summary", "footer"):
-            return str(record.get("outcome") or record.get("status") or "completed")
-    return "interrupted"
 
 
 class _JournalTail:

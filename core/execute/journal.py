@@ -214,10 +214,10 @@ class JournalContents:
         return next((r for r in reversed(self.records) if r.get("type") == "end"), None)
 
     def outcome(self) -> str:
-        """'complete', 'incomplete', 'cancelled', 'error' or 'crashed' (no end record)."""
+        """'complete', 'incomplete', 'cancelled', 'error' or 'interrupted' (no end record: the process died)."""
         end = self.end
         if end is None:
-            return "crashed"
+            return "interrupted"
         if end.get("error"):
             return "error"
         if end.get("cancelled"):
@@ -373,6 +373,11 @@ class JournalInfo:
     outcome: str
     counts: dict[str, int]
     warnings: int = 0
+
+    @property
+    def rows(self) -> int:
+        """How many row records the journal holds."""
+        return sum(self.counts.values())
 
 
 def list_journals(data_dir_or_journals: Path | None = None, *, tenant: str | None = None) -> list[JournalInfo]:
