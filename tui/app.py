@@ -9,6 +9,7 @@ from exocm.core import logs
 from exocm.core.access.config import data_dir
 from exocm.core.app.failures import failure_line
 from exocm.core.app.session import Session
+from exocm.core.paths import shell_arg
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -162,7 +163,7 @@ class ExocmApp(App[None]):
             path = self.session.save_plan(plan)
         except Exception:  # noqa: BLE001 - the journal is what matters; say it the general way
             return f"{remaining:,} rows remain: apply the same plan again to finish them."
-        return (f"{remaining:,} rows remain: 'exocm apply {path}' finishes them "
+        return (f"{remaining:,} rows remain: 'exocm apply {shell_arg(path)}' finishes them "
                 "(verified rows are not written again).")
 
     # -- navigation ----------------------------------------------------------------------------

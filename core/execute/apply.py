@@ -24,12 +24,11 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,11 +54,11 @@ from ..plan.planfile import (
     Plan,
     PlanDigestError,
     PlanRow,
-    as_bool,
     tool_version,
     writeback_values,
 )
-from .journal import JournalWriter, PlanHistory, local_actor, new_run_id, plan_history
+from ..values import as_bool, is_guid
+from .journal import JournalWriter, PlanHistory, journals_under, local_actor, new_run_id, plan_history
 
 DEFAULT_MAX_AGE: Final = timedelta(hours=24)
 #: Outcomes that leave it open whether a sent write landed (a rerun reads them back first).
@@ -70,7 +69,6 @@ CHUNK_SIZE: Final = 10
 MAX_UNKNOWN_ATTEMPTS: Final = 5
 #: Throttled attempts of one row before it is recorded as failed (429 storms end applied).
 MAX_THROTTLED_ATTEMPTS: Final = 60
-_GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 Now = Callable[[], datetime]
 Monotonic = Callable[[], float]
@@ -116,7 +114,7 @@ def read_mailboxes(bridge: Bridge, identities: Sequence[str], *, mode: str = "ba
         return {}
     wanted = {i.lower(): i for i in ids}
     out: dict[str, Record] = {}
-    if mode == "filter" and all(_GUID_RE.match(i) for i in ids):
+    if mode == "filter" and all(is_guid(i, braces=False) for i in ids):
         terms = " -or ".join(f"(ExternalDirectoryObjectId -eq '{i.lower()}')" for i in ids)
         for record in bridge.invoke("Get-Mailbox", {"Filter": terms, "ResultSize": "Unlimited"}):
             key = _edoi(record)
@@ -403,11 +401,6 @@ class ApplyResult:
         """Every row of the plan ended verified, skipped or stale."""
         return self.remaining == 0 and self.error is None and not self.cancelled
 
-    def resume_hint(self, plan_path: str | Path | None = None) -> str:
-        """The command that finishes this plan."""
-        target = str(plan_path) if plan_path is not None else f"<plan {self.plan_digest[:12]}>"
-        return f"exocm apply {target} --resume"
-
     def to_json(self) -> dict[str, Any]:
         """Plain JSON summary."""
         return {
@@ -447,7 +440,8 @@ def check_plan(plan: Plan, tenant: str, *, max_age: timedelta | None = DEFAULT_M
 
 
 class PlanLock:
-    """An exclusive lock per plan digest (flock: released by the kernel if the holder dies).
+    """An exclusive lock per plan digest (filelock: flock on POSIX, msvcrt.locking on Windows; the OS
+    releases it if the holder dies).
 
     The owner's pid, host and start time are written next to it so a refusal can say who holds it.
     """
@@ -892,7 +886,7 @@ def apply_plan(
     PlanDigestError before anything is written.
     """
     base = Path(data_dir) if data_dir is not None else default_data_dir()
-    jdir = Path(journal_dir) if journal_dir is not None else base / "journals"
+    jdir = Path(journal_dir) if journal_dir is not None else journals_under(base)
     check_plan(plan, bridge.tenant, max_age=max_age, now=(now() if now else None))
     cancel = cancel or threading.Event()
     pause = pause or threading.Event()
@@ -950,14 +944,12 @@ def apply_plan(
 
 
 def pending_rows(plan: Plan, history: PlanHistory) -> list[PlanRow]:
-    """Rows of the plan a rerun would still work on (set rows not yet verified)."""
+    """Rows of the plan a rerun would still work on (set rows not yet verified by an earlier run)."""
     return [r for r in plan.rows if r.action == "set" and r.identity not in history.verified]
 
 
-def iter_statuses(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Count row records per status."""
-    out: dict[str, int] = {}
-    for r in records:
-        if r.get("type") == "row":
-            out[str(r.get("status"))] = out.get(str(r.get("status")), 0) + 1
-    return out
+def confirmation_phrase(tenant: str, pending: int) -> str:
+    """What the admin types to go ahead with an apply: the tenant and the number of rows still to change
+    (`len(pending_rows(...))`: after a stopped run, only what the journals have not verified)."""
+    return f"{tenant} {pending}"
+
