@@ -20,6 +20,7 @@ import pandas as pd
 from exocm.core.access.config import data_dir
 from exocm.core.csvio import to_csv_text
 from exocm.core.events import Progress
+from exocm.core.paths import shell_arg
 from exocm.core.plan.planfile import REASON_TEXT, Plan, PlanError, load_plan, save_plan
 from exocm.core.plan.selection import SelectionError, parse_types
 from exocm.core.plan.tables import plan_rows_frame, plan_table_frame, short_text
@@ -217,7 +218,7 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     err.print("\n".join(counts_lines(result)) or "  (no rows)")
     err.print(f"plan {result.digest[:12]} written to {escape(str(path))}")
     if result.set_rows():
-        err.print(f"next: exocm show {escape(str(path))}   then   exocm apply {escape(str(path))}")
+        err.print(f"next: exocm show {escape(shell_arg(path))}   then   exocm apply {escape(shell_arg(path))}")
     else:
         err.print("nothing to change: no row of this plan would be set ('exocm show PLAN' says why)")
     click.echo(str(path))

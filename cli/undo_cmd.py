@@ -29,13 +29,15 @@ from .plan_cmd import counts_lines, sandbox_note
 def _plan_source(journal: Path) -> dict[str, Any]:
     """The `source` of the plan the journal ran (empty when its plan file is gone)."""
     from exocm.core.execute.journal import read_journal
+    from exocm.core.paths import recorded_path
     from exocm.core.plan.planfile import PlanError, load_plan
 
     try:
-        plan_file = (read_journal(journal).header or {}).get("plan_file")
-        if not plan_file:
+        # a journal written on another system names a plan path that means nothing here
+        plan_file = recorded_path((read_journal(journal).header or {}).get("plan_file"))
+        if plan_file is None:
             return {}
-        return dict(load_plan(Path(plan_file)).source)
+        return dict(load_plan(plan_file).source)
     except (JournalError, PlanError, OSError, ValueError):
         return {}
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import socket
@@ -35,6 +36,7 @@ from typing import Any, Final
 
 import filelock
 
+from .. import logs
 from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge, Call, CallResult, Record
 from ..bridge.errors import (
@@ -71,6 +73,8 @@ MAX_THROTTLED_ATTEMPTS: Final = 60
 Now = Callable[[], datetime]
 Monotonic = Callable[[], float]
 Sleep = Callable[[float], None]
+
+log = logging.getLogger(__name__)
 
 
 class ApplyRefused(Exception):
@@ -436,7 +440,8 @@ def check_plan(plan: Plan, tenant: str, *, max_age: timedelta | None = DEFAULT_M
 
 
 class PlanLock:
-    """An exclusive lock per plan digest (flock: released by the kernel if the holder dies).
+    """An exclusive lock per plan digest (filelock: flock on POSIX, msvcrt.locking on Windows; the OS
+    releases it if the holder dies).
 
     The owner's pid, host and start time are written next to it so a refusal can say who holds it.
     """
@@ -847,8 +852,9 @@ class _Engine:
                 self.cancel.set()
                 return
             except Exception as exc:  # noqa: BLE001 - an engine bug must stop the run cleanly
+                log.exception("apply: internal error in a worker; the run stops")
                 with self.lock:
-                    self.fatal = self.fatal or f"internal error: {_err_text(exc)}"
+                    self.fatal = self.fatal or f"internal error: {_err_text(exc)} ({logs.where_to_look()})"
                 self.cancel.set()
                 return
 
@@ -898,6 +904,10 @@ def apply_plan(
                    "resumed_from": [c.header.get("run_id") for c in history.journals if c.header],
                    "lock_taken_over_from": lock.stale_owner},
         )
+        log.info("apply run %s started: plan %s (%s=%s, %d rows) on tenant %s over %s; journal %s%s", run_id,
+                 plan.digest[:12], plan.operation, plan.value, len(plan.rows), plan.tenant,
+                 getattr(bridge, "kind", "?"), journal.path.name,
+                 f"; resuming {len(history.journals)} earlier run(s)" if history.journals else "")
         engine = _Engine(
             bridge, plan, journal, history, workers=concurrency, chunk_size=chunk_size,
             pacer=pacer or WritePacer(clock=monotonic), cancel=cancel, pause=pause,
@@ -920,6 +930,10 @@ def apply_plan(
                 summary.warnings.append(f"took over the lock of a run that is gone ({lock.stale_owner})")
             outcome = ("error" if engine.fatal else "cancelled" if cancelled
                        else "complete" if summary.complete else "incomplete")
+            log.log(logging.WARNING if engine.fatal else logging.INFO,
+                    "apply run %s ended %s in %.1f s: %s%s", run_id, outcome, elapsed,
+                    ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v),
+                    f"; error: {engine.fatal}" if engine.fatal else "")
             journal.append([{"type": "end", "outcome": outcome, "cancelled": cancelled, "error": engine.fatal,
                              "counts": counts,
                              "elapsed_s": round(elapsed, 3), "fsyncs": journal.fsyncs + 1}])

@@ -35,6 +35,9 @@ from ..files import fsync_dir, private_dir, read_whole
 JOURNAL_SCHEMA: Final = 1
 #: Row statuses that end a target for good in a plan's history.
 FINAL_OK: Final = frozenset({"verified"})
+#: Windows' C runtime opens a descriptor in text mode unless told otherwise (it would write "\r\n");
+#: journals are bytes, the same on every platform. 0 where the flag does not exist (POSIX).
+_O_BINARY: Final[int] = getattr(os, "O_BINARY", 0)
 STATUSES: Final = frozenset({"verified", "failed", "stale", "skipped", "applied_unverified", "drifted"})
 
 
@@ -61,8 +64,9 @@ def local_actor() -> str:
     """The local account running exocm ('user@host')."""
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        user = str(os.getuid())
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers; no USERNAME on Windows
+        # Windows has no uid (nor a pwd module for getuser to fall back on)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
     return f"{user}@{socket.gethostname()}"
 
 
@@ -85,7 +89,7 @@ class JournalWriter:
         self._seq = 0
         self.records_written = 0
         self.fsyncs = 0
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _O_BINARY, 0o600)
         head = {"type": "header", "schema": JOURNAL_SCHEMA, **header}
         self._write([json.dumps(head, ensure_ascii=False, sort_keys=True, default=str)])
         fsync_dir(self.path.parent)  # make the new directory entry durable too
@@ -111,7 +115,7 @@ class JournalWriter:
         self._seq = max((int(r.get("seq") or 0) for r in contents.records), default=0)
         self.records_written = 0
         self.fsyncs = 0
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
         if keep < raw_size:
             os.ftruncate(self._fd, keep)
             os.fsync(self._fd)

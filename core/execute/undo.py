@@ -11,6 +11,7 @@ a plan like any other, so undo of an undo works the same way.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ _ONPREM_COMPARABLE: Final = tuple(a for a in WRITEBACK_ATTRIBUTES if a in ONPREM
 OVERWRITTEN_COLUMNS: Final = (
     "Identity", "DisplayName", "UserPrincipalName", "Attribute", "CloudValue", "OnPremValue", "Basis",
 )
+
+log = logging.getLogger(__name__)
 
 
 class UndoError(Exception):
@@ -227,7 +230,11 @@ def build_undo_plan(
             "overwritten_basis": "onprem" if onprem is not None else "backup",
         },
     )
-    return plan.finalise()
+    plan = plan.finalise()
+    log.info("undo plan %s built from %d journal(s) of plan %s: %d to set back, %d skipped", plan.digest[:12],
+             len(journals), str(header.get("plan_digest") or "?")[:12], len(plan.set_rows()),
+             len(plan.rows) - len(plan.set_rows()))
+    return plan
 
 
 def overwritten_frame(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from exocm.core.access.config import ConfigError
+from exocm.core.app.failures import failure_line
 from exocm.core.app.views import (
     MAILBOX_COLUMN_KEYS,
     MAILBOX_COLUMNS,
@@ -175,7 +176,7 @@ class MailboxesScreen(Screen[None]):
             self.post_message(InventoryFailed("cancelled", cancelled=True))
             return
         except Exception as exc:  # noqa: BLE001 - shown as one line; the app stays usable
-            self.post_message(InventoryFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(InventoryFailed(failure_line(exc, "inventory")))
             return
         if preview is not None and preview.view.attach(inventory.frame):
             view = preview.view  # the same rows: selection, filter, sort and cursor stay as they are
@@ -406,7 +407,7 @@ class MailboxesScreen(Screen[None]):
         try:
             result = self.session.select_from_csv(path)
         except Exception as exc:  # noqa: BLE001 - a bad file is one line for the user
-            self.post_message(PlanFailed(f"{path}: {exc}"))
+            self.post_message(PlanFailed(f"{path}: {failure_line(exc, 'selection import', also=(ValueError,))}"))
             return
         self.post_message(SelectionImported(result.identities, result.unmatched, path))
 
@@ -466,7 +467,7 @@ class MailboxesScreen(Screen[None]):
         try:
             plan = session.build_plan(request, target)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PlanFailed(str(exc) or type(exc).__name__))
+            self.post_message(PlanFailed(failure_line(exc, "plan", also=(ValueError,))))
             return
         verb = "Enable" if target else "Disable"
         self.post_message(PlanBuilt(plan, f"{verb} cloud management: {count:,} selected"))

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pandas as pd
+from exocm.core.app.failures import failure_line
 from exocm.core.app.views import plan_overwritten_frame
 from exocm.core.plan.planfile import Plan
 from exocm.core.plan.tables import plan_counts_frame, plan_table_frame
@@ -132,7 +133,7 @@ class PreviewScreen(Screen[None]):
         try:  # the same file as 'exocm undo --export-overwritten'
             saved = export_overwritten(self.plan, path, frame, onprem)
         except Exception as exc:  # noqa: BLE001 - one line for the user
-            self.post_message(PlanFailed(f"Could not export the overwritten values: {exc}"))
+            self.post_message(PlanFailed(f"Could not export the overwritten values: {failure_line(exc, 'export')}"))
             return
         self.post_message(OverwrittenExported(saved, len(self.overwritten)))
 
@@ -157,7 +158,7 @@ class PreviewScreen(Screen[None]):
         try:
             saved = session.save_plan(self.plan, path)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PlanFailed(f"Could not save the plan: {exc}"))
+            self.post_message(PlanFailed(f"Could not save the plan: {failure_line(exc, 'save plan')}"))
             return
         self.post_message(PlanSaved(saved))
 

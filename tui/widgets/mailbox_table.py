@@ -262,7 +262,7 @@ class MailboxTable(ScrollView, can_focus=True):
     def action_last(self) -> None:
         self.cursor = max(0, len(self.positions) - 1)
 
-    def action_toggle(self) -> None:
+    def action_toggle(self) -> None:  # type: ignore[override]  # the "toggle" key binding, not DOMNode's
         """Toggle the selection of the row under the cursor and move down."""
         position = self.cursor_position
         if position is None or self.selection is None:
