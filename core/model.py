@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Final
 
 #: Exchange attributes that become cloud-editable with IsExchangeCloudManaged and are
-#: written back to on-prem AD (DESIGN section 1). A flip's backup and its fingerprint
+#: written back to on-prem AD (docs/exchange-facts.md#writeback-to-ad). A flip's backup and its fingerprint
 #: cover exactly these.
 CUSTOM_ATTRIBUTES: Final = tuple(f"CustomAttribute{i}" for i in range(1, 16))
 EXTENSION_CUSTOM_ATTRIBUTES: Final = tuple(f"ExtensionCustomAttribute{i}" for i in range(1, 6))

@@ -4,8 +4,8 @@
 `{"CmdletInput": {"CmdletName": ..., "Parameters": {...}}}`; pages follow
 `@odata.nextLink` (POSTed again with the same body, as the V3 module and CIPP do), only
 to the configured endpoint; `@adminapi.warnings` are surfaced. Batches go to `$batch`
-(<= 10 InvokeCommand requests, `Prefer: odata.continue-on-error`). Headers per DESIGN
-section 2. Failures are classified in `classify` only; reads are retried with backoff
+(<= 10 InvokeCommand requests, `Prefer: odata.continue-on-error`). Headers per
+docs/exchange-facts.md#rest-invokecommand. Failures are classified in `classify` only; reads are retried with backoff
 (full jitter, Retry-After honoured); writes are retried only when the service refused
 them before running (429) or nothing was sent, otherwise they end as AppliedUnknown and
 the caller reads back. All callers of one tenant share one AIMD concurrency limiter.

@@ -2,7 +2,7 @@
 
 `Get-OrganizationConfig` shows `ExchangeAttributesCloudManagedByDefault`;
 `Set-OrganizationConfig -ExchangeAttributesCloudManagedByDefault` turns it on and
-`-ExchangeAttributesServerManagedByDefault` turns it back (DESIGN section 1). The change
+`-ExchangeAttributesServerManagedByDefault` turns it back (docs/exchange-facts.md#tenant-wide-default). The change
 is journaled like a row (an intent with the before state, then the read-back outcome).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ SWITCHES: Final = {"cloud": "ExchangeAttributesCloudManagedByDefault",
                    "server": "ExchangeAttributesServerManagedByDefault"}
 Mode = Literal["cloud", "server"]
 
-#: What an admin must know before changing the default (DESIGN section 1).
+#: What an admin must know before changing the default (docs/exchange-facts.md#tenant-wide-default).
 WARNINGS: Final[dict[str, tuple[str, ...]]] = {
     "cloud": (
         "Affects NEW mailboxes only: existing mailboxes keep their IsExchangeCloudManaged value; flip them with a plan.",

@@ -4,7 +4,7 @@ Only rows the journal records as `verified` are undone, each back to its `before
 Every such mailbox is read fresh: a row whose current IsExchangeCloudManaged is no longer
 the journal's `after` is skipped as drifted (someone changed it since). Undoing a flip to
 cloud-managed (true -> false) hands the Exchange attributes back to on-prem, and at the
-next sync the on-prem values overwrite the cloud values with no merge (DESIGN section 1):
+next sync the on-prem values overwrite the cloud values with no merge (docs/exchange-facts.md#flipping-back-overwrites-cloud-values):
 the undo plan lists, per mailbox, the cloud values that will be overwritten, compared
 with on-prem data when given, else with the backup taken before the flip. An undo plan is
 a plan like any other, so undo of an undo works the same way.

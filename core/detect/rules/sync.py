@@ -1,6 +1,6 @@
 """On-prem vs EXO over time: recent on-prem edits and writeback attributes that disagree.
 
-Facts (DESIGN section 1): wait one sync cycle plus 24 h after an on-prem change before flipping,
+Facts (docs/exchange-facts.md#wait-a-sync-cycle-plus-24-hours): wait one sync cycle plus 24 h after an on-prem change before flipping,
 or the last on-prem edit may be lost. The writeback attributes (CustomAttribute1-15,
 ExtensionCustomAttribute1-5, EmailAddresses, PrimarySmtpAddress, recipient type) are what the
 flip hands to EXO; if on-prem and EXO disagree now, a flip freezes the EXO values and the

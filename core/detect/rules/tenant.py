@@ -1,4 +1,4 @@
-"""Tenant-wide settings: the cloud-managed default for new mailboxes (DESIGN section 1)."""
+"""Tenant-wide settings: the cloud-managed default for new mailboxes (docs/exchange-facts.md#tenant-wide-default)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -20,7 +20,7 @@ WARNING = (
     summary="Organization default ExchangeAttributesCloudManagedByDefault is on",
 )
 def tenant_cloud_managed_by_default(ctx: DetectContext) -> Hits:
-    """Get-OrganizationConfig ExchangeAttributesCloudManagedByDefault True, with DESIGN's warning."""
+    """Get-OrganizationConfig ExchangeAttributesCloudManagedByDefault True, with the warning of docs/exchange-facts.md#tenant-wide-default."""
     cfg = ctx.org_config or {}
     value = cfg.get("ExchangeAttributesCloudManagedByDefault")
     on = value is True or (isinstance(value, str) and value.strip().lower() == "true")
