@@ -18,7 +18,14 @@ from typing import Any
 
 import click
 from exocm.core.events import Progress
-from exocm.core.execute.apply import ApplyRefused, ApplyResult, apply_plan, check_plan
+from exocm.core.execute.apply import (
+    ApplyRefused,
+    ApplyResult,
+    apply_plan,
+    check_plan,
+    confirmation_phrase,
+    pending_rows,
+)
 from exocm.core.execute.journal import local_actor, plan_history
 from exocm.core.paths import shell_arg
 from exocm.core.plan.planfile import Plan, PlanError, load_plan
@@ -32,11 +39,6 @@ from .connection import connection_options, follow_recorded_sandbox, open_connec
 from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
 from .stop_signals import on_stop_signals
-
-
-def confirmation_phrase(tenant: str, count: int) -> str:
-    """What the admin types to go ahead: the tenant and the number of changes."""
-    return f"{tenant} {count}"
 
 
 def confirm(err: Console, p: Plan, pending: int, label: str) -> None:
@@ -174,7 +176,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         for warning in history.warnings:
             err.print(f"[yellow]journal:[/] {escape(inert(warning))}")
         done = sum(1 for r in p.rows if r.identity in history.verified)
-        pending = sum(1 for r in p.rows if r.action == "set" and r.identity not in history.verified)
+        pending = len(pending_rows(p, history))
         if history.journals:
             err.print(f"{len(history.journals)} earlier run(s) of this plan: {done:,} rows already verified "
                       f"(never written again); {pending:,} to go")

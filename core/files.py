@@ -1,4 +1,5 @@
-"""Private, crash-safe files: the one place that writes a file atomically or makes a private directory.
+"""Private, crash-safe files: the one place that writes a file atomically or makes a private directory,
+and reads one whole with a one-line error.
 
 `write_atomic` and `atomic_writer` write to a temp file in the target's directory, fsync it, rename
 it over the target and fsync the directory: a crash leaves the old file or the new one, never a
@@ -40,6 +41,16 @@ def set_private_mode(path: str | os.PathLike[str], mode: int = 0o600) -> None:
         return
     with contextlib.suppress(OSError):
         os.chmod(path, mode)
+
+
+def read_whole(path: Path, what: str, error: type[Exception]) -> bytes:
+    """The bytes of `path`; a missing or unreadable file raises `error` with one line naming `what` it is."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def private_dir(path: Path) -> Path:
