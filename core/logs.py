@@ -111,7 +111,7 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         for folder in reversed(missing):  # each folder exocm creates is 0700, the data dir too
             folder.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if os.name == "posix":
+        if os.name == "posix" and hasattr(os, "fchmod"):  # Windows: the profile's ACL (docs/platforms.md)
             with contextlib.suppress(OSError):
                 os.fchmod(fd, 0o600)  # a file left by an older run, or made under another umask
         return open(fd, "a", encoding="utf-8")  # noqa: SIM115 - the handler owns and closes it

@@ -9,6 +9,7 @@ differences themselves and, for the replace retry, time.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ import msal
 import pytest
 from cli_support import exocm, private_env
 from exocm.cli.stop_signals import on_stop_signals, stop_signals
-from exocm.core import files
+from exocm.core import files, logs
 from exocm.core.access.config import Profile, config_path, load_config, save_profile
 from exocm.core.access.token_cache import build_token_cache
 from exocm.core.execute.journal import JournalWriter, local_actor, read_journal
@@ -260,3 +261,14 @@ def test_the_on_prem_export_script_needs_nothing_newer_than_windows_powershell_5
     for seven_only in (r"\?\?", r"\?\.", r"-Parallel\b", r"\s\?\s[^:\n]+\s:\s", r"&&", r"\|\|", r"utf8NoBOM",
                        r"-AsHashtable", r"Join-String", r"\$PSStyle"):
         assert not re.search(seven_only, code), seven_only
+
+
+def test_the_log_file_is_written_without_fchmod(windows: Path) -> None:
+    path = logs.configure(windows / "logdata", echo=False, environ={})
+    try:
+        logging.getLogger("exocm.core.test").info("written as on Windows: caf\u00e9")
+        for handler in logging.getLogger(logs.ROOT_LOGGER).handlers:
+            handler.flush()
+        assert "caf\u00e9" in path.read_text(encoding="utf-8")
+    finally:
+        logs._reset()
