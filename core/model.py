@@ -72,3 +72,27 @@ ONPREM_COLUMNS: Final[tuple[str, ...]] = (
 )
 
 EMPTY_GUID: Final = "00000000-0000-0000-0000-000000000000"
+
+
+#: Get-OrganizationConfig properties that may show the tenant default (true = new mailboxes are
+#: cloud-managed), in the order they are read: Microsoft names the switch of Set-OrganizationConfig
+#: but not the output property; public tools read BlockExchangeProvisioningFromOnPremEnabled
+#: (docs/exchange-facts.md, "The tenant default's read-back").
+TENANT_DEFAULT_PROPERTIES: Final = ("ExchangeAttributesCloudManagedByDefault",
+                                    "BlockExchangeProvisioningFromOnPremEnabled")
+
+
+def tenant_default_of(config: object) -> tuple[bool | None, str | None]:
+    """(value, property that answered) from a Get-OrganizationConfig record (a mapping): the first of
+    TENANT_DEFAULT_PROPERTIES that reads as true/false (case-insensitive names); (None, None) otherwise."""
+    items = getattr(config, "items", None)
+    if not callable(items):
+        return None, None
+    by_lower = {str(k).lower(): v for k, v in items()}
+    for name in TENANT_DEFAULT_PROPERTIES:
+        value = by_lower.get(name.lower())
+        if isinstance(value, str):
+            value = {"true": True, "false": False, "$true": True, "$false": False}.get(value.strip().lower())
+        if isinstance(value, bool):
+            return value, name
+    return None, None

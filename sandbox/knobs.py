@@ -66,6 +66,8 @@ class Knobs:
     #: When set, @odata.nextLink points at this base URL instead of the sandbox's own
     #: (hostile-service tests: a client must refuse to send its token elsewhere).
     next_link_base_url: str | None = None
+    #: Conformance variants in force (variants.py); the tenant model holds the same set.
+    variants: frozenset[str] = field(default_factory=frozenset)
 
     def delay_s(self, rng: random.Random) -> float:
         """The latency to add to one request, in seconds."""

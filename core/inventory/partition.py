@@ -24,6 +24,13 @@ HEX_DIGITS: Final = "0123456789abcdef"
 REST: Final = "rest"
 #: Allowed partition counts: one stream, one hex digit, two hex digits.
 PARTITION_COUNTS: Final = (1, 16, 256)
+#: The second split, for when the first degenerates (a service that matches `*` on
+#: ExternalDirectoryObjectId literally puts every record in the complement) or is refused:
+#: the first character of Name, which Microsoft's filterable-properties page lists with
+#: "wildcards accepted" for Get-Mailbox and Get-User alike (docs/exchange-facts.md,
+#: "Wildcards on ExternalDirectoryObjectId"). Letters and digits; the complement takes the rest.
+NAME_PROPERTY: Final = "Name"
+NAME_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True)
@@ -70,10 +77,19 @@ def _like(prop: str, prefix: str) -> str:
     return f"{prop} -like '{prefix}*'"
 
 
-def complement_filter(prop: str = PARTITION_PROPERTY) -> str:
-    """The filter of everything whose `prop` starts with no hex digit (incl. empty or missing)."""
-    ors = " -or ".join(f"({_like(prop, d)})" for d in HEX_DIGITS)
+def complement_filter(prop: str = PARTITION_PROPERTY, alphabet: str = HEX_DIGITS) -> str:
+    """The filter of everything whose `prop` starts with no character of `alphabet` (incl. empty or missing)."""
+    ors = " -or ".join(f"({_like(prop, d)})" for d in alphabet)
     return f"-not ({ors})"
+
+
+def plan_by_first_character(base_filter: str | None = None, *, prop: str = NAME_PROPERTY,
+                            alphabet: str = NAME_ALPHABET) -> PartitionPlan:
+    """One slice per first character of `prop` (from `alphabet`), plus the complement: complete by
+    construction, like the hex plan. `alphabet` holds constants only (nothing from user text)."""
+    slices = [Partition(c, and_filters(_like(prop, c), base_filter)) for c in alphabet]
+    slices.append(Partition(REST, and_filters(base_filter, complement_filter(prop, alphabet))))
+    return PartitionPlan(base_filter=base_filter, partitions=tuple(slices), prop=prop)
 
 
 def single_stream(base_filter: str | None = None) -> PartitionPlan:
