@@ -151,6 +151,14 @@ def start_embedded(size: int, seed: int, *, persist: bool, announce: Any, **knob
     """
     from exocm.sandbox.server import Sandbox  # cli may start the sandbox; core never imports it
 
+    # EXOCM_SANDBOX_VARIANT=NAME[,NAME...] (or "strict") runs the embedded sandbox under conformance
+    # variants (exocm sandbox serve --variant); the state file is the same, the behaviour is not.
+    spec = os.environ.get("EXOCM_SANDBOX_VARIANT", "").strip()
+    if spec and "variants" not in knobs:
+        names = [n for n in spec.split(",") if n.strip() and n.strip().lower() != "strict"]
+        knobs["variants"] = names
+        knobs["strict"] = any(n.strip().lower() == "strict" for n in spec.split(","))
+
     if not persist:
         announce(banner_text(size, seed, None))
         return Sandbox.start(size=size, seed=seed, port=0, **knobs), None

@@ -187,9 +187,12 @@ Examples:
               metavar="MIN", help="Reuse an inventory snapshot younger than this many minutes.")
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Plan file to write (default: <data dir>/plans/plan-<time>-<digest>.json).")
+@click.option("--accept-incomplete", is_flag=True,
+              help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
 def plan(value: str, csv_path: Path | None, identity_column: str | None, where: str | None, all_dirsynced: bool,
          exclude: Path | None, types: str | None, max_changes: int | None, onprem_csv: Path | None,
-         no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, **conn: Any) -> None:
+         no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, accept_incomplete: bool,
+         **conn: Any) -> None:
     """Make a plan file: which mailboxes would change, and why the others are skipped.
 
     Nothing is changed in the tenant. Review it with 'exocm show PLAN', run it with
@@ -207,6 +210,9 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
         try:
             wanted_types = parse_types(types) if types else []
             inv = _load_inventory(connection, refresh=refresh, max_age_min=snapshot_max_age, err=err)
+            incomplete = inv.incomplete_reason()
+            if incomplete and not accept_incomplete:
+                fail(incomplete)
             frame = inv.frame
             selection: Selection
             if csv_path is not None:

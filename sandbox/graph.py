@@ -79,6 +79,8 @@ class GraphApi:
                                  "value": t.graph_user_groups(user)}, rid)
             if route[2:] == ["assignLicense"] and method == "POST":
                 return self._assign_license(request, user, ctx, rid)
+        if route[0] == "servicePrincipals":
+            return self._service_principals(request, route, ctx, rid)
         if route[0] == "groups":
             if len(route) == 1 and method == "GET":
                 return self._ok({"@odata.context": f"{ctx}#groups", "value": t.graph_groups()}, rid)
@@ -105,6 +107,32 @@ class GraphApi:
         # Graph's answer for an unknown segment (text from Microsoft Graph).
         return self._error(400, "BadRequest",
                            f"Resource not found for the segment '{route[-1]}'.", rid, request)
+
+    def _service_principals(self, request: Request, route: list[str], ctx: str, rid: str) -> Response:
+        """GET servicePrincipals[?$filter=appId eq '...'] and servicePrincipals/{id}/synchronization/jobs
+        (Graph "List servicePrincipals", "List synchronizationJobs"): the Cloud Sync job model is
+        cloudsync.py's. Only an `appId eq` filter is understood (others: the whole list)."""
+        from . import cloudsync
+
+        if request.method.upper() != "GET":
+            return self._error(405, "Request_BadRequest", "Only GET is served here.", rid, request)
+        with self.tenant.lock:
+            principals = cloudsync.service_principals(self.tenant)
+            if len(route) == 1:
+                wanted = request.query.get("$filter", "")
+                if "appid eq" in wanted.lower():
+                    app = wanted.split("'")[1].lower() if wanted.count("'") >= 2 else ""
+                    principals = [p for p in principals if p["appId"] == app]
+                return self._ok({"@odata.context": f"{ctx}#servicePrincipals", "value": principals}, rid)
+            if route[2:] == ["synchronization", "jobs"]:
+                jobs = cloudsync.synchronization_jobs(self.tenant, route[1])
+                if jobs is None:
+                    return self._error(404, "Request_ResourceNotFound",
+                                       f"Resource '{route[1]}' does not exist or one of its queried "
+                                       "reference-property objects are not present.", rid, request)
+                return self._ok({"@odata.context": f"{ctx}#servicePrincipals('{route[1]}')/synchronization/jobs",
+                                 "value": jobs}, rid)
+        return self._error(400, "BadRequest", f"Resource not found for the segment '{route[-1]}'.", rid, request)
 
     def _assign_license(self, request: Request, user: str, ctx: str, rid: str) -> Response:
         body = self._json(request)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from exocm.sandbox.cloudsync import writeback_mode
 from exocm.sandbox.objects import (
     EMPTY_GUID,
     MAILBOX_TYPES,
@@ -94,9 +95,12 @@ def run_sync_cycle(t: Tenant, *, full: bool = False) -> dict[str, int]:
         if r is not None and u is not None:
             _provision(t, r, u, t.ad_for(r), stats)
 
-    # 5. Writeback of cloud-managed mailboxes' Exchange attributes to AD.
+    # 5. Writeback of cloud-managed mailboxes' Exchange attributes to AD (cloudsync.py: none without
+    #    a Cloud Sync EXO-to-AD job; the Phase 2 list with one).
     wb = [e for e, r in t.exo.items() if r.cloud_managed] if full else sorted(t.pending_writeback)
     t.pending_writeback.clear()
+    if writeback_mode(t) == "off":
+        wb = []
     for edoid in wb:
         r = t.exo.get(edoid)
         if r is None or not r.cloud_managed or not r.dir_synced:
@@ -296,9 +300,11 @@ def _write_back(t: Tenant, r: ExoRecipient, a: AdUser) -> bool:
     ca = dict(r.ca) if r.ca else None
     eca = {k: list(v) for k, v in r.eca.items()} if r.eca else None
     proxies = list(r.proxies) if a.rtd is not None else a.proxies
-    if (ca, eca, proxies, r.hidden) == (a.ca, a.eca, a.proxies, a.hidden):
+    # Phase 2 writes back no msExchHideFromAddressLists (cloudsync.py); the default sandbox does.
+    hidden = a.hidden if writeback_mode(t) == "phase2" else r.hidden
+    if (ca, eca, proxies, hidden) == (a.ca, a.eca, a.proxies, a.hidden):
         return False
     with t.editing_ad(a, touch=False):
-        a.ca, a.eca, a.proxies, a.hidden = ca, eca, proxies, r.hidden
+        a.ca, a.eca, a.proxies, a.hidden = ca, eca, proxies, hidden
     a.when_changed = t.now()  # AD records the write; it is not queued back to the cloud
     return True

@@ -143,6 +143,14 @@ class Inventory:
     #: plan refuse it unless told to accept an incomplete inventory.
     incomplete: tuple[str, ...] = ()
 
+    def incomplete_reason(self) -> str | None:
+        """One line for a refused incomplete inventory (None when complete)."""
+        if not self.incomplete:
+            return None
+        return (f"the inventory is incomplete: the service left {len(self.incomplete)} record(s) out with "
+                f"@adminapi.errors and they could not be read again (first: {self.incomplete[0]}); "
+                "read it again (--refresh), or pass --accept-incomplete to go on without them")
+
     @property
     def age(self) -> timedelta:
         """Time since the data was fetched from the service."""
