@@ -14,8 +14,10 @@ cloud-sync/exchange-hybrid.md; mardahl/Exchange-SOA-Manager wiki "Writeback to A
   documented: EXO_TO_AD_TEMPLATE is the sandbox's own name.
 
 The variants (variants.py) choose the world: `writeback-off` (no job, no writeback),
-`writeback-phase2` (a job, the Phase 2 list), neither (the sandbox's older reading: a job, and
-the Phase 2 list plus HiddenFromAddressListsEnabled written back on every cycle).
+`writeback-phase2` (a job; the Phase 2 list written back by Cloud Sync's own cycle, which the
+sandbox runs at once after each cloud edit: the real one runs every few minutes, "about 20
+minutes" in mardahl's wiki), neither (the sandbox's older reading: no job in Graph, but the
+Phase 2 list plus HiddenFromAddressListsEnabled written back at each Entra Connect cycle).
 This module is the one place the sandbox models that job.
 """
 from __future__ import annotations
@@ -53,8 +55,8 @@ def _stable_id(t: Tenant, what: str) -> str:
 
 
 def service_principals(t: Tenant) -> list[dict[str, Any]]:
-    """Graph `servicePrincipal` resources: the Cloud Sync one, when a writeback job exists."""
-    if writeback_mode(t) == "off":
+    """Graph `servicePrincipal` resources: the Cloud Sync one, when a writeback job exists (phase2 only)."""
+    if writeback_mode(t) != "phase2":
         return []
     return [{"id": _stable_id(t, "cloudsync-sp"), "appId": CLOUD_SYNC_APP_ID,
              "displayName": t.onprem_domain, "servicePrincipalType": "Application"}]

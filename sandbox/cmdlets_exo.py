@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from exocm.sandbox.cloudsync import writeback_mode
 from exocm.sandbox.cmdlets import (
     CmdletTable,
     edit_custom_attributes,
@@ -344,6 +345,11 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
         return []
     if r.dir_synced and r.cloud_managed:
         t.pending_writeback.add(r.edoid)
+        if writeback_mode(t) == "phase2":
+            # Cloud Sync's own cycle writes the Phase 2 list back (cloudsync.py); the sandbox runs it now.
+            from exocm.sandbox.sync import write_back_now
+
+            write_back_now(t, r)
     return []
 
 

@@ -295,6 +295,15 @@ def _make_mailbox(t: Tenant, r: ExoRecipient, a: AdUser | None, rtd: str, guid: 
             r.cloud_managed = bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])
 
 
+def write_back_now(t: Tenant, r: ExoRecipient) -> bool:
+    """Write one cloud-managed mailbox's attributes back to AD now (a Cloud Sync cycle; cloudsync.py)."""
+    a = t.ad_for(r)
+    if a is None or not r.cloud_managed or not r.dir_synced:
+        return False
+    t.pending_writeback.discard(r.edoid)
+    return _write_back(t, r, a)
+
+
 def _write_back(t: Tenant, r: ExoRecipient, a: AdUser) -> bool:
     """Write a cloud-managed mailbox's Exchange attributes back to AD; True when AD changed."""
     ca = dict(r.ca) if r.ca else None

@@ -36,7 +36,7 @@ in the module named below, and cites its source there and here:
   Graph lists. Source: Microsoft Learn "Exchange hybrid writeback with cloud sync" (entra-docs
   cloud-sync/exchange-hybrid.md); mardahl/Exchange-SOA-Manager wiki "Writeback to AD" (Phase 1
   writes nothing back; the Phase 2 list). The default sandbox writes back those attributes
-  and HiddenFromAddressListsEnabled on every cycle (its older reading) and lists the job too.
+  and HiddenFromAddressListsEnabled at each sync cycle (its older reading) and lists no job.
 """
 from __future__ import annotations
 

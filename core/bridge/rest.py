@@ -94,6 +94,15 @@ def rest_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     return plain
 
 
+def _key(record: Mapping[str, Any]) -> str:
+    """A record's key for de-duplication after a restarted read: ExternalDirectoryObjectId, else Guid ('' if none)."""
+    for name in ("ExternalDirectoryObjectId", "Guid"):
+        value = record.get(name)
+        if value:
+            return str(value).strip().lower()
+    return ""
+
+
 def guids_in(texts: Sequence[str]) -> list[str]:
     """The GUIDs named in `texts` (lower case, first-seen order, no repeats)."""
     seen: dict[str, None] = {}
@@ -191,23 +200,13 @@ class RestBridge:
         return warnings
 
     def invoke(self, cmdlet: str, parameters: dict[str, Any] | None = None) -> list[Record]:
-        """Run one cmdlet and return all its records (follows paging).
-
-        A lost follow-up page (PageLost) starts the read again from its first page, up to
-        PAGE_LOST_RESTARTS times; records named in `@adminapi.errors` are read again by identity
-        (IncompleteRead when that does not bring them back)."""
-        restarts = 0
-        while True:
-            records: list[Record] = []
-            try:
-                for page in self._pages(cmdlet, parameters, self.page_size):
-                    records.extend(page)
-                return records
-            except PageLost:
-                restarts += 1
-                if restarts > PAGE_LOST_RESTARTS:
-                    raise
-                self._count(retries=1)
+        """Run one cmdlet and return all its records (follows paging; a lost follow-up page restarts
+        the read, see _pages; records named in `@adminapi.errors` are read again by identity, and
+        IncompleteRead says when that does not bring them back)."""
+        records: list[Record] = []
+        for page in self._pages(cmdlet, parameters, self.page_size):
+            records.extend(page)
+        return records
 
     def stream(
         self, cmdlet: str, parameters: dict[str, Any] | None = None, *, page_size: int = MAX_PAGE_SIZE
@@ -321,29 +320,47 @@ class RestBridge:
     # -- paging ----------------------------------------------------------------------------
     def _pages(self, cmdlet: str, parameters: dict[str, Any] | None, page_size: int,
                normalize: bool = True) -> Iterator[list[Record]]:
+        """Pages of one call. When a follow-up page's answer is lost (PageLost) the call starts again
+        from its first page, and records already yielded are dropped by key (ExternalDirectoryObjectId,
+        else Guid): pages never skip nor repeat a keyed record, whatever the service's cursor did
+        (docs/exchange-facts.md, "Retried pages"). Up to PAGE_LOST_RESTARTS restarts."""
         body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": rest_parameters(parameters)}}
         is_write = not is_read_cmdlet(cmdlet)
         size = max(1, min(page_size, MAX_PAGE_SIZE))
         identity = identity_of(parameters)
         self._local.warnings = []
-        url: str | None = self.invoke_url
-        seen: set[str] = set()
-        first = True
-        while url is not None:
-            data = self._post(url, body, cmdlet=cmdlet, identity=identity, is_write=is_write, page_size=size,
-                              replayable=first)
-            first = False
-            records = self._records_of(data) if normalize else self._raw_records_of(data)
-            self._take_warnings(cmdlet, data, self._local.warnings)
-            errors = self.adminapi_errors(data)
-            if errors and not is_write:
-                records.extend(self.recover_records(cmdlet, errors, normalize=normalize))
-            with self._lock:
-                self.stats.pages += 1
-                self.stats.records += len(records)
-            next_link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
-            url = self._next_url(next_link, cmdlet, seen)
-            yield records
+        yielded: set[str] = set()
+        restarts = 0
+        while True:
+            url: str | None = self.invoke_url
+            seen: set[str] = set()
+            first = True
+            try:
+                while url is not None:
+                    data = self._post(url, body, cmdlet=cmdlet, identity=identity, is_write=is_write,
+                                      page_size=size, replayable=first)
+                    first = False
+                    records = self._records_of(data) if normalize else self._raw_records_of(data)
+                    self._take_warnings(cmdlet, data, self._local.warnings)
+                    errors = self.adminapi_errors(data)
+                    if errors and not is_write:
+                        records.extend(self.recover_records(cmdlet, errors, normalize=normalize))
+                    if restarts:
+                        records = [r for r in records if (_key(r) or "\0") not in yielded]
+                    yielded.update(k for k in map(_key, records) if k)
+                    with self._lock:
+                        self.stats.pages += 1
+                        self.stats.records += len(records)
+                    next_link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
+                    url = self._next_url(next_link, cmdlet, seen)
+                    yield records
+                return
+            except PageLost:
+                restarts += 1
+                if restarts > PAGE_LOST_RESTARTS:
+                    raise
+                self._count(retries=1)
+                self._wait(restarts, None)
 
     def _next_url(self, link: Any, cmdlet: str, seen: set[str]) -> str | None:
         """The next page's URL, None when there is no link. Tokens go only to the configured
