@@ -5,11 +5,11 @@ pages) must lose no record, at 3,000 users with small pages and at 20,000 users 
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sandbox_clients import app_token, cmdlet_body, headers, invoke, rest_client
 from exocm.core.access.config import sandbox_profile
 from exocm.core.access.connect import open_bridge
 from exocm.core.bridge.classify import classify_response
@@ -17,10 +17,13 @@ from exocm.core.bridge.errors import AppliedUnknown
 from exocm.core.bridge.rest import RestBridge, sanitize_bool_literals
 from exocm.core.execute.tenant_default import set_tenant_default, show_tenant_default
 from exocm.core.inventory.fetch import DIRSYNCED_FILTER, fetch_inventory
+from exocm.core.inventory.partition import plan_by_first_character
 from exocm.core.model import Writeback
 from exocm.core.runbooks.graph import open_graph
+from exocm.sandbox.opath import compile_filter
 from exocm.sandbox.server import Sandbox
 from exocm.sandbox.variants import STRICT, parse_variants
+from sandbox_clients import app_token, cmdlet_body, headers, invoke, rest_client
 
 
 @pytest.fixture
@@ -91,8 +94,22 @@ def test_edoid_wildcards_refused_or_literal_and_the_inventory_stays_parallel_and
         inventory = fetch_inventory(bridge_for(sb))
         assert set(inventory.frame.index) == truth_keys(sb)
         assert inventory.stats["degenerate_resplits"] == 1
-        assert inventory.stats["mode"]["Get-Mailbox"] == "37 partitions"  # by first character of Name
-        assert any("first character of Name" in n for n in inventory.notes)
+        assert inventory.stats["mode"]["Get-Mailbox"] not in ("single", "17 partitions")  # still parallel
+        assert any("leading characters of UserPrincipalName" in n for n in inventory.notes)
+
+
+def test_the_adaptive_split_puts_every_value_in_exactly_one_slice() -> None:
+    rng = random.Random(4)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    odd = ["", "-x", "é@x", "j", "J-x", "jz", "Zed", "ja", "jA9"]
+    values = [rng.choice("jjjjaaarsm0") + rng.choice(alphabet + "-.é") + "x@contoso.com" for _ in range(3000)] + odd
+    props = {"userprincipalname": lambda o: o["upn"], "isdirsynced": lambda o: True}
+    for sample in (None, values[:1000]):
+        plan = plan_by_first_character("IsDirSynced -eq $true", sample=sample)
+        assert 10 < len(plan.partitions) < 80
+        preds = [compile_filter(str(p.filter), props) for p in plan.partitions]
+        for value in values:
+            assert sum(pred({"upn": value}) for pred in preds) == 1, value
 
 
 def test_prtd_null_keeps_the_get_user_read_narrow(make_sandbox: Callable[..., Sandbox],

@@ -835,12 +835,15 @@ class _Fetch:
             rest[0].rows >= self.page_size
 
     def _resplit(self, read: _Read, reason: str) -> None:
-        """Move `read` to the second documented split (first character of Name), inserted as its next plan."""
-        plan = plan_by_first_character(read.plan.base_filter)
+        """Move `read` to the second documented split (leading characters of UserPrincipalName), inserted
+        as its next plan; the records read so far (the complement's first pages) shape it."""
+        sample = [v for t in self.tasks.values() if t.read is read for b in t.batches
+                  for v in b.column("UserPrincipalName").to_pylist() if isinstance(v, str)]
+        plan = plan_by_first_character(read.plan.base_filter, sample=sample)
         read.plans.insert(read.plan_index + 1, plan)
         read.narrowed.insert(read.plan_index + 1, read.narrowed[read.plan_index])
         self.degenerate += 1
-        note = (f"{read.cmdlet}: {reason}; reading {len(plan.partitions)} partitions by the first character of "
+        note = (f"{read.cmdlet}: {reason}; reading {len(plan.partitions)} partitions by the leading characters of "
                 f"{plan.prop} instead")
         self.notes.append(note)
         self._emit(note)

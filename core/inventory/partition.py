@@ -14,6 +14,8 @@ text, so nothing can be injected into the OPATH string. A base filter (e.g.
 """
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,11 +28,17 @@ REST: Final = "rest"
 PARTITION_COUNTS: Final = (1, 16, 256)
 #: The second split, for when the first degenerates (a service that matches `*` on
 #: ExternalDirectoryObjectId literally puts every record in the complement) or is refused:
-#: the first character of Name, which Microsoft's filterable-properties page lists with
-#: "wildcards accepted" for Get-Mailbox and Get-User alike (docs/exchange-facts.md,
-#: "Wildcards on ExternalDirectoryObjectId"). Letters and digits; the complement takes the rest.
-NAME_PROPERTY: Final = "Name"
+#: the leading characters of UserPrincipalName, a text property Microsoft's filterable-properties
+#: page lists for Get-Mailbox and Get-User alike, where `-like 'x*'` is the documented use of
+#: wildcards on text (docs/exchange-facts.md, "Wildcards on ExternalDirectoryObjectId").
+#: Letters and digits; the complement takes the rest.
+NAME_PROPERTY: Final = "UserPrincipalName"
 NAME_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+#: A first character holding more than this share of the sample is split again by its second character
+#: (few, balanced slices: each slice costs a query, and the biggest one sets the tail).
+SPLIT_SHARE: Final = 0.08
+#: A second character needs at least this share of the sample to get a slice of its own.
+MIN_SUB_SHARE: Final = 0.01
 
 
 @dataclass(frozen=True)
@@ -83,12 +91,40 @@ def complement_filter(prop: str = PARTITION_PROPERTY, alphabet: str = HEX_DIGITS
     return f"-not ({ors})"
 
 
+def _none_of(prop: str, prefixes: list[str]) -> str:
+    ors = " -or ".join(f"({_like(prop, p)})" for p in prefixes)
+    return f"-not ({ors})"
+
+
 def plan_by_first_character(base_filter: str | None = None, *, prop: str = NAME_PROPERTY,
-                            alphabet: str = NAME_ALPHABET) -> PartitionPlan:
-    """One slice per first character of `prop` (from `alphabet`), plus the complement: complete by
-    construction, like the hex plan. `alphabet` holds constants only (nothing from user text)."""
-    slices = [Partition(c, and_filters(_like(prop, c), base_filter)) for c in alphabet]
-    slices.append(Partition(REST, and_filters(base_filter, complement_filter(prop, alphabet))))
+                            alphabet: str = NAME_ALPHABET, sample: Sequence[str] | None = None) -> PartitionPlan:
+    """Slices by the leading characters of `prop`, plus the complement: complete by construction.
+
+    Without a sample: one slice per character of `alphabet`. With a `sample` of values (the records
+    already read), the split adapts: only characters seen get a slice (the complement takes the
+    others), and a character holding more than SPLIT_SHARE of the sample is split again by its
+    second character (those seen, each with a slice; a `c-rest` slice takes the rest of `c`).
+    Prefixes come only from `alphabet` (constants): nothing from the data reaches the filter text
+    but characters of `alphabet`.
+    """
+    if not sample:
+        slices = [Partition(c, and_filters(_like(prop, c), base_filter)) for c in alphabet]
+        slices.append(Partition(REST, and_filters(base_filter, complement_filter(prop, alphabet))))
+        return PartitionPlan(base_filter=base_filter, partitions=tuple(slices), prop=prop)
+    values = [v.lower() for v in sample if v]
+    total = max(1, len(values))
+    firsts = Counter(v[0] for v in values if v[0] in alphabet)
+    seconds = Counter(v[:2] for v in values if len(v) > 1 and v[0] in alphabet and v[1] in alphabet)
+    slices = []
+    tops = [c for c in alphabet if firsts[c]]
+    for c in tops:
+        subs = [c + d for d in alphabet if firsts[c] / total > SPLIT_SHARE and seconds[c + d] / total >= MIN_SUB_SHARE]
+        if len(subs) < 2:
+            slices.append(Partition(c, and_filters(_like(prop, c), base_filter)))
+            continue
+        slices.extend(Partition(p, and_filters(_like(prop, p), base_filter)) for p in subs)
+        slices.append(Partition(f"{c}-rest", and_filters(_like(prop, c), base_filter, _none_of(prop, subs))))
+    slices.append(Partition(REST, and_filters(base_filter, _none_of(prop, tops or list(alphabet)))))
     return PartitionPlan(base_filter=base_filter, partitions=tuple(slices), prop=prop)
 
 
