@@ -41,6 +41,7 @@ from .connection import connection_options, embedded_source, open_connection
 from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame, sandbox_onprem_data
+from .writeback_read import read_writeback
 
 #: Rows printed by the table format before "... N more" (CSV and JSON carry all).
 TABLE_LIMIT = 200
@@ -113,7 +114,8 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connec
         org_config = found[0] if found else None
     except BridgeError:
         pass
-    result = detect(frame, onprem, org_config=org_config)
+    writeback = read_writeback(connection) if onprem is not None else None
+    result = detect(frame, onprem, org_config=org_config, writeback=writeback)
     by_reason: dict[str, list[str]] = {}
     for code, why in sorted(result.not_checked.items()):
         by_reason.setdefault(why, []).append(code)
