@@ -15,14 +15,19 @@ from exocm.core.access.connect import open_bridge
 from exocm.core.bridge.classify import classify_response
 from exocm.core.bridge.errors import AppliedUnknown
 from exocm.core.bridge.rest import RestBridge, sanitize_bool_literals
+from exocm.core.detect.engine import detect
+from exocm.core.execute.apply import apply_plan
 from exocm.core.execute.tenant_default import set_tenant_default, show_tenant_default
+from exocm.core.execute.undo import build_undo_plan
 from exocm.core.inventory.fetch import DIRSYNCED_FILTER, fetch_inventory
+from exocm.core.inventory.onprem import onprem_frame_from_records
 from exocm.core.inventory.partition import plan_by_first_character
 from exocm.core.model import Writeback
 from exocm.core.runbooks.graph import open_graph
 from exocm.sandbox.opath import compile_filter
 from exocm.sandbox.server import Sandbox
 from exocm.sandbox.variants import STRICT, parse_variants
+from plan_support import dirsynced_plan
 from sandbox_clients import app_token, cmdlet_body, headers, invoke, rest_client
 
 
@@ -242,3 +247,49 @@ def test_a_fault_campaign_under_cursor_advances_loses_no_record(
 def test_a_fault_campaign_under_cursor_advances_loses_no_record_at_20000_users(
         make_sandbox: Callable[..., Sandbox], bridge_for: Callable[..., RestBridge]) -> None:
     _campaign(make_sandbox, bridge_for, 20_000, [(16, 1000), (16, 200), (1, 1000)])
+
+
+# -- writeback-aware undo and drift ---------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["writeback-off", "writeback-phase2"])
+def test_undo_and_findings_know_what_never_reaches_ad(variant: str, make_sandbox: Callable[..., Sandbox],
+                                                      bridge_for: Callable[..., RestBridge]) -> None:
+    sb = make_sandbox(size=120, seed=22, variants=variant)
+    bridge = bridge_for(sb)
+    plan = dirsynced_plan(sb, bridge, limit=4)
+    run = apply_plan(bridge, plan)
+    edited = plan.set_rows()[0].identity
+    bridge.invoke("Set-Mailbox", {"Identity": edited, "CustomAttribute3": "edited in the cloud",
+                                  "HiddenFromAddressListsEnabled": True})
+    sb.run_sync_cycle()
+    profile = sandbox_profile("g", sb.info)
+    assert profile.secret_env is not None
+    with open_graph(profile, env={profile.secret_env: str(sb.info["client_secret"])}, persist_tokens=False) as graph:
+        writeback = graph.writeback()
+    assert writeback.configured is (variant == "writeback-phase2")
+
+    # the undo preview (no on-prem data): what a flip back overwrites in this world
+    undo = build_undo_plan(bridge, run.journal_path, writeback=writeback)
+    row = next(r for r in undo.rows if r.identity == edited)
+    assert row.overwritten is not None
+    if variant == "writeback-off":
+        assert set(row.overwritten) == {"CustomAttribute3", "HiddenFromAddressListsEnabled"}
+    else:
+        assert set(row.overwritten) == {"HiddenFromAddressListsEnabled"}  # CustomAttribute3 reached AD
+    assert undo.source["writeback"] == ("on" if writeback.configured else "off")
+
+    # the finding: cloud edits that never reach AD (compared with what on-prem holds now)
+    onprem = onprem_frame_from_records(sb.tenant.onprem_records()).frame
+    inventory = fetch_inventory(bridge)
+    result = detect(inventory.frame, onprem, writeback=writeback, codes=["CLOUD_EDITS_NOT_WRITTEN_BACK"])
+    hits = set(result.findings["ExternalDirectoryObjectId"])
+    if variant == "writeback-off":
+        assert edited in hits
+    else:
+        assert edited not in hits  # CustomAttribute3 reached AD; the hide flag is not compared with on-prem
+
+    # and the flip back really overwrites exactly that
+    apply_plan(bridge, undo)
+    sb.run_sync_cycle()
+    after = sb.tenant.exo[edited]
+    assert ((after.ca or {}).get(3) == "edited in the cloud") is (variant == "writeback-phase2")
+    assert after.hidden is False
