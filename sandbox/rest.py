@@ -164,8 +164,14 @@ class CursorStore:
                 self._cursors.popitem(last=False)
         return cid
 
-    def get(self, cid: str, index: int, tenant: str, ttl_s: float,
-            advances: bool = False) -> tuple[Sequence[dict[str, Any]], int, int, bool, int] | None:
+    def get(self, cid: str, index: int, tenant: str,
+            ttl_s: float) -> tuple[Sequence[dict[str, Any]], int, int, bool] | None:
+        """(rows, start, end, more) of page `index` of cursor `cid`; None when gone."""
+        got = self.page(cid, index, tenant, ttl_s)
+        return None if got is None else got[:4]
+
+    def page(self, cid: str, index: int, tenant: str, ttl_s: float,
+             advances: bool = False) -> tuple[Sequence[dict[str, Any]], int, int, bool, int] | None:
         """(rows, start, end, more, index served) of page `index` of cursor `cid`; None when gone.
 
         `advances` (variant cursor-advances): a page asked for again is not served again; the
@@ -512,8 +518,8 @@ class RestApi:
         cid, _, index_text = token.rpartition(".")
         got = None
         if cid and index_text.isdigit():
-            got = self.cursors.get(cid, int(index_text), tenant.lower(), self.knobs.cursor_ttl_s,
-                                   advances="cursor-advances" in self.knobs.variants)
+            got = self.cursors.page(cid, int(index_text), tenant.lower(), self.knobs.cursor_ttl_s,
+                                    advances="cursor-advances" in self.knobs.variants)
         if got is None:
             # The sandbox's own text: an unknown or expired cursor.
             return _Outcome(400, dumps(simple_error(
