@@ -81,6 +81,8 @@ Examples:
   exocm profiles add sbx --from-sandbox sandbox.json    then: exocm inventory --profile sbx
   exocm sandbox serve --state tenant.sqlite --port 8443 --sync-interval 30
   exocm sandbox serve --latency-ms 150 --concurrency-limit 10 --write-budget 50 --fault 503=0.05
+  exocm sandbox serve --strict --print-json > strict.json   the most conservative reading of the service
+  exocm sandbox serve --variant cursor-advances,edoid-no-wildcard-literal
 (commands with no profile use an embedded sandbox of their own; see 'exocm sandbox reset')
 """
 
@@ -145,6 +147,8 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
         click.echo(f"SANDBOX: loading the tenant from {state_file} ...", file=sys.stderr)
     else:
         click.echo(f"SANDBOX: generating a tenant of {size:,} users (seed {seed}) ...", file=sys.stderr)
+    if chosen:
+        click.echo(f"SANDBOX: conformance variants in force: {', '.join(sorted(chosen))}", file=sys.stderr)
     started = time.perf_counter()
     try:
         sb = Sandbox.start(size=size, seed=seed, host=host, port=port, latency_ms=latency_ms,

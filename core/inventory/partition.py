@@ -37,8 +37,11 @@ NAME_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
 #: A first character holding more than this share of the sample is split again by its second character
 #: (few, balanced slices: each slice costs a query, and the biggest one sets the tail).
 SPLIT_SHARE: Final = 0.08
-#: A second character needs at least this share of the sample to get a slice of its own.
+#: A second character needs at least this share of the sample to get a unit of its own.
 MIN_SUB_SHARE: Final = 0.01
+#: Slices of an adaptive split: units packed to similar sizes (a few per concurrent request of a
+#: tenant limited to ~10: each slice costs a query, the biggest one sets the tail).
+SLICES: Final = 16
 
 
 @dataclass(frozen=True)
@@ -96,14 +99,32 @@ def _none_of(prop: str, prefixes: list[str]) -> str:
     return f"-not ({ors})"
 
 
+def _balanced(units: list[tuple[str, str, float]], bins: int) -> list[tuple[str, str]]:
+    """Pack disjoint units into at most `bins` slices of similar share (largest first, each to the
+    lightest slice): (name, OPATH filter) per slice, a slice of several units being their -or."""
+    loads: list[tuple[float, list[tuple[str, str]]]] = [(0.0, []) for _ in range(min(bins, len(units)))]
+    for name, filt, share in sorted(units, key=lambda u: -u[2]):
+        lightest = min(range(len(loads)), key=lambda i: loads[i][0])
+        load, members = loads[lightest]
+        loads[lightest] = (load + share, [*members, (name, filt)])
+    out = []
+    for _, members in loads:
+        if len(members) == 1:
+            out.append(members[0])
+        else:
+            out.append(("+".join(n for n, _ in members), " -or ".join(f"({f})" for _, f in members)))
+    return out
+
+
 def plan_by_first_character(base_filter: str | None = None, *, prop: str = NAME_PROPERTY,
                             alphabet: str = NAME_ALPHABET, sample: Sequence[str] | None = None) -> PartitionPlan:
     """Slices by the leading characters of `prop`, plus the complement: complete by construction.
 
     Without a sample: one slice per character of `alphabet`. With a `sample` of values (the records
-    already read), the split adapts: only characters seen get a slice (the complement takes the
-    others), and a character holding more than SPLIT_SHARE of the sample is split again by its
-    second character (those seen, each with a slice; a `c-rest` slice takes the rest of `c`).
+    already read), the split adapts: only characters seen make units (the complement takes the
+    others), a character holding more than SPLIT_SHARE of the sample is split again by its second
+    character (those seen, each a unit; a `c-rest` unit takes the rest of `c`), and the units are
+    packed into at most SLICES slices of similar share.
     Prefixes come only from `alphabet` (constants): nothing from the data reaches the filter text
     but characters of `alphabet`.
     """
@@ -115,15 +136,17 @@ def plan_by_first_character(base_filter: str | None = None, *, prop: str = NAME_
     total = max(1, len(values))
     firsts = Counter(v[0] for v in values if v[0] in alphabet)
     seconds = Counter(v[:2] for v in values if len(v) > 1 and v[0] in alphabet and v[1] in alphabet)
-    slices = []
+    units: list[tuple[str, str, float]] = []  # (name, filter, share of the sample): disjoint by construction
     tops = [c for c in alphabet if firsts[c]]
     for c in tops:
         subs = [c + d for d in alphabet if firsts[c] / total > SPLIT_SHARE and seconds[c + d] / total >= MIN_SUB_SHARE]
         if len(subs) < 2:
-            slices.append(Partition(c, and_filters(_like(prop, c), base_filter)))
+            units.append((c, _like(prop, c), firsts[c] / total))
             continue
-        slices.extend(Partition(p, and_filters(_like(prop, p), base_filter)) for p in subs)
-        slices.append(Partition(f"{c}-rest", and_filters(_like(prop, c), base_filter, _none_of(prop, subs))))
+        units.extend((p, _like(prop, p), seconds[p] / total) for p in subs)
+        rest_share = (firsts[c] - sum(seconds[p] for p in subs)) / total
+        units.append((f"{c}-rest", f"({_like(prop, c)}) -and ({_none_of(prop, subs)})", rest_share))
+    slices = [Partition(name, and_filters(filt, base_filter)) for name, filt in _balanced(units, SLICES)]
     slices.append(Partition(REST, and_filters(base_filter, _none_of(prop, tops or list(alphabet)))))
     return PartitionPlan(base_filter=base_filter, partitions=tuple(slices), prop=prop)
 
