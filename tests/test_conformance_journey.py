@@ -111,3 +111,17 @@ def test_the_cli_journey_survives_the_variant(world: str, tmp_path: Path, monkey
     after = tenant()
     assert all(after.exo[i].prev_rtd is None for i in previous)
     assert not set(duals) & set(after.planted()["DUAL_MAILBOX"])
+
+
+def test_an_unknown_embedded_variant_is_one_line_and_the_banner_names_the_ones_in_force(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXOCM_SANDBOX_VARIANT", "nope")
+    bad = exocm("tenant-default", "show", *SANDBOX)
+    assert bad.exit_code == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("exocm: error: EXOCM_SANDBOX_VARIANT: unknown variant 'nope'")
+    monkeypatch.setenv("EXOCM_SANDBOX_VARIANT", "prtd-null,cursor-advances")
+    good = exocm("tenant-default", "show", *SANDBOX)
+    assert good.exit_code == 0, good.output
+    lines = good.stderr.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("SANDBOX (embedded"))
+    assert lines[at + 1] == "SANDBOX: conformance variants in force: cursor-advances, prtd-null"
