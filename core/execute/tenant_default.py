@@ -21,8 +21,9 @@ from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge
 from ..bridge.errors import AppliedUnknown, BridgeError, Transient
 from ..model import TENANT_DEFAULT_PROPERTIES, tenant_default_of
-from ..plan.planfile import normalise_value, tool_version
-from .journal import JournalWriter, local_actor
+from ..plan.planfile import tool_version
+from ..values import normalise_value
+from .journal import JournalWriter, journals_under, local_actor
 
 PROPERTY: Final = TENANT_DEFAULT_PROPERTIES[0]
 #: The property public tools read the same state from (same meaning: true = cloud-managed by default).
@@ -141,7 +142,7 @@ def set_tenant_default(
     before, source = default_of(before_config)
     journal = JournalWriter.create(
         plan_digest=None, tenant=str(bridge.tenant), actor=actor or local_actor(), tool_version=tool_version(),
-        directory=base / "journals", extra={"operation": "tenant-default", "value": mode},
+        directory=journals_under(base), extra={"operation": "tenant-default", "value": mode},
     )
     backup: dict[str, Any] = {PROPERTY: before, "source_property": source}
     for key in ("Identity", "Name", "WhenChanged"):
