@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..bridge.base import Bridge, Record
 from ..csvio import write_csv
-from ..model import ONPREM_COLUMNS, WRITEBACK_ATTRIBUTES
+from ..model import ONPREM_COLUMNS, WRITEBACK_ATTRIBUTES, Writeback
 from ..plan.planfile import DRIFTED, Observed, Plan, PlanRow
 from ..values import as_bool, normalise_value
 from .apply import ForeignTenant, read_mailboxes
@@ -104,15 +104,22 @@ def _onprem_lookup(onprem: pd.DataFrame | None) -> tuple[dict[str, dict[str, Any
 
 
 def overwritten_values(
-    current: Mapping[str, Any], backup: Mapping[str, Any] | None, onprem: Mapping[str, Any] | None
+    current: Mapping[str, Any], backup: Mapping[str, Any] | None, onprem: Mapping[str, Any] | None,
+    writeback: Writeback | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Writeback attributes whose cloud value differs from what the next sync will write.
 
-    Compared with the on-prem record when there is one (basis 'onprem'), else with the
-    backup the apply took before the flip (basis 'backup': cloud edits made since the flip).
+    Compared with the on-prem record when there is one (basis 'onprem': it already holds what
+    writeback carried to AD), else with the backup the apply took before the flip (basis
+    'backup': cloud edits made since the flip). Without on-prem data, `writeback` decides what
+    counts: with Cloud Sync writeback configured, an edit of an attribute on its list reached AD
+    and comes back unchanged, so only attributes outside the list are overwritten; without
+    writeback (or unknown), every cloud edit since the flip is.
     """
     out: dict[str, dict[str, Any]] = {}
     for attr in WRITEBACK_ATTRIBUTES:
+        if onprem is None and writeback is not None and writeback.reaches_ad(attr):
+            continue
         cloud = normalise_value(current.get(attr))
         if onprem is not None and attr in _ONPREM_COMPARABLE and attr in onprem:
             other, basis = normalise_value(onprem.get(attr)), "onprem"
@@ -166,12 +173,14 @@ def build_undo_plan(
     all_runs: bool = True,
     onprem: pd.DataFrame | None = None,
     now: datetime | None = None,
+    writeback: Writeback | None = None,
 ) -> Plan:
     """An undo plan from a journal: verified rows back to `before`; drifted rows skipped.
 
     `all_runs` (default) undoes every verified row of the journal's plan across all its
     runs found next to the journal (a resumed apply is one change); False undoes only the
-    given run. `onprem` (the on-prem frame, see core.onprem) sharpens the overwritten values.
+    given run. `onprem` (the on-prem frame, see core.onprem) sharpens the overwritten values;
+    `writeback` (read from Graph by the caller) says which cloud edits already reached AD.
     """
     path = Path(journal_path)
     header, journals = _journals(path, all_runs)
@@ -213,7 +222,7 @@ def build_undo_plan(
         overwritten = None
         if applied_value and not undo_value:
             other = by_edoi.get(identity.lower()) or (by_upn.get(upn.lower()) if upn else None)
-            overwritten = overwritten_values(fresh, record.get("backup"), other)
+            overwritten = overwritten_values(fresh, record.get("backup"), other, writeback)
         rows.append(PlanRow(identity, name, upn, "set", "", seen, overwritten=overwritten))
     plan = Plan(
         tenant=tenant,
@@ -228,6 +237,8 @@ def build_undo_plan(
             "journals": [c.path.name for c in journals],
             "run_ids": [c.header.get("run_id") for c in journals if c.header],
             "overwritten_basis": "onprem" if onprem is not None else "backup",
+            "writeback": writeback.label if writeback is not None else "unknown",
+            "writeback_source": writeback.source if writeback is not None else "not read",
         },
     )
     plan = plan.finalise()
