@@ -31,6 +31,8 @@ GRAPH_APP_ROLES: tuple[str, ...] = (
     "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "LicenseAssignment.ReadWrite.All",
     "Group-OnPremisesSyncBehavior.ReadWrite.All", "Contacts-OnPremisesSyncBehavior.ReadWrite.All",
     "User-OnPremisesSyncBehavior.ReadWrite.All",
+    # Reading Cloud Sync jobs (Graph "List synchronizationJobs": Synchronization.Read.All; cloudsync.py).
+    "Synchronization.Read.All",
 )
 
 #: Fault kinds accepted by --fault KIND=RATE.
@@ -76,6 +78,8 @@ class Knobs:
     #: When set, @odata.nextLink points at this base URL instead of the sandbox's own
     #: (hostile-service tests: a client must refuse to send its token elsewhere).
     next_link_base_url: str | None = None
+    #: Conformance variants in force (variants.py); the tenant model holds the same set.
+    variants: frozenset[str] = field(default_factory=frozenset)
     #: Graph app roles put in tokens issued from now on (and granted to delegated sign-ins);
     #: None = GRAPH_APP_ROLES. Tokens already issued keep the roles they carry.
     graph_roles: list[str] | None = None

@@ -254,6 +254,8 @@ class Tenant:
         # object; filter indexes (filter_index.py) are valid for one version only.
         self.exo_version = 0
         self._filter_index: FilterIndex | None = None
+        # Conformance variants in force (sandbox/variants.py); set by the server, not persisted.
+        self.variants: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- clock, warnings, ids
     def now(self) -> datetime:
