@@ -3,7 +3,7 @@
 Property sets per cmdlet follow Microsoft Learn's Get-Mailbox / Get-User / Get-MailUser /
 Get-Recipient output. One difference worth knowing: PreviousRecipientTypeDetails is emitted by
 Get-User, Get-MailUser and Get-Recipient but not by Get-Mailbox (the product reads it with
-Get-User, DESIGN section 1); its "no value" form is the enum name "None", as Exchange prints it.
+Get-User, docs/exchange-facts.md#stale-previousrecipienttypedetails); its "no value" form is the enum name "None", as Exchange prints it.
 """
 from __future__ import annotations
 
@@ -306,7 +306,7 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
     edits = [k for k in p if k in _WRITEBACK_PARAMS]
     if "IsExchangeCloudManaged" in p:
         if edits:
-            # DESIGN section 1: send the switch alone. The error text is the sandbox's own.
+            # docs/exchange-facts.md#send-the-switch-alone: send the switch alone. The error text is the sandbox's own.
             raise CmdletError(
                 "ArgumentException", "InvalidArgument",
                 "IsExchangeCloudManaged can't be combined with other parameters in the same Set-Mailbox "
@@ -314,7 +314,7 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
             )
         value = to_boolean(p["IsExchangeCloudManaged"], "IsExchangeCloudManaged")
         if not r.dir_synced:
-            # The feature applies only to dir-synced mailboxes (DESIGN section 1). Sandbox-made text.
+            # The feature applies only to dir-synced mailboxes (docs/exchange-facts.md#which-mailboxes-it-applies-to). Sandbox-made text.
             raise CmdletError(
                 "TaskInvalidOperationException", "InvalidOperation",
                 f"IsExchangeCloudManaged can be set only on mailboxes synchronized from on-premises Active "
@@ -407,7 +407,7 @@ def _validated_proxies(proxies: list[str], r: ExoRecipient) -> list[str]:
                       required=("Identity",))
 def set_user(t: Tenant, p: dict[str, Any]) -> list[Record]:
     """Set-User -PermanentlyClearPreviousMailboxInfo: irreversible; only on a MailUser/User whose
-    PreviousRecipientTypeDetails is a mailbox type (DESIGN section 1). Error texts are the sandbox's."""
+    PreviousRecipientTypeDetails is a mailbox type (docs/exchange-facts.md#stale-previousrecipienttypedetails). Error texts are the sandbox's."""
     r = resolve(t, p["Identity"], USER_SCOPE)
     if "PermanentlyClearPreviousMailboxInfo" not in p or not to_bool(
             p["PermanentlyClearPreviousMailboxInfo"], "PermanentlyClearPreviousMailboxInfo"):
@@ -472,7 +472,7 @@ def get_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
 def set_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
     """Set-OrganizationConfig -ExchangeAttributesCloudManagedByDefault / -ExchangeAttributesServerManagedByDefault.
 
-    Affects mailboxes provisioned from now on only (DESIGN section 1)."""
+    Affects mailboxes provisioned from now on only (docs/exchange-facts.md#tenant-wide-default)."""
     cloud = "ExchangeAttributesCloudManagedByDefault" in p
     server = "ExchangeAttributesServerManagedByDefault" in p
     if cloud and server:

@@ -4,7 +4,7 @@ All of them can be changed while the sandbox runs (tests flip them between calls
 - latency: fixed milliseconds plus uniform jitter in [-jitter, +jitter], added to every
   EXO REST / Graph request (the token endpoint answers at once);
 - concurrency limit: in-flight InvokeCommand/$batch requests per tenant; one more gets 429
-  with EXO's "maximum number of concurrent requests per tenant" body (DESIGN section 2);
+  with EXO's "maximum number of concurrent requests per tenant" body (docs/exchange-facts.md#throttling);
 - write budget: a token bucket of R writes per second (burst R, at least 1); a write beyond
   it gets 429 with Retry-After (whole seconds, at least 1);
 - faults at a rate per request, drawn from one seeded RNG: "500", "503" (with Retry-After on
@@ -12,7 +12,7 @@ All of them can be changed while the sandbox runs (tests flip them between calls
   request is run, then held `fault_timeout_s` seconds and closed without a response; the
   write may have landed, as when a real client times out), "applied-error" (a write runs,
   then the answer is an error whose message is EMPTY: the GA quirk of
-  Set-Mailbox -IsExchangeCloudManaged, see DESIGN section 1).
+  Set-Mailbox -IsExchangeCloudManaged, see docs/exchange-facts.md#applied-but-errored).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 
 Facts modelled, with their sources:
 - Request/response shapes, headers (Authorization, X-CmdletName, X-AnchorMailbox,
-  `Prefer: odata.maxpagesize=N`, client-request-id) and `@adminapi.warnings`: DESIGN section 2,
+  `Prefer: odata.maxpagesize=N`, client-request-id) and `@adminapi.warnings`: docs/exchange-facts.md#rest-invokecommand,
   and public clients of the API (CIPP's New-ExoRequest, M365Permissions' New-ExOQuery).
 - `$select` on InvokeCommand (`InvokeCommand?$select=UserPrincipalName,Guid`): CIPP's New-ExoRequest
   sends it with Get-Mailbox / Get-User and reads only those properties, page after page. The
@@ -25,7 +25,7 @@ Facts modelled, with their sources:
   most cmdlet errors; public clients treat "404 (Not Found)" from InvokeCommand as a
   not-found object, so not-found may be 404). Error ids other than Ex6F9304 are made up.
 - Throttling answers (429 bodies, 500/503 fault bodies, skiptoken errors, $batch limit
-  errors): the concurrency text is EXO's (DESIGN section 2); the other texts are the
+  errors): the concurrency text is EXO's (docs/exchange-facts.md#throttling); the other texts are the
   sandbox's own.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One Entra Connect sync cycle plus the EXO provisioning pass that follows it.
 
-Facts (DESIGN section 1 unless noted):
+Facts (docs/exchange-facts.md#mailbox-source-of-authority unless noted):
 - Delta sync: only on-prem objects changed since the last cycle are exported (Entra Connect's
   delta import/export, Microsoft Learn "Entra Connect Sync: Scheduler"); `full=True` re-exports
   everything (a full sync cycle).
@@ -357,7 +357,7 @@ def _make_mailbox(t: Tenant, r: ExoRecipient, a: AdUser | None, rtd: str, guid: 
         if r.legacy_dn is None:
             r.legacy_dn = exo_legacy_dn(r.alias, r.guid)
         if r.dir_synced:
-            # The tenant default applies to mailboxes created from now on (DESIGN section 1).
+            # The tenant default applies to mailboxes created from now on (docs/exchange-facts.md#tenant-wide-default).
             r.cloud_managed = bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])
 
 

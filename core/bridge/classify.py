@@ -4,7 +4,7 @@ Inputs are an HTTP status, the parsed JSON body (or None), the Retry-After heade
 whether the call was a write. Classification is by status and by the .NET exception type
 or PowerShell error category that EXO reports, never by free message text, with one
 documented exception: EXO's concurrency error body "...maximum number of concurrent
-requests..." (DESIGN section 2) is a throttle.
+requests..." (docs/exchange-facts.md#throttling) is a throttle.
 
 EXO's error JSON (what ExchangeOnlineManagement V3 and CIPP read, in this order):
 `error.details[].message` as "ErrorId|ExceptionType|Message" (older clients saw
@@ -40,9 +40,9 @@ from .errors import (
 )
 from .retry import parse_retry_after
 
-#: Statuses EXO uses for throttling / overload (DESIGN section 2).
+#: Statuses EXO uses for throttling / overload (docs/exchange-facts.md#throttling).
 THROTTLE_STATUSES = frozenset({429, 503, 504, 408})
-#: The one message text we classify on: EXO's per-tenant concurrency error (DESIGN section 2).
+#: The one message text we classify on: EXO's per-tenant concurrency error (docs/exchange-facts.md#throttling).
 CONCURRENCY_TEXT = "maximum number of concurrent requests"
 
 _NOT_FOUND_TYPES = frozenset({
@@ -90,7 +90,7 @@ class ErrorDetail:
     code: str | None = None
     #: The exception's own message was present and empty (the Set-Mailbox quirk), whatever the
     #: error details say: public notes on the quirk show an empty exception message with text in
-    #: ErrorDetails (docs/exchange-facts.md, "Ambiguous writes with text").
+    #: ErrorDetails (docs/exchange-facts.md#applied-but-errored).
     exception_message_empty: bool = False
 
 

@@ -63,7 +63,7 @@ FINDING_COLUMNS: Final[tuple[str, ...]] = (
     "evidence",
     "action",
 )
-#: Entra Connect Sync's default cycle; DESIGN: wait one cycle + 24 h after an on-prem change.
+#: Entra Connect Sync's default cycle; wait one cycle + 24 h after an on-prem change (docs/exchange-facts.md#wait-a-sync-cycle-plus-24-hours).
 DEFAULT_SYNC_INTERVAL: Final = timedelta(minutes=30)
 SETTLE_TIME: Final = timedelta(hours=24)
 

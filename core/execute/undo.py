@@ -4,7 +4,7 @@ Only rows the journal records as `verified` are undone, each back to its `before
 Every such mailbox is read fresh: a row whose current IsExchangeCloudManaged is no longer
 the journal's `after` is skipped as drifted (someone changed it since). Undoing a flip to
 cloud-managed (true -> false) hands the Exchange attributes back to on-prem, and at the
-next sync the on-prem values overwrite the cloud values with no merge (DESIGN section 1):
+next sync the on-prem values overwrite the cloud values with no merge (docs/exchange-facts.md#flipping-back-overwrites-cloud-values):
 the undo plan lists, per mailbox, the cloud values that will be overwritten, compared
 with on-prem data when given, else with the backup taken before the flip. An undo plan is
 a plan like any other, so undo of an undo works the same way.
@@ -248,26 +248,31 @@ def build_undo_plan(
     return plan
 
 
-def overwritten_frame(plan: Plan) -> pd.DataFrame:
-    """One row per (mailbox, attribute) the undo's next sync overwrites."""
-    rows = []
-    for row in plan.rows:
-        if row.action != "set" or not row.overwritten:
-            continue
-        for attr, values in sorted(row.overwritten.items()):
-            rows.append({
-                "Identity": row.identity, "DisplayName": row.display_name, "UserPrincipalName": row.upn,
-                "Attribute": attr, "CloudValue": values.get("cloud"), "OnPremValue": values.get("onprem"),
-                "Basis": values.get("basis"),
-            })
+def overwritten_frame(
+    plan: Plan, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per (mailbox, attribute) the next sync overwrites (`overwritten_by_sync`), OVERWRITTEN_COLUMNS."""
+    rows = [
+        {
+            "Identity": row.identity, "DisplayName": row.display_name, "UserPrincipalName": row.upn,
+            "Attribute": attr, "CloudValue": values.get("cloud"), "OnPremValue": values.get("onprem"),
+            "Basis": values.get("basis"),
+        }
+        for row, found in overwritten_by_sync(plan, frame, onprem)
+        for attr, values in sorted(found.items())
+    ]
     return pd.DataFrame(rows, columns=list(OVERWRITTEN_COLUMNS))
 
 
-def export_overwritten(plan: Plan, path: Path | str) -> Path:
-    """Save the cloud values the undo will overwrite as CSV for Excel (atomic, formula-escaped)."""
-    if plan.kind != "undo":
-        raise UndoError("only undo plans carry overwritten values")
-    return write_csv(overwritten_frame(plan), path, columns=list(OVERWRITTEN_COLUMNS))
+def export_overwritten(
+    plan: Plan, path: Path | str, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
+) -> Path:
+    """Save the cloud values the next sync overwrites as CSV for Excel (atomic, formula-escaped).
+
+    An undo plan carries them; a plain disable plan needs the inventory `frame` (and `onprem`)."""
+    if plan.value is not False:
+        raise UndoError("only a plan that disables cloud management overwrites cloud values")
+    return write_csv(overwritten_frame(plan, frame, onprem), path, columns=list(OVERWRITTEN_COLUMNS))
 
 
 __all__ = [

@@ -355,7 +355,7 @@ class ExoHostSession(Session):
 
 
 def applied_error_quirk() -> CmdletError:
-    """The error a write answers with although it applied: an EMPTY message (DESIGN section 1, the GA
+    """The error a write answers with although it applied: an EMPTY message (docs/exchange-facts.md#applied-but-errored, the GA
     quirk of Set-Mailbox -IsExchangeCloudManaged). The exception type is the sandbox's choice (the
     real one is not known); non-terminating, like the module's other cmdlet errors."""
     return CmdletError("System.Exception", "NotSpecified", "", terminating=False)

@@ -1,6 +1,6 @@
 """On-prem vs EXO over time: recent on-prem edits and writeback attributes that disagree.
 
-Facts (DESIGN section 1): wait one sync cycle plus 24 h after an on-prem change before flipping,
+Facts (docs/exchange-facts.md#wait-a-sync-cycle-plus-24-hours): wait one sync cycle plus 24 h after an on-prem change before flipping,
 or the last on-prem edit may be lost. The writeback attributes (CustomAttribute1-15,
 ExtensionCustomAttribute1-5, EmailAddresses, PrimarySmtpAddress, recipient type) are what the
 flip hands to EXO; if on-prem and EXO disagree now, a flip freezes the EXO values and the
@@ -116,7 +116,7 @@ def attribute_drift(ctx: DetectContext) -> Hits:
 def cloud_edits_not_written_back(ctx: DetectContext) -> Hits:
     """Cloud-managed, dir-synced mailboxes whose EXO values differ from on-prem in attributes that
     Cloud Sync does not write back: all of them when writeback is off, else those outside its list
-    (docs/exchange-facts.md, "Writeback is off unless configured"). A flip back would lose them.
+    (docs/exchange-facts.md#writeback-to-ad). A flip back would lose them.
     """
     writeback = ctx.writeback
     assert writeback is not None  # needs_writeback: the engine skips this rule otherwise
