@@ -699,6 +699,9 @@ class RestBridge:
             try:
                 records = self._records_of(body) if body is not None else []
                 self._take_warnings(call.cmdlet, body, warnings)
+                errors = self.adminapi_errors(body)
+                if errors and not write:
+                    records.extend(self.recover_records(call.cmdlet, errors))
                 next_link = body.get("@odata.nextLink") if isinstance(body, Mapping) else None
                 if next_link:
                     records.extend(self._rest_of_pages(call, next_link, warnings))
