@@ -4,11 +4,10 @@
 `-ExchangeAttributesServerManagedByDefault` turns it back. Which property of
 `Get-OrganizationConfig` shows the state is not named by Microsoft: exocm reads
 `ExchangeAttributesCloudManagedByDefault` and, when that is absent,
-`BlockExchangeProvisioningFromOnPremEnabled` (what public tools read, e.g.
-mardahl/Exchange-SOA-Manager `Get-OrgState`), and says which one answered
-(docs/exchange-facts.md, "The tenant default's read-back"). The change is journaled like a
-row (an intent with the before state, then the read-back outcome); every write, whatever it
-answered, is settled by reading back.
+`BlockExchangeProvisioningFromOnPremEnabled` (what public tools read), and says which one
+answered (docs/exchange-facts.md#tenant-wide-default). The change is journaled like a row (an
+intent with the before state, then the read-back outcome); every write, whatever it answered, is
+settled by reading back (docs/exchange-facts.md#applied-but-errored).
 """
 from __future__ import annotations
 
@@ -169,7 +168,7 @@ def set_tenant_default(
                     error = f"{type(exc).__name__}: {exc.message}"
                     refused = True
                 # Every write is settled by reading back, an error answer included: an error may
-                # carry text and still have applied (docs/exchange-facts.md, "Ambiguous writes with text").
+                # carry text and still have applied (docs/exchange-facts.md#applied-but-errored).
                 try:
                     after, answered = default_of(_read(bridge))
                 except BridgeError as exc:

@@ -162,7 +162,7 @@ class GraphClient:
 
     def writeback(self) -> Writeback:
         """Is Cloud Sync's "EXO to AD attribute sync" configured? (Graph: the Cloud Sync service
-        principal's synchronization jobs; docs/exchange-facts.md, "Writeback is off unless configured").
+        principal's synchronization jobs; docs/exchange-facts.md#writeback-to-ad).
 
         A job whose templateId names EXO-to-AD attribute sync means Phase 2 writeback of
         PHASE2_WRITEBACK_ATTRIBUTES; none means nothing reaches AD. Any Graph failure: unknown.
