@@ -76,10 +76,20 @@ def export_onprem(size: int, seed: int, state: Path | None, embedded: bool, out:
 @_seed
 @_state
 @_embedded
-def planted(size: int, seed: int, state: Path | None, embedded: bool) -> None:
-    """Print the ground truth as JSON: finding code -> sorted ExternalDirectoryObjectIds."""
+@click.option("--variant", "variants", multiple=True, metavar="NAME[,NAME]",
+              help="Readiness variants applied to a generated tenant (as 'sandbox serve --variant').")
+def planted(size: int, seed: int, state: Path | None, embedded: bool, variants: tuple[str, ...]) -> None:
+    """Print the ground truth as JSON: finding code -> sorted ExternalDirectoryObjectIds, and
+    "readiness": check code -> the result exocm readiness must give (on-prem side read)."""
     try:
-        truth = _tenant(size, seed, state, embedded).planted()
+        tenant = _tenant(size, seed, state, embedded)
+        from exocm.sandbox.readiness_state import apply_variants, expected_readiness, parse_variants
+
+        names = [n for n in parse_variants(list(variants)) if n not in tenant.variants]
+        if names:
+            apply_variants(tenant, names)
+        truth: dict[str, Any] = dict(tenant.planted())
+        truth["readiness"] = expected_readiness(tenant)
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(ERROR)

@@ -422,9 +422,21 @@ def _org_record(t: Tenant) -> Record:
         "DisplayName": t.org_name,
         "Guid": t.tenant_id,
         "IsDehydrated": False,
-        "ExchangeAttributesCloudManagedByDefault": bool(t.org_config["ExchangeAttributesCloudManagedByDefault"]),
+        **({"ExchangeAttributesCloudManagedByDefault": bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])}
+           if "ExchangeAttributesCloudManagedByDefault" in t.org_config else {}),
         "WhenChanged": t.org_config.get("WhenChanged"),
     }
+
+
+@EXO_CMDLETS.register("Get-AcceptedDomain", ("Identity",))
+def get_accepted_domain(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-AcceptedDomain: the initial domain, the on-prem domain and, when directory sync and the
+    HCW created it, the hybrid routing domain <tenant>.mail.onmicrosoft.com (HCW8001 when missing)."""
+    names = [(t.domain, "Authoritative", True), (t.onprem_domain, "Authoritative", False)]
+    if t.readiness.routing_domain:
+        names.append((t.routing_domain, "Authoritative", False))
+    return [{"Name": name, "Identity": name, "DomainName": name, "DomainType": kind, "Default": default,
+             "InitialDomain": name == t.domain} for name, kind, default in names]
 
 
 @EXO_CMDLETS.register("Get-OrganizationConfig", ("Identity",))
@@ -455,7 +467,7 @@ def set_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
         value = not to_bool(p["ExchangeAttributesServerManagedByDefault"], "ExchangeAttributesServerManagedByDefault")
     if "WhatIf" in p and to_bool(p["WhatIf"], "WhatIf"):
         return []
-    if t.org_config["ExchangeAttributesCloudManagedByDefault"] == value:
+    if t.org_config.get("ExchangeAttributesCloudManagedByDefault", False) == value:
         t.warn(no_change_warning(t.domain))
         return []
     t.org_config["ExchangeAttributesCloudManagedByDefault"] = value

@@ -466,6 +466,9 @@ def generate_tenant(size: int, seed: int, mix: dict[str, float] | None = None, *
             _make(g, kind)
     t.generated = {k: sorted(v) for k, v in g.planted.items()}
     t.last_sync = now
+    from exocm.sandbox.readiness_state import seeded_state
+
+    t.readiness = seeded_state(t)
     return t
 
 

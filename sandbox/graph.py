@@ -67,6 +67,16 @@ class GraphApi:
         method = request.method.upper()
         t = self.tenant
         ctx = f"{self._base_url()}/{version}/$metadata"
+        if method == "GET":
+            from . import graph_directory
+
+            link = f"{self._base_url()}/{version}/" + "/".join(route)
+            with t.lock:
+                answer = graph_directory.route(t, version, route, dict(request.query), link)
+            if isinstance(answer, str):
+                return Response(200, answer.encode(), {"Content-Type": "text/plain", "request-id": rid})
+            if answer is not None:
+                return self._ok({"@odata.context": f"{ctx}#{route[0]}", **answer}, rid)
         if route[0] == "users" and len(route) >= 2:
             user = route[1]
             if len(route) == 2 and method == "GET":

@@ -96,6 +96,7 @@ class Sandbox:
         self.port = int(self._server.server_address[1])
         self._base_url = f"https://{self.host}:{self.port}"
         self._threads: list[threading.Thread] = []
+        self.sync_server: Any = None
         self.winrm: Any = self._start_winrm(winrm_port) if winrm else None
         if sync_interval:
             self._spawn(self._sync_loop, float(sync_interval), name="sandbox-sync")
@@ -113,7 +114,7 @@ class Sandbox:
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
               durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
-              winrm_port: int = 0) -> Sandbox:
+              winrm_port: int = 0, variants: str | list[str] | None = None) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
@@ -125,6 +126,8 @@ class Sandbox:
         `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
         second loopback TLS port (sandbox/psrp; `winrm_port`, 0 = any free port); its URLs and
         credentials join `info`.
+        `variants`: readiness variants ('a,b' or a list; readiness_state.VARIANTS) put the tenant in
+        those states (once: a state file remembers the variants already applied).
         """
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
@@ -142,6 +145,12 @@ class Sandbox:
                 # (seen as 10 -> 30+ ms spikes per 1000-record page at 100,000 users).
                 gc.collect()
                 gc.freeze()
+        if variants:
+            from .readiness_state import apply_variants, parse_variants
+
+            names = [n for n in parse_variants(variants) if n not in getattr(tenant, "variants", [])]
+            if names:
+                apply_variants(tenant, names)
         tls_path = Path(tls_dir) if tls_dir is not None else (
             Path(f"{state_path}.tls") if state_path is not None else None)
         return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
@@ -176,11 +185,21 @@ class Sandbox:
         password = base64.urlsafe_b64encode(digest[:18]).decode()
         # The same fault knobs and seeded dice as the REST front; faults are counted in the same stats.
         # Writes through WinRM are saved like REST writes (durable_writes: before the pipeline answers).
-        return WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
-                                   password=password,
-                                   verifier=verify, cert_users={"exocm-sandbox-app": user},
-                                   knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
-                                   on_write=self._wrote)
+        endpoint = WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
+                                       password=password,
+                                       verifier=verify, cert_users={"exocm-sandbox-app": user},
+                                       knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
+                                       on_write=self._wrote)
+        readiness = getattr(self.tenant, "readiness", None)
+        if readiness is not None and readiness.sync_server:
+            # The Entra Connect Sync server: another Windows host (its own port), same credentials.
+            from .psrp.sessions import SyncServerSession
+
+            self.sync_server = WinRMEndpoint.start(
+                self.tenant, host=self.host, port=0, ssl_context=ctx, username=user, password=password,
+                cert_users={"exocm-sandbox-app": user}, machine="SYNC01",
+                session_types={"microsoft.powershell": SyncServerSession})
+        return endpoint
 
     # -- endpoints -----------------------------------------------------------------------
     @property
@@ -230,6 +249,8 @@ class Sandbox:
             info["graph_scope"] = f"{self.graph_base_url}/.default"
         if self.winrm is not None:
             info.update(self.winrm.info())
+        if self.sync_server is not None:
+            info["winrm_sync_url"] = self.sync_server.exo_url
         return info
 
     def _app(self, request: Request) -> Response:
@@ -318,6 +339,8 @@ class Sandbox:
         self._dirty.set()  # wakes the save loop at once (stop() saves below)
         if self.winrm is not None:
             self.winrm.stop()
+        if self.sync_server is not None:
+            self.sync_server.stop()
         self._server.close_all()
         for thread in self._threads:
             thread.join(timeout=30)

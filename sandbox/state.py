@@ -99,6 +99,8 @@ def _meta(t: Tenant) -> dict[str, Any]:
         "last_sync": _dt_out(t.last_sync),
         "sync_cycles": t.sync_cycles,
         "generated": t.generated,
+        "readiness": t.readiness.to_meta(),
+        "variants": list(t.variants),
     }
 
 
@@ -117,6 +119,10 @@ def _apply_meta(t: Tenant, meta: dict[str, Any]) -> None:
     t.last_sync = _dt_in(meta["last_sync"])
     t.sync_cycles = int(meta["sync_cycles"])
     t.generated = {k: list(v) for k, v in meta.get("generated", {}).items()}
+    from exocm.sandbox.readiness_state import ReadinessState
+
+    t.readiness = ReadinessState.from_meta(meta.get("readiness"))
+    t.variants = list(meta.get("variants", []))
 
 
 def _new_tenant(meta: dict[str, Any], clock: Callable[[], datetime] | None) -> Tenant:

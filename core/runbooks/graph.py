@@ -158,6 +158,21 @@ class GraphClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def read(self, path: str, *, params: Mapping[str, str] | None = None, version: str = API_VERSION,
+             headers: Mapping[str, str] | None = None) -> Any:
+        """GET one resource of `version` (v1.0 or beta): the parsed JSON, or the text of a text answer
+        (a `$count`)."""
+        response = self._request("GET", f"{self.base_url}/{version}{path}", what=f"GET {path}", params=params,
+                                 headers=headers)
+        if response.headers.get("Content-Type", "").startswith("text/plain"):
+            return response.text
+        return self._parse(response, f"GET {path}")
+
+    def read_all(self, path: str, *, params: Mapping[str, str] | None = None, version: str = API_VERSION,
+                 headers: Mapping[str, str] | None = None) -> list[Record]:
+        """GET a collection of `version` and every page after it (nextLinks only to the same origin)."""
+        return self._list(path, what=f"GET {path}", params=params, version=version, headers=headers)
+
     # -- plumbing ----------------------------------------------------------------------------
     def _json(self, method: str, path: str, *, what: str, body: Any = None,
               params: Mapping[str, str] | None = None) -> Record:
@@ -167,13 +182,17 @@ class GraphClient:
             raise ProtocolError(f"{what}: Graph answered something that is not a JSON object")
         return data
 
-    def _list(self, path: str, *, what: str) -> list[Record]:
+    def _list(self, path: str, *, what: str, params: Mapping[str, str] | None = None,
+              version: str = API_VERSION, headers: Mapping[str, str] | None = None) -> list[Record]:
         out: list[Record] = []
-        url: str | None = f"{self._api}{path}"
+        url: str | None = f"{self.base_url}/{version}{path}"
+        first = True
         for _ in range(_MAX_PAGES):
             if url is None:
                 return out
-            data = self._parse(self._request("GET", url, what=what), what)
+            data = self._parse(self._request("GET", url, what=what, params=params if first else None,
+                                             headers=headers), what)
+            first = False
             value = data.get("value") if isinstance(data, dict) else None
             if not isinstance(value, list):
                 raise ProtocolError(f"{what}: Graph answered no 'value' list")
@@ -196,7 +215,8 @@ class GraphClient:
                 from None
 
     def _request(self, method: str, path_or_url: str, *, what: str, body: Any = None,
-                 params: Mapping[str, str] | None = None) -> httpx.Response:
+                 params: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None) -> httpx.Response:
         url = path_or_url if path_or_url.startswith("https://") else f"{self._api}{path_or_url}"
         is_write = method != "GET"
         attempt = 0
@@ -204,12 +224,12 @@ class GraphClient:
         while True:
             attempt += 1
             token = self._tokens.token()
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
-                       "client-request-id": str(uuid.uuid4())}
+            sent_headers = {**(headers or {}), "Authorization": f"Bearer {token}", "Accept": "application/json",
+                            "client-request-id": str(uuid.uuid4())}
             sent = False
             try:
                 self.requests += 1
-                request = self._client.build_request(method, url, json=body, params=params, headers=headers)
+                request = self._client.build_request(method, url, json=body, params=params, headers=sent_headers)
                 sent = True
                 response = self._client.send(request)
             except httpx.ConnectError:

@@ -1,0 +1,252 @@
+"""Read the facts the checks need, each from its source, concurrently; a source that fails gives
+a Fact with the reason (one line), never an exception out of here.
+
+Sources: the EXO bridge (Get-OrganizationConfig, Get-AcceptedDomain), the EXO inventory and the
+on-prem data (loaders, as `findings` reads them), Microsoft Graph (organization, subscribedSkus,
+users, synced groups, Cloud Sync), the Exchange server over WinRM (public folders, hybrid
+objects), and the sync server over WinRM (the Entra Connect Sync build) or the version given.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import pandas as pd
+
+from ...bridge.base import Bridge
+from ...bridge.errors import BridgeError
+from ..engine import detect
+from .checks_flip import MAILBOX_FINDING_FIXES
+from .model import CloudSyncFacts, Fact, Facts, GraphReads, HybridFacts, Record
+
+#: The one script the sync server runs: a constant, with nothing pasted into it.
+SYNC_VERSION_SCRIPT: Final = ("(Get-ADSyncGlobalSettings).Parameters"
+                              "['Microsoft.Synchronize.ServerConfigurationVersion'].Value")
+#: How a Cloud Sync EXO-to-AD configuration's service principal is found (its tag: the sandbox's
+#: own convention, see docs/exchange-facts.md "Writeback"; no Microsoft page names one).
+CLOUD_SYNC_FILTER: Final = "tags/any(t:t eq 'ExoToAdAttributeSync')"
+_EVENTUAL: Final = {"ConsistencyLevel": "eventual"}
+
+
+@dataclass
+class Sources:
+    """Where each fact comes from; None (with a reason in `absent`) when the admin gave no such source."""
+
+    exo: Bridge
+    inventory: Callable[[], pd.DataFrame] | None = None
+    onprem: Callable[[], pd.DataFrame] | None = None
+    onprem_server: Callable[[], Bridge] | None = None
+    graph: GraphReads | None = None
+    sync_server: Callable[[], Any] | None = None  # -> a bridge with run_script (PSRP)
+    sync_client_version: str | None = None
+    absent: dict[str, str] = field(default_factory=dict)  # fact name -> why there is no source
+    provisioning_window_days: int = 30
+    now: datetime | None = None
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, BridgeError):
+        return exc.message.splitlines()[0] if exc.message else type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _guard(func: Callable[[], Fact[Any]], what: str) -> Callable[[], Fact[Any]]:
+    def run() -> Fact[Any]:
+        try:
+            return func()
+        except Exception as exc:  # every source failure becomes the fact's reason (one line)
+            return Fact.unavailable(f"{what}: {_one_line(exc)}")
+    return run
+
+
+def read_sync_client_version(bridge: Any) -> str:
+    """The Entra Connect Sync build, from the sync server (the fixed script, no parameters)."""
+    records = bridge.run_script(SYNC_VERSION_SCRIPT, label="Get-ADSyncGlobalSettings")
+    values = [r.get("Value") for r in records if isinstance(r, dict)]
+    value = next((v for v in values if v not in (None, "")), None)
+    if value is None:
+        raise BridgeError("Get-ADSyncGlobalSettings: the sync server returned no ServerConfigurationVersion")
+    return str(value)
+
+
+def read_hybrid(bridge: Bridge) -> HybridFacts:
+    """Public folder mailboxes and folders, and the hybrid objects, from the Exchange server."""
+    out = HybridFacts()
+    out.public_folder_mailboxes = [str(r.get("Name") or r.get("Alias") or "")
+                                   for r in bridge.invoke("Get-Mailbox", {"PublicFolder": True,
+                                                                          "ResultSize": "Unlimited"})]
+    if out.public_folder_mailboxes:
+        folders = bridge.invoke("Get-PublicFolder", {"Identity": "\\", "Recurse": True, "ResultSize": "Unlimited"})
+        out.public_folders = [str(r.get("Identity")) for r in folders if str(r.get("Identity")) not in ("\\", "")]
+    simple = {"HybridConfiguration": "Get-HybridConfiguration",
+              "IntraOrganizationConnector": "Get-IntraOrganizationConnector",
+              "OrganizationRelationship": "Get-OrganizationRelationship",
+              "FederationTrust": "Get-FederationTrust"}
+    for kind, cmdlet in simple.items():
+        names = [str(r.get("Name") or r.get("Identity")) for r in bridge.invoke(cmdlet, {})]
+        if names:
+            out.hybrid[kind] = names
+    send = [str(r.get("Identity") or r.get("Name")) for r in bridge.invoke("Get-SendConnector", {})
+            if _true(r.get("CloudServicesMailEnabled"))]
+    if send:
+        out.hybrid["SendConnector"] = send
+    receive = [str(r.get("Identity") or r.get("Name")) for r in bridge.invoke("Get-ReceiveConnector", {})
+               if any("acceptcloudservicesmail" in str(c).lower() for c in _list(r.get("TlsDomainCapabilities")))]
+    if receive:
+        out.hybrid["ReceiveConnector"] = receive
+    return out
+
+
+def _true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def read_cloud_sync(graph: GraphReads) -> CloudSyncFacts:
+    """The EXO-to-AD Cloud Sync jobs (with their mappings) and the provisioning agents' versions."""
+    out = CloudSyncFacts()
+    sps = graph.read_all("/servicePrincipals", params={"$filter": CLOUD_SYNC_FILTER, "$select": "id,displayName"},
+                         version="beta")
+    for sp in sps:
+        for job in graph.read_all(f"/servicePrincipals/{sp['id']}/synchronization/jobs", version="beta"):
+            out.jobs.append(job)
+            schema = graph.read(f"/servicePrincipals/{sp['id']}/synchronization/jobs/{job['id']}/schema",
+                                version="beta")
+            targets: list[str] = []
+            for rule in schema.get("synchronizationRules", []) if isinstance(schema, dict) else []:
+                for mapping in rule.get("objectMappings", []):
+                    targets.extend(str(a.get("targetAttributeName")) for a in mapping.get("attributeMappings", []))
+            out.mappings[str(job["id"])] = targets
+    agents = graph.read_all("/onPremisesPublishingProfiles/provisioning/agents", version="beta")
+    out.agent_versions = [str(a["agentVersion"]) if a.get("agentVersion") else None for a in agents]
+    return out
+
+
+def read_licensed_synced_users(graph: GraphReads) -> list[Record]:
+    """Synced users with a licence that includes an Exchange Online plan (EXCHANGE_S_*)."""
+    skus = graph.read_all("/subscribedSkus")
+    exchange = {str(s.get("skuId")).lower() for s in skus
+                if any(str(p.get("servicePlanName", "")).startswith("EXCHANGE_S_") for p in s.get("servicePlans", []))}
+    users = graph.read_all("/users", params={"$filter": "onPremisesSyncEnabled eq true",
+                                             "$select": "id,userPrincipalName,assignedLicenses",
+                                             "$count": "true", "$top": "999"}, headers=_EVENTUAL)
+    return [u for u in users
+            if any(str(lic.get("skuId", "")).lower() in exchange for lic in u.get("assignedLicenses") or [])]
+
+
+def read_group_sizes(graph: GraphReads) -> dict[str, int]:
+    """Members of each synced group ($count)."""
+    groups = graph.read_all("/groups", params={"$filter": "onPremisesSyncEnabled eq true",
+                                               "$select": "id,displayName", "$count": "true", "$top": "999"},
+                            headers=_EVENTUAL)
+    sizes: dict[str, int] = {}
+    for g in groups:
+        text = graph.read(f"/groups/{g['id']}/transitiveMembers/$count", headers=_EVENTUAL)
+        sizes[str(g.get("displayName") or g["id"])] = int(str(text).strip())
+    return sizes
+
+
+@dataclass
+class Gathered:
+    """The facts, with how long the reads took and how many requests they sent."""
+
+    facts: Facts
+    elapsed_s: float
+    detect_result: Any = None
+
+
+def gather(sources: Sources, *, scope: str = "flip") -> Gathered:
+    """Read every fact the scope's checks need (concurrently), then the finding counts."""
+    started = time.perf_counter()
+    now = sources.now or datetime.now(UTC)
+    facts = Facts(now=now, tenant=str(getattr(sources.exo, "tenant", "")),
+                  provisioning_window_days=sources.provisioning_window_days)
+    absent = sources.absent
+    exo = sources.exo
+
+    def org() -> Fact[Record]:
+        records = exo.invoke("Get-OrganizationConfig", {})
+        return Fact.of(dict(records[0])) if records else Fact.unavailable("Get-OrganizationConfig returned nothing")
+
+    def domains() -> Fact[list[str]]:
+        records = exo.invoke("Get-AcceptedDomain", {})
+        for r in records:
+            if _true(r.get("InitialDomain")):
+                facts.initial_domain = str(r.get("DomainName") or r.get("Name"))
+        return Fact.of([str(r.get("DomainName") or r.get("Name")) for r in records])
+
+    tasks: dict[str, Callable[[], Fact[Any]]] = {"org_config": _guard(org, "Get-OrganizationConfig"),
+                                                 "accepted_domains": _guard(domains, "Get-AcceptedDomain")}
+    if sources.inventory is not None:
+        loader = sources.inventory
+        tasks["inventory"] = _guard(lambda: Fact.of(loader(), "EXO Get-Mailbox/Get-User"), "EXO inventory")
+    if sources.onprem is not None:
+        onprem_loader = sources.onprem
+        tasks["onprem"] = _guard(lambda: Fact.of(onprem_loader()), "on-prem data")
+    graph = sources.graph
+    if graph is not None:
+        def organization() -> Fact[Record]:
+            orgs = graph.read_all("/organization")
+            return Fact.of(orgs[0]) if orgs else Fact.unavailable("Graph returned no organization")
+        tasks["organization"] = _guard(organization, "Graph organization")
+        tasks["licensed_synced_users"] = _guard(lambda: Fact.of(read_licensed_synced_users(graph)), "Graph users")
+        tasks["synced_group_sizes"] = _guard(lambda: Fact.of(read_group_sizes(graph)), "Graph groups")
+        tasks["cloud_sync"] = _guard(lambda: Fact.of(read_cloud_sync(graph)), "Graph Cloud Sync")
+    if sources.sync_client_version:
+        facts.sync_client_version = Fact.of(sources.sync_client_version, "given with --sync-client-version")
+    elif sources.sync_server is not None:
+        open_sync = sources.sync_server
+
+        def sync_version() -> Fact[str]:
+            bridge = open_sync()
+            try:
+                return Fact.of(read_sync_client_version(bridge), "read from the sync server")
+            finally:
+                bridge.close()
+        tasks["sync_client_version"] = _guard(sync_version, "sync server")
+    if sources.onprem_server is not None and scope == "decommission":
+        open_server = sources.onprem_server
+
+        def server() -> Fact[HybridFacts]:
+            bridge = open_server()
+            try:
+                return Fact.of(read_hybrid(bridge), "the Exchange server over WinRM")
+            finally:
+                close = getattr(bridge, "close", None)
+                if close is not None:
+                    close()
+        tasks["onprem_server"] = _guard(server, "Exchange server")
+    for name, reason in absent.items():
+        if name not in tasks and hasattr(facts, name):
+            setattr(facts, name, Fact.unavailable(reason))
+    with ThreadPoolExecutor(max_workers=max(1, len(tasks)), thread_name_prefix="exocm-readiness") as pool:
+        futures: dict[str, Future[Fact[Any]]] = {name: pool.submit(task) for name, task in tasks.items()}
+        for name, future in futures.items():
+            setattr(facts, name, future.result())
+    result = None
+    if facts.inventory.ok and facts.inventory.value is not None:
+        onprem = facts.onprem.value if facts.onprem.ok else None
+        org_config = facts.org_config.value if facts.org_config.ok else None
+        try:
+            result = detect(facts.inventory.value, onprem, now=now, org_config=org_config,
+                            codes=list(MAILBOX_FINDING_FIXES))
+        except Exception as exc:  # a detection failure is the check's reason, not a crash
+            facts.finding_counts = Fact.unavailable(f"detection failed: {_one_line(exc)}")
+        else:
+            counts = result.findings["code"].value_counts() if len(result.findings) else pd.Series(dtype="int64")
+            facts.finding_counts = Fact.of({c: int(counts.get(c, 0)) for c in MAILBOX_FINDING_FIXES
+                                            if c not in result.not_checked})
+            facts.notes.extend(f"{c} not checked: {why}" for c, why in result.not_checked.items())
+    else:
+        facts.finding_counts = Fact.unavailable(facts.inventory.reason)
+    return Gathered(facts, time.perf_counter() - started, result)
