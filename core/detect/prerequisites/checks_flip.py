@@ -6,7 +6,7 @@ check `unknown` with the reason, never a pass. Facts and their sources: docs/exc
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 import pandas as pd
@@ -180,12 +180,16 @@ def recent_onprem_provisioning(f: Facts) -> tuple[int, list[str]] | None:
     """(remote mailboxes created on-prem in the window, sample UPNs), or None when it cannot be told."""
     if not f.onprem.ok or f.onprem.value is None:
         return None
-    frame = f.onprem.value
+    return remote_mailboxes_created_since(f.onprem.value, f.now - timedelta(days=f.provisioning_window_days))
+
+
+def remote_mailboxes_created_since(frame: pd.DataFrame, cutoff: datetime) -> tuple[int, list[str]] | None:
+    """(remote mailboxes in the on-prem frame created at or after `cutoff`, sample UPNs); None when the
+    frame has no WhenCreated values (it cannot be told). `tenant-default set cloud` refuses on a count."""
     if "WhenCreated" not in frame.columns or frame["WhenCreated"].notna().sum() == 0:
         return None
-    cutoff = pd.Timestamp(f.now - timedelta(days=f.provisioning_window_days))
     created = pd.to_datetime(frame["WhenCreated"], utc=True, errors="coerce")
-    mask = frame["RecipientTypeDetails"].isin(REMOTE_TYPES) & (created >= cutoff)
+    mask = frame["RecipientTypeDetails"].isin(REMOTE_TYPES) & (created >= pd.Timestamp(cutoff))
     rows = frame[mask]
     return int(len(rows)), [str(u) for u in rows["UserPrincipalName"].head(_SAMPLE)]
 
