@@ -67,6 +67,11 @@ def _sync_opener(connection: Connection, host: str | None, live: Mapping[str, An
         settings = OnPremSettings(url=str(info["winrm_sync_url"]), username=str(info["winrm_username"]),
                                   ca_file=str(info["ca_file"]), configuration="Microsoft.PowerShell")
         env.setdefault(PASSWORD_ENV, str(info["winrm_password"]))  # in memory only
+    elif host is None and (connection.profile.extra or {}).get("winrm_sync_url"):
+        extra = connection.profile.extra or {}  # a sandbox profile: its sync server, its stored password
+        settings = OnPremSettings(url=str(extra["winrm_sync_url"]), username=str(extra.get("winrm_username") or ""),
+                                  ca_file=connection.profile.ca_file, configuration="Microsoft.PowerShell",
+                                  sandbox_profile=connection.profile.name if connection.profile.sandbox else None)
     elif host is None:
         return None, "no sync server given (--sync-server HOST or --sync-client-version V)"
     else:

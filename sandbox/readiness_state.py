@@ -262,7 +262,8 @@ def expected_readiness(t: Tenant, *, window_days: int = PROVISIONING_WINDOW_DAYS
         cutoff = t.now() - timedelta(days=window_days)
         provisioning = any(a.rtd in REMOTE_TO_EXO and a.when_created >= cutoff for a in t.ad_users.values())
         default_on = bool(t.org_config.get("ExchangeAttributesCloudManagedByDefault"))
-        out["TENANT_DEFAULT_SAFE"] = "fail" if default_on and provisioning else "pass"
+        out["TENANT_DEFAULT_SAFE"] = ("unknown" if "ExchangeAttributesCloudManagedByDefault" not in t.org_config
+                                      else "fail" if default_on and provisioning else "pass")
         missing = 0
         for u in t.entra_users.values():
             if not u.sync_enabled or not (t.licensed_skus(u) & EXCHANGE_SKUS):
