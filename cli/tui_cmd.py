@@ -7,7 +7,6 @@ in a core Session. The TUI itself never imports cli or the sandbox.
 from __future__ import annotations
 
 import tempfile
-
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
