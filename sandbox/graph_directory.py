@@ -21,6 +21,10 @@ from exocm.sandbox.licensing import SKUS
 
 Record = dict[str, Any]
 _SYNCED = re.compile(r"^\s*onPremisesSyncEnabled\s+eq\s+true\s*$", re.IGNORECASE)
+#: `onPremisesSyncEnabled eq true and startswith(userPrincipalName,'x')` (an advanced query: Graph wants
+#: ConsistencyLevel: eventual and $count=true with it; startswith is case-insensitive).
+_SYNCED_PREFIX = re.compile(r"^\s*onPremisesSyncEnabled\s+eq\s+true\s+and\s+startswith\(\s*userPrincipalName\s*,"
+                            r"\s*'((?:[^']|'')*)'\s*\)\s*$", re.IGNORECASE)
 _TAG = re.compile(r"^\s*tags/any\(\s*(\w+)\s*:\s*\1\s+eq\s+'([^']*)'\s*\)\s*$", re.IGNORECASE)
 _MAX_TOP = 999
 
@@ -54,6 +58,18 @@ def _page(objs: list[Any], build: Any, query: dict[str, str], link: str) -> Reco
     return out
 
 
+def _users(t: Any, filt: str | None) -> list[Any]:
+    if not filt:
+        return list(t.entra_users.values())
+    if _SYNCED.match(filt):
+        return [u for u in t.entra_users.values() if u.sync_enabled]
+    match = _SYNCED_PREFIX.match(filt)
+    if match:
+        prefix = match.group(1).replace("''", "'").lower()
+        return [u for u in t.entra_users.values() if u.sync_enabled and u.upn.lower().startswith(prefix)]
+    raise _bad_query(f"Unsupported or invalid query filter clause specified: {filt!r}.")
+
+
 def route(t: Any, version: str, route: list[str], query: dict[str, str], link: str) -> Record | str | None:
     """Answer a directory read (a dict, or a str for `$count`), or None when the path is not one."""
     head = route[0]
@@ -70,11 +86,10 @@ def route(t: Any, version: str, route: list[str], query: dict[str, str], link: s
                            "servicePlans": [{"servicePlanId": pid, "servicePlanName": name,
                                              "provisioningStatus": "Success", "appliesTo": "User"}
                                             for pid, name in s.service_plans]} for s in SKUS.values()]}
-    if head == "users" and len(route) == 1:
-        filt = query.get("$filter")
-        if filt and not _SYNCED.match(filt):
-            raise _bad_query(f"Unsupported or invalid query filter clause specified: {filt!r}.")
-        users = [u for u in t.entra_users.values() if not filt or u.sync_enabled]
+    if head == "users" and len(route) in (1, 2) and route[-1] in ("users", "$count"):
+        users = _users(t, query.get("$filter"))
+        if route[-1] == "$count":
+            return str(len(users))
         return _page(users, lambda u: user_record(t, u), query, link)
     if head == "groups" and len(route) == 1:
         filt = query.get("$filter")

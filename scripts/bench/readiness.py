@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "checks": {c.code: c.result for c in checks},
         "verdict": summarise(checks, args.scope)["verdict"],
         "elapsed_s": round(elapsed, 3),
+        "timings_s": gathered.timings,
         "requests": {"exo_rest": rest, "graph": graph_requests, "winrm_sync_server": 1},
         "target_s": 10.0, "within_target": elapsed < 10.0,
         "peak_rss_mb": peak_rss_mb(),
