@@ -58,16 +58,52 @@ def _page(objs: list[Any], build: Any, query: dict[str, str], link: str) -> Reco
     return out
 
 
+def _synced_by_first_char(t: Any) -> dict[str, list[Any]]:
+    """Synced users bucketed by the first character of their UPN (lower-case); rebuilt when the user
+    set changes (count and guid counter), so a prefix query costs its result, not a scan."""
+    key = ("graph_synced_by_char", len(t.entra_users), t.guid_counter)
+    cached = getattr(t, "graph_user_buckets", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]  # type: ignore[no-any-return]
+    buckets: dict[str, list[Any]] = {}
+    for u in t.entra_users.values():
+        if u.sync_enabled:
+            buckets.setdefault(u.upn[:1].lower(), []).append(u)
+    t.graph_user_buckets = (key, buckets)
+    return buckets
+
+
 def _users(t: Any, filt: str | None) -> list[Any]:
     if not filt:
         return list(t.entra_users.values())
     if _SYNCED.match(filt):
-        return [u for u in t.entra_users.values() if u.sync_enabled]
+        return [u for bucket in _synced_by_first_char(t).values() for u in bucket]
     match = _SYNCED_PREFIX.match(filt)
     if match:
         prefix = match.group(1).replace("''", "'").lower()
-        return [u for u in t.entra_users.values() if u.sync_enabled and u.upn.lower().startswith(prefix)]
+        if not prefix:
+            return [u for bucket in _synced_by_first_char(t).values() for u in bucket]
+        bucket = _synced_by_first_char(t).get(prefix[0], [])
+        return [u for u in bucket if u.upn.lower().startswith(prefix)] if len(prefix) > 1 else list(bucket)
     raise _bad_query(f"Unsupported or invalid query filter clause specified: {filt!r}.")
+
+
+#: Properties a listed user record can be built from cheaply (a $select within them skips the rest).
+_LIGHT = frozenset({"id", "userprincipalname", "displayname", "onpremisessyncenabled", "assignedlicenses",
+                    "accountenabled"})
+
+
+def _user_builder(t: Any, select: str | None) -> Any:
+    names = {n.strip().lower() for n in (select or "").split(",") if n.strip()}
+    if not names or not names <= _LIGHT:
+        return lambda u: user_record(t, u)
+
+    def light(u: Any) -> Record:
+        return {"id": u.id, "userPrincipalName": u.upn, "displayName": u.display_name,
+                "accountEnabled": u.account_enabled,
+                "onPremisesSyncEnabled": True if u.sync_enabled else None,
+                "assignedLicenses": [{"skuId": s, "disabledPlans": []} for s in sorted(t.licensed_skus(u))]}
+    return light
 
 
 def route(t: Any, version: str, route: list[str], query: dict[str, str], link: str) -> Record | str | None:
@@ -90,7 +126,7 @@ def route(t: Any, version: str, route: list[str], query: dict[str, str], link: s
         users = _users(t, query.get("$filter"))
         if route[-1] == "$count":
             return str(len(users))
-        return _page(users, lambda u: user_record(t, u), query, link)
+        return _page(users, _user_builder(t, query.get("$select")), query, link)
     if head == "groups" and len(route) == 1:
         filt = query.get("$filter")
         if filt and not _SYNCED.match(filt):
