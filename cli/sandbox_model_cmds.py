@@ -17,7 +17,7 @@ from .exitcodes import ERROR
 _VARIANTS = ("default", "notype", "script", "utf16", "semicolon", "utf8-nobom")
 
 
-def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False) -> Any:
+def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False, groups: int | None = None) -> Any:
     if embedded:
         from click.core import ParameterSource
         from exocm.core.access.config import embedded_sandbox_state
@@ -37,7 +37,7 @@ def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False) ->
         return Tenant.load(state)
     from exocm.sandbox.generator import generate_tenant
 
-    return generate_tenant(size, seed)
+    return generate_tenant(size, seed, groups=groups)
 
 
 _size = click.option("--size", type=click.IntRange(10, 300_000), default=1000, show_default=True,
@@ -76,19 +76,28 @@ def export_onprem(size: int, seed: int, state: Path | None, embedded: bool, out:
 @_seed
 @_state
 @_embedded
+@click.option("--groups", type=click.IntRange(0, 500_000), default=None,
+              help="Groups in the generated tenant (as 'exocm sandbox serve --groups').")
 @click.option("--variant", "variants", multiple=True, metavar="NAME[,NAME]",
               help="Readiness variants applied to a generated tenant (as 'sandbox serve --variant').")
-def planted(size: int, seed: int, state: Path | None, embedded: bool, variants: tuple[str, ...]) -> None:
-    """Print the ground truth as JSON: finding code -> sorted ExternalDirectoryObjectIds, and
-    "readiness": check code -> the result exocm readiness must give (on-prem side read)."""
+def planted(size: int, seed: int, state: Path | None, embedded: bool, groups: int | None,
+            variants: tuple[str, ...]) -> None:
+    """Print the ground truth as JSON: mailbox finding code -> sorted ExternalDirectoryObjectIds,
+    under "objects" the group/contact/user codes -> sorted Entra object ids, and under "readiness"
+    check code -> the result exocm readiness must give (with the on-prem side read).
+
+    Shape: {"DUAL_MAILBOX": [...], ..., "objects": {"group": {"GROUP_CHILD_NOT_CONVERTED": [...], ...},
+    "contact": {"OBJECT_NOT_SYNCED": [...], ...}, "user": {...}}, "readiness": {"ROUTING_DOMAIN": "pass", ...}}
+    (exocm.sandbox.object_findings, exocm.sandbox.readiness_state)."""
     try:
-        tenant = _tenant(size, seed, state, embedded)
+        tenant = _tenant(size, seed, state, embedded, groups)
         from exocm.sandbox.readiness_state import apply_variants, expected_readiness, parse_variants
 
         names = [n for n in parse_variants(list(variants)) if n not in tenant.variants]
         if names:
             apply_variants(tenant, names)
         truth: dict[str, Any] = dict(tenant.planted())
+        truth["objects"] = tenant.planted_objects()
         truth["readiness"] = expected_readiness(tenant)
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)

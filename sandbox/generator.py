@@ -336,9 +336,12 @@ def _onprem_legacy(t: Tenant, alias: str, guid: str) -> str:
 
 def _build_groups(g: _Gen) -> None:
     t = g.t
-    adg = AdGroup(guid=g.guid(), name="GG-Lic-M365-E3", sam="GG-Lic-M365-E3", ou_dn=f"OU=Groups,{t.onprem_dc_dn}")
+    # whenChanged and objectSid take no random draws (the users' sequence stays as it was).
+    adg = AdGroup(guid=g.guid(), name="GG-Lic-M365-E3", sam="GG-Lic-M365-E3", ou_dn=f"OU=Groups,{t.onprem_dc_dn}",
+                  when_changed=g.settled - timedelta(days=30), sid="S-1-5-21-1004336348-1177238915-682003330-1601")
     eg = EntraGroup(id=g.guid(), display_name=adg.name, mail_nickname=adg.sam, sync_enabled=True, ad_guid=adg.guid,
-                    licenses=[E3.sku_id])
+                    licenses=[E3.sku_id], sid=adg.sid, sam=adg.sam,
+                    last_sync=g.settled - timedelta(days=30, minutes=-5))
     adg.entra_id = eg.id
     t.add_ad_group(adg)
     t.add_entra_group(eg)
@@ -347,9 +350,11 @@ def _build_groups(g: _Gen) -> None:
                      ad_guid=None, licenses=[E5.sku_id])
     t.add_entra_group(ceg)
     g.groups["cloud_e5"] = (None, ceg)
-    staff = AdGroup(guid=g.guid(), name="GG-All-Staff", sam="GG-All-Staff", ou_dn=f"OU=Groups,{t.onprem_dc_dn}")
+    staff = AdGroup(guid=g.guid(), name="GG-All-Staff", sam="GG-All-Staff", ou_dn=f"OU=Groups,{t.onprem_dc_dn}",
+                    when_changed=g.settled - timedelta(days=60), sid="S-1-5-21-1004336348-1177238915-682003330-1602")
     seg = EntraGroup(id=g.guid(), display_name=staff.name, mail_nickname=staff.sam, sync_enabled=True,
-                     ad_guid=staff.guid)
+                     ad_guid=staff.guid, sid=staff.sid, sam=staff.sam,
+                     last_sync=g.settled - timedelta(days=60, minutes=-5))
     staff.entra_id = seg.id
     t.add_ad_group(staff)
     t.add_entra_group(seg)
@@ -447,10 +452,21 @@ def _plant_drift(g: _Gen, ad: AdUser, x: ExoRecipient) -> None:
 
 
 def generate_tenant(size: int, seed: int, mix: dict[str, float] | None = None, *,
-                    clock: Callable[[], datetime] | None = None) -> Tenant:
-    """Build a deterministic tenant of `size` users (10..300,000) for `seed`; see the module docstring."""
+                    clock: Callable[[], datetime] | None = None, groups: int | None = None,
+                    contacts: int | None = None, nesting_cycle: bool | None = None) -> Tenant:
+    """Build a deterministic tenant of `size` users (10..300,000) for `seed`; see the module docstring.
+
+    Groups and contacts for object-level SOA come from generator_objects.py: `groups` (default
+    size // 5, at least 12), `contacts` (default groups // 3, at least 6), `nesting_cycle`
+    (default: odd seeds get one cycle of three nested groups)."""
     if not 10 <= size <= 300_000:
         raise ValueError("size must be between 10 and 300,000")
+    n_groups = max(12, size // 5) if groups is None else groups
+    if not 0 <= n_groups <= 500_000:
+        raise ValueError("groups must be between 0 and 500,000")
+    n_contacts = max(6, n_groups // 3) if contacts is None else contacts
+    if n_contacts < 0:
+        raise ValueError("contacts must be >= 0")
     counts = _plan(size, mix)
     rng = random.Random(seed)
     t = Tenant(seed=seed, clock=clock)
@@ -466,6 +482,12 @@ def generate_tenant(size: int, seed: int, mix: dict[str, float] | None = None, *
             _make(g, kind)
     t.generated = {k: sorted(v) for k, v in g.planted.items()}
     t.last_sync = now
+    from exocm.sandbox.generator_objects import add_objects
+
+    with gc_paused():
+        t.generated_objects = (add_objects(t, seed, now, groups=n_groups, contacts=n_contacts,
+                                       nesting_cycle=bool(seed % 2) if nesting_cycle is None else nesting_cycle))
+
     from exocm.sandbox.readiness_state import seeded_state
 
     t.readiness = seeded_state(t)

@@ -1,0 +1,84 @@
+"""Graph reads of the organisation for the readiness checks: the `organization` resource
+(onPremisesSyncEnabled), `subscribedSkus`, a group's member `$count`, and the Cloud Sync
+configuration (cloudsync.py: service principal, synchronization jobs and schema, provisioning agents).
+
+Shapes follow Microsoft Graph v1.0 / beta: collections are `{"value": [...]}`; `$count` segments
+answer text/plain and need `ConsistencyLevel: eventual` (Graph "Advanced query capabilities");
+`onPremisesPublishingProfiles` is beta only. Only the `$filter` the readiness checks send on
+servicePrincipals is understood; another is refused with Graph's Request_UnsupportedQuery code
+(the text is the sandbox's own).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from exocm.sandbox import cloudsync
+from exocm.sandbox.errors import CmdletError
+from exocm.sandbox.licensing import SKUS
+
+Record = dict[str, Any]
+_TAG = re.compile(r"^\s*tags/any\(\s*(\w+)\s*:\s*\1\s+eq\s+'([^']*)'\s*\)\s*$", re.IGNORECASE)
+#: The route heads this module answers.
+HEADS = ("organization", "subscribedSkus", "servicePrincipals", "onPremisesPublishingProfiles")
+
+
+def _not_found(ident: str) -> CmdletError:
+    return CmdletError("Request_ResourceNotFound", "ObjectNotFound",
+                       f"Resource '{ident}' does not exist or one of its queried reference-property objects "
+                       "are not present.", http_status=404)
+
+
+def member_count(t: Any, group: str, consistency: str) -> str:
+    """GET /groups/{id}/members/$count (or transitiveMembers): the number, as text."""
+    if consistency.strip().lower() != "eventual":
+        # Graph docs, advanced queries: "$count is not currently supported." without the header.
+        raise CmdletError("Request_BadRequest", "InvalidArgument", "$count is not currently supported.",
+                          http_status=400)
+    g = t.entra_groups.get(group.lower())
+    if g is None:
+        raise _not_found(group)
+    return str(len(g.members))
+
+
+def route(t: Any, version: str, route: list[str], query: dict[str, str]) -> Record | None:
+    """Answer an organisation read, or None when the path is not one of HEADS."""
+    head = route[0]
+    if head == "organization" and len(route) == 1:
+        sync = bool(t.readiness.dirsync_enabled)
+        return {"value": [{"id": t.tenant_id, "displayName": t.org_name,
+                           "onPremisesSyncEnabled": True if sync else None,
+                           "onPremisesLastSyncDateTime": (t.last_sync.strftime("%Y-%m-%dT%H:%M:%SZ")
+                                                          if sync and t.last_sync else None),
+                           "verifiedDomains": [{"name": t.domain, "isInitial": True, "type": "Managed"},
+                                               {"name": t.onprem_domain, "isInitial": False, "type": "Managed"}]}]}
+    if head == "subscribedSkus" and len(route) == 1:
+        return {"value": [{"id": f"{t.tenant_id}_{s.sku_id}", "skuId": s.sku_id, "skuPartNumber": s.part_number,
+                           "capabilityStatus": "Enabled",
+                           "servicePlans": [{"servicePlanId": pid, "servicePlanName": name,
+                                             "provisioningStatus": "Success", "appliesTo": "User"}
+                                            for pid, name in s.service_plans]} for s in SKUS.values()]}
+    cs = t.readiness.cloud_sync
+    if head == "servicePrincipals" and len(route) == 1:
+        filt = query.get("$filter") or ""
+        match = _TAG.match(filt)
+        if filt and not match:
+            raise CmdletError("Request_UnsupportedQuery", "InvalidArgument",
+                              f"Unsupported or invalid query filter clause specified: {filt!r}.", http_status=400)
+        sps = cloudsync.service_principals(cs, t.seed)
+        if match:
+            sps = [sp for sp in sps if match.group(2) in sp["tags"]]
+        return {"value": sps}
+    if head == "servicePrincipals" and len(route) >= 4 and route[2:4] == ["synchronization", "jobs"]:
+        if route[1] not in {sp["id"] for sp in cloudsync.service_principals(cs, t.seed)}:
+            raise _not_found(route[1])
+        if len(route) == 4:
+            return {"value": cloudsync.jobs(cs, t.seed)}
+        if len(route) == 6 and route[5] == "schema":
+            return cloudsync.job_schema(cs)
+    if head == "onPremisesPublishingProfiles" and route[1:] == ["provisioning", "agents"]:
+        if version != "beta":
+            raise CmdletError("BadRequest", "InvalidArgument",
+                              "Resource not found for the segment 'onPremisesPublishingProfiles'.", http_status=400)
+        return {"value": cloudsync.agents(cs, t.seed)}
+    return None
