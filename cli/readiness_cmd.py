@@ -90,9 +90,9 @@ def _sync_opener(connection: Connection, host: str | None, live: Mapping[str, An
 
 
 def _graph(connection: Connection) -> Any:
-    from .runbook_cmd import _graph as runbook_graph
+    from .runbook_cmd import graph_client
 
-    return runbook_graph(connection)
+    return graph_client(connection)
 
 
 def readiness_sources(connection: Connection, *, onprem_csv: Path | None, live: Mapping[str, Any],
@@ -168,9 +168,9 @@ def readiness_sources(connection: Connection, *, onprem_csv: Path | None, live: 
 def _onprem_server_opener(options: Mapping[str, Any], connection: Connection) -> Callable[[], Any]:
     from exocm.core.inventory.onprem_live import open_onprem_bridge
 
-    from .onprem_options import _settings
+    from .onprem_options import onprem_settings
 
-    settings, env = _settings(options, connection, os.environ)
+    settings, env = onprem_settings(options, connection, os.environ)
 
     def open_bridge() -> Any:
         return open_onprem_bridge(settings, env=env)

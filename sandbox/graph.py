@@ -173,7 +173,12 @@ class GraphApi:
             if header("ConsistencyLevel").strip().lower() != "eventual":
                 # Graph docs, advanced queries: "$count is not currently supported." without the header.
                 raise gq.bad_request("Request_BadRequest", "$count is not currently supported.")
-            objs, _, _ = gd.collection(t, head)
+            with t.lock:
+                objs, _, resource = gd.collection(t, head)
+                text = query.get("$filter", "").strip()
+                if text:  # $count honours $filter (an advanced query: the header is there)
+                    pred = gq.FilterParser(head, resource, True).parse(text)
+                    objs = [o for o in objs if pred(o)]
             return Response(200, str(len(objs)).encode(), {"Content-Type": "text/plain", "request-id": rid})
         if head in ("groups", "contacts", "users") and len(rest) == 2 and rest[1] == "onPremisesSyncBehavior":
             return self._sync_behavior(method, version, head, rest[0], body, claims, ctx, rid, crid)

@@ -285,11 +285,18 @@ def cloud_sync_limits(f: Facts) -> Check:
     else:
         reasons.append(f"objects per domain: {f.onprem.reason}")
     if f.synced_group_sizes.ok and f.synced_group_sizes.value is not None:
-        sizes = f.synced_group_sizes.value
-        biggest = max(sizes.values(), default=0)
-        parts.append(f"{len(sizes):,} synced groups, largest {biggest:,} members")
-        over += [f"group {g}: {n:,} members > {CLOUD_SYNC_MAX_GROUP_MEMBERS:,}"
-                 for g, n in sizes.items() if n > CLOUD_SYNC_MAX_GROUP_MEMBERS]
+        gs = f.synced_group_sizes.value
+        if gs.sizes:
+            parts.append(f"{gs.synced_groups:,} synced groups, largest {max(gs.sizes.values()):,} members")
+            over += [f"group {g}: {n:,} members > {CLOUD_SYNC_MAX_GROUP_MEMBERS:,}"
+                     for g, n in gs.sizes.items() if n > CLOUD_SYNC_MAX_GROUP_MEMBERS]
+        elif gs.not_counted:
+            reasons.append(f"group sizes: {gs.not_counted}")
+        elif gs.directory_objects is not None:
+            parts.append(f"{gs.synced_groups:,} synced groups; {gs.directory_objects:,} users, groups and contacts "
+                         f"in all, so no group can exceed {CLOUD_SYNC_MAX_GROUP_MEMBERS:,} members")
+        else:
+            parts.append("no synced group")
     else:
         reasons.append(f"group sizes: {f.synced_group_sizes.reason}")
     evidence = "; ".join(parts + [f"not checked: {r}" for r in reasons])

@@ -21,7 +21,7 @@ from ...bridge.base import Bridge
 from ...bridge.errors import BridgeError
 from ..engine import detect
 from .checks_flip import MAILBOX_FINDING_FIXES
-from .model import CloudSyncFacts, Fact, Facts, GraphReads, HybridFacts, Record
+from .model import CloudSyncFacts, Fact, Facts, GraphReads, GroupSizes, HybridFacts, Record
 
 #: The one script the sync server runs: a constant, with nothing pasted into it.
 SYNC_VERSION_SCRIPT: Final = ("(Get-ADSyncGlobalSettings).Parameters"
@@ -179,16 +179,33 @@ def read_licensed_synced_users(graph: GraphReads) -> list[Record]:
             if any(str(lic.get("skuId", "")).lower() in exchange for lic in u.get("assignedLicenses") or [])]
 
 
-def read_group_sizes(graph: GraphReads) -> dict[str, int]:
-    """Members of each synced group ($count)."""
+#: Synced groups counted one `$count` request each; beyond this many, only the bound is used.
+GROUP_COUNT_CAP: Final = 500
+_GROUP_LIMIT: Final = 50_000
+
+
+def read_group_sizes(graph: GraphReads, *, parallel: int = 8) -> GroupSizes:
+    """Members of each synced group ($count, in parallel) when there are at most GROUP_COUNT_CAP of
+    them; else the directory's object count as the bound (no group can have more members than there
+    are users, groups and contacts), and `not_counted` when that bound does not settle it."""
     groups = graph.read_all("/groups", params={"$filter": "onPremisesSyncEnabled eq true",
                                                "$select": "id,displayName", "$count": "true", "$top": "999"},
                             headers=_EVENTUAL)
-    sizes: dict[str, int] = {}
-    for g in groups:
-        text = graph.read(f"/groups/{g['id']}/transitiveMembers/$count", headers=_EVENTUAL)
-        sizes[str(g.get("displayName") or g["id"])] = int(str(text).strip())
-    return sizes
+    out = GroupSizes(synced_groups=len(groups))
+    if len(groups) <= GROUP_COUNT_CAP:
+        def count(g: Record) -> tuple[str, int]:
+            text = graph.read(f"/groups/{g['id']}/members/$count", headers=_EVENTUAL)
+            return str(g.get("displayName") or g["id"]), int(str(text).strip())
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="exocm-graph-groups") as pool:
+            out.sizes = dict(pool.map(count, groups))
+        return out
+    out.directory_objects = sum(int(str(graph.read(f"/{name}/$count", headers=_EVENTUAL)).strip())
+                                for name in ("users", "groups", "contacts"))
+    if out.directory_objects > _GROUP_LIMIT:
+        out.not_counted = (f"{len(groups):,} synced groups and {out.directory_objects:,} directory objects: counting "
+                           f"each group's members would take {len(groups):,} Graph requests; check the largest "
+                           "groups' member counts in the Entra admin center")
+    return out
 
 
 @dataclass

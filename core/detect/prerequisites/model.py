@@ -144,6 +144,16 @@ class CloudSyncFacts:
 
 
 @dataclass
+class GroupSizes:
+    """Synced groups' member counts, or the bound that makes counting them unnecessary."""
+
+    synced_groups: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)  # counted: group name -> members
+    directory_objects: int | None = None  # users + groups + contacts: no group can have more members
+    not_counted: str = ""  # why the groups were not counted (and the bound did not settle it)
+
+
+@dataclass
 class HybridFacts:
     """Public folders and hybrid objects found on the Exchange server."""
 
@@ -166,7 +176,7 @@ class Facts:
     finding_counts: Fact[dict[str, int]] = field(default_factory=lambda: Fact.unavailable("not read"))
     organization: Fact[Record] = field(default_factory=lambda: Fact.unavailable("not read"))
     licensed_synced_users: Fact[list[Record]] = field(default_factory=lambda: Fact.unavailable("not read"))
-    synced_group_sizes: Fact[dict[str, int]] = field(default_factory=lambda: Fact.unavailable("not read"))
+    synced_group_sizes: Fact[GroupSizes] = field(default_factory=lambda: Fact.unavailable("not read"))
     cloud_sync: Fact[CloudSyncFacts] = field(default_factory=lambda: Fact.unavailable("not read"))
     sync_client_version: Fact[str] = field(default_factory=lambda: Fact.unavailable(
         "no sync server given (--sync-server HOST or --sync-client-version V)"))
