@@ -270,8 +270,9 @@ class GraphApi:
             objs, build, resource = gd.collection(t, name, version == "beta", _wanted(query))
             text = query.get("$filter", "").strip()
             if text:
-                pred = gq.FilterParser(name, resource, advanced).parse(text)
-                objs = [o for o in objs if pred(o)]
+                pred = gq.FilterParser(name, resource, advanced).parse(text)  # validates as Graph would
+                indexed = graph_org.synced_users_by_prefix(t, text) if name == "users" else None
+                objs = indexed if indexed is not None else [o for o in objs if pred(o)]
         return self._page(gd.lazy(objs, build), version, [name], query, header, f"{ctx}#{name}", rid)
 
     def _page(self, rows: Any, version: str, route: list[str], query: dict[str, str], header: Headers,

@@ -29,6 +29,30 @@ def _not_found(ident: str) -> CmdletError:
                        "are not present.", http_status=404)
 
 
+#: The readiness read of synced users by UPN prefix, answered from first-character buckets (an index
+#: like the EXO filter indexes: a partition costs its result, not a scan of every user).
+_SYNCED_PREFIX = re.compile(r"^\s*onPremisesSyncEnabled\s+eq\s+true\s+and\s+startswith\(\s*userPrincipalName\s*,"
+                            r"\s*'([^']+)'\s*\)\s*$", re.IGNORECASE)
+
+
+def synced_users_by_prefix(t: Any, filt: str) -> list[Any] | None:
+    """Synced users whose UPN starts with the filter's prefix, or None when `filt` is not that query."""
+    match = _SYNCED_PREFIX.match(filt)
+    if match is None:
+        return None
+    prefix = match.group(1).lower()
+    key = (len(t.entra_users), t.guid_counter)
+    cached = getattr(t, "graph_user_buckets", None)
+    if cached is None or cached[0] != key:
+        buckets: dict[str, list[Any]] = {}
+        for u in t.entra_users.values():
+            if u.sync_enabled:
+                buckets.setdefault(u.upn[:1].lower(), []).append(u)
+        cached = (key, buckets)
+        t.graph_user_buckets = cached
+    return [u for u in cached[1].get(prefix[0], []) if u.upn.lower().startswith(prefix)]
+
+
 def member_count(t: Any, group: str, consistency: str) -> str:
     """GET /groups/{id}/members/$count (or transitiveMembers): the number, as text."""
     if consistency.strip().lower() != "eventual":

@@ -230,3 +230,15 @@ def test_tenant_default_cloud_refused_while_onprem_provisions_then_overridden_an
     # 'server' is never refused
     back = exocm("tenant-default", "set", "server", "--profile", "sbx", "--onprem-live", "--yes")
     assert back.exit_code == 0, back.output
+
+
+def test_sandbox_prefix_index_answers_as_a_scan_would():
+    from exocm.sandbox import graph_query as gq
+    from exocm.sandbox.graph_org import synced_users_by_prefix
+
+    t = generate_tenant(120, 14)
+    for prefix in ("a", "J", "ma", "zz", "0"):
+        text = f"onPremisesSyncEnabled eq true and startswith(userPrincipalName,'{prefix}')"
+        pred = gq.FilterParser("users", "User", True).parse(text)
+        assert synced_users_by_prefix(t, text) == [u for u in t.entra_users.values() if pred(u)]
+    assert synced_users_by_prefix(t, "onPremisesSyncEnabled eq true") is None

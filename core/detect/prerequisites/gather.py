@@ -188,11 +188,14 @@ def read_group_sizes(graph: GraphReads, *, parallel: int = 8) -> GroupSizes:
     """Members of each synced group ($count, in parallel) when there are at most GROUP_COUNT_CAP of
     them; else the directory's object count as the bound (no group can have more members than there
     are users, groups and contacts), and `not_counted` when that bound does not settle it."""
-    groups = graph.read_all("/groups", params={"$filter": "onPremisesSyncEnabled eq true",
-                                               "$select": "id,displayName", "$count": "true", "$top": "999"},
-                            headers=_EVENTUAL)
-    out = GroupSizes(synced_groups=len(groups))
-    if len(groups) <= GROUP_COUNT_CAP:
+    synced = int(str(graph.read("/groups/$count", params={"$filter": "onPremisesSyncEnabled eq true"},
+                                headers=_EVENTUAL)).strip())
+    out = GroupSizes(synced_groups=synced)
+    if synced <= GROUP_COUNT_CAP:
+        groups = graph.read_all("/groups", params={"$filter": "onPremisesSyncEnabled eq true",
+                                                   "$select": "id,displayName", "$count": "true", "$top": "999"},
+                                headers=_EVENTUAL)
+        out.synced_groups = len(groups)
         def count(g: Record) -> tuple[str, int]:
             text = graph.read(f"/groups/{g['id']}/members/$count", headers=_EVENTUAL)
             return str(g.get("displayName") or g["id"]), int(str(text).strip())
@@ -202,8 +205,8 @@ def read_group_sizes(graph: GraphReads, *, parallel: int = 8) -> GroupSizes:
     out.directory_objects = sum(int(str(graph.read(f"/{name}/$count", headers=_EVENTUAL)).strip())
                                 for name in ("users", "groups", "contacts"))
     if out.directory_objects > _GROUP_LIMIT:
-        out.not_counted = (f"{len(groups):,} synced groups and {out.directory_objects:,} directory objects: counting "
-                           f"each group's members would take {len(groups):,} Graph requests; check the largest "
+        out.not_counted = (f"{synced:,} synced groups and {out.directory_objects:,} directory objects: counting "
+                           f"each group's members would take {synced:,} Graph requests; check the largest "
                            "groups' member counts in the Entra admin center")
     return out
 
