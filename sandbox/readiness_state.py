@@ -29,6 +29,8 @@ CLOUD_SYNC_MAX_OBJECTS_PER_DOMAIN = 150_000
 CLOUD_SYNC_MAX_GROUP_MEMBERS = 50_000
 #: exocm counts the members of at most this many synced groups (one Graph request each).
 GROUP_COUNT_CAP = 500
+#: exocm reads onPremisesSyncBehavior of at most this many synced groups and contacts.
+OBJECT_SOA_CAP = 500
 #: Remote mailboxes created on-prem within this many days mean "still provisioning on-prem".
 PROVISIONING_WINDOW_DAYS = 30
 
@@ -115,7 +117,11 @@ def _mail_since() -> Any:
 
 # ----------------------------------------------------------------------------- variants
 def _healthy(t: Tenant) -> None:
-    """Every readiness fact healthy (directory, sync client, writeback, no PFs, hybrid removed)."""
+    """Every readiness fact healthy (directory, sync client, writeback, no PFs, hybrid removed, every
+    synced group and contact converted to cloud SOA)."""
+    for o in [*t.entra_groups.values(), *getattr(t, "entra_contacts", {}).values()]:
+        if o.sync_enabled:
+            o.cloud_managed = True
     t.readiness = ReadinessState(cloud_sync=CloudSyncState(
         configured=True, job_created=t.now() - timedelta(days=10), mail_mapping=True,
         agent_versions=["1.1.1370.0"]))
@@ -295,7 +301,11 @@ def expected_readiness(t: Tenant, *, window_days: int = PROVISIONING_WINDOW_DAYS
         out["ONPREM_PUBLIC_FOLDERS"] = "fail" if (s.public_folders or s.public_folder_mailboxes) else "pass"
         not_cm = any(r.rtd in FLIP_TYPES and r.dir_synced and not r.cloud_managed for r in t.exo.values())
         out["ALL_CLOUD_MANAGED"] = "fail" if not_cm else "pass"
-        out["GROUPS_CONTACTS_CONVERTED"] = "unknown"
+        soa = [o for o in [*t.entra_groups.values(), *getattr(t, "entra_contacts", {}).values()] if o.sync_enabled]
+        if len(soa) > OBJECT_SOA_CAP:
+            out["GROUPS_CONTACTS_CONVERTED"] = "unknown"
+        else:
+            out["GROUPS_CONTACTS_CONVERTED"] = "fail" if any(not o.cloud_managed for o in soa) else "pass"
         out["HYBRID_OBJECTS"] = "fail" if any(s.hybrid.values()) else "pass"
         out["MANUAL_CHECKS"] = "unknown"
     return out

@@ -23,7 +23,7 @@ ALL_CODES = ("FEATURE_PRESENT", "SYNC_CLIENT_VERSION", "WRITEBACK_CONFIGURED", "
              "ONPREM_MAILBOXES_LEFT", "ONPREM_PUBLIC_FOLDERS", "ALL_CLOUD_MANAGED", "GROUPS_CONTACTS_CONVERTED",
              "HYBRID_OBJECTS", "MANUAL_CHECKS")
 #: Checks that are unknown by design: exocm cannot see them (stated as such, never passed).
-BY_DESIGN_UNKNOWN = {"GROUPS_CONTACTS_CONVERTED", "MANUAL_CHECKS"}
+BY_DESIGN_UNKNOWN = {"MANUAL_CHECKS"}
 BROKEN = ["old-sync-client", "writeback-old-agent", "no-routing-domain", "dirsync-off", "big-group",
           "public-folders-onprem", "hybrid-leftovers", "tenant-default-on-with-onprem-provisioning"]
 
@@ -102,6 +102,7 @@ def test_each_broken_state_fails_or_warns_its_check_with_the_evidence(serve):
         "MAILBOX_FINDINGS": ("fail", "DUAL_MAILBOX 1"),
         "ONPREM_MAILBOXES_LEFT": ("fail", "still on the Exchange server"),
         "ALL_CLOUD_MANAGED": ("fail", "dir-synced mailboxes are not cloud-managed"),
+        "GROUPS_CONTACTS_CONVERTED": ("fail", "synced groups/contacts are not cloud-managed"),
     }
     for name, (result, text) in expect.items():
         assert checks[name]["result"] == result, (name, checks[name])

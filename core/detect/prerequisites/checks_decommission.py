@@ -75,18 +75,22 @@ def all_cloud_managed(f: Facts) -> Check:
 
 
 def groups_contacts_converted(f: Facts) -> Check:
-    """GROUPS_CONTACTS_CONVERTED: synced groups and contacts have cloud source of authority."""
+    """GROUPS_CONTACTS_CONVERTED: synced groups and contacts have cloud source of authority
+    (Graph onPremisesSyncBehavior.isCloudManaged)."""
     code = "GROUPS_CONTACTS_CONVERTED"
     if not f.object_soa.ok or f.object_soa.value is None:
         return make(code, "unknown", f.object_soa.reason,
                     "Check groups and contacts by hand: Graph GET /groups/{id}/onPremisesSyncBehavior "
-                    "(isCloudManaged) for each synced group.")
-    left = int(f.object_soa.value.get("not_converted", 0))
-    total = int(f.object_soa.value.get("synced", 0))
+                    "(isCloudManaged) for each synced group, /contacts/{id}/... (beta) for each contact.")
+    soa = f.object_soa.value
+    left = int(soa.get("not_converted", 0))
+    total = int(soa.get("synced", 0))
     if left:
-        return make(code, "fail", f"{left:,} of {total:,} synced groups/contacts not cloud-managed",
-                    "Convert them (Graph PATCH onPremisesSyncBehavior isCloudManaged true), children first.")
-    return make(code, "pass", f"all {total:,} synced groups/contacts are cloud-managed")
+        return make(code, "fail", f"{left:,} of {total:,} synced groups/contacts are not cloud-managed "
+                                  f"({int(soa.get('groups', 0)):,} groups, {int(soa.get('contacts', 0)):,} contacts synced)",
+                    "Convert them (Graph PATCH .../onPremisesSyncBehavior {\"isCloudManaged\": true}), nested "
+                    "groups children first.", [str(x) for x in soa.get("samples", [])])
+    return make(code, "pass", f"all {total:,} synced groups and contacts are cloud-managed")
 
 
 def hybrid_objects(f: Facts) -> Check:

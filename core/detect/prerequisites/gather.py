@@ -211,6 +211,43 @@ def read_group_sizes(graph: GraphReads, *, parallel: int = 8) -> GroupSizes:
     return out
 
 
+#: Synced groups and contacts whose onPremisesSyncBehavior is read (one Graph request each); beyond
+#: this many GROUPS_CONTACTS_CONVERTED stays unknown (with the counts).
+OBJECT_SOA_CAP: Final = 500
+
+
+def read_object_soa(graph: GraphReads, *, parallel: int = 8) -> Record:
+    """Synced groups and contacts and how many are not cloud-managed (Graph onPremisesSyncBehavior:
+    groups on v1.0, contacts on beta); raises ValueError (the check's reason) over OBJECT_SOA_CAP."""
+    synced = {"groups": 0, "contacts": 0}
+    for name in synced:
+        synced[name] = int(str(graph.read(f"/{name}/$count", params={"$filter": "onPremisesSyncEnabled eq true"},
+                                          headers=_EVENTUAL)).strip())
+    total = synced["groups"] + synced["contacts"]
+    if total > OBJECT_SOA_CAP:
+        raise ValueError(f"{synced['groups']:,} synced groups and {synced['contacts']:,} synced contacts: reading each "
+                         f"one's onPremisesSyncBehavior takes {total:,} Graph requests (exocm reads up to "
+                         f"{OBJECT_SOA_CAP}); check them with the object-level SOA tooling")
+    objects: list[tuple[str, str, str]] = []
+    for name in ("groups", "contacts"):
+        for o in graph.read_all(f"/{name}", params={"$filter": "onPremisesSyncEnabled eq true",
+                                                    "$select": "id,displayName", "$count": "true", "$top": "999"},
+                                headers=_EVENTUAL):
+            objects.append((name, str(o.get("displayName") or o["id"]), str(o["id"])))
+
+    def converted(item: tuple[str, str, str]) -> tuple[str, str, bool]:
+        name, label, ident = item
+        version = "v1.0" if name == "groups" else "beta"
+        answer = graph.read(f"/{name}/{ident}/onPremisesSyncBehavior", version=version)
+        return name, label, bool(answer.get("isCloudManaged")) if isinstance(answer, dict) else False
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="exocm-graph-soa") as pool:
+        states = list(pool.map(converted, objects))
+    left = [f"{'group' if n == 'groups' else 'contact'} {label}" for n, label, ok in states if not ok]
+    return {"synced": len(states), "groups": synced["groups"], "contacts": synced["contacts"],
+            "not_converted": len(left), "samples": left[:10]}
+
+
 @dataclass
 class Gathered:
     """The facts, with how long the reads took and how many requests they sent."""
@@ -258,6 +295,8 @@ def gather(sources: Sources, *, scope: str = "flip") -> Gathered:
         tasks["licensed_synced_users"] = _guard(lambda: Fact.of(read_licensed_synced_users(graph)), "Graph users")
         tasks["synced_group_sizes"] = _guard(lambda: Fact.of(read_group_sizes(graph)), "Graph groups")
         tasks["cloud_sync"] = _guard(lambda: Fact.of(read_cloud_sync(graph)), "Graph Cloud Sync")
+        if scope == "decommission":
+            tasks["object_soa"] = _guard(lambda: Fact.of(read_object_soa(graph)), "Graph onPremisesSyncBehavior")
     if sources.sync_client_version:
         facts.sync_client_version = Fact.of(sources.sync_client_version, "given with --sync-client-version")
     elif sources.sync_server is not None:

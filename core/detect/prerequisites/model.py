@@ -183,7 +183,7 @@ class Facts:
     onprem_server: Fact[HybridFacts] = field(default_factory=lambda: Fact.unavailable(
         "the Exchange server was not read live (--onprem-host/--onprem-live)"))
     object_soa: Fact[Record] = field(default_factory=lambda: Fact.unavailable(
-        "object-level source of authority for groups and contacts is not read by this exocm version"))
+        "groups and contacts not read (needs Microsoft Graph)"))
     provisioning_window_days: int = 30
     notes: list[str] = field(default_factory=list)
 
