@@ -243,3 +243,28 @@ def test_sandbox_prefix_index_answers_as_a_scan_would():
         pred = gq.FilterParser("users", "User", True).parse(text)
         assert synced_users_by_prefix(t, text) == [u for u in t.entra_users.values() if pred(u)]
     assert synced_users_by_prefix(t, "onPremisesSyncEnabled eq true") is None
+
+
+def test_onprem_csv_with_and_without_whencreated(serve, tmp_path: Path):
+    import csv
+
+    from exocm.sandbox.onprem_export import write_onprem_csv
+
+    t = generate_tenant(80, 15)
+    apply_variants(t, ["tenant-default-on-with-onprem-provisioning"])
+    serve(t)
+    full = tmp_path / "onprem.csv"
+    write_onprem_csv(t, full)
+    _, doc, _ = readiness("--profile", "sbx", "--onprem-csv", str(full), "--sync-client-version", "2.5.190.0")
+    check = by_code(doc)["TENANT_DEFAULT_SAFE"]
+    assert check["result"] == "fail" and check["details"], check
+    # an export made before the WhenCreated column: provisioning cannot be told, so never a pass
+    rows = list(csv.DictReader(full.read_text(encoding="utf-8-sig").splitlines()[1:]))
+    old = tmp_path / "old.csv"
+    with old.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, [k for k in rows[0] if k != "WhenCreated"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    _, doc, _ = readiness("--profile", "sbx", "--onprem-csv", str(old), "--sync-client-version", "2.5.190.0")
+    check = by_code(doc)["TENANT_DEFAULT_SAFE"]
+    assert check["result"] == "unknown" and "WhenCreated" in check["evidence"], check
