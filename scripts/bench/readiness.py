@@ -24,6 +24,16 @@ from typing import Any
 from _common import peak_rss_mb, sandbox_process, write_figures
 
 
+def _proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process `pid` (Linux /proc), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start the sandbox, export its on-prem side, run readiness once, return the figures."""
     work = Path(tempfile.mkdtemp(prefix="exocm-bench-readiness-"))
@@ -49,10 +59,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             connection.bridge.invoke("Get-OrganizationConfig", {})  # sign-in outside the timing
             before = dict(connection.bridge.snapshot())
             sources, _ = readiness_sources(connection, onprem_csv=onprem_csv, live={}, workdir=work)
+            sandbox_cpu0 = _proc_cpu_s(int(info["_pid"]))
+            cpu0 = time.process_time()
             start = time.perf_counter()
             gathered = gather(sources, scope=args.scope)
             checks = evaluate(gathered.facts, args.scope)
             elapsed = time.perf_counter() - start
+            client_cpu = time.process_time() - cpu0
+            sandbox_cpu1 = _proc_cpu_s(int(info["_pid"]))
             after = connection.bridge.snapshot()
             graph_requests = int(getattr(sources.graph, "requests", 0))
     rest = {k: after.get(k, 0) - before.get(k, 0) for k in ("requests", "pages", "retries", "throttled")
@@ -64,6 +78,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 3),
         "timings_s": gathered.timings,
         "requests": {"exo_rest": rest, "graph": graph_requests, "winrm_sync_server": 1},
+        "cpu_s": {"exocm": round(client_cpu, 3),
+                  "sandbox": (round(sandbox_cpu1 - sandbox_cpu0, 3)
+                              if sandbox_cpu0 is not None and sandbox_cpu1 is not None else None)},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "target_s": 10.0, "within_target": elapsed < 10.0,
         "peak_rss_mb": peak_rss_mb(),
     }
