@@ -268,3 +268,20 @@ def test_onprem_csv_with_and_without_whencreated(serve, tmp_path: Path):
     _, doc, _ = readiness("--profile", "sbx", "--onprem-csv", str(old), "--sync-client-version", "2.5.190.0")
     check = by_code(doc)["TENANT_DEFAULT_SAFE"]
     assert check["result"] == "unknown" and "WhenCreated" in check["evidence"], check
+
+
+def test_reports_escape_values_and_keep_the_documented_shape():
+    from exocm.core.detect.prerequisites.model import make
+    from exocm.core.detect.prerequisites.report import ReadinessMeta, render_html, render_json, summarise
+
+    checks = [make("HYBRID_OBJECTS", "fail", "<script>alert(1)</script>", "=cmd|' /C calc'!A0",
+                   ["1. SendConnector '<b>x</b>'"]),
+              make("ROUTING_DOMAIN", "pass", "contoso.mail.onmicrosoft.com is an accepted domain")]
+    summary = summarise(checks, "decommission")
+    assert summary["verdict"] == "no-go" and summary["blocking"] == ["HYBRID_OBJECTS"]
+    page = render_html(checks, summary, ReadinessMeta(tenant="t<1>", scope="decommission"))
+    assert "<script>alert" not in page and "&lt;script&gt;" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    doc = json.loads(render_json(checks, summary))
+    assert set(doc) == {"summary", "checks"}
+    assert list(doc["checks"][1]) == ["code", "title", "result", "severity", "evidence", "fix"]
+    assert doc["checks"][1]["severity"] == "info" and doc["checks"][0]["severity"] == "high"
