@@ -93,7 +93,7 @@ def planted(size: int, seed: int, state: Path | None, embedded: bool, groups: in
         tenant = _tenant(size, seed, state, embedded, groups)
         from exocm.sandbox.readiness_state import apply_variants, expected_readiness, parse_variants
 
-        names = [n for n in parse_variants(list(variants)) if n not in tenant.variants]
+        names = [n for n in parse_variants(list(variants)) if n not in tenant.readiness.applied]
         if names:
             apply_variants(tenant, names)
         truth: dict[str, Any] = dict(tenant.planted())

@@ -1,25 +1,24 @@
-"""Entra Cloud Sync as the sandbox models it: the "EXO to AD attribute sync" configuration (the
-writeback of cloud-managed Exchange attributes to AD) and its provisioning agents, served through
-the sandbox's Graph.
+"""The Cloud Sync side of writeback: does a cloud-managed mailbox's Exchange data reach AD?
 
-Facts (docs/exchange-facts.md, "Writeback"): writeback of cloud-managed Exchange attributes needs a
-Cloud Sync configuration "EXO to AD attribute sync" and a provisioning agent >= 1.1.1107.0
-(Microsoft Learn, "Exchange hybrid writeback with cloud sync"); it writes back only mail,
-proxyAddresses, extensionAttribute1-15, msExchExtensionCustomAttribute1-5,
-msExchRecipientDisplayType and msExchRecipientTypeDetails; jobs created before 2026-08-03 lack the
-Mail -> mail mapping until "Restore default mappings".
+Facts (Microsoft Learn "Exchange hybrid writeback with cloud sync", entra-docs
+cloud-sync/exchange-hybrid.md; mardahl/Exchange-SOA-Manager wiki "Writeback to AD"):
+- Without a Cloud Sync "EXO to AD attribute sync" configuration nothing is written back
+  (Phase 1 of the Exchange SOA change): cloud edits of a cloud-managed mailbox stay in the cloud.
+- With it (Phase 2), exactly mail, proxyAddresses, extensionAttribute1-15,
+  msExchExtensionCustomAttribute1-5, msExchRecipientDisplayType and msExchRecipientTypeDetails
+  are written back; anything else edited in the cloud stays there.
+- A Cloud Sync configuration is a synchronization job of the Cloud Sync service principal
+  (application id 1a4721b3-e57f-4451-ae87-ef078703ec94, Microsoft Learn "Configure cloud sync
+  with MS Graph API"), listed by Graph `GET /servicePrincipals/{id}/synchronization/jobs`
+  (Graph "List synchronizationJobs"). The job's templateId for EXO to AD attribute sync is not
+  documented: EXO_TO_AD_TEMPLATE is the sandbox's own name.
 
-Graph shapes: a Cloud Sync configuration is a service principal with a synchronization job
-(`/servicePrincipals/{id}/synchronization/jobs`, Graph `synchronizationJob`: id, templateId,
-schedule, status) whose schema lists `synchronizationRules[].objectMappings[].attributeMappings[]`
-(`source.name`, `targetAttributeName`); agents are `/onPremisesPublishingProfiles/provisioning/agents`
-(beta, `onPremisesAgent`: id, machineName, externalIp, status, supportedPublishingTypes).
-Sandbox-made (no Microsoft page names them): the service principal's tag `ExoToAdAttributeSync`
-that finds the configuration, the job's `templateId` value, the job's `createdDateTime`, and the
-agent's `agentVersion` (the admin center shows an agent's version; Graph documents no property).
-
-This is the ONE Cloud Sync model of the sandbox: the writeback variants and the readiness checks
-read the same `CloudSyncState`.
+The variants (variants.py) choose the world: `writeback-off` (no job, no writeback),
+`writeback-phase2` (a job; the Phase 2 list written back by Cloud Sync's own cycle, which the
+sandbox runs at once after each cloud edit: the real one runs every few minutes, "about 20
+minutes" in mardahl's wiki), neither (the sandbox's older reading: no job in Graph, but the
+Phase 2 list plus HiddenFromAddressListsEnabled written back at each Entra Connect cycle).
+This module is the one place the sandbox models that job.
 """
 from __future__ import annotations
 
@@ -27,34 +26,85 @@ import hashlib
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from exocm.sandbox.tenant import Tenant
+
+#: The Cloud Sync (AD2AAD) application's id (Microsoft Learn, "Configure cloud sync with MS Graph API").
+CLOUD_SYNC_APP_ID: Final = "1a4721b3-e57f-4451-ae87-ef078703ec94"
+#: Sandbox-made templateId of the "EXO to AD attribute sync" job (the real one is not documented).
+EXO_TO_AD_TEMPLATE: Final = "Exo2ADAttributeSync"
+#: EXO names of what Phase 2 writes back: mail, proxyAddresses, extensionAttribute1-15,
+#: msExchExtensionCustomAttribute1-5, msExchRecipientDisplayType/-TypeDetails.
+PHASE2_EXO_ATTRIBUTES: Final = ("PrimarySmtpAddress", "EmailAddresses",
+                                *(f"CustomAttribute{i}" for i in range(1, 16)),
+                                *(f"ExtensionCustomAttribute{i}" for i in range(1, 6)), "RecipientTypeDetails")
+
+
+def writeback_mode(t: Tenant) -> str:
+    """'off', 'phase2' or 'legacy' (the default sandbox: Phase 2 list plus HiddenFromAddressListsEnabled)."""
+    variants = getattr(t, "variants", frozenset())
+    if "writeback-off" in variants:
+        return "off"
+    readiness = getattr(t, "readiness", None)
+    if "writeback-phase2" in variants or (readiness is not None and readiness.cloud_sync.configured):
+        return "phase2"  # a readiness state with a configured job is the Phase 2 world
+    return "legacy"
+
+
+def _stable_id(t: Tenant, what: str) -> str:
+    return str(uuid.UUID(bytes=hashlib.sha256(f"{t.tenant_id}:{what}".encode()).digest()[:16], version=4))
+
+
+def service_principals(t: Tenant) -> list[dict[str, Any]]:
+    """Graph `servicePrincipal` resources: the Cloud Sync one, when a writeback job exists (phase2 only)."""
+    if writeback_mode(t) != "phase2":
+        return []
+    return [{"id": _stable_id(t, "cloudsync-sp"), "appId": CLOUD_SYNC_APP_ID,
+             "displayName": t.onprem_domain, "servicePrincipalType": "Application"}]
+
+
+def synchronization_jobs(t: Tenant, sp_id: str) -> list[dict[str, Any]] | None:
+    """Graph `synchronizationJob` resources of service principal `sp_id`; None when there is no such principal."""
+    if not any(sp["id"] == sp_id.lower() for sp in service_principals(t)):
+        return None
+    job_id = f"{EXO_TO_AD_TEMPLATE}.{_stable_id(t, 'job').replace('-', '')}.{_stable_id(t, 'job2').replace('-', '')}"
+    created = t.readiness.cloud_sync.job_created if getattr(t, "readiness", None) is not None else None
+    return [{"id": job_id, "templateId": EXO_TO_AD_TEMPLATE,
+             "createdDateTime": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else None,
+             "schedule": {"interval": "PT2M", "state": "Active"},
+             "status": {"code": "Active", "lastSuccessfulExecution": None}}]
+
+
+# ----------------------------------------------------------------------------- readiness facts
+# What the readiness checks read of the same job (docs/exchange-facts.md#readiness-before-you-flip): the
+# agents' versions (>= 1.1.1107.0 for Exchange writeback) and the job's Mail -> mail mapping (jobs
+# created before 2026-08-03 lack it until "Restore default mappings"). Sandbox-made: the agent's
+# `agentVersion` property (Graph's onPremisesAgent documents no version; the admin center shows it)
+# and the job's `createdDateTime`.
 
 #: Attributes the EXO-to-AD writeback writes (AD names), from Microsoft's writeback list.
-WRITEBACK_AD_ATTRIBUTES: tuple[str, ...] = (
+WRITEBACK_AD_ATTRIBUTES: Final = (
     "mail", "proxyAddresses", *(f"extensionAttribute{i}" for i in range(1, 16)),
     *(f"msExchExtensionCustomAttribute{i}" for i in range(1, 6)),
     "msExchRecipientDisplayType", "msExchRecipientTypeDetails",
 )
 #: Jobs created before this day lack the Mail -> mail mapping until "Restore default mappings".
-MAIL_MAPPING_SINCE = datetime(2026, 8, 3, tzinfo=UTC)
+MAIL_MAPPING_SINCE: Final = datetime(2026, 8, 3, tzinfo=UTC)
 #: Minimum provisioning agent version for Exchange writeback.
-MIN_AGENT_VERSION = "1.1.1107.0"
-#: Tag of the service principal of an EXO-to-AD configuration (sandbox-made, see module docstring).
-CONFIG_TAG = "ExoToAdAttributeSync"
-#: templateId of the job (sandbox-made).
-TEMPLATE_ID = "ExoToAdAttributeSync"
+MIN_AGENT_VERSION: Final = "1.1.1107.0"
+#: The agent a configured tenant has unless a readiness state says otherwise (sandbox-made).
+DEFAULT_AGENT_VERSION: Final = "1.1.1370.0"
 
 
 @dataclass
 class CloudSyncState:
-    """Whether writeback is configured, how its job is mapped, and the agents' versions."""
+    """The job as readiness sees it: configured (a Phase 2 world), when created, its mail mapping, agents."""
 
     configured: bool = False
     job_created: datetime | None = None
-    #: Has the job the Mail -> mail mapping (jobs created before MAIL_MAPPING_SINCE lack it until
-    #: "Restore default mappings" is run).
     mail_mapping: bool = True
-    job_state: str = "Active"
     agent_versions: list[str] = field(default_factory=list)
 
     def to_meta(self) -> dict[str, Any]:
@@ -68,54 +118,29 @@ class CloudSyncState:
         """Back from to_meta()."""
         if not meta:
             return cls()
-        d = dict(meta)
+        d = {k: v for k, v in meta.items() if k in ("configured", "job_created", "mail_mapping", "agent_versions")}
         d["job_created"] = datetime.fromisoformat(d["job_created"]) if d.get("job_created") else None
         return cls(**d)
 
-    def writes_back(self) -> bool:
-        """True when cloud edits of the writeback attributes reach AD."""
-        return self.configured and self.job_state == "Active"
 
-    def attribute_mappings(self) -> list[dict[str, Any]]:
-        """The job's attribute mappings (Graph `attributeMapping`)."""
-        names = [a for a in WRITEBACK_AD_ATTRIBUTES if self.mail_mapping or a != "mail"]
-        source = {"mail": "Mail", "proxyAddresses": "ProxyAddresses"}
-        return [{"source": {"expression": f"[{source.get(a, a)}]", "name": source.get(a, a), "type": "Attribute"},
+def job_schema(t: Tenant) -> dict[str, Any]:
+    """Graph `synchronizationSchema` of the job: one rule, the user mapping of the writeback list
+    (without mail while the job lacks the Mail -> mail mapping)."""
+    state = t.readiness.cloud_sync
+    names = [a for a in WRITEBACK_AD_ATTRIBUTES if state.mail_mapping or a != "mail"]
+    source = {"mail": "Mail", "proxyAddresses": "ProxyAddresses"}
+    mappings = [{"source": {"expression": f"[{source.get(a, a)}]", "name": source.get(a, a), "type": "Attribute"},
                  "targetAttributeName": a, "flowType": "Always"} for a in names]
-
-
-def _id(seed: int, what: str) -> str:
-    return str(uuid.UUID(bytes=hashlib.sha256(f"{seed}:cloudsync:{what}".encode()).digest()[:16], version=4))
-
-
-def service_principals(state: CloudSyncState, seed: int) -> list[dict[str, Any]]:
-    """Graph `servicePrincipal` records of the EXO-to-AD configuration (none when not configured)."""
-    if not state.configured:
-        return []
-    return [{"id": _id(seed, "sp"), "appId": _id(seed, "app"), "displayName": "EXO to AD attribute sync",
-             "tags": [CONFIG_TAG], "servicePrincipalType": "Application"}]
-
-
-def jobs(state: CloudSyncState, seed: int) -> list[dict[str, Any]]:
-    """Graph `synchronizationJob` records of the configuration."""
-    if not state.configured:
-        return []
-    created = state.job_created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if state.job_created else None
-    return [{"id": f"{TEMPLATE_ID}.{_id(seed, 'job').replace('-', '')}", "templateId": TEMPLATE_ID,
-             "createdDateTime": created,
-             "schedule": {"interval": "PT2M", "state": state.job_state},
-             "status": {"code": state.job_state}}]
-
-
-def job_schema(state: CloudSyncState) -> dict[str, Any]:
-    """Graph `synchronizationSchema` of the job (one rule, one user mapping)."""
     return {"synchronizationRules": [{"name": "EXO to AD", "objectMappings": [
-        {"sourceObjectName": "User", "targetObjectName": "user", "enabled": True,
-         "attributeMappings": state.attribute_mappings()}]}]}
+        {"sourceObjectName": "User", "targetObjectName": "user", "enabled": True, "attributeMappings": mappings}]}]}
 
 
-def agents(state: CloudSyncState, seed: int) -> list[dict[str, Any]]:
-    """Graph `onPremisesAgent` records of the provisioning agents (with the sandbox's agentVersion)."""
-    return [{"id": _id(seed, f"agent{i}"), "machineName": f"SYNC0{i + 1}", "externalIp": f"203.0.113.{10 + i}",
+def agents(t: Tenant) -> list[dict[str, Any]]:
+    """Graph `onPremisesAgent` records of the provisioning agents (with the sandbox's agentVersion);
+    none without a configured job."""
+    if writeback_mode(t) != "phase2":
+        return []
+    versions = t.readiness.cloud_sync.agent_versions or [DEFAULT_AGENT_VERSION]
+    return [{"id": _stable_id(t, f"agent{i}"), "machineName": f"SYNC0{i + 1}", "externalIp": f"203.0.113.{10 + i}",
              "status": "active", "supportedPublishingTypes": ["provisioning"], "agentVersion": version}
-            for i, version in enumerate(state.agent_versions)]
+            for i, version in enumerate(versions)]

@@ -239,7 +239,7 @@ def get_mailbox(t: Tenant, p: dict[str, Any]) -> RecordSet | list[Record]:
 
 # ----------------------------------------------------------------------------- organisation objects
 # What the readiness checks read on the Exchange server: public folders and the hybrid objects the
-# Hybrid Configuration Wizard created (docs/exchange-facts.md, "The last Exchange server"). The
+# Hybrid Configuration Wizard created (docs/exchange-facts.md#readiness-the-last-exchange-server). The
 # objects' names are HCW's; the property sets are abridged to what identifies them.
 
 @ONPREM_CMDLETS.register("Get-PublicFolder", ("Identity", "Recurse", "ResultSize", "Mailbox"))

@@ -197,6 +197,8 @@ class GraphApi:
             return Response(200, text.encode(), {"Content-Type": "text/plain", "request-id": rid})
         if head == "groups" and rest:
             return self._group_route(method, version, rest, query, header, body, claims, ctx, rid, crid)
+        if head == "servicePrincipals" and method == "GET":
+            return self._service_principals(rest, query, claims, ctx, rid, crid)
         if head in graph_org.HEADS and method == "GET":
             with t.lock:
                 answer = graph_org.route(t, version, route, query)
@@ -204,6 +206,44 @@ class GraphApi:
                 return self._ok({"@odata.context": f"{ctx}#{head}", **answer}, rid)
         # Graph's answer for an unknown segment (text from Microsoft Graph).
         return self._error(400, "BadRequest", f"Resource not found for the segment '{route[-1]}'.", rid, crid)
+
+    def _service_principals(self, rest: list[str], query: dict[str, str], claims: dict[str, Any], ctx: str,
+                            rid: str, crid: str) -> Response:
+        """GET servicePrincipals[?$filter=appId eq '...'] and servicePrincipals/{id}/synchronization/jobs
+        (Graph "List servicePrincipals": Application.Read.All or Directory.Read.All; "List
+        synchronizationJobs": Synchronization.Read.All). The Cloud Sync job model is cloudsync.py's.
+        Only an `appId eq` filter is understood (others: the whole list)."""
+        from . import cloudsync
+
+        t = self.tenant
+        with t.lock:
+            principals = cloudsync.service_principals(t)
+            if not rest:
+                self._require(claims, ("Application.Read.All", "Directory.Read.All"))
+                wanted = query.get("$filter", "")
+                if "appid eq" in wanted.lower():
+                    app = wanted.split("'")[1].lower() if wanted.count("'") >= 2 else ""
+                    principals = [p for p in principals if p["appId"] == app]
+                return self._ok({"@odata.context": f"{ctx}#servicePrincipals", "value": principals}, rid)
+            if len(rest) == 5 and rest[1:3] == ["synchronization", "jobs"] and rest[4] == "schema":
+                self._require(claims, ("Synchronization.Read.All", "Synchronization.ReadWrite.All"))
+                jobs = cloudsync.synchronization_jobs(t, rest[0]) or []
+                if not any(j["id"] == rest[3] for j in jobs):
+                    return self._error(404, "Request_ResourceNotFound",
+                                       f"Resource '{rest[3]}' does not exist or one of its queried "
+                                       "reference-property objects are not present.", rid, crid)
+                return self._ok({"@odata.context": f"{ctx}#synchronizationSchema", **cloudsync.job_schema(t)}, rid)
+            if rest[1:] == ["synchronization", "jobs"]:
+                self._require(claims, ("Synchronization.Read.All", "Synchronization.ReadWrite.All"))
+                jobs = cloudsync.synchronization_jobs(t, rest[0])
+                if jobs is None:
+                    return self._error(404, "Request_ResourceNotFound",
+                                       f"Resource '{rest[0]}' does not exist or one of its queried "
+                                       "reference-property objects are not present.", rid, crid)
+                return self._ok({"@odata.context": f"{ctx}#servicePrincipals('{rest[0]}')/synchronization/jobs",
+                                 "value": jobs}, rid)
+        return self._error(400, "BadRequest", f"Resource not found for the segment '{rest[-1] if rest else ''}'.",
+                           rid, crid)
 
     def _user_route(self, method: str, rest: list[str], body: bytes | None, ctx: str, rid: str,
                     crid: str) -> Response:

@@ -1,12 +1,10 @@
 """Graph reads of the organisation for the readiness checks: the `organization` resource
-(onPremisesSyncEnabled), `subscribedSkus`, a group's member `$count`, and the Cloud Sync
-configuration (cloudsync.py: service principal, synchronization jobs and schema, provisioning agents).
+(onPremisesSyncEnabled), `subscribedSkus`, a group's member `$count`, and Cloud Sync's provisioning
+agents (cloudsync.py; the service principal, its jobs and their schema are served by graph.py).
 
 Shapes follow Microsoft Graph v1.0 / beta: collections are `{"value": [...]}`; `$count` segments
 answer text/plain and need `ConsistencyLevel: eventual` (Graph "Advanced query capabilities");
-`onPremisesPublishingProfiles` is beta only. Only the `$filter` the readiness checks send on
-servicePrincipals is understood; another is refused with Graph's Request_UnsupportedQuery code
-(the text is the sandbox's own).
+`onPremisesPublishingProfiles` is beta only.
 """
 from __future__ import annotations
 
@@ -18,9 +16,8 @@ from exocm.sandbox.errors import CmdletError
 from exocm.sandbox.licensing import SKUS
 
 Record = dict[str, Any]
-_TAG = re.compile(r"^\s*tags/any\(\s*(\w+)\s*:\s*\1\s+eq\s+'([^']*)'\s*\)\s*$", re.IGNORECASE)
 #: The route heads this module answers.
-HEADS = ("organization", "subscribedSkus", "servicePrincipals", "onPremisesPublishingProfiles")
+HEADS = ("organization", "subscribedSkus", "onPremisesPublishingProfiles")
 
 
 def _not_found(ident: str) -> CmdletError:
@@ -82,27 +79,9 @@ def route(t: Any, version: str, route: list[str], query: dict[str, str]) -> Reco
                            "servicePlans": [{"servicePlanId": pid, "servicePlanName": name,
                                              "provisioningStatus": "Success", "appliesTo": "User"}
                                             for pid, name in s.service_plans]} for s in SKUS.values()]}
-    cs = t.readiness.cloud_sync
-    if head == "servicePrincipals" and len(route) == 1:
-        filt = query.get("$filter") or ""
-        match = _TAG.match(filt)
-        if filt and not match:
-            raise CmdletError("Request_UnsupportedQuery", "InvalidArgument",
-                              f"Unsupported or invalid query filter clause specified: {filt!r}.", http_status=400)
-        sps = cloudsync.service_principals(cs, t.seed)
-        if match:
-            sps = [sp for sp in sps if match.group(2) in sp["tags"]]
-        return {"value": sps}
-    if head == "servicePrincipals" and len(route) >= 4 and route[2:4] == ["synchronization", "jobs"]:
-        if route[1] not in {sp["id"] for sp in cloudsync.service_principals(cs, t.seed)}:
-            raise _not_found(route[1])
-        if len(route) == 4:
-            return {"value": cloudsync.jobs(cs, t.seed)}
-        if len(route) == 6 and route[5] == "schema":
-            return cloudsync.job_schema(cs)
     if head == "onPremisesPublishingProfiles" and route[1:] == ["provisioning", "agents"]:
         if version != "beta":
             raise CmdletError("BadRequest", "InvalidArgument",
                               "Resource not found for the segment 'onPremisesPublishingProfiles'.", http_status=400)
-        return {"value": cloudsync.agents(cs, t.seed)}
+        return {"value": cloudsync.agents(t)}
     return None

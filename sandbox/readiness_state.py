@@ -3,8 +3,9 @@ domains, directory sync, the sync server's client version, Cloud Sync writeback,
 and the hybrid objects on the Exchange server; their seeded defaults; the readiness variants;
 and the results exocm's readiness checks must give (`expected_readiness`, for `sandbox planted`).
 
-Facts and their sources are in docs/exchange-facts.md ("Before you flip", "The last Exchange
-server"). Seeded defaults: most tenants are healthy on each point, some are not (the draw is
+Facts and their sources: docs/exchange-facts.md#readiness-before-you-flip and
+docs/exchange-facts.md#readiness-the-last-exchange-server. Seeded defaults: most tenants are
+healthy on each point, some are not (the draw is
 `random.Random("readiness:<seed>")`, so a seed always gives the same organisation); variants force
 a state (`apply_variants(tenant, ["dirsync-off", ...])`).
 """
@@ -35,7 +36,7 @@ OBJECT_SOA_CAP = 500
 PROVISIONING_WINDOW_DAYS = 30
 
 #: The hybrid objects the Hybrid Configuration Wizard leaves on the Exchange server, in the order
-#: Microsoft's decommission guide removes them (docs/exchange-facts.md).
+#: Microsoft's decommission guide removes them (docs/exchange-facts.md#readiness-the-last-exchange-server).
 HYBRID_KINDS: tuple[str, ...] = (
     "HybridConfiguration", "IntraOrganizationConnector", "SendConnector", "ReceiveConnector",
     "OrganizationRelationship", "FederationTrust",
@@ -59,6 +60,7 @@ class ReadinessState:
     public_folders: list[str] = field(default_factory=list)  # folder paths under \ on-prem
     hybrid: dict[str, list[str]] = field(default_factory=dict)  # kind -> names still present on-prem
     cloud_sync: CloudSyncState = field(default_factory=CloudSyncState)
+    applied: list[str] = field(default_factory=list)  # readiness variants applied so far (once each)
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-friendly form (sandbox state file)."""
@@ -101,18 +103,9 @@ def seeded_state(t: Tenant) -> ReadinessState:
     if rng.random() < 0.3:
         state.public_folder_mailboxes = ["PFMailbox1"]
         state.public_folders = ["\\Projects", "\\Projects\\Archive", "\\Sales"]
-    if rng.random() < 0.6:
-        state.cloud_sync = CloudSyncState(configured=True, job_created=t.now() - timedelta(days=rng.randint(5, 400)),
-                                          agent_versions=[rng.choice([MIN_AGENT_VERSION, "1.1.1370.0"])])
-        created = state.cloud_sync.job_created
-        state.cloud_sync.mail_mapping = created is None or created >= _mail_since()
+    # No Cloud Sync job by default: the default sandbox lists none (cloudsync.py's "legacy" world);
+    # the readiness-healthy / writeback-old-* states and the writeback-phase2 variant configure one.
     return state
-
-
-def _mail_since() -> Any:
-    from exocm.sandbox.cloudsync import MAIL_MAPPING_SINCE
-
-    return MAIL_MAPPING_SINCE
 
 
 # ----------------------------------------------------------------------------- variants
@@ -122,9 +115,10 @@ def _healthy(t: Tenant) -> None:
     for o in [*t.entra_groups.values(), *getattr(t, "entra_contacts", {}).values()]:
         if o.sync_enabled:
             o.cloud_managed = True
+    applied = t.readiness.applied
     t.readiness = ReadinessState(cloud_sync=CloudSyncState(
         configured=True, job_created=t.now() - timedelta(days=10), mail_mapping=True,
-        agent_versions=["1.1.1370.0"]))
+        agent_versions=["1.1.1370.0"]), applied=applied)
 
 
 def _no_routing_domain(t: Tenant) -> None:
@@ -239,7 +233,7 @@ def apply_variants(t: Tenant, names: list[str]) -> None:
     with t.lock:
         for name in names:
             VARIANTS[name](t)
-        t.variants = [*getattr(t, "variants", []), *names]
+            t.readiness.applied.append(name)
 
 
 # ----------------------------------------------------------------------------- ground truth
@@ -258,10 +252,13 @@ def expected_readiness(t: Tenant, *, window_days: int = PROVISIONING_WINDOW_DAYS
         else:
             out["SYNC_CLIENT_VERSION"] = ("pass" if version_tuple(s.sync_client_version) >= version_tuple(MIN_SYNC_CLIENT)
                                           else "fail")
+        from exocm.sandbox.cloudsync import DEFAULT_AGENT_VERSION, writeback_mode
+
         cs = s.cloud_sync
-        if not cs.configured:
+        versions = cs.agent_versions or [DEFAULT_AGENT_VERSION]
+        if writeback_mode(t) != "phase2":
             out["WRITEBACK_CONFIGURED"] = "warn"
-        elif not cs.agent_versions or min(version_tuple(v) for v in cs.agent_versions) < version_tuple(MIN_AGENT_VERSION):
+        elif min(version_tuple(v) for v in versions) < version_tuple(MIN_AGENT_VERSION):
             out["WRITEBACK_CONFIGURED"] = "fail"
         elif not cs.mail_mapping:
             out["WRITEBACK_CONFIGURED"] = "warn"

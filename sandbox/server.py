@@ -64,6 +64,7 @@ class Sandbox:
                  winrm: bool = False, durable_writes: bool = False, winrm_port: int = 0) -> None:
         self.tenant = tenant
         self.knobs = knobs
+        tenant.variants = knobs.variants
         self.stats = Stats()
         self.state_file = state_file
         self._epoch = _epoch_clock(clock)
@@ -116,7 +117,7 @@ class Sandbox:
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
               durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
               winrm_port: int = 0, groups: int | None = None,
-              graph_roles: list[str] | None = None, variants: str | list[str] | None = None) -> Sandbox:
+              graph_roles: list[str] | None = None, variants: Any = None, strict: bool = False) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
@@ -130,13 +131,18 @@ class Sandbox:
         `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
         second loopback TLS port (sandbox/psrp; `winrm_port`, 0 = any free port); its URLs and
         credentials join `info`.
-        `variants`: readiness variants ('a,b' or a list; readiness_state.VARIANTS) put the tenant in
-        those states (once: a state file remembers the variants already applied).
+        `variants`: conformance variants (`NAME[,NAME...]` or names; sandbox/variants.py);
+        `strict` adds the STRICT set. ValueError for an unknown name.
+        Readiness variants (readiness_state.VARIANTS, accepted by the same parser) also put the tenant
+        in their state, once (the tenant remembers the ones applied).
         """
+        from .variants import parse_variants
+
+        chosen = parse_variants(variants, strict=strict)
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
                       faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),
-                      token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles)
+                      token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles, variants=chosen)
         state_path = Path(state_file) if state_file is not None else None
         if tenant is None:
             tenant = _load_or_generate(size, seed, state_path, groups)
@@ -149,10 +155,12 @@ class Sandbox:
                 # (seen as 10 -> 30+ ms spikes per 1000-record page at 100,000 users).
                 gc.collect()
                 gc.freeze()
-        if variants:
-            from .readiness_state import apply_variants, parse_variants
+        readiness = getattr(tenant, "readiness", None)
+        if readiness is not None:
+            from .readiness_state import VARIANTS as READINESS_VARIANTS
+            from .readiness_state import apply_variants
 
-            names = [n for n in parse_variants(variants) if n not in getattr(tenant, "variants", [])]
+            names = [n for n in sorted(chosen) if n in READINESS_VARIANTS and n not in readiness.applied]
             if names:
                 apply_variants(tenant, names)
         tls_path = Path(tls_dir) if tls_dir is not None else (
@@ -254,6 +262,7 @@ class Sandbox:
             "device_client_id": m.device_client_id,
             "tenant_domain": str(self.tenant.domain),
             "sandbox": True,
+            "variants": sorted(self.knobs.variants),
         }
         if self.graph is not None:
             info["graph_base_url"] = self.graph_base_url
@@ -284,6 +293,17 @@ class Sandbox:
         return response
 
     # -- controls ------------------------------------------------------------------------
+    def set_variants(self, variants: Any, *, strict: bool = False) -> frozenset[str]:
+        """Switch the conformance variants in force (tests flip them between calls)."""
+        from .variants import parse_variants
+
+        chosen = parse_variants(variants, strict=strict)
+        with self.tenant.lock:
+            self.knobs.variants = chosen
+            self.tenant.variants = chosen
+            self.tenant.view_cache.clear()
+        return chosen
+
     def revoke_tokens(self) -> int:
         """Every access token issued so far now fails with 401 (as expired)."""
         return self.tokens.revoke_tokens()

@@ -117,7 +117,6 @@ def _meta(t: Tenant) -> dict[str, Any]:
         "sync_cycles": t.sync_cycles,
         "generated": t.generated,
         "readiness": t.readiness.to_meta(),
-        "variants": list(t.variants),
         "generated_objects": t.generated_objects,
     }
 
@@ -141,7 +140,6 @@ def _apply_meta(t: Tenant, meta: dict[str, Any]) -> None:
     from exocm.sandbox.readiness_state import ReadinessState
 
     t.readiness = ReadinessState.from_meta(meta.get("readiness"))
-    t.variants = list(meta.get("variants", []))
     t.generated_objects = {k: list(v) for k, v in meta.get("generated_objects", {}).items()}
 
 

@@ -326,7 +326,7 @@ def classify_remote(error: RemoteError, *, cmdlet: str, identity: str | None, is
         return TokenRejected(f"{cmdlet}: {error.message or 'the access token was rejected'}", cmdlet=cmdlet,
                              identity=identity)
     if is_write and not error.message.strip():
-        # The known quirk (DESIGN section 1): a write that fails with an empty message may have applied.
+        # The known quirk (docs/exchange-facts.md#applied-but-errored): a write that fails with an empty message may have applied.
         # Said here, not left to the REST body parser: a remote record's type and category carry no
         # "|"-separated detail, so an empty message must not turn into a parsed, non-empty one.
         kind = f" ({error.error_type})" if error.error_type else ""

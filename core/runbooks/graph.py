@@ -38,8 +38,12 @@ from ..bridge.errors import (
 from ..bridge.http_client import http_client, origin
 from ..bridge.retry import Backoff, RetryPolicy, Sleep, parse_retry_after
 from ..bridge.tokens import TokenProvider
+from ..detect.prerequisites.model import CLOUD_SYNC_APP_ID
+from ..detect.prerequisites.model import is_exo_to_ad_template as _is_exo_to_ad
+from ..model import PHASE2_WRITEBACK_ATTRIBUTES, Writeback
 
 Record = dict[str, Any]
+
 #: Graph's API version the runbooks use.
 API_VERSION: Final = "v1.0"
 _MAX_PAGES: Final = 1000
@@ -148,6 +152,30 @@ class GraphClient:
         """DELETE /groups/{id}/members/{user}/$ref (cloud groups only)."""
         self._request("DELETE", f"/groups/{quote(group)}/members/{quote(user)}/$ref",
                       what=f"remove {user} from group {group}")
+
+    def writeback(self) -> Writeback:
+        """Is Cloud Sync's "EXO to AD attribute sync" configured? (Graph: the Cloud Sync service
+        principal's synchronization jobs; docs/exchange-facts.md, "Writeback is off unless configured").
+
+        A job whose templateId names EXO-to-AD attribute sync means Phase 2 writeback of
+        PHASE2_WRITEBACK_ATTRIBUTES; none means nothing reaches AD. Any Graph failure: unknown.
+        Kept small and self-contained so it can move to a general Graph bridge."""
+        try:
+            principals = self._list(f"/servicePrincipals?$filter=appId eq '{CLOUD_SYNC_APP_ID}'",
+                                    what="list the Cloud Sync service principal")
+            for sp in principals:
+                if str(sp.get("appId", "")).lower() != CLOUD_SYNC_APP_ID:
+                    continue
+                jobs = self._list(f"/servicePrincipals/{quote(str(sp.get('id', '')), safe='')}/synchronization/jobs",
+                                  what="list Cloud Sync jobs")
+                for job in jobs:
+                    template = str(job.get("templateId") or job.get("id") or "")
+                    if _is_exo_to_ad(template):
+                        return Writeback(True, PHASE2_WRITEBACK_ATTRIBUTES,
+                                         f"Cloud Sync job {template} (Graph)")
+        except BridgeError as exc:
+            return Writeback(None, (), f"could not read Cloud Sync jobs from Graph ({exc.message})")
+        return Writeback(False, (), "no Cloud Sync EXO-to-AD job (Graph)")
 
     def close(self) -> None:
         """Close the HTTP client."""

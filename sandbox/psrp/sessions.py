@@ -355,14 +355,14 @@ class ExoHostSession(Session):
 
 
 def applied_error_quirk() -> CmdletError:
-    """The error a write answers with although it applied: an EMPTY message (DESIGN section 1, the GA
+    """The error a write answers with although it applied: an EMPTY message (docs/exchange-facts.md#applied-but-errored, the GA
     quirk of Set-Mailbox -IsExchangeCloudManaged). The exception type is the sandbox's choice (the
     real one is not known); non-terminating, like the module's other cmdlet errors."""
     return CmdletError("System.Exception", "NotSpecified", "", terminating=False)
 
 
 #: The one script a sync server answers: the Entra Connect Sync build, as Microsoft documents reading
-#: it (docs/exchange-facts.md, "Sync client version"). Compared with whitespace collapsed.
+#: it (docs/exchange-facts.md#sync-client-versions). Compared with whitespace collapsed.
 SYNC_VERSION_SCRIPT = ("(Get-ADSyncGlobalSettings).Parameters['Microsoft.Synchronize.ServerConfigurationVersion']"
                        ".Value")
 

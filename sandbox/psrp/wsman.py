@@ -29,7 +29,7 @@ same seeded dice) apply to every authenticated WSMan request too (see `WSManServ
   is cannot be known by the client; the split is the sandbox's choice.
 - "applied-error": in an EXO management-host session, a write cmdlet runs and then writes an
   error record with an EMPTY message: the GA quirk of `Set-Mailbox -IsExchangeCloudManaged`
-  (DESIGN section 1; the V3 module runs its cmdlets over the same REST API, so the quirk reaches
+  (docs/exchange-facts.md#applied-but-errored; the V3 module runs its cmdlets over the same REST API, so the quirk reaches
   a remote session as a PowerShell error). Non-terminating, as the module's cmdlet errors are.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The checks before the last Exchange server goes (`--scope decommission`).
 
-Microsoft's decommission guide (docs/exchange-facts.md, "The last Exchange server") asks first that
+Microsoft's decommission guide (docs/exchange-facts.md#readiness-the-last-exchange-server) asks first that
 every mailbox and public folder is in Exchange Online and every dir-synced mailbox is
 cloud-managed, that MX/Autodiscover DNS and SMTP relay no longer point at the server; then the
 hybrid objects are removed while the server still runs, in a given order; then Setup /m:Uninstall.

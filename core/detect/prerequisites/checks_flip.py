@@ -1,8 +1,8 @@
 """The checks that must hold before the first mailbox is flipped (`--scope flip`).
 
 Each function takes the Facts and returns one Check; a fact that could not be read makes the
-check `unknown` with the reason, never a pass. Facts and their sources: docs/exchange-facts.md
-("Before you flip").
+check `unknown` with the reason, never a pass. Facts and their sources:
+docs/exchange-facts.md#readiness-before-you-flip.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -21,14 +22,21 @@ from ...bridge.base import Bridge
 from ...bridge.errors import BridgeError
 from ..engine import detect
 from .checks_flip import MAILBOX_FINDING_FIXES
-from .model import CloudSyncFacts, Fact, Facts, GraphReads, GroupSizes, HybridFacts, Record
+from .model import (
+    CLOUD_SYNC_APP_ID,
+    CloudSyncFacts,
+    Fact,
+    Facts,
+    GraphReads,
+    GroupSizes,
+    HybridFacts,
+    Record,
+    is_exo_to_ad_template,
+)
 
 #: The one script the sync server runs: a constant, with nothing pasted into it.
 SYNC_VERSION_SCRIPT: Final = ("(Get-ADSyncGlobalSettings).Parameters"
                               "['Microsoft.Synchronize.ServerConfigurationVersion'].Value")
-#: How a Cloud Sync EXO-to-AD configuration's service principal is found (its tag: the sandbox's
-#: own convention, see docs/exchange-facts.md "Writeback"; no Microsoft page names one).
-CLOUD_SYNC_FILTER: Final = "tags/any(t:t eq 'ExoToAdAttributeSync')"
 _EVENTUAL: Final = {"ConsistencyLevel": "eventual"}
 
 
@@ -123,15 +131,20 @@ def _list(value: Any) -> list[Any]:
 
 
 def read_cloud_sync(graph: GraphReads) -> CloudSyncFacts:
-    """The EXO-to-AD Cloud Sync jobs (with their mappings) and the provisioning agents' versions."""
+    """The EXO-to-AD Cloud Sync jobs (with their mappings) and the provisioning agents' versions.
+    Jobs are the Cloud Sync service principal's synchronization jobs whose template is EXO to AD."""
     out = CloudSyncFacts()
-    sps = graph.read_all("/servicePrincipals", params={"$filter": CLOUD_SYNC_FILTER, "$select": "id,displayName"},
-                         version="beta")
+    sps = graph.read_all("/servicePrincipals", params={"$filter": f"appId eq '{CLOUD_SYNC_APP_ID}'"})
     for sp in sps:
-        for job in graph.read_all(f"/servicePrincipals/{sp['id']}/synchronization/jobs", version="beta"):
+        if str(sp.get("appId", "")).lower() != CLOUD_SYNC_APP_ID:
+            continue
+        sp_id = quote(str(sp["id"]), safe="")
+        for job in graph.read_all(f"/servicePrincipals/{sp_id}/synchronization/jobs"):
+            if not is_exo_to_ad_template(str(job.get("templateId") or job.get("id") or "")):
+                continue
             out.jobs.append(job)
-            schema = graph.read(f"/servicePrincipals/{sp['id']}/synchronization/jobs/{job['id']}/schema",
-                                version="beta")
+            schema = graph.read(f"/servicePrincipals/{sp_id}/synchronization/jobs/{quote(str(job['id']), safe='')}"
+                                "/schema")
             targets: list[str] = []
             for rule in schema.get("synchronizationRules", []) if isinstance(schema, dict) else []:
                 for mapping in rule.get("objectMappings", []):

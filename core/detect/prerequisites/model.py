@@ -21,6 +21,17 @@ SCOPES: Final[tuple[str, ...]] = ("flip", "decommission")
 Record = dict[str, Any]
 
 
+#: The Cloud Sync (AD2AAD) application id (Microsoft Learn, "Configure cloud sync with MS Graph API").
+CLOUD_SYNC_APP_ID: Final = "1a4721b3-e57f-4451-ae87-ef078703ec94"
+
+
+def is_exo_to_ad_template(template: str) -> bool:
+    """A Cloud Sync job template for EXO-to-AD attribute sync. The real templateId is not documented:
+    any id naming both Exchange Online (Exo) and AD in that order counts (the sandbox's is Exo2ADAttributeSync)."""
+    low = template.lower()
+    return "exo" in low and "ad" in low[low.index("exo") + 3:]
+
+
 @dataclass(frozen=True)
 class CheckSpec:
     """What a check is: its stable code, title, scope and the severity of a result other than pass."""
