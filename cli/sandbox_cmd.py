@@ -98,8 +98,10 @@ Examples:
               help="Latency added to each REST/Graph request.")
 @click.option("--latency-jitter-ms", type=click.FloatRange(0), default=0, show_default=True,
               help="Uniform jitter (+/-) around --latency-ms.")
+@click.option("--batch-item-ms", type=click.FloatRange(0), default=None,
+              help="Server time of each $batch item, run in the batch's slot (default: --latency-ms).")
 @click.option("--concurrency-limit", type=click.IntRange(1), default=None,
-              help="In-flight REST requests per tenant before 429.")
+              help="In-flight REST requests (and WinRM shells) per tenant before 429 / a WinRM fault.")
 @click.option("--write-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Writes per second (token bucket); beyond it 429 + Retry-After.")
 @click.option("--fault", "faults", multiple=True, metavar="KIND=RATE",
@@ -131,7 +133,7 @@ Examples:
               help="Rehearse against the most conservative reading: bool-literals, org-config-block, prtd-null, "
                    "adminapi-errors, error-with-text, writeback-off.")
 def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency_jitter_ms: float,
-          concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
+          batch_item_ms: float | None, concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
           fault_timeout_s: float, token_lifetime_s: int, sync_interval: float | None, state_file: Path | None,
           durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool,
           groups: int | None, variants: tuple[str, ...], strict: bool) -> None:
@@ -156,7 +158,7 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
     try:
         sb = Sandbox.start(size=size, seed=seed, host=host, port=port, latency_ms=latency_ms,
                            latency_jitter_ms=latency_jitter_ms, concurrency_limit=concurrency_limit,
-                           write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
+                           batch_item_ms=batch_item_ms, write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
                            token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
                            auto_approve_device_code=device_code_approval == "auto",
                            durable_writes=durable_writes, verbose=verbose, groups=groups, variants=chosen)

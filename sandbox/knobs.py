@@ -5,6 +5,10 @@ All of them can be changed while the sandbox runs (tests flip them between calls
   EXO REST / Graph request (the token endpoint answers at once);
 - concurrency limit: in-flight InvokeCommand/$batch requests per tenant; one more gets 429
   with EXO's "maximum number of concurrent requests per tenant" body (docs/exchange-facts.md#throttling);
+- batch item cost: each `$batch` item runs for `batch_item_ms` (None: the same as one
+  request's latency) inside the batch's slot, one item after another, so a batch saves
+  round trips, not server work (the reasoning and what is unknown: docs/exchange-facts.md,
+  "Cost of a $batch and of WinRM requests");
 - write budget: a token bucket of R writes per second (burst R, at least 1); a write beyond
   it gets 429 with Retry-After (whole seconds, at least 1);
 - faults at a rate per request, drawn from one seeded RNG: "500", "503" (with Retry-After on
@@ -68,6 +72,8 @@ class Knobs:
 
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
+    #: Server time of one `$batch` item; None = latency_ms (the service time of one request).
+    batch_item_ms: float | None = None
     concurrency_limit: int | None = None
     write_budget: float | None = None
     faults: dict[str, float] = field(default_factory=dict)
@@ -97,6 +103,11 @@ class Knobs:
         if self.latency_jitter_ms:
             base += rng.uniform(-self.latency_jitter_ms, self.latency_jitter_ms)
         return max(0.0, base) / 1000.0
+
+    def batch_item_s(self) -> float:
+        """Server time of one `$batch` item, in seconds (default: one request's latency)."""
+        ms = self.latency_ms if self.batch_item_ms is None else self.batch_item_ms
+        return max(0.0, ms) / 1000.0
 
 
 class FaultDice:

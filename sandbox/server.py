@@ -110,7 +110,7 @@ class Sandbox:
     @classmethod
     def start(cls, size: int = 1000, seed: int = 42, *, host: str = "127.0.0.1", port: int = 0,
               latency_ms: float = 0, latency_jitter_ms: float = 0, concurrency_limit: int | None = None,
-              write_budget: float | None = None, faults: dict[str, float] | None = None,
+              batch_item_ms: float | None = None, write_budget: float | None = None, faults: dict[str, float] | None = None,
               token_lifetime_s: int = 3600, sync_interval: float | None = None,
               state_file: str | Path | None = None, tenant: Any = None,
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
@@ -140,6 +140,7 @@ class Sandbox:
 
         chosen = parse_variants(variants, strict=strict)
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
+                      batch_item_ms=None if batch_item_ms is None else float(batch_item_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
                       faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),
                       token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles, variants=chosen)
@@ -195,13 +196,14 @@ class Sandbox:
         digest = hmac.new(self.material.client_secret.encode(), b"exocm-sandbox winrm password",
                           hashlib.sha256).digest()
         password = base64.urlsafe_b64encode(digest[:18]).decode()
-        # The same fault knobs and seeded dice as the REST front; faults are counted in the same stats.
+        # The same knobs (latency, concurrency limit, faults), seeded dice and write budget as the REST
+        # front; faults are counted in the same stats.
         # Writes through WinRM are saved like REST writes (durable_writes: before the pipeline answers).
         endpoint = WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
                                        password=password,
                                        verifier=verify, cert_users={"exocm-sandbox-app": user},
                                        knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
-                                       on_write=self._wrote)
+                                       on_write=self._wrote, write_budget=self.rest.budget)
         readiness = getattr(self.tenant, "readiness", None)
         if readiness is not None and readiness.sync_server:
             # The Entra Connect Sync server: another Windows host (its own port), same credentials.

@@ -431,3 +431,19 @@ async def test_a_disable_preview_lists_the_cloud_values_the_next_sync_overwrites
             row = exported.loc[exported["Attribute"] == "CustomAttribute3"]
             assert list(row["CloudValue"]) == ["edited in EXO"]
             assert list(row["Identity"]) == [edited["ExternalDirectoryObjectId"]]
+
+
+async def test_a_cold_start_paints_the_fetchs_first_page_then_the_whole_inventory(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs, size=1500, latency_ms=60) as session:  # no snapshot: the app fetches
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session is not None, what="connection")
+            screen = mailboxes(app)
+            await wait_for(pilot, lambda: screen.view is not None, what="the first rows")
+            # the first page is on screen before the whole inventory has arrived, and says so
+            assert screen.inventory is None and screen.view is not None and screen.view.size == 1000
+            assert "fetching the rest" in screen.note
+            await pilot.press("slash", "s")  # the search box works on the rows shown meanwhile
+            await wait_for(pilot, lambda: screen.text == "s", what="the keystroke")
+            await wait_for(pilot, lambda: screen.inventory is not None, what="the whole inventory")
+            assert screen.view.size == len(screen.inventory.frame) > 1000 and screen.note == ""

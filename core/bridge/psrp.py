@@ -408,6 +408,13 @@ class PsrpBridge:
         self._answered = False  # has the endpoint ever answered (a pool opened, or any HTTP/WSMan reply)?
 
     # -- public API ------------------------------------------------------------------------
+    def sibling(self) -> PsrpBridge:
+        """Another bridge to the same endpoint with the same settings and its own runspace pool
+        (one more shell on the server): parallel reads run one pipeline per bridge."""
+        return PsrpBridge(self.endpoint, self.tenant, token_provider=self._tokens, organization=self.organization,
+                          retry_policy=self._backoff.policy, sleep=self._backoff.sleep, on_warning=self.on_warning,
+                          wsman_factory=self._wsman_factory)
+
     @property
     def needs_exo_connect(self) -> bool:
         """True when this bridge reaches EXO through a management host (Connect-ExchangeOnline)."""

@@ -37,8 +37,8 @@ from .base import (
     is_read_cmdlet,
     plain_parameters,
 )
-from .classify import classify_response, classify_transport_error, retryable
-from .concurrency import AdaptiveLimiter, Ticket, limiter_for
+from .classify import CONCURRENCY_TEXT, classify_response, classify_transport_error, retryable
+from .concurrency import DEFAULT_MAX_CONCURRENCY, AdaptiveLimiter, Ticket, limiter_for
 from .errors import (
     AppliedUnknown,
     AuthFailed,
@@ -161,7 +161,7 @@ class RestBridge:
         token_provider: TokenProvider,
         *,
         ca_file: str | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         page_size: int = MAX_PAGE_SIZE,
         anchor_mailbox: str | None = None,
         sleep: Sleep = time.sleep,
@@ -527,7 +527,7 @@ class RestBridge:
         headers["Authorization"] = f"Bearer {token}"
         ticket = self.limiter.acquire()
         raw = _Raw()
-        throttled = False
+        throttled = at_limit = False
         try:
             response = self._client.post(url, content=orjson.dumps(body), headers=headers)
             raw.status = response.status_code
@@ -543,22 +543,29 @@ class RestBridge:
                 raw.body = None
             if raw.body is None or not (200 <= raw.status < 300):
                 raw.text = content[:4096].decode("utf-8", "replace")
+            # Only the tenant's concurrency refusal (or a 503) says "fewer requests in flight": a
+            # 429 for the write budget (whole or inside a $batch) is the write pacer's business.
+            at_limit = raw.status == 429 and CONCURRENCY_TEXT in (raw.text or "").lower()
             throttled = raw.status in (429, 503) or self._has_throttled_subresponse(raw.body, batch)
         except httpx.HTTPError as exc:
             raw.exc = exc
         finally:
-            self._release(ticket, raw, throttled)
+            self._release(ticket, raw, throttled, at_limit, write=not batch and not is_read_cmdlet(cmdlet))
         return raw
 
-    def _release(self, ticket: Ticket, raw: _Raw, throttled: bool) -> None:
+    def _release(self, ticket: Ticket, raw: _Raw, throttled: bool, at_limit: bool = False,
+                 write: bool = False) -> None:
         success = raw.exc is None and 200 <= raw.status < 300 and not throttled
-        self.limiter.release(ticket, throttled=throttled, success=success)
+        concurrency = at_limit or raw.status == 503
+        self.limiter.release(ticket, throttled=concurrency and not at_limit, success=success, at_limit=at_limit)
         with self._lock:
             self.stats.requests += 1
             if raw.exc is not None:
                 self.stats.transport_errors += 1
             if raw.status == 429:
                 self.stats.http_429 += 1
+                if write and not at_limit:  # a single write the write budget refused
+                    self.stats.write_429 += 1
             if throttled:
                 self.stats.throttled += 1
 

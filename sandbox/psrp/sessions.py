@@ -199,6 +199,8 @@ class Session:
     applied_error: Callable[[], bool] | None = None
     #: Set by the WSMan service: called after a write cmdlet ran (the sandbox persists its state).
     on_write: Callable[[], None] | None = None
+    #: Set by the WSMan service: called before a write cmdlet runs (waits for the write budget).
+    before_write: Callable[[], None] | None = None
 
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
@@ -267,6 +269,8 @@ class Session:
         """Run one Exchange cmdlet on this session's side of the tenant (lazy when the tenant can)."""
         query = getattr(self.tenant, "query", None)
         write = is_write(name)
+        if write and self.before_write is not None:
+            self.before_write()
         try:
             with self.tenant.lock:
                 records = (query or self.tenant.invoke)(name, params, side=self.side)
