@@ -70,6 +70,7 @@ ONPREM_COLUMNS: Final[tuple[str, ...]] = (
     "DistinguishedName",
     "OrganizationalUnit",
     "ExternalDirectoryObjectId",
+    "WhenCreated",
 )
 
 EMPTY_GUID: Final = "00000000-0000-0000-0000-000000000000"
