@@ -64,6 +64,7 @@ class Sandbox:
                  winrm: bool = False, durable_writes: bool = False, winrm_port: int = 0) -> None:
         self.tenant = tenant
         self.knobs = knobs
+        tenant.variants = knobs.variants
         self.stats = Stats()
         self.state_file = state_file
         self._epoch = _epoch_clock(clock)
@@ -97,6 +98,7 @@ class Sandbox:
         self.port = int(self._server.server_address[1])
         self._base_url = f"https://{self.host}:{self.port}"
         self._threads: list[threading.Thread] = []
+        self.sync_server: Any = None
         self.winrm: Any = self._start_winrm(winrm_port) if winrm else None
         if sync_interval:
             self._spawn(self._sync_loop, float(sync_interval), name="sandbox-sync")
@@ -115,7 +117,7 @@ class Sandbox:
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
               durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
               winrm_port: int = 0, groups: int | None = None,
-              graph_roles: list[str] | None = None) -> Sandbox:
+              graph_roles: list[str] | None = None, variants: Any = None, strict: bool = False) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
@@ -129,12 +131,19 @@ class Sandbox:
         `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
         second loopback TLS port (sandbox/psrp; `winrm_port`, 0 = any free port); its URLs and
         credentials join `info`.
+        `variants`: conformance variants (`NAME[,NAME...]` or names; sandbox/variants.py);
+        `strict` adds the STRICT set. ValueError for an unknown name.
+        Readiness variants (readiness_state.VARIANTS, accepted by the same parser) also put the tenant
+        in their state, once (the tenant remembers the ones applied).
         """
+        from .variants import parse_variants
+
+        chosen = parse_variants(variants, strict=strict)
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       batch_item_ms=None if batch_item_ms is None else float(batch_item_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
                       faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),
-                      token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles)
+                      token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles, variants=chosen)
         state_path = Path(state_file) if state_file is not None else None
         if tenant is None:
             tenant = _load_or_generate(size, seed, state_path, groups)
@@ -147,6 +156,14 @@ class Sandbox:
                 # (seen as 10 -> 30+ ms spikes per 1000-record page at 100,000 users).
                 gc.collect()
                 gc.freeze()
+        readiness = getattr(tenant, "readiness", None)
+        if readiness is not None:
+            from .readiness_state import VARIANTS as READINESS_VARIANTS
+            from .readiness_state import apply_variants
+
+            names = [n for n in sorted(chosen) if n in READINESS_VARIANTS and n not in readiness.applied]
+            if names:
+                apply_variants(tenant, names)
         tls_path = Path(tls_dir) if tls_dir is not None else (
             Path(f"{state_path}.tls") if state_path is not None else None)
         return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
@@ -182,11 +199,21 @@ class Sandbox:
         # The same knobs (latency, concurrency limit, faults), seeded dice and write budget as the REST
         # front; faults are counted in the same stats.
         # Writes through WinRM are saved like REST writes (durable_writes: before the pipeline answers).
-        return WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
-                                   password=password,
-                                   verifier=verify, cert_users={"exocm-sandbox-app": user},
-                                   knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
-                                   on_write=self._wrote, write_budget=self.rest.budget)
+        endpoint = WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
+                                       password=password,
+                                       verifier=verify, cert_users={"exocm-sandbox-app": user},
+                                       knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
+                                       on_write=self._wrote, write_budget=self.rest.budget)
+        readiness = getattr(self.tenant, "readiness", None)
+        if readiness is not None and readiness.sync_server:
+            # The Entra Connect Sync server: another Windows host (its own port), same credentials.
+            from .psrp.sessions import SyncServerSession
+
+            self.sync_server = WinRMEndpoint.start(
+                self.tenant, host=self.host, port=0, ssl_context=ctx, username=user, password=password,
+                cert_users={"exocm-sandbox-app": user}, machine="SYNC01",
+                session_types={"microsoft.powershell": SyncServerSession})
+        return endpoint
 
     # -- endpoints -----------------------------------------------------------------------
     @property
@@ -237,12 +264,15 @@ class Sandbox:
             "device_client_id": m.device_client_id,
             "tenant_domain": str(self.tenant.domain),
             "sandbox": True,
+            "variants": sorted(self.knobs.variants),
         }
         if self.graph is not None:
             info["graph_base_url"] = self.graph_base_url
             info["graph_scope"] = f"{self.graph_base_url}/.default"
         if self.winrm is not None:
             info.update(self.winrm.info())
+        if self.sync_server is not None:
+            info["winrm_sync_url"] = self.sync_server.exo_url
         return info
 
     def _app(self, request: Request) -> Response:
@@ -265,6 +295,17 @@ class Sandbox:
         return response
 
     # -- controls ------------------------------------------------------------------------
+    def set_variants(self, variants: Any, *, strict: bool = False) -> frozenset[str]:
+        """Switch the conformance variants in force (tests flip them between calls)."""
+        from .variants import parse_variants
+
+        chosen = parse_variants(variants, strict=strict)
+        with self.tenant.lock:
+            self.knobs.variants = chosen
+            self.tenant.variants = chosen
+            self.tenant.view_cache.clear()
+        return chosen
+
     def revoke_tokens(self) -> int:
         """Every access token issued so far now fails with 401 (as expired)."""
         return self.tokens.revoke_tokens()
@@ -335,6 +376,8 @@ class Sandbox:
         self._dirty.set()  # wakes the save loop at once (stop() saves below)
         if self.winrm is not None:
             self.winrm.stop()
+        if self.sync_server is not None:
+            self.sync_server.stop()
         self._server.close_all()
         for thread in self._threads:
             thread.join(timeout=30)

@@ -25,7 +25,7 @@ from exocm.tui.widgets.detail_pane import DetailPane
 from exocm.tui.widgets.frame_table import FrameTable
 from exocm.tui.widgets.mailbox_table import MailboxTable
 from textual.widgets import Input
-from tui_support import frozen_age_clock, sandbox_session, screen_text, wait_for
+from tui_support import frozen_age_clock, loaded, sandbox_session, screen_text, wait_for
 
 SIZE = (120, 40)
 pytestmark = pytest.mark.anyio
@@ -45,16 +45,6 @@ def env_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def mailboxes(app: ExocmApp) -> MailboxesScreen:
     return app.mailboxes_screen()
-
-
-async def loaded(pilot: Any, app: ExocmApp) -> MailboxesScreen:
-    """Wait for the inventory and the findings of the sandbox to be on screen."""
-    await wait_for(pilot, lambda: app.session is not None, what="connection")
-    screen = mailboxes(app)
-    await wait_for(pilot, lambda: screen.view is not None and screen.view.findings is not None,
-                   what="inventory and findings")
-    await pilot.pause()
-    return screen
 
 
 def assert_sandbox_label(app: ExocmApp, where: str) -> None:

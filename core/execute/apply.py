@@ -1,6 +1,6 @@
 """The apply engine: run a plan against the tenant, row by row, with a durable journal.
 
-Contract (DESIGN section 4): refuse a plan for another tenant, with a wrong digest, or
+Contract (docs/architecture.md#plan-apply-undo): refuse a plan for another tenant, with a wrong digest, or
 older than `max_age`; hold a lock per plan digest so two applies of one plan never run at
 once; per chunk of <= 10 rows: re-read the mailboxes (one batched read), skip rows whose
 observed state changed since the plan (`stale`), journal an *intent* with the backup of

@@ -11,6 +11,8 @@ Line 1 is the header `{"type": "header", "plan_digest", "tenant", "run_id", "act
   "backup", "error", "at", ...}` the outcome: verified, failed, stale, skipped,
   applied_unverified (`verified` is true exactly when the status is `verified`).
 - `{"type": "end", ...}` when the run stops cleanly (absent after a crash).
+- `{"type": "override", "check", "confirmed", ...}` (tenant default only): the admin typed the
+  override confirmation for a refused change (e.g. on-prem still provisions mailboxes).
 
 Readers never fail on a torn last line (a crash mid-write) or a garbage line: they skip
 it and say so in `warnings`.
@@ -171,7 +173,7 @@ class JournalWriter:
                 self._seq += 1
                 full = {"run_id": self.run_id, "seq": self._seq, "at": utc_now_iso(), **record}
                 full["run_id"], full["seq"] = self.run_id, self._seq
-                if full.get("type") == "row":  # DESIGN section 4 names a per-row `verified` flag
+                if full.get("type") == "row":  # docs/architecture.md#journal names a per-row `verified` flag
                     full["verified"] = full.get("status") == "verified"
                 lines.append(json.dumps(full, ensure_ascii=False, sort_keys=True, default=str))
                 out.append(full)

@@ -99,10 +99,13 @@ def _rss_mb(pid: int | None = None, field: str = "VmRSS:") -> float | None:
 @contextmanager
 def _sandbox(args: argparse.Namespace) -> Iterator[tuple[dict[str, Any], set[str]]]:
     """Start the sandbox; yield its info and the ground-truth set of EXO mailbox ids."""
-    knobs = {"latency_ms": args.latency_ms, "concurrency_limit": args.concurrency_limit}
+    knobs: dict[str, Any] = {"latency_ms": args.latency_ms, "concurrency_limit": args.concurrency_limit}
+    variant_args = ["--variant", args.variant] if args.variant else []
+    if args.variant:
+        knobs["variants"] = args.variant
     if args.sandbox_process:
         with sandbox_process(args.size, args.seed, "--latency-ms", str(args.latency_ms),
-                             "--concurrency-limit", str(args.concurrency_limit)) as info:
+                             "--concurrency-limit", str(args.concurrency_limit), *variant_args) as info:
             yield info, _truth_from_generator(args.size, args.seed)
         return
     from exocm.sandbox.server import Sandbox
@@ -203,6 +206,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             extra_mailboxes=len(mailbox_ids - truth),
             duplicates=int(inv.stats.get("duplicates_dropped", 0)) + int(ids.duplicated().sum()),
             fallbacks=inv.stats.get("fallbacks"),
+            degenerate_resplits=inv.stats.get("degenerate_resplits"),
+            variant=args.variant or None,
+            notes=list(inv.notes),
             mode=inv.stats.get("mode"),
             pages=inv.stats.get("pages"),
             http_429=counters.get("http_429"),
@@ -274,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=150.0)
     parser.add_argument("--concurrency-limit", type=int, default=10)
     parser.add_argument("--partitions", type=int, default=16, choices=(1, 16, 256))
+    parser.add_argument("--variant", default="", metavar="NAME[,NAME...]",
+                        help="sandbox conformance variants (exocm sandbox serve --variant), e.g. edoid-no-wildcard-literal")
     parser.add_argument("--workers", type=int, default=None,
                         help="fetch threads (default: one per partition)")
     parser.add_argument("--max-concurrency", type=int, default=None,
