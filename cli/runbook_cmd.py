@@ -98,7 +98,7 @@ def _onprem_bridge(connection: Connection, host: str | None, user: str | None, c
 
 
 def _graph(connection: Connection) -> Any:
-    from exocm.core.runbooks.graph import open_graph
+    from exocm.core.access.graph_host import open_graph
 
     profile: Profile = connection.profile
     if connection.sandbox_handle is not None:

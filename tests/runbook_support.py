@@ -15,7 +15,7 @@ from exocm.core.inventory.onprem_live import (
     open_onprem_bridge,
 )
 from exocm.core.runbooks import Services
-from exocm.core.runbooks.graph import open_graph
+from exocm.core.access.graph_host import open_graph
 from exocm.sandbox.licensing import E3
 from exocm.sandbox.tenant import Tenant
 

@@ -53,7 +53,6 @@ from ..plan.planfile import (
     Plan,
     PlanDigestError,
     PlanRow,
-    as_bool,
     tool_version,
     writeback_values,
 )
@@ -131,6 +130,58 @@ def read_mailboxes(bridge: Bridge, identities: Sequence[str], *, mode: str = "ba
                 if _edoi(record) == identity.lower() or len(result.records) == 1:
                     out[identity] = record
     return out
+
+
+class RowIO:
+    """How the engine reads, observes, backs up and writes one kind of row (mailboxes here; Graph
+    objects in execute/objects_io.py). `write` returns one error (or None) per identity, in order."""
+
+    #: What a row is, for messages ("mailbox", "group", ...).
+    noun = "mailbox"
+
+    def read(self, identities: Sequence[str]) -> dict[str, Record]:
+        """Current records of these identities (absent ones are left out); raises the bridge's error."""
+        raise NotImplementedError
+
+    def observe(self, record: Mapping[str, Any]) -> Observed:
+        """The observed state of a record (what a plan row is compared with)."""
+        raise NotImplementedError
+
+    def backup(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The values journaled before a write (what undo restores or shows)."""
+        raise NotImplementedError
+
+    def write(self, identities: Sequence[str], target: bool) -> list[BridgeError | None]:
+        """Send the SOA write for these identities (one request where the transport can batch)."""
+        raise NotImplementedError
+
+
+class MailboxIO(RowIO):
+    """Mailboxes through an Exchange bridge: Get-Mailbox reads, Set-Mailbox -IsExchangeCloudManaged writes."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def read(self, identities: Sequence[str]) -> dict[str, Record]:
+        """Batched Get-Mailbox (read_mailboxes)."""
+        return read_mailboxes(self.bridge, identities)
+
+    def observe(self, record: Mapping[str, Any]) -> Observed:
+        """IsExchangeCloudManaged, WhenChanged and the writeback fingerprint."""
+        return Observed.from_record(record)
+
+    def backup(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The writeback attributes."""
+        return writeback_values(record)
+
+    def write(self, identities: Sequence[str], target: bool) -> list[BridgeError | None]:
+        """One $batch of `Set-Mailbox -Identity X -IsExchangeCloudManaged target` (the switch alone)."""
+        calls = [Call("Set-Mailbox", {"Identity": i, "IsExchangeCloudManaged": target}) for i in identities]
+        try:
+            results = self.bridge.invoke_many(calls)
+        except BridgeError as exc:  # the whole batch failed in a way the bridge raised
+            results = [CallResult(call, error=exc) for call in calls]
+        return [r.error for r in results]
 
 
 # --- write pacing ------------------------------------------------------------------------
@@ -518,8 +569,10 @@ class _Engine:
         progress: ProgressCallback,
         monotonic: Monotonic,
         sleep: Sleep | None,
+        io: RowIO | None = None,
     ) -> None:
         self.bridge = bridge
+        self.io = io or MailboxIO(bridge)
         self.plan = plan
         self.target = plan.value
         self.journal = journal
@@ -553,6 +606,8 @@ class _Engine:
         self.last_emit = -math.inf
         self.rate_window: deque[tuple[float, int]] = deque()
         self.fatal: str | None = None
+        self.stopped_between_waves = False
+        self.state_name = "isCloudManaged" if plan.is_graph else "IsExchangeCloudManaged"
 
     # -- helpers -----------------------------------------------------------------------------
     def wait(self, seconds: float) -> None:
@@ -642,15 +697,15 @@ class _Engine:
         last: BridgeError | None = None
         for attempt in range(attempts):
             try:
-                return read_mailboxes(self.bridge, ids)
+                return self.io.read(ids)
             except AuthFailed as exc:
                 raise _FatalStop(_err_text(exc) or "authentication failed") from None
             except Transient as exc:
                 last = exc
                 self.wait(min(10.0, 1.0 * (2 ** attempt)))
             except BridgeError as exc:
-                raise _FatalStop(f"reading mailboxes failed: {_err_text(exc)}") from None
-        raise _FatalStop(f"reading mailboxes keeps failing: {_err_text(last)}")
+                raise _FatalStop(f"reading {self.io.noun}s failed: {_err_text(exc)}") from None
+        raise _FatalStop(f"reading {self.io.noun}s keeps failing: {_err_text(last)}")
 
     # -- one chunk -------------------------------------------------------------------------------
     def process(self, chunk: list[PlanRow]) -> None:
@@ -660,9 +715,9 @@ class _Engine:
         for row in chunk:
             record = current.get(row.identity)
             if record is None:
-                outcomes.append(self.row_record(row, "stale", reason="mailbox not found any more"))
+                outcomes.append(self.row_record(row, "stale", reason=f"{self.io.noun} not found any more"))
                 continue
-            seen = Observed.from_record(record)
+            seen = self.io.observe(record)
             intent = self.intents.get(row.identity)
             if intent is not None and seen.is_cloud_managed == self.target:
                 outcomes.append(self.row_record(
@@ -680,11 +735,11 @@ class _Engine:
         self.record(outcomes)
         if not to_write:
             return
-        before = {row.identity: Observed.from_record(rec).is_cloud_managed for row, rec in to_write}
-        backups = {row.identity: writeback_values(rec) for row, rec in to_write}
+        before = {row.identity: self.io.observe(rec).is_cloud_managed for row, rec in to_write}
+        backups = {row.identity: self.io.backup(rec) for row, rec in to_write}
         self.journal.append([
             {"type": "intent", "identity": row.identity, "before": before[row.identity], "target": self.target,
-             "backup": backups[row.identity], "observed": Observed.from_record(rec).to_json()}
+             "backup": backups[row.identity], "observed": self.io.observe(rec).to_json()}
             for row, rec in to_write
         ])
         self.write_until_settled([row for row, _ in to_write], before, backups)
@@ -711,37 +766,31 @@ class _Engine:
                 self.wait(min(delay, 0.05))
             if self.cancel.is_set():
                 continue
-            calls = [Call("Set-Mailbox", {"Identity": r.identity, "IsExchangeCloudManaged": self.target})
-                     for r in pending]
-            try:
-                results = self.bridge.invoke_many(calls)
-            except BridgeError as exc:  # the whole batch failed in a way the bridge raised
-                results = [CallResult(call, error=exc) for call in calls]
+            results = self.io.write([r.identity for r in pending], self.target)
             for r in pending:
                 total_attempts[r.identity] += 1
-            accepted = sum(1 for res in results if res.error is None)
+            accepted = sum(1 for res in results if res is None)
             self.pacer.accepted(accepted)
-            if any(isinstance(res.error, Throttled) for res in results):
+            if any(isinstance(res, Throttled) for res in results):
                 self.pacer.throttled()
             try:
                 back = self.read([r.identity for r in pending])
             except _FatalStop as stop:
                 self.record([self.row_record(
-                    r, "applied_unverified" if res.error is None else "interrupted",
+                    r, "applied_unverified" if res is None else "interrupted",
                     before=before[r.identity], backup=backups[r.identity],
-                    error=_err_text(res.error), attempts=total_attempts[r.identity],
+                    error=_err_text(res), attempts=total_attempts[r.identity],
                     reason=f"could not read back ({stop}); a resume reads it back before writing again")
                     for r, res in zip(pending, results, strict=True)])
                 raise
             settled: list[dict[str, Any]] = []
             retry: list[PlanRow] = []
             retry_after = 0.0
-            for row, res in zip(pending, results, strict=True):
-                error = res.error
+            for row, error in zip(pending, results, strict=True):
                 if error is not None:
                     errors[row.identity] = _err_text(error)
                 record = back.get(row.identity)
-                value = as_bool(record.get("IsExchangeCloudManaged")) if record is not None else None
+                value = self.io.observe(record).is_cloud_managed if record is not None else None
                 common = {"before": before[row.identity], "backup": backups[row.identity],
                           "attempts": total_attempts[row.identity]}
                 if record is not None and value == self.target:
@@ -750,13 +799,13 @@ class _Engine:
                     settled.append(self.row_record(row, "verified", after=value, note=note, **common))
                 elif record is None:
                     settled.append(self.row_record(row, "failed", after=None, error=_err_text(error),
-                                                   reason="mailbox not found on read-back", **common))
+                                                   reason=f"{self.io.noun} not found on read-back", **common))
                 elif value is None and (error is None or isinstance(error, AppliedUnknown | Transient)):
                     # the read-back cannot tell (IsExchangeCloudManaged absent or not true/false): writing
                     # again would be blind, so the row ends here and says why
                     settled.append(self.row_record(
                         row, "applied_unverified", after=None, error=_err_text(error),
-                        reason="the read-back shows no readable IsExchangeCloudManaged (absent or not "
+                        reason=f"the read-back shows no readable {self.state_name} (absent or not "
                                "true/false): cannot verify; not written again", **common))
                 elif error is None:
                     unknown_attempts[row.identity] += 1
@@ -815,7 +864,32 @@ class _Engine:
                 work.append(row)
         self.emit(force=True)
         self.record(skips)
-        self.queue.extend(_chunks(work, self.chunk_size))
+        # Waves (object plans of nested groups): children before parents. A wave starts only when
+        # every earlier row verified, so a parent is never converted while one of its children is not.
+        waves = sorted({row.wave or 0 for row in work})
+        left = 0
+        for number, wave in enumerate(waves):
+            rows = [row for row in work if (row.wave or 0) == wave]
+            if self.cancel.is_set() or self.fatal or (number and self.unsettled_rows()):
+                left += len(rows)
+                continue
+            self.run_wave(rows)
+            with self.lock:
+                left += sum(len(c) for c in self.queue)
+                self.queue.clear()
+        if left and not self.cancel.is_set() and not self.fatal and len(waves) > 1:
+            self.stopped_between_waves = True
+        self.counts["not_started"] += left
+        self.emit(force=True)
+
+    def unsettled_rows(self) -> int:
+        """Rows of this run that did not end verified (failed, unverified, interrupted, stale)."""
+        with self.lock:
+            return sum(self.counts.get(k, 0) for k in ("failed", "applied_unverified", "interrupted", "stale"))
+
+    def run_wave(self, rows: list[PlanRow]) -> None:
+        """Work through `rows` with the worker threads until they are all settled (or cancelled)."""
+        self.queue.extend(_chunks(rows, self.chunk_size))
         threads = [threading.Thread(target=self.worker, name=f"exocm-apply-{i}", daemon=True)
                    for i in range(min(self.workers, max(1, len(self.queue))))]
         for t in threads:
@@ -827,11 +901,6 @@ class _Engine:
                 self.cancel.set()
         for t in threads:
             t.join()
-        with self.lock:
-            left = sum(len(c) for c in self.queue)
-            self.queue.clear()
-        self.counts["not_started"] += left
-        self.emit(force=True)
 
     def next_chunk(self) -> list[PlanRow] | None:
         while self.pause.is_set() and not self.cancel.is_set():
@@ -878,6 +947,7 @@ def apply_plan(
     now: Now | None = None,
     monotonic: Monotonic = time.monotonic,
     sleep: Sleep | None = None,
+    io: RowIO | None = None,
 ) -> ApplyResult:
     """Apply `plan` through `bridge`, journaling every outcome; see the module docstring.
 
@@ -900,6 +970,7 @@ def apply_plan(
             plan_digest=plan.digest, tenant=plan.tenant, actor=actor or local_actor(),
             tool_version=tool_version(), directory=jdir, run_id=run_id,
             extra={"operation": plan.operation, "value": plan.value, "plan_kind": plan.kind,
+                   "object_kind": plan.object_kind,
                    "bridge": getattr(bridge, "kind", "?"),
                    "plan_file": str(plan_path) if plan_path else None, "rows": len(plan.rows),
                    "resumed_from": [c.header.get("run_id") for c in history.journals if c.header],
@@ -908,7 +979,7 @@ def apply_plan(
         engine = _Engine(
             bridge, plan, journal, history, workers=concurrency, chunk_size=chunk_size,
             pacer=pacer or WritePacer(clock=monotonic), cancel=cancel, pause=pause,
-            progress=progress or ignore_progress, monotonic=monotonic, sleep=sleep,
+            progress=progress or ignore_progress, monotonic=monotonic, sleep=sleep, io=io,
         )
         started = monotonic()
         try:
@@ -923,6 +994,9 @@ def apply_plan(
                 elapsed_s=elapsed, rows_per_s=(engine.run_done / elapsed) if elapsed > 0 else 0.0,
                 bridge_stats=engine.bridge_snapshot(), warnings=list(history.warnings),
             )
+            if engine.stopped_between_waves:
+                summary.warnings.append("stopped before the next nesting wave: a child group did not verify, so "
+                                        "its parents were not converted; fix it and resume")
             if lock.stale_owner:
                 summary.warnings.append(f"took over the lock of a run that is gone ({lock.stale_owner})")
             outcome = ("error" if engine.fatal else "cancelled" if cancelled

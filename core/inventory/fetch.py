@@ -122,6 +122,8 @@ class Inventory:
     dirsynced_only: bool = False
     notes: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    #: What a row is (model.OBJECT_KINDS): mailboxes through EXO, or groups/contacts/users through Graph.
+    kind: str = "mailbox"
 
     @property
     def age(self) -> timedelta:

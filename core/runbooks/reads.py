@@ -11,8 +11,8 @@ from typing import Any, Final
 
 from ..bridge.base import Bridge, Record
 from ..bridge.errors import NotFound
+from ..bridge.graph import GraphBridge
 from ..model import EMPTY_GUID, MAILBOX_TYPES
-from .graph import GraphClient
 
 #: On-prem recipient types of a mailbox hosted on the Exchange server.
 LOCAL_MAILBOX_TYPES: Final = frozenset({"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox",
@@ -110,7 +110,7 @@ class LicenseSources:
                 "synced_groups": list(self.synced_groups)}
 
 
-def exchange_license_sources(graph: GraphClient, user: str) -> LicenseSources:
+def exchange_license_sources(graph: GraphBridge, user: str) -> LicenseSources:
     """Every source of an Exchange Online license for `user` (Graph licenseAssignmentStates + licenseDetails).
 
     A SKU counts when one of its service plans is EXCHANGE_S_* (Microsoft Learn, "Product names
@@ -139,12 +139,12 @@ def exchange_license_sources(graph: GraphClient, user: str) -> LicenseSources:
     return sources
 
 
-def graph_group_ids(graph: GraphClient, user: str) -> set[str]:
+def graph_group_ids(graph: GraphBridge, user: str) -> set[str]:
     """Ids of the groups `user` is a member of (Graph memberOf)."""
     return {str(g.get("id") or "").lower() for g in graph.member_of(user)}
 
 
-def direct_skus(graph: GraphClient, user: str) -> set[str]:
+def direct_skus(graph: GraphBridge, user: str) -> set[str]:
     """SKUs assigned to `user` directly (not through a group)."""
     record = graph.get_user(user)
     return {str(s.get("skuId") or "").lower() for s in record.get("licenseAssignmentStates") or []
