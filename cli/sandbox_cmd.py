@@ -116,10 +116,13 @@ Examples:
 @click.option("--device-code-approval", type=click.Choice(["auto", "manual"]), default="auto", show_default=True,
               help="Approve device-code sign-ins at once, or wait for 'exocm sandbox approve CODE'.")
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
+@click.option("--groups", type=click.IntRange(0, 500_000), default=None,
+              help="Groups in the generated tenant (default: size / 5, at least 12).")
 def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency_jitter_ms: float,
           concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
           fault_timeout_s: float, token_lifetime_s: int, sync_interval: float | None, state_file: Path | None,
-          durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool) -> None:
+          durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool,
+          groups: int | None) -> None:
     """Serve a SANDBOX tenant until Ctrl-C (the state, if any, is saved on exit)."""
     from exocm.sandbox.server import Sandbox
     from exocm.sandbox.state import StateError
@@ -137,7 +140,7 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
                            write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
                            token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
                            auto_approve_device_code=device_code_approval == "auto",
-                           durable_writes=durable_writes, verbose=verbose)
+                           durable_writes=durable_writes, verbose=verbose, groups=groups)
     except StateError as exc:
         click.echo(f"error: {exc}; give another --state file, or delete this one to generate a new tenant",
                    file=sys.stderr)

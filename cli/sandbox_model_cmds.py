@@ -17,7 +17,7 @@ from .exitcodes import ERROR
 _VARIANTS = ("default", "notype", "script", "utf16", "semicolon", "utf8-nobom")
 
 
-def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False) -> Any:
+def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False, groups: int | None = None) -> Any:
     if embedded:
         from click.core import ParameterSource
         from exocm.core.access.config import embedded_sandbox_state
@@ -37,7 +37,7 @@ def _tenant(size: int, seed: int, state: Path | None, embedded: bool = False) ->
         return Tenant.load(state)
     from exocm.sandbox.generator import generate_tenant
 
-    return generate_tenant(size, seed)
+    return generate_tenant(size, seed, groups=groups)
 
 
 _size = click.option("--size", type=click.IntRange(10, 300_000), default=1000, show_default=True,
@@ -76,10 +76,18 @@ def export_onprem(size: int, seed: int, state: Path | None, embedded: bool, out:
 @_seed
 @_state
 @_embedded
-def planted(size: int, seed: int, state: Path | None, embedded: bool) -> None:
-    """Print the ground truth as JSON: finding code -> sorted ExternalDirectoryObjectIds."""
+@click.option("--groups", type=click.IntRange(0, 500_000), default=None,
+              help="Groups in the generated tenant (as 'exocm sandbox serve --groups').")
+def planted(size: int, seed: int, state: Path | None, embedded: bool, groups: int | None) -> None:
+    """Print the ground truth as JSON: mailbox finding code -> sorted ExternalDirectoryObjectIds,
+    and under "objects" the group/contact/user codes -> sorted Entra object ids.
+
+    Shape: {"DUAL_MAILBOX": [...], ..., "objects": {"group": {"GROUP_CHILD_NOT_CONVERTED": [...], ...},
+    "contact": {"OBJECT_NOT_SYNCED": [...], ...}, "user": {...}}} (exocm.sandbox.object_findings)."""
     try:
-        truth = _tenant(size, seed, state, embedded).planted()
+        tenant = _tenant(size, seed, state, embedded, groups)
+        truth: dict[str, Any] = dict(tenant.planted())
+        truth["objects"] = tenant.planted_objects()
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(ERROR)

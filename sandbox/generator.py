@@ -447,10 +447,21 @@ def _plant_drift(g: _Gen, ad: AdUser, x: ExoRecipient) -> None:
 
 
 def generate_tenant(size: int, seed: int, mix: dict[str, float] | None = None, *,
-                    clock: Callable[[], datetime] | None = None) -> Tenant:
-    """Build a deterministic tenant of `size` users (10..300,000) for `seed`; see the module docstring."""
+                    clock: Callable[[], datetime] | None = None, groups: int | None = None,
+                    contacts: int | None = None, nesting_cycle: bool | None = None) -> Tenant:
+    """Build a deterministic tenant of `size` users (10..300,000) for `seed`; see the module docstring.
+
+    Groups and contacts for object-level SOA come from generator_objects.py: `groups` (default
+    size // 5, at least 12), `contacts` (default groups // 3, at least 6), `nesting_cycle`
+    (default: odd seeds get one cycle of three nested groups)."""
     if not 10 <= size <= 300_000:
         raise ValueError("size must be between 10 and 300,000")
+    n_groups = max(12, size // 5) if groups is None else groups
+    if not 0 <= n_groups <= 500_000:
+        raise ValueError("groups must be between 0 and 500,000")
+    n_contacts = max(6, n_groups // 3) if contacts is None else contacts
+    if n_contacts < 0:
+        raise ValueError("contacts must be >= 0")
     counts = _plan(size, mix)
     rng = random.Random(seed)
     t = Tenant(seed=seed, clock=clock)
@@ -466,6 +477,11 @@ def generate_tenant(size: int, seed: int, mix: dict[str, float] | None = None, *
             _make(g, kind)
     t.generated = {k: sorted(v) for k, v in g.planted.items()}
     t.last_sync = now
+    from exocm.sandbox.generator_objects import add_objects
+
+    with gc_paused():
+        t.generated_objects = (add_objects(t, seed, now, groups=n_groups, contacts=n_contacts,
+                                       nesting_cycle=bool(seed % 2) if nesting_cycle is None else nesting_cycle))
     return t
 
 

@@ -191,7 +191,7 @@ def add_group_member(t: Tenant, group: str, user: str) -> None:
     """POST /groups/{id}/members/$ref."""
     g = find_group(t, group)
     u = find_user(t, user)
-    if g.sync_enabled:
+    if g.sync_enabled and not g.cloud_managed:  # a cloud-managed group is edited in the cloud
         raise _synced_group_error()
     if u.id in g.members:
         # Graph's text (from Microsoft Graph).
@@ -210,7 +210,7 @@ def remove_group_member(t: Tenant, group: str, user: str) -> None:
     """DELETE /groups/{id}/members/{user}/$ref."""
     g = find_group(t, group)
     u = find_user(t, user)
-    if g.sync_enabled:
+    if g.sync_enabled and not g.cloud_managed:  # a cloud-managed group is edited in the cloud
         raise _synced_group_error()
     if u.id not in g.members:
         raise _not_found(user)

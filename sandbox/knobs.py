@@ -23,6 +23,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+#: Microsoft Graph application permissions the sandbox app holds by default (admin-consented);
+#: `Knobs.graph_roles` replaces the list (tests drop one to see the 403). Names are Graph's
+#: (Microsoft Graph permissions reference; the SOA ones from `onpremisessyncbehavior-update`).
+GRAPH_APP_ROLES: tuple[str, ...] = (
+    "Directory.Read.All", "Group.Read.All", "GroupMember.Read.All", "OrgContact.Read.All", "User.Read.All",
+    "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "LicenseAssignment.ReadWrite.All",
+    "Group-OnPremisesSyncBehavior.ReadWrite.All", "Contacts-OnPremisesSyncBehavior.ReadWrite.All",
+    "User-OnPremisesSyncBehavior.ReadWrite.All",
+)
+
 #: Fault kinds accepted by --fault KIND=RATE.
 FAULT_KINDS: tuple[str, ...] = ("500", "503", "reset", "timeout", "applied-error")
 #: Faults that hit a request before (or instead of) its answer, in draw order.
@@ -66,6 +76,9 @@ class Knobs:
     #: When set, @odata.nextLink points at this base URL instead of the sandbox's own
     #: (hostile-service tests: a client must refuse to send its token elsewhere).
     next_link_base_url: str | None = None
+    #: Graph app roles put in tokens issued from now on (and granted to delegated sign-ins);
+    #: None = GRAPH_APP_ROLES. Tokens already issued keep the roles they carry.
+    graph_roles: list[str] | None = None
 
     def delay_s(self, rng: random.Random) -> float:
         """The latency to add to one request, in seconds."""

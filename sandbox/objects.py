@@ -100,7 +100,47 @@ class AdGroup:
     ou_dn: str
     members: set[str] = field(default_factory=set)  # AdUser guids
     entra_id: str | None = None
+    when_changed: datetime | None = None  # whenChanged: the last on-prem edit
+    # Fields below were added for object-level SOA (issue 15); state files written before them
+    # load with these defaults.
+    kind: str = "security"  # one of AD_GROUP_KINDS
+    display_name: str = ""  # "" -> name
+    mail: str | None = None
+    proxies: list[str] = field(default_factory=list)  # proxyAddresses
+    ca: dict[int, str] | None = None  # extensionAttribute1-15
+    member_groups: set[str] = field(default_factory=set)  # nested AdGroup guids
+    member_contacts: set[str] = field(default_factory=set)  # AdContact guids
+    sid: str | None = None  # objectSid
+    in_sync_scope: bool = True
+
+    @property
+    def dn(self) -> str:
+        """distinguishedName."""
+        return f"CN={self.name},{self.ou_dn}"
+
+
+#: On-prem group kinds: a security group (GroupCategory Security, no mail), a distribution
+#: list (GroupCategory Distribution, mail-enabled) and a mail-enabled security group.
+AD_GROUP_KINDS = ("security", "distribution", "mailsecurity")
+
+
+@dataclass(slots=True, eq=False)
+class AdContact:
+    """An on-prem AD mail contact (objectClass contact with Exchange attributes)."""
+
+    guid: str
+    name: str  # cn
+    display_name: str
+    ou_dn: str
+    mail: str  # mail / targetAddress
+    proxies: list[str] = field(default_factory=list)
+    given_name: str = ""
+    surname: str = ""
+    company: str = ""
+    ca: dict[int, str] | None = None  # extensionAttribute1-15
+    entra_id: str | None = None
     when_changed: datetime | None = None
+    in_sync_scope: bool = True
 
     @property
     def dn(self) -> str:
@@ -124,6 +164,7 @@ class EntraUser:
     licenses: set[str] = field(default_factory=set)  # direct assignments (skuId)
     groups: set[str] = field(default_factory=set)  # Entra group ids the user is a member of
     department: str = ""
+    cloud_managed: bool = False  # onPremisesSyncBehavior.isCloudManaged (user SOA, beta)
 
 
 @dataclass(slots=True, eq=False)
@@ -138,6 +179,40 @@ class EntraGroup:
     members: set[str] = field(default_factory=set)  # EntraUser ids
     licenses: list[str] = field(default_factory=list)  # skuIds assigned to the group
     security_enabled: bool = True
+    # Fields below were added for object-level SOA (issue 15); older state files load with defaults.
+    mail: str | None = None
+    mail_enabled: bool = False
+    group_types: list[str] = field(default_factory=list)  # [], ["Unified"], ["DynamicMembership"]
+    membership_rule: str | None = None
+    cloud_managed: bool = False  # onPremisesSyncBehavior.isCloudManaged
+    owners: set[str] = field(default_factory=set)  # EntraUser ids
+    member_groups: set[str] = field(default_factory=set)  # nested EntraGroup ids
+    member_contacts: set[str] = field(default_factory=set)  # EntraContact ids
+    proxies: list[str] = field(default_factory=list)
+    ca: dict[int, str] | None = None  # onPremisesExtensionAttributes (extensionAttribute1-15)
+    sid: str | None = None  # onPremisesSecurityIdentifier
+    sam: str | None = None  # onPremisesSamAccountName
+    last_sync: datetime | None = None  # onPremisesLastSyncDateTime
+    description: str | None = None
+    written_back: bool = False  # a Microsoft 365 group written back to AD (group writeback)
+
+
+@dataclass(slots=True, eq=False)
+class EntraContact:
+    """An Entra ID organizational contact (Graph `orgContact`)."""
+
+    id: str
+    display_name: str
+    mail: str | None
+    mail_nickname: str
+    sync_enabled: bool  # onPremisesSyncEnabled
+    ad_guid: str | None
+    proxies: list[str] = field(default_factory=list)
+    given_name: str = ""
+    surname: str = ""
+    company: str = ""
+    cloud_managed: bool = False  # onPremisesSyncBehavior.isCloudManaged (beta)
+    last_sync: datetime | None = None  # onPremisesLastSyncDateTime
 
 
 @dataclass(slots=True, eq=False)

@@ -24,10 +24,10 @@ from types import TracebackType
 from typing import Any
 
 from .http import Request, Response, SandboxHTTPServer, start_server
-from .knobs import FaultDice, Knobs, validate_faults
+from .knobs import GRAPH_APP_ROLES, FaultDice, Knobs, validate_faults
 from .rest import RestApi, Stats, simple_error
 from .tls import TlsMaterial
-from .tokens import TokenRejected, TokenService
+from .tokens import APP_ROLE, TokenRejected, TokenService
 
 #: Tenants with at least this many EXO recipients are frozen out of the cyclic GC after loading.
 FREEZE_HEAP_AT = 20_000
@@ -75,7 +75,7 @@ class Sandbox:
             self.material, tenant_id=str(tenant.tenant_id), tenant_domain=str(tenant.domain),
             base_url=lambda: self._base_url, resources=self._resources, clock=self._epoch,
             token_lifetime_s=lambda: int(self.knobs.token_lifetime_s),
-            auto_approve_device_code=auto_approve_device_code)
+            auto_approve_device_code=auto_approve_device_code, app_roles=self._app_roles)
         self._dirty = threading.Event()
         self.durable_writes = durable_writes
         self._stopping = threading.Event()
@@ -88,7 +88,8 @@ class Sandbox:
             pass
         else:
             self.graph = GraphApi(tenant, self.tokens, knobs, self.rest.dice, self.stats,
-                                  base_url=lambda: self.graph_base_url, on_write=self._wrote)
+                                  base_url=lambda: self.graph_base_url, on_write=self._wrote,
+                                  clock=self._epoch)
         self._server: SandboxHTTPServer
         self._server, self._thread = start_server(host, port, self._app, self.material.server_ssl_context(),
                                                   verbose=verbose)
@@ -113,7 +114,8 @@ class Sandbox:
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
               durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
-              winrm_port: int = 0) -> Sandbox:
+              winrm_port: int = 0, groups: int | None = None,
+              graph_roles: list[str] | None = None) -> Sandbox:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
@@ -122,6 +124,8 @@ class Sandbox:
         then live in `<state_file>.tls/` so a restarted sandbox is trusted by the same CA file.
         `clock`: returns epoch seconds or an aware datetime; tokens, the write budget, paging
         cursors and (for a tenant built here) the tenant's own clock follow it.
+        `groups`: how many groups a generated tenant gets (default size // 5; generator_objects.py).
+        `graph_roles`: the Graph app roles tokens carry (default knobs.GRAPH_APP_ROLES).
         `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
         second loopback TLS port (sandbox/psrp; `winrm_port`, 0 = any free port); its URLs and
         credentials join `info`.
@@ -129,10 +133,10 @@ class Sandbox:
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
                       faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),
-                      token_lifetime_s=int(token_lifetime_s))
+                      token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles)
         state_path = Path(state_file) if state_file is not None else None
         if tenant is None:
-            tenant = _load_or_generate(size, seed, state_path)
+            tenant = _load_or_generate(size, seed, state_path, groups)
             if clock is not None and hasattr(tenant, "set_clock"):
                 epoch = _epoch_clock(clock)
                 tenant.set_clock(lambda: dt.datetime.fromtimestamp(epoch(), dt.UTC))
@@ -198,6 +202,13 @@ class Sandbox:
         """Base URL of the minimal Graph endpoint (its own token audience)."""
         return f"{self._base_url}/graph"
 
+    def _app_roles(self, resource: str) -> list[str]:
+        """App roles in an app-only token for `resource`: Graph's from the graph_roles knob."""
+        if self.graph is not None and resource.rstrip("/").lower() == self.graph_base_url.lower():
+            roles = self.knobs.graph_roles
+            return list(GRAPH_APP_ROLES if roles is None else roles)
+        return [APP_ROLE]
+
     def _resources(self) -> list[str]:
         resources = [self.rest_base_url]
         if self.graph is not None:
@@ -260,10 +271,14 @@ class Sandbox:
         """Approve a pending device-code sign-in (as the tenant admin)."""
         return self.tokens.approve_device_code(user_code)
 
-    def issue_token(self, *, audience: str | None = None, lifetime_s: int | None = None) -> str:
-        """An app-only access token for `audience` (default: the REST endpoint), for tests."""
-        return self.tokens.issue_access_token(audience or self.rest_base_url, appid=self.material.client_id,
-                                              oid=self.tokens.app_oid, roles=["Exchange.ManageAsApp"],
+    def issue_token(self, *, audience: str | None = None, lifetime_s: int | None = None,
+                    roles: list[str] | None = None) -> str:
+        """An app-only access token for `audience` (default: the REST endpoint), for tests;
+        `roles` replaces the app roles the audience's token would carry."""
+        resource = audience or self.rest_base_url
+        return self.tokens.issue_access_token(resource, appid=self.material.client_id,
+                                              oid=self.tokens.app_oid,
+                                              roles=self._app_roles(resource) if roles is None else list(roles),
                                               lifetime_s=lifetime_s)
 
     def run_sync_cycle(self, *, full: bool = False) -> Any:
@@ -359,14 +374,14 @@ class Sandbox:
                     traceback.print_exc()
 
 
-def _load_or_generate(size: int, seed: int, state_file: Path | None) -> Any:
+def _load_or_generate(size: int, seed: int, state_file: Path | None, groups: int | None = None) -> Any:
     from .tenant import Tenant
 
     if state_file is not None and state_file.exists():
         return Tenant.load(state_file)
     from .generator import generate_tenant
 
-    tenant = generate_tenant(size, seed)
+    tenant = generate_tenant(size, seed, groups=groups)
     if state_file is not None:
         state_file.parent.mkdir(parents=True, exist_ok=True)
         tenant.save(state_file)

@@ -16,7 +16,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from exocm.sandbox.objects import AdGroup, AdUser, EntraGroup, EntraUser, ExoRecipient
+from exocm.sandbox.objects import (
+    AdContact,
+    AdGroup,
+    AdUser,
+    EntraContact,
+    EntraGroup,
+    EntraUser,
+    ExoRecipient,
+)
 from exocm.sandbox.tenant import Tenant, gc_paused
 
 SCHEMA_VERSION = 1
@@ -29,8 +37,10 @@ KINDS: dict[str, type] = {
     "entra_users": EntraUser,
     "entra_groups": EntraGroup,
     "exo": ExoRecipient,
+    "ad_contacts": AdContact,
+    "entra_contacts": EntraContact,
 }
-_DT_FIELDS = {"when_created", "when_changed"}
+_DT_FIELDS = {"when_created", "when_changed", "last_sync"}
 _INTKEY_FIELDS = {"ca", "eca"}
 
 
@@ -65,6 +75,10 @@ def _encoders(cls: type) -> tuple[list[str], list[Callable[[Any], Any]], list[Ca
 
 
 _CODECS = {kind: _encoders(cls) for kind, cls in KINDS.items()}
+#: Fields without a default, per kind: an older row must hold at least these.
+_REQUIRED = {kind: sum(1 for f in dataclasses.fields(cls)
+                       if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+             for kind, cls in KINDS.items()}
 
 
 def _rows(kind: str, objs: Iterable[Any]) -> Iterable[list[Any]]:
@@ -76,9 +90,11 @@ def _rows(kind: str, objs: Iterable[Any]) -> Iterable[list[Any]]:
 
 def _obj(kind: str, row: list[Any]) -> Any:
     _, _, dec = _CODECS[kind]
-    if len(row) != len(dec):
+    if len(row) != len(dec) and not _REQUIRED[kind] <= len(row) < len(dec):
         raise ValueError(f"sandbox state row of {kind} has {len(row)} fields, expected {len(dec)}")
-    return KINDS[kind](*[d(v) for d, v in zip(dec, row, strict=True)])  # fields in declaration order
+    # Fields in declaration order; a row written before later fields existed (they all have
+    # defaults) leaves them at their defaults.
+    return KINDS[kind](*[d(v) for d, v in zip(dec, row, strict=False)])
 
 
 def _meta(t: Tenant) -> dict[str, Any]:
@@ -96,9 +112,11 @@ def _meta(t: Tenant) -> dict[str, Any]:
         "pending_exo": sorted(t.pending_exo),
         "pending_writeback": sorted(t.pending_writeback),
         "pending_groups": sorted(t.pending_groups),
+        "pending_contacts": sorted(t.pending_contacts),
         "last_sync": _dt_out(t.last_sync),
         "sync_cycles": t.sync_cycles,
         "generated": t.generated,
+        "generated_objects": t.generated_objects,
     }
 
 
@@ -114,9 +132,11 @@ def _apply_meta(t: Tenant, meta: dict[str, Any]) -> None:
     t.pending_exo = set(meta["pending_exo"])
     t.pending_writeback = set(meta["pending_writeback"])
     t.pending_groups = set(meta["pending_groups"])
+    t.pending_contacts = set(meta.get("pending_contacts", []))
     t.last_sync = _dt_in(meta["last_sync"])
     t.sync_cycles = int(meta["sync_cycles"])
     t.generated = {k: list(v) for k, v in meta.get("generated", {}).items()}
+    t.generated_objects = {k: list(v) for k, v in meta.get("generated_objects", {}).items()}
 
 
 def _new_tenant(meta: dict[str, Any], clock: Callable[[], datetime] | None) -> Tenant:
@@ -137,6 +157,12 @@ def _install(t: Tenant, kind: str, objs: Iterable[Any]) -> None:
     elif kind == "entra_groups":
         for eg in objs:
             t.add_entra_group(eg)
+    elif kind == "ad_contacts":
+        for ac in objs:
+            t.add_ad_contact(ac)
+    elif kind == "entra_contacts":
+        for ec in objs:
+            t.add_entra_contact(ec)
     else:
         for r in objs:
             t.add_exo(r)
@@ -144,7 +170,8 @@ def _install(t: Tenant, kind: str, objs: Iterable[Any]) -> None:
 
 def _collections(t: Tenant) -> dict[str, Iterable[Any]]:
     return {"ad_users": t.ad_users.values(), "ad_groups": t.ad_groups.values(),
-            "entra_users": t.entra_users.values(), "entra_groups": t.entra_groups.values(), "exo": t.exo.values()}
+            "entra_users": t.entra_users.values(), "entra_groups": t.entra_groups.values(), "exo": t.exo.values(),
+            "ad_contacts": t.ad_contacts.values(), "entra_contacts": t.entra_contacts.values()}
 
 
 def tenant_to_state(t: Tenant) -> dict[str, Any]:
@@ -179,7 +206,8 @@ except ImportError:  # pragma: no cover
 
     _loads = json.loads
 
-_KEY = {"ad_users": "guid", "ad_groups": "guid", "entra_users": "id", "entra_groups": "id", "exo": "edoid"}
+_KEY = {"ad_users": "guid", "ad_groups": "guid", "entra_users": "id", "entra_groups": "id", "exo": "edoid",
+        "ad_contacts": "guid", "entra_contacts": "id"}
 
 
 def _key_index(kind: str) -> int:
@@ -242,9 +270,11 @@ def _save_incremental(t: Tenant, target: Path) -> None:
     try:
         con.execute("PRAGMA synchronous=FULL")
         with con:  # one transaction: every change of this save lands, or none
+            _create_missing_tables(con)
             for kind, objs in (("ad_users", t.ad_users), ("ad_groups", t.ad_groups),
                                ("entra_users", t.entra_users), ("entra_groups", t.entra_groups),
-                               ("exo", t.exo)):
+                               ("exo", t.exo), ("ad_contacts", t.ad_contacts),
+                               ("entra_contacts", t.entra_contacts)):
                 ki = _key_index(kind)
                 new = [k for k in t.added[kind] if k in objs]
                 if new:
@@ -262,6 +292,12 @@ def _save_incremental(t: Tenant, target: Path) -> None:
     finally:
         con.close()
     _clear_tracking(t, target)
+
+
+def _create_missing_tables(con: sqlite3.Connection) -> None:
+    """Tables of kinds added after the file was written (an older state file saved again)."""
+    for kind in KINDS:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {kind} (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL)")
 
 
 class StateError(ValueError):
@@ -291,8 +327,11 @@ def _load(target: Path, clock: Callable[[], datetime] | None) -> Tenant:
     try:
         meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
         t = _new_tenant(meta, clock)
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         with gc_paused():
             for kind in KINDS:
+                if kind not in tables:  # a state file written before this kind existed
+                    continue
                 rows = con.execute(f"SELECT data FROM {kind} ORDER BY seq")
                 _install(t, kind, (_obj(kind, _loads(d)) for (d,) in rows))
         _apply_meta(t, meta)

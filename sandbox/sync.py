@@ -16,6 +16,11 @@ Facts (DESIGN section 1 unless noted):
   license within the grace period reconnects that mailbox (Microsoft Learn, "Permanently clear
   previous mailbox info"). After Set-User -PermanentlyClearPreviousMailboxInfo the next sync makes
   the object a MailUser with the on-prem ExchangeGuid, and a license no longer provisions anything.
+- Object-level SOA (Graph onPremisesSyncBehavior, docs/exchange-facts.md "Object-level SOA through
+  Graph"): while a group, contact or user has isCloudManaged true, on-prem AD changes to it do
+  not flow (counted as `soa_blocked`); once it is false again, the next cycle that exports the
+  AD object (PATCH false queues it) overwrites the cloud values with AD's: name, mail, proxy
+  addresses, extension attributes and the whole membership (cloud-only members are dropped).
 """
 from __future__ import annotations
 
@@ -27,8 +32,10 @@ from exocm.sandbox.objects import (
     MAILBOX_TYPES,
     ONPREM_LOCAL_MAILBOX_TYPES,
     REMOTE_TO_EXO,
+    AdContact,
     AdGroup,
     AdUser,
+    EntraContact,
     EntraGroup,
     EntraUser,
     ExoRecipient,
@@ -63,15 +70,29 @@ def run_sync_cycle(t: Tenant, *, full: bool = False) -> dict[str, int]:
         a = t.ad_users.get(gid)
         if a is None or not a.in_sync_scope:
             continue
+        cm = t.entra_users.get(a.entra_id) if a.entra_id else None
+        if cm is not None and cm.cloud_managed:
+            stats["soa_blocked"] += 1  # the user's SOA is the cloud: AD changes stop here
+            continue
         r = _sync_user(t, a, stats)
         touched.add(r.edoid)
 
     # 2. On-prem groups -> Entra groups (membership drives group-based licensing).
     group_ids = list(t.ad_groups) if full else sorted(t.pending_groups)
     t.pending_groups.clear()
+    contact_ids = list(t.ad_contacts) if full else sorted(t.pending_contacts)
+    t.pending_contacts.clear()
+    for cid in contact_ids:  # contacts first: groups may list them as members
+        c = t.ad_contacts.get(cid)
+        if c is not None and c.in_sync_scope:
+            _sync_contact(t, c, stats)
+    for gid in group_ids:  # every new group gets its Entra object first (nesting points at them)
+        g = t.ad_groups.get(gid)
+        if g is not None and g.in_sync_scope and not (g.entra_id and g.entra_id in t.entra_groups):
+            _create_group(t, g)
     for gid in group_ids:
         g = t.ad_groups.get(gid)
-        if g is not None:
+        if g is not None and g.in_sync_scope:
             touched |= _sync_group(t, g, stats)
 
     # 3. Cloud-side changes that need a sync: license/group changes, flip-back, cleared previous info.
@@ -109,7 +130,7 @@ def run_sync_cycle(t: Tenant, *, full: bool = False) -> dict[str, int]:
     t.sync_cycles += 1
     stats["cycle"] = t.sync_cycles
     for k in ("created", "exo_updated", "provisioned", "deprovisioned", "reconnected", "written_back",
-              "groups_updated"):
+              "groups_updated", "contacts_updated", "soa_blocked"):
         stats.setdefault(k, 0)
     return dict(stats)
 
@@ -190,13 +211,55 @@ def _flow_exchange_attributes(t: Tenant, a: AdUser, r: ExoRecipient) -> bool:
     return True
 
 
+def _create_group(t: Tenant, g: AdGroup) -> EntraGroup:
+    eg = EntraGroup(id=t.new_guid(), display_name=g.display_name or g.name, mail_nickname=g.sam, sync_enabled=True,
+                    ad_guid=g.guid, sid=g.sid, sam=g.sam)
+    t.add_entra_group(eg)
+    g.entra_id = eg.id
+    t.mark("ad_groups", g.guid)
+    return eg
+
+
+def _sync_contact(t: Tenant, c: AdContact, stats: Counter[str]) -> None:
+    ec = t.entra_contacts.get(c.entra_id) if c.entra_id else None
+    if ec is None:
+        ec = EntraContact(id=t.new_guid(), display_name=c.display_name, mail=c.mail, mail_nickname=c.name,
+                          sync_enabled=True, ad_guid=c.guid)
+        t.add_entra_contact(ec)
+        c.entra_id = ec.id
+        t.mark("ad_contacts", c.guid)
+    elif ec.cloud_managed:
+        stats["soa_blocked"] += 1
+        return
+    new = (c.display_name, c.mail, list(c.proxies), c.given_name, c.surname, c.company)
+    if new != (ec.display_name, ec.mail, ec.proxies, ec.given_name, ec.surname, ec.company):
+        ec.display_name, ec.mail, ec.proxies, ec.given_name, ec.surname, ec.company = new
+        stats["contacts_updated"] += 1
+    ec.last_sync = t.now()
+    t.mark("entra_contacts", ec.id)
+
+
 def _sync_group(t: Tenant, g: AdGroup, stats: Counter[str]) -> set[str]:
     eg = t.entra_groups.get(g.entra_id) if g.entra_id else None
     if eg is None:
-        eg = EntraGroup(id=t.new_guid(), display_name=g.name, mail_nickname=g.sam, sync_enabled=True, ad_guid=g.guid)
-        t.add_entra_group(eg)
-        g.entra_id = eg.id
-        t.mark("ad_groups", g.guid)
+        eg = _create_group(t, g)
+    if eg.cloud_managed:
+        stats["soa_blocked"] += 1  # the group's SOA is the cloud: AD changes stop here
+        return set()
+    attrs = (g.display_name or g.name, g.mail, list(g.proxies), dict(g.ca) if g.ca else None,
+             g.kind != "security", g.kind != "distribution", g.sam)
+    nested = {t.ad_groups[x].entra_id for x in g.member_groups if x in t.ad_groups and t.ad_groups[x].entra_id}
+    contacts = {t.ad_contacts[x].entra_id for x in g.member_contacts
+                if x in t.ad_contacts and t.ad_contacts[x].entra_id}
+    if attrs != (eg.display_name, eg.mail, eg.proxies, eg.ca, eg.mail_enabled, eg.security_enabled,
+                 eg.mail_nickname) or nested != eg.member_groups or contacts != eg.member_contacts:
+        (eg.display_name, eg.mail, eg.proxies, eg.ca, eg.mail_enabled, eg.security_enabled,
+         eg.mail_nickname) = attrs
+        eg.member_groups = {x for x in nested if x is not None}
+        eg.member_contacts = {x for x in contacts if x is not None}
+        stats["groups_updated"] += 1
+    eg.last_sync = t.now()
+    t.mark("entra_groups", eg.id)
     want = {t.ad_users[m].entra_id for m in g.members if m in t.ad_users and t.ad_users[m].entra_id}
     want.discard(None)
     wanted: set[str] = {w for w in want if w is not None}

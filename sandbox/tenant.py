@@ -27,8 +27,10 @@ from exocm.sandbox.objects import (
     MAILBOX_TYPES,
     ONPREM_LOCAL_MAILBOX_TYPES,
     REMOTE_TO_EXO,
+    AdContact,
     AdGroup,
     AdUser,
+    EntraContact,
     EntraGroup,
     EntraUser,
     ExoRecipient,
@@ -45,7 +47,7 @@ SYNC_INTERVAL = timedelta(minutes=30)
 RECENT_WINDOW = SYNC_INTERVAL + timedelta(hours=24)
 
 #: Object collections persisted by state.py, by table name.
-STATE_KINDS = ("ad_users", "ad_groups", "entra_users", "entra_groups", "exo")
+STATE_KINDS = ("ad_users", "ad_groups", "entra_users", "entra_groups", "exo", "ad_contacts", "entra_contacts")
 
 #: The finding codes of planted(), in report order.
 PLANTED_CODES = (
@@ -223,6 +225,8 @@ class Tenant:
         self.entra_users: dict[str, EntraUser] = {}
         self.entra_groups: dict[str, EntraGroup] = {}
         self.exo: dict[str, ExoRecipient] = {}  # by ExternalDirectoryObjectId
+        self.ad_contacts: dict[str, AdContact] = {}  # by objectGUID
+        self.entra_contacts: dict[str, EntraContact] = {}  # orgContact, by object id
         # Identity indexes are built on first use (generation stays fast), then kept current.
         self._exo_index: IdentityIndex[ExoRecipient] | None = None
         self._ad_index: IdentityIndex[AdUser] | None = None
@@ -236,9 +240,11 @@ class Tenant:
         self.pending_exo: set[str] = set()  # EXO edoids to re-evaluate (license, flip-back, clear)
         self.pending_writeback: set[str] = set()  # cloud-managed edoids edited in EXO
         self.pending_groups: set[str] = set()  # AdGroup guids whose membership changed
+        self.pending_contacts: set[str] = set()  # AdContact guids changed on-prem
         self.last_sync: datetime | None = None
         self.sync_cycles = 0
         self.generated: dict[str, list[str]] = {}  # generator kind -> EDOIDs (see generator.py)
+        self.generated_objects: dict[str, list[str]] = {}  # group/contact kind -> ids (generator_objects.py)
         # Incremental persistence: keys changed / added since the last save (state.py).
         self.dirty: dict[str, set[str]] = {k: set() for k in STATE_KINDS}
         self.added: dict[str, list[str]] = {k: [] for k in STATE_KINDS}
@@ -387,6 +393,16 @@ class Tenant:
         """Register an Entra group."""
         self.entra_groups[g.id] = g
         self._added("entra_groups", g.id)
+
+    def add_ad_contact(self, c: AdContact) -> None:
+        """Register an on-prem AD mail contact."""
+        self.ad_contacts[c.guid] = c
+        self._added("ad_contacts", c.guid)
+
+    def add_entra_contact(self, c: EntraContact) -> None:
+        """Register an Entra organizational contact."""
+        self.entra_contacts[c.id] = c
+        self._added("entra_contacts", c.id)
 
     @contextmanager
     def editing_exo(self, r: ExoRecipient) -> Iterator[ExoRecipient]:
@@ -538,6 +554,37 @@ class Tenant:
                 if ad.when_changed >= cutoff:
                     out["RECENT_ONPREM_CHANGE"].append(r.edoid)
             return {k: sorted(v) for k, v in out.items()}
+
+    def planted_objects(self) -> dict[str, dict[str, list[str]]]:
+        """Ground truth of the object-level SOA findings (groups, contacts, users), from the
+        current state: {"group": {CODE: [ids]}, "contact": {...}, "user": {...}}; see
+        object_findings.py for each code's definition."""
+        from exocm.sandbox.object_findings import planted_objects
+
+        with self.lock:
+            return planted_objects(self)
+
+    # ---------------------------------------------------------------- on-prem object edits
+    def onprem_edit_group(self, ident: str, **changes: Any) -> AdGroup:
+        """Edit an on-prem AD group (onprem_objects.edit_group); it syncs at the next cycle."""
+        from exocm.sandbox.onprem_objects import edit_group
+
+        with self.lock:
+            return edit_group(self, ident, **changes)
+
+    def onprem_edit_contact(self, guid: str, **changes: Any) -> AdContact:
+        """Edit an on-prem AD mail contact (onprem_objects.edit_contact)."""
+        from exocm.sandbox.onprem_objects import edit_contact
+
+        with self.lock:
+            return edit_contact(self, guid, **changes)
+
+    def onprem_edit_user(self, guid: str, **changes: Any) -> None:
+        """Edit an on-prem AD user's display name or department (onprem_objects.edit_user)."""
+        from exocm.sandbox.onprem_objects import edit_user
+
+        with self.lock:
+            edit_user(self, guid, **changes)
 
     # ---------------------------------------------------------------- on-prem export
     def onprem_records(self) -> list[Record]:

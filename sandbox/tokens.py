@@ -89,7 +89,8 @@ class TokenService:
     def __init__(self, material: TlsMaterial, *, tenant_id: str, tenant_domain: str,
                  base_url: Callable[[], str], resources: Callable[[], list[str]],
                  clock: Callable[[], float], token_lifetime_s: Callable[[], int],
-                 auto_approve_device_code: bool = True) -> None:
+                 auto_approve_device_code: bool = True,
+                 app_roles: Callable[[str], list[str]] | None = None) -> None:
         self.material = material
         self.tenant_id = tenant_id.lower()
         self.tenant_domain = tenant_domain.lower()
@@ -98,6 +99,8 @@ class TokenService:
         self._clock = clock
         self._lifetime = token_lifetime_s
         self.auto_approve_device_code = auto_approve_device_code
+        # The app roles granted to the app for a resource (admin consent); default Exchange.ManageAsApp.
+        self._app_roles = app_roles or (lambda resource: [APP_ROLE])
         self._key = material.signing_key()
         self._public_key = self._key.public_key()
         self._cert = material.client_certificate()
@@ -254,7 +257,7 @@ class TokenService:
             return failure
         assert resource is not None
         token = self.issue_access_token(resource, appid=self.material.client_id, oid=self.app_oid,
-                                        roles=[APP_ROLE])
+                                        roles=list(self._app_roles(resource)))
         lifetime = self._lifetime()
         return Response.json(200, {"token_type": "Bearer", "expires_in": lifetime,
                                    "ext_expires_in": lifetime, "access_token": token})
@@ -505,10 +508,10 @@ class TokenService:
         claims: dict[str, Any] = {
             "aud": resource, "iss": self.issuer, "iat": now, "nbf": now,
             "exp": now + (self._lifetime() if lifetime_s is None else lifetime_s),
-            "appid": appid, "appidacr": "2" if roles else "0", "idp": self.issuer, "oid": oid,
+            "appid": appid, "appidacr": "2" if roles is not None else "0", "idp": self.issuer, "oid": oid,
             "sub": oid, "tid": self.tenant_id, "uti": uti, "ver": "1.0",
         }
-        if roles:
+        if roles is not None:  # app-only: even an empty list says "no roles granted"
             claims["roles"] = roles
         if scp:
             claims["scp"] = scp
