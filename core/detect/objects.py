@@ -162,8 +162,8 @@ def detect_objects(kind: str, frame: pd.DataFrame, *, now: datetime | None = Non
                    onprem_when_changed: Mapping[str, datetime] | None = None) -> pd.DataFrame:
     """Findings for every object of `kind` in its inventory frame (see the module docstring).
 
-    A recent on-prem edit is judged from the on-prem whenChanged when given (object id -> time),
-    else from the object's last sync time (an AD edit syncs at the next cycle).
+    A recent on-prem edit is judged from the on-prem whenChanged (object id -> time) when given;
+    without on-prem data OBJECT_RECENT_ONPREM_EDIT cannot fire.
     """
     kind = check_kind(kind, allow_mailbox=False)
     if not len(frame):
@@ -189,12 +189,10 @@ def detect_objects(kind: str, frame: pd.DataFrame, *, now: datetime | None = Non
             continue
         if is_cloud:
             hit("OBJECT_ALREADY_CLOUD_MANAGED", oid, "isCloudManaged is already true", {"isCloudManaged": True})
+        # Graph's onPremisesLastSyncDateTime moves at every sync cycle, not only after an AD edit,
+        # so only the on-prem whenChanged can tell a recent edit (as for mailboxes: needs on-prem data).
         when = (onprem_when_changed or {}).get(oid)
-        basis = "on-prem whenChanged"
-        if when is None and onprem_when_changed is None:
-            raw: Any = frame.at[oid, "OnPremisesLastSyncDateTime"]
-            when = None if raw is None or pd.isna(raw) else pd.Timestamp(raw).to_pydatetime()
-            basis = "onPremisesLastSyncDateTime"
+        basis = "whenChanged"
         if when is not None and when >= cutoff:
             safe = when + sync_interval + SETTLE_TIME
             hit("OBJECT_RECENT_ONPREM_EDIT", oid,

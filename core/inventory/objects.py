@@ -73,7 +73,7 @@ def group_type(record: Mapping[str, Any]) -> str:
 
 def _written_back(record: Mapping[str, Any]) -> bool:
     """A Microsoft 365 group written back to AD: `writebackConfiguration.isEnabled` (beta) when Graph
-    sends it, else a Unified group that is synced from on-prem."""
+    sends it (fetch_objects reads it for Unified groups), else a Unified group synced from on-prem."""
     config = record.get("writebackConfiguration")
     if isinstance(config, Mapping) and config.get("isEnabled") is not None:
         return bool(config.get("isEnabled"))
@@ -196,6 +196,7 @@ class _ObjectFetch:
         self.rows: dict[str, dict[str, Any]] = {}
         self.edges = _GroupEdges()
         self.cloud_managed: dict[str, bool | None] = {}
+        self.written_back: dict[str, bool] = {}
         self.lock = threading.Lock()
         self.reads_done = 0
         self.reads_total = 0
@@ -275,9 +276,30 @@ class _ObjectFetch:
         for start in range(0, len(synced), 20):
             ids = synced[start:start + 20]
             jobs.append(lambda ids=ids: self.read_behaviour(ids))  # type: ignore[misc]
+        unified = [oid for oid in (str(r.get("id") or "").lower() for r in page if "Unified" in (r.get("groupTypes") or []))
+                   if oid] if self.kind == GROUP else []
+        for start in range(0, len(unified), 20):
+            ids = unified[start:start + 20]
+            jobs.append(lambda ids=ids: self.read_writeback(ids))  # type: ignore[misc]
         with self.lock:
-            self.reads_total += len(edge_calls) + len(synced)
+            self.reads_total += len(edge_calls) + len(synced) + len(unified)
         return jobs
+
+    def read_writeback(self, ids: list[str]) -> None:
+        """Group writeback of Microsoft 365 groups: `writebackConfiguration` is a beta-only property."""
+        calls = [GraphCall("GET", f"/groups/{oid}?$select=id,writebackConfiguration") for oid in ids]
+        results = self.graph.batch(calls, what="read writebackConfiguration of groups", version="beta",
+                                   permission=READ_PERMISSIONS[GROUP], parallel=False)
+        for oid, result in zip(ids, results, strict=True):
+            if not self.check(result, "writebackConfiguration"):
+                continue
+            body = result.body if isinstance(result.body, Mapping) else {}
+            config = body.get("writebackConfiguration")
+            if isinstance(config, Mapping) and config.get("isEnabled") is not None:
+                with self.lock:
+                    self.written_back[oid] = bool(config.get("isEnabled"))
+        with self.lock:
+            self.reads_done += len(ids)
 
     def run(self) -> list[dict[str, Any]]:
         futures: list[Future[None]] = []
@@ -326,6 +348,8 @@ class _ObjectFetch:
                 row["CloudOnlyMembers"] = self.edges.cloud_only.get(oid, 0)
                 row["ChildGroups"] = tuple(sorted(set(self.edges.child_groups.get(oid, []))))
                 row["ParentGroups"] = tuple(sorted(set(parents.get(oid, []))))
+                if oid in self.written_back:
+                    row["WrittenBack"] = self.written_back[oid]
         return list(self.rows.values())
 
 
