@@ -29,6 +29,14 @@ from .planfile import (
     PlanRow,
     normalise_value,
 )
+from .selection import Selection
+
+
+def select_all_synced(frame: pd.DataFrame) -> Selection:
+    """Every object of the frame that is synced from AD (onPremisesSyncEnabled true)."""
+    synced = frame["OnPremisesSyncEnabled"].map(lambda v: v is True)
+    return Selection(identities=[str(x) for x in frame.index[synced.to_numpy(dtype=bool)]],
+                     source={"kind": "all-dirsynced"})
 
 
 def _ready_set(frame: pd.DataFrame, findings: pd.DataFrame, value: bool, candidates: list[str]) -> pd.DataFrame:

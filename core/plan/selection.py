@@ -37,7 +37,9 @@ IDENTITY_COLUMNS: Final[tuple[str, ...]] = (
     "Alias",
 )
 #: Inventory columns an identity is matched against (EmailAddresses: each proxy).
-_MATCH_COLUMNS: Final = ("Guid", "ExchangeGuid", "UserPrincipalName", "PrimarySmtpAddress", "Alias")
+_MATCH_COLUMNS: Final = ("Guid", "ExchangeGuid", "UserPrincipalName", "PrimarySmtpAddress", "Alias",
+                         # object kinds (groups, contacts, users through Graph; ProxyAddresses: each proxy)
+                         "Mail", "MailNickname", "OnPremisesSamAccountName")
 
 Problem = Literal["unmatched", "ambiguous", "duplicate", "empty", "bad_row"]
 
@@ -130,10 +132,11 @@ class IdentityIndex:
         for column in ("ExternalDirectoryObjectId", *_MATCH_COLUMNS):
             if column in frame.columns:
                 add(frame[column].tolist(), edoi)
-        if "EmailAddresses" in frame.columns:
+        proxy_column = next((c for c in ("EmailAddresses", "ProxyAddresses") if c in frame.columns), None)
+        if proxy_column is not None:
             owners: list[Any] = []
             values: list[str] = []
-            for owner, proxies in zip(edoi, frame["EmailAddresses"].tolist(), strict=True):
+            for owner, proxies in zip(edoi, frame[proxy_column].tolist(), strict=True):
                 if proxies is None or isinstance(proxies, float):
                     continue
                 if isinstance(proxies, str):
