@@ -2,7 +2,7 @@
 
 Exchange: Get-Mailbox (local mailboxes), Get-RemoteMailbox, Get-User, Set-Mailbox,
 Set-RemoteMailbox, Enable-Mailbox, Disable-Mailbox, Enable-RemoteMailbox, Disable-RemoteMailbox.
-AD (ActiveDirectory module, what runbooks need): Get-ADGroup, Get-ADGroupMember,
+AD (ActiveDirectory module, what runbooks need): Get-ADGroup (cmdlets_onprem_groups.py), Get-ADGroupMember,
 Add-ADGroupMember, Remove-ADGroupMember. Every on-prem write bumps the AD object's
 whenChanged and queues it for the next delta sync.
 """
@@ -429,14 +429,6 @@ def _ad_member_record(t: Tenant, a: AdUser) -> Record:
             "SamAccountName": a.sam, "SID": f"S-1-5-21-1004336348-1177238915-682003330-{sid_tail}"}
 
 
-@ONPREM_CMDLETS.register("Get-ADGroup", ("Identity", "Properties", "Server"), required=("Identity",))
-def get_ad_group(t: Tenant, p: dict[str, Any]) -> list[Record]:
-    """Get-ADGroup -Identity."""
-    g = resolve_ad_group(t, p["Identity"])
-    return [{"distinguishedName": g.dn, "name": g.name, "objectClass": "group", "objectGUID": g.guid,
-             "SamAccountName": g.sam, "GroupCategory": "Security", "GroupScope": "Global"}]
-
-
 @ONPREM_CMDLETS.register("Get-ADGroupMember", ("Identity", "Recursive", "Server"), required=("Identity",))
 def get_ad_group_member(t: Tenant, p: dict[str, Any]) -> list[Record]:
     """Get-ADGroupMember -Identity: the group's user members."""
@@ -570,3 +562,8 @@ def new_ad_user(t: Tenant, p: dict[str, Any]) -> list[Record]:
     if "PassThru" in p and to_bool(p["PassThru"], "PassThru"):
         return get_ad_user(t, {"Identity": a.guid}).to_list()
     return []
+
+
+# Group and contact cmdlets (Get-ADGroup -Filter, Get-DistributionGroup, Get-MailContact) live in
+# their own module; importing it registers them in ONPREM_CMDLETS.
+from exocm.sandbox import cmdlets_onprem_groups  # noqa: E402, F401

@@ -336,9 +336,12 @@ def _onprem_legacy(t: Tenant, alias: str, guid: str) -> str:
 
 def _build_groups(g: _Gen) -> None:
     t = g.t
-    adg = AdGroup(guid=g.guid(), name="GG-Lic-M365-E3", sam="GG-Lic-M365-E3", ou_dn=f"OU=Groups,{t.onprem_dc_dn}")
+    # whenChanged and objectSid take no random draws (the users' sequence stays as it was).
+    adg = AdGroup(guid=g.guid(), name="GG-Lic-M365-E3", sam="GG-Lic-M365-E3", ou_dn=f"OU=Groups,{t.onprem_dc_dn}",
+                  when_changed=g.settled - timedelta(days=30), sid="S-1-5-21-1004336348-1177238915-682003330-1601")
     eg = EntraGroup(id=g.guid(), display_name=adg.name, mail_nickname=adg.sam, sync_enabled=True, ad_guid=adg.guid,
-                    licenses=[E3.sku_id])
+                    licenses=[E3.sku_id], sid=adg.sid, sam=adg.sam,
+                    last_sync=g.settled - timedelta(days=30, minutes=-5))
     adg.entra_id = eg.id
     t.add_ad_group(adg)
     t.add_entra_group(eg)
@@ -347,9 +350,11 @@ def _build_groups(g: _Gen) -> None:
                      ad_guid=None, licenses=[E5.sku_id])
     t.add_entra_group(ceg)
     g.groups["cloud_e5"] = (None, ceg)
-    staff = AdGroup(guid=g.guid(), name="GG-All-Staff", sam="GG-All-Staff", ou_dn=f"OU=Groups,{t.onprem_dc_dn}")
+    staff = AdGroup(guid=g.guid(), name="GG-All-Staff", sam="GG-All-Staff", ou_dn=f"OU=Groups,{t.onprem_dc_dn}",
+                    when_changed=g.settled - timedelta(days=60), sid="S-1-5-21-1004336348-1177238915-682003330-1602")
     seg = EntraGroup(id=g.guid(), display_name=staff.name, mail_nickname=staff.sam, sync_enabled=True,
-                     ad_guid=staff.guid)
+                     ad_guid=staff.guid, sid=staff.sid, sam=staff.sam,
+                     last_sync=g.settled - timedelta(days=60, minutes=-5))
     staff.entra_id = seg.id
     t.add_ad_group(staff)
     t.add_entra_group(seg)

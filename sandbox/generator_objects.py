@@ -78,18 +78,20 @@ def add_objects(t: Tenant, seed: int, now: datetime, *, groups: int, contacts: i
         mail = f"{given.lower()}.{sn.lower()}{i}@{company.lower()}.example"
         cid = _guid(rng)
         if i < n_synced_contacts:
+            changed = old()
             ad = AdContact(guid=_guid(rng), name=display, display_name=display, ou_dn=ou_contacts, mail=mail,
                            proxies=[f"SMTP:{mail}"], given_name=given, surname=sn, company=company,
-                           entra_id=cid, when_changed=old())
+                           entra_id=cid, when_changed=changed)
             ec = EntraContact(id=cid, display_name=display, mail=mail, mail_nickname=display, sync_enabled=True,
                               ad_guid=ad.guid, proxies=[f"SMTP:{mail}"], given_name=given, surname=sn,
-                              company=company, last_sync=now)
+                              company=company, last_sync=changed + timedelta(minutes=rng.uniform(1, 30)))
             x = rng.random()
             if x < 0.05 or i == 0:
                 ec.cloud_managed = True
                 note("contact_cloud_managed", cid)
             elif x < 0.08 or i == 1:
                 ad.when_changed = now - timedelta(hours=rng.uniform(1, 20))
+                ec.last_sync = min(now, ad.when_changed + timedelta(minutes=rng.uniform(1, 25)))
                 note("contact_recent_edit", cid)
             t.add_ad_contact(ad)
             synced_contacts.append((ad.guid, cid))
@@ -166,9 +168,11 @@ def _synced_group(t: Tenant, rng: random.Random, gid: str, dept: str, word: str,
     sid = f"S-1-5-21-1004336348-1177238915-682003330-{30000 + i}"
     adg = AdGroup(guid=_guid(rng), name=name, sam=name[:64], ou_dn=ou, entra_id=gid, when_changed=changed,
                   kind=kind, mail=mail, proxies=list(proxies or []), sid=sid)
+    # onPremisesLastSyncDateTime: the export that followed the last AD change (a few minutes later)
     eg = EntraGroup(id=gid, display_name=name, mail_nickname=adg.sam, sync_enabled=True, ad_guid=adg.guid,
                     security_enabled=kind != "distribution", mail=mail, mail_enabled=kind != "security",
-                    proxies=list(proxies or []), sid=sid, sam=adg.sam, last_sync=t.last_sync or changed)
+                    proxies=list(proxies or []), sid=sid, sam=adg.sam,
+                    last_sync=changed + timedelta(minutes=rng.uniform(1, 30)))
     return adg, eg
 
 
@@ -195,6 +199,7 @@ def _plant(t: Tenant, rng: random.Random, adg: AdGroup, eg: EntraGroup, forced: 
         record("group_cloud_owner", eg.id)
     if pick("recent", 0.03):
         adg.when_changed = now - timedelta(hours=rng.uniform(1, 20))
+        eg.last_sync = min(now, adg.when_changed + timedelta(minutes=rng.uniform(1, 25)))
         record("group_recent_edit", eg.id)
     if pick("cloud_managed", 0.05):
         eg.cloud_managed = True

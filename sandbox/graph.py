@@ -181,7 +181,7 @@ class GraphApi:
         group = rest[0]
         if len(rest) == 1 and method == "GET":
             with t.lock:
-                record = gd.group_record(t, gd.find_group(t, group))
+                record = gd.group_record(t, gd.find_group(t, group), version == "beta")
             return self._ok(self._selected({"@odata.context": f"{ctx}#groups/$entity", **record}, query), rid)
         if len(rest) == 1 and method == "PATCH":
             payload = self._json(body)
@@ -194,7 +194,7 @@ class GraphApi:
         if len(rest) == 2 and rest[1] in ("members", "owners", "transitiveMembers") and method == "GET":
             self._require(claims, READ_PERMISSIONS["groups"])
             with t.lock:
-                objs, build = gd.members(t, group, rest[1])
+                objs, build = gd.members(t, group, rest[1], version == "beta")
             return self._page(gd.lazy(objs, build), version, ["groups", group, rest[1]], query, header,
                               f"{ctx}#directoryObjects", rid)
         if rest[1:] == ["members", "$ref"] and method == "POST":
@@ -222,7 +222,7 @@ class GraphApi:
         t = self.tenant
         advanced = gq.is_advanced(query, header("ConsistencyLevel"))
         with t.lock:
-            objs, build, resource = gd.collection(t, name)
+            objs, build, resource = gd.collection(t, name, version == "beta")
             text = query.get("$filter", "").strip()
             if text:
                 pred = gq.FilterParser(name, resource, advanced).parse(text)

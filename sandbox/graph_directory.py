@@ -16,12 +16,12 @@ with 400 (the service's exact answer there is not documented).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from exocm.sandbox import write_log
 from exocm.sandbox.errors import CmdletError
-from exocm.sandbox.objects import EntraContact, EntraGroup, EntraUser, primary_smtp
+from exocm.sandbox.objects import AdUser, EntraContact, EntraGroup, EntraUser, primary_smtp
 
 if TYPE_CHECKING:
     from exocm.sandbox.tenant import Record, RecordSet, Tenant
@@ -49,8 +49,9 @@ def ext_attributes(ca: dict[int, str] | None) -> dict[str, str | None]:
 
 
 # ----------------------------------------------------------------------------- records
-def group_record(t: Tenant, g: EntraGroup) -> Record:
-    """Graph `group` with the properties SOA work reads.
+def group_record(t: Tenant, g: EntraGroup, beta: bool = False) -> Record:
+    """Graph `group` with the properties SOA work reads; on beta also `writebackConfiguration`
+    (group writeback of Microsoft 365 groups: isEnabled, onPremisesGroupType; a beta-only property).
 
     onPremisesExtensionAttributes on a group is the sandbox's assumption (the values synced from
     AD extensionAttribute1-15, shaped like the user property)."""
@@ -75,7 +76,9 @@ def group_record(t: Tenant, g: EntraGroup) -> Record:
         "onPremisesDomainName": t.onprem_domain if g.sync_enabled else None,
         "onPremisesExtensionAttributes": ext_attributes(g.ca),
         "assignedLicenses": [{"skuId": s, "disabledPlans": []} for s in g.licenses],
-    }
+    } | ({"writebackConfiguration": {
+        "isEnabled": g.written_back if "Unified" in g.group_types else None,
+        "onPremisesGroupType": "universalDistributionGroup" if g.written_back else None}} if beta else {})
 
 
 def contact_record(t: Tenant, c: EntraContact) -> Record:
@@ -105,9 +108,18 @@ def user_record(t: Tenant, u: EntraUser) -> Record:
     out["onPremisesSamAccountName"] = ad.sam if ad is not None else None
     out["onPremisesDomainName"] = t.onprem_domain if ad is not None else None
     out["onPremisesUserPrincipalName"] = ad.upn if ad is not None else None
-    out["onPremisesLastSyncDateTime"] = iso(t.last_sync) if u.sync_enabled else None
+    out["onPremisesLastSyncDateTime"] = iso(_user_last_sync(t, ad)) if u.sync_enabled else None
     out["onPremisesExtensionAttributes"] = ext_attributes(ad.ca if ad is not None else None)
     return out
+
+
+def _user_last_sync(t: Tenant, ad: AdUser | None) -> datetime | None:
+    """A synced user's onPremisesLastSyncDateTime: the export after its last AD change (two
+    minutes later, the sandbox's choice), not later than the last sync cycle."""
+    if ad is None:
+        return t.last_sync
+    done = ad.when_changed + timedelta(minutes=2)
+    return done if t.last_sync is None or done <= t.last_sync else t.last_sync
 
 
 def typed(kind: str, record: Record) -> Record:
@@ -140,16 +152,16 @@ def find_user(t: Tenant, ident: str) -> EntraUser:
 
 
 # ----------------------------------------------------------------------------- collections
-def collection(t: Tenant, name: str) -> tuple[list[Any], Callable[[Any], Record], str]:
+def collection(t: Tenant, name: str, beta: bool = False) -> tuple[list[Any], Callable[[Any], Record], str]:
     """(objects, record builder, OData resource name) of /groups, /contacts or /users."""
     if name == "groups":
-        return list(t.entra_groups.values()), lambda g: group_record(t, g), "Group"
+        return list(t.entra_groups.values()), lambda g: group_record(t, g, beta), "Group"
     if name == "contacts":
         return list(t.entra_contacts.values()), lambda c: contact_record(t, c), "OrgContact"
     return list(t.entra_users.values()), lambda u: user_record(t, u), "User"
 
 
-def members(t: Tenant, group: str, relation: str) -> tuple[list[Any], Callable[[Any], Record]]:
+def members(t: Tenant, group: str, relation: str, beta: bool = False) -> tuple[list[Any], Callable[[Any], Record]]:
     """Objects of /groups/{id}/members, /owners or /transitiveMembers, and their record builder
     (users first, then groups, then contacts, each by id; every record carries @odata.type)."""
     g = find_group(t, group)
@@ -185,7 +197,7 @@ def members(t: Tenant, group: str, relation: str) -> tuple[list[Any], Callable[[
         if kind == "user":
             return typed(kind, user_record(t, o))
         if kind == "group":
-            return typed(kind, group_record(t, o))
+            return typed(kind, group_record(t, o, beta))
         return typed(kind, contact_record(t, o))
 
     return objs, build

@@ -85,7 +85,7 @@ def run_sync_cycle(t: Tenant, *, full: bool = False) -> dict[str, int]:
     for cid in contact_ids:  # contacts first: groups may list them as members
         c = t.ad_contacts.get(cid)
         if c is not None and c.in_sync_scope:
-            _sync_contact(t, c, stats)
+            _sync_contact(t, c, stats, full)
     for gid in group_ids:  # every new group gets its Entra object first (nesting points at them)
         g = t.ad_groups.get(gid)
         if g is not None and g.in_sync_scope and not (g.entra_id and g.entra_id in t.entra_groups):
@@ -93,7 +93,7 @@ def run_sync_cycle(t: Tenant, *, full: bool = False) -> dict[str, int]:
     for gid in group_ids:
         g = t.ad_groups.get(gid)
         if g is not None and g.in_sync_scope:
-            touched |= _sync_group(t, g, stats)
+            touched |= _sync_group(t, g, stats, full)
 
     # 3. Cloud-side changes that need a sync: license/group changes, flip-back, cleared previous info.
     pending = sorted(t.pending_exo) if not full else list(t.exo)
@@ -220,7 +220,7 @@ def _create_group(t: Tenant, g: AdGroup) -> EntraGroup:
     return eg
 
 
-def _sync_contact(t: Tenant, c: AdContact, stats: Counter[str]) -> None:
+def _sync_contact(t: Tenant, c: AdContact, stats: Counter[str], full: bool) -> None:
     ec = t.entra_contacts.get(c.entra_id) if c.entra_id else None
     if ec is None:
         ec = EntraContact(id=t.new_guid(), display_name=c.display_name, mail=c.mail, mail_nickname=c.name,
@@ -232,14 +232,15 @@ def _sync_contact(t: Tenant, c: AdContact, stats: Counter[str]) -> None:
         stats["soa_blocked"] += 1
         return
     new = (c.display_name, c.mail, list(c.proxies), c.given_name, c.surname, c.company)
-    if new != (ec.display_name, ec.mail, ec.proxies, ec.given_name, ec.surname, ec.company):
+    if new != (ec.display_name, ec.mail, ec.proxies, ec.given_name, ec.surname, ec.company) or not full:
+        # a delta cycle exports only what changed on-prem; a full cycle re-exports only differences
         ec.display_name, ec.mail, ec.proxies, ec.given_name, ec.surname, ec.company = new
+        ec.last_sync = t.now()  # onPremisesLastSyncDateTime: the last export of the object
         stats["contacts_updated"] += 1
-    ec.last_sync = t.now()
-    t.mark("entra_contacts", ec.id)
+        t.mark("entra_contacts", ec.id)
 
 
-def _sync_group(t: Tenant, g: AdGroup, stats: Counter[str]) -> set[str]:
+def _sync_group(t: Tenant, g: AdGroup, stats: Counter[str], full: bool = False) -> set[str]:
     eg = t.entra_groups.get(g.entra_id) if g.entra_id else None
     if eg is None:
         eg = _create_group(t, g)
@@ -258,7 +259,9 @@ def _sync_group(t: Tenant, g: AdGroup, stats: Counter[str]) -> set[str]:
         eg.member_groups = {x for x in nested if x is not None}
         eg.member_contacts = {x for x in contacts if x is not None}
         stats["groups_updated"] += 1
-    eg.last_sync = t.now()
+        eg.last_sync = t.now()  # onPremisesLastSyncDateTime: the last export of the object
+    elif not full:  # a delta cycle exports what changed on-prem (membership alone, say)
+        eg.last_sync = t.now()
     t.mark("entra_groups", eg.id)
     want = {t.ad_users[m].entra_id for m in g.members if m in t.ad_users and t.ad_users[m].entra_id}
     want.discard(None)

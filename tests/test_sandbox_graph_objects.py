@@ -310,3 +310,61 @@ def test_planted_objects_survive_save_and_load(tmp_path: Any) -> None:
     back = Tenant.load(tmp_path / "s.sqlite")
     assert back.planted_objects() == t.planted_objects()
     assert back.run_sync_cycle(full=True)["groups_updated"] == 0
+
+
+def test_last_sync_time_agrees_with_recent_edits(sb: Sandbox, beta: httpx.Client) -> None:
+    """onPremisesLastSyncDateTime follows the last AD change, so a reader without on-prem data
+    sees the same recent edits as the planted truth; beta groups carry writebackConfiguration."""
+    from datetime import datetime
+
+    from exocm.sandbox.tenant import RECENT_WINDOW
+
+    truth = sb.tenant.planted_objects()
+    cutoff = sb.tenant.now() - RECENT_WINDOW
+    for kind, path in (("group", "/groups"), ("contact", "/contacts"), ("user", "/users")):
+        rows = _all_pages(beta, beta.get(path, params={"$top": "999", "$select": "id,onPremisesLastSyncDateTime,"
+                                                       "onPremisesSyncEnabled,groupTypes,writebackConfiguration"}))
+        recent = {r["id"] for r in rows if r["onPremisesSyncEnabled"] and r["onPremisesLastSyncDateTime"]
+                  and datetime.fromisoformat(r["onPremisesLastSyncDateTime"].replace("Z", "+00:00")) >= cutoff}
+        assert recent == set(truth[kind]["OBJECT_RECENT_ONPREM_EDIT"]), kind
+        if kind == "group":
+            unified = [r for r in rows if "Unified" in r["groupTypes"]]
+            assert {r["writebackConfiguration"]["isEnabled"] for r in unified} == {True, False}
+
+
+def test_cli_planted_prints_objects() -> None:
+    import json
+
+    from click.testing import CliRunner
+    from exocm.cli.main import cli
+
+    out = CliRunner().invoke(cli, ["sandbox", "planted", "--size", "60", "--seed", "43", "--groups", "20"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert "DUAL_MAILBOX" in data
+    assert data["objects"] == generate_tenant(60, 43, groups=20).planted_objects()
+
+
+# ----------------------------------------------------------------------------- on-prem data
+def test_onprem_groups_and_contacts_over_winrm(make_sandbox: Callable[..., Sandbox]) -> None:
+    """On-prem data shows the last AD edit (whenChanged) of groups and contacts; an on-prem edit
+    moves it, so OBJECT_RECENT_ONPREM_EDIT can be read from on-prem data."""
+    from exocm.core.bridge.psrp import PsrpBridge, PsrpEndpoint
+
+    sbx = make_sandbox(size=40, seed=43, groups=16)
+    info = sbx.info
+    t = sbx.tenant
+    g = next(x for x in t.ad_groups.values() if x.kind == "distribution")
+    t.onprem_edit_group(g.guid, ext={4: "Edited"})
+    with PsrpBridge(PsrpEndpoint(info["winrm_onprem_url"], username=info["winrm_username"],
+                                 password=info["winrm_password"], ca_file=info["ca_file"]), info["tenant"]) as bridge:
+        groups = bridge.invoke("Get-ADGroup", {"Filter": "*", "Properties": "whenChanged,member,extensionAttribute4"})
+        dls = bridge.invoke("Get-DistributionGroup", {"ResultSize": "Unlimited"})
+        contacts = bridge.invoke("Get-MailContact", {"ResultSize": "Unlimited"})
+    assert {x["objectGUID"] for x in groups} == set(t.ad_groups)
+    mine = next(x for x in groups if x["objectGUID"] == g.guid)
+    assert mine["extensionAttribute4"] == "Edited" and mine["GroupCategory"] == "Distribution"
+    assert {x["Guid"] for x in dls} == {x.guid for x in t.ad_groups.values() if x.kind != "security"}
+    assert {x["Guid"] for x in contacts} == set(t.ad_contacts)
+    t.run_sync_cycle()
+    assert t.entra_groups[g.entra_id].id in t.planted_objects()["group"]["OBJECT_RECENT_ONPREM_EDIT"]
