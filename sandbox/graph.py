@@ -29,8 +29,8 @@ import secrets
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import orjson
@@ -105,13 +105,37 @@ class GraphApi:
             delay = self.dice.latency(self.knobs)
             if delay:
                 time.sleep(delay)
+            fault = self.dice.transport_fault(self.knobs.graph_faults)
+            if fault is not None:
+                self.stats.count_fault(fault)
+                early = self._early_fault(fault, rid, crid)
+                if early is not None:
+                    return early
             version, route = parts[1], parts[2:]
             if route == ["$batch"]:
-                return self._batch(request, version, claims, rid, crid)
-            return self._dispatch(request.method.upper(), version, route, request.query, request.header,
-                                  request.body, claims, rid, crid)
+                response = self._batch(request, version, claims, rid, crid)
+            else:
+                response = self._dispatch(request.method.upper(), version, route, request.query, request.header,
+                                          request.body, claims, rid, crid)
+            if fault == "timeout":  # the request ran; its answer never comes
+                return Response.hold(self.knobs.fault_timeout_s)
+            return response
         finally:
             self.gate.leave()
+
+    def _early_fault(self, fault: str, rid: str, crid: str) -> Response | None:
+        """500, 503 (Retry-After on about half) or a reset before the request runs; the texts are
+        the sandbox's own (Graph's bodies for these are generic)."""
+        if fault == "reset":
+            return Response.reset()
+        if fault == "500":
+            return self._error(500, "InternalServerError", "An internal server error occurred.", rid, crid)
+        if fault == "503":
+            resp = self._error(503, "ServiceUnavailable", "The service is temporarily unavailable.", rid, crid)
+            if self.dice.chance(0.5):
+                resp.headers["Retry-After"] = "1"
+            return resp
+        return None
 
     # -- dispatch ----------------------------------------------------------------------------
     def _dispatch(self, method: str, version: str, route: list[str], query: dict[str, str], header: Headers,
@@ -242,7 +266,8 @@ class GraphApi:
         if gq.is_advanced(query, header("ConsistencyLevel")):
             out["@odata.count"] = len(rows)  # $count=true is ignored without ConsistencyLevel (Graph docs)
         if len(rows) > size:
-            cid = self.cursors.put("graph", _Projected(rows, wanted), size, self.knobs.cursor_ttl_s)
+            cid = self.cursors.put("graph", cast(Sequence[dict[str, Any]], _Projected(rows, wanted)), size,
+                                   self.knobs.cursor_ttl_s)
             out["@odata.nextLink"] = self._next_link(version, route, query, f"{cid}.1")
         out["value"] = first
         self.stats.count("pages_served")
@@ -337,9 +362,11 @@ class GraphApi:
 
     def _batch_item(self, sub: Any, version: str, claims: dict[str, Any], rid: str) -> dict[str, Any]:
         if not isinstance(sub, dict) or not isinstance(sub.get("url"), str) or not isinstance(sub.get("method"), str):
-            body = {"error": {"code": "BadRequest", "message": "A batch request needs id, method and url."}}
-            return {"id": str(sub.get("id", "")) if isinstance(sub, dict) else "", "status": 400, "body": body}
+            err = {"error": {"code": "BadRequest", "message": "A batch request needs id, method and url."}}
+            return {"id": str(sub.get("id", "")) if isinstance(sub, dict) else "", "status": 400, "body": err}
         sub_id = str(sub.get("id", ""))
+        if self.knobs.graph_batch_item_ms > 0:
+            time.sleep(self.knobs.graph_batch_item_ms / 1000.0)
         split = urlsplit(sub["url"] if sub["url"].startswith("/") else f"/{sub['url']}")
         route = [unquote(p) for p in split.path.split("/") if p]
         query = dict(parse_qsl(split.query, keep_blank_values=True))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from exocm.sandbox import write_log
 from exocm.sandbox.errors import CmdletError
-from exocm.sandbox.objects import AdUser, EntraContact, EntraGroup, EntraUser, primary_smtp
+from exocm.sandbox.objects import AdUser, EntraContact, EntraGroup, EntraUser
 
 if TYPE_CHECKING:
     from exocm.sandbox.tenant import Record, RecordSet, Tenant
@@ -116,10 +116,11 @@ def user_record(t: Tenant, u: EntraUser) -> Record:
 def _user_last_sync(t: Tenant, ad: AdUser | None) -> datetime | None:
     """A synced user's onPremisesLastSyncDateTime: the export after its last AD change (two
     minutes later, the sandbox's choice), not later than the last sync cycle."""
+    last: datetime | None = t.last_sync
     if ad is None:
-        return t.last_sync
+        return last
     done = ad.when_changed + timedelta(minutes=2)
-    return done if t.last_sync is None or done <= t.last_sync else t.last_sync
+    return done if last is None or done <= last else last
 
 
 def typed(kind: str, record: Record) -> Record:
@@ -305,11 +306,6 @@ def _already_member() -> CmdletError:
     return CmdletError("Request_BadRequest", "InvalidArgument",
                        "One or more added object references already exist for the following modified "
                        "properties: 'members'.", http_status=400)
-
-
-def primary_address(proxies: list[str]) -> str | None:
-    """The primary SMTP address of a proxyAddresses list."""
-    return primary_smtp(proxies)
 
 
 def lazy(objs: list[Any], build: Callable[[Any], Record]) -> RecordSet:

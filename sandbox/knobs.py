@@ -79,6 +79,13 @@ class Knobs:
     #: Graph app roles put in tokens issued from now on (and granted to delegated sign-ins);
     #: None = GRAPH_APP_ROLES. Tokens already issued keep the roles they carry.
     graph_roles: list[str] | None = None
+    #: Transport faults of the Graph front (same kinds and rates as `faults`, drawn from the same
+    #: seeded dice); separate so EXO fault tests do not disturb Graph callers. Empty = none.
+    graph_faults: dict[str, float] = field(default_factory=dict)
+    #: Milliseconds of service time per item of a Graph $batch, spent inside the batch's
+    #: concurrency slot (0: items cost nothing beyond the batch's latency; the service's real
+    #: cost per item is not public, see docs/exchange-facts.md).
+    graph_batch_item_ms: float = 0.0
 
     def delay_s(self, rng: random.Random) -> float:
         """The latency to add to one request, in seconds."""

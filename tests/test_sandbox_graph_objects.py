@@ -368,3 +368,43 @@ def test_onprem_groups_and_contacts_over_winrm(make_sandbox: Callable[..., Sandb
     assert {x["Guid"] for x in contacts} == set(t.ad_contacts)
     t.run_sync_cycle()
     assert t.entra_groups[g.entra_id].id in t.planted_objects()["group"]["OBJECT_RECENT_ONPREM_EDIT"]
+
+
+def test_graph_faults_knob(sb: Sandbox, v1: httpx.Client) -> None:
+    sb.knobs.graph_faults = {"503": 1.0}
+    try:
+        unavailable = v1.get("/groups")
+        sb.knobs.graph_faults = {"reset": 1.0}
+        with pytest.raises(httpx.TransportError):
+            v1.get("/groups")
+    finally:
+        sb.knobs.graph_faults = {}
+    assert unavailable.status_code == 503 and unavailable.json()["error"]["code"] == "ServiceUnavailable"
+    assert v1.get("/groups").status_code == 200
+
+
+def test_state_file_from_before_groups_still_loads(tmp_path: Any) -> None:
+    """A state file written before contacts and the new group/user fields existed loads with
+    their defaults (and saves again)."""
+    import json
+    import sqlite3
+
+    from exocm.sandbox.tenant import Tenant
+
+    path = tmp_path / "old.sqlite"
+    generate_tenant(40, 5, groups=0, contacts=0).save(path)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("DROP TABLE ad_contacts")
+        con.execute("DROP TABLE entra_contacts")
+        for table, keep in (("ad_groups", 7), ("entra_groups", 8), ("entra_users", 12)):
+            rows = con.execute(f"SELECT key, data FROM {table}").fetchall()
+            con.executemany(f"UPDATE {table} SET data = ? WHERE key = ?",
+                            [(json.dumps(json.loads(d)[:keep]), k) for k, d in rows])
+    con.close()
+    t = Tenant.load(path)
+    assert len(t.entra_groups) == 3 and not t.entra_contacts
+    assert not any(u.cloud_managed for u in t.entra_users.values())
+    t.run_sync_cycle(full=True)
+    t.save(path)
+    assert len(Tenant.load(path).entra_groups) == 3
