@@ -53,15 +53,20 @@ def _when(text: str) -> datetime | None:
     text = text.strip()
     if not text:
         return None
-    for parse in (lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
-                  lambda t: datetime.strptime(t, "%m/%d/%Y %I:%M:%S %p"),
-                  lambda t: datetime.strptime(t, "%m/%d/%Y %H:%M:%S")):
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        value = None
+    for pattern in ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S"):  # Export-Csv's en-US DateTime text
+        if value is not None:
+            break
         try:
-            value = parse(text)
+            value = datetime.strptime(text, pattern)
         except ValueError:
             continue
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def match_onprem_objects(kind: str, frame: pd.DataFrame, onprem: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -69,16 +74,18 @@ def match_onprem_objects(kind: str, frame: pd.DataFrame, onprem: pd.DataFrame) -
     kind = check_kind(kind, allow_mailbox=False)
     by_key: dict[str, Mapping[str, Any]] = {}
     key_column = "mail" if kind == CONTACT else "sAMAccountName"
-    for record in onprem.to_dict(orient="records"):
+    for raw in onprem.to_dict(orient="records"):
+        record = {str(k): v for k, v in raw.items()}
         key = str(record.get(key_column) or "").strip().lower()
         if key:
             by_key.setdefault(key, record)
     graph_column = "Mail" if kind == CONTACT else "OnPremisesSamAccountName"
     out: dict[str, dict[str, Any]] = {}
     for oid, key in zip(frame.index.astype(str), frame[graph_column].tolist(), strict=True):
-        record = by_key.get(str(key or "").strip().lower())
-        if record is None:
+        found = by_key.get(str(key or "").strip().lower())
+        if found is None:
             continue
+        record = dict(found)
         proxies = tuple(p for p in str(record.get("proxyAddresses") or "").split(" ") if p)
         extension = tuple(f"extensionAttribute{i}={record[f'extensionAttribute{i}']}" for i in range(1, 16)
                           if str(record.get(f"extensionAttribute{i}") or ""))
