@@ -677,22 +677,26 @@ def plan_counts_frame(plan: Any) -> pd.DataFrame:
 
 
 def plan_rows_frame(plan: Any) -> pd.DataFrame:
-    """The rows of a plan as a table (identity, names, action, reason, detail, observed value)."""
+    """The rows of a plan as a table (identity, names, action, reason, detail, observed value; the
+    apply wave for object plans)."""
+    graph = bool(getattr(plan, "is_graph", False))
+    state = "isCloudManaged" if graph else "IsExchangeCloudManaged"
     records = [
         {
             "action": row.action,
             "reason": row.reason,
             "DisplayName": row.display_name,
             "UserPrincipalName": row.upn,
-            "IsExchangeCloudManaged": row.observed.is_cloud_managed,
+            state: row.observed.is_cloud_managed,
             "WhenChanged": row.observed.when_changed,
             "detail": row.detail,
             "ExternalDirectoryObjectId": row.identity,
+            **({"wave": "" if row.wave is None else row.wave} if graph else {}),
         }
         for row in plan.rows
     ]
-    columns = ["action", "reason", "DisplayName", "UserPrincipalName", "IsExchangeCloudManaged",
-               "WhenChanged", "detail", "ExternalDirectoryObjectId"]
+    columns = ["action", "reason", "DisplayName", "UserPrincipalName", state,
+               "WhenChanged", "detail", "ExternalDirectoryObjectId", *(["wave"] if graph else [])]
     return pd.DataFrame(records, columns=columns)
 
 
