@@ -33,7 +33,7 @@ class ExocmApp(App[None]):
         Binding("f", "findings", "Findings", id="app.findings"),
         Binding("j", "journals", "Journals", id="app.journals"),
         Binding("f2", "kind('mailbox')", "Mailboxes", show=False, id="app.kind_mailbox"),
-        Binding("f3", "kind('group')", "Groups", id="app.kind_group"),
+        Binding("f3", "kind('group')", "Groups", show=False, id="app.kind_group"),
         Binding("f4", "kind('contact')", "Contacts", show=False, id="app.kind_contact"),
         Binding("f5", "kind('user')", "Users", show=False, id="app.kind_user"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
