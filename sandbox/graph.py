@@ -6,6 +6,10 @@ and JSON $batch. Served under `{base}/graph/v1.0/...` and `/beta`, with its own 
 Shapes and errors follow Graph (`{"error": {"code", "message", "innerError"}}`, 204 for
 writes without a body, 404 `Request_ResourceNotFound`); the operations are the tenant model's
 (graph_ops.py, graph_directory.py), so changes reach EXO and AD at the next sync cycle.
+Routes: /users/{id} (+ licenseDetails, memberOf, assignLicense), /groups, /contacts, /users
+(lists), /{groups|contacts|users}/$count, /groups/{id} (GET, PATCH), /groups/{id}/members,
+/owners, /transitiveMembers, /memberOf (O(groups) per call), members/$ref (POST, DELETE),
+/{groups|contacts|users}/{id}/onPremisesSyncBehavior (GET, PATCH), /$batch.
 Facts and their sources (docs/exchange-facts.md, "Object-level SOA through Graph"):
 - collections page with `@odata.nextLink` ($skiptoken), `$top` 1..999, `$select`, `$count`
   with the advanced-query rules (graph_query.py);
@@ -215,10 +219,10 @@ class GraphApi:
                 gd.edit_group(t, group, payload)
             self._wrote()
             return Response(204, b"", {"request-id": rid})
-        if len(rest) == 2 and rest[1] in ("members", "owners", "transitiveMembers") and method == "GET":
+        if len(rest) == 2 and rest[1] in ("members", "owners", "transitiveMembers", "memberOf") and method == "GET":
             self._require(claims, READ_PERMISSIONS["groups"])
             with t.lock:
-                objs, build = gd.members(t, group, rest[1], version == "beta")
+                objs, build = gd.members(t, group, rest[1], version == "beta", _wanted(query))
             return self._page(gd.lazy(objs, build), version, ["groups", group, rest[1]], query, header,
                               f"{ctx}#directoryObjects", rid)
         if rest[1:] == ["members", "$ref"] and method == "POST":
@@ -246,7 +250,7 @@ class GraphApi:
         t = self.tenant
         advanced = gq.is_advanced(query, header("ConsistencyLevel"))
         with t.lock:
-            objs, build, resource = gd.collection(t, name, version == "beta")
+            objs, build, resource = gd.collection(t, name, version == "beta", _wanted(query))
             text = query.get("$filter", "").strip()
             if text:
                 pred = gq.FilterParser(name, resource, advanced).parse(text)
@@ -442,6 +446,12 @@ class GraphApi:
                  "client-request-id": crid}
         return Response.raw_json(status, dumps({"error": {"code": code, "message": message, "innerError": inner}}),
                                  {"request-id": rid})
+
+
+def _wanted(query: dict[str, str]) -> set[str] | None:
+    """The lower-case $select names, or None for every property."""
+    names = gq.select_names(query)
+    return {n.lower() for n in names} if names else None
 
 
 class _Projected:

@@ -153,22 +153,44 @@ def find_user(t: Tenant, ident: str) -> EntraUser:
 
 
 # ----------------------------------------------------------------------------- collections
-def collection(t: Tenant, name: str, beta: bool = False) -> tuple[list[Any], Callable[[Any], Record], str]:
+#: User properties the quick builder knows; a $select within them skips the license work.
+QUICK_USER = frozenset({"id", "displayname", "userprincipalname", "onpremisessyncenabled", "accountenabled",
+                        "givenname", "surname", "department"})
+
+
+def quick_user_record(u: EntraUser) -> Record:
+    """The user properties of QUICK_USER (same values as user_record), for a $select within them."""
+    return {"id": u.id, "userPrincipalName": u.upn, "displayName": u.display_name, "givenName": u.given_name,
+            "surname": u.surname, "accountEnabled": u.account_enabled, "department": u.department or None,
+            "onPremisesSyncEnabled": True if u.sync_enabled else None}
+
+
+def _user_builder(t: Tenant, wanted: set[str] | None) -> Callable[[EntraUser], Record]:
+    if wanted and wanted <= QUICK_USER:
+        return quick_user_record
+    return lambda u: user_record(t, u)
+
+
+def collection(t: Tenant, name: str, beta: bool = False,
+               wanted: set[str] | None = None) -> tuple[list[Any], Callable[[Any], Record], str]:
     """(objects, record builder, OData resource name) of /groups, /contacts or /users."""
     if name == "groups":
         return list(t.entra_groups.values()), lambda g: group_record(t, g, beta), "Group"
     if name == "contacts":
         return list(t.entra_contacts.values()), lambda c: contact_record(t, c), "OrgContact"
-    return list(t.entra_users.values()), lambda u: user_record(t, u), "User"
+    return list(t.entra_users.values()), _user_builder(t, wanted), "User"
 
 
-def members(t: Tenant, group: str, relation: str, beta: bool = False) -> tuple[list[Any], Callable[[Any], Record]]:
-    """Objects of /groups/{id}/members, /owners or /transitiveMembers, and their record builder
+def members(t: Tenant, group: str, relation: str, beta: bool = False,
+            wanted: set[str] | None = None) -> tuple[list[Any], Callable[[Any], Record]]:
+    """Objects of /groups/{id}/members, /owners, /memberOf or /transitiveMembers, and their record builder
     (users first, then groups, then contacts, each by id; every record carries @odata.type)."""
     g = find_group(t, group)
     objs: list[tuple[str, Any]] = []
     if relation == "owners":
         objs = [("user", t.entra_users[u]) for u in sorted(g.owners) if u in t.entra_users]
+    elif relation == "memberOf":  # the groups this group is nested in (its parents)
+        objs = [("group", p) for p in sorted(t.entra_groups.values(), key=lambda x: x.id) if g.id in p.member_groups]
     elif relation == "members":
         objs = [("user", t.entra_users[u]) for u in sorted(g.members) if u in t.entra_users]
         objs += [("group", t.entra_groups[x]) for x in sorted(g.member_groups) if x in t.entra_groups]
@@ -193,10 +215,12 @@ def members(t: Tenant, group: str, relation: str, beta: bool = False) -> tuple[l
         objs += [("group", t.entra_groups[x]) for x in sorted(groups)]
         objs += [("orgContact", t.entra_contacts[c]) for c in sorted(contacts) if c in t.entra_contacts]
 
+    user_builder = _user_builder(t, wanted)
+
     def build(pair: tuple[str, Any]) -> Record:
         kind, o = pair
         if kind == "user":
-            return typed(kind, user_record(t, o))
+            return typed(kind, user_builder(o))
         if kind == "group":
             return typed(kind, group_record(t, o, beta))
         return typed(kind, contact_record(t, o))

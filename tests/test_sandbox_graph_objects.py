@@ -408,3 +408,25 @@ def test_state_file_from_before_groups_still_loads(tmp_path: Any) -> None:
     t.run_sync_cycle(full=True)
     t.save(path)
     assert len(Tenant.load(path).entra_groups) == 3
+
+
+def test_group_member_of_lists_its_parents(sb: Sandbox, v1: httpx.Client) -> None:
+    with sb.tenant.lock:
+        parent = next(g for g in sb.tenant.entra_groups.values() if g.member_groups)
+        child = sorted(parent.member_groups)[0]
+        parents = {g.id for g in sb.tenant.entra_groups.values() if child in g.member_groups}
+    got = _all_pages(v1, v1.get(f"/groups/{child}/memberOf", params={"$select": "id"}))
+    assert {g["id"] for g in got} == parents and parent.id in parents
+    transitive = _all_pages(v1, v1.get(f"/groups/{parent.id}/transitiveMembers", params={"$top": "999"}))
+    assert {g["id"] for g in transitive} >= set(parent.member_groups) | set(parent.members)
+
+
+def test_quick_user_records_equal_the_full_ones(sb: Sandbox, v1: httpx.Client) -> None:
+    from exocm.sandbox.graph_directory import QUICK_USER, quick_user_record, user_record
+
+    with sb.tenant.lock:
+        for u in list(sb.tenant.entra_users.values())[:20]:
+            full = user_record(sb.tenant, u)
+            quick = quick_user_record(u)
+            assert {k.lower() for k in quick} == QUICK_USER
+            assert all(full[k] == v for k, v in quick.items()), u.id
