@@ -184,7 +184,7 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, k
     live = pop_onprem_options(conn)
     kind = kind.lower()
     if kind != "mailbox":
-        _object_inventory(kind, fmt, out, refresh, conn, err)
+        _object_inventory(kind, fmt, out, refresh, conn, err, dirsynced_only=dirsynced_only)
         return
     try:
         with user_errors(), open_connection(**conn) as connection:
@@ -229,14 +229,16 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, k
 
 
 def _object_inventory(kind: str, fmt: str, out: Path | None, refresh: bool, conn: dict[str, Any],
-                      err: Console) -> None:
-    """`exocm inventory --kind group|contact|user`."""
+                      err: Console, *, dirsynced_only: bool = False) -> None:
+    """`exocm inventory --kind group|contact|user` (--dirsynced-only: objects synced from AD only)."""
     with user_errors(), open_connection(**conn) as connection:
         label = str(connection.label)
         sandbox = bool(connection.is_sandbox)
         if not sandbox:
             err.print(f"tenant [bold]{escape(inert(label))}[/]")
         inv = read_objects(connection, kind, refresh=refresh, err=err)
+    if dirsynced_only:
+        inv.frame = inv.frame[inv.frame["OnPremisesSyncEnabled"].map(lambda v: bool(v))]
     if inv.from_snapshot:
         err.print(f"snapshot from {inv.fetched_at:%Y-%m-%d %H:%M} UTC ({_age_text(inv.age)} old); "
                   "--refresh fetches again")

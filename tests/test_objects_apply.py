@@ -3,6 +3,7 @@ convert children before parents (the journal's order proves it), every write is 
 restores with a drift check, and a token without the permission is one line naming it (exit 4)."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,15 @@ def test_cli_plan_show_apply_undo_for_groups(make_sandbox: Any, tmp_path: Path) 
 
     sb = make_sandbox(size=200, seed=11)
     name = add_profile(sb)
+    code, out, err = run("inventory", "--profile", name, "--kind", "contact", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["kind"] == "contact" and data["count"] == len(sb.tenant.entra_contacts)
+    code, out, err = run("findings", "--profile", name, "--kind", "group", "--format", "json")
+    assert code == 1, err  # high findings (unsupported, nesting) exist
+    report = json.loads(out)
+    assert {f["code"] for f in report["findings"]} >= {"GROUP_UNSUPPORTED", "OBJECT_NOT_SYNCED"}
+    assert "OBJECT_RECENT_ONPREM_EDIT not checked" in err  # no AD export given for a profile
     plan_path = tmp_path / "dl.json"
     code, out, err = run("plan", "--profile", name, "--kind", "group", "--set-cloud-managed", "true",
                          "--where", 'GroupType == "Distribution"', "-o", str(plan_path))
@@ -146,8 +156,7 @@ def test_cli_plan_show_apply_undo_for_groups(make_sandbox: Any, tmp_path: Path) 
     assert all(sb.tenant.entra_groups[r.identity].cloud_managed for r in plan.set_rows())
     journal = next(line.split("journal:", 1)[1].strip() for line in err.splitlines() if "journal:" in line)
     code, out, err = run("report", journal, "--format", "json")
-    assert code == 0 and Counter(r["Result"] for r in __import__("json").loads(out)["rows"])["verified"] == len(
-        plan.set_rows())
+    assert code == 0 and Counter(r["Result"] for r in json.loads(out)["rows"])["verified"] == len(plan.set_rows())
     undo_path = tmp_path / "undo.json"
     code, out, err = run("undo", "--profile", name, journal, "-o", str(undo_path))
     assert code == 0, err
