@@ -40,6 +40,10 @@ def test_nested_plan_applies_children_before_parents_and_undo_restores(
     assert sets and plan.object_kind == "group"
     waves = {r.identity: r.wave for r in sets}
     assert max(waves.values()) >= 1, "the tenant should plant nesting among convertible groups"
+    in_plan = {r.identity for r in sets}
+    for row in sets:  # each row names the children of the plan it waits for
+        assert set(row.after) == {c for c in frame.at[row.identity, "ChildGroups"] if c in in_plan}
+        assert all(waves[c] < row.wave for c in row.after)
     # the plan file says its kind and round-trips
     path = save_plan(plan, tmp_path / "groups.json")
     assert load_plan(path).object_kind == "group"

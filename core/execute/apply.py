@@ -607,6 +607,8 @@ class _Engine:
         self.rate_window: deque[tuple[float, int]] = deque()
         self.fatal: str | None = None
         self.stopped_between_waves = False
+        self.dependent_mode = False
+        self.ready_cond = threading.Condition()
         self.state_name = "isCloudManaged" if plan.is_graph else "IsExchangeCloudManaged"
 
     # -- helpers -----------------------------------------------------------------------------
@@ -638,6 +640,8 @@ class _Engine:
         if not records:
             return
         self.journal.append(records)
+        if self.dependent_mode:
+            self.release_dependents(records)
         with self.lock:
             for r in records:
                 if r.get("type") != "row":
@@ -864,8 +868,16 @@ class _Engine:
                 work.append(row)
         self.emit(force=True)
         self.record(skips)
-        # Waves (object plans of nested groups): children before parents. A wave starts only when
-        # every earlier row verified, so a parent is never converted while one of its children is not.
+        if any(row.after for row in work):
+            # Nested groups: a row starts once every child it names (`after`) verified, so a parent
+            # is never converted while one of its children is not, and no wave waits for another.
+            left = self.run_dependent(work)
+            if left and not self.cancel.is_set() and not self.fatal:
+                self.stopped_between_waves = True
+            self.counts["not_started"] += left
+            self.emit(force=True)
+            return
+        # Waves without named children: a wave starts only when every earlier row verified.
         waves = sorted({row.wave or 0 for row in work})
         left = 0
         for number, wave in enumerate(waves):
@@ -881,6 +893,81 @@ class _Engine:
             self.stopped_between_waves = True
         self.counts["not_started"] += left
         self.emit(force=True)
+
+    def run_dependent(self, rows: list[PlanRow]) -> int:
+        """Work through `rows` in plan order, each once its `after` rows verified; returns rows never started."""
+        ids = {row.identity for row in rows}
+        verified_before = self.history.verified
+        self.waiting = {row.identity: {a for a in row.after if a in ids and a not in verified_before}
+                        for row in rows}
+        self.dependents: dict[str, list[str]] = {}
+        for row in rows:
+            for child in self.waiting[row.identity]:
+                self.dependents.setdefault(child, []).append(row.identity)
+        self.rows_by_id = {row.identity: row for row in rows}
+        self.ready: deque[PlanRow] = deque(row for row in rows if not self.waiting[row.identity])
+        self.in_flight = 0
+        self.started_ids: set[str] = set()
+        self.dependent_mode = True
+        threads = [threading.Thread(target=self.dependent_worker, name=f"exocm-apply-{i}", daemon=True)
+                   for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            try:
+                time.sleep(0.05)  # not Thread.join (see run_wave)
+            except KeyboardInterrupt:
+                self.cancel.set()
+        for t in threads:
+            t.join()
+        return len(ids - self.started_ids)
+
+    def release_dependents(self, records: Sequence[dict[str, Any]]) -> None:
+        """Rows whose last child just verified become ready (dependency mode)."""
+        with self.ready_cond:
+            for record in records:
+                if record.get("type") != "row" or record.get("status") != "verified":
+                    continue
+                for parent in self.dependents.get(str(record.get("identity")), ()):
+                    waiting = self.waiting[parent]
+                    waiting.discard(str(record.get("identity")))
+                    if not waiting:
+                        self.ready.append(self.rows_by_id[parent])
+            self.ready_cond.notify_all()
+
+    def dependent_worker(self) -> None:
+        """Take ready rows (up to a chunk) until none is ready and none is in flight."""
+        while True:
+            with self.ready_cond:
+                while True:
+                    if self.cancel.is_set():
+                        return
+                    if self.pause.is_set():
+                        self.ready_cond.wait(0.1)
+                        continue
+                    if self.ready:
+                        break
+                    if self.in_flight == 0:
+                        self.ready_cond.notify_all()
+                        return
+                    self.ready_cond.wait(0.1)
+                chunk = [self.ready.popleft() for _ in range(min(self.chunk_size, len(self.ready)))]
+                self.started_ids.update(row.identity for row in chunk)
+                self.in_flight += 1
+            try:
+                self.process(chunk)
+            except _FatalStop as stop:
+                with self.lock:
+                    self.fatal = self.fatal or str(stop)
+                self.cancel.set()
+            except Exception as exc:  # noqa: BLE001 - an engine bug must stop the run cleanly
+                with self.lock:
+                    self.fatal = self.fatal or f"internal error: {_err_text(exc)}"
+                self.cancel.set()
+            finally:
+                with self.ready_cond:
+                    self.in_flight -= 1
+                    self.ready_cond.notify_all()
 
     def unsettled_rows(self) -> int:
         """Rows of this run that did not end verified (failed, unverified, interrupted, stale)."""

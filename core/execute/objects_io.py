@@ -1,8 +1,7 @@
 """Reads and writes of object-level SOA through Microsoft Graph, for the apply and undo engines.
 
-Per row: its properties (the ones the plan's fingerprint covers) from `GET /{groups|contacts|users}
-?$filter=id in (...)&$select=...` and `GET .../onPremisesSyncBehavior` (isCloudManaged), in one
-JSON batch of <= 20;
+Per row: `GET /{groups|contacts|users}/{id}?$select=...` (the properties the plan's fingerprint
+covers) and `GET .../onPremisesSyncBehavior` (isCloudManaged), in JSON batches of <= 20;
 the write is `PATCH .../onPremisesSyncBehavior {"isCloudManaged": value}` (204), in a JSON batch
 too (Graph docs `onpremisessyncbehavior-get`, `onpremisessyncbehavior-update`; v1.0 for groups,
 beta for contacts and users). A 403 names the permission to grant.
@@ -14,15 +13,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from ..bridge.errors import BridgeError, InvalidInput, NotFound
-from ..bridge.graph import GraphBridge, GraphCall
+from ..bridge.graph import BATCH_LIMIT, GraphBridge, GraphCall
 from ..inventory.objects import SELECT, _row
 from ..model import GRAPH_COLLECTIONS, SYNC_BEHAVIOR_PERMISSIONS, SYNC_BEHAVIOR_VERSIONS, check_kind
 from ..plan.planfile import Observed, object_values
 from .apply import RowIO
 
 Record = dict[str, Any]
-#: Values Graph accepts in one `in (...)` filter clause.
-IN_LIMIT: Final = 15
 _GUID: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -42,36 +39,31 @@ class ObjectIO(RowIO):
     def read(self, identities: Sequence[str]) -> dict[str, Record]:
         """Object rows (inventory columns, IsCloudManaged from onPremisesSyncBehavior) of these ids.
 
-        Per batch of <= 15 ids: one `GET /{collection}?$filter=id in (...)&$select=...` (Graph takes
-        up to 15 values in `in`; the same properties as the inventory's listing) and one
-        `GET .../onPremisesSyncBehavior` per id: <= 16 requests, one JSON batch.
+        Per id: `GET /{collection}/{id}?$select=...` (the inventory's properties) and
+        `GET .../onPremisesSyncBehavior`, in JSON batches of 20 (10 ids a batch).
         """
         ids = [i for i in dict.fromkeys(identities) if i]
         bad = [i for i in ids if not _GUID.match(i)]
         if bad:
             raise InvalidInput(f"{bad[0]!r} is not an object id")
         select = ",".join(SELECT[self.kind])
+        calls: list[GraphCall] = []
+        for oid in ids:
+            calls.append(GraphCall("GET", f"/{self.collection}/{oid}?$select={select}"))
+            calls.append(GraphCall("GET", f"/{self.collection}/{oid}/onPremisesSyncBehavior"))
         out: dict[str, Record] = {}
-        for start in range(0, len(ids), IN_LIMIT):
-            part = ids[start:start + IN_LIMIT]
-            terms = ",".join(f"'{i}'" for i in part)
-            calls = [GraphCall("GET", f"/{self.collection}?$filter=id in ({terms})&$select={select}")]
-            calls += [GraphCall("GET", f"/{self.collection}/{oid}/onPremisesSyncBehavior") for oid in part]
-            results = self.graph.batch(calls, what=f"read {self.collection}", version=self.version,
-                                       permission=self.permission, parallel=False)
-            listing, behaviours = results[0], results[1:]
-            if listing.error is not None:
-                raise listing.error
-            body = listing.body if isinstance(listing.body, Mapping) else {}
-            value = body.get("value")
-            found = {str(r.get("id") or "").lower(): r for r in (value if isinstance(value, list) else [])
-                     if isinstance(r, Mapping)}
-            for oid, behaviour in zip(part, behaviours, strict=True):
-                if isinstance(behaviour.error, NotFound) or oid.lower() not in found:
+        for start in range(0, len(calls), BATCH_LIMIT):
+            results = self.graph.batch(calls[start:start + BATCH_LIMIT], what=f"read {self.collection}",
+                                       version=self.version, permission=self.permission, parallel=False)
+            for index in range(0, len(results), 2):
+                obj, behaviour = results[index], results[index + 1]
+                oid = ids[(start + index) // 2]
+                if isinstance(obj.error, NotFound) or isinstance(behaviour.error, NotFound):
                     continue
-                if behaviour.error is not None:
-                    raise behaviour.error
-                row = _row(self.kind, found[oid.lower()])
+                for result in (obj, behaviour):
+                    if result.error is not None:
+                        raise result.error
+                row = _row(self.kind, obj.body if isinstance(obj.body, Mapping) else {})
                 state = behaviour.body.get("isCloudManaged") if isinstance(behaviour.body, Mapping) else None
                 row["IsCloudManaged"] = state if isinstance(state, bool) else None
                 out[oid] = row

@@ -103,6 +103,7 @@ def build_object_plan(
             reasons[oid] = (OVER_CAP, f"--max {max_changes}")
         to_set = to_set[:max_changes]
     waves: dict[str, int] = {}
+    after: dict[str, tuple[str, ...]] = {}
     if kind == GROUP:
         kids: dict[str, Any] = {oid: frame.at[oid, "ChildGroups"] for oid in to_set}
         children = {oid: tuple(str(c) for c in value) for oid, value in kids.items()}
@@ -111,7 +112,14 @@ def build_object_plan(
             if oid not in waves:
                 reasons[oid] = (BLOCKED, "GROUP_NESTING_CYCLE")
         to_set = [oid for oid in to_set if oid in waves]
-        to_set.sort(key=lambda oid: waves[oid])
+        in_plan = set(to_set)
+        after = {oid: tuple(c for c in children[oid] if c in in_plan) for oid in to_set}
+        # Children first; among equals, the ones deeper chains wait for (the highest wave above them).
+        above = {oid: waves[oid] for oid in to_set}
+        for oid in sorted(to_set, key=lambda o: -waves[o]):
+            for child in after[oid]:
+                above[child] = max(above[child], above[oid])
+        to_set.sort(key=lambda oid: (waves[oid], -above[oid]))
     ordered = to_set + [oid for oid in ids if oid in reasons]
     label = "UserPrincipalName" if kind == USER else "Mail"
     rows: list[PlanRow] = []
@@ -126,6 +134,7 @@ def build_object_plan(
             action=action, reason=reason, detail=str(detail or ""),
             observed=Observed.from_object(record),
             wave=waves.get(oid, 0) if (action == "set" and kind == GROUP) else None,
+            after=after.get(oid, ()) if action == "set" else (),
         ))
     plan = Plan(tenant=tenant, bridge="graph", value=value, rows=rows,
                 created_at=(now or datetime.now(UTC)).isoformat(), source=dict(source or {}),

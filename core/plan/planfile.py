@@ -310,6 +310,8 @@ class PlanRow:
     overwritten: dict[str, dict[str, Any]] | None = None
     #: Object plans: the apply wave (0 = no child group in the plan; children before parents).
     wave: int | None = None
+    #: Object plans: rows of this plan (child groups) that must verify before this row is written.
+    after: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON form of the row."""
@@ -326,6 +328,8 @@ class PlanRow:
             data["overwritten"] = self.overwritten
         if self.wave is not None:
             data["wave"] = self.wave
+        if self.after:
+            data["after"] = list(self.after)
         return data
 
     @classmethod
@@ -351,6 +355,9 @@ class PlanRow:
         wave = data.get("wave")
         if wave is not None and (not isinstance(wave, int) or isinstance(wave, bool) or wave < 0):
             raise ValueError("row wave must be a whole number >= 0")
+        after = data.get("after") or []
+        if not isinstance(after, list) or not all(isinstance(a, str) and a for a in after):
+            raise ValueError("row after must be a list of identities")
         return cls(
             identity=identity,
             display_name=str(data.get("display_name") or ""),
@@ -361,6 +368,7 @@ class PlanRow:
             observed=Observed.from_json(observed),
             overwritten=overwritten,
             wave=wave,
+            after=tuple(after),
         )
 
 
