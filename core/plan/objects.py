@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..detect.objects import detect_objects, nesting_waves, object_readiness
 from ..model import GROUP, USER, check_kind
+from ..values import normalise_value
 from .planfile import (
     ALREADY,
     BLOCKED,
@@ -27,16 +28,7 @@ from .planfile import (
     Observed,
     Plan,
     PlanRow,
-    normalise_value,
 )
-from .selection import Selection
-
-
-def select_all_synced(frame: pd.DataFrame) -> Selection:
-    """Every object of the frame that is synced from AD (onPremisesSyncEnabled true)."""
-    synced = frame["OnPremisesSyncEnabled"].map(lambda v: v is True)
-    return Selection(identities=[str(x) for x in frame.index[synced.to_numpy(dtype=bool)]],
-                     source={"kind": "all-dirsynced"})
 
 
 def _ready_set(frame: pd.DataFrame, findings: pd.DataFrame, value: bool, candidates: list[str]) -> pd.DataFrame:
