@@ -70,11 +70,17 @@ def test_nested_plan_applies_children_before_parents_and_undo_restores(
     # someone hands one group back by hand: the undo skips it as drifted
     drifted = sets[0].identity
     t.entra_groups[drifted].cloud_managed = False
+    edited = sets[1].identity  # a cloud edit after the conversion: handing back lets AD overwrite it
     with graph_for(sb) as graph:
+        graph._json("PATCH", f"/groups/{edited}", body={"displayName": "Renamed in the cloud"}, what="rename")
         undo = build_undo_plan(graph, result.journal_path, io=ObjectIO(graph, "group"))
         assert undo.object_kind == "group" and undo.value is False
         reasons = {r.identity: r.reason for r in undo.rows}
         assert reasons[drifted] == "drifted"
+        rows = {r.identity: r for r in undo.rows}
+        assert rows[edited].overwritten is not None
+        assert rows[edited].overwritten["DisplayName"]["cloud"] == "Renamed in the cloud"
+        assert rows[edited].overwritten["DisplayName"]["basis"] == "backup"
         assert {r.identity for r in undo.set_rows()} == {r.identity for r in sets} - {drifted}
         undone = apply_plan(graph, undo, io=ObjectIO(graph, "group"), data_dir=tmp_path / "data")
     assert undone.complete, undone.counts
