@@ -51,6 +51,7 @@ from .onprem_options import (
     pop_onprem_options,
     sandbox_onprem_data,
 )
+from .writeback_read import read_writeback
 
 _TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "action", "explanation")
 _WIDTH = {"severity": 8, "code": 22, "UserPrincipalName": 36, "action": 27, "explanation": 400}
@@ -113,6 +114,8 @@ Examples:
 @click.option("--sync-interval", type=click.IntRange(1, 24 * 60), default=30, show_default=True,
               help="Minutes between sync cycles (RECENT_ONPREM_CHANGE waits one cycle + 24 h).")
 @click.option("--refresh", is_flag=True, help="Fetch the inventory from the service even when a snapshot exists.")
+@click.option("--accept-incomplete", is_flag=True,
+              help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
 @kind_option
 def findings(
     onprem_csv: Path | None,
@@ -123,6 +126,7 @@ def findings(
     out: Path | None,
     sync_interval: int,
     refresh: bool,
+    accept_incomplete: bool,
     kind: str,
     **conn: Any,
 ) -> None:
@@ -151,6 +155,9 @@ def findings(
         sandbox = bool(connection.is_sandbox)
         banner(err, connection)
         inv = _read_inventory(connection, refresh, err)
+        incomplete = inv.incomplete_reason()
+        if incomplete and not accept_incomplete:
+            fail(incomplete)
         notes.extend(inv.notes)
         onprem: OnPremData | None = None
         try:
@@ -172,11 +179,15 @@ def findings(
         org, org_note = read_org_config(connection.bridge)
         if org_note:
             notes.append(org_note)
+        writeback = read_writeback(connection) if onprem is not None else None
+        if writeback is not None:
+            notes.append(f"writeback to AD: {writeback.label} ({writeback.source})")
         result = detect(
             inv.frame,
             onprem.frame if onprem is not None else None,
             org_config=org,
             sync_interval=timedelta(minutes=sync_interval),
+            writeback=writeback,
         )
         notes.extend(result.notes)
     shown = filter_findings(result.findings, severity=severity, codes=wanted or None)

@@ -43,6 +43,7 @@ from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .object_kinds import kind_option, object_onprem, read_objects
 from .onprem_options import onprem_csv_frame, sandbox_onprem_data
+from .writeback_read import read_writeback
 
 #: Rows printed by the table format before "... N more" (CSV and JSON carry all).
 TABLE_LIMIT = 200
@@ -107,7 +108,8 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connec
             data = sandbox_onprem_data(connection, Path(tmp))
         onprem = data.frame if data is not None else None
     org_config, _ = read_org_config(connection.bridge)  # the tenant rule never blocks a flip: no note here
-    result = detect(frame, onprem, org_config=org_config, now=now)
+    writeback = read_writeback(connection) if onprem is not None else None
+    result = detect(frame, onprem, org_config=org_config, now=now, writeback=writeback)
     by_reason: dict[str, list[str]] = {}
     for code, why in sorted(result.not_checked.items()):
         by_reason.setdefault(why, []).append(code)
@@ -196,10 +198,13 @@ Examples:
               metavar="MIN", help="Reuse an inventory snapshot younger than this many minutes.")
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Plan file to write (default: <data dir>/plans/plan-<time>-<digest>.json).")
+@click.option("--accept-incomplete", is_flag=True,
+              help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
 @kind_option
 def plan(value: str, csv_path: Path | None, identity_column: str | None, where: str | None, all_dirsynced: bool,
          exclude: Path | None, types: str | None, max_changes: int | None, onprem_csv: Path | None,
-         no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, kind: str, **conn: Any) -> None:
+         no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, accept_incomplete: bool,
+         kind: str, **conn: Any) -> None:
     """Make a plan file: which mailboxes (or with --kind: groups, contacts, users) would change,
     and why the others are skipped.
 
@@ -227,6 +232,9 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
                                        all_dirsynced=all_dirsynced, exclude=exclude,
                                        types=tuple(parse_types(types)) if types else ())
             inv = _load_inventory(connection, refresh=refresh, max_age_min=snapshot_max_age, err=err)
+            incomplete = inv.incomplete_reason()
+            if incomplete and not accept_incomplete:
+                fail(incomplete)
             selection = select_targets(inv.frame, request)
         except SelectionError as exc:
             fail(str(exc))

@@ -25,6 +25,7 @@ from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame
 from .plan_cmd import counts_lines, sandbox_note
+from .writeback_read import read_writeback
 
 
 def _plan_source(journal: Path) -> dict[str, Any]:
@@ -97,7 +98,9 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
             io = ObjectIO(bridge, kind)
             onprem = _object_onprem_frame(connection, kind, onprem_csv, Path(tmp), err)
         try:
-            plan = build_undo_plan(bridge, journal, all_runs=not only_this_run, onprem=onprem, io=io)
+            writeback = read_writeback(connection) if io is None else None
+            plan = build_undo_plan(bridge, journal, all_runs=not only_this_run, onprem=onprem, io=io,
+                                   writeback=writeback)
         except (JournalError, UndoError, ApplyRefused) as exc:
             fail(str(exc))
         if connection.embedded is not None:  # so 'exocm apply' of the undo plan opens the same sandbox
@@ -111,6 +114,10 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     path = out or default_plan_path(plan, data_dir())
     save_plan(plan, path)
     err.print("\n".join(counts_lines(plan)) or "  (no verified rows to undo)")
+    err.print(f"writeback to AD: {writeback.label} ({escape(writeback.source)})" + (
+        "; every cloud edit since the flip is overwritten" if writeback.configured is False and onprem is None else
+        "; only edits of attributes outside its list are overwritten" if writeback.configured and onprem is None
+        else ""))
     if plan.value is False and plan.set_rows():
         if overwritten:
             err.print(f"[yellow]warning:[/] the next sync will overwrite cloud values of {len(overwritten):,} "

@@ -34,6 +34,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from ..model import PHASE2_WRITEBACK_ATTRIBUTES, Writeback
 from .base import counters
 from .concurrency import AdaptiveLimiter, limiter_for
 from .errors import (
@@ -63,6 +64,15 @@ MAX_TOP: Final = 999
 _MAX_PAGES: Final = 100_000
 #: What the runbooks' Graph calls need when Graph answers 403.
 RUNBOOK_PERMISSIONS: Final = "User.ReadWrite.All, Group.ReadWrite.All, Directory.Read.All or an equivalent role"
+#: The Cloud Sync (AD2AAD) application id (Microsoft Learn, "Configure cloud sync with MS Graph API").
+CLOUD_SYNC_APP_ID: Final = "1a4721b3-e57f-4451-ae87-ef078703ec94"
+
+
+def _is_exo_to_ad(template: str) -> bool:
+    """A Cloud Sync job template for EXO-to-AD attribute sync. The real templateId is not documented:
+    any id naming both Exchange Online (Exo) and AD in that order counts (the sandbox's is Exo2ADAttributeSync)."""
+    low = template.lower()
+    return "exo" in low and "ad" in low[low.index("exo") + 3:]
 
 
 def classify_graph(status: int, body: Any, *, what: str, retry_after: float | None,
@@ -189,6 +199,29 @@ class GraphBridge:
     def group_members(self, group: str) -> list[Record]:
         """GET /groups/{id}/members."""
         return self.list_all(f"/groups/{quote(group)}/members", what=f"read members of group {group}")
+
+    def writeback(self) -> Writeback:
+        """Is Cloud Sync's "EXO to AD attribute sync" configured? (Graph: the Cloud Sync service
+        principal's synchronization jobs; docs/exchange-facts.md, "Writeback is off unless configured").
+
+        A job whose templateId names EXO-to-AD attribute sync means Phase 2 writeback of
+        PHASE2_WRITEBACK_ATTRIBUTES; none means nothing reaches AD. Any Graph failure: unknown."""
+        try:
+            principals = self.list_all(f"/servicePrincipals?$filter=appId eq '{CLOUD_SYNC_APP_ID}'",
+                                       what="list the Cloud Sync service principal")
+            for sp in principals:
+                if str(sp.get("appId", "")).lower() != CLOUD_SYNC_APP_ID:
+                    continue
+                jobs = self.list_all(f"/servicePrincipals/{quote(str(sp.get('id', '')), safe='')}/synchronization/jobs",
+                                     what="list Cloud Sync jobs")
+                for job in jobs:
+                    template = str(job.get("templateId") or job.get("id") or "")
+                    if _is_exo_to_ad(template):
+                        return Writeback(True, PHASE2_WRITEBACK_ATTRIBUTES,
+                                         f"Cloud Sync job {template} (Graph)")
+        except BridgeError as exc:
+            return Writeback(None, (), f"could not read Cloud Sync jobs from Graph ({exc.message})")
+        return Writeback(False, (), "no Cloud Sync EXO-to-AD job (Graph)")
 
     # -- runbook writes --------------------------------------------------------------------------
     def assign_license(self, user: str, *, add: list[str] | None = None, remove: list[str] | None = None) -> Record:

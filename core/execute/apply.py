@@ -1,6 +1,6 @@
 """The apply engine: run a plan against the tenant, row by row, with a durable journal.
 
-Contract (DESIGN section 4): refuse a plan for another tenant, with a wrong digest, or
+Contract (docs/architecture.md#plan-apply-undo): refuse a plan for another tenant, with a wrong digest, or
 older than `max_age`; hold a lock per plan digest so two applies of one plan never run at
 once; per chunk of <= 10 rows: re-read the mailboxes (one batched read), skip rows whose
 observed state changed since the plan (`stale`), journal an *intent* with the backup of
@@ -11,6 +11,14 @@ Throttled) is resolved by the read-back, never by writing again blind; only a re
 showing "not applied" allows another attempt (bounded). A rerun of the same plan reads
 every journal of the plan: verified rows are never written again, and rows with an open
 intent are resolved by reading them back.
+
+Reads (the re-read and the read-back) are one `Get-Mailbox -Filter` of OR'ed
+ExternalDirectoryObjectId terms per chunk when every identity is a GUID (one request, one
+round trip), else a `$batch` of `Get-Mailbox -Identity`. Over REST the chunk's writes go out as
+parallel single requests rather than one `$batch`: a batch saves round trips, not server work,
+and the service runs its items one after another in one concurrency slot
+(docs/exchange-facts.md, "Cost of a $batch and of WinRM requests"), so ten parallel writes
+finish in one request's time for the same slot time; other transports use `invoke_many`.
 
 Writes are paced by `WritePacer`, a client-side token bucket whose rate is learned from
 the tenant's throttling (slow start, then multiplicative decrease to just under the rate
@@ -29,6 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,8 +175,8 @@ class MailboxIO(RowIO):
         self.bridge = bridge
 
     def read(self, identities: Sequence[str]) -> dict[str, Record]:
-        """Batched Get-Mailbox (read_mailboxes)."""
-        return read_mailboxes(self.bridge, identities)
+        """One read of these mailboxes: a filter of GUIDs, else a $batch (read_mailboxes)."""
+        return read_mailboxes(self.bridge, identities, mode="filter")
 
     def observe(self, record: Mapping[str, Any]) -> Observed:
         """IsExchangeCloudManaged, WhenChanged and the writeback fingerprint."""
@@ -217,7 +226,7 @@ class WritePacer:
         min_rate: float = 0.5,
         max_rate: float | None = None,
         doubling_s: float = 1.0,
-        cut_to: float = 0.92,
+        cut_to: float = 0.95,
         first_cut_to: float = 0.85,
         increase_per_s: float = 0.002,
         pause_s: float = 1.0,
@@ -227,10 +236,10 @@ class WritePacer:
         burst_s: float = 0.25,
         min_estimate_span_s: float = 5.0,
         recover_s: float = 8.0,
-        max_recover_s: float = 16.0,
+        max_recover_s: float = 32.0,
         probe_doubling_s: float = 3.0,
         floor_window_s: float = 8.0,
-        plateau: float = 0.97,
+        plateau: float = 0.985,
         probe_found: float = 1.3,
         clock: Monotonic = time.monotonic,
         throttle_signal: Callable[[], int] | None = None,
@@ -609,6 +618,11 @@ class _Engine:
         self.dependent_mode = False
         self.ready_cond = threading.Condition()
         self.state_name = "isCloudManaged" if plan.is_graph else "IsExchangeCloudManaged"
+        # parallel single writes over REST (the module docstring says why); None: invoke_many
+        self.write_pool: ThreadPoolExecutor | None = None
+        if isinstance(self.io, MailboxIO) and getattr(bridge, "kind", None) == "rest":
+            self.write_pool = ThreadPoolExecutor(max_workers=min(64, self.workers * self.chunk_size),
+                                                 thread_name_prefix="exocm-write")
 
     # -- helpers -----------------------------------------------------------------------------
     def wait(self, seconds: float) -> None:
@@ -696,7 +710,8 @@ class _Engine:
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, ids: Sequence[str], *, attempts: int = 3) -> dict[str, Record]:
-        """Batched read with a few extra tries beyond the bridge's own; _FatalStop when it keeps failing."""
+        """One read of these mailboxes (a filter of GUIDs, else a $batch) with a few extra tries beyond
+        the bridge's own; _FatalStop when it keeps failing."""
         last: BridgeError | None = None
         for attempt in range(attempts):
             try:
@@ -709,6 +724,19 @@ class _Engine:
             except BridgeError as exc:
                 raise _FatalStop(f"reading {self.io.noun}s failed: {_err_text(exc)}") from None
         raise _FatalStop(f"reading {self.io.noun}s keeps failing: {_err_text(last)}")
+
+    def send_writes(self, calls: list[Call]) -> list[CallResult]:
+        """The chunk's writes: parallel single requests over REST (module docstring), else invoke_many."""
+        pool = self.write_pool
+        if pool is None or len(calls) <= 1:
+            return self.bridge.invoke_many(calls)
+        return [f.result() for f in [pool.submit(self._write_one, call) for call in calls]]
+
+    def _write_one(self, call: Call) -> CallResult:
+        try:
+            return CallResult(call, records=self.bridge.invoke(call.cmdlet, call.parameters))
+        except BridgeError as exc:
+            return CallResult(call, error=exc)
 
     # -- one chunk -------------------------------------------------------------------------------
     def process(self, chunk: list[PlanRow]) -> None:
@@ -769,7 +797,16 @@ class _Engine:
                 self.wait(min(delay, 0.05))
             if self.cancel.is_set():
                 continue
-            results = self.io.write([r.identity for r in pending], self.target)
+            if isinstance(self.io, MailboxIO):  # Set-Mailbox: parallel single writes over REST (send_writes)
+                calls = [Call("Set-Mailbox", {"Identity": r.identity, "IsExchangeCloudManaged": self.target})
+                         for r in pending]
+                try:
+                    sent = self.send_writes(calls)
+                except BridgeError as exc:  # the whole batch failed in a way the bridge raised
+                    sent = [CallResult(call, error=exc) for call in calls]
+                results: list[BridgeError | None] = [res.error for res in sent]
+            else:
+                results = self.io.write([r.identity for r in pending], self.target)
             for r in pending:
                 total_attempts[r.identity] += 1
             accepted = sum(1 for res in results if res is None)
@@ -847,6 +884,13 @@ class _Engine:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.write_pool is not None:
+                self.write_pool.shutdown(wait=True)
+
+    def _run(self) -> None:
         verified = self.history.verified
         recorded_skips = self.history.recorded_skips()
         skips: list[dict[str, Any]] = []
