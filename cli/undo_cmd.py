@@ -114,10 +114,11 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     path = out or default_plan_path(plan, data_dir())
     save_plan(plan, path)
     err.print("\n".join(counts_lines(plan)) or "  (no verified rows to undo)")
-    err.print(f"writeback to AD: {writeback.label} ({escape(writeback.source)})" + (
-        "; every cloud edit since the flip is overwritten" if writeback.configured is False and onprem is None else
-        "; only edits of attributes outside its list are overwritten" if writeback.configured and onprem is None
-        else ""))
+    if writeback is not None:  # Exchange attribute writeback concerns mailboxes only
+        err.print(f"writeback to AD: {writeback.label} ({escape(writeback.source)})" + (
+            "; every cloud edit since the flip is overwritten" if writeback.configured is False and onprem is None
+            else "; only edits of attributes outside its list are overwritten" if writeback.configured and onprem is None
+            else ""))
     if plan.value is False and plan.set_rows():
         if overwritten:
             err.print(f"[yellow]warning:[/] the next sync will overwrite cloud values of {len(overwritten):,} "
