@@ -6,6 +6,7 @@ in a core Session. The TUI itself never imports cli or the sandbox.
 """
 from __future__ import annotations
 
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,13 @@ def build_app(profile: str | None, sandbox: bool, size: int, seed: int, *, onpre
 
             return runbook_services(connection, onprem_group_changes)
 
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exocm-readiness-")))
+
+        def prerequisite_sources() -> Any:
+            from .readiness_cmd import readiness_sources
+
+            return readiness_sources(connection, onprem_csv=onprem_csv, live=live, workdir=workdir)[0]
+
         def object_onprem(kind: str, frame: Any) -> Any:
             """The embedded sandbox's AD side of a Graph kind (as an Export-Csv file), else none."""
             if handle is None:
@@ -127,7 +135,8 @@ def build_app(profile: str | None, sandbox: bool, size: int, seed: int, *, onpre
                        profile_name=connection.profile.name, onprem_csv=onprem_csv,
                        onprem_records=onprem_records, onprem_data=onprem_data, snapshot_first=handle is None,
                        runbook_services=services, embedded_sandbox=connection.embedded,
-                       graph=connection.graph, object_onprem=object_onprem)
+                       prerequisite_sources=prerequisite_sources, graph=connection.graph,
+                       object_onprem=object_onprem)
 
     embedded = is_sandbox and not profile
     state = embedded_sandbox_state(size, seed) if embedded else None

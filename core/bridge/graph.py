@@ -34,7 +34,6 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from ..model import PHASE2_WRITEBACK_ATTRIBUTES, Writeback
 from .base import counters
 from .concurrency import AdaptiveLimiter, limiter_for
 from .errors import (
@@ -64,17 +63,6 @@ MAX_TOP: Final = 999
 _MAX_PAGES: Final = 100_000
 #: What the runbooks' Graph calls need when Graph answers 403.
 RUNBOOK_PERMISSIONS: Final = "User.ReadWrite.All, Group.ReadWrite.All, Directory.Read.All or an equivalent role"
-#: The Cloud Sync (AD2AAD) application id (Microsoft Learn, "Configure cloud sync with MS Graph API").
-CLOUD_SYNC_APP_ID: Final = "1a4721b3-e57f-4451-ae87-ef078703ec94"
-
-
-def _is_exo_to_ad(template: str) -> bool:
-    """A Cloud Sync job template for EXO-to-AD attribute sync. The real templateId is not documented:
-    any id naming both Exchange Online (Exo) and AD in that order counts (the sandbox's is Exo2ADAttributeSync)."""
-    low = template.lower()
-    return "exo" in low and "ad" in low[low.index("exo") + 3:]
-
-
 def classify_graph(status: int, body: Any, *, what: str, retry_after: float | None,
                    is_write: bool, permission: str | None = None) -> BridgeError:
     """Turn a Graph error answer into a typed bridge error (by status and error code, not text).
@@ -200,28 +188,36 @@ class GraphBridge:
         """GET /groups/{id}/members."""
         return self.list_all(f"/groups/{quote(group)}/members", what=f"read members of group {group}")
 
-    def writeback(self) -> Writeback:
-        """Is Cloud Sync's "EXO to AD attribute sync" configured? (Graph: the Cloud Sync service
-        principal's synchronization jobs; docs/exchange-facts.md, "Writeback is off unless configured").
+    def read(self, path: str, *, params: Mapping[str, str] | None = None, version: str = API_VERSION,
+             headers: Mapping[str, str] | None = None) -> Any:
+        """GET one resource of `version` (v1.0 or beta): the parsed JSON, or the text of a text answer
+        (a `$count`)."""
+        response = self._request("GET", f"{self.api(version)}{path}", what=f"GET {path}", params=params,
+                                 headers=headers)
+        if response.headers.get("Content-Type", "").startswith("text/plain"):
+            return response.text
+        return self._parse(response, f"GET {path}")
 
-        A job whose templateId names EXO-to-AD attribute sync means Phase 2 writeback of
-        PHASE2_WRITEBACK_ATTRIBUTES; none means nothing reaches AD. Any Graph failure: unknown."""
-        try:
-            principals = self.list_all(f"/servicePrincipals?$filter=appId eq '{CLOUD_SYNC_APP_ID}'",
-                                       what="list the Cloud Sync service principal")
-            for sp in principals:
-                if str(sp.get("appId", "")).lower() != CLOUD_SYNC_APP_ID:
-                    continue
-                jobs = self.list_all(f"/servicePrincipals/{quote(str(sp.get('id', '')), safe='')}/synchronization/jobs",
-                                     what="list Cloud Sync jobs")
-                for job in jobs:
-                    template = str(job.get("templateId") or job.get("id") or "")
-                    if _is_exo_to_ad(template):
-                        return Writeback(True, PHASE2_WRITEBACK_ATTRIBUTES,
-                                         f"Cloud Sync job {template} (Graph)")
-        except BridgeError as exc:
-            return Writeback(None, (), f"could not read Cloud Sync jobs from Graph ({exc.message})")
-        return Writeback(False, (), "no Cloud Sync EXO-to-AD job (Graph)")
+    def read_all(self, path: str, *, params: Mapping[str, str] | None = None, version: str = API_VERSION,
+                 headers: Mapping[str, str] | None = None) -> list[Record]:
+        """GET a collection of `version` and every page after it (nextLinks only to the same origin)."""
+        out: list[Record] = []
+        url: str | None = f"{self.api(version)}{path}"
+        first = True
+        seen: set[str] = set()
+        what = f"GET {path}"
+        for _ in range(_MAX_PAGES):
+            if url is None:
+                return out
+            data = self._parse(self._request("GET", url, what=what, params=params if first else None,
+                                             headers=headers), what)
+            first = False
+            value = data.get("value") if isinstance(data, dict) else None
+            if not isinstance(value, list):
+                raise ProtocolError(f"{what}: Graph answered no 'value' list")
+            out.extend(v for v in value if isinstance(v, dict))
+            url = self._next_url(data.get("@odata.nextLink"), what, seen)
+        raise ProtocolError(f"{what}: more than {_MAX_PAGES} pages")
 
     # -- runbook writes --------------------------------------------------------------------------
     def assign_license(self, user: str, *, add: list[str] | None = None, remove: list[str] | None = None) -> Record:
