@@ -9,6 +9,7 @@ summary by code and severity, then the rows. Exit code 0 when no finding is at o
 """
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from datetime import timedelta
@@ -18,6 +19,7 @@ from typing import Any
 import click
 import pandas as pd
 from exocm.core.detect.engine import RULES, SEVERITIES, detect
+from exocm.core.detect.objects import OBJECT_RULES, codes_for, detect_objects
 from exocm.core.detect.report import (
     ReportMeta,
     fails,
@@ -30,6 +32,7 @@ from exocm.core.detect.report import (
 )
 from exocm.core.inventory.fetch import Inventory, fetch_inventory
 from exocm.core.inventory.onprem import OnPremData, OnPremFormatError, load_onprem_csv
+from exocm.core.inventory.onprem_objects import when_changed
 from exocm.core.inventory.org_config import read_org_config
 from exocm.core.inventory.snapshot import load_or_fetch
 from rich.console import Console
@@ -39,6 +42,7 @@ from . import exitcodes
 from .connection import connection_options, open_connection
 from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
+from .object_kinds import kind_option, object_onprem, read_objects
 from .onprem_options import (
     check_onprem_sources,
     load_onprem_live_data,
@@ -88,6 +92,7 @@ Examples:
   exocm findings --severity high --code DUAL_MAILBOX,PREVIOUS_MAILBOX_INFO
   exocm findings --format html -o findings.html   one self-contained file for a change ticket
   exocm findings --fail-on critical               exit 1 only for critical findings (CI)
+  exocm findings --kind group --onprem-csv adgroups.csv   groups (AD export for recent on-prem edits)
 """
 
 
@@ -111,6 +116,7 @@ Examples:
 @click.option("--refresh", is_flag=True, help="Fetch the inventory from the service even when a snapshot exists.")
 @click.option("--accept-incomplete", is_flag=True,
               help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
+@kind_option
 def findings(
     onprem_csv: Path | None,
     severity: str | None,
@@ -121,21 +127,28 @@ def findings(
     sync_interval: int,
     refresh: bool,
     accept_incomplete: bool,
+    kind: str,
     **conn: Any,
 ) -> None:
-    """Find dual mailboxes, stale PreviousRecipientTypeDetails and whatever blocks a flip.
+    """Find dual mailboxes, stale PreviousRecipientTypeDetails and whatever blocks a flip
+    (with --kind group|contact|user: whatever blocks an object's source-of-authority change).
 
     Prints a summary by code and severity, then the findings. Exit 0 when none is at or
     above --fail-on, 1 otherwise.
     """
     err = stderr_console()
+    kind = kind.lower()
+    known = list(RULES) if kind == "mailbox" else codes_for(kind)
     wanted = [c.strip().upper() for raw in codes for c in raw.split(",") if c.strip()]
-    unknown = [c for c in wanted if c not in RULES]
+    unknown = [c for c in wanted if c not in known]
     if unknown:
-        raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(RULES)}",
+        raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(known)}",
                                  param_hint="--code")
     notes: list[str] = []
     live = pop_onprem_options(conn)
+    if kind != "mailbox":
+        _object_findings(kind, onprem_csv, severity, wanted, fail_on, fmt, out, sync_interval, refresh, conn, err)
+        return
     check_onprem_sources(onprem_csv, live)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         label = str(connection.label)
@@ -202,5 +215,63 @@ def findings(
         text = render_html(shown, summary, meta)
     else:
         text = render_text(shown, summary, label=label)
+    write_output(text, out)
+    sys.exit(exitcodes.CHANGES if fails(shown, fail_on) else exitcodes.OK)
+
+
+def _object_findings(kind: str, onprem_csv: Path | None, severity: str | None, wanted: list[str], fail_on: str,
+                     fmt: str, out: Path | None, sync_interval: int, refresh: bool, conn: dict[str, Any],
+                     err: Console) -> None:
+    """`exocm findings --kind group|contact|user`: object findings, same outputs and exit codes."""
+    notes: list[str] = []
+    with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
+        label = str(connection.label)
+        sandbox = bool(connection.is_sandbox)
+        banner(err, connection)
+        inv = read_objects(connection, kind, refresh=refresh, err=err)
+        matched, source = object_onprem(connection, kind, inv.frame, onprem_csv, Path(tmp))
+    if matched is None:
+        notes.append("no on-prem data (--onprem-csv): OBJECT_RECENT_ONPREM_EDIT not checked")
+    else:
+        notes.append(f"on-prem: {len(matched):,} of {len(inv.frame):,} {kind}s matched in {source}")
+    found = detect_objects(kind, inv.frame, sync_interval=timedelta(minutes=sync_interval),
+                           onprem_when_changed=when_changed(matched) if matched is not None else None)
+    shown = filter_findings(found, severity=severity, codes=wanted or None)
+    by_code = shown["code"].value_counts().to_dict()
+    summary: dict[str, Any] = {
+        "total": len(shown), "kind": kind,
+        "by_severity": shown["severity"].value_counts().to_dict(),
+        "by_code": {code: {"count": int(by_code.get(code, 0)), "severity": OBJECT_RULES[code].severity,
+                           "summary": OBJECT_RULES[code].summary} for code in codes_for(kind)},
+    }
+    for note in notes:
+        err.print(f"[yellow]note:[/] {escape(inert(note))}")
+    if fmt == "json":
+        body = {"tenant": inv.tenant, "label": label, "sandbox": sandbox, "kind": kind,
+                "inventory_at": inv.fetched_at.isoformat(), "onprem_source": source, "notes": notes,
+                "summary": summary,
+                "findings": json.loads(shown.to_json(orient="records", date_format="iso", force_ascii=False))}
+        text = json.dumps(body, ensure_ascii=False, indent=1, default=str) + "\n"
+    elif fmt == "csv":
+        text = ("\ufeff" if out is not None else "") + render_csv(shown)
+    elif fmt == "html":
+        meta = ReportMeta(tenant=inv.tenant, label=label, sandbox=sandbox, inventory_at=inv.fetched_at,
+                          onprem_source=source, notes=notes)
+        text = render_html(shown, {"total": len(shown), "by_severity": summary["by_severity"], "by_code": {}}, meta)
+    else:
+        lines = [f"# {label}: {len(shown)} {kind} findings"]
+        lines.append("# by severity: " + ", ".join(f"{s} {summary['by_severity'].get(s, 0)}" for s in SEVERITIES))
+        lines.append("")
+        lines.append(f"{'CODE':<32} {'SEVERITY':<9} {'COUNT':>7}  MEANING")
+        for code, item in summary["by_code"].items():
+            lines.append(f"{code:<32} {item['severity']:<9} {item['count']:>7}  {inert(item['summary'])}")
+        if len(shown):
+            lines.append("")
+            lines.append("  ".join(c.upper()[: _WIDTH[c]].ljust(_WIDTH[c]) for c in _TABLE_COLUMNS).rstrip())
+            cols = [shown[c].astype("str").to_numpy() for c in _TABLE_COLUMNS]
+            for row in zip(*cols, strict=True):
+                lines.append("  ".join(inert(v)[: _WIDTH[c]].ljust(_WIDTH[c])
+                                       for c, v in zip(_TABLE_COLUMNS, row, strict=True)).rstrip())
+        text = "\n".join(lines) + "\n"
     write_output(text, out)
     sys.exit(exitcodes.CHANGES if fails(shown, fail_on) else exitcodes.OK)

@@ -1,6 +1,6 @@
 """Read whether Cloud Sync writes Exchange attributes back to AD, for undo and findings.
 
-The read itself is core's (GraphClient.writeback); this only opens Graph the way the runbooks do
+The read itself is core's (runbooks.reads.cloud_sync_writeback); this only opens Graph the way the runbooks do
 (the embedded sandbox's Graph with its secret in memory, else the profile's Graph) and turns "no
 Graph" into an unknown answer instead of a failure.
 """
@@ -15,7 +15,8 @@ from exocm.core.model import Writeback
 
 def read_writeback(connection: Any) -> Writeback:
     """The tenant's writeback configuration (Writeback(None, ...) when Graph cannot be asked)."""
-    from exocm.core.runbooks.graph import open_graph
+    from exocm.core.access.graph_host import open_graph
+    from exocm.core.runbooks.reads import cloud_sync_writeback
 
     profile = connection.profile
     try:
@@ -28,7 +29,7 @@ def read_writeback(connection: Any) -> Writeback:
     except (ConfigError, BridgeError, OSError) as exc:
         return Writeback(None, (), f"Graph not available ({exc})")
     try:
-        result: Writeback = graph.writeback()
+        result: Writeback = cloud_sync_writeback(graph)
         return result
     finally:
         graph.close()
