@@ -9,6 +9,7 @@ summary by code and severity, then the rows. Exit code 0 when no finding is at o
 """
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from datetime import timedelta
@@ -47,6 +48,8 @@ from .onprem_options import (
     pop_onprem_options,
     sandbox_onprem_data,
 )
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 
 _TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "action", "explanation")
 _WIDTH = {"severity": 8, "code": 22, "UserPrincipalName": 36, "action": 27, "explanation": 400}
@@ -88,6 +91,14 @@ def _org_config(connection: Any, notes: list[str]) -> dict[str, Any] | None:
     return dict(records[0]) if records else None
 
 
+def _history(inv: Inventory, org: dict[str, Any] | None, result: Any, profile: str, since: str | None,
+             *, keep: bool) -> Any:
+    """Keep this run in the findings history; with `since`, the drift from that earlier run (core decides)."""
+    from exocm.core.detect.history import record_and_diff
+
+    return record_and_diff(inv.tenant, profile, result.findings, inv.frame, org, since=since, keep=keep)[1]
+
+
 EXAMPLES = """\b
 Examples:
   exocm findings                                  the embedded SANDBOX (with its own on-prem side)
@@ -96,11 +107,14 @@ Examples:
   exocm findings --severity high --code DUAL_MAILBOX,PREVIOUS_MAILBOX_INFO
   exocm findings --format html -o findings.html   one self-contained file for a change ticket
   exocm findings --fail-on critical               exit 1 only for critical findings (CI)
+  exocm findings --since last                     what changed since the previous run
+  exocm findings --all-profiles --format json     every tenant, {"tenants": {PROFILE: ...}}
 """
 
 
 @click.command(epilog=EXAMPLES)
 @connection_options
+@tenant_set_options
 @onprem_options
 @click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="On-prem export (Export-ExocmOnPrem.ps1, or any Export-Csv of Get-Mailbox/Get-RemoteMailbox).")
@@ -117,6 +131,10 @@ Examples:
 @click.option("--sync-interval", type=click.IntRange(1, 24 * 60), default=30, show_default=True,
               help="Minutes between sync cycles (RECENT_ONPREM_CHANGE waits one cycle + 24 h).")
 @click.option("--refresh", is_flag=True, help="Fetch the inventory from the service even when a snapshot exists.")
+@click.option("--since", "since", metavar="last|TIME|RUN", default=None,
+              help="Show what changed since an earlier run (new, resolved, changed findings; IsExchangeCloudManaged "
+                   "and tenant default changes); exit 1 when something NEW is at or above --fail-on.")
+@click.option("--no-history", is_flag=True, help="Do not keep this run in the findings history.")
 def findings(
     onprem_csv: Path | None,
     severity: str | None,
@@ -126,6 +144,8 @@ def findings(
     out: Path | None,
     sync_interval: int,
     refresh: bool,
+    since: str | None,
+    no_history: bool,
     **conn: Any,
 ) -> None:
     """Find dual mailboxes, stale PreviousRecipientTypeDetails and whatever blocks a flip.
@@ -140,7 +160,17 @@ def findings(
         raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(RULES)}",
                                  param_hint="--code")
     notes: list[str] = []
+    tenant_set = pop_tenant_set(conn)
     live = pop_onprem_options(conn)
+    if tenant_set_wanted(tenant_set):
+        if onprem_csv is not None or onprem_live_requested(live):
+            raise click.UsageError("with a tenant set, each tenant's on-prem side comes from its profile's endpoint")
+        from exocm.core.app.tenants import findings_job
+
+        outcomes = run_set(tenant_set, conn, lambda name: findings_job(
+            name, fail_on=fail_on, refresh=True, since=since, sync_interval=timedelta(minutes=sync_interval),
+            keep_history=not no_history))
+        present(outcomes, "json" if fmt == "json" else "table", out)
     check_onprem_sources(onprem_csv, live)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         label = str(connection.label)
@@ -173,6 +203,7 @@ def findings(
             sync_interval=timedelta(minutes=sync_interval),
         )
         notes.extend(result.notes)
+        drift = _history(inv, org, result, str(connection.profile.name), since, keep=not no_history)
     shown = filter_findings(result.findings, severity=severity, codes=wanted or None)
     summary = summarise(shown, result)
     meta = ReportMeta(
@@ -190,6 +221,17 @@ def findings(
     for code, why in result.not_checked.items():
         err.print(f"[yellow]not checked:[/] {code}: {escape(why)}")
 
+    if drift is not None:
+        from exocm.core.detect.history import render_drift_html, render_drift_text
+
+        if fmt == "json":
+            text = json.dumps(drift.to_json(), ensure_ascii=False, default=str, indent=1) + "\n"
+        elif fmt == "html":
+            text = render_drift_html(drift, label=label)
+        else:
+            text = render_drift_text(drift, label=label)
+        write_output(text, out)
+        sys.exit(exitcodes.CHANGES if drift.new_at_or_above(fail_on) else exitcodes.OK)
     if fmt == "json":
         text = render_json(shown, summary, meta)
     elif fmt == "csv":

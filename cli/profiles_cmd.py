@@ -309,8 +309,24 @@ For a real tenant use 'exocm login'.
               help="Make this the default profile (default: when it is the first one).")
 @handle_errors
 def add(name: str, source: str, auth: str, transport: str, make_default: bool | None) -> None:
-    """Add a profile for a running sandbox (`exocm sandbox serve --print-json > FILE`)."""
+    """Add a profile for a running sandbox (`exocm sandbox serve --print-json > FILE`).
+
+    A sandbox serving several tenants (`--tenants N`) gets one profile per tenant: NAME-1 ... NAME-N.
+    """
     info = _read_sandbox_info(source)
+    members = info.get("tenants")
+    if isinstance(members, list):
+        for k, member in enumerate(members, start=1):
+            _add_one(f"{name}-{k}", member, source, auth, transport, make_default if k == 1 else False)
+        click.echo(f"{len(members)} profiles saved: {name}-1 ... {name}-{len(members)}; "
+                   f"use them together with --all-profiles or --profiles {name}-1,{name}-2")
+        return
+    _add_one(name, info, source, auth, transport, make_default)
+
+
+def _add_one(name: str, info: Mapping[str, Any], source: str, auth: str, transport: str,
+             make_default: bool | None) -> None:
+    """Save the profile of one sandbox tenant (and its throwaway secrets)."""
     prof = sandbox_profile(name, info, auth=auth)
     prof.extra.update(sandbox_winrm_extra(info))  # the sandbox's WinRM endpoints (on-prem, EXO host)
     if transport == "psrp":

@@ -1,0 +1,320 @@
+"""Tenant sets: one job over many profiles (an MSP's customers), in parallel, each tenant on its own.
+
+    names = profile_names("a,b,c", all_profiles=False)
+    outcomes = run_tenants(names, lambda name: findings_job(name, fail_on="high"), parallel=8)
+
+Each tenant gets its own bridge (own MSAL client and token cache, own HTTP pool, own throttling
+budget and retry state: a tenant being throttled slows only itself) and its own write pacer on apply;
+nothing is shared between tenants but the thread pool. A tenant's failure (sign-in, consent, a
+missing role, a refused plan) is caught here and becomes that tenant's outcome, with one line; the
+others go on. The faces present `outcomes`; the job functions are the same core calls the
+single-tenant commands make (inventory fetch, detect, plan build, apply_plan), so a command joins a
+tenant set by adding one job function here.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from ..access.config import ConfigError, Profile, get_profile, load_config
+from ..access.connect import open_bridge
+from ..bridge.base import Bridge
+from ..bridge.errors import AuthFailed, BridgeError
+
+#: Outcome statuses, mildest first; a tenant set's status is its worst tenant's.
+STATUSES = ("ok", "changes", "error", "auth")
+#: Most tenants worked on at once by default.
+DEFAULT_PARALLEL = 8
+
+
+@dataclass
+class TenantOutcome:
+    """What one job did for one tenant: its usual JSON (`payload`) or one error line."""
+
+    profile: str
+    status: str = "ok"
+    payload: dict[str, Any] = field(default_factory=dict)
+    #: Summary-table counts: findings by code, planned, verified, failed, ...
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    tenant: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The tenant's usual JSON, or {"error": ...} (with the status) when it failed."""
+        if self.error is not None:
+            return {"error": self.error, "status": self.status}
+        return self.payload
+
+
+def worst(outcomes: Iterable[TenantOutcome]) -> str:
+    """The worst status among `outcomes` ("ok" when there are none)."""
+    ranks = [STATUSES.index(o.status) for o in outcomes]
+    return STATUSES[max(ranks)] if ranks else "ok"
+
+
+def profile_names(profiles: str | Sequence[str] | None, *, all_profiles: bool = False) -> list[str]:
+    """The profiles a tenant set names: a comma list (or list), or every configured profile."""
+    config = load_config()
+    if all_profiles:
+        if profiles:
+            raise ConfigError("--profiles and --all-profiles exclude each other")
+        names = sorted(config.profiles, key=_natural)
+        if not names:
+            raise ConfigError("--all-profiles: no profiles are configured")
+        return names
+    raw = profiles.split(",") if isinstance(profiles, str) else list(profiles or [])
+    names = list(dict.fromkeys(n.strip() for n in raw if n.strip()))
+    unknown = [n for n in names if n not in config.profiles]
+    if unknown:
+        raise ConfigError(f"no profile named {', '.join(map(repr, unknown))} (known: {', '.join(sorted(config.profiles))})")
+    if not names:
+        raise ConfigError("--profiles: name at least one profile")
+    return names
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
+                parallel: int | None = None,
+                on_done: Callable[[TenantOutcome], None] | None = None) -> dict[str, TenantOutcome]:
+    """Run `job` once per profile, at most `parallel` (default min(8, n)) at a time; one tenant's
+    exception becomes its outcome (status "auth" for sign-in failures, else "error")."""
+    workers = max(1, min(parallel or DEFAULT_PARALLEL, len(names) or 1))
+
+    def one(name: str) -> TenantOutcome:
+        started = time.monotonic()
+        try:
+            outcome = job(name)
+        except AuthFailed as exc:
+            outcome = TenantOutcome(name, "auth", error=f"authentication failed: {exc.message}")
+        except BridgeError as exc:
+            outcome = TenantOutcome(name, "error", error=exc.message)
+        except (ConfigError, OSError, ValueError) as exc:
+            outcome = TenantOutcome(name, "error", error=" ".join(str(exc).split()) or type(exc).__name__)
+        except Exception as exc:  # a defect for one tenant must not stop the others; said in one line
+            outcome = TenantOutcome(name, "error", error=f"internal error: {type(exc).__name__}: "
+                                                           f"{' '.join(str(exc).split())[:300]}")
+        outcome.seconds = time.monotonic() - started
+        if on_done is not None:
+            on_done(outcome)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exocm-tenant") as pool:
+        results = list(pool.map(one, names))
+    return {o.profile: o for o in results}
+
+
+def tenant_profile(name: str) -> Profile:
+    """The profile `name`, validated (a ConfigError when it cannot work)."""
+    profile = get_profile(name)
+    profile.validate()
+    return profile
+
+
+def open_tenant_bridge(profile: Profile, **options: Any) -> Bridge:
+    """A bridge of the tenant's own: tokens kept in memory (threads of one process never share a
+    token cache file), its own HTTP pool and throttling budget."""
+    options.setdefault("persist_tokens", False)
+    bridge: Bridge = open_bridge(profile, **options)
+    return bridge
+
+
+def _onprem_frame(profile: Profile) -> Any:
+    """The on-prem side from the profile's own WinRM endpoint (`extra`), or None when it names none."""
+    from ..inventory.onprem_live import load_onprem_live, open_onprem_bridge, settings_from
+
+    settings = settings_from(profile)
+    if settings is None:
+        return None
+    bridge = open_onprem_bridge(settings, env={})
+    try:
+        return load_onprem_live(bridge)
+    finally:
+        bridge.close()
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+def inventory_job(name: str, *, refresh: bool = True, bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
+    """Read (or reuse) the tenant's EXO inventory and save its snapshot."""
+    from ..inventory.snapshot import load_or_fetch
+
+    profile = tenant_profile(name)
+    bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
+    try:
+        inv = load_or_fetch(bridge, refresh=refresh)
+    finally:
+        bridge.close()
+    by_type: dict[str, int] = {}
+    if len(inv.frame):
+        by_type = {str(k): int(v) for k, v in inv.frame["RecipientTypeDetails"].astype("str").value_counts().items()}
+    counts = {"recipients": int(len(inv.frame))} | by_type
+    payload = {"tenant": inv.tenant, "fetched_at": inv.fetched_at.isoformat(), "recipients": int(len(inv.frame)),
+               "by_type": by_type}
+    return TenantOutcome(name, "ok", payload, counts, tenant=inv.tenant)
+
+
+@dataclass
+class FindingsRun:
+    """Everything one findings run of a tenant produced (for the faces and for history)."""
+
+    profile: str
+    tenant: str
+    inventory: Any
+    result: Any
+    findings: Any
+    summary: dict[str, Any]
+    meta: Any
+    org_config: dict[str, Any] | None
+    onprem_source: str = ""
+    history_run: Any = None
+    drift: Any = None
+
+
+def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onprem: Any = None,
+                 sync_interval: timedelta | None = None, keep_history: bool = True,
+                 since: str | None = None, label: str | None = None, sandbox: bool | None = None) -> FindingsRun:
+    """Findings for one tenant: inventory, on-prem (given, or the profile's WinRM endpoint), the
+    org config, detection; then the run is kept in history and, with `since`, compared."""
+    from ..detect.engine import DEFAULT_SYNC_INTERVAL, detect
+    from ..detect.history import record_and_diff
+    from ..detect.report import ReportMeta, summarise
+    from ..inventory.snapshot import load_or_fetch
+
+    notes: list[str] = []
+    inv = load_or_fetch(bridge, refresh=refresh)
+    notes.extend(inv.notes)
+    if onprem is None:
+        onprem = _onprem_frame(profile)
+    org: dict[str, Any] | None
+    try:
+        records = bridge.invoke("Get-OrganizationConfig", {})
+        org = dict(records[0]) if records else None
+    except BridgeError as exc:
+        if isinstance(exc, AuthFailed):
+            raise
+        notes.append(f"Get-OrganizationConfig failed ({exc.message}); tenant default not checked")
+        org = None
+    result = detect(inv.frame, onprem.frame if onprem is not None else None, org_config=org,
+                    sync_interval=sync_interval or DEFAULT_SYNC_INTERVAL)
+    notes.extend(result.notes)
+    if onprem is not None:
+        notes.extend(f"on-prem line {bad.line} skipped: {bad.reason}" for bad in onprem.bad_rows)
+        notes.extend(onprem.notes)
+    summary = summarise(result.findings, result)
+    meta = ReportMeta(tenant=inv.tenant, label=label or profile.name,
+                      sandbox=profile.sandbox if sandbox is None else sandbox, inventory_at=inv.fetched_at,
+                      onprem_source=onprem.source if onprem is not None else "", notes=notes)
+    run = FindingsRun(profile.name, inv.tenant, inv, result, result.findings, summary, meta, org,
+                      onprem.source if onprem is not None else "")
+    run.history_run, run.drift = record_and_diff(inv.tenant, profile.name, result.findings, inv.frame, org,
+                                                 since=since, keep=keep_history)
+    return run
+
+
+def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, since: str | None = None,
+                 sync_interval: timedelta | None = None, keep_history: bool = True,
+                 bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
+    """Findings for one profile's tenant (the `exocm findings --format json` document as payload).
+
+    Status "changes" when a finding at or above `fail_on` is shown (with `since`: when a NEW one is)."""
+    from ..detect.report import fails, render_json
+
+    profile = tenant_profile(name)
+    bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
+    try:
+        run = run_findings(profile, bridge, refresh=refresh, since=since, sync_interval=sync_interval,
+                           keep_history=keep_history)
+    finally:
+        bridge.close()
+    payload = json.loads(render_json(run.findings, run.summary, run.meta))
+    if run.history_run is not None:
+        payload["run_id"] = run.history_run.run_id
+    counts = {code: int(v["count"]) for code, v in run.summary["by_code"].items() if v["count"]}
+    if run.drift is not None:
+        payload["drift"] = run.drift.to_json()
+        counts = {f"{k}": int(v) for k, v in run.drift.to_json()["counts"].items()}
+        bad = run.drift.new_at_or_above(fail_on)
+    else:
+        bad = fails(run.findings, fail_on)
+    return TenantOutcome(name, "changes" if bad else "ok", payload, counts, tenant=run.tenant)
+
+
+def plan_job(name: str, *, value: bool, out_dir: Path, where: str | None = None, refresh: bool = True,
+             max_changes: int | None = None, bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
+    """A plan for one tenant (every dir-synced mailbox, or `where`), written to OUT_DIR/<profile>.json;
+    detection's skip reasons come from the profile's on-prem endpoint when it names one."""
+    from ..detect.readiness import flip_readiness
+    from ..plan.planfile import build_plan, save_plan
+    from ..plan.selection import select_all_dirsynced, select_where
+
+    profile = tenant_profile(name)
+    bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
+    try:
+        run = run_findings(profile, bridge, refresh=refresh, keep_history=False)
+        frame = run.inventory.frame
+        selection = select_where(frame, where) if where else select_all_dirsynced(frame)
+        readiness = flip_readiness(frame, run.findings, value)
+        plan = build_plan(frame, selection.identities, value, tenant=str(bridge.tenant),
+                          bridge=str(getattr(bridge, "kind", "rest")), preset_skips=selection.preset_skips,
+                          readiness=readiness, max_changes=max_changes,
+                          source={**selection.source, "inventory_fetched_at": run.inventory.fetched_at.isoformat(),
+                                  "sandbox": profile.sandbox, "profile": name})
+    finally:
+        bridge.close()
+    path = save_plan(plan, Path(out_dir) / f"{name}.json")
+    counts = {"planned": len(plan.set_rows()), "skipped": len(plan.rows) - len(plan.set_rows())}
+    return TenantOutcome(name, "changes" if plan.set_rows() else "ok",
+                         {"plan": str(path), "digest": plan.digest, "counts": plan.counts()}, counts,
+                         tenant=str(bridge.tenant))
+
+
+def plan_for_profile(plans: Path | str, name: str) -> Path:
+    """The plan of profile `name` in a tenant set's plan directory (DIR/<profile>.json) or pattern
+    (a path with `{profile}` in it)."""
+    text = str(plans)
+    if "{profile}" in text:
+        return Path(text.replace("{profile}", name))
+    return Path(plans) / f"{name}.json"
+
+
+def apply_job(name: str, plan_path: Path, *, concurrency: int = 8, cancel: Any = None,
+              bridge_options: Mapping[str, Any] | None = None, data_dir: Path | None = None) -> TenantOutcome:
+    """Apply one tenant's saved plan (resuming from its journals: verified rows are never written again)."""
+    from ..execute.apply import apply_plan
+    from ..plan.planfile import load_plan
+
+    profile = tenant_profile(name)
+    plan = load_plan(plan_path)
+    bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
+    try:
+        result = apply_plan(bridge, plan, plan_path=plan_path, concurrency=concurrency, cancel=cancel,
+                            data_dir=data_dir)
+    finally:
+        bridge.close()
+    counts = {"planned": len(plan.set_rows()), "verified": int(result.counts.get("verified", 0)),
+              "failed": int(result.counts.get("failed", 0)), "remaining": result.remaining}
+    status = "ok" if result.complete else "error"
+    outcome = TenantOutcome(name, status, result.to_json(), counts, tenant=plan.tenant)
+    if not result.complete:
+        outcome.error = result.error or f"{result.remaining} rows not verified; rerun to resume"
+        outcome.payload = result.to_json()
+    return outcome
+
+
+def summary_rows(outcomes: Mapping[str, TenantOutcome]) -> list[dict[str, Any]]:
+    """One row per tenant for the summary table: profile, status, seconds, counts or the error."""
+    return [{"profile": o.profile, "status": o.status, "seconds": round(o.seconds, 1),
+             "counts": dict(o.counts), "error": o.error} for o in outcomes.values()]

@@ -1,0 +1,120 @@
+"""Many tenants: one sandbox port serving several tenants, profiles NAME-1..N, tenant sets in one
+process (--profiles / --all-profiles), and findings history (--since)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from exocm.core.access.config import load_config, store_sandbox_secret
+from exocm.sandbox.server import Sandbox
+
+from cli_support import exocm, private_env, run
+
+TENANTS = 5
+SIZE = 60
+
+
+@pytest.fixture
+def tenants(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    private_env(monkeypatch, tmp_path)
+    sbs = Sandbox.start(tenants=TENANTS, size=SIZE, seed=300)
+    try:
+        info_file = tmp_path / "sandbox.json"
+        info_file.write_text(json.dumps(sbs.info) + "\n", encoding="utf-8")
+        added = exocm("profiles", "add", "msp", "--from-sandbox", str(info_file))
+        assert added.exit_code == 0, added.output
+        yield sbs
+    finally:
+        sbs.stop()
+
+
+def _token(member: dict[str, Any], scope_key: str = "scope") -> str:
+    with httpx.Client(verify=member["ca_file"]) as client:
+        answer = client.post(f"{member['authority']}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": member["client_id"],
+            "client_secret": member["client_secret"], "scope": member[scope_key]})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def test_one_port_serves_isolated_tenants(tenants: Any) -> None:
+    members = tenants.info["tenants"]
+    assert len(members) == TENANTS
+    assert len({m["tenant"] for m in members}) == TENANTS
+    assert len({m["client_secret"] for m in members}) == TENANTS
+    assert len({m["rest_base_url"] for m in members}) == 1  # one port
+    first, second = members[0], members[1]
+    token = _token(first)
+    body = {"CmdletInput": {"CmdletName": "Get-OrganizationConfig", "Parameters": {}}}
+    with httpx.Client(verify=first["ca_file"]) as client:
+        own = client.post(f"{first['rest_base_url']}/adminapi/beta/{first['tenant']}/InvokeCommand", json=body,
+                          headers={"Authorization": f"Bearer {token}"})
+        other = client.post(f"{first['rest_base_url']}/adminapi/beta/{second['tenant']}/InvokeCommand", json=body,
+                            headers={"Authorization": f"Bearer {token}"})
+    assert own.status_code == 200
+    assert own.json()["value"][0]["Name"] == first["tenant_domain"]
+    assert other.status_code == 401  # a token of one tenant opens no other
+    # knobs are per tenant: a fault on tenant 2 leaves tenant 1 alone
+    tenants.members[1].knobs.faults = {"503": 1.0}
+    with httpx.Client(verify=first["ca_file"]) as client:
+        again = client.post(f"{first['rest_base_url']}/adminapi/beta/{first['tenant']}/InvokeCommand", json=body,
+                            headers={"Authorization": f"Bearer {token}"})
+    assert again.status_code == 200
+    names = sorted(load_config().profiles)
+    assert names == [f"msp-{k}" for k in range(1, TENANTS + 1)]
+
+
+def test_tenant_set_findings_one_wrong_secret(tenants: Any) -> None:
+    store_sandbox_secret("msp-3", "not-the-secret")
+    code, out, err = run("findings", "--all-profiles", "--format", "json")
+    doc = json.loads(out)
+    assert sorted(doc["tenants"]) == [f"msp-{k}" for k in range(1, TENANTS + 1)]
+    bad = doc["tenants"]["msp-3"]
+    assert "authentication failed" in bad["error"] and "AADSTS7000215" in bad["error"]
+    for k in (1, 2, 4, 5):
+        good = doc["tenants"][f"msp-{k}"]
+        assert "error" not in good
+        assert good["meta"]["tenant"] == tenants.info["tenants"][k - 1]["tenant"]
+        planted = tenants.members[k - 1].tenant.planted()
+        assert good["summary"]["by_code"]["DUAL_MAILBOX"]["count"] == len(planted["DUAL_MAILBOX"]) > 0
+    assert code == 4  # the worst tenant's: authentication failed
+    code, out, err = run("findings", "--profiles", "msp-1,msp-3")
+    assert code == 4
+    assert "1 of 2 tenants completed; failed: msp-3" in out
+    assert "msp-3" in err and "auth" in err
+
+
+def test_since_last_shows_exactly_the_out_of_band_changes(tenants: Any) -> None:
+    member = tenants.members[0]
+    code, out, err = run("findings", "--profile", "msp-1", "--onprem-live", "--refresh", "--format", "json")
+    assert code in (0, 1), err
+    t = member.tenant
+    with t.lock:
+        flip = next(r for r in t.exo.values() if r.rtd == "UserMailbox" and t.ad_for(r) is not None
+                    and t.ad_for(r).rtd == "RemoteUserMailbox" and not r.cloud_managed)
+        flip_id = flip.edoid
+        dual = next(r for r in t.exo.values() if r.rtd == "UserMailbox" and r is not flip
+                    and t.ad_for(r) is not None and t.ad_for(r).rtd == "RemoteUserMailbox" and not r.cloud_managed)
+        ad = t.ad_for(dual)
+        assert ad is not None
+        with t.editing_ad(ad):  # the mailbox comes back on-prem with its own GUID: a second mailbox
+            ad.rtd = "UserMailbox"
+            ad.exchange_guid = t.new_guid()
+            ad.remote_routing = None
+    t.invoke("Set-Mailbox", {"Identity": flip_id, "IsExchangeCloudManaged": True}, side="exo")
+    code, out, err = run("findings", "--profile", "msp-1", "--onprem-live", "--refresh", "--since", "last",
+                         "--format", "json")
+    drift = json.loads(out)
+    assert drift["cloud_managed_changed"] == [{"ExternalDirectoryObjectId": flip_id, "before": False, "now": True}]
+    new = {(f["code"], f["ExternalDirectoryObjectId"]) for f in drift["new"]}
+    assert ("DUAL_MAILBOX", dual.edoid) in new
+    assert all(f[1] in (dual.edoid, flip_id) for f in new), new
+    assert drift["tenant_default"] is None
+    assert code == 1  # a new critical finding
+    code, out, err = run("findings", "--profile", "msp-1", "--onprem-live", "--refresh", "--since", "last")
+    assert code == 0, out  # nothing new since the run just before
+    assert "0 new, 0 resolved, 0 changed findings; 0 IsExchangeCloudManaged changes" in out
