@@ -33,6 +33,8 @@ from .connection import connection_options, open_connection
 from .console import stderr_console, write_output
 from .errors import inert, user_errors
 from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 
 #: Columns of the table format (the full set goes to CSV and JSON).
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -164,6 +166,7 @@ Examples:
               help="Write to FILE (atomically) instead of stdout.")
 @click.option("--refresh", is_flag=True, help="Fetch from the service even when a snapshot exists.")
 @onprem_options
+@tenant_set_options
 def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, **conn: Any) -> None:
     """List every Exchange Online mailbox and mail user (Get-Mailbox joined with Get-User).
 
@@ -172,6 +175,12 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, *
     """
     err = stderr_console()
     live = pop_onprem_options(conn)
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import inventory_job
+
+        present(run_set(tenant_set, conn, lambda name: inventory_job(name, refresh=refresh)),
+                "json" if fmt == "json" else "table", out)
     try:
         with user_errors(), open_connection(**conn) as connection:
             label = str(connection.label)

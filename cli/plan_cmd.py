@@ -41,6 +41,8 @@ from .connection import connection_options, embedded_source, open_connection
 from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame, sandbox_onprem_data
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 
 #: Rows printed by the table format before "... N more" (CSV and JSON carry all).
 TABLE_LIMIT = 200
@@ -164,6 +166,7 @@ Examples:
 
 @click.command(epilog=PLAN_EXAMPLES)
 @connection_options
+@tenant_set_options
 @click.option("--set-cloud-managed", "value", required=True, metavar="true|false",
               help="The value to set IsExchangeCloudManaged to.")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -196,6 +199,9 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     'exocm apply PLAN'.
     """
     target = parse_bool(value)
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        _plan_tenant_set(tenant_set, conn, target, where, all_dirsynced, csv_path, max_changes, out)
     sources = [csv_path is not None, where is not None, all_dirsynced]
     if sum(sources) != 1:
         raise click.UsageError("choose exactly one of --csv FILE, --where EXPR, --all-dirsynced")
@@ -240,6 +246,20 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     else:
         err.print("nothing to change: no row of this plan would be set ('exocm show PLAN' says why)")
     click.echo(str(path))
+
+
+def _plan_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], target: bool, where: str | None,
+                     all_dirsynced: bool, csv_path: Path | None, max_changes: int | None, out: Path | None) -> None:
+    """`plan --profiles/--all-profiles -o DIR`: one plan per tenant, DIR/<profile>.json."""
+    from exocm.core.app.tenants import plan_job
+
+    if csv_path is not None or (where is None) == (not all_dirsynced):
+        raise click.UsageError("with a tenant set choose one of --where EXPR, --all-dirsynced (a CSV names one tenant)")
+    if out is None:
+        raise click.UsageError("with a tenant set, -o DIR names the directory for one plan per profile")
+    out.mkdir(parents=True, exist_ok=True)
+    present(run_set(tenant_set, conn, lambda name: plan_job(name, value=target, out_dir=out, where=where,
+                                                            max_changes=max_changes)), "table", None)
 
 
 # --- show ------------------------------------------------------------------------------
@@ -325,16 +345,24 @@ def render_show_json(p: Plan) -> str:
 
 
 @click.command(epilog=SHOW_EXAMPLES)
-@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
+@tenant_set_options
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
 @click.option("--limit", type=click.IntRange(min=1), default=TABLE_LIMIT, show_default=True,
               help="Rows in the table format.")
-def show(plan_path: Path, fmt: str, out: Path | None, limit: int) -> None:
+def show(plan_path: Path, fmt: str, out: Path | None, limit: int, **tenant_set: Any) -> None:
     """Show a plan: counts per action and reason, then the rows (read-only).
 
-    Exit code 0 when nothing would change, 1 when something would, 2 on error.
+    With --profiles/--all-profiles, PLAN is the directory `plan -o DIR` wrote (DIR/<profile>.json)
+    or a pattern with {profile}; a summary per tenant. Exit code 0 when nothing would change,
+    1 when something would, 2 on error.
     """
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import plan_for_profile, show_job
+
+        present(run_set(tenant_set, {}, lambda name: show_job(name, plan_for_profile(plan_path, name))),
+                "json" if fmt == "json" else "table", out)
     try:
         p = load_plan(plan_path)
     except PlanError as exc:

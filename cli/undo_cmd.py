@@ -24,6 +24,8 @@ from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame
 from .plan_cmd import counts_lines, sandbox_note
+from .tenant_set import present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 
 
 def _plan_source(journal: Path) -> dict[str, Any]:
@@ -123,15 +125,26 @@ def render_report_table(frame: pd.DataFrame, counts: dict[str, int]) -> str:
 
 
 @click.command(epilog=REPORT_EXAMPLES)
-@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("journals", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (atomically).")
-def report(journals: tuple[Path, ...], fmt: str, out: Path | None) -> None:
+@tenant_set_options
+def report(journals: tuple[Path, ...], fmt: str, out: Path | None, **tenant_set: Any) -> None:
     """Per row of one or more journals: result, before/after, reason, error, timestamps.
+
+    With --profiles/--all-profiles, give the plan directory (or {profile} pattern) instead: per
+    tenant, what every apply of its plan did (verified, failed, remaining).
 
     The CSV has the peers' results columns (Timestamp, Row, Identity, Mode, Result, Reason,
     Before, After) first, for change tickets.
     """
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import plan_for_profile, report_job
+
+        if len(journals) != 1:
+            raise click.UsageError("with a tenant set, give one plan directory (or {profile} pattern)")
+        present(run_set(tenant_set, {}, lambda name: report_job(name, plan_for_profile(journals[0], name))),
+                "json" if fmt == "json" else "table", out)
     try:
         frame, warnings = report_frame(list(journals))
     except JournalError as exc:

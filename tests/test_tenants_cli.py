@@ -118,3 +118,30 @@ def test_since_last_shows_exactly_the_out_of_band_changes(tenants: Any) -> None:
     code, out, err = run("findings", "--profile", "msp-1", "--onprem-live", "--refresh", "--since", "last")
     assert code == 0, out  # nothing new since the run just before
     assert "0 new, 0 resolved, 0 changed findings; 0 IsExchangeCloudManaged changes" in out
+
+
+def test_tenant_set_plan_show_apply_report(tenants: Any, tmp_path: Path) -> None:
+    plans = tmp_path / "plans"
+    names = "msp-1,msp-2"
+    code, out, err = run("plan", "--profiles", names, "--set-cloud-managed", "true", "--all-dirsynced",
+                         "--max", "5", "-o", str(plans))
+    assert code == 1, out + err  # plans with changes
+    assert sorted(p.name for p in plans.iterdir()) == ["msp-1.json", "msp-2.json"]
+    code, out, err = run("show", str(plans), "--profiles", names, "--format", "json")
+    doc = json.loads(out)
+    assert code == 1
+    assert {n: d["tenant"] for n, d in doc["tenants"].items()} == {
+        "msp-1": tenants.info["tenants"][0]["tenant"], "msp-2": tenants.info["tenants"][1]["tenant"]}
+    assert run("apply", str(plans), "--profiles", names)[0] == 2  # a tenant set needs --yes
+    code, out, err = run("apply", str(plans), "--profiles", names, "--yes")
+    assert code == 0, out + err
+    assert "2 of 2 tenants completed" in out
+    code, out, err = run("report", str(plans), "--profiles", names, "--format", "json")
+    doc = json.loads(out)
+    assert code == 0, out
+    for name in ("msp-1", "msp-2"):
+        assert doc["tenants"][name]["remaining"] == 0
+        assert doc["tenants"][name]["counts"]["verified"] == 5
+    code, out, err = run("inventory", "--profiles", names, "--format", "json")
+    assert code == 0
+    assert json.loads(out)["tenants"]["msp-2"]["recipients"] > 0

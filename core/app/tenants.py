@@ -318,3 +318,38 @@ def summary_rows(outcomes: Mapping[str, TenantOutcome]) -> list[dict[str, Any]]:
     """One row per tenant for the summary table: profile, status, seconds, counts or the error."""
     return [{"profile": o.profile, "status": o.status, "seconds": round(o.seconds, 1),
              "counts": dict(o.counts), "error": o.error} for o in outcomes.values()]
+
+
+def show_job(name: str, plan_path: Path) -> TenantOutcome:
+    """One tenant's saved plan, read only: counts per action and reason (status "changes" when a row
+    would be set)."""
+    from ..plan.planfile import load_plan
+
+    plan = load_plan(plan_path)
+    doc = plan.to_json()
+    doc["counts"] = plan.counts()
+    counts = {"planned": len(plan.set_rows()), "skipped": len(plan.rows) - len(plan.set_rows())}
+    return TenantOutcome(name, "changes" if plan.set_rows() else "ok", doc, counts, tenant=plan.tenant)
+
+
+def report_job(name: str, plan_path: Path, *, journal_dir: Path | None = None) -> TenantOutcome:
+    """What the applies of one tenant's plan did: rows per result over every journal of the plan
+    (status "changes" while rows are left to do)."""
+    from ..access.config import data_dir
+    from ..execute.apply import pending_rows
+    from ..execute.journal import journals_for_plan, plan_history
+    from ..execute.report import report_frame, summary
+    from ..plan.planfile import load_plan
+
+    plan = load_plan(plan_path)
+    jdir = journal_dir or data_dir() / "journals"
+    journals = journals_for_plan(plan.digest, jdir)
+    frame, warnings = report_frame(journals)
+    history = plan_history(plan.digest, jdir)
+    left = len(pending_rows(plan, history))
+    per_result = summary(frame)
+    counts = {"planned": len(plan.set_rows()), "verified": sum(1 for r in plan.set_rows() if r.identity in history.verified),
+              "failed": int(per_result.get("failed", 0)), "remaining": left}
+    doc = {"plan": str(plan_path), "digest": plan.digest, "journals": [str(j) for j in journals],
+           "counts": per_result, "remaining": left, "warnings": warnings}
+    return TenantOutcome(name, "changes" if left else "ok", doc, counts, tenant=plan.tenant)
