@@ -72,7 +72,8 @@ class Sandbox:
         self._epoch = _epoch_clock(clock)
         self._own_tls_dir = tls_dir is None
         directory = tls_dir or Path(tempfile.mkdtemp(prefix="exocm-sandbox-"))
-        self.material = TlsMaterial.create(directory, server_from=front.material if front is not None else None)
+        self.material = TlsMaterial.create(directory, server_from=front.material if front is not None else None,
+                                           app_from=front.app_material if front is not None else None)
         self._base_url = ""
         self.tokens = TokenService(
             self.material, tenant_id=str(tenant.tenant_id), tenant_domain=str(tenant.domain),
@@ -122,11 +123,12 @@ class Sandbox:
               durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
               winrm_port: int = 0, groups: int | None = None,
               graph_roles: list[str] | None = None, tenants: int | None = None,
-              front: Any = None) -> Any:
+              front: Any = None, shared_app: bool = False) -> Any:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `tenants`: serve that many tenants on one port instead (seeds seed, seed+1, ...; each with its
-        own state, knobs and credentials) and return a `SandboxTenants` (sandbox/tenants.py).
+        own state, knobs and credentials) and return a `SandboxTenants` (sandbox/tenants.py);
+        `shared_app`: the tenants share one multi-tenant app registration.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
         after writes (at most every SAVE_EVERY_S; with `durable_writes`, before a write is answered,
@@ -150,7 +152,7 @@ class Sandbox:
                 sync_interval=sync_interval, state_file=state_file,
                 auto_approve_device_code=auto_approve_device_code, clock=clock,
                 fault_timeout_s=fault_timeout_s, tls_dir=tls_dir, durable_writes=durable_writes,
-                verbose=verbose, winrm=winrm, groups=groups, graph_roles=graph_roles)
+                verbose=verbose, winrm=winrm, groups=groups, graph_roles=graph_roles, shared_app=shared_app)
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
                       faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),

@@ -35,6 +35,8 @@ class SandboxTenants:
 
     def __init__(self, material: TlsMaterial, *, host: str, port: int, own_dir: bool, verbose: bool) -> None:
         self.material = material
+        #: The app registration every tenant shares (shared_app=True), else None (one app per tenant).
+        self.app_material: TlsMaterial | None = None
         self._own_dir = own_dir
         self.members: list[Any] = []
         self._by_key: dict[str, Any] = {}
@@ -48,11 +50,13 @@ class SandboxTenants:
     @classmethod
     def start(cls, tenants: int, *, size: int = 1000, seed: int = 42, host: str = "127.0.0.1", port: int = 0,
               tls_dir: str | Path | None = None, state_file: str | Path | None = None,
-              verbose: bool = False, **options: Any) -> SandboxTenants:
+              verbose: bool = False, shared_app: bool = False, **options: Any) -> SandboxTenants:
         """Build `tenants` tenants (seeds seed .. seed+tenants-1) and serve them on one port.
 
         `options` are those of `Sandbox.start` and apply to every tenant; change one tenant's knobs
         afterwards through `members[i].knobs`. `state_file` NAME.json keeps tenant k in NAME-k.json.
+        `shared_app`: one multi-tenant app registration (client id, secret, certificate) consented in
+        every tenant, as an MSP's; else each tenant registers an app of its own.
         """
         from .server import Sandbox
 
@@ -62,6 +66,8 @@ class SandboxTenants:
         directory = Path(tls_dir) if tls_dir is not None else Path(tempfile.mkdtemp(prefix="exocm-sandboxes-"))
         material = TlsMaterial.create(directory / "front")
         front = cls(material, host=host, port=port, own_dir=own_dir, verbose=verbose)
+        if shared_app:
+            front.app_material = material
         try:
             for k in range(1, tenants + 1):
                 member_state = None

@@ -145,3 +145,33 @@ def test_tenant_set_plan_show_apply_report(tenants: Any, tmp_path: Path) -> None
     code, out, err = run("inventory", "--profiles", names, "--format", "json")
     assert code == 0
     assert json.loads(out)["tenants"]["msp-2"]["recipients"] > 0
+
+
+def test_msp_app_profiles_share_one_app_registration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One multi-tenant app (client id + certificate), a profile per customer tenant (authority per tenant)."""
+    from exocm.core.access.config import save_app
+
+    private_env(monkeypatch, tmp_path)
+    sbs = Sandbox.start(tenants=3, size=30, seed=500, shared_app=True, winrm=False)
+    try:
+        members = sbs.info["tenants"]
+        assert len({m["client_id"] for m in members}) == 1
+        first = members[0]
+        save_app("msp", {"client_id": first["client_id"], "cloud": "custom", "auth": "certificate",
+                         "authority": f"{sbs.base_url}/{{tenant}}", "rest_base_url": first["rest_base_url"],
+                         "scope": first["scope"], "ca_file": first["ca_file"],
+                         "cert_pem_file": first["client_cert_pem_file"], "key_pem_file": first["client_key_pem_file"],
+                         "cert_thumbprint": first["client_cert_thumbprint"]})
+        args = [a for m in members for a in ("--tenant", m["tenant_domain"])]
+        added = exocm("profiles", "add-tenants", "--app", "msp", *args)
+        assert added.exit_code == 0, added.output
+        profiles = load_config().profiles
+        assert sorted(profiles) == ["msp-contoso500", "msp-contoso501", "msp-contoso502"]
+        assert profiles["msp-contoso501"].resolved_authority() == f"{sbs.base_url}/contoso501.onmicrosoft.com"
+        code, out, err = run("inventory", "--all-profiles", "--format", "json")
+        assert code == 0, out + err
+        doc = json.loads(out)["tenants"]
+        assert {doc[f"msp-contoso{500 + k}"]["tenant"] for k in range(3)} == {m["tenant_domain"] for m in members}
+        assert all(doc[n]["recipients"] > 0 for n in doc)
+    finally:
+        sbs.stop()
