@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_support import exocm, private_env, run
 from exocm.core.access.config import load_config, store_sandbox_secret
 from exocm.sandbox.server import Sandbox
-
-from cli_support import exocm, private_env, run
 
 TENANTS = 5
 SIZE = 60
