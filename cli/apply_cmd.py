@@ -8,7 +8,6 @@ needed; 130 interrupted (the journal path and the resume command are printed).
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -19,8 +18,16 @@ from typing import Any
 
 import click
 from exocm.core.events import Progress
-from exocm.core.execute.apply import ApplyRefused, ApplyResult, apply_plan, check_plan
+from exocm.core.execute.apply import (
+    ApplyRefused,
+    ApplyResult,
+    apply_plan,
+    check_plan,
+    confirmation_phrase,
+    pending_rows,
+)
 from exocm.core.execute.journal import local_actor, plan_history
+from exocm.core.paths import shell_arg
 from exocm.core.plan.planfile import Plan, PlanError, load_plan
 from rich.console import Console
 from rich.markup import escape
@@ -31,13 +38,9 @@ from . import exitcodes
 from .connection import connection_options, follow_recorded_sandbox, open_connection
 from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
+from .stop_signals import on_stop_signals
 from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
-
-
-def confirmation_phrase(tenant: str, count: int) -> str:
-    """What the admin types to go ahead: the tenant and the number of changes."""
-    return f"{tenant} {count}"
 
 
 def confirm(err: Console, p: Plan, pending: int, label: str) -> None:
@@ -200,7 +203,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         for warning in history.warnings:
             err.print(f"[yellow]journal:[/] {escape(inert(warning))}")
         done = sum(1 for r in p.rows if r.identity in history.verified)
-        pending = sum(1 for r in p.rows if r.action == "set" and r.identity not in history.verified)
+        pending = len(pending_rows(p, history))
         if history.journals:
             err.print(f"{len(history.journals)} earlier run(s) of this plan: {done:,} rows already verified "
                       f"(never written again); {pending:,} to go")
@@ -231,9 +234,9 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         def on_term(signum: int, frame: FrameType | None) -> None:
             cancel.set()
 
-        previous = signal.signal(signal.SIGTERM, on_term)
         worker = threading.Thread(target=run, name="exocm-apply", daemon=True)
-        try:
+        # SIGTERM on POSIX; Ctrl+Break and a closed console (SIGBREAK) on Windows
+        with on_stop_signals(on_term):
             with view.bar:
                 worker.start()
                 # sleep, not Thread.join: a KeyboardInterrupt inside join() can leave the thread
@@ -246,8 +249,6 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
                             cancel.set()
                             err.print("[yellow]stopping:[/] no new rows; settling the writes in flight "
                                       "and flushing the journal...")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         if "error" in outcome:
             error = outcome["error"]
             if isinstance(error, ApplyRefused | PlanError):
@@ -263,7 +264,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
     if embedded and result.counts.get("stale") and not result.counts.get("verified"):
         err.print("note: the embedded sandbox changed since this plan was made (another apply, or "
                   "'exocm sandbox reset'); make a new plan with 'exocm plan ...'")
-    resume_cmd = f"exocm apply {plan_path} --resume"
+    resume_cmd = f"exocm apply {shell_arg(plan_path)} --resume"
     if result.cancelled:
         err.print(f"stopped. Resume with: [bold]{escape(resume_cmd)}[/]")
         sys.exit(exitcodes.INTERRUPTED)
@@ -272,7 +273,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         err.print(f"resume with: {escape(resume_cmd)}")
         sys.exit(exitcodes.ERROR)
     if result.remaining:
-        err.print(f"{result.remaining:,} rows not done; see 'exocm report {escape(str(result.journal_path))}', "
+        err.print(f"{result.remaining:,} rows not done; see 'exocm report {escape(shell_arg(result.journal_path))}', "
                   f"retry with: {escape(resume_cmd)}")
         sys.exit(exitcodes.CHANGES)
     sys.exit(exitcodes.OK)

@@ -7,6 +7,7 @@ inert so hostile text from the service cannot drive the terminal.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from exocm.core.bridge.errors import AuthFailed, BridgeError
 from . import exitcodes
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
@@ -29,7 +31,8 @@ def inert(text: str) -> str:
 
 
 def fail(message: str, code: int = exitcodes.ERROR) -> NoReturn:
-    """Print `exocm: error: message` on stderr and exit with `code`."""
+    """Print `exocm: error: message` on stderr and exit with `code` (and log the line, without traceback)."""
+    log.warning("exit %d: %s", code, message)
     click.echo(f"exocm: error: {inert(message)}", err=True)
     raise SystemExit(code)
 

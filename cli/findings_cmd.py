@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 import pandas as pd
-from exocm.core.bridge.errors import BridgeError
 from exocm.core.detect.engine import RULES, SEVERITIES, detect
 from exocm.core.detect.report import (
     ReportMeta,
@@ -32,6 +31,7 @@ from exocm.core.detect.report import (
 )
 from exocm.core.inventory.fetch import Inventory, fetch_inventory
 from exocm.core.inventory.onprem import OnPremData, OnPremFormatError, load_onprem_csv
+from exocm.core.inventory.org_config import read_org_config
 from exocm.core.inventory.snapshot import load_or_fetch
 from rich.console import Console
 from rich.markup import escape
@@ -80,15 +80,6 @@ def _read_inventory(connection: Any, refresh: bool, err: Console) -> Inventory:
         if connection.sandbox_handle is not None:
             return fetch_inventory(connection.bridge)
         return load_or_fetch(connection.bridge, refresh=refresh)
-
-
-def _org_config(connection: Any, notes: list[str]) -> dict[str, Any] | None:
-    try:
-        records = connection.bridge.invoke("Get-OrganizationConfig", {})
-    except BridgeError as exc:
-        notes.append(f"Get-OrganizationConfig failed ({exc.message}); tenant default not checked")
-        return None
-    return dict(records[0]) if records else None
 
 
 def _history(inv: Inventory, org: dict[str, Any] | None, result: Any, profile: str, since: str | None,
@@ -195,7 +186,9 @@ def findings(
             for bad in onprem.bad_rows:
                 notes.append(f"on-prem line {bad.line} skipped: {bad.reason}")
             notes.extend(onprem.notes)
-        org = _org_config(connection, notes)
+        org, org_note = read_org_config(connection.bridge)
+        if org_note:
+            notes.append(org_note)
         result = detect(
             inv.frame,
             onprem.frame if onprem is not None else None,

@@ -13,7 +13,9 @@ class LazyGroup(click.Group):
     """The commands registered on the group plus `lazy` ones (name -> "module:attribute"), imported when used.
 
     A lazy command whose module is not in this build is listed as "(not available in this
-    build)". A file that cannot be read or written ends as one line and exit 2, not a traceback.
+    build)". A file that cannot be read or written ends as one line and exit 2, not a traceback; any
+    other unexpected exception is an internal error: its traceback goes to the log file
+    (core/logs.py) and the one line names that file.
     """
 
     def __init__(self, *args: Any, lazy: Mapping[str, str] | None = None, **kwargs: Any) -> None:
@@ -50,6 +52,14 @@ class LazyGroup(click.Group):
 
             where = f" {exc.filename}" if exc.filename else ""
             fail(f"cannot read or write{where}: {exc.strerror or exc}")
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a bug, or an expected error that escaped its command's handler
+            from exocm.core.app.failures import failure_line
+
+            from .errors import exit_code_for, fail
+
+            fail(failure_line(exc, f"exocm {ctx.invoked_subcommand or ''}".strip()), exit_code_for(exc))
 
 
 def _not_available(command_path: str) -> click.Command:

@@ -5,9 +5,15 @@ stays fast and `exocm sandbox serve` never loads Textual.
 """
 from __future__ import annotations
 
+import logging
+
 import click
+from exocm.core import logs
+from exocm.core.access.config import data_dir
 
 from .lazy_group import LazyGroup
+
+log = logging.getLogger(__name__)
 
 # command name -> "module:attribute" (a click.Command or click.Group)
 SUBCOMMANDS: dict[str, str] = {
@@ -31,14 +37,19 @@ SUBCOMMANDS: dict[str, str] = {
 
 @click.group(cls=LazyGroup, lazy=SUBCOMMANDS, invoke_without_command=True)
 @click.version_option(package_name="exocm")
+@click.option("--debug", is_flag=True, default=False,
+              help=f"Log at DEBUG to the log file and print log records on stderr (also: {logs.LEVEL_ENV}=DEBUG).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, debug: bool) -> None:
     """exocm: find what makes IsExchangeCloudManaged unsafe, fix it, then flip it in
     batches with a plan, a durable journal and an undo.
 
     With no command, opens the terminal UI (on the embedded SANDBOX tenant when no
-    profile is configured).
+    profile is configured). Internal errors leave their traceback in <data dir>/logs/exocm.log.
     """
+    logs.configure(data_dir(), debug=debug)
+    ctx.call_on_close(logs.stop_echo)  # stderr may be gone after the command (tests run many in one process)
+    log.info("exocm %s started", ctx.invoked_subcommand or "tui")
     if ctx.invoked_subcommand is None:
         tui_cmd = cli.get_command(ctx, "tui")
         assert tui_cmd is not None

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,18 @@ import pandas as pd
 from exocm.core.access.config import data_dir
 from exocm.core.csvio import to_csv_text
 from exocm.core.events import Progress
-from exocm.core.plan.planfile import REASON_TEXT, Plan, PlanError, build_plan, load_plan, save_plan
-from exocm.core.plan.selection import (
-    Selection,
-    SelectionError,
-    apply_exclude,
-    apply_types,
-    parse_types,
-    select_all_dirsynced,
-    select_from_csv,
-    select_where,
+from exocm.core.paths import shell_arg
+from exocm.core.plan.planfile import REASON_TEXT, Plan, PlanError, load_plan, save_plan
+from exocm.core.plan.selection import SelectionError, parse_types
+from exocm.core.plan.tables import plan_rows_frame, plan_table_frame, short_text
+from exocm.core.plan.workflow import (
+    SelectionRequest,
+    default_plan_path,
+    plan_from_selection,
+    select_targets,
+    utc_now,
 )
+from exocm.core.values import as_bool
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -50,11 +51,9 @@ TABLE_LIMIT = 200
 
 def parse_bool(value: str) -> bool:
     """'true'/'false' (also $true, yes/no, 1/0) as bool."""
-    text = value.strip().lower().lstrip("$")
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off"):
-        return False
+    parsed = as_bool(value, switch_words=True)
+    if parsed is not None:
+        return parsed
     raise click.BadParameter(f"expected true or false, not {value!r}", param_hint="'--set-cloud-managed'")
 
 
@@ -96,12 +95,11 @@ def _load_inventory(connection: Any, *, refresh: bool, max_age_min: float, err: 
 
 
 def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connection: Any,
-               err: Console) -> pd.DataFrame | None:
-    from exocm.core.bridge.errors import BridgeError
+               err: Console, now: datetime) -> pd.DataFrame | None:
     from exocm.core.detect.engine import detect
     from exocm.core.detect.readiness import flip_readiness
+    from exocm.core.inventory.org_config import read_org_config
 
-    bridge = connection.bridge
     onprem = None
     if onprem_csv is not None:
         onprem = onprem_csv_frame(onprem_csv)
@@ -109,13 +107,8 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connec
         with tempfile.TemporaryDirectory() as tmp:
             data = sandbox_onprem_data(connection, Path(tmp))
         onprem = data.frame if data is not None else None
-    org_config = None
-    try:
-        found = bridge.invoke("Get-OrganizationConfig", {})
-        org_config = found[0] if found else None
-    except BridgeError:
-        pass
-    result = detect(frame, onprem, org_config=org_config)
+    org_config, _ = read_org_config(connection.bridge)  # the tenant rule never blocks a flip: no note here
+    result = detect(frame, onprem, org_config=org_config, now=now)
     by_reason: dict[str, list[str]] = {}
     for code, why in sorted(result.not_checked.items()):
         by_reason.setdefault(why, []).append(code)
@@ -211,38 +204,27 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     with user_errors(), open_connection(**conn) as connection:
         banner(err, connection)
         try:
-            wanted_types = parse_types(types) if types else []
+            request = SelectionRequest(csv=csv_path, identity_column=identity_column, where=where,
+                                       all_dirsynced=all_dirsynced, exclude=exclude,
+                                       types=tuple(parse_types(types)) if types else ())
             inv = _load_inventory(connection, refresh=refresh, max_age_min=snapshot_max_age, err=err)
-            frame = inv.frame
-            selection: Selection
-            if csv_path is not None:
-                selection = select_from_csv(frame, csv_path, identity_column)
-            elif where is not None:
-                selection = select_where(frame, where)
-            else:
-                selection = select_all_dirsynced(frame)
-            if exclude is not None:
-                apply_exclude(selection, frame, exclude)
-            if wanted_types:
-                apply_types(selection, frame, wanted_types)
+            selection = select_targets(inv.frame, request)
         except SelectionError as exc:
             fail(str(exc))
-        readiness = None if no_detect else _readiness(frame, target, onprem_csv, connection, err)
-        result = build_plan(
-            frame, selection.identities, target, tenant=str(connection.bridge.tenant),
-            bridge=str(connection.bridge.kind), preset_skips=selection.preset_skips, readiness=readiness,
-            max_changes=max_changes, source={**selection.source, "inventory_fetched_at": inv.fetched_at.isoformat(),
-                                             "sandbox": bool(connection.is_sandbox), **embedded_source(connection)},
-            input_report=[i.to_json() for i in selection.issues],
+        now = utc_now()
+        readiness = None if no_detect else _readiness(inv.frame, target, onprem_csv, connection, err, now)
+        result = plan_from_selection(
+            inv.frame, selection, target, tenant=str(connection.bridge.tenant), bridge=str(connection.bridge.kind),
+            inventory_fetched_at=inv.fetched_at, sandbox=bool(connection.is_sandbox), readiness=readiness,
+            max_changes=max_changes, extra_source=embedded_source(connection), now=now,
         )
-        path = out or data_dir() / "plans" / (
-            f"plan-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{result.short_digest}.json")
+        path = out or default_plan_path(result, data_dir(), now=now)
         save_plan(result, path)
     print_issues(err, result.input_report)
     err.print("\n".join(counts_lines(result)) or "  (no rows)")
     err.print(f"plan {result.digest[:12]} written to {escape(str(path))}")
     if result.set_rows():
-        err.print(f"next: exocm show {escape(str(path))}   then   exocm apply {escape(str(path))}")
+        err.print(f"next: exocm show {escape(shell_arg(path))}   then   exocm apply {escape(shell_arg(path))}")
     else:
         err.print("nothing to change: no row of this plan would be set ('exocm show PLAN' says why)")
     click.echo(str(path))
@@ -263,32 +245,6 @@ def _plan_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], target: b
 
 
 # --- show ------------------------------------------------------------------------------
-
-
-def plan_rows_frame(p: Plan) -> pd.DataFrame:
-    """One line per plan row, for tables and CSV."""
-    rows = []
-    for row in p.rows:
-        overwritten = ""
-        if row.overwritten:
-            overwritten = "; ".join(
-                f"{attr}: {_short(v.get('cloud'))} -> {_short(v.get('onprem'))}" for attr, v in sorted(row.overwritten.items()))
-        rows.append({
-            "Identity": row.identity, "DisplayName": row.display_name, "UserPrincipalName": row.upn,
-            "Action": row.action, "Reason": row.reason, "Detail": row.detail,
-            "IsExchangeCloudManaged": row.observed.is_cloud_managed, "Target": p.value if row.action == "set" else None,
-            "WhenChanged": row.observed.when_changed, "Overwritten": overwritten,
-        })
-    columns = ["Identity", "DisplayName", "UserPrincipalName", "Action", "Reason", "Detail",
-               "IsExchangeCloudManaged", "Target", "WhenChanged", "Overwritten"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    if value is None:
-        return "(empty)"
-    text = ";".join(map(str, value)) if isinstance(value, list) else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sandbox_note(source: dict[str, Any]) -> str:
@@ -312,10 +268,10 @@ def render_show_table(p: Plan, *, limit: int = TABLE_LIMIT) -> str:
         lines.append(f"# input: {inert(str(issue.get('message', '')))}")
     if len(p.input_report) > 20:
         lines.append(f"# input: ... and {len(p.input_report) - 20} more")
-    frame = plan_rows_frame(p)
-    shown = frame.head(limit)
-    cols = ["Action", "Identity", "DisplayName", "UserPrincipalName", "IsExchangeCloudManaged", "Reason", "Detail"]
-    cells = [[inert(_short(v, 48)) if v is not None else "" for v in row] for row in shown[cols].itertuples(index=False)]
+    frame = plan_table_frame(p)
+    cols = list(frame.columns)
+    cells = [[inert(short_text(v, 48)) if v is not None else "" for v in row]
+             for row in frame.head(limit).itertuples(index=False)]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
     lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
     lines.append("  ".join("-" * w for w in widths))
@@ -331,7 +287,7 @@ def render_show_table(p: Plan, *, limit: int = TABLE_LIMIT) -> str:
         for row in overwritten[:limit]:
             lines.append(f"  {inert(row.display_name or row.identity)} <{inert(row.upn)}>")
             for attr, v in sorted((row.overwritten or {}).items()):
-                lines.append(f"      {attr}: {inert(_short(v.get('cloud')))}  ->  {inert(_short(v.get('onprem')))}")
+                lines.append(f"      {attr}: {inert(short_text(v.get('cloud')))}  ->  {inert(short_text(v.get('onprem')))}")
         if not overwritten:
             lines.append("  (none found)")
     return "\n".join(lines) + "\n"

@@ -11,7 +11,10 @@ Runs are saved under the data dir (one state file and one audit log per run) and
 resumed hours later, from the CLI or the TUI. A gate (an irreversible step) passes only with
 the typed confirmation "<tenant>:<count>": typed at the prompt on a terminal, or given with
 --confirm-irreversible for unattended runs; without it the run stops and prints the exact
-command to continue. `--yes` only skips the "start?" question; it never passes a gate.
+command to continue. Before it starts, a run shows its steps, its objects and which steps write
+(and which are irreversible), and asks; `--yes` (or `--confirm-irreversible`, which implies it)
+starts unattended; without either and without a terminal it stops before its first write (exit 3).
+`--yes` never passes a gate.
 
 Exit codes: 0 completed (every object fixed or nothing to do), 1 paused while waiting for a
 sync (resume later), 2 error or some objects failed, 3 stopped at a gate or a manual step
@@ -38,15 +41,16 @@ from exocm.core.runbooks import (
     RunExecutor,
     RunHooks,
     RunOutcome,
+    RunPreview,
     RunState,
     RunStateError,
     RunStore,
     Services,
-    describe_targets,
     get_runbook,
     identities_from_csv,
     identities_from_findings,
     new_run,
+    preview_run,
     resolve_identities,
 )
 
@@ -285,6 +289,39 @@ def _drive(state: RunState, store: RunStore, services: Services, face: CliFace, 
     raise SystemExit(code)
 
 
+def _show_preview(preview: RunPreview, shown_objects: int = 10) -> None:
+    """The runbook's steps, its objects, and which steps write (and which are irreversible), on stderr."""
+    _err(f"{preview.title} ({preview.runbook}) in tenant {inert(preview.label or preview.tenant)}", bold=True)
+    _err(f"objects ({preview.count}):")
+    for label in preview.objects[:shown_objects]:
+        _err(f"  - {inert(label)}")
+    if preview.count > shown_objects:
+        _err(f"  ... and {preview.count - shown_objects} more")
+    _err("steps:")
+    for step in preview.steps:
+        colour = "red" if step.irreversible and step.writes else "yellow" if step.writes else None
+        _err(f"  {step.number:>2}. [{step.kind}] {step.title}  ({step.note})", fg=colour)
+    _err(inert(preview.summary()))
+
+
+def _confirm_start(preview: RunPreview, *, yes: bool, interactive: bool) -> None:
+    """Ask before the first write: --yes (or --confirm-irreversible) starts, a person is asked, and with
+    neither on a non-interactive stdin the run is not started (exit 3, saying what to pass)."""
+    if not preview.writes or yes:
+        return
+    first = preview.first_write
+    assert first is not None
+    if interactive:
+        if not click.confirm(f"Start? exocm writes to the tenant from step {first.number} ({first.title})",
+                             default=False, err=True):
+            fail("not started; nothing was written", exitcodes.NEEDS_CONFIRMATION)
+        return
+    fail(f"not started: this runbook writes to the tenant from step {first.number} and stdin is not a terminal "
+         "to ask; pass --yes to start it unattended (irreversible steps still need --confirm-irreversible "
+         f"\"{preview.gate_confirmation or '<tenant>:<count>'}\", which also implies --yes)",
+         exitcodes.NEEDS_CONFIRMATION)
+
+
 #: The embedded sandbox runs a sync cycle this often (seconds), so a run's waits can finish.
 EMBEDDED_SYNC_INTERVAL_S = 2.0
 
@@ -339,7 +376,8 @@ A gate stops the run (exit 3) and prints the exact 'exocm runbook resume RUN ...
 @click.option("--identity-column", default=None, metavar="NAME", help="The CSV column holding identities.")
 @click.option("--confirm-irreversible", "confirmation", metavar='"<tenant>:<count>"', default=None,
               help="Pass the gate(s) for exactly this tenant and number of objects (unattended runs).")
-@click.option("--yes", is_flag=True, help="Start without asking (gates still need their typed confirmation).")
+@click.option("--yes", is_flag=True, help="Start without asking (gates still need their typed confirmation); "
+              "without it, a run that writes asks first, or stops with exit 3 when stdin is not a terminal.")
 @click.option("--interactive/--no-interactive", default=None,
               help="Prompt at gates and manual steps (default: when stdin is a terminal).")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
@@ -400,9 +438,9 @@ def run(name: str, identities: tuple[str, ...], from_findings: str | None, csv_f
                 _err(f"skipped: {inert(issue)}", fg="yellow")
             if not targets.objects:
                 fail("nothing to do: no object to run the runbook on")
-            _err(f"{rb.title}: {inert(describe_targets(targets.objects))} in tenant {inert(connection.label)}")
-            if interactive and not yes and not click.confirm("Start?", default=True, err=True):
-                fail("not started", exitcodes.NEEDS_CONFIRMATION)
+            preview = preview_run(rb, targets.objects, tenant=connection.bridge.tenant, label=connection.label)
+            _show_preview(preview)
+            _confirm_start(preview, yes=yes or confirmation is not None, interactive=interactive)
             state = new_run(rb, targets, store=store, tenant=connection.bridge.tenant, label=connection.label,
                             profile=None if connection.sandbox_handle is not None else connection.profile.name,
                             sandbox=connection.is_sandbox, embedded=connection.sandbox_handle is not None,

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from exocm.core.files import write_atomic
 
 from .exitcodes import AUTH_FAILED, ERROR
 from .lazy_group import LazyGroup
+from .stop_signals import on_stop_signals
 
 # Commands of the tenant model's own module, imported on first use.
 _LAZY: dict[str, str] = {
@@ -189,13 +189,12 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
               "Press Ctrl-C to stop."]
     click.echo("\n".join(lines), file=out)
     out.flush()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        sb.wait()
+        with on_stop_signals(_on_sigterm):  # SIGTERM; Ctrl+Break / closed console on Windows
+            sb.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         sb.stop()
     saved = f"; state saved to {state_file}" if state_file is not None else ""
     click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any
 import click
 from exocm.core.access.auth import DeviceCode
 from exocm.core.access.config import ConfigError, embedded_sandbox_state
-from exocm.core.app.session import Session, load_keymap
+from exocm.core.app.session import Session
 
 from .connection import SANDBOX_LABEL, connection_options, open_connection, resolve_profile_name
 from .embedded_sandbox import banner_text, sandbox_label
@@ -61,6 +61,8 @@ def tui(profile: str | None, sandbox: bool, size: int, seed: int, onprem_csv: Pa
     """
     live = pop_onprem_options(onprem)
     check_onprem_sources(onprem_csv, live)
+    from exocm.tui.keymap import load_keymap  # the TUI's own import stays out of other commands' startup
+
     with user_errors():
         keymap = load_keymap()
     app, stack = build_app(profile, sandbox, size, seed, onprem_csv=onprem_csv, onprem_live=live, keymap=keymap)

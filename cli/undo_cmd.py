@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from exocm.core.execute.journal import JournalError
 from exocm.core.execute.report import REPORT_COLUMNS, report_frame, summary
 from exocm.core.execute.undo import UndoError, build_undo_plan, export_overwritten
 from exocm.core.plan.planfile import save_plan
+from exocm.core.plan.workflow import default_plan_path
 from rich.markup import escape
 
 from . import exitcodes
@@ -31,13 +31,15 @@ from .tenant_set import wanted as tenant_set_wanted
 def _plan_source(journal: Path) -> dict[str, Any]:
     """The `source` of the plan the journal ran (empty when its plan file is gone)."""
     from exocm.core.execute.journal import read_journal
+    from exocm.core.paths import recorded_path
     from exocm.core.plan.planfile import PlanError, load_plan
 
     try:
-        plan_file = (read_journal(journal).header or {}).get("plan_file")
-        if not plan_file:
+        # a journal written on another system names a plan path that means nothing here
+        plan_file = recorded_path((read_journal(journal).header or {}).get("plan_file"))
+        if plan_file is None:
             return {}
-        return dict(load_plan(Path(plan_file)).source)
+        return dict(load_plan(plan_file).source)
     except (JournalError, PlanError, OSError, ValueError):
         return {}
 
@@ -98,7 +100,7 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     if export is not None:
         export_overwritten(plan, export)
         err.print(f"overwritten cloud values of {len(overwritten):,} mailboxes saved to {escape(str(export))}")
-    path = out or data_dir() / "plans" / f"undo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{plan.short_digest}.json"
+    path = out or default_plan_path(plan, data_dir())
     save_plan(plan, path)
     err.print("\n".join(counts_lines(plan)) or "  (no verified rows to undo)")
     if plan.value is False and plan.set_rows():

@@ -7,3 +7,8 @@ import sys as _sys
 # raise ImportError, and httpx falls back to its stub `main` (Python import system rule).
 if "httpx" not in _sys.modules:
     _sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import logging as _logging
+
+# A library's loggers stay silent until a face configures them (core/logs.py): no lastResort output.
+_logging.getLogger("exocm").addHandler(_logging.NullHandler())

@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from .files import write_atomic
+from .values import is_guid
 
 __all__ = [
     "BadRow",
@@ -67,7 +68,6 @@ _CHUNK_ROWS = 20_000
 _SNIFF_LINES = 50
 #: Characters that make Excel treat a cell as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_GUID_RE = re.compile(r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$")
 
 
 @dataclass(frozen=True)
@@ -510,7 +510,7 @@ def _looks_like_header(cells: list[str], known: set[str] | None) -> bool:
         return any(c.strip().lower() in known for c in cells)
     for cell in cells:
         c = cell.strip()
-        if "@" in c or _GUID_RE.match(c) or re.fullmatch(r"[-+]?\d+([.,]\d+)?", c):
+        if "@" in c or is_guid(c) or re.fullmatch(r"[-+]?\d+([.,]\d+)?", c):
             return False
     return True
 

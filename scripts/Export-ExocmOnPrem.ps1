@@ -38,8 +38,13 @@
     exocm findings --profile contoso --onprem-csv C:\Temp\onprem.csv --format html --out findings.html
 
 .NOTES
-    Output: Export-Csv -NoTypeInformation -Encoding UTF8 (UTF-8 with BOM in Windows PowerShell
-    5.1). exocm also reads files written by hand with Export-Csv in any encoding or delimiter.
+    Runs in Windows PowerShell 5.1 (the Exchange Management Shell itself) and in PowerShell 7
+    (after importing an Exchange session: New-PSSession -ConfigurationName Microsoft.Exchange
+    -ConnectionUri http://ex01/PowerShell/ -Authentication Kerberos | Import-PSSession). It uses
+    no syntax newer than 5.1: no ternary, no ?? or ?., no ForEach-Object -Parallel.
+    Output: Export-Csv -NoTypeInformation -Encoding UTF8, which is UTF-8 with a BOM in Windows
+    PowerShell 5.1 and UTF-8 without one in PowerShell 7; exocm reads both, and files written by
+    hand with Export-Csv in any encoding or delimiter.
 #>
 [CmdletBinding()]
 param(

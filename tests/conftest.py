@@ -31,6 +31,16 @@ SESSION_SIZE = 1000
 SESSION_SEED = 42
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` run only when asked for (`-m slow`); a plain run skips them."""
+    if "slow" in str(config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="long campaign: run with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _private_exocm_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point EXOCM_DATA_DIR and EXOCM_CONFIG_DIR at directories of this test alone."""

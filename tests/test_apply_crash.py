@@ -8,6 +8,7 @@ killed run may leave, and readers skip it).
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -28,14 +29,31 @@ DEFAULT_SEEDS = (1, 2, 3)
 SLOW_SEEDS = tuple(range(4, 13))
 
 
-def _journal_rows(directory: Path) -> int:
-    total = 0
+def _journal_records(directory: Path) -> list[dict[str, Any]]:
+    """Every whole JSON record in the journals so far (a line still being written is skipped)."""
+    records: list[dict[str, Any]] = []
     for path in directory.glob("*.jsonl"):
         try:
-            total += path.read_bytes().count(b'"type": "row"')
+            lines = path.read_bytes().splitlines()
         except OSError:
-            pass
-    return total
+            continue
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # torn or half-written last line
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _journal_rows(directory: Path) -> int:
+    return sum(1 for r in _journal_records(directory) if r.get("type") == "row")
+
+
+def _verified_rows(directory: Path) -> set[str]:
+    return {str(r["identity"]) for r in _journal_records(directory)
+            if r.get("type") == "row" and r.get("status") == "verified"}
 
 
 def _apply_cmd(name: str, plan: Path) -> list[str]:
@@ -68,9 +86,12 @@ def crash_and_resume(make_sandbox: Any, tmp_path: Path, monkeypatch: pytest.Monk
             time.sleep(rng.random() * 0.05)  # land anywhere inside a chunk, not just after a commit
             break
         time.sleep(0.005)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
+    assert proc.poll() is None, "the apply ended before the kill: the test proved nothing"
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, f"the child was not killed by SIGKILL: {proc.returncode}"
+    done_before_resume = _verified_rows(journals)
+    assert done_before_resume < targets, "the kill left no rows to resume"
     assert proc.stderr is not None
     first_err = proc.stderr.read().decode("utf-8", "replace")
     proc.stderr.close()

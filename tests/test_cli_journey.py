@@ -175,7 +175,7 @@ def test_plan_on_the_embedded_sandbox_checks_its_on_prem_side_like_findings(tmp_
 
 def test_runbook_gate_stops_with_exit_3_and_the_printed_command_resumes_on_the_same_sandbox() -> None:
     run = exocm("runbook", "run", "clear-previous-mailbox-info", "--from-findings", "PREVIOUS_MAILBOX_INFO",
-                "--no-interactive", *SANDBOX)
+                "--no-interactive", "--yes", *SANDBOX)
     assert run.exit_code == 3, run.output
     assert "cannot be resumed" not in run.output
     command = next(line.strip() for line in run.output.splitlines()

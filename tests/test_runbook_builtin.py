@@ -39,7 +39,7 @@ def writes(path: Path) -> Counter[tuple[str, str]]:
     """(operation, identity) -> how many times the sandbox applied it."""
     if not path.exists():
         return Counter()
-    return Counter((r["operation"], r["identity"]) for r in map(json.loads, path.read_text().splitlines()))
+    return Counter((r["operation"], r["identity"]) for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()))
 
 
 @pytest.fixture

@@ -40,7 +40,8 @@ def test_list_names_the_builtin_runbooks_what_they_fix_and_their_irreversible_st
 
 def test_unattended_run_stops_at_the_gate_with_exit_3_and_the_exact_command_to_continue(sandbox: Sandbox) -> None:
     target = sandbox.tenant.planted()["PREVIOUS_MAILBOX_INFO"][0]
-    result = exocm("runbook", "run", "clear-previous-mailbox-info", "--identity", target, "--no-interactive", *FAST)
+    result = exocm("runbook", "run", "clear-previous-mailbox-info", "--identity", target, "--no-interactive", "--yes",
+                   *FAST)
     assert result.exit_code == 3, result.output
     assert sandbox.tenant.exo[target].prev_rtd == "UserMailbox"  # nothing irreversible happened
     expected = f'--confirm-irreversible "{sandbox.tenant.tenant_id}:1"'
@@ -81,7 +82,8 @@ def test_csv_targets_report_unknown_lines_and_status_shows_the_run(sandbox: Sand
     upn = sandbox.tenant.exo[target].upn
     csv = tmp_path / "who.csv"
     csv.write_text(f"UserPrincipalName\n{upn}\nnobody@nowhere.example\n", encoding="utf-8")
-    result = exocm("runbook", "run", "clear-previous-mailbox-info", "--csv", str(csv), "--no-interactive", *FAST)
+    result = exocm("runbook", "run", "clear-previous-mailbox-info", "--csv", str(csv), "--no-interactive", "--yes",
+                   *FAST)
     assert result.exit_code == 3, result.output
     assert "skipped: who.csv line 3: 'nobody@nowhere.example' matches no user" in result.output
     listing = exocm("runbook", "status")
@@ -98,7 +100,7 @@ def test_csv_targets_report_unknown_lines_and_status_shows_the_run(sandbox: Sand
 
 def test_abort_ends_a_run_for_good(sandbox: Sandbox) -> None:
     target = sandbox.tenant.planted()["PREVIOUS_MAILBOX_INFO"][0]
-    exocm("runbook", "run", "clear-previous-mailbox-info", "--identity", target, "--no-interactive", *FAST)
+    exocm("runbook", "run", "clear-previous-mailbox-info", "--identity", target, "--no-interactive", "--yes", *FAST)
     aborted = exocm("runbook", "abort", "last")
     assert aborted.exit_code == 0 and "aborted" in aborted.output
     resumed = exocm("runbook", "resume", "last", "--no-interactive", "--confirm-irreversible",
@@ -112,3 +114,49 @@ def test_run_needs_exactly_one_source_of_targets() -> None:
     assert result.exit_code == 2 and "exactly one of --identity, --from-findings or --csv" in result.output
     wrong = exocm("runbook", "run", "clear-previous-mailbox-info", "--from-findings", "DUAL_MAILBOX")
     assert wrong.exit_code == 2 and "fixes PREVIOUS_MAILBOX_INFO, not DUAL_MAILBOX" in wrong.output
+
+
+def test_run_previews_steps_objects_and_writes_then_without_yes_and_no_terminal_stops_before_writing(
+        sandbox: Sandbox) -> None:
+    target = sandbox.tenant.planted()["DUAL_MAILBOX"][0]
+    upn = sandbox.tenant.exo[target].upn
+    user = sandbox.tenant.entra_users[target]
+    licences = sandbox.tenant.licensed_skus(user)
+    writes = sandbox.stats.snapshot()["writes"]
+    result = exocm("runbook", "run", "dual-mailbox-keep-onprem", "--identity", target, *FAST)
+    assert result.exit_code == 3, result.output
+    out = result.output
+    assert upn in out and "objects (1):" in out
+    # every step, numbered, with what it does; the writes and the irreversible one stand out
+    assert "1. [automatic] Check the dual mailbox still exists  (reads only)" in out
+    assert "3. [automatic] Remove the Exchange license (Graph; on-prem groups over PSRP when allowed)  (WRITES)" in out
+    assert "6. [gate] Confirm: permanently destroy the cloud mailbox content  (typed confirmation before an " \
+           "irreversible step)" in out
+    assert "7. [automatic] Set-User -PermanentlyClearPreviousMailboxInfo  (WRITES, IRREVERSIBLE)" in out
+    assert "3 of 11 steps write to the tenant (first: step 3" in out and "IRREVERSIBLE: step 7" in out
+    assert "not started" in out and "--yes" in out
+    assert f'--confirm-irreversible "{sandbox.tenant.tenant_id}:1"' in out
+    # nothing was started, nothing was written
+    assert "no runbook runs yet" in exocm("runbook", "status").output
+    assert sandbox.stats.snapshot()["writes"] == writes
+    assert licences and sandbox.tenant.licensed_skus(user) == licences
+
+
+def test_interactive_run_asks_before_the_first_write_and_enter_means_no(sandbox: Sandbox) -> None:
+    target = sandbox.tenant.planted()["PREVIOUS_MAILBOX_INFO"][0]
+    result = exocm("runbook", "run", "clear-previous-mailbox-info", "--identity", target, "--interactive", *FAST,
+                   input="\n")
+    assert result.exit_code == 3, result.output
+    assert "Start? exocm writes to the tenant from step 4" in result.output
+    assert "not started; nothing was written" in result.output
+    assert "no runbook runs yet" in exocm("runbook", "status").output
+    assert sandbox.tenant.exo[target].prev_rtd == "UserMailbox"
+
+
+def test_confirm_irreversible_implies_yes_for_an_unattended_run(sandbox: Sandbox) -> None:
+    target = sandbox.tenant.planted()["PREVIOUS_MAILBOX_INFO"][0]
+    result = exocm("runbook", "run", "clear-previous-mailbox-info", "--identity", target, "--no-interactive",
+                   "--confirm-irreversible", f"{sandbox.tenant.tenant_id}:1", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "(WRITES, IRREVERSIBLE)" in result.output
+    assert sandbox.tenant.exo[target].prev_rtd is None

@@ -84,7 +84,6 @@ def test_serve_answers_curl_get_mailbox_with_a_token_from_its_own_endpoint(tmp_p
 
 
 def test_serve_with_state_keeps_writes_ca_and_credentials_across_restarts(tmp_path: Path) -> None:
-    pytest.importorskip("exocm.sandbox.state")  # the tenant model's persistence
     state = tmp_path / "tenant.sqlite"
     with _serve("--size", "120", "--seed", "5", "--state", str(state)) as (proc, info):
         token = app_token(info)
@@ -112,7 +111,6 @@ def test_serve_rejects_an_unknown_fault_kind() -> None:
 
 
 def test_restart_on_the_same_port_keeps_state_and_accepts_earlier_tokens(tmp_path: Path) -> None:
-    pytest.importorskip("exocm.sandbox.state")
     state = tmp_path / "t.sqlite"
     first = Sandbox.start(size=60, seed=9, state_file=state, winrm=False)
     try:
@@ -136,7 +134,6 @@ def test_restart_on_the_same_port_keeps_state_and_accepts_earlier_tokens(tmp_pat
 
 
 def test_durable_writes_survive_kill_9(tmp_path: Path) -> None:
-    pytest.importorskip("exocm.sandbox.state")
     state = tmp_path / "tenant.sqlite"
     with _serve("--size", "80", "--seed", "6", "--state", str(state), "--durable-writes") as (proc, info):
         token = app_token(info)

@@ -64,11 +64,46 @@ def test_requests_beyond_the_concurrency_limit_get_429_with_exo_text(make_sandbo
     assert statuses.count(200) >= 2
     assert bodies and all(b == CONCURRENCY_MESSAGE for b in bodies)
     assert sb.stats.snapshot()["http_429"] == statuses.count(429)
+    assert 1 <= sb.rest.gate.peak <= 2  # the observed peak never passed the limit
     # The limit is a knob: lifted, the same burst passes.
     sb.knobs.concurrency_limit = None
     sb.knobs.latency_ms = 0
     with rest_client(info) as c:
         assert invoke(c, info, token, "Get-Mailbox", ResultSize=1).status_code == 200
+
+
+def test_batches_beyond_the_concurrency_limit_get_429_and_the_peak_stays_under_it(
+        make_sandbox: Callable[..., Any]) -> None:
+    # A $batch is one HTTP request to EXO: it takes one slot of the per-tenant limit, whatever it holds.
+    sb = make_sandbox(size=50, concurrency_limit=2, latency_ms=800)
+    info = sb.info
+    token = app_token(info)
+    statuses: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+    batch = {"requests": [{"id": str(i), "method": "POST", "url": invoke_url(info),
+                           "body": cmdlet_body("Get-Mailbox", ResultSize=1)} for i in range(3)]}
+
+    def one() -> None:
+        with rest_client(info) as c:
+            start.wait()
+            resp = c.post(batch_url(info), json=batch, headers=headers(token, Prefer="odata.continue-on-error"))
+        with lock:
+            statuses.append(resp.status_code)
+            if resp.status_code == 200:
+                assert [a["status"] for a in resp.json()["responses"]] == [200, 200, 200]
+            else:
+                assert resp.json()["error"]["message"] == CONCURRENCY_MESSAGE
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(set(statuses)) == [200, 429] and len(statuses) == 6
+    assert statuses.count(200) >= 2
+    assert 1 <= sb.rest.gate.peak <= 2  # the observed peak never passed the limit
+    assert sb.rest.gate.in_flight == 0
 
 
 def test_writes_beyond_the_budget_get_429_with_retry_after(make_sandbox: Callable[..., Any]) -> None:

@@ -8,7 +8,8 @@ apply (killed with SIGKILL once, then resumed), report, undo, and fails on purpo
 argv (/proc/*/cmdline, what `ps -eo args` shows). The runs that must be seen from outside
 (apply, its resume, the debug-logged ones) are processes of their own; the rest run in-process. The access tokens are taken from the token
 cache exocm itself wrote. Afterwards every file exocm wrote (config, snapshots, plans,
-journals, reports), every stdout/stderr, debug logging output and every argv seen are searched
+journals, reports, exocm's own log file <data>/logs/exocm.log), every stdout/stderr, debug logging
+output and every argv seen are searched
 for the secret, the passphrase and each token: none may appear. The token cache and config are
 0600 in 0700 directories. TLS verification cannot be switched off by a profile (an unknown key
 such as `verify` is refused, http:// endpoints are refused; see test_bad_input.py) and a profile
@@ -110,6 +111,8 @@ def test_no_secret_passphrase_or_token_leaks_into_files_output_logs_or_argv(serv
         """Run exocm with the secrets in its environment: a process of its own (seen by the argv
         sampler; `debug` logs every library at DEBUG), or in this process (faster; same code)."""
         run_env = {**env, **(extra_env or {})}
+        if debug:  # exocm's own log file at DEBUG too (and its records on stderr)
+            run_env["EXOCM_LOG_LEVEL"] = "DEBUG"
         if own_process or debug:
             done = subprocess.run([*(EXOCM_DEBUG if debug else EXOCM), *args], env=run_env,
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
@@ -141,7 +144,7 @@ def test_no_secret_passphrase_or_token_leaks_into_files_output_logs_or_argv(serv
         exocm("plan", "--profile", "prod", "--set-cloud-managed", "true", "--all-dirsynced", "--max", "60",
               "-o", str(plan), debug=True, ok=(0,))
         # an apply killed mid-run (SIGKILL: whatever it had on stderr is the crash output), then resumed
-        killed = subprocess.Popen([*EXOCM_DEBUG, "apply", "--profile", "prod", str(plan), "--yes"],
+        killed = subprocess.Popen([*EXOCM_DEBUG, "--debug", "apply", "--profile", "prod", str(plan), "--yes"],
                                   env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         journals = home / "data" / "journals"
@@ -176,6 +179,10 @@ def test_no_secret_passphrase_or_token_leaks_into_files_output_logs_or_argv(serv
     assert sampler.samples > 10 and any("argv-canary-7f3a" in argv for argv in sampler.seen)
     assert any(" apply " in argv for argv in sampler.seen)
     assert any("DEBUG:" in text for text in outputs)
+    # exocm's own log file was written (sign-ins, the apply runs) and is searched like every other file
+    log_text = (home / "data" / "logs" / "exocm.log").read_text(encoding="utf-8")
+    assert "signed in (secret)" in log_text and "signed in (certificate)" in log_text
+    assert "apply run" in log_text and " DEBUG " in log_text
 
     cache = home / "data" / "token_cache.json"
     cached = json.loads(cache.read_text(encoding="utf-8"))

@@ -14,9 +14,9 @@ from exocm.core.app.session import Session
 from exocm.core.app.views import (
     MAILBOX_COLUMNS,
     VIEW_COLUMNS,
+    CheckedRows,
     MailboxView,
     QuickFilter,
-    Selection,
     compare_sides,
     filter_mailboxes,
     findings_summary,
@@ -158,7 +158,7 @@ def test_findings_summary_groups_by_code_worst_first(view: MailboxView) -> None:
 
 
 def test_selection_toggle_all_shown_none_invert_and_ids(view: MailboxView) -> None:
-    selection = Selection(view.size)
+    selection = CheckedRows(view.size)
     shown = view.filter("anna")
     selection.select(shown)
     assert selection.count == 2

@@ -5,7 +5,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from exocm.core import logs
+from exocm.core.access.config import data_dir
+from exocm.core.app.failures import failure_line
 from exocm.core.app.session import Session
+from exocm.core.paths import shell_arg
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -71,6 +75,10 @@ class ExocmApp(App[None]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_mount(self) -> None:
+        # The log file (internal errors leave their traceback there); never echoed on the terminal the UI owns.
+        if logs.log_file() is None:
+            logs.configure(data_dir(), echo=False)
+        logs.stop_echo()
         self.tenant_label = self._initial_label
         self.push_screen(MailboxesScreen())
         self._open_session()
@@ -80,7 +88,7 @@ class ExocmApp(App[None]):
         try:
             session = self._connect()
         except Exception as exc:  # noqa: BLE001 - one line for the user, the app stays up
-            self.post_message(ConnectFailed(_one_line(exc)))
+            self.post_message(ConnectFailed(failure_line(exc, "connect")))
             return
         self.post_message(Connected(session))
 
@@ -101,7 +109,8 @@ class ExocmApp(App[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place a crashed worker becomes a notification."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.notify(_one_line(event.worker.error), title=f"{event.worker.name} failed",
+            self.notify(failure_line(event.worker.error, f"worker {event.worker.name}"),
+                        title=f"{event.worker.name} failed",
                         severity="error", timeout=20)
 
     # -- quitting ------------------------------------------------------------------------------
@@ -154,7 +163,7 @@ class ExocmApp(App[None]):
             path = self.session.save_plan(plan)
         except Exception:  # noqa: BLE001 - the journal is what matters; say it the general way
             return f"{remaining:,} rows remain: apply the same plan again to finish them."
-        return (f"{remaining:,} rows remain: 'exocm apply {path}' finishes them "
+        return (f"{remaining:,} rows remain: 'exocm apply {shell_arg(path)}' finishes them "
                 "(verified rows are not written again).")
 
     # -- navigation ----------------------------------------------------------------------------
@@ -192,7 +201,3 @@ class ExocmApp(App[None]):
             self.pop_screen()
         return target
 
-
-def _one_line(error: Any) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else error.__class__.__name__

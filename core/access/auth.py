@@ -17,6 +17,7 @@ Tokens, secrets and passphrases never appear in messages or logs.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -28,8 +29,11 @@ from typing import Any
 import msal
 import requests
 
+from .. import logs
 from ..bridge.errors import AuthFailed, Transient
 from .config import ConfigError, Profile, sandbox_secret
+
+log = logging.getLogger(__name__)
 
 #: Refresh this long before expiry at most (msal itself treats < 5 min left as expired).
 DEFAULT_REFRESH_MARGIN_S = 300.0
@@ -238,6 +242,7 @@ class MsalTokenProvider:
 
     def _acquire(self, *, force: bool) -> str:
         app = self._app_or_build()
+        log.debug("signing in (%s%s) at %s", self.auth, ", forced" if force else "", self.authority)
         try:
             if self.auth == "device_code":
                 result = self._acquire_delegated(app, force=force)
@@ -261,6 +266,8 @@ class MsalTokenProvider:
         now = self._clock()
         lifetime = float(result.get("expires_in") or 3600)
         self._token = str(result["access_token"])
+        logs.register_secret(self._token)
+        log.info("signed in (%s); the access token is valid for %d s", self.auth, int(lifetime))
         self._expires_at = now + lifetime
         self._refresh_at = now + max(lifetime - min(self._margin, lifetime * 0.2), 0.0)
         claims = result.get("id_token_claims") or {}
@@ -336,10 +343,12 @@ def _client_secret(profile: Profile, env: Mapping[str, str]) -> str:
     if profile.secret_env:
         value = env.get(profile.secret_env)
         if value:
+            logs.register_secret(value)  # never in the log file, whatever a library prints
             return value
     if profile.sandbox:
         stored = sandbox_secret(profile.name)
         if stored:
+            logs.register_secret(stored)
             return stored
     if not profile.secret_env:
         raise ConfigError(f"profile {profile.name!r}: auth 'secret' needs 'secret_env'")
@@ -358,6 +367,7 @@ def _certificate_credential(profile: Profile, env: Mapping[str, str]) -> dict[st
     passphrase = env.get(profile.pfx_passphrase_env) if profile.pfx_passphrase_env else None
     if passphrase is None and profile.pfx_passphrase_env and profile.sandbox:
         passphrase = sandbox_secret(profile.name, kind="pfx_passphrase")
+    logs.register_secret(passphrase)
     if profile.pfx_passphrase_env and passphrase is None:
         raise AuthFailed(f"the certificate passphrase is not set: export it in the environment variable "
                          f"{profile.pfx_passphrase_env} (profile {profile.name!r})")

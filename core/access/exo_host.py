@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import logs
 from .config import ConfigError, Profile, sandbox_secret
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def open_exo_host_bridge(profile: Profile, *, token_provider: TokenProvider,
     extra = profile.extra
     url = exo_host_url(profile)
     password = env.get(PASSWORD_ENV)
+    logs.register_secret(password)
     if password is None and profile.sandbox:
         password = sandbox_secret(profile.name, kind="winrm_password")
     timeouts: dict[str, int] = {}

@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge
+from ..detect.engine import detect
+from ..detect.readiness import flip_readiness
 from ..events import Progress, ProgressCallback
+from ..execute.apply import ApplyResult, apply_plan, confirmation_phrase, pending_rows
+from ..execute.journal import JournalInfo, journals_under, list_journals, plan_history, read_journal
+from ..execute.undo import build_undo_plan
+from ..inventory import snapshot
+from ..inventory.fetch import Inventory
+from ..inventory.onprem import OnPremData, load_onprem_csv, onprem_frame_from_records
+from ..plan import selection
+from ..plan.planfile import Plan, PlanRow, save_plan
+from ..plan.workflow import SelectionRequest, default_plan_path, plan_from_selection, select_targets
+from ..runbooks.engine import Services
 from .views import VIEW_COLUMNS, MailboxView
-
-if TYPE_CHECKING:
-    from ..inventory.onprem import OnPremData
 
 
 @dataclass(frozen=True)
@@ -37,24 +49,6 @@ class SnapshotPreview:
     fetched_at: datetime | None
     path: Path
     from_snapshot: bool = True
-
-
-@dataclass(frozen=True)
-class JournalSummary:
-    """One past apply run, as the journals list shows it."""
-
-    path: Path
-    run_id: str
-    tenant: str
-    plan_digest: str
-    started_at: str
-    outcome: str
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def rows(self) -> int:
-        """How many row records the journal holds."""
-        return sum(self.counts.values())
 
 
 @dataclass(frozen=True)
@@ -82,7 +76,7 @@ class Session:
         snapshot_first: bool = True,
         clock: Callable[[], datetime] | None = None,
         on_close: Callable[[], None] | None = None,
-        runbook_services: Callable[[bool], Any] | None = None,
+        runbook_services: Callable[[bool], Services] | None = None,
         embedded_sandbox: tuple[int, int] | None = None,
     ) -> None:
         """`onprem_csv` / `onprem_records` / `onprem_data`: where on-prem data comes from (an Export-Csv
@@ -90,7 +84,8 @@ class Session:
         on-prem data such as the live WinRM read, `onprem_live.load_onprem_live`). `snapshot_first`: the first
         load reuses the saved snapshot (False for a tenant that is new each run, like the
         embedded sandbox, whose snapshot would describe another tenant's state). `clock`: the
-        session's wall clock (detection's now, plan creation and plan age checks; tests freeze it).
+        session's wall clock (when an inventory is read, detection's now, plan creation and plan age
+        checks; tests freeze it).
         `embedded_sandbox`: (size, seed) of the saved embedded sandbox this session runs on (None
         otherwise), recorded in runbook runs so `exocm runbook resume` reopens the same one."""
         self.bridge = bridge
@@ -110,7 +105,7 @@ class Session:
         self.loads = 0
         self._data_dir = data_dir
         self._on_close = on_close
-        self.inventory: Any = None
+        self.inventory: Inventory | None = None
         self.onprem: pd.DataFrame | None = None
         self._onprem_index: dict[str, int] | None = None
         self.findings_frame: pd.DataFrame | None = None
@@ -129,9 +124,7 @@ class Session:
         """Data directory (snapshots, plans, journals)."""
         if self._data_dir is not None:
             return self._data_dir
-        from ..access.config import data_dir
-
-        return data_dir()
+        return default_data_dir()
 
     def embedded_source(self) -> dict[str, Any]:
         """What a run records about the embedded sandbox it was started on (empty otherwise)."""
@@ -146,17 +139,16 @@ class Session:
         refresh: bool = False,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
-    ) -> Any:
+    ) -> Inventory:
         """The inventory: the saved snapshot when there is one and `refresh` is False, else a fetch.
 
         Raises core.inventory.InventoryCancelled when `cancel` is set during a fetch.
         """
-        from ..inventory import snapshot
-
         if self.loads == 0 and not self.snapshot_first:
             refresh = True
         inventory = snapshot.load_or_fetch(self.bridge, refresh=refresh, progress=progress, cancel=cancel,
-                                           root=self.data_dir / "snapshots" if self._data_dir else None)
+                                           root=self.data_dir / "snapshots" if self._data_dir else None,
+                                           now=self.clock or _system_clock)
         with self._lock:
             self.loads += 1
             self.inventory = inventory
@@ -172,11 +164,6 @@ class Session:
         """
         if self.loads == 0 and not self.snapshot_first:
             return None
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from ..inventory import snapshot
-
         root = self.data_dir / "snapshots" if self._data_dir else None
         path = snapshot.snapshot_path(self.tenant, snapshot.default_variant(False), root)
         meta = snapshot.read_snapshot_meta(path)  # the same checks as load_snapshot: else it will fetch
@@ -215,14 +202,10 @@ class Session:
             return self.onprem
         data: OnPremData | None = None
         if self.onprem_csv is not None:
-            from ..inventory.onprem import load_onprem_csv
-
             data = load_onprem_csv(self.onprem_csv)
         elif self.onprem_data is not None:
             data = self.onprem_data()
         elif self.onprem_records is not None:
-            from ..inventory.onprem import onprem_frame_from_records
-
             data = onprem_frame_from_records(self.onprem_records(), source="on-prem records")
         if data is not None:
             self.onprem_source = data.source
@@ -254,8 +237,6 @@ class Session:
 
     def findings(self, now: datetime | None = None) -> pd.DataFrame:
         """Detection findings over the loaded inventory (and on-prem data when present)."""
-        from ..detect.engine import detect
-
         inventory = self.inventory
         if inventory is None:
             raise RuntimeError("no inventory loaded")
@@ -282,59 +263,61 @@ class Session:
         """Flip readiness for a flip to `target` (None when detection is not available)."""
         if self.inventory is None:
             return None
-        from ..detect import readiness
-
         findings = self.findings_frame if self.findings_frame is not None else self.findings()
-        return readiness.flip_readiness(self.inventory.frame, findings, target)
+        return flip_readiness(self.inventory.frame, findings, target)
 
     # -- plans ------------------------------------------------------------------------------------
-    def build_plan(self, identities: Sequence[str], target: bool) -> Any:
-        """A plan that sets IsExchangeCloudManaged to `target` for these mailboxes (core.plan decides skips)."""
-        from ..plan.planfile import build_plan
-
-        if self.inventory is None:
+    def build_plan(self, request: SelectionRequest, target: bool, *, max_changes: int | None = None) -> Plan:
+        """The plan that sets IsExchangeCloudManaged to `target` for a selection: the same steps and
+        the same plan as `exocm plan` (core.plan.workflow). Raises SelectionError for a bad request."""
+        inventory = self.inventory
+        if inventory is None:
             raise RuntimeError("no inventory loaded")
-        return build_plan(
-            self.inventory.frame, list(identities), target,
-            tenant=self.tenant, bridge=self.bridge.kind,
-            readiness=self.readiness(target),
-            source={"kind": "tui-selection", "count": len(identities)},
-            now=self.clock() if self.clock is not None else None,
+        chosen = select_targets(inventory.frame, request)
+        return plan_from_selection(
+            inventory.frame, chosen, target, tenant=self.tenant, bridge=self.bridge.kind,
+            inventory_fetched_at=inventory.fetched_at, sandbox=self.is_sandbox,
+            readiness=self.readiness(target), max_changes=max_changes,
+            extra_source=self.embedded_source(), now=self.clock() if self.clock is not None else None,
         )
 
-    def default_plan_path(self, plan: Any) -> Path:
-        """Where a plan is saved by default: <data dir>/plans/plan-<time>-<digest>.json."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return self.data_dir / "plans" / f"plan-{stamp}-{plan.short_digest}.json"
+    def default_plan_path(self, plan: Plan) -> Path:
+        """Where a plan is saved by default (core.plan.workflow.default_plan_path)."""
+        return default_plan_path(plan, self.data_dir)
 
-    def save_plan(self, plan: Any, path: Path | None = None) -> Path:
+    def save_plan(self, plan: Plan, path: Path | None = None) -> Path:
         """Write the plan file (0600, atomic); returns its path."""
-        from ..plan.planfile import save_plan
-
         target = path or self.default_plan_path(plan)
         return Path(save_plan(plan, target))
 
-    def confirmation_phrase(self, plan: Any) -> str:
-        """What the user types to confirm an apply: names the tenant and the number of changes."""
-        return f"{plan.tenant} {len(plan.set_rows())}"
+    @property
+    def journal_folder(self) -> Path:
+        """Where this session's apply runs write their journals."""
+        return journals_under(self.data_dir)
+
+    def pending_rows(self, plan: Plan) -> list[PlanRow]:
+        """Set rows of the plan that no earlier run has verified (what an apply would still change)."""
+        return pending_rows(plan, plan_history(plan.digest, self.journal_folder))
+
+    def confirmation_phrase(self, plan: Plan) -> str:
+        """What the user types to confirm an apply: the tenant and the rows still to change (core.execute.apply)."""
+        return confirmation_phrase(plan.tenant, len(self.pending_rows(plan)))
 
     # -- apply, journals, undo -----------------------------------------------------------------
     def apply(
         self,
-        plan: Any,
+        plan: Plan,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
         on_failure: Callable[[str, str], None] | None = None,
-    ) -> Any:
+    ) -> ApplyResult:
         """Apply a plan through the bridge (core.apply); returns its ApplyResult (journal path, counts).
 
         `cancel` set = clean stop (in-flight rows settle, journal flushed); `pause` set = hold.
         `on_failure(identity, error)` is called for each failed row as the journal records it.
         """
-        from ..execute.apply import apply_plan
-
-        tail = _JournalTail(self.data_dir / "journals", plan.short_digest) if on_failure else None
+        tail = _JournalTail(self.journal_folder, plan.short_digest) if on_failure else None
 
         def relay(event: Progress) -> None:
             if tail is not None and on_failure is not None and event.counters.get("failed"):
@@ -350,35 +333,12 @@ class Session:
                 on_failure(identity, error)
         return result
 
-    def journals(self) -> list[JournalSummary]:
+    def journals(self) -> list[JournalInfo]:
         """Past runs of this tenant, newest first (unreadable files are left out)."""
-        from ..execute.journal import JournalError, journal_dir, read_journal
-
-        folder = journal_dir(self.data_dir / "journals")
-        out: list[JournalSummary] = []
-        for path in sorted(folder.glob("*.jsonl"), reverse=True):
-            try:
-                contents = read_journal(path)
-            except JournalError:
-                continue
-            header = contents.header
-            if header is None or str(header.get("tenant", "")).lower() != self.tenant.lower():
-                continue
-            counts: dict[str, int] = {}
-            for row in contents.rows():
-                status = str(row.get("status", "?"))
-                counts[status] = counts.get(status, 0) + 1
-            out.append(JournalSummary(
-                path=path, run_id=str(header.get("run_id", "")), tenant=str(header.get("tenant", "")),
-                plan_digest=str(header.get("plan_digest") or ""), started_at=str(header.get("started_at", "")),
-                outcome=_outcome(contents.records), counts=counts,
-            ))
-        return out
+        return list_journals(self.journal_folder, tenant=self.tenant)
 
     def journal_rows(self, path: Path) -> pd.DataFrame:
         """The row records of one journal as a table (seq, identity, status, before, after, error, at)."""
-        from ..execute.journal import read_journal
-
         rows = read_journal(path).rows()
         columns = ["seq", "identity", "status", "before", "after", "error", "at"]
         frame = pd.DataFrame(rows)
@@ -387,17 +347,13 @@ class Session:
                 frame[column] = None
         return frame[columns + [c for c in frame.columns if c not in columns and c not in ("type", "run_id")]]
 
-    def undo_plan(self, path: Path) -> Any:
+    def undo_plan(self, path: Path) -> Plan:
         """An undo plan built from a journal (core.undo: verified rows only; drifted ones skipped)."""
-        from ..execute.undo import build_undo_plan
-
         return build_undo_plan(self.bridge, path, onprem=self.load_onprem())
 
     # -- selection ---------------------------------------------------------------------------------
     def select_from_csv(self, path: Path) -> SelectionImport:
         """Resolve a CSV of identities against the inventory (core.selection decides what matches)."""
-        from ..plan import selection
-
         if self.inventory is None:
             raise RuntimeError("no inventory loaded")
         result = selection.select_from_csv(self.inventory.frame, path)
@@ -413,12 +369,8 @@ class Session:
                 self._on_close()
 
 
-def _outcome(records: list[dict[str, Any]]) -> str:
-    """How a run ended, from its journal records: the last 'end' record's outcome, else 'interrupted'."""
-    for record in reversed(records):
-        if record.get("type") in ("end", "summary", "footer"):
-            return str(record.get("outcome") or record.get("status") or "completed")
-    return "interrupted"
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 class _JournalTail:
@@ -470,36 +422,3 @@ class _JournalTail:
             out.append((identity, str(record.get("error") or "failed")))
         return out
 
-
-def load_keymap(path: Path | None = None) -> dict[str, str]:
-    """The `[keys]` table of config.toml: binding id -> key(s), e.g. `"mailboxes.preview" = "ctrl+p"`.
-
-    A missing file or table gives {}; a value that is not a string is a ConfigError (one line).
-    """
-    import tomlkit
-    from tomlkit.exceptions import TOMLKitError
-
-    from ..access.config import ConfigError, config_path
-
-    path = path or config_path()
-    try:
-        data = tomlkit.parse(path.read_text(encoding="utf-8")).unwrap()
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
-        raise ConfigError(f"{path}: cannot read the [keys] table ({exc.__class__.__name__})") from None
-    keys = data.get("keys", {})
-    if not isinstance(keys, dict):
-        raise ConfigError(f"{path}: 'keys' must be a table of binding id = \"key\"")
-    out: dict[str, str] = {}
-    for binding_id, key in keys.items():
-        if isinstance(key, dict):  # dotted ids written as nested tables: [keys.mailboxes] preview = "x"
-            for sub, value in key.items():
-                if not isinstance(value, str):
-                    raise ConfigError(f"{path}: keys.{binding_id}.{sub} must be a string")
-                out[f"{binding_id}.{sub}"] = value
-        elif isinstance(key, str):
-            out[str(binding_id)] = key
-        else:
-            raise ConfigError(f"{path}: keys.{binding_id} must be a string such as \"ctrl+p\"")
-    return out

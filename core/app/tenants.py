@@ -198,15 +198,11 @@ def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onpr
     notes.extend(inv.notes)
     if onprem is None:
         onprem = _onprem_frame(profile)
-    org: dict[str, Any] | None
-    try:
-        records = bridge.invoke("Get-OrganizationConfig", {})
-        org = dict(records[0]) if records else None
-    except BridgeError as exc:
-        if isinstance(exc, AuthFailed):
-            raise
-        notes.append(f"Get-OrganizationConfig failed ({exc.message}); tenant default not checked")
-        org = None
+    from ..inventory.org_config import read_org_config
+
+    org, org_note = read_org_config(bridge)
+    if org_note:
+        notes.append(org_note)
     result = detect(inv.frame, onprem.frame if onprem is not None else None, org_config=org,
                     sync_interval=sync_interval or DEFAULT_SYNC_INTERVAL)
     notes.extend(result.notes)

@@ -20,7 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..execute.undo import overwritten_by_sync
 from ..model import FLIP_TYPES, WRITEBACK_ATTRIBUTES
+from ..plan.planfile import Plan
+from ..values import is_missing, normalise_value
 
 Positions = npt.NDArray[np.intp]
 
@@ -531,7 +534,7 @@ def filter_mailboxes(
     return view.sort(view.filter(text, quick), sort, descending)
 
 
-class Selection:
+class CheckedRows:
     """Which mailboxes are selected: a boolean mask over inventory positions (vectorised bulk ops)."""
 
     def __init__(self, size: int) -> None:
@@ -622,35 +625,14 @@ def compare_sides(cloud: Mapping[str, Any], onprem: Mapping[str, Any] | None) ->
         left = cloud.get(name)
         right = onprem.get(name) if onprem else None
         differs = (onprem is not None and name in COMPARED_PROPERTIES and name in cloud and name in onprem
-                   and _normal(left) != _normal(right))
+                   and normalise_value(left, fold_case=True) != normalise_value(right, fold_case=True))
         rows.append((name, display_value(left), display_value(right) if onprem else "", differs))
     return rows
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value)) if np.ndim(value) == 0 else False
-    except (TypeError, ValueError):
-        return False
-
-
-def _normal(value: Any) -> Any:
-    if _is_missing(value):
-        return None
-    if isinstance(value, str):
-        return value.strip().lower() or None
-    if isinstance(value, list | tuple | np.ndarray):
-        return frozenset(str(v).lower() for v in value) or None
-    if isinstance(value, datetime | pd.Timestamp):
-        return pd.Timestamp(value).floor("s")
-    return value
-
-
 def display_value(value: Any) -> str:
     """One property value as text: lists joined by '; ', datetimes to the second, missing as ''."""
-    if _is_missing(value):
+    if is_missing(value):
         return ""
     if isinstance(value, list | tuple | np.ndarray):
         return "; ".join(str(v) for v in value)
@@ -664,80 +646,21 @@ def display_value(value: Any) -> str:
 
 # -- plans as tables ------------------------------------------------------------------------------
 
-def plan_counts_frame(plan: Any) -> pd.DataFrame:
-    """Counts per action and reason of a core.plan.Plan: columns `action`, `reason`, `count`, `meaning`."""
-    from ..plan.planfile import REASON_TEXT
-
-    rows = []
-    for key, count in plan.counts().items():
-        action, _, reason = key.partition(":")
-        meaning = "will be changed" if action == "set" else REASON_TEXT.get(reason, reason.replace("_", " "))
-        rows.append({"action": action, "reason": reason, "count": int(count), "meaning": meaning})
-    return pd.DataFrame(rows, columns=["action", "reason", "count", "meaning"])
-
-
-def plan_rows_frame(plan: Any) -> pd.DataFrame:
-    """The rows of a plan as a table (identity, names, action, reason, detail, observed value)."""
-    records = [
-        {
-            "action": row.action,
-            "reason": row.reason,
-            "DisplayName": row.display_name,
-            "UserPrincipalName": row.upn,
-            "IsExchangeCloudManaged": row.observed.is_cloud_managed,
-            "WhenChanged": row.observed.when_changed,
-            "detail": row.detail,
-            "ExternalDirectoryObjectId": row.identity,
-        }
-        for row in plan.rows
-    ]
-    columns = ["action", "reason", "DisplayName", "UserPrincipalName", "IsExchangeCloudManaged",
-               "WhenChanged", "detail", "ExternalDirectoryObjectId"]
-    return pd.DataFrame(records, columns=columns)
-
-
 def plan_overwritten_frame(
-    plan: Any, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
+    plan: Plan, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """For a plan that sets IsExchangeCloudManaged to False: the cloud values the next sync overwrites.
-
-    Undo plans carry them per row (`overwritten`, made by core.undo). For a plain disable plan they
-    come from the same rule (core.undo.overwritten_values) applied to the inventory's cloud values
-    and the on-prem record; without on-prem data every non-empty cloud writeback value is listed,
-    since any of them may be overwritten. Columns: UserPrincipalName, attribute, cloud, onprem,
-    basis, ExternalDirectoryObjectId.
+    """For a plan that sets IsExchangeCloudManaged to False: the cloud values the next sync overwrites,
+    as text (core.execute.undo.overwritten_by_sync decides which). Columns: UserPrincipalName,
+    attribute, cloud, onprem, basis, ExternalDirectoryObjectId.
     """
-    from ..execute.undo import _ONPREM_COMPARABLE, _onprem_lookup, overwritten_values
-
     columns = ["UserPrincipalName", "attribute", "cloud", "onprem", "basis", "ExternalDirectoryObjectId"]
-    if plan.value is not False:
-        return pd.DataFrame(columns=columns)
-    out: list[dict[str, Any]] = []
-
-    def add(row: Any, values: Mapping[str, Mapping[str, Any]]) -> None:
-        for attribute, pair in values.items():
-            out.append({
-                "UserPrincipalName": row.upn, "attribute": attribute,
-                "cloud": display_value(pair.get("cloud")), "onprem": display_value(pair.get("onprem")),
-                "basis": str(pair.get("basis", "")), "ExternalDirectoryObjectId": row.identity,
-            })
-
-    set_rows = plan.set_rows()
-    if getattr(plan, "kind", "flip") == "undo" or any(row.overwritten is not None for row in set_rows):
-        for row in set_rows:
-            add(row, row.overwritten or {})
-        return pd.DataFrame(out, columns=columns)
-    if frame is None:
-        return pd.DataFrame(columns=columns)
-    by_edoi, by_upn = _onprem_lookup(onprem)
-    for row in set_rows:
-        if row.identity not in frame.index:
-            continue
-        cloud = {str(k): v for k, v in frame.loc[row.identity].items()}
-        other = by_edoi.get(row.identity.lower()) or (by_upn.get(row.upn.lower()) if row.upn else None)
-        if other is not None:
-            add(row, overwritten_values(cloud, None, other))
-        else:
-            add(row, {a: {"cloud": cloud.get(a), "onprem": None, "basis": "cloud value (no on-prem data)"}
-                      for a in _ONPREM_COMPARABLE if _normal(cloud.get(a)) is not None})
+    out = [
+        {
+            "UserPrincipalName": row.upn, "attribute": attribute,
+            "cloud": display_value(pair.get("cloud")), "onprem": display_value(pair.get("onprem")),
+            "basis": str(pair.get("basis", "")), "ExternalDirectoryObjectId": row.identity,
+        }
+        for row, values in overwritten_by_sync(plan, frame, onprem)
+        for attribute, pair in values.items()
+    ]
     return pd.DataFrame(out, columns=columns)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from ..values import GUID_RE
 from .base import Record
 
-_GUID = re.compile(r"^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$")
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
@@ -61,7 +61,7 @@ def parse_datetime(value: str) -> datetime | None:
 
 def normalize_guid(value: str) -> str:
     """A GUID as lower-case text without braces; other text unchanged."""
-    match = _GUID.match(value.strip())
+    match = GUID_RE.match(value.strip())
     return match.group(1).lower() if match else value
 
 

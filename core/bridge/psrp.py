@@ -71,6 +71,8 @@ from .normalize import normalize_record, parse_datetime
 from .retry import Backoff, RetryPolicy, Sleep
 from .tokens import TokenProvider
 
+log = logging.getLogger(__name__)
+
 #: Configurations: Exchange's IIS endpoint (/PowerShell) and a Windows host's default one (/wsman).
 EXCHANGE_CONFIGURATION = "Microsoft.Exchange"
 HOST_CONFIGURATION = "Microsoft.PowerShell"
@@ -468,6 +470,7 @@ class PsrpBridge:
                     self.stats.token_refreshes += 1
                 self._tokens.refresh()
                 continue
+            log.info("%s over PSRP: %s on attempt %d, retrying", cmdlet, type(error).__name__, attempt)
             with self._lock:
                 self.stats.retries += 1
                 self.stats.waits_s.append(self._backoff.wait(attempt))

@@ -13,6 +13,7 @@ the caller reads back. All callers of one tenant share one AIMD concurrency limi
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -49,6 +50,8 @@ from .http_client import http_client, origin
 from .normalize import normalize_records
 from .retry import Backoff, Clock, RetryPolicy, Sleep
 from .tokens import TokenProvider
+
+log = logging.getLogger(__name__)
 
 #: X-AnchorMailbox for app-only calls (what ExchangeOnlineManagement V3 sends).
 APP_ANCHOR_MAILBOX = "APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}"
@@ -238,6 +241,9 @@ class RestBridge:
             if need_refresh:
                 self._refresh_token()
             if retry and any(isinstance(outcomes[i].error, Transient) for i in retry):
+                first = next(outcomes[i].error for i in retry if isinstance(outcomes[i].error, Transient))
+                log.info("$batch: %d of %d calls to retry (attempt %d): %s", len(retry), len(pending), attempt,
+                         first)
                 self._count(retries=len(retry))
                 self._wait(attempt, retry_after)
             pending = sorted(retry)
@@ -345,9 +351,11 @@ class RestBridge:
             attempt += 1
             try:
                 raw = self._send(url, body, cmdlet=cmdlet, page_size=page_size, batch=False, decode=decode)
-            except Transient:  # the sign-in endpoint was unreachable: nothing was sent
+            except Transient as exc:  # the sign-in endpoint was unreachable: nothing was sent
                 if self._gives_up(attempt, unreachable=True):
+                    log.warning("%s: sign-in endpoint unreachable, giving up after %d attempts", cmdlet, attempt)
                     raise
+                log.info("%s: sign-in endpoint unreachable (attempt %d): %s", cmdlet, attempt, exc)
                 self._count(retries=1)
                 self._wait(attempt, None)
                 continue
@@ -360,12 +368,18 @@ class RestBridge:
                 return raw.body
             if raw.exc is None and raw.status == 401 and not refreshed:
                 refreshed = True
+                log.info("%s: HTTP 401, refreshing the access token once", cmdlet)
                 self._refresh_token()
                 continue
             error = self._classify(raw, cmdlet=cmdlet, identity=identity, is_write=is_write)
             unreachable = isinstance(raw.exc, httpx.ConnectError)
             if not retryable(error, is_write=is_write) or self._gives_up(attempt, unreachable=unreachable):
+                log.debug("%s: not retried after attempt %d: %s: %s", cmdlet, attempt, type(error).__name__, error)
                 raise error
+            log.info("%s: %s (HTTP %s) on attempt %d, retrying%s", cmdlet, type(error).__name__,
+                     raw.status or "-", attempt,
+                     f" after Retry-After {error.retry_after}s" if isinstance(error, Throttled)
+                     and error.retry_after is not None else "")
             self._count(retries=1)
             self._wait(attempt, error.retry_after if isinstance(error, Throttled) else None)
 
@@ -466,6 +480,7 @@ class RestBridge:
 
     def _wait(self, attempt: int, retry_after: float | None) -> None:
         seconds = self._backoff.wait(attempt, retry_after)
+        log.debug("waited %.2f s before attempt %d", seconds, attempt + 1)
         with self._lock:
             self.stats.waits_s.append(seconds)
 

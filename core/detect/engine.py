@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..inventory.match import OnPremMatch, match_onprem, text_column
 from ..model import FLIP_TYPES, ONPREM_COLUMNS
+from ..values import is_true, json_value
 
 __all__ = [
     "BOTH",
@@ -183,7 +184,7 @@ class DetectContext:
             try:  # object column of True/False/None (a Parquet snapshot with nulls): vectorised
                 return s.astype("boolean").fillna(False).astype(bool)
             except (TypeError, ValueError):  # strings such as "True"/"false"
-                return s.map(_truthy, na_action="ignore").fillna(False).astype(bool)
+                return s.map(is_true, na_action="ignore").fillna(False).astype(bool)
 
         return self._cache(("exob", col), build)
 
@@ -330,12 +331,6 @@ def isin_fast(s: pd.Series, values: Iterable[str]) -> np.ndarray:
     return np.where(codes >= 0, hit[np.maximum(codes, 0)], False)
 
 
-def _truthy(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "yes")
-    return bool(v)
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Evidence dicts with JSON-friendly values (tuples -> lists, timestamps -> ISO, NA -> None)."""
     if frame.shape[1] == 0:
@@ -349,25 +344,11 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
             continue
         values = s.astype("object").where(s.notna(), None).tolist()
         if s.dtype == object:
-            values = [_plain(v) for v in values]
+            values = [json_value(v) for v in values]
         columns[str(col)] = values
     names = list(columns)
     arrays = [columns[n] for n in names]
     return [dict(zip(names, row, strict=True)) for row in zip(*arrays, strict=True)]
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, tuple | list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, pd.Timestamp | datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(UTC)
-        return v.isoformat().replace("+00:00", "Z")
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 # ----------------------------------------------------------------------------- running

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any, Final
 
 import filelock
 
+from .. import logs
 from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge, Call, CallResult, Record
 from ..bridge.errors import (
@@ -53,11 +54,11 @@ from ..plan.planfile import (
     Plan,
     PlanDigestError,
     PlanRow,
-    as_bool,
     tool_version,
     writeback_values,
 )
-from .journal import JournalWriter, PlanHistory, local_actor, new_run_id, plan_history
+from ..values import as_bool, is_guid
+from .journal import JournalWriter, PlanHistory, journals_under, local_actor, new_run_id, plan_history
 
 DEFAULT_MAX_AGE: Final = timedelta(hours=24)
 #: Outcomes that leave it open whether a sent write landed (a rerun reads them back first).
@@ -68,11 +69,12 @@ CHUNK_SIZE: Final = 10
 MAX_UNKNOWN_ATTEMPTS: Final = 5
 #: Throttled attempts of one row before it is recorded as failed (429 storms end applied).
 MAX_THROTTLED_ATTEMPTS: Final = 60
-_GUID_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 Now = Callable[[], datetime]
 Monotonic = Callable[[], float]
 Sleep = Callable[[float], None]
+
+log = logging.getLogger(__name__)
 
 
 class ApplyRefused(Exception):
@@ -112,7 +114,7 @@ def read_mailboxes(bridge: Bridge, identities: Sequence[str], *, mode: str = "ba
         return {}
     wanted = {i.lower(): i for i in ids}
     out: dict[str, Record] = {}
-    if mode == "filter" and all(_GUID_RE.match(i) for i in ids):
+    if mode == "filter" and all(is_guid(i, braces=False) for i in ids):
         terms = " -or ".join(f"(ExternalDirectoryObjectId -eq '{i.lower()}')" for i in ids)
         for record in bridge.invoke("Get-Mailbox", {"Filter": terms, "ResultSize": "Unlimited"}):
             key = _edoi(record)
@@ -399,11 +401,6 @@ class ApplyResult:
         """Every row of the plan ended verified, skipped or stale."""
         return self.remaining == 0 and self.error is None and not self.cancelled
 
-    def resume_hint(self, plan_path: str | Path | None = None) -> str:
-        """The command that finishes this plan."""
-        target = str(plan_path) if plan_path is not None else f"<plan {self.plan_digest[:12]}>"
-        return f"exocm apply {target} --resume"
-
     def to_json(self) -> dict[str, Any]:
         """Plain JSON summary."""
         return {
@@ -443,7 +440,8 @@ def check_plan(plan: Plan, tenant: str, *, max_age: timedelta | None = DEFAULT_M
 
 
 class PlanLock:
-    """An exclusive lock per plan digest (flock: released by the kernel if the holder dies).
+    """An exclusive lock per plan digest (filelock: flock on POSIX, msvcrt.locking on Windows; the OS
+    releases it if the holder dies).
 
     The owner's pid, host and start time are written next to it so a refusal can say who holds it.
     """
@@ -854,8 +852,9 @@ class _Engine:
                 self.cancel.set()
                 return
             except Exception as exc:  # noqa: BLE001 - an engine bug must stop the run cleanly
+                log.exception("apply: internal error in a worker; the run stops")
                 with self.lock:
-                    self.fatal = self.fatal or f"internal error: {_err_text(exc)}"
+                    self.fatal = self.fatal or f"internal error: {_err_text(exc)} ({logs.where_to_look()})"
                 self.cancel.set()
                 return
 
@@ -887,7 +886,7 @@ def apply_plan(
     PlanDigestError before anything is written.
     """
     base = Path(data_dir) if data_dir is not None else default_data_dir()
-    jdir = Path(journal_dir) if journal_dir is not None else base / "journals"
+    jdir = Path(journal_dir) if journal_dir is not None else journals_under(base)
     check_plan(plan, bridge.tenant, max_age=max_age, now=(now() if now else None))
     cancel = cancel or threading.Event()
     pause = pause or threading.Event()
@@ -905,6 +904,10 @@ def apply_plan(
                    "resumed_from": [c.header.get("run_id") for c in history.journals if c.header],
                    "lock_taken_over_from": lock.stale_owner},
         )
+        log.info("apply run %s started: plan %s (%s=%s, %d rows) on tenant %s over %s; journal %s%s", run_id,
+                 plan.digest[:12], plan.operation, plan.value, len(plan.rows), plan.tenant,
+                 getattr(bridge, "kind", "?"), journal.path.name,
+                 f"; resuming {len(history.journals)} earlier run(s)" if history.journals else "")
         engine = _Engine(
             bridge, plan, journal, history, workers=concurrency, chunk_size=chunk_size,
             pacer=pacer or WritePacer(clock=monotonic), cancel=cancel, pause=pause,
@@ -927,6 +930,10 @@ def apply_plan(
                 summary.warnings.append(f"took over the lock of a run that is gone ({lock.stale_owner})")
             outcome = ("error" if engine.fatal else "cancelled" if cancelled
                        else "complete" if summary.complete else "incomplete")
+            log.log(logging.WARNING if engine.fatal else logging.INFO,
+                    "apply run %s ended %s in %.1f s: %s%s", run_id, outcome, elapsed,
+                    ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v),
+                    f"; error: {engine.fatal}" if engine.fatal else "")
             journal.append([{"type": "end", "outcome": outcome, "cancelled": cancelled, "error": engine.fatal,
                              "counts": counts,
                              "elapsed_s": round(elapsed, 3), "fsyncs": journal.fsyncs + 1}])
@@ -937,14 +944,12 @@ def apply_plan(
 
 
 def pending_rows(plan: Plan, history: PlanHistory) -> list[PlanRow]:
-    """Rows of the plan a rerun would still work on (set rows not yet verified)."""
+    """Rows of the plan a rerun would still work on (set rows not yet verified by an earlier run)."""
     return [r for r in plan.rows if r.action == "set" and r.identity not in history.verified]
 
 
-def iter_statuses(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Count row records per status."""
-    out: dict[str, int] = {}
-    for r in records:
-        if r.get("type") == "row":
-            out[str(r.get("status"))] = out.get(str(r.get("status")), 0) + 1
-    return out
+def confirmation_phrase(tenant: str, pending: int) -> str:
+    """What the admin types to go ahead with an apply: the tenant and the number of rows still to change
+    (`len(pending_rows(...))`: after a stopped run, only what the journals have not verified)."""
+    return f"{tenant} {pending}"
+

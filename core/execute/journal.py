@@ -30,11 +30,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..access.config import data_dir
-from ..files import fsync_dir, private_dir
+from ..files import fsync_dir, private_dir, read_whole
 
 JOURNAL_SCHEMA: Final = 1
 #: Row statuses that end a target for good in a plan's history.
 FINAL_OK: Final = frozenset({"verified"})
+#: Windows' C runtime opens a descriptor in text mode unless told otherwise (it would write "\r\n");
+#: journals are bytes, the same on every platform. 0 where the flag does not exist (POSIX).
+_O_BINARY: Final[int] = getattr(os, "O_BINARY", 0)
 STATUSES: Final = frozenset({"verified", "failed", "stale", "skipped", "applied_unverified", "drifted"})
 
 
@@ -42,9 +45,14 @@ class JournalError(Exception):
     """A journal file cannot be used at all (missing, or no header line)."""
 
 
+def journals_under(data: Path | None = None) -> Path:
+    """Where the journals of a data directory (default: config.data_dir()) live: <data>/journals."""
+    return (Path(data) if data is not None else data_dir()) / "journals"
+
+
 def journal_dir(base: Path | None = None) -> Path:
     """Directory of journals: `base` or data_dir()/journals (created 0700)."""
-    return private_dir(Path(base) if base is not None else data_dir() / "journals")
+    return private_dir(Path(base) if base is not None else journals_under())
 
 
 def new_run_id() -> str:
@@ -56,8 +64,9 @@ def local_actor() -> str:
     """The local account running exocm ('user@host')."""
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        user = str(os.getuid())
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers; no USERNAME on Windows
+        # Windows has no uid (nor a pwd module for getuser to fall back on)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
     return f"{user}@{socket.gethostname()}"
 
 
@@ -80,7 +89,7 @@ class JournalWriter:
         self._seq = 0
         self.records_written = 0
         self.fsyncs = 0
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _O_BINARY, 0o600)
         head = {"type": "header", "schema": JOURNAL_SCHEMA, **header}
         self._write([json.dumps(head, ensure_ascii=False, sort_keys=True, default=str)])
         fsync_dir(self.path.parent)  # make the new directory entry durable too
@@ -106,7 +115,7 @@ class JournalWriter:
         self._seq = max((int(r.get("seq") or 0) for r in contents.records), default=0)
         self.records_written = 0
         self.fsyncs = 0
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | _O_BINARY)
         if keep < raw_size:
             os.ftruncate(self._fd, keep)
             os.fsync(self._fd)
@@ -209,10 +218,10 @@ class JournalContents:
         return next((r for r in reversed(self.records) if r.get("type") == "end"), None)
 
     def outcome(self) -> str:
-        """'complete', 'incomplete', 'cancelled', 'error' or 'crashed' (no end record)."""
+        """'complete', 'incomplete', 'cancelled', 'error' or 'interrupted' (no end record: the process died)."""
         end = self.end
         if end is None:
-            return "crashed"
+            return "interrupted"
         if end.get("error"):
             return "error"
         if end.get("cancelled"):
@@ -224,12 +233,7 @@ class JournalContents:
 def read_journal(path: Path | str) -> JournalContents:
     """Read a journal tolerantly: a torn last line or garbage lines are skipped with a warning."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise JournalError(f"journal {path} does not exist") from None
-    except OSError as exc:
-        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from None
+    raw = read_whole(path, "journal", JournalError)
     contents = JournalContents(path=path, header=None)
     lines = raw.split(b"\n")
     torn = lines[-1] != b""
@@ -373,6 +377,11 @@ class JournalInfo:
     outcome: str
     counts: dict[str, int]
     warnings: int = 0
+
+    @property
+    def rows(self) -> int:
+        """How many row records the journal holds."""
+        return sum(self.counts.values())
 
 
 def list_journals(data_dir_or_journals: Path | None = None, *, tenant: str | None = None) -> list[JournalInfo]:

@@ -86,7 +86,3 @@ def summary(frame: pd.DataFrame) -> dict[str, int]:
     counts = frame["Result"].astype(str).value_counts()
     return {str(k): int(v) for k, v in sorted(counts.items())}
 
-
-def header_of(path: Path | str) -> dict[str, Any]:
-    """The header of a journal (JournalError when it has none)."""
-    return require_header(read_journal(Path(path)))

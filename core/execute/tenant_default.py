@@ -14,8 +14,9 @@ from typing import Any, Final, Literal
 from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge
 from ..bridge.errors import AppliedUnknown, BridgeError, Transient
-from ..plan.planfile import as_bool, normalise_value, tool_version
-from .journal import JournalWriter, local_actor
+from ..plan.planfile import tool_version
+from ..values import as_bool, normalise_value
+from .journal import JournalWriter, journals_under, local_actor
 
 PROPERTY: Final = "ExchangeAttributesCloudManagedByDefault"
 SWITCHES: Final = {"cloud": "ExchangeAttributesCloudManagedByDefault",
@@ -123,7 +124,7 @@ def set_tenant_default(
     before = as_bool(before_config.get(PROPERTY))
     journal = JournalWriter.create(
         plan_digest=None, tenant=str(bridge.tenant), actor=actor or local_actor(), tool_version=tool_version(),
-        directory=base / "journals", extra={"operation": "tenant-default", "value": mode},
+        directory=journals_under(base), extra={"operation": "tenant-default", "value": mode},
     )
     backup = {PROPERTY: before}
     for key in ("Identity", "Name", "WhenChanged"):

@@ -11,6 +11,7 @@ a plan like any other, so undo of an undo works the same way.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ import pandas as pd
 from ..bridge.base import Bridge, Record
 from ..csvio import write_csv
 from ..model import ONPREM_COLUMNS, WRITEBACK_ATTRIBUTES
-from ..plan.planfile import DRIFTED, Observed, Plan, PlanRow, as_bool, normalise_value
+from ..plan.planfile import DRIFTED, Observed, Plan, PlanRow
+from ..values import as_bool, normalise_value
 from .apply import ForeignTenant, read_mailboxes
 from .journal import (
     JournalContents,
@@ -40,6 +42,8 @@ _ONPREM_COMPARABLE: Final = tuple(a for a in WRITEBACK_ATTRIBUTES if a in ONPREM
 OVERWRITTEN_COLUMNS: Final = (
     "Identity", "DisplayName", "UserPrincipalName", "Attribute", "CloudValue", "OnPremValue", "Basis",
 )
+
+log = logging.getLogger(__name__)
 
 
 class UndoError(Exception):
@@ -121,6 +125,40 @@ def overwritten_values(
     return out
 
 
+def overwritten_by_sync(
+    plan: Plan, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
+) -> list[tuple[PlanRow, dict[str, dict[str, Any]]]]:
+    """For a plan that sets IsExchangeCloudManaged to False: per set row, the cloud values the next
+    sync overwrites (attribute -> {"cloud", "onprem", "basis"}); empty for a plan that enables.
+
+    Undo plans carry them per row (`overwritten`). For a plain disable plan they come from
+    `overwritten_values` over the inventory's cloud values (`frame`, indexed by
+    ExternalDirectoryObjectId) and the on-prem record; without on-prem data every non-empty cloud
+    writeback value is listed, since any of them may be overwritten.
+    """
+    if plan.value is not False:
+        return []
+    set_rows = plan.set_rows()
+    if plan.kind == "undo" or any(row.overwritten is not None for row in set_rows):
+        return [(row, dict(row.overwritten or {})) for row in set_rows]
+    if frame is None:
+        return []
+    by_edoi, by_upn = _onprem_lookup(onprem)
+    out: list[tuple[PlanRow, dict[str, dict[str, Any]]]] = []
+    for row in set_rows:
+        if row.identity not in frame.index:
+            continue
+        cloud = {str(k): v for k, v in frame.loc[row.identity].items()}
+        other = by_edoi.get(row.identity.lower()) or (by_upn.get(row.upn.lower()) if row.upn else None)
+        if other is not None:
+            out.append((row, overwritten_values(cloud, None, other)))
+        else:
+            out.append((row, {a: {"cloud": cloud.get(a), "onprem": None, "basis": "cloud value (no on-prem data)"}
+                              for a in _ONPREM_COMPARABLE
+                              if normalise_value(cloud.get(a), fold_case=True) is not None}))
+    return out
+
+
 def build_undo_plan(
     bridge: Bridge,
     journal_path: Path | str,
@@ -192,7 +230,11 @@ def build_undo_plan(
             "overwritten_basis": "onprem" if onprem is not None else "backup",
         },
     )
-    return plan.finalise()
+    plan = plan.finalise()
+    log.info("undo plan %s built from %d journal(s) of plan %s: %d to set back, %d skipped", plan.digest[:12],
+             len(journals), str(header.get("plan_digest") or "?")[:12], len(plan.set_rows()),
+             len(plan.rows) - len(plan.set_rows()))
+    return plan
 
 
 def overwritten_frame(plan: Plan) -> pd.DataFrame:
@@ -222,6 +264,7 @@ __all__ = [
     "UndoError",
     "build_undo_plan",
     "export_overwritten",
+    "overwritten_by_sync",
     "overwritten_frame",
     "overwritten_values",
     "verified_rows",

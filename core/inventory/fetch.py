@@ -53,6 +53,7 @@ from ..bridge.errors import BridgeError, InvalidInput, ProtocolError, Throttled,
 from ..bridge.normalize import is_guid_property, normalize_value
 from ..events import Progress, ProgressCallback
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
+from ..values import GUID_PATTERN, as_bool
 from .partition import (
     PARTITION_PROPERTY,
     REST,
@@ -150,8 +151,6 @@ ARROW_SCHEMA: Final = pa.schema([pa.field(c, _arrow_type(c)) for c in INVENTORY_
 #: would pin the interpreter's memory arenas of every parsed page (hundreds of MB of RSS).
 KEY_FIELD: Final = "__key"
 BATCH_SCHEMA: Final = ARROW_SCHEMA.append(pa.field(KEY_FIELD, pa.string()))
-_TRUE: Final = frozenset({"true", "1", "yes", "$true"})
-_FALSE: Final = frozenset({"false", "0", "no", "$false"})
 
 
 def _as_str(value: Any) -> str | None:
@@ -164,21 +163,6 @@ def _as_str(value: Any) -> str | None:
     if isinstance(value, list | tuple):
         return ";".join(str(v) for v in value)
     return str(value)
-
-
-def _as_bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        return None
-    if isinstance(value, int | float) and value == value:
-        return bool(value)
-    return None
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -207,7 +191,7 @@ def _as_multi(value: Any) -> list[str] | None:
 
 
 _NORMALISERS: Final[dict[str, Callable[[Any], Any]]] = {
-    **{c: _as_bool for c in BOOL_COLUMNS},
+    **{c: as_bool for c in BOOL_COLUMNS},
     **{c: _as_datetime for c in DATETIME_COLUMNS},
     **{c: _as_multi for c in MULTI_COLUMNS},
 }
@@ -262,7 +246,6 @@ def _page_to_batch(records: Sequence[Record]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA)
 
 
-_GUID_PATTERN: Final = r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
 _BODY_SCHEMA: Final = pa.schema([
     pa.field("value", pa.list_(pa.struct([
         pa.field(f.name, pa.string() if f.name in DATETIME_COLUMNS else f.type) for f in ARROW_SCHEMA]))),
@@ -280,7 +263,7 @@ _BODY_PARSE: Final = pajson.ParseOptions(explicit_schema=_BODY_SCHEMA, unexpecte
 def _guid_text(column: pa.Array) -> pa.Array:
     """GUID text as the bridge normalises it (lower case, no braces); other text unchanged."""
     pool = _POOL
-    is_guid = pc.coalesce(pc.match_substring_regex(column, _GUID_PATTERN, memory_pool=pool), False,
+    is_guid = pc.coalesce(pc.match_substring_regex(column, GUID_PATTERN, memory_pool=pool), False,
                           memory_pool=pool)
     lower = pc.utf8_lower(pc.utf8_trim(column, "{}", memory_pool=pool), memory_pool=pool)
     return pc.if_else(is_guid, lower, column, memory_pool=pool)
@@ -831,6 +814,7 @@ def fetch_inventory(
     probe_pages: int = PROBE_PAGES,
     select_properties: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] | None = None,
 ) -> Inventory:
     """Fetch Get-Mailbox and Get-User through `bridge` with a partitioned parallel read; return the Inventory.
 
@@ -844,8 +828,9 @@ def fetch_inventory(
     done, pages, rate, and a total/ETA once the first partitions have ended). Setting `cancel`
     raises InventoryCancelled within a fraction of a second; requests already in flight finish
     in the background and are discarded. Bridge errors that retrying cannot fix propagate.
+    `now`: the wall clock that stamps `fetched_at` (default: the system's).
     """
-    fetched_at = datetime.now(UTC)
+    fetched_at = now() if now is not None else datetime.now(UTC)
     mailboxes, users = _reads(dirsynced_only, partitions, partition_property)
     if max_workers is None:
         max_workers = min(MAX_WORKERS, sum(max(len(p.partitions) for p in r.plans) for r in (mailboxes, users)))

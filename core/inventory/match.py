@@ -294,24 +294,13 @@ def _match_addresses(
     amb: list[pd.DataFrame] = []
     several = n_uniq[n_uniq > 1].index
     only_shared = pd.Index(hits["owner"].unique()).difference(n_uniq.index)
-    for p in several:  # rare: addresses pointing at several EXO recipients
-        g = uniq[uniq["owner"] == p]
-        amb.append(
-            _amb_rows(
-                onprem.index[p],
-                tuple(str(exo_ids[e]) for e in g["owner_exo"]),
-                "addresses point at several EXO recipients",
-                tuple(sorted(set(g["key"]))),
-            )
-        )
-    for p in only_shared:  # rare: only addresses that two people hold
-        g = hits[hits["owner"] == p]
-        amb.append(
-            _amb_rows(
-                onprem.index[p],
-                tuple(str(exo_ids[e]) for e in g["owner_exo"]),
-                "the only matching addresses are held by more than one person",
-                tuple(sorted(set(g["key"]))),
-            )
-        )
+    rare = (  # addresses pointing at several EXO recipients; only addresses that two people hold
+        (several, uniq, "addresses point at several EXO recipients"),
+        (only_shared, hits, "the only matching addresses are held by more than one person"),
+    )
+    for owners, rows, why in rare:
+        for p in owners:
+            g = rows[rows["owner"] == p]
+            amb.append(_amb_rows(onprem.index[p], tuple(str(exo_ids[e]) for e in g["owner_exo"]), why,
+                                 tuple(sorted(set(g["key"])))))
     return found, amb

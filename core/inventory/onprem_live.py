@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import logs
 from ..access.config import ConfigError, Profile, sandbox_secret
 from ..events import Progress, ProgressCallback, ignore_progress
 from ..model import ONPREM_COLUMNS
@@ -79,6 +80,7 @@ def endpoint_for(settings: OnPremSettings, env: Mapping[str, str]) -> PsrpEndpoi
     from ..bridge.psrp import PsrpEndpoint
 
     password = env.get(PASSWORD_ENV)
+    logs.register_secret(password)
     if password is None and settings.sandbox_profile is not None:
         password = sandbox_secret(settings.sandbox_profile, kind=SANDBOX_SECRET_KIND)
     if settings.auth == "basic" and not settings.username:

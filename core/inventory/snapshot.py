@@ -161,6 +161,7 @@ def load_or_fetch(
 ) -> Inventory:
     """The tenant's snapshot when there is one (younger than `max_age`, if given) and not `refresh`;
     otherwise fetch through `bridge` and save the result as the new snapshot (unless `save=False`).
+    `now`: the wall clock (a snapshot's age, a fetch's time).
     """
     if variant is None:
         variant = default_variant(dirsynced_only)
@@ -169,7 +170,7 @@ def load_or_fetch(
         if snap is not None and (max_age is None or snap.age_at(now()) <= max_age):
             return snap
     inventory = fetch_inventory(bridge, dirsynced_only=dirsynced_only, progress=progress, cancel=cancel,
-                                partitions=partitions, max_workers=max_workers)
+                                partitions=partitions, max_workers=max_workers, now=now)
     if save:
         save_snapshot(inventory, variant=variant, root=root)
     return inventory

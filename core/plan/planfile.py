@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
-from ..files import write_atomic
+from ..files import read_whole, write_atomic
 from ..model import FLIP_TYPES, WRITEBACK_ATTRIBUTES
+from ..values import as_bool, is_missing, iso_utc, normalise_value, parse_utc
 
 SCHEMA_VERSION: Final = 1
 OPERATION: Final = "set-cloud-managed"
@@ -87,41 +87,6 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def iso_utc(value: Any) -> str | None:
-    """A timestamp (datetime, pandas Timestamp, ISO string) as ISO-8601 UTC; None when absent.
-
-    Naive datetimes are taken as UTC (the bridge and the inventory hand out UTC).
-    """
-    if _is_missing(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return text
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return str(value.astimezone(UTC).isoformat())
-    return str(value)
-
-
-def parse_utc(value: str | None) -> datetime | None:
-    """Parse an ISO timestamp written by `iso_utc` (None stays None; junk gives None)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def same_instant(a: str | None, b: str | None) -> bool:
     """Whether two ISO timestamps name the same instant.
 
@@ -139,50 +104,6 @@ def same_instant(a: str | None, b: str | None) -> bool:
     return da == db
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NaT or value is pd.NA:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    try:
-        return bool(pd.isna(value)) if not isinstance(value, list | tuple | set | frozenset | dict) else False
-    except (TypeError, ValueError):
-        return False
-
-
-def normalise_value(value: Any) -> Any:
-    """A record value as plain JSON: None for absent/empty, bool, int, str, sorted list of str.
-
-    The same mailbox read through the bridge or from an inventory snapshot normalises to
-    the same value, so fingerprints agree.
-    """
-    kind = type(value)
-    if kind is str:
-        return value if value else None
-    if value is None or kind is bool or kind is int:
-        return value
-    if kind is tuple or kind is list:
-        if not value:
-            return None
-        items = sorted(str(v) for v in value if v is not None and str(v) != "")
-        return items or None
-    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
-        value = value.tolist()  # numpy scalars and arrays
-    if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(str(v) for v in value if not _is_missing(v) and str(v) != "")
-        return items or None
-    if _is_missing(value):
-        return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, datetime | pd.Timestamp):
-        return iso_utc(value)
-    text = str(value)
-    return text if text != "" else None
-
-
 def writeback_values(record: Mapping[str, Any]) -> dict[str, Any]:
     """The writeback attributes of a record, normalised (the journal's backup)."""
     return {name: normalise_value(record.get(name)) for name in WRITEBACK_ATTRIBUTES}
@@ -191,21 +112,6 @@ def writeback_values(record: Mapping[str, Any]) -> dict[str, Any]:
 def fingerprint(record: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the record's writeback attribute values."""
     return sha256_hex(canonical_json(writeback_values(record)))
-
-
-def as_bool(value: Any) -> bool | None:
-    """A record's boolean property as bool (None when absent); accepts 'True'/'False' text."""
-    value = normalise_value(value)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "$true", "1", "yes"):
-        return True
-    if text in ("false", "$false", "0", "no"):
-        return False
-    return None
 
 
 # --- the plan ------------------------------------------------------------------------
@@ -499,12 +405,7 @@ def plan_from_json(data: Any, *, where: str = "plan") -> Plan:
 def load_plan(path: Path | str) -> Plan:
     """Read and verify a plan file (schema version, digest, fields): one clear PlanError if not usable."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PlanError(f"plan file {path} does not exist") from None
-    except OSError as exc:
-        raise PlanError(f"cannot read plan file {path}: {exc.strerror}") from None
+    raw = read_whole(path, "plan file", PlanError)
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -567,7 +468,7 @@ def _reasons_text(value: Any) -> str:
         return ", ".join(str(v) for v in value)
     if hasattr(value, "tolist"):
         return ", ".join(str(v) for v in value.tolist())
-    return "" if _is_missing(value) else str(value)
+    return "" if is_missing(value) else str(value)
 
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -24,7 +24,8 @@ import pandas as pd
 
 from ..csvio import read_csv
 from ..model import FLIP_TYPES, MAILBOX_TYPES
-from .planfile import EXCLUDED, TYPE_NOT_SELECTED, as_bool
+from ..values import as_bool, true_mask
+from .planfile import EXCLUDED, TYPE_NOT_SELECTED
 
 #: CSV columns tried, in order, when --identity-column is not given.
 IDENTITY_COLUMNS: Final[tuple[str, ...]] = (
@@ -257,6 +258,12 @@ def select_all_dirsynced(frame: pd.DataFrame) -> Selection:
         identities=[str(x) for x in edoi[(synced & mailbox).to_numpy(dtype=bool)]],
         source={"kind": "all-dirsynced"},
     )
+
+
+def select_identities(frame: pd.DataFrame, identities: Sequence[str]) -> Selection:
+    """Mailboxes picked one by one (ExternalDirectoryObjectIds, in order; each kept once)."""
+    picked = list(dict.fromkeys(str(identity) for identity in identities))
+    return Selection(identities=picked, source={"kind": "identities", "count": len(picked)})
 
 
 def apply_exclude(selection: Selection, frame: pd.DataFrame, path: Path | str) -> Selection:
@@ -516,11 +523,7 @@ def evaluate_filter(frame: pd.DataFrame, expression: str) -> pd.Series:
     result = _Evaluator(frame).eval(node)
     if not isinstance(result, pd.Series):
         return pd.Series([bool(result)] * len(frame), index=frame.index, dtype=bool)
-    return _truthy(result)
-
-
-def _truthy(series: pd.Series) -> pd.Series:
-    return series.map(lambda v: bool(as_bool(v)) if not isinstance(v, list | tuple) else bool(v)).astype(bool)
+    return true_mask(result)
 
 
 def _fold(value: Any) -> Any:
@@ -549,13 +552,13 @@ class _Evaluator:
         if op == "list":
             return [self.scalar(self.eval(a)) for a in args]
         if op == "and":
-            return _truthy(self.as_series(self.eval(args[0]))) & _truthy(self.as_series(self.eval(args[1])))
+            return true_mask(self.as_series(self.eval(args[0]))) & true_mask(self.as_series(self.eval(args[1])))
         if op == "or":
-            return _truthy(self.as_series(self.eval(args[0]))) | _truthy(self.as_series(self.eval(args[1])))
+            return true_mask(self.as_series(self.eval(args[0]))) | true_mask(self.as_series(self.eval(args[1])))
         if op == "not":
-            return ~_truthy(self.as_series(self.eval(args[0])))
+            return ~true_mask(self.as_series(self.eval(args[0])))
         if op == "truthy":
-            return _truthy(self.as_series(self.eval(args[0])))
+            return true_mask(self.as_series(self.eval(args[0])))
         left, right = self.eval(args[0]), self.eval(args[1])
         return self.compare(op, left, right)
 
@@ -697,10 +700,3 @@ def _dt_type() -> type:
 
     return datetime
 
-
-def selection_summary(selection: Selection) -> Mapping[str, int]:
-    """Counts of the selection for messages: targets, preset skips, input issues per problem."""
-    counts: dict[str, int] = {"targets": len(selection.identities), "preset_skips": len(selection.preset_skips)}
-    for issue in selection.issues:
-        counts[f"input_{issue.problem}"] = counts.get(f"input_{issue.problem}", 0) + 1
-    return counts

@@ -24,6 +24,7 @@ from .engine import (
     StepContext,
     confirmation_text,
 )
+from .preview import RunPreview, StepPreview, preview_run
 from .state import RunLocked, RunState, RunStateError, RunStore, RunSummary
 from .targets import (
     Targets,
@@ -45,6 +46,7 @@ __all__ = [
     "RunHooks",
     "RunLocked",
     "RunOutcome",
+    "RunPreview",
     "RunState",
     "RunStateError",
     "RunStore",
@@ -53,6 +55,7 @@ __all__ = [
     "Services",
     "Step",
     "StepContext",
+    "StepPreview",
     "Targets",
     "confirmation_text",
     "describe_targets",
@@ -60,6 +63,7 @@ __all__ = [
     "identities_from_csv",
     "identities_from_findings",
     "new_run",
+    "preview_run",
     "resolve_identities",
     "runbooks_for_finding",
 ]

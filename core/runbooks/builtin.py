@@ -94,14 +94,25 @@ def _state_recorded(*keys: str) -> Any:
     return verify
 
 
-def _cleared_user(ctx: StepContext) -> Check:
-    """PreviousRecipientTypeDetails no longer names a mailbox, and the object is not a mailbox."""
+def _user_types(ctx: StepContext) -> tuple[str, str | None, dict[str, Any]] | None:
+    """The object's RecipientTypeDetails, PreviousRecipientTypeDetails and both as observed; None when gone."""
     user = reads.exo_user(ctx.exo, ctx.obj.key)
     if user is None:
-        return Check(False, "the object is gone from Exchange Online")
+        return None
     rtd = str(user.get("RecipientTypeDetails") or "")
     prev = reads.previous_type(user)
-    observed = {"RecipientTypeDetails": rtd, "PreviousRecipientTypeDetails": prev or "None"}
+    return rtd, prev, {"RecipientTypeDetails": rtd, "PreviousRecipientTypeDetails": prev or "None"}
+
+
+_GONE: Final = Check(False, "the object is gone from Exchange Online")
+
+
+def _cleared_user(ctx: StepContext) -> Check:
+    """PreviousRecipientTypeDetails no longer names a mailbox, and the object is not a mailbox."""
+    types = _user_types(ctx)
+    if types is None:
+        return _GONE
+    rtd, prev, observed = types
     if rtd in MAILBOX_TYPES:
         return Check(False, f"EXO shows a {rtd}", observed)
     if prev in MAILBOX_TYPES:
@@ -111,12 +122,10 @@ def _cleared_user(ctx: StepContext) -> Check:
 
 def _has_previous_info(ctx: StepContext) -> Check:
     """A MailUser (or User) whose PreviousRecipientTypeDetails is a mailbox type."""
-    user = reads.exo_user(ctx.exo, ctx.obj.key)
-    if user is None:
-        return Check(False, "the object is gone from Exchange Online")
-    rtd = str(user.get("RecipientTypeDetails") or "")
-    prev = reads.previous_type(user)
-    observed = {"RecipientTypeDetails": rtd, "PreviousRecipientTypeDetails": prev or "None"}
+    types = _user_types(ctx)
+    if types is None:
+        return _GONE
+    rtd, prev, observed = types
     if rtd not in ("MailUser", "User"):
         return Check(False, f"EXO shows {rtd}, not a MailUser", observed)
     if prev not in MAILBOX_TYPES:

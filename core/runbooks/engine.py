@@ -25,6 +25,7 @@ Time is injectable (`clock` returns epoch seconds, `sleep` waits) so tests poll 
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -38,6 +39,8 @@ from ..bridge.errors import AppliedUnknown, AuthFailed, BridgeError, Transient
 from ..execute.journal import JournalWriter, local_actor
 from .graph import GraphClient
 from .state import ObjectState, RunState, RunStore, utc_iso
+
+log = logging.getLogger(__name__)
 
 StepKind = Literal["automatic", "wait_until", "manual", "gate"]
 STEP_KINDS: Final = ("automatic", "wait_until", "manual", "gate")
@@ -337,6 +340,8 @@ class RunExecutor:
             return RunOutcome("aborted", f"run {state.run_id} was aborted; start a new run", counts=state.counts())
         with self.store.locked(state.run_id):
             self._audit = self.store.open_audit(state)
+            log.info("runbook %s run %s started (status %s, %d objects) on tenant %s", state.runbook, state.run_id,
+                     state.status, len(state.objects), state.tenant)
             try:
                 self._check_services()
                 outcome = self._run_locked()
@@ -351,6 +356,7 @@ class RunExecutor:
                 self._finish(RunOutcome("interrupted", "interrupted; resume to continue"))
                 raise
             except Exception as exc:
+                log.exception("runbook %s run %s stopped by an unexpected error", state.runbook, state.run_id)
                 self._finish(RunOutcome("error", f"stopped by an unexpected error ({type(exc).__name__}); "
                                                  "resume to continue"))
                 raise
@@ -358,6 +364,7 @@ class RunExecutor:
                 if self._audit is not None:
                     self._audit.close()
                     self._audit = None
+        log.info("runbook %s run %s: %s (%s)", state.runbook, state.run_id, outcome.status, outcome.message)
         return outcome
 
     # -- main loop -------------------------------------------------------------------------

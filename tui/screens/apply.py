@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
+from exocm.core.app.failures import failure_line
 from exocm.core.events import Progress
 from rich.text import Text
 from textual import work
@@ -79,7 +80,7 @@ class ApplyScreen(Screen[None]):
             result = session.apply(self.plan, progress=progress, cancel=self.cancel_event,
                                    pause=self.pause_event, on_failure=failed)
         except Exception as exc:  # noqa: BLE001 - shown; the journal (if any) stays as written
-            self.post_message(ApplyFinished(None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(ApplyFinished(None, failure_line(exc, "apply")))
             return
         self.post_message(ApplyFinished(result))
 

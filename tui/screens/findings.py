@@ -89,10 +89,11 @@ class FindingsScreen(Screen[None]):
         self.summary = findings_summary(findings)
         codes = self.query_one("#findings-codes", DataTable)
         codes.clear()
-        for row in self.summary.itertuples():
-            style = SEVERITY_STYLE.get(str(row.severity), "")
-            codes.add_row(Text(str(row.severity), style=style), Text(str(row.code), style=style),
-                          Text(f"{int(row.count):,}", justify="right"), key=str(row.code))
+        # by column name: a namedtuple's `.count` is its method, not the column
+        for severity, code, count in self.summary[["severity", "code", "count"]].itertuples(index=False):
+            style = SEVERITY_STYLE.get(str(severity), "")
+            codes.add_row(Text(str(severity), style=style), Text(str(code), style=style),
+                          Text(f"{int(count):,}", justify="right"), key=str(code))
         total = len(findings)
         self.query_one("#findings-rows-title", Static).update(
             f"{total:,} findings in {len(self.summary)} codes" if total else "No findings: nothing blocks a flip.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from exocm.core.app.failures import failure_line
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -132,7 +133,7 @@ class JournalsScreen(Screen[None]):
         try:
             plan = session.undo_plan(path)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PlanFailed(f"Could not build an undo plan: {exc}"))
+            self.post_message(PlanFailed(f"Could not build an undo plan: {failure_line(exc, 'undo plan')}"))
             return
         self.post_message(PlanBuilt(plan, f"Undo of run {path.name}"))
 

@@ -8,17 +8,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from exocm.core.access.config import ConfigError
+from exocm.core.app.failures import failure_line
 from exocm.core.app.views import (
     MAILBOX_COLUMN_KEYS,
     MAILBOX_COLUMNS,
+    CheckedRows,
     MailboxView,
     QuickFilter,
-    Selection,
     filter_mailboxes,
     format_age,
 )
 from exocm.core.bridge.errors import BridgeError
 from exocm.core.events import Progress
+from exocm.core.plan.workflow import SelectionRequest
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -88,7 +90,10 @@ class MailboxesScreen(Screen[None]):
         super().__init__()
         self.session: Session | None = None
         self.view: MailboxView | None = None
-        self.selection = Selection(0)
+        self.selection = CheckedRows(0)
+        #: The CSV the checked rows came from, with those rows: while the rows stay exactly these, a
+        #: preview plans from the file itself, as `exocm plan --csv FILE` does (the same plan file).
+        self.imported: tuple[Path, frozenset[str]] | None = None
         self.inventory: Any = None  # the loaded core Inventory (None until the whole frame is loaded)
         self.source: Any = None  # what is shown: the Inventory, or the snapshot preview painted before it
         self.shown = np.zeros(0, dtype=np.intp)
@@ -171,7 +176,7 @@ class MailboxesScreen(Screen[None]):
             self.post_message(InventoryFailed("cancelled", cancelled=True))
             return
         except Exception as exc:  # noqa: BLE001 - shown as one line; the app stays usable
-            self.post_message(InventoryFailed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(InventoryFailed(failure_line(exc, "inventory")))
             return
         if preview is not None and preview.view.attach(inventory.frame):
             view = preview.view  # the same rows: selection, filter, sort and cursor stay as they are
@@ -224,7 +229,8 @@ class MailboxesScreen(Screen[None]):
     def _show_view(self, view: MailboxView) -> None:
         """Show a new view: fresh selection, same filter and sort."""
         self.view = view
-        self.selection = Selection(view.size)
+        self.selection = CheckedRows(view.size)
+        self.imported = None
         self.query_one("#fetch-progress", ProgressPanel).display = False
         table = self.query_one(MailboxTable)
         table.set_view(view, self.selection)
@@ -401,7 +407,7 @@ class MailboxesScreen(Screen[None]):
         try:
             result = self.session.select_from_csv(path)
         except Exception as exc:  # noqa: BLE001 - a bad file is one line for the user
-            self.post_message(PlanFailed(f"{path}: {exc}"))
+            self.post_message(PlanFailed(f"{path}: {failure_line(exc, 'selection import', also=(ValueError,))}"))
             return
         self.post_message(SelectionImported(result.identities, result.unmatched, path))
 
@@ -409,6 +415,8 @@ class MailboxesScreen(Screen[None]):
         if self.view is None:
             return
         missing = self.selection.select_ids(self.view, message.identities)
+        checked = frozenset(self.selection.ids(self.view))
+        self.imported = (message.path, checked) if checked == frozenset(message.identities) else None
         self._selection_changed()
         unmatched = list(message.unmatched) + [f"{identity}: not in the inventory" for identity in missing]
         text = f"{len(message.identities) - len(missing):,} selected from {message.path.name}"
@@ -447,17 +455,22 @@ class MailboxesScreen(Screen[None]):
         """Build a plan for the selection (in a worker) and open the Preview screen."""
         if self.view is None or self.session is None or self.inventory is None:
             return
-        self._plan_worker(self.session, self.selection.ids(self.view), target)
+        identities = self.selection.ids(self.view)
+        if self.imported is not None and frozenset(identities) == self.imported[1]:
+            request = SelectionRequest(csv=self.imported[0])
+        else:
+            request = SelectionRequest(identities=tuple(identities))
+        self._plan_worker(self.session, request, target, len(identities))
 
     @work(thread=True, exclusive=True, group="plan")
-    def _plan_worker(self, session: Session, identities: list[str], target: bool) -> None:
+    def _plan_worker(self, session: Session, request: SelectionRequest, target: bool, count: int) -> None:
         try:
-            plan = session.build_plan(identities, target)
+            plan = session.build_plan(request, target)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PlanFailed(str(exc) or type(exc).__name__))
+            self.post_message(PlanFailed(failure_line(exc, "plan", also=(ValueError,))))
             return
         verb = "Enable" if target else "Disable"
-        self.post_message(PlanBuilt(plan, f"{verb} cloud management: {len(identities):,} selected"))
+        self.post_message(PlanBuilt(plan, f"{verb} cloud management: {count:,} selected"))
 
     def on_plan_built(self, message: PlanBuilt) -> None:
         from .preview import PreviewScreen

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pandas as pd
-from exocm.core.app.views import plan_counts_frame, plan_overwritten_frame, plan_rows_frame
+from exocm.core.app.failures import failure_line
+from exocm.core.app.views import plan_overwritten_frame
+from exocm.core.plan.planfile import Plan
+from exocm.core.plan.tables import plan_counts_frame, plan_table_frame
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -35,7 +38,7 @@ class PreviewScreen(Screen[None]):
                 id="preview.focus_previous"),
     ]
 
-    def __init__(self, plan: Any, title: str = "") -> None:
+    def __init__(self, plan: Plan, title: str = "") -> None:
         super().__init__()
         self.plan = plan
         self.title_text = title
@@ -79,7 +82,7 @@ class PreviewScreen(Screen[None]):
             style = "bold green" if row.action == "set" else ""
             counts.add_row(Text(str(row.action), style=style), Text(str(row.reason)),
                            Text(f"{int(row.count):,}", justify="right"), Text(str(row.meaning)))
-        self.query_one("#preview-rows", FrameTable).show_frame(plan_rows_frame(self.plan))
+        self.query_one("#preview-rows", FrameTable).show_frame(plan_table_frame(self.plan))
         pane = self.query_one("#preview-overwritten-pane")
         if self.plan.value is False:
             screen = self.app.mailboxes_screen()  # type: ignore[attr-defined]
@@ -138,7 +141,7 @@ class PreviewScreen(Screen[None]):
                 })
                 saved = write_csv(frame, path, columns=list(OVERWRITTEN_COLUMNS))
         except Exception as exc:  # noqa: BLE001 - one line for the user
-            self.post_message(PlanFailed(f"Could not export the overwritten values: {exc}"))
+            self.post_message(PlanFailed(f"Could not export the overwritten values: {failure_line(exc, 'export')}"))
             return
         self.post_message(OverwrittenExported(saved, len(self.overwritten)))
 
@@ -163,7 +166,7 @@ class PreviewScreen(Screen[None]):
         try:
             saved = session.save_plan(self.plan, path)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PlanFailed(f"Could not save the plan: {exc}"))
+            self.post_message(PlanFailed(f"Could not save the plan: {failure_line(exc, 'save plan')}"))
             return
         self.post_message(PlanSaved(saved))
 
@@ -182,9 +185,16 @@ class PreviewScreen(Screen[None]):
             self.notify("Nothing in this plan would change anything.", severity="warning")
             return
         session = self.app.session  # type: ignore[attr-defined]
+        pending = len(session.pending_rows(self.plan))
+        if not pending:
+            self.notify("Every row of this plan that changes something is already verified by an earlier run.",
+                        severity="warning")
+            return
         phrase = session.confirmation_phrase(self.plan)
-        body = (f"This sets IsExchangeCloudManaged = {self.plan.value} on {changes:,} mailboxes "
+        body = (f"This sets IsExchangeCloudManaged = {self.plan.value} on {pending:,} mailboxes "
                 f"in tenant {self.plan.tenant}.")
+        if pending < changes:
+            body += f"\n{changes - pending:,} of the plan's {changes:,} changes are verified by an earlier run."
         if self.plan.value is False:
             body += "\nAt the next sync, on-prem values overwrite their cloud values."
 

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, ClassVar
 
+from exocm.core.app.failures import failure_line
 from exocm.core.runbooks import (
     GateRequest,
     ManualRequest,
@@ -140,7 +141,7 @@ class RunbookScreen(Screen[None]):
         try:
             services = factory(self.onprem_group_changes)
         except Exception as exc:  # noqa: BLE001 - one line for the user
-            self.app.call_from_thread(self._finished, None, _one_line(exc))
+            self.app.call_from_thread(self._finished, None, failure_line(exc, "runbook services"))
             return
         try:
             store = RunStore(session.data_dir / "runbooks")
@@ -170,7 +171,7 @@ class RunbookScreen(Screen[None]):
             outcome = RunExecutor(rb, state, store, services, hooks=hooks, sleep=self._sleep,
                                   cancel=self.cancel_event).run()
         except Exception as exc:  # noqa: BLE001 - shown; the run's state is saved as it stood
-            error = _one_line(exc)
+            error = failure_line(exc, "runbook", also=(ValueError,))
         finally:
             services.close()
         self.app.call_from_thread(self._finished, outcome, error)
@@ -339,7 +340,3 @@ def _clock(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -1,7 +1,7 @@
 """A virtualised mailbox table: renders only the visible lines (Line API), whatever the row count.
 
 The widget draws; it decides nothing. Which rows are shown, in which order, and which are
-selected comes from core.views (MailboxView positions and Selection). Rendered lines are cached
+selected comes from core.views (MailboxView positions and CheckedRows). Rendered lines are cached
 (LRU) by row and state, as Toolong does, so scrolling 300,000 rows costs only what is on screen.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from exocm.core.app.views import MAILBOX_COLUMNS, MailboxView, Positions, Selection
+from exocm.core.app.views import MAILBOX_COLUMNS, CheckedRows, MailboxView, Positions
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
@@ -85,14 +85,14 @@ class MailboxTable(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes)
         self.view: MailboxView | None = None
         self.positions: Positions = np.zeros(0, dtype=np.intp)
-        self.selection: Selection | None = None
+        self.selection: CheckedRows | None = None
         self.sort_column: str | None = None
         self.sort_descending = False
         self._widths: list[int] = []
         self._line_cache: LRUCache[tuple[object, ...], Strip] = LRUCache(1024)
 
     # data ------------------------------------------------------------------------------------
-    def set_view(self, view: MailboxView, selection: Selection) -> None:
+    def set_view(self, view: MailboxView, selection: CheckedRows) -> None:
         """Show a new inventory view (positions are set with `show`)."""
         self.view = view
         self.selection = selection
@@ -262,7 +262,7 @@ class MailboxTable(ScrollView, can_focus=True):
     def action_last(self) -> None:
         self.cursor = max(0, len(self.positions) - 1)
 
-    def action_toggle(self) -> None:
+    def action_toggle(self) -> None:  # type: ignore[override]  # the "toggle" key binding, not DOMNode's
         """Toggle the selection of the row under the cursor and move down."""
         position = self.cursor_position
         if position is None or self.selection is None:

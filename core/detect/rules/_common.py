@@ -1,6 +1,9 @@
 """Small vectorised helpers the rule modules share."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from ..engine import DetectContext
@@ -15,12 +18,7 @@ def line_series(ctx: DetectContext) -> pd.Series:
     return pd.Series(labels, index=ctx.inventory.index, dtype="object")
 
 
-def join_text(*parts: str | pd.Series) -> pd.Series:
-    """Concatenate strings and str Series elementwise (vectorised), NA -> ''."""
-    out: pd.Series | None = None
-    index = next(p.index for p in parts if isinstance(p, pd.Series))
-    for p in parts:
-        s = p.fillna("").astype("str") if isinstance(p, pd.Series) else pd.Series(p, index=index, dtype="str")
-        out = s if out is None else out + s
-    assert out is not None
-    return out
+
+def match_evidence(ctx: DetectContext, columns: Mapping[str, Any]) -> dict[str, Any]:
+    """Evidence of a rule over matched pairs: how the pair was matched, the on-prem line, then `columns`."""
+    return {"matched_on": ctx.op_join, "onprem.line": line_series(ctx), **columns}

@@ -12,8 +12,9 @@ import pandas as pd
 
 from ...inventory.onprem import LOCAL_MAILBOX_TYPES, REMOTE_TYPES
 from ...model import EMPTY_GUID
+from ...values import json_value
 from ..engine import BOTH, DetectContext, Hits, rule
-from ._common import line_series
+from ._common import match_evidence
 
 
 @rule(
@@ -40,15 +41,13 @@ def dual_mailbox(ctx: DetectContext) -> Hits:
     return ctx.hits(
         mask,
         explanation,
-        evidence={
-            "matched_on": ctx.op_join,
-            "onprem.line": line_series(ctx),
+        evidence=match_evidence(ctx, {
             "onprem.UserPrincipalName": ctx.op_col("UserPrincipalName"),
             "onprem.RecipientTypeDetails": op_rtd,
             "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
             "exo.RecipientTypeDetails": ctx.exo_text("RecipientTypeDetails"),
             "exo.ExchangeGuid": ctx.exo_text("ExchangeGuid"),
-        },
+        }),
     )
 
 
@@ -71,12 +70,10 @@ def onprem_mailbox_present(ctx: DetectContext) -> Hits:
     return ctx.hits(
         mask,
         explanation,
-        evidence={
-            "matched_on": ctx.op_join,
-            "onprem.line": line_series(ctx),
+        evidence=match_evidence(ctx, {
             "onprem.RecipientTypeDetails": op_rtd,
             "exo.RecipientTypeDetails": ctx.exo_text("RecipientTypeDetails"),
-        },
+        }),
     )
 
 
@@ -119,12 +116,10 @@ def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
     return ctx.hits(
         mask,
         explanation,
-        evidence={
-            "matched_on": ctx.op_join,
-            "onprem.line": line_series(ctx),
+        evidence=match_evidence(ctx, {
             "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
             "exo.ExchangeGuid": ctx.inventory["ExchangeGuid"],
-        },
+        }),
     )
 
 
@@ -170,7 +165,7 @@ def ambiguous_match(ctx: DetectContext) -> Hits:
     evidence = pd.Series(
         [
             {
-                "onprem.line": _plain(line),
+                "onprem.line": json_value(line),
                 "onprem.UserPrincipalName": u,
                 "onprem.PrimarySmtpAddress": s,
                 "candidates": list(c),
@@ -185,7 +180,3 @@ def ambiguous_match(ctx: DetectContext) -> Hits:
         dtype="object",
     )
     return Hits(idx, explanation, evidence)
-
-
-def _plain(v: object) -> object:
-    return v.item() if isinstance(v, np.generic) else v

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from ...inventory.onprem import REMOTE_TYPES
 from ...model import CUSTOM_ATTRIBUTES, EXTENSION_CUSTOM_ATTRIBUTES
+from ...values import json_value
 from ..engine import FLIP_TO_CLOUD, SETTLE_TIME, DetectContext, Hits, rule
 from ._common import line_series
 
@@ -135,7 +136,7 @@ def attribute_drift(ctx: DetectContext) -> Hits:
     op_values = {a: ctx.op_col_at(a, hit_pos).to_numpy(dtype=object) for a in diffs}
     exo_values = {a: ctx.inventory[a].iloc[hit_pos].to_numpy(dtype=object) for a in diffs}
     evidence = [
-        {a: {"onprem": _plain(op_values[a][i]), "cloud": _plain(exo_values[a][i])} for a in changed}
+        {a: {"onprem": json_value(op_values[a][i]), "cloud": json_value(exo_values[a][i])} for a in changed}
         for i, changed in enumerate(names)
     ]
     explanation = pd.Series(
@@ -210,11 +211,3 @@ def _canon(value: Any, proxies: bool) -> frozenset[str]:
             addr = addr.rstrip(";")
         out.add(("SMTP" if prefix == "SMTP" else prefix.lower()) + ":" + addr.lower())
     return frozenset(out)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, tuple | list):
-        return [str(x) for x in v]
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
-        return None
-    return v.item() if isinstance(v, np.generic) else v
