@@ -149,15 +149,9 @@ def _apply_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], plans: P
     if not yes:
         raise click.UsageError("applying a tenant set needs --yes (review first: exocm show DIR --all-profiles)")
     cancel = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: cancel.set())
-    try:
+    with on_stop_signals(lambda signum, frame: cancel.set()):
         outcomes = run_set(tenant_set, conn, lambda name: apply_job(
-            name, plan_for_profile(plans, name), concurrency=concurrency, cancel=cancel))
-    except KeyboardInterrupt:
-        cancel.set()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            name, plan_for_profile(plans, name), concurrency=concurrency, cancel=cancel), cancel=cancel)
     present(outcomes, "table", None)
 
 

@@ -10,7 +10,6 @@ The queue logic is core's (exocm.core.app.queue); this module only parses and pr
 """
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 from types import FrameType
@@ -22,6 +21,7 @@ from exocm.core.app.queue import KINDS, QueueSettings, enqueue, run_worker, setu
 from exocm.core.app.tenants import profile_names
 
 from .errors import fail, handle_errors
+from .stop_signals import on_stop_signals
 
 REDIS_ENV = "EXOCM_REDIS_URL"
 
@@ -96,10 +96,10 @@ def worker_cmd(threads: int, redis_url: str | None, heartbeat_ms: int, lock_ttl_
     def on_term(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_term)
     click.echo(f"exocm worker: {threads} threads on {settings.url.split('@')[-1]}", err=True)
     try:
-        run_worker(queue, threads=threads, stop=stop)
+        with on_stop_signals(on_term):
+            run_worker(queue, threads=threads, stop=stop)
     except KeyboardInterrupt:
         pass
     click.echo("exocm worker: stopped", err=True)

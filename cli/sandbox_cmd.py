@@ -211,13 +211,12 @@ def _serve_many(sb: Any, info: dict[str, Any], info_file: Path, state_file: Path
               f"  exocm profiles add msp --from-sandbox {info_file}", "", "Press Ctrl-C to stop."]
     click.echo("\n".join(lines), file=out)
     out.flush()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        sb.wait()
+        with on_stop_signals(_on_sigterm):  # SIGTERM; Ctrl+Break / closed console on Windows
+            sb.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         sb.stop()
     saved = f"; states saved next to {state_file}" if state_file is not None else ""
     click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)

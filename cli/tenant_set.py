@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -54,7 +55,8 @@ def wanted(options: Mapping[str, Any]) -> bool:
     return bool(options.get("profiles") or options.get("all_profiles"))
 
 
-def run_set(options: Mapping[str, Any], conn: Mapping[str, Any], job: Callable[[str], TenantOutcome]) -> dict[str, TenantOutcome]:
+def run_set(options: Mapping[str, Any], conn: Mapping[str, Any], job: Callable[[str], TenantOutcome],
+            cancel: threading.Event | None = None) -> dict[str, TenantOutcome]:
     """Resolve the profiles and run `job` for each, printing one line per finished tenant on stderr."""
     if conn.get("profile") or conn.get("sandbox"):
         raise click.UsageError("--profiles/--all-profiles exclude --profile and --sandbox")
@@ -68,7 +70,7 @@ def run_set(options: Mapping[str, Any], conn: Mapping[str, Any], job: Callable[[
         what = inert(o.error) if o.error else ", ".join(f"{k} {v}" for k, v in o.counts.items()) or "nothing"
         click.echo(f"  {o.profile}: {o.status} in {o.seconds:.1f} s ({what})", err=True)
 
-    return run_tenants(names, job, parallel=options.get("parallel_tenants"), on_done=done)
+    return run_tenants(names, job, parallel=options.get("parallel_tenants"), on_done=done, cancel=cancel)
 
 
 def summary_text(outcomes: Mapping[str, TenantOutcome]) -> str:

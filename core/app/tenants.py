@@ -14,6 +14,7 @@ tenant set by adding one job function here.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -87,9 +88,11 @@ def _natural(name: str) -> tuple[Any, ...]:
 
 def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
                 parallel: int | None = None,
-                on_done: Callable[[TenantOutcome], None] | None = None) -> dict[str, TenantOutcome]:
+                on_done: Callable[[TenantOutcome], None] | None = None,
+                cancel: threading.Event | None = None) -> dict[str, TenantOutcome]:
     """Run `job` once per profile, at most `parallel` (default min(8, n)) at a time; one tenant's
-    exception becomes its outcome (status "auth" for sign-in failures, else "error")."""
+    exception becomes its outcome (status "auth" for sign-in failures, else "error"). Ctrl-C sets
+    `cancel` (the jobs' own stop signal: applies settle their writes in flight) before it is re-raised."""
     workers = max(1, min(parallel or DEFAULT_PARALLEL, len(names) or 1))
 
     def one(name: str) -> TenantOutcome:
@@ -111,7 +114,13 @@ def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
         return outcome
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exocm-tenant") as pool:
-        results = list(pool.map(one, names))
+        try:
+            results = list(pool.map(one, names))
+        except KeyboardInterrupt:
+            if cancel is not None:
+                cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return {o.profile: o for o in results}
 
 
