@@ -24,7 +24,7 @@ from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame
 from .plan_cmd import counts_lines, sandbox_note
-from .tenant_set import present, run_set, tenant_set_options
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
 
 
@@ -68,8 +68,9 @@ Examples:
 
 @click.command(epilog=UNDO_EXAMPLES)
 @connection_options
-@click.argument("journal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+@tenant_set_options
+@click.argument("journal", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path),
               help="Undo plan to write (default: <data dir>/plans/undo-<time>-<digest>.json).")
 @click.option("--export-overwritten", "export", type=click.Path(dir_okay=False, path_type=Path),
               help="First save the cloud values the next sync will overwrite (true->false undo) as CSV.")
@@ -82,9 +83,21 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     """Make a plan that sets the journal's verified rows back (drifted rows are skipped).
 
     Undoing a flip to cloud-managed hands the attributes back to on-prem: the plan lists
-    the cloud values the next sync will overwrite ('exocm show PLAN').
+    the cloud values the next sync will overwrite ('exocm show PLAN'). With --profiles /
+    --all-profiles, JOURNAL is the directory of the applied plans and -o DIR gets one undo plan
+    per profile (apply them with 'exocm apply DIR --all-profiles --yes').
     """
     err = stderr_console()
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import plan_for_profile, undo_job
+
+        if out is None:
+            raise click.UsageError("with a tenant set, JOURNAL is the plans' directory (or {profile} pattern) "
+                                   "and -o DIR names the directory for one undo plan per profile")
+        out.mkdir(parents=True, exist_ok=True)
+        present(run_set(tenant_set, conn, lambda name: undo_job(name, plan_for_profile(journal, name), out_dir=out)),
+                "table", None)
     onprem = onprem_csv_frame(onprem_csv) if onprem_csv is not None else None
     follow_recorded_sandbox(click.get_current_context(), conn, _recorded_sandbox(journal), f"journal {journal}")
     with user_errors(), open_connection(**conn) as connection:

@@ -144,6 +144,13 @@ def test_tenant_set_plan_show_apply_report(tenants: Any, tmp_path: Path) -> None
     code, out, err = run("inventory", "--profiles", names, "--format", "json")
     assert code == 0
     assert json.loads(out)["tenants"]["msp-2"]["recipients"] > 0
+    undo = tmp_path / "undo"
+    code, out, err = run("undo", str(plans), "--profiles", names, "-o", str(undo))
+    assert code == 1, out + err  # undo plans with changes
+    for name in ("msp-1", "msp-2"):
+        assert len(json.loads((undo / f"{name}.json").read_text(encoding="utf-8"))["rows"]) == 5
+    code, out, err = run("apply", str(undo), "--profiles", names, "--yes")
+    assert code == 0, out + err
 
 
 def test_msp_app_profiles_share_one_app_registration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -358,3 +358,29 @@ def report_job(name: str, plan_path: Path, *, journal_dir: Path | None = None) -
     doc = {"plan": str(plan_path), "digest": plan.digest, "journals": [str(j) for j in journals],
            "counts": per_result, "remaining": left, "warnings": warnings}
     return TenantOutcome(name, "changes" if left else "ok", doc, counts, tenant=plan.tenant)
+
+
+def undo_job(name: str, plan_path: Path, *, out_dir: Path,
+             bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
+    """An undo plan for one tenant's applied plan (every run of it, from its journals), written to
+    OUT_DIR/<profile>.json; apply it like any plan of a tenant set."""
+    from ..access.config import data_dir
+    from ..execute.journal import journals_for_plan
+    from ..execute.undo import build_undo_plan
+    from ..plan.planfile import load_plan, save_plan
+
+    profile = tenant_profile(name)
+    plan = load_plan(plan_path)
+    journals = journals_for_plan(plan.digest, data_dir() / "journals")
+    if not journals:
+        raise ConfigError(f"plan {plan_path} of profile {name!r} was never applied: nothing to undo")
+    bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
+    try:
+        undo = build_undo_plan(bridge, journals[-1], all_runs=True)
+    finally:
+        bridge.close()
+    path = save_plan(undo, Path(out_dir) / f"{name}.json")
+    counts = {"planned": len(undo.set_rows()), "skipped": len(undo.rows) - len(undo.set_rows())}
+    return TenantOutcome(name, "changes" if undo.set_rows() else "ok",
+                         {"plan": str(path), "digest": undo.digest, "counts": undo.counts()}, counts,
+                         tenant=undo.tenant)
