@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from detect_tenants import eid
 from exocm.core.access.config import ConfigError, config_path
 from exocm.core.detect.history import diff_runs, find_run, list_runs, record_and_diff, run_state, save_run
-
-from detect_tenants import eid
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 TENANT = "11111111-2222-3333-4444-555555555555"
