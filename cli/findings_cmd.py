@@ -156,11 +156,13 @@ def findings(
     if tenant_set_wanted(tenant_set):
         if onprem_csv is not None or onprem_live_requested(live):
             raise click.UsageError("with a tenant set, each tenant's on-prem side comes from its profile's endpoint")
+        if fmt in ("csv", "html"):
+            raise click.UsageError("with a tenant set, --format is table (a summary per tenant) or json")
         from exocm.core.app.tenants import findings_job
 
         outcomes = run_set(tenant_set, conn, lambda name: findings_job(
             name, fail_on=fail_on, refresh=True, since=since, sync_interval=timedelta(minutes=sync_interval),
-            keep_history=not no_history))
+            keep_history=not no_history, severity=severity, codes=wanted or None))
         present(outcomes, "json" if fmt == "json" else "table", out)
     check_onprem_sources(onprem_csv, live)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:

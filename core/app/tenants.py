@@ -140,13 +140,16 @@ def open_tenant_bridge(profile: Profile, **options: Any) -> Bridge:
 
 
 def _onprem_frame(profile: Profile) -> Any:
-    """The on-prem side from the profile's own WinRM endpoint (`extra`), or None when it names none."""
+    """The on-prem side from the profile's own WinRM endpoint (`extra`), or None when it names none.
+    The password comes from EXOCM_ONPREM_PASSWORD (or, for a sandbox profile, its stored one)."""
+    import os
+
     from ..inventory.onprem_live import load_onprem_live, open_onprem_bridge, settings_from
 
     settings = settings_from(profile)
     if settings is None:
         return None
-    bridge = open_onprem_bridge(settings, env={})
+    bridge = open_onprem_bridge(settings, env=dict(os.environ))
     try:
         return load_onprem_live(bridge)
     finally:
@@ -231,11 +234,13 @@ def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onpr
 
 def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, since: str | None = None,
                  sync_interval: timedelta | None = None, keep_history: bool = True,
+                 severity: str | None = None, codes: Sequence[str] | None = None,
                  bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
-    """Findings for one profile's tenant (the `exocm findings --format json` document as payload).
+    """Findings for one profile's tenant (the `exocm findings --format json` document as payload;
+    `severity`/`codes` filter what is shown, as the command's options do; history keeps them all).
 
     Status "changes" when a finding at or above `fail_on` is shown (with `since`: when a NEW one is)."""
-    from ..detect.report import fails, render_json
+    from ..detect.report import fails, filter_findings, render_json, summarise
 
     profile = tenant_profile(name)
     bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
@@ -244,16 +249,21 @@ def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, sinc
                            keep_history=keep_history)
     finally:
         bridge.close()
-    payload = json.loads(render_json(run.findings, run.summary, run.meta))
+    shown = run.findings
+    summary = run.summary
+    if severity or codes:
+        shown = filter_findings(run.findings, severity=severity, codes=list(codes) if codes else None)
+        summary = summarise(shown, run.result)
+    payload = json.loads(render_json(shown, summary, run.meta))
     if run.history_run is not None:
         payload["run_id"] = run.history_run.run_id
-    counts = {code: int(v["count"]) for code, v in run.summary["by_code"].items() if v["count"]}
+    counts = {code: int(v["count"]) for code, v in summary["by_code"].items() if v["count"]}
     if run.drift is not None:
         payload["drift"] = run.drift.to_json()
         counts = {f"{k}": int(v) for k, v in run.drift.to_json()["counts"].items()}
         bad = run.drift.new_at_or_above(fail_on)
     else:
-        bad = fails(run.findings, fail_on)
+        bad = fails(shown, fail_on)
     return TenantOutcome(name, "changes" if bad else "ok", payload, counts, tenant=run.tenant)
 
 
