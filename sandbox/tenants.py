@@ -62,6 +62,8 @@ class SandboxTenants:
 
         if tenants < 1:
             raise ValueError("tenants must be at least 1")
+        if tls_dir is None and state_file is not None:
+            tls_dir = Path(f"{state_file}.tls")  # a restarted sandbox keeps its CA and credentials
         own_dir = tls_dir is None
         directory = Path(tls_dir) if tls_dir is not None else Path(tempfile.mkdtemp(prefix="exocm-sandboxes-"))
         material = TlsMaterial.create(directory / "front")
