@@ -84,6 +84,9 @@ def summary_text(outcomes: Mapping[str, TenantOutcome]) -> str:
     failed = [r["profile"] for r in rows if r["error"]]
     lines.append(f"# {len(rows) - len(failed)} of {len(rows)} tenants completed"
                  + (f"; failed: {', '.join(failed)}" if failed else ""))
+    for outcome in outcomes.values():
+        if outcome.details:
+            lines += ["", *(inert(line) for line in outcome.details.splitlines())]
     return "\n".join(lines) + "\n"
 
 

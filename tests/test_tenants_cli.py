@@ -181,3 +181,21 @@ def test_msp_app_profiles_share_one_app_registration(monkeypatch: pytest.MonkeyP
         assert all(doc[n]["recipients"] > 0 for n in doc)
     finally:
         sbs.stop()
+
+
+def test_since_last_across_a_tenant_set(tenants: Any) -> None:
+    names = "msp-1,msp-2"
+    code, out, err = run("findings", "--profiles", names)
+    assert code in (0, 1), out + err
+    t = tenants.members[1].tenant
+    with t.lock:
+        flip = next(r for r in t.exo.values() if r.rtd == "UserMailbox" and not r.cloud_managed
+                    and t.ad_for(r) is not None)
+    t.invoke("Set-Mailbox", {"Identity": flip.edoid, "IsExchangeCloudManaged": True}, side="exo")
+    code, out, err = run("findings", "--profiles", names, "--since", "last")
+    assert code == 0, out + err  # a flip is drift, not a new finding at or above high
+    assert f"FLIPPED IsExchangeCloudManaged False -> True {flip.edoid}" in out
+    assert out.count("FLIPPED") == 1  # msp-1 did not change
+    code, out, err = run("findings", "--profiles", names, "--since", "last", "--format", "json")
+    doc = json.loads(out)["tenants"]
+    assert doc["msp-1"]["drift"]["cloud_managed_changed"] == [] and doc["msp-2"]["drift"]["cloud_managed_changed"] == []

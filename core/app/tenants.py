@@ -46,6 +46,8 @@ class TenantOutcome:
     error: str | None = None
     seconds: float = 0.0
     tenant: str = ""
+    #: Lines a face shows under the summary table for this tenant (e.g. what changed, with --since).
+    details: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The tenant's usual JSON, or {"error": ...} (with the status) when it failed."""
@@ -258,13 +260,17 @@ def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, sinc
     if run.history_run is not None:
         payload["run_id"] = run.history_run.run_id
     counts = {code: int(v["count"]) for code, v in summary["by_code"].items() if v["count"]}
+    details = ""
     if run.drift is not None:
+        from ..detect.history import render_drift_text
+
         payload["drift"] = run.drift.to_json()
+        details = render_drift_text(run.drift, label=name)
         counts = {f"{k}": int(v) for k, v in run.drift.to_json()["counts"].items()}
         bad = run.drift.new_at_or_above(fail_on)
     else:
         bad = fails(shown, fail_on)
-    return TenantOutcome(name, "changes" if bad else "ok", payload, counts, tenant=run.tenant)
+    return TenantOutcome(name, "changes" if bad else "ok", payload, counts, tenant=run.tenant, details=details)
 
 
 def plan_job(name: str, *, value: bool, out_dir: Path, where: str | None = None, refresh: bool = True,
