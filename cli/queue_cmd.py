@@ -11,6 +11,7 @@ The queue logic is core's (exocm.core.app.queue); this module only parses and pr
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -60,11 +61,16 @@ def _common(func: Any) -> Any:
 @click.option("--profiles", "profiles", metavar="A,B,..", default=None, help="These profiles (tenants).")
 @click.option("--all-profiles", "all_profiles", is_flag=True, help="Every configured profile.")
 @click.option("--since", default=None, metavar="last|TIME|RUN", help="findings: compare with an earlier run.")
+@click.option("--wait", "wait_s", type=click.IntRange(1), default=None, metavar="SECONDS",
+              help="Wait up to SECONDS for every tenant's result, print the summary per tenant and exit "
+                   "with the worst tenant's code (as a tenant set run in one process would).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="With --wait: the summary table, or {\"tenants\": {PROFILE: ...}}.")
 @_common
 @handle_errors
 def enqueue_cmd(kind: str, plans: Path | None, profiles: str | None, all_profiles: bool, since: str | None,
-                redis_url: str | None, heartbeat_ms: int, lock_ttl_ms: int, max_backoff_ms: int,
-                maintenance_chance: int) -> None:
+                wait_s: int | None, fmt: str, redis_url: str | None, heartbeat_ms: int, lock_ttl_ms: int,
+                max_backoff_ms: int, maintenance_chance: int) -> None:
     """Put one KIND job per tenant on the queue (apply: PLANS is the directory `plan -o DIR` wrote)."""
     if not (profiles or all_profiles):
         raise click.UsageError("name the tenants: --profiles A,B or --all-profiles")
@@ -72,10 +78,17 @@ def enqueue_cmd(kind: str, plans: Path | None, profiles: str | None, all_profile
         raise click.UsageError("apply takes the plans' directory (PLANS); other kinds take none")
     names = profile_names(profiles, all_profiles=all_profiles)
     queue = setup(_settings(redis_url, heartbeat_ms, lock_ttl_ms, max_backoff_ms, maintenance_chance))
+    queued_at = datetime.now(UTC)
     ids = enqueue(queue, kind, names, args={"since": since} if since else None, plans=plans)
     for name, message_id in zip(names, ids, strict=True):
-        click.echo(f"{message_id}  {kind}  {name}")
+        click.echo(f"{message_id}  {kind}  {name}", err=wait_s is not None)
     click.echo(f"exocm: {len(ids)} {kind} jobs queued; workers write results to <data dir>/queue/", err=True)
+    if wait_s is not None:
+        from exocm.core.app.queue import wait_results
+
+        from .tenant_set import present
+
+        present(wait_results(kind, names, after=queued_at, timeout_s=wait_s), fmt, None)
 
 
 @click.command("worker")

@@ -145,6 +145,15 @@ def test_queue_apply_survives_a_killed_worker(monkeypatch: pytest.MonkeyPatch, t
         # the killed tenant was finished by another worker, resuming the interrupted run's journal
         assert done[killed[1]]["worker"]["pid"] != killed[0]
         assert len(report[killed[1]]["journals"]) >= 2, report[killed[1]]
+
+        # findings for every tenant through the two surviving workers, waited for like a tenant set
+        code, out, err = run("enqueue", "findings", "--all-profiles", "--wait", "120", "--format", "json",
+                             "--redis", redis_url, *QUEUE_OPTIONS)
+        tenants_doc = json.loads(out)["tenants"]
+        assert sorted(tenants_doc) == sorted(f"msp-{k}" for k in range(1, TENANTS + 1))
+        assert all("error" not in d and d["summary"]["total"] > 0 for d in tenants_doc.values()), tenants_doc
+        assert code in (0, 1), err
+        assert (tmp_path / "data" / "history").is_dir()
     finally:
         for w in workers:
             if w.poll() is None:

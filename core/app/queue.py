@@ -246,3 +246,42 @@ def run_worker(queue: Queue, *, threads: int = 2, stop: threading.Event | None =
             pass
     finally:
         worker.stop()
+
+
+def read_result(kind: str, profile: str, *, after: datetime | None = None) -> TenantOutcome | None:
+    """The latest outcome a worker wrote for (`kind`, `profile`), if it finished after `after`."""
+    path = result_path(kind, profile)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    finished = datetime.fromisoformat(str(doc.get("finished_at")))
+    if after is not None and finished <= after:
+        return None
+    outcome = TenantOutcome(profile, str(doc.get("status", "error")), dict(doc.get("result") or {}),
+                            dict(doc.get("counts") or {}), doc.get("error"), float(doc.get("seconds", 0.0)),
+                            str(doc.get("tenant", "")))
+    return outcome
+
+
+def wait_results(kind: str, profiles: Sequence[str], *, after: datetime, timeout_s: float,
+                 poll_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> dict[str, TenantOutcome]:
+    """Wait until every profile's job of `kind` has a result newer than `after` (or `timeout_s`
+    passed: those still missing are "error" outcomes saying so)."""
+    deadline = clock() + timeout_s
+    found: dict[str, TenantOutcome] = {}
+    while True:
+        for name in profiles:
+            if name not in found:
+                outcome = read_result(kind, name, after=after)
+                if outcome is not None:
+                    found[name] = outcome
+        if len(found) == len(profiles) or clock() >= deadline:
+            break
+        sleep(poll_s)
+    for name in profiles:
+        if name not in found:
+            found[name] = TenantOutcome(name, "error", error=f"no result within {timeout_s:.0f} s (still queued "
+                                                            "or running; see <data dir>/queue/ later)")
+    return {name: found[name] for name in profiles}
