@@ -205,6 +205,7 @@ def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onpr
     from ..detect.engine import DEFAULT_SYNC_INTERVAL, detect
     from ..detect.history import record_and_diff
     from ..detect.report import ReportMeta, summarise
+    from ..inventory.org_config import read_org_config
     from ..inventory.snapshot import load_or_fetch
 
     notes: list[str] = []
@@ -212,8 +213,6 @@ def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onpr
     notes.extend(inv.notes)
     if onprem is None:
         onprem = _onprem_frame(profile)
-    from ..inventory.org_config import read_org_config
-
     org, org_note = read_org_config(bridge)
     if org_note:
         notes.append(org_note)
