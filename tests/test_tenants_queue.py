@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not insta
 
 TENANTS = 10
 SIZE = 100
-QUEUE_OPTIONS = ["--heartbeat-timeout-ms", "3000", "--lock-ttl-ms", "3000", "--max-backoff-ms", "1000",
+QUEUE_OPTIONS = ["--heartbeat-timeout-ms", "4000", "--lock-ttl-ms", "4000", "--max-backoff-ms", "1000",
                  "--maintenance-chance", "1000000"]
 
 

@@ -16,7 +16,8 @@ dead holder's lock expires after its TTL. While a job runs, the lock refresher a
 worker's broker heartbeat (Dramatiq's consumer only beats when it fetches, and a worker whose
 prefetch is full does not fetch), so a live worker's long apply is never handed to another worker.
 
-An apply job is `tenants.apply_job`: it resumes from the plan's journals, so a job re-run after a
+A job whose plan is locked by a still-running apply (a worker that only looked dead) is retried
+later too. An apply job is `tenants.apply_job`: it resumes from the plan's journals, so a job re-run after a
 crash never writes a row the journal holds as verified, and re-reads each in-flight row before
 writing it again (core/execute/apply.py). Results go to `<data dir>/queue/<kind>-<profile>.json`;
 findings runs are kept in the findings history as a local run's are.
@@ -195,9 +196,15 @@ def setup(settings: QueueSettings | str) -> Queue:
         lock = TenantLock(broker.client, tenant, ttl_ms=settings.lock_ttl_ms, on_beat=beat, profile=profile)
         lock.acquire()
         try:
-            from .tenants import run_tenants
+            from ..execute.apply import PlanLocked
+            from .tenants import run_one
 
-            outcome = run_tenants([profile], lambda name: job(name, args), parallel=1)[profile]
+            try:
+                outcome = run_one(profile, lambda name: job(name, args), reraise=(PlanLocked,))
+            except PlanLocked as exc:
+                # The plan's own lock is held: a run this queue lost track of (its worker looked
+                # dead but is not) still applies it. Retry later rather than fail the tenant.
+                raise TenantBusy(str(exc)) from None
             _write_result(kind, outcome, message_id, attempt)
         finally:
             lock.release()

@@ -88,29 +88,42 @@ def _natural(name: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
 
 
+def run_one(name: str, job: Callable[[str], TenantOutcome], *,
+            reraise: tuple[type[BaseException], ...] = ()) -> TenantOutcome:
+    """Run `job` for one profile; its exception becomes the outcome (status "auth" for sign-in
+    failures, else "error", one line), except those in `reraise`."""
+    from ..execute.apply import ApplyRefused
+    from ..plan.planfile import PlanError
+
+    started = time.monotonic()
+    try:
+        outcome = job(name)
+    except reraise:
+        raise
+    except AuthFailed as exc:
+        outcome = TenantOutcome(name, "auth", error=f"authentication failed: {exc.message}")
+    except BridgeError as exc:
+        outcome = TenantOutcome(name, "error", error=exc.message)
+    except (ConfigError, ApplyRefused, PlanError, OSError, ValueError) as exc:
+        outcome = TenantOutcome(name, "error", error=" ".join(str(exc).split()) or type(exc).__name__)
+    except Exception as exc:  # a defect for one tenant must not stop the others; said in one line
+        outcome = TenantOutcome(name, "error", error=f"internal error: {type(exc).__name__}: "
+                                                       f"{' '.join(str(exc).split())[:300]}")
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
 def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
                 parallel: int | None = None,
                 on_done: Callable[[TenantOutcome], None] | None = None,
                 cancel: threading.Event | None = None) -> dict[str, TenantOutcome]:
     """Run `job` once per profile, at most `parallel` (default min(8, n)) at a time; one tenant's
-    exception becomes its outcome (status "auth" for sign-in failures, else "error"). Ctrl-C sets
-    `cancel` (the jobs' own stop signal: applies settle their writes in flight) before it is re-raised."""
+    exception becomes its outcome (`run_one`). Ctrl-C sets `cancel` (the jobs' own stop signal:
+    applies settle their writes in flight) before it is re-raised."""
     workers = max(1, min(parallel or DEFAULT_PARALLEL, len(names) or 1))
 
     def one(name: str) -> TenantOutcome:
-        started = time.monotonic()
-        try:
-            outcome = job(name)
-        except AuthFailed as exc:
-            outcome = TenantOutcome(name, "auth", error=f"authentication failed: {exc.message}")
-        except BridgeError as exc:
-            outcome = TenantOutcome(name, "error", error=exc.message)
-        except (ConfigError, OSError, ValueError) as exc:
-            outcome = TenantOutcome(name, "error", error=" ".join(str(exc).split()) or type(exc).__name__)
-        except Exception as exc:  # a defect for one tenant must not stop the others; said in one line
-            outcome = TenantOutcome(name, "error", error=f"internal error: {type(exc).__name__}: "
-                                                           f"{' '.join(str(exc).split())[:300]}")
-        outcome.seconds = time.monotonic() - started
+        outcome = run_one(name, job)
         if on_done is not None:
             on_done(outcome)
         return outcome
