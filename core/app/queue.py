@@ -246,7 +246,10 @@ def run_worker(queue: Queue, *, threads: int = 2, stop: threading.Event | None =
     import dramatiq
 
     stop = stop or threading.Event()
+    # Prefetch one message per thread (Dramatiq's default is two): a tenant job runs for minutes,
+    # and a message waiting in one worker's prefetch is a tenant another, idle worker cannot take.
     worker = dramatiq.Worker(queue.broker, worker_threads=threads, worker_timeout=1000)
+    worker.queue_prefetch = threads  # read when the consumers start (dramatiq/worker.py)
     worker.start()
     try:
         while not stop.wait(0.5):
