@@ -117,6 +117,9 @@ def test_since_last_shows_exactly_the_out_of_band_changes(tenants: Any) -> None:
     code, out, err = run("findings", "--profile", "msp-1", "--onprem-live", "--refresh", "--since", "last")
     assert code == 0, out  # nothing new since the run just before
     assert "0 new, 0 resolved, 0 changed findings; 0 IsExchangeCloudManaged changes" in out
+    code, out, err = run("findings", "--profile", "msp-1", "--onprem-live", "--refresh", "--since", drift["since"]["run_id"],
+                         "--format", "html", "--no-history")
+    assert code == 1 and "<h1>What changed</h1>" in out and "DUAL_MAILBOX" in out
 
 
 def test_tenant_set_plan_show_apply_report(tenants: Any, tmp_path: Path) -> None:
