@@ -151,6 +151,26 @@ def start_embedded(size: int, seed: int, *, persist: bool, announce: Any, **knob
     """
     from exocm.sandbox.server import Sandbox  # cli may start the sandbox; core never imports it
 
+    # EXOCM_SANDBOX_VARIANT=NAME[,NAME...] (or "strict") runs the embedded sandbox under conformance
+    # variants (exocm sandbox serve --variant); the state file is the same, the behaviour is not.
+    spec = os.environ.get("EXOCM_SANDBOX_VARIANT", "").strip()
+    if spec and "variants" not in knobs:
+        from exocm.sandbox.variants import parse_variants
+
+        names = [n for n in spec.split(",") if n.strip() and n.strip().lower() != "strict"]
+        strict = any(n.strip().lower() == "strict" for n in spec.split(","))
+        try:
+            chosen = parse_variants(names, strict=strict)
+        except ValueError as exc:
+            raise ConfigError(f"EXOCM_SANDBOX_VARIANT: {exc}") from None
+        knobs["variants"] = sorted(chosen)
+        said = announce
+
+        def announce(text: str) -> None:  # the variants go right after the banner
+            said(text)
+            if text.startswith("SANDBOX (embedded"):
+                said(f"SANDBOX: conformance variants in force: {', '.join(sorted(chosen))}")
+
     if not persist:
         announce(banner_text(size, seed, None))
         return Sandbox.start(size=size, seed=seed, port=0, **knobs), None

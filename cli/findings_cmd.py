@@ -50,6 +50,7 @@ from .onprem_options import (
 )
 from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
+from .writeback_read import read_writeback
 
 _TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "action", "explanation")
 _WIDTH = {"severity": 8, "code": 22, "UserPrincipalName": 36, "action": 27, "explanation": 400}
@@ -126,6 +127,8 @@ Examples:
               help="Show what changed since an earlier run (new, resolved, changed findings; IsExchangeCloudManaged "
                    "and tenant default changes); exit 1 when something NEW is at or above --fail-on.")
 @click.option("--no-history", is_flag=True, help="Do not keep this run in the findings history.")
+@click.option("--accept-incomplete", is_flag=True,
+              help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
 def findings(
     onprem_csv: Path | None,
     severity: str | None,
@@ -137,6 +140,7 @@ def findings(
     refresh: bool,
     since: str | None,
     no_history: bool,
+    accept_incomplete: bool,
     **conn: Any,
 ) -> None:
     """Find dual mailboxes, stale PreviousRecipientTypeDetails and whatever blocks a flip.
@@ -162,7 +166,8 @@ def findings(
 
         outcomes = run_set(tenant_set, conn, lambda name: findings_job(
             name, fail_on=fail_on, refresh=True, since=since, sync_interval=timedelta(minutes=sync_interval),
-            keep_history=not no_history, severity=severity, codes=wanted or None))
+            keep_history=not no_history, severity=severity, codes=wanted or None,
+            accept_incomplete=accept_incomplete))
         present(outcomes, "json" if fmt == "json" else "table", out)
     check_onprem_sources(onprem_csv, live)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
@@ -170,6 +175,9 @@ def findings(
         sandbox = bool(connection.is_sandbox)
         banner(err, connection)
         inv = _read_inventory(connection, refresh, err)
+        incomplete = inv.incomplete_reason()
+        if incomplete and not accept_incomplete:
+            fail(incomplete)
         notes.extend(inv.notes)
         onprem: OnPremData | None = None
         try:
@@ -191,11 +199,15 @@ def findings(
         org, org_note = read_org_config(connection.bridge)
         if org_note:
             notes.append(org_note)
+        writeback = read_writeback(connection) if onprem is not None else None
+        if writeback is not None:
+            notes.append(f"writeback to AD: {writeback.label} ({writeback.source})")
         result = detect(
             inv.frame,
             onprem.frame if onprem is not None else None,
             org_config=org,
             sync_interval=timedelta(minutes=sync_interval),
+            writeback=writeback,
         )
         notes.extend(result.notes)
         drift = _history(inv, org, result, str(connection.profile.name), since, keep=not no_history)

@@ -44,6 +44,7 @@ from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame, sandbox_onprem_data
 from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
+from .writeback_read import read_writeback
 
 #: Rows printed by the table format before "... N more" (CSV and JSON carry all).
 TABLE_LIMIT = 200
@@ -108,7 +109,8 @@ def _readiness(frame: pd.DataFrame, value: bool, onprem_csv: Path | None, connec
             data = sandbox_onprem_data(connection, Path(tmp))
         onprem = data.frame if data is not None else None
     org_config, _ = read_org_config(connection.bridge)  # the tenant rule never blocks a flip: no note here
-    result = detect(frame, onprem, org_config=org_config, now=now)
+    writeback = read_writeback(connection) if onprem is not None else None
+    result = detect(frame, onprem, org_config=org_config, now=now, writeback=writeback)
     by_reason: dict[str, list[str]] = {}
     for code, why in sorted(result.not_checked.items()):
         by_reason.setdefault(why, []).append(code)
@@ -183,9 +185,12 @@ Examples:
               metavar="MIN", help="Reuse an inventory snapshot younger than this many minutes.")
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Plan file to write (default: <data dir>/plans/plan-<time>-<digest>.json).")
+@click.option("--accept-incomplete", is_flag=True,
+              help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
 def plan(value: str, csv_path: Path | None, identity_column: str | None, where: str | None, all_dirsynced: bool,
          exclude: Path | None, types: str | None, max_changes: int | None, onprem_csv: Path | None,
-         no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, **conn: Any) -> None:
+         no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, accept_incomplete: bool,
+         **conn: Any) -> None:
     """Make a plan file: which mailboxes would change, and why the others are skipped.
 
     Nothing is changed in the tenant. Review it with 'exocm show PLAN', run it with
@@ -194,7 +199,9 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     target = parse_bool(value)
     tenant_set = pop_tenant_set(conn)
     if tenant_set_wanted(tenant_set):
-        _plan_tenant_set(tenant_set, conn, target, where, all_dirsynced, csv_path, max_changes, out)
+        _plan_tenant_set(tenant_set, conn, target, where, all_dirsynced, csv_path, max_changes, out,
+                         exclude=exclude, types=tuple(parse_types(types)) if types else (),
+                         accept_incomplete=accept_incomplete)
     sources = [csv_path is not None, where is not None, all_dirsynced]
     if sum(sources) != 1:
         raise click.UsageError("choose exactly one of --csv FILE, --where EXPR, --all-dirsynced")
@@ -208,6 +215,9 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
                                        all_dirsynced=all_dirsynced, exclude=exclude,
                                        types=tuple(parse_types(types)) if types else ())
             inv = _load_inventory(connection, refresh=refresh, max_age_min=snapshot_max_age, err=err)
+            incomplete = inv.incomplete_reason()
+            if incomplete and not accept_incomplete:
+                fail(incomplete)
             selection = select_targets(inv.frame, request)
         except SelectionError as exc:
             fail(str(exc))
@@ -231,7 +241,8 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
 
 
 def _plan_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], target: bool, where: str | None,
-                     all_dirsynced: bool, csv_path: Path | None, max_changes: int | None, out: Path | None) -> None:
+                     all_dirsynced: bool, csv_path: Path | None, max_changes: int | None, out: Path | None, *,
+                     exclude: Path | None, types: tuple[str, ...], accept_incomplete: bool) -> None:
     """`plan --profiles/--all-profiles -o DIR`: one plan per tenant, DIR/<profile>.json."""
     from exocm.core.app.tenants import plan_job
 
@@ -240,8 +251,9 @@ def _plan_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], target: b
     if out is None:
         raise click.UsageError("with a tenant set, -o DIR names the directory for one plan per profile")
     out.mkdir(parents=True, exist_ok=True)
-    present(run_set(tenant_set, conn, lambda name: plan_job(name, value=target, out_dir=out, where=where,
-                                                            max_changes=max_changes)), "table", None)
+    present(run_set(tenant_set, conn, lambda name: plan_job(
+        name, value=target, out_dir=out, where=where, max_changes=max_changes, exclude=exclude, types=types,
+        accept_incomplete=accept_incomplete)), "table", None)
 
 
 # --- show ------------------------------------------------------------------------------

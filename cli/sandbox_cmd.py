@@ -81,6 +81,8 @@ Examples:
   exocm profiles add sbx --from-sandbox sandbox.json    then: exocm inventory --profile sbx
   exocm sandbox serve --state tenant.sqlite --port 8443 --sync-interval 30
   exocm sandbox serve --latency-ms 150 --concurrency-limit 10 --write-budget 50 --fault 503=0.05
+  exocm sandbox serve --strict --print-json > strict.json   the most conservative reading of the service
+  exocm sandbox serve --variant cursor-advances,edoid-no-wildcard-literal
 (commands with no profile use an embedded sandbox of their own; see 'exocm sandbox reset')
 """
 
@@ -96,8 +98,10 @@ Examples:
               help="Latency added to each REST/Graph request.")
 @click.option("--latency-jitter-ms", type=click.FloatRange(0), default=0, show_default=True,
               help="Uniform jitter (+/-) around --latency-ms.")
+@click.option("--batch-item-ms", type=click.FloatRange(0), default=None,
+              help="Server time of each $batch item, run in the batch's slot (default: --latency-ms).")
 @click.option("--concurrency-limit", type=click.IntRange(1), default=None,
-              help="In-flight REST requests per tenant before 429.")
+              help="In-flight REST requests (and WinRM shells) per tenant before 429 / a WinRM fault.")
 @click.option("--write-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Writes per second (token bucket); beyond it 429 + Retry-After.")
 @click.option("--fault", "faults", multiple=True, metavar="KIND=RATE",
@@ -121,30 +125,45 @@ Examples:
 @click.option("--tenants", type=click.IntRange(1, 500), default=None,
               help="Serve this many tenants on the one port (seeds SEED, SEED+1, ...; each with its own state, "
                    "knobs and credentials); --print-json lists them under \"tenants\".")
+@click.option("--variant", "variants", multiple=True, metavar="NAME[,NAME...]",
+              help="Conformance variants: readings of Exchange Online that public sources allow "
+                   "(bool-literals, org-config-block, edoid-no-wildcard-error, edoid-no-wildcard-literal, "
+                   "prtd-null, adminapi-errors, cursor-advances, error-with-text, writeback-off, writeback-phase2).")
+@click.option("--strict", is_flag=True,
+              help="Rehearse against the most conservative reading: bool-literals, org-config-block, prtd-null, "
+                   "adminapi-errors, error-with-text, writeback-off.")
 def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency_jitter_ms: float,
-          concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
+          batch_item_ms: float | None, concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
           fault_timeout_s: float, token_lifetime_s: int, sync_interval: float | None, state_file: Path | None,
           durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool,
-          groups: int | None, tenants: int | None) -> None:
+          groups: int | None, variants: tuple[str, ...], strict: bool, tenants: int | None) -> None:
     """Serve a SANDBOX tenant (or --tenants N of them) until Ctrl-C (the state, if any, is saved on exit)."""
     from exocm.sandbox.server import Sandbox
     from exocm.sandbox.state import StateError
+    from exocm.sandbox.variants import parse_variants
 
     fault_rates = _parse_faults(faults)
+    try:
+        chosen = parse_variants(variants, strict=strict)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--variant") from None
     out = sys.stderr if print_json else sys.stdout
     if state_file is not None and state_file.exists():
         click.echo(f"SANDBOX: loading the tenant from {state_file} ...", file=sys.stderr)
     else:
         many = f"{tenants} tenants" if tenants else "a tenant"
         click.echo(f"SANDBOX: generating {many} of {size:,} users (seed {seed}) ...", file=sys.stderr)
+    if chosen:
+        click.echo(f"SANDBOX: conformance variants in force: {', '.join(sorted(chosen))}", file=sys.stderr)
     started = time.perf_counter()
     try:
         sb = Sandbox.start(size=size, seed=seed, host=host, port=port, latency_ms=latency_ms,
                            latency_jitter_ms=latency_jitter_ms, concurrency_limit=concurrency_limit,
-                           write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
+                           batch_item_ms=batch_item_ms, write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
                            token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
                            auto_approve_device_code=device_code_approval == "auto",
-                           durable_writes=durable_writes, verbose=verbose, groups=groups, tenants=tenants)
+                           durable_writes=durable_writes, verbose=verbose, groups=groups, variants=chosen,
+                           tenants=tenants)
     except StateError as exc:
         click.echo(f"error: {exc}; give another --state file, or delete this one to generate a new tenant",
                    file=sys.stderr)

@@ -38,6 +38,8 @@ def show_cmd(**conn: Any) -> None:
         except TenantDefaultError as exc:
             fail(str(exc))
     click.echo(f"ExchangeAttributesCloudManagedByDefault: {state.cloud_managed_by_default} ({state.mode})")
+    if state.source_property and state.source_property != "ExchangeAttributesCloudManagedByDefault":
+        click.echo(f"read from: {state.source_property}")
     for warning in state.warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
 

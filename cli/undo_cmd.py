@@ -26,6 +26,7 @@ from .onprem_options import onprem_csv_frame
 from .plan_cmd import counts_lines, sandbox_note
 from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
+from .writeback_read import read_writeback
 
 
 def _plan_source(journal: Path) -> dict[str, Any]:
@@ -103,7 +104,9 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     with user_errors(), open_connection(**conn) as connection:
         banner(err, connection)
         try:
-            plan = build_undo_plan(connection.bridge, journal, all_runs=not only_this_run, onprem=onprem)
+            writeback = read_writeback(connection)
+            plan = build_undo_plan(connection.bridge, journal, all_runs=not only_this_run, onprem=onprem,
+                                   writeback=writeback)
         except (JournalError, UndoError, ApplyRefused) as exc:
             fail(str(exc))
         if connection.embedded is not None:  # so 'exocm apply' of the undo plan opens the same sandbox
@@ -116,6 +119,10 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     path = out or default_plan_path(plan, data_dir())
     save_plan(plan, path)
     err.print("\n".join(counts_lines(plan)) or "  (no verified rows to undo)")
+    err.print(f"writeback to AD: {writeback.label} ({escape(writeback.source)})" + (
+        "; every cloud edit since the flip is overwritten" if writeback.configured is False and onprem is None else
+        "; only edits of attributes outside its list are overwritten" if writeback.configured and onprem is None
+        else ""))
     if plan.value is False and plan.set_rows():
         if overwritten:
             err.print(f"[yellow]warning:[/] the next sync will overwrite cloud values of {len(overwritten):,} "

@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ LOG_FILE_NAME = "exocm.log"
 #: A few MB per file, a few old files kept: enough for a bad day, small next to a snapshot.
 MAX_BYTES = 5 * 1024 * 1024
 BACKUP_COUNT = 3
+#: Seconds before a rotation the OS refused (Windows: the file is open elsewhere) is tried again.
+ROTATE_RETRY_S = 60.0
 LEVEL_ENV = "EXOCM_LOG_LEVEL"
 REDACTED = "[redacted]"
 FORMAT = "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"
@@ -104,6 +107,7 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, maxBytes=MAX_BYTES, backupCount=BACKUP_COUNT, encoding="utf-8", delay=True)
+        self._rotate_after = 0.0
 
     def _open(self) -> Any:  # TextIOWrapper; typeshed's generic parameter varies by version
         path = Path(self.baseFilename)
@@ -111,10 +115,39 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         for folder in reversed(missing):  # each folder exocm creates is 0700, the data dir too
             folder.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if os.name == "posix":
+        if os.name == "posix" and hasattr(os, "fchmod"):  # Windows: the profile's ACL (docs/platforms.md)
             with contextlib.suppress(OSError):
                 os.fchmod(fd, 0o600)  # a file left by an older run, or made under another umask
         return open(fd, "a", encoding="utf-8")  # noqa: SIM115 - the handler owns and closes it
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        """As RotatingFileHandler, but not while a rotation is held off (see doRollover)."""
+        if time.monotonic() < self._rotate_after:
+            return 0
+        return super().shouldRollover(record)
+
+    def doRollover(self) -> None:
+        """Rotate, unless the file cannot be renamed now: then keep appending and try again later.
+
+        Windows refuses to rename a file another process holds open (a second exocm writing to
+        the same log, docs/platforms.md). Probing with a rename first keeps the old files where
+        they are instead of shifting them on every failed attempt; POSIX never refuses.
+        """
+        if self.stream:
+            self.stream.close()
+            self.stream = None
+        probe = self.baseFilename + ".rotating"
+        try:
+            os.rename(self.baseFilename, probe)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            self._rotate_after = time.monotonic() + ROTATE_RETRY_S
+            self.stream = self._open()
+            return
+        else:
+            os.rename(probe, self.baseFilename)
+        super().doRollover()
 
 
 def log_path(data_dir: Path) -> Path:

@@ -4,10 +4,11 @@ Property names are exactly Exchange's: a record is a dict keyed by them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 #: Exchange attributes that become cloud-editable with IsExchangeCloudManaged and are
-#: written back to on-prem AD (DESIGN section 1). A flip's backup and its fingerprint
+#: written back to on-prem AD (docs/exchange-facts.md#writeback-to-ad). A flip's backup and its fingerprint
 #: cover exactly these.
 CUSTOM_ATTRIBUTES: Final = tuple(f"CustomAttribute{i}" for i in range(1, 16))
 EXTENSION_CUSTOM_ATTRIBUTES: Final = tuple(f"ExtensionCustomAttribute{i}" for i in range(1, 6))
@@ -72,3 +73,59 @@ ONPREM_COLUMNS: Final[tuple[str, ...]] = (
 )
 
 EMPTY_GUID: Final = "00000000-0000-0000-0000-000000000000"
+
+
+#: Get-OrganizationConfig properties that may show the tenant default (true = new mailboxes are
+#: cloud-managed), in the order they are read: Microsoft names the switch of Set-OrganizationConfig
+#: but not the output property; public tools read BlockExchangeProvisioningFromOnPremEnabled
+#: (docs/exchange-facts.md, "The tenant default's read-back").
+TENANT_DEFAULT_PROPERTIES: Final = ("ExchangeAttributesCloudManagedByDefault",
+                                    "BlockExchangeProvisioningFromOnPremEnabled")
+
+
+def tenant_default_of(config: object) -> tuple[bool | None, str | None]:
+    """(value, property that answered) from a Get-OrganizationConfig record (a mapping): the first of
+    TENANT_DEFAULT_PROPERTIES that reads as true/false (case-insensitive names); (None, None) otherwise."""
+    items = getattr(config, "items", None)
+    if not callable(items):
+        return None, None
+    by_lower = {str(k).lower(): v for k, v in items()}
+    for name in TENANT_DEFAULT_PROPERTIES:
+        value = by_lower.get(name.lower())
+        if isinstance(value, str):
+            value = {"true": True, "false": False, "$true": True, "$false": False}.get(value.strip().lower())
+        if isinstance(value, bool):
+            return value, name
+    return None, None
+
+
+#: The EXO names of what Cloud Sync's "EXO to AD attribute sync" writes back (Phase 2): mail,
+#: proxyAddresses, extensionAttribute1-15, msExchExtensionCustomAttribute1-5,
+#: msExchRecipientDisplayType/-TypeDetails (docs/exchange-facts.md, "Writeback is off unless configured").
+PHASE2_WRITEBACK_ATTRIBUTES: Final[tuple[str, ...]] = (
+    "PrimarySmtpAddress", "EmailAddresses", *CUSTOM_ATTRIBUTES, *EXTENSION_CUSTOM_ATTRIBUTES, "RecipientTypeDetails",
+)
+
+
+@dataclass(frozen=True)
+class Writeback:
+    """Whether cloud edits of a cloud-managed mailbox reach AD, as read from Graph.
+
+    `configured`: True (a Cloud Sync EXO-to-AD job exists), False (none), None (not known: Graph
+    not reachable or not allowed). `attributes`: the EXO attributes written back when configured.
+    `source`: one line saying how it was learned."""
+
+    configured: bool | None
+    attributes: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        """'on', 'off' or 'unknown'."""
+        return "unknown" if self.configured is None else ("on" if self.configured else "off")
+
+    def reaches_ad(self, attribute: str) -> bool | None:
+        """Does a cloud edit of `attribute` reach AD? None when not known."""
+        if self.configured is None:
+            return None
+        return self.configured and attribute in self.attributes

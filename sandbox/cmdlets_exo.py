@@ -3,7 +3,7 @@
 Property sets per cmdlet follow Microsoft Learn's Get-Mailbox / Get-User / Get-MailUser /
 Get-Recipient output. One difference worth knowing: PreviousRecipientTypeDetails is emitted by
 Get-User, Get-MailUser and Get-Recipient but not by Get-Mailbox (the product reads it with
-Get-User, DESIGN section 1); its "no value" form is the enum name "None", as Exchange prints it.
+Get-User, docs/exchange-facts.md#stale-previousrecipienttypedetails); its "no value" form is the enum name "None", as Exchange prints it.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from exocm.sandbox.cloudsync import writeback_mode
 from exocm.sandbox.cmdlets import (
     CmdletTable,
     edit_custom_attributes,
@@ -112,19 +113,26 @@ USER_PROPS = ("Identity", "Name", "DisplayName", "FirstName", "LastName", "Disti
 
 
 def _view(t: Tenant, kind: str) -> View:
-    views: dict[str, View] | None = t.view_cache.get("exo")
+    prtd_null = "prtd-null" in t.variants
+    cache_key = "exo-prtd-null" if prtd_null else "exo"
+    views: dict[str, View] | None = t.view_cache.get(cache_key)
     if views is None:
+        exprs = EXPRS
+        if prtd_null:
+            # Variant prtd-null: office-docs-powershell filter-properties.md lists
+            # PreviousRecipientTypeDetails as "String or $null": unset may be $null, not 'None'.
+            exprs = {**EXPRS, "PreviousRecipientTypeDetails": "o.prev_rtd"}
         ns = {"EXO_OU": t.exo_ou, "EMPTY_GUID": EMPTY_GUID, "primary_smtp": primary_smtp,
               "recipient_type": recipient_type, "MAILBOX_TYPES": MAILBOX_TYPES,
               "RESOURCE_TYPES": frozenset({"SharedMailbox", "RoomMailbox", "EquipmentMailbox"}),
               "EXO_OU_CANONICAL": f"EURPR05A001.PROD.OUTLOOK.COM/Microsoft Exchange Hosted Organizations/{t.domain}"}
         views = {
-            "mailbox": View(EXPRS, MAILBOX_PROPS, ns),
-            "mailuser": View(EXPRS, MAILUSER_PROPS, ns),
-            "recipient": View(EXPRS, RECIPIENT_PROPS, ns),
-            "user": View(EXPRS, USER_PROPS, ns),
+            "mailbox": View(exprs, MAILBOX_PROPS, ns),
+            "mailuser": View(exprs, MAILUSER_PROPS, ns),
+            "recipient": View(exprs, RECIPIENT_PROPS, ns),
+            "user": View(exprs, USER_PROPS, ns),
         }
-        t.view_cache["exo"] = views
+        t.view_cache[cache_key] = views
     return views[kind]
 
 
@@ -206,7 +214,7 @@ def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], view_kind: str) ->
     source: Iterable[ExoRecipient] = t.exo.values()
     pred = None
     if p.get("Filter") not in (None, ""):
-        node = parse_filter(str(p["Filter"]), view.filterable)
+        node = parse_filter(str(p["Filter"]), view.filterable, no_wildcards=_no_wildcards(t))
         pred = node.pred
         index = t.exo_filter_index()
         hits, residual = node.candidates(index.bind(view.filterable, view.sources))
@@ -230,6 +238,16 @@ def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], view_kind: str) ->
         t.warn("There are more results available than are currently displayed. To view them, increase the "
                "value for the ResultSize parameter.")
     return RecordSet(objs, view.build, view)
+
+
+def _no_wildcards(t: Tenant) -> dict[str, str] | None:
+    """Variants edoid-no-wildcard-error / -literal: office-docs-powershell filter-properties.md lists
+    ExternalDirectoryObjectId as "String or $null" without the "wildcards accepted" note."""
+    if "edoid-no-wildcard-error" in t.variants:
+        return {"externaldirectoryobjectid": "error"}
+    if "edoid-no-wildcard-literal" in t.variants:
+        return {"externaldirectoryobjectid": "literal"}
+    return None
 
 
 _GET_PARAMS = ("Identity", "ResultSize", "RecipientTypeDetails", "Filter")
@@ -288,7 +306,7 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
     edits = [k for k in p if k in _WRITEBACK_PARAMS]
     if "IsExchangeCloudManaged" in p:
         if edits:
-            # DESIGN section 1: send the switch alone. The error text is the sandbox's own.
+            # docs/exchange-facts.md#send-the-switch-alone: send the switch alone. The error text is the sandbox's own.
             raise CmdletError(
                 "ArgumentException", "InvalidArgument",
                 "IsExchangeCloudManaged can't be combined with other parameters in the same Set-Mailbox "
@@ -296,7 +314,7 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
             )
         value = to_boolean(p["IsExchangeCloudManaged"], "IsExchangeCloudManaged")
         if not r.dir_synced:
-            # The feature applies only to dir-synced mailboxes (DESIGN section 1). Sandbox-made text.
+            # The feature applies only to dir-synced mailboxes (docs/exchange-facts.md#which-mailboxes-it-applies-to). Sandbox-made text.
             raise CmdletError(
                 "TaskInvalidOperationException", "InvalidOperation",
                 f"IsExchangeCloudManaged can be set only on mailboxes synchronized from on-premises Active "
@@ -327,6 +345,11 @@ def set_mailbox(t: Tenant, p: dict[str, Any]) -> list[Record]:
         return []
     if r.dir_synced and r.cloud_managed:
         t.pending_writeback.add(r.edoid)
+        if writeback_mode(t) == "phase2":
+            # Cloud Sync's own cycle writes the Phase 2 list back (cloudsync.py); the sandbox runs it now.
+            from exocm.sandbox.sync import write_back_now
+
+            write_back_now(t, r)
     return []
 
 
@@ -384,7 +407,7 @@ def _validated_proxies(proxies: list[str], r: ExoRecipient) -> list[str]:
                       required=("Identity",))
 def set_user(t: Tenant, p: dict[str, Any]) -> list[Record]:
     """Set-User -PermanentlyClearPreviousMailboxInfo: irreversible; only on a MailUser/User whose
-    PreviousRecipientTypeDetails is a mailbox type (DESIGN section 1). Error texts are the sandbox's."""
+    PreviousRecipientTypeDetails is a mailbox type (docs/exchange-facts.md#stale-previousrecipienttypedetails). Error texts are the sandbox's."""
     r = resolve(t, p["Identity"], USER_SCOPE)
     if "PermanentlyClearPreviousMailboxInfo" not in p or not to_bool(
             p["PermanentlyClearPreviousMailboxInfo"], "PermanentlyClearPreviousMailboxInfo"):
@@ -415,16 +438,27 @@ def set_user(t: Tenant, p: dict[str, Any]) -> list[Record]:
 
 
 # ----------------------------------------------------------------------------- organization config
+#: Variant org-config-block: the output property public tools read after
+#: `Set-OrganizationConfig -ExchangeAttributesCloudManagedByDefault` (mardahl/Exchange-SOA-Manager
+#: `Get-OrgState`, published runbooks); no Microsoft page names the output property.
+BLOCK_PROPERTY = "BlockExchangeProvisioningFromOnPremEnabled"
+
+
 def _org_record(t: Tenant) -> Record:
-    return {
+    value = bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])
+    record: Record = {
         "Name": t.domain,
         "Identity": t.domain,
         "DisplayName": t.org_name,
         "Guid": t.tenant_id,
         "IsDehydrated": False,
-        "ExchangeAttributesCloudManagedByDefault": bool(t.org_config["ExchangeAttributesCloudManagedByDefault"]),
-        "WhenChanged": t.org_config.get("WhenChanged"),
     }
+    if "org-config-block" in t.variants:
+        record[BLOCK_PROPERTY] = value
+    else:
+        record["ExchangeAttributesCloudManagedByDefault"] = value
+    record["WhenChanged"] = t.org_config.get("WhenChanged")
+    return record
 
 
 @EXO_CMDLETS.register("Get-OrganizationConfig", ("Identity",))
@@ -438,7 +472,7 @@ def get_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
 def set_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
     """Set-OrganizationConfig -ExchangeAttributesCloudManagedByDefault / -ExchangeAttributesServerManagedByDefault.
 
-    Affects mailboxes provisioned from now on only (DESIGN section 1)."""
+    Affects mailboxes provisioned from now on only (docs/exchange-facts.md#tenant-wide-default)."""
     cloud = "ExchangeAttributesCloudManagedByDefault" in p
     server = "ExchangeAttributesServerManagedByDefault" in p
     if cloud and server:

@@ -185,8 +185,40 @@ class GraphApi:
             return self._ok(self._selected({"@odata.context": f"{ctx}#contacts/$entity", **record}, query), rid)
         if head == "groups" and rest:
             return self._group_route(method, version, rest, query, header, body, claims, ctx, rid, crid)
+        if head == "servicePrincipals" and method == "GET":
+            return self._service_principals(rest, query, claims, ctx, rid, crid)
         # Graph's answer for an unknown segment (text from Microsoft Graph).
         return self._error(400, "BadRequest", f"Resource not found for the segment '{route[-1]}'.", rid, crid)
+
+    def _service_principals(self, rest: list[str], query: dict[str, str], claims: dict[str, Any], ctx: str,
+                            rid: str, crid: str) -> Response:
+        """GET servicePrincipals[?$filter=appId eq '...'] and servicePrincipals/{id}/synchronization/jobs
+        (Graph "List servicePrincipals": Application.Read.All or Directory.Read.All; "List
+        synchronizationJobs": Synchronization.Read.All). The Cloud Sync job model is cloudsync.py's.
+        Only an `appId eq` filter is understood (others: the whole list)."""
+        from . import cloudsync
+
+        t = self.tenant
+        with t.lock:
+            principals = cloudsync.service_principals(t)
+            if not rest:
+                self._require(claims, ("Application.Read.All", "Directory.Read.All"))
+                wanted = query.get("$filter", "")
+                if "appid eq" in wanted.lower():
+                    app = wanted.split("'")[1].lower() if wanted.count("'") >= 2 else ""
+                    principals = [p for p in principals if p["appId"] == app]
+                return self._ok({"@odata.context": f"{ctx}#servicePrincipals", "value": principals}, rid)
+            if rest[1:] == ["synchronization", "jobs"]:
+                self._require(claims, ("Synchronization.Read.All", "Synchronization.ReadWrite.All"))
+                jobs = cloudsync.synchronization_jobs(t, rest[0])
+                if jobs is None:
+                    return self._error(404, "Request_ResourceNotFound",
+                                       f"Resource '{rest[0]}' does not exist or one of its queried "
+                                       "reference-property objects are not present.", rid, crid)
+                return self._ok({"@odata.context": f"{ctx}#servicePrincipals('{rest[0]}')/synchronization/jobs",
+                                 "value": jobs}, rid)
+        return self._error(400, "BadRequest", f"Resource not found for the segment '{rest[-1] if rest else ''}'.",
+                           rid, crid)
 
     def _user_route(self, method: str, rest: list[str], body: bytes | None, ctx: str, rid: str,
                     crid: str) -> Response:

@@ -4,7 +4,11 @@ All of them can be changed while the sandbox runs (tests flip them between calls
 - latency: fixed milliseconds plus uniform jitter in [-jitter, +jitter], added to every
   EXO REST / Graph request (the token endpoint answers at once);
 - concurrency limit: in-flight InvokeCommand/$batch requests per tenant; one more gets 429
-  with EXO's "maximum number of concurrent requests per tenant" body (DESIGN section 2);
+  with EXO's "maximum number of concurrent requests per tenant" body (docs/exchange-facts.md#throttling);
+- batch item cost: each `$batch` item runs for `batch_item_ms` (None: the same as one
+  request's latency) inside the batch's slot, one item after another, so a batch saves
+  round trips, not server work (the reasoning and what is unknown: docs/exchange-facts.md,
+  "Cost of a $batch and of WinRM requests");
 - write budget: a token bucket of R writes per second (burst R, at least 1); a write beyond
   it gets 429 with Retry-After (whole seconds, at least 1);
 - faults at a rate per request, drawn from one seeded RNG: "500", "503" (with Retry-After on
@@ -12,7 +16,7 @@ All of them can be changed while the sandbox runs (tests flip them between calls
   request is run, then held `fault_timeout_s` seconds and closed without a response; the
   write may have landed, as when a real client times out), "applied-error" (a write runs,
   then the answer is an error whose message is EMPTY: the GA quirk of
-  Set-Mailbox -IsExchangeCloudManaged, see DESIGN section 1).
+  Set-Mailbox -IsExchangeCloudManaged, see docs/exchange-facts.md#applied-but-errored).
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ GRAPH_APP_ROLES: tuple[str, ...] = (
     "Group.ReadWrite.All", "GroupMember.ReadWrite.All", "LicenseAssignment.ReadWrite.All",
     "Group-OnPremisesSyncBehavior.ReadWrite.All", "Contacts-OnPremisesSyncBehavior.ReadWrite.All",
     "User-OnPremisesSyncBehavior.ReadWrite.All",
+    # Reading Cloud Sync jobs (Graph "List synchronizationJobs": Synchronization.Read.All; cloudsync.py).
+    "Synchronization.Read.All",
 )
 
 #: Fault kinds accepted by --fault KIND=RATE.
@@ -66,6 +72,8 @@ class Knobs:
 
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
+    #: Server time of one `$batch` item; None = latency_ms (the service time of one request).
+    batch_item_ms: float | None = None
     concurrency_limit: int | None = None
     write_budget: float | None = None
     faults: dict[str, float] = field(default_factory=dict)
@@ -76,6 +84,8 @@ class Knobs:
     #: When set, @odata.nextLink points at this base URL instead of the sandbox's own
     #: (hostile-service tests: a client must refuse to send its token elsewhere).
     next_link_base_url: str | None = None
+    #: Conformance variants in force (variants.py); the tenant model holds the same set.
+    variants: frozenset[str] = field(default_factory=frozenset)
     #: Graph app roles put in tokens issued from now on (and granted to delegated sign-ins);
     #: None = GRAPH_APP_ROLES. Tokens already issued keep the roles they carry.
     graph_roles: list[str] | None = None
@@ -93,6 +103,11 @@ class Knobs:
         if self.latency_jitter_ms:
             base += rng.uniform(-self.latency_jitter_ms, self.latency_jitter_ms)
         return max(0.0, base) / 1000.0
+
+    def batch_item_s(self) -> float:
+        """Server time of one `$batch` item, in seconds (default: one request's latency)."""
+        ms = self.latency_ms if self.batch_item_ms is None else self.batch_item_ms
+        return max(0.0, ms) / 1000.0
 
 
 class FaultDice:

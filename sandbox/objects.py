@@ -12,7 +12,7 @@ from datetime import datetime
 
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
-#: EXO mailbox types IsExchangeCloudManaged applies to (DESIGN section 1).
+#: EXO mailbox types IsExchangeCloudManaged applies to (docs/exchange-facts.md#which-mailboxes-it-applies-to).
 FLIP_TYPES = frozenset({"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox"})
 #: Types that count as "a mailbox" in PreviousRecipientTypeDetails (Microsoft Learn, RecipientTypeDetails).
 MAILBOX_TYPES = frozenset(

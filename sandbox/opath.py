@@ -366,10 +366,22 @@ def _complement(hits: set[int], size: int) -> set[int]:
     return set(range(size)).difference(hits)
 
 
+def _wildcard_refused(text: str, name: str, pos: int) -> CmdletError:
+    # Variant edoid-no-wildcard-error: the refusal's wording is the sandbox's own.
+    return CmdletError(
+        "InvalidFilterException",
+        "InvalidArgument",
+        f"Cannot bind parameter 'Filter' to the target. Exception setting \"Filter\": \"Wildcards aren't "
+        f"supported for the property '{name}'.\n\"{text}\" at position {pos + 1}.\" (sandbox message)",
+    )
+
+
 class _Parser:
-    def __init__(self, text: str, props: Mapping[str, Getter]) -> None:
+    def __init__(self, text: str, props: Mapping[str, Getter],
+                 no_wildcards: Mapping[str, str] | None = None) -> None:
         self.text = text
         self.props = props
+        self.no_wildcards = no_wildcards or {}
         self.toks = _tokenize(text)
         self.i = 0
 
@@ -441,16 +453,25 @@ class _Parser:
             lit = _Literal(None) if val.value == "$null" else _Literal(val.value[1:])
         else:
             raise _syntax_error(self.text, val.pos)
-        return Compare(name, op.value, lit, getter)
+        operator = op.value
+        mode = self.no_wildcards.get(name)
+        if mode and operator in ("-like", "-notlike") and lit.raw is not None and "*" in lit.raw:
+            if mode == "error":
+                raise _wildcard_refused(self.text, t.value, t.pos)
+            # "literal": the '*' is a character like any other, so -like is -eq on the text.
+            operator = "-eq" if operator == "-like" else "-ne"
+        return Compare(name, operator, lit, getter)
 
 
-def parse_filter(text: str, props: Mapping[str, Getter]) -> Node:
+def parse_filter(text: str, props: Mapping[str, Getter], *, no_wildcards: Mapping[str, str] | None = None) -> Node:
     """Compile an OPATH filter into a node tree (`.pred` decides an object, `.candidates` asks an index).
 
     `props` maps lower-case property names to getters. Raises CmdletError
     (ParameterBindingException / InvalidArgument) for a syntax error or a property not in `props`.
+    `no_wildcards` maps lower-case property names to "error" (a `*` in -like is refused) or
+    "literal" (a `*` matches only itself): the edoid-no-wildcard-* variants (variants.py).
     """
-    return _Parser(text, props).parse()
+    return _Parser(text, props, no_wildcards).parse()
 
 
 def compile_filter(text: str, props: Mapping[str, Getter]) -> Predicate:

@@ -5,7 +5,7 @@
 
 Facts modelled, with their sources:
 - Request/response shapes, headers (Authorization, X-CmdletName, X-AnchorMailbox,
-  `Prefer: odata.maxpagesize=N`, client-request-id) and `@adminapi.warnings`: DESIGN section 2,
+  `Prefer: odata.maxpagesize=N`, client-request-id) and `@adminapi.warnings`: docs/exchange-facts.md#rest-invokecommand,
   and public clients of the API (CIPP's New-ExoRequest, M365Permissions' New-ExOQuery).
 - `$select` on InvokeCommand (`InvokeCommand?$select=UserPrincipalName,Guid`): CIPP's New-ExoRequest
   sends it with Get-Mailbox / Get-User and reads only those properties, page after page. The
@@ -25,12 +25,13 @@ Facts modelled, with their sources:
   most cmdlet errors; public clients treat "404 (Not Found)" from InvokeCommand as a
   not-found object, so not-found may be 404). Error ids other than Ex6F9304 are made up.
 - Throttling answers (429 bodies, 500/503 fault bodies, skiptoken errors, $batch limit
-  errors): the concurrency text is EXO's (DESIGN section 2); the other texts are the
+  errors): the concurrency text is EXO's (docs/exchange-facts.md#throttling); the other texts are the
   sandbox's own.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import sys
 import threading
@@ -54,6 +55,10 @@ MAX_PAGE_SIZE = 1000
 #: 1000; the sandbox's choice for clients that do not).
 DEFAULT_PAGE_SIZE = 1000
 MAX_BATCH = 10
+#: Variant error-with-text: every how-many-th flip / tenant-default write answers the quirk (from the first).
+QUIRK_EVERY = 4
+#: Variant adminapi-errors: the chance of each record of a multi-record page to be left out with an error.
+ADMINAPI_ERROR_RATE = 0.02
 #: Open paging cursors kept at most (least recently used are dropped first).
 MAX_CURSORS = 1024
 
@@ -136,6 +141,8 @@ class _Cursor:
     rows: Sequence[dict[str, Any]]
     page_size: int
     last_used: float
+    #: Page indexes already answered (variant cursor-advances: a link sent again has moved on).
+    served: set[int] = field(default_factory=set)
 
 
 class CursorStore:
@@ -160,18 +167,31 @@ class CursorStore:
     def get(self, cid: str, index: int, tenant: str,
             ttl_s: float) -> tuple[Sequence[dict[str, Any]], int, int, bool] | None:
         """(rows, start, end, more) of page `index` of cursor `cid`; None when gone."""
+        got = self.page(cid, index, tenant, ttl_s)
+        return None if got is None else got[:4]
+
+    def page(self, cid: str, index: int, tenant: str, ttl_s: float,
+             advances: bool = False) -> tuple[Sequence[dict[str, Any]], int, int, bool, int] | None:
+        """(rows, start, end, more, index served) of page `index` of cursor `cid`; None when gone.
+
+        `advances` (variant cursor-advances): a page asked for again is not served again; the
+        cursor has moved on, and the answer is the page after the last one served."""
         with self._lock:
             self._expire(ttl_s)
             cur = self._cursors.get(cid)
             if cur is None or cur.tenant != tenant:
                 return None
-            start = index * cur.page_size
-            if index < 1 or start >= len(cur.rows):
+            if index < 1 or index * cur.page_size >= len(cur.rows):
                 return None
+            if advances and index in cur.served:
+                index = max(cur.served) + 1
+            start = index * cur.page_size
+            cur.served.add(index)
             cur.last_used = self._clock()
             self._cursors.move_to_end(cid)
+            start = min(start, len(cur.rows))
             end = min(len(cur.rows), start + cur.page_size)
-            return cur.rows, start, end, end < len(cur.rows)
+            return cur.rows, start, end, end < len(cur.rows), index
 
     def _expire(self, ttl_s: float) -> None:
         now = self._clock()
@@ -196,9 +216,13 @@ class Stats:
     writes: int = 0
     invoke_by_cmdlet: dict[str, int] = field(default_factory=dict)
     batch_requests: int = 0
+    #: $batch items answered 429 (inside a batch that itself answered 200; not in http_429).
+    batch_item_429: int = 0
     pages_served: int = 0
     resets: int = 0
     timeouts: int = 0
+    #: Records left out of read pages with an @adminapi.errors entry (variant adminapi-errors).
+    record_errors: int = 0
     faults_injected: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -236,15 +260,16 @@ class Stats:
         with self._lock:
             return {"requests": self.requests, "by_status": dict(self.by_status), "http_429": self.http_429,
                     "writes": self.writes, "invoke_by_cmdlet": dict(self.invoke_by_cmdlet),
-                    "batch_requests": self.batch_requests, "pages_served": self.pages_served,
-                    "resets": self.resets, "timeouts": self.timeouts,
+                    "batch_requests": self.batch_requests, "batch_item_429": self.batch_item_429,
+                    "pages_served": self.pages_served,
+                    "resets": self.resets, "timeouts": self.timeouts, "record_errors": self.record_errors,
                     "faults_injected": dict(self.faults_injected)}
 
     def reset(self) -> None:
         """Zero every counter."""
         with self._lock:
-            self.requests = self.http_429 = self.writes = self.batch_requests = 0
-            self.pages_served = self.resets = self.timeouts = 0
+            self.requests = self.http_429 = self.writes = self.batch_requests = self.batch_item_429 = 0
+            self.pages_served = self.resets = self.timeouts = self.record_errors = 0
             self.by_status = {}
             self.invoke_by_cmdlet = {}
             self.faults_injected = {}
@@ -275,6 +300,8 @@ class RestApi:
         self.budget = WriteBudget(clock)
         self.cursors = CursorStore(clock)
         self._on_write = on_write
+        self._quirk_lock = threading.Lock()
+        self._quirk_writes = 0
 
     # -- routing ---------------------------------------------------------------------------
     def handle(self, request: Request) -> Response | None:
@@ -385,6 +412,10 @@ class RestApi:
             return _Outcome(400, dumps(simple_error("BadRequest", "CmdletInput.Parameters must be an object.")))
         page_size = _page_size(_header(headers, "Prefer"))
         write = is_write(cmdlet)
+        if "bool-literals" in self.knobs.variants:
+            refused = _bool_literal_param(params)
+            if refused is not None:
+                return _Outcome(400, dumps(cmdlet_error_payload(refused)))
         if write:
             wait = self.budget.take(self.knobs.write_budget)
             if wait > 0:
@@ -401,6 +432,9 @@ class RestApi:
                     rows = _selected(rows, select)
                 warnings = list(getattr(self.tenant, "last_warnings", None) or [])
                 first = rows[:page_size]  # records are built under the lock, serialised outside
+            errors: list[str] = []
+            if not write and len(rows) > 1:
+                first, errors = self._record_errors(first)
         except CmdletError as err:
             if write and self._on_write is not None:
                 self._on_write()
@@ -413,15 +447,48 @@ class RestApi:
         if write:
             if self._on_write is not None:
                 self._on_write()
-            if self.dice.chance(self.knobs.faults.get("applied-error", 0.0)):
+            with_text = "error-with-text" in self.knobs.variants
+            if self.dice.chance(self.knobs.faults.get("applied-error", 0.0)) or (
+                    with_text and self._quirk_due(cmdlet, params)):
                 self.stats.count_fault("applied-error")
                 # The GA quirk: the write landed, the answer is an error with an empty message.
                 empty = CmdletError("", "NotSpecified", "", http_status=400)
-                return _Outcome(400, dumps(cmdlet_error_payload(empty)))
+                payload = cmdlet_error_payload(empty)
+                if with_text:
+                    payload = quirk_with_text(payload, cmdlet)
+                return _Outcome(400, dumps(payload))
         next_token = None
         if len(rows) > page_size:
             next_token = f"{self.cursors.put(tenant.lower(), rows, page_size, self.knobs.cursor_ttl_s)}.1"
-        return _Outcome(200, self._frame(tenant, dumps(first), next_token, warnings))
+        return _Outcome(200, self._frame(tenant, dumps(first), next_token, warnings, errors))
+
+    def _quirk_due(self, cmdlet: str, params: dict[str, Any]) -> bool:
+        """Variant error-with-text: every QUIRK_EVERY-th flip or tenant-default write answers the quirk."""
+        low = cmdlet.lower()
+        if not ((low == "set-mailbox" and "IsExchangeCloudManaged" in params) or low == "set-organizationconfig"):
+            return False
+        with self._quirk_lock:
+            self._quirk_writes += 1
+            return self._quirk_writes % QUIRK_EVERY == 1
+
+    def _record_errors(self, page: Sequence[dict[str, Any]]) -> tuple[Sequence[dict[str, Any]], list[str]]:
+        """Variant adminapi-errors: leave some records of a multi-record page out and name them in
+        `@adminapi.errors` (the V3 module's ShowResultAndCheckForNextPage raises such errors; which
+        records and the text are the sandbox's choice: each record of a page with a seeded chance)."""
+        if "adminapi-errors" not in self.knobs.variants or len(page) < 2:
+            return page, []
+        kept: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for record in page:
+            ident = record.get("ExternalDirectoryObjectId") or record.get("Guid") or record.get("Identity")
+            if ident and self.dice.chance(ADMINAPI_ERROR_RATE):
+                errors.append(f"{error_id('ADTransientException')}|Microsoft.Exchange.Data.Directory."
+                              f"ADTransientException|The object '{ident}' couldn't be read and was left out of "
+                              "the results: an Active Directory operation failed. (sandbox message)")
+                continue
+            kept.append(record)
+        self.stats.count("record_errors", len(errors))
+        return kept, errors
 
     def _run(self, cmdlet: str, params: dict[str, Any]) -> Sequence[dict[str, Any]]:
         """Run a cmdlet; Get-* results stay lazy when the tenant offers query()."""
@@ -434,10 +501,13 @@ class RestApi:
     def _context(self, tenant: str) -> str:
         return f"{self._base_url()}/adminapi/beta/{tenant}/$metadata#Collection(Exchange.GenericHashTable)"
 
-    def _frame(self, tenant: str, page: bytes, next_token: str | None, warnings: list[str]) -> bytes:
+    def _frame(self, tenant: str, page: bytes, next_token: str | None, warnings: list[str],
+               errors: list[str] | None = None) -> bytes:
         parts = [b'{"@odata.context":', dumps(self._context(tenant))]
         if warnings:
             parts += [b',"@adminapi.warnings":', dumps(warnings)]
+        if errors:
+            parts += [b',"@adminapi.errors":', dumps(errors)]
         parts += [b',"value":', page]
         if next_token is not None:
             base = (self.knobs.next_link_base_url or self._base_url()).rstrip("/")
@@ -451,16 +521,18 @@ class RestApi:
         cid, _, index_text = token.rpartition(".")
         got = None
         if cid and index_text.isdigit():
-            got = self.cursors.get(cid, int(index_text), tenant.lower(), self.knobs.cursor_ttl_s)
+            got = self.cursors.page(cid, int(index_text), tenant.lower(), self.knobs.cursor_ttl_s,
+                                    advances="cursor-advances" in self.knobs.variants)
         if got is None:
             # The sandbox's own text: an unknown or expired cursor.
             return _Outcome(400, dumps(simple_error(
                 "BadRequest", "The skip token is not valid or has expired. Run the command again.")))
-        rows, start, end, more = got
+        rows, start, end, more, served = got
         with self.tenant.lock:
             page = rows[start:end]
-        next_token = f"{cid}.{int(index_text) + 1}" if more else None
-        return _Outcome(200, self._frame(tenant, dumps(page), next_token, []))
+        next_token = f"{cid}.{served + 1}" if more else None
+        page, errors = self._record_errors(page)
+        return _Outcome(200, self._frame(tenant, dumps(page), next_token, [], errors))
 
     # -- $batch ----------------------------------------------------------------------------
     def _batch(self, request: Request, tenant: str) -> Response:
@@ -486,8 +558,15 @@ class RestApi:
                 "BadRequest", f"The batch request contains the request id '{repeated}' more than once."))
         continue_on_error = "odata.continue-on-error" in request.header("Prefer").lower()
         responses: list[dict[str, Any]] = []
+        item_s = self.knobs.batch_item_s()
         for sub in subs:
+            if item_s:
+                # Each item costs server time in the batch's concurrency slot, one after the
+                # other (docs/exchange-facts.md, "Cost of a $batch and of WinRM requests").
+                time.sleep(item_s)
             outcome, sub_id = self._batch_item(sub, tenant)
+            if outcome.status == 429:
+                self.stats.count("batch_item_429")
             sub_headers = {"Content-Type": "application/json; charset=utf-8"}
             sub_headers.update(outcome.headers)
             responses.append({"id": sub_id, "status": outcome.status, "headers": sub_headers,
@@ -518,6 +597,38 @@ class RestApi:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         outcome = self._invoke_request(str(sub.get("method", "POST")), query, body, headers, tenant)
         return outcome, sub_id
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_BOOL_VAR = re.compile(r"\$(?:true|false)\b", re.IGNORECASE)
+#: The filter parameters the V3 module sanitises (FilterParametersForBooleanParsing).
+BOOL_FILTER_PARAMS = ("Filter", "RecipientFilter", "RecipientPreviewFilter")
+
+
+def _bool_literal_param(params: dict[str, Any]) -> CmdletError | None:
+    """Variant bool-literals: the error for a `$true`/`$false` outside quotes in a filter parameter.
+
+    The V3 module rewrites them to 'True'/'False' before InvokeCommand (Get-SanitizedBoolValuesInFilter),
+    so the service is assumed not to bind them; the error text is the sandbox's own."""
+    for name in BOOL_FILTER_PARAMS:
+        value = next((v for k, v in params.items() if k.lower() == name.lower()), None)
+        if isinstance(value, str) and _BOOL_VAR.search(_QUOTED.sub("''", value)):
+            return CmdletError(
+                "ParameterBindingException", "InvalidArgument",
+                f"Cannot bind parameter '{name}' to the target. Exception setting \"{name}\": \"The value "
+                f"'$true' or '$false' can't be used in a filter sent to this endpoint; use 'True' or 'False'.\" "
+                "(sandbox message)")
+    return None
+
+
+def quirk_with_text(payload: dict[str, Any], cmdlet: str) -> dict[str, Any]:
+    """Variant error-with-text: the quirk's exception message stays empty, its ErrorDetails carry text
+    (public notes on the Set-Mailbox quirk); the text is the sandbox's own."""
+    text = (f"{error_id('TaskInvalidOperationException')}|Microsoft.Exchange.Configuration.Tasks."
+            f"TaskInvalidOperationException|{cmdlet} failed while completing the change; the operation may "
+            "have partially completed. (sandbox message)")
+    payload["error"]["details"] = [{"code": "Client", "target": "", "message": text}]
+    return payload
 
 
 def _selected(rows: Sequence[dict[str, Any]], names: list[str]) -> Sequence[dict[str, Any]]:

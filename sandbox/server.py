@@ -67,6 +67,7 @@ class Sandbox:
         (sandbox/tenants.py); None serves this tenant on a port of its own."""
         self.tenant = tenant
         self.knobs = knobs
+        tenant.variants = knobs.variants
         self.stats = Stats()
         self.state_file = state_file
         self._epoch = _epoch_clock(clock)
@@ -115,15 +116,15 @@ class Sandbox:
     @classmethod
     def start(cls, size: int = 1000, seed: int = 42, *, host: str = "127.0.0.1", port: int = 0,
               latency_ms: float = 0, latency_jitter_ms: float = 0, concurrency_limit: int | None = None,
-              write_budget: float | None = None, faults: dict[str, float] | None = None,
+              batch_item_ms: float | None = None, write_budget: float | None = None, faults: dict[str, float] | None = None,
               token_lifetime_s: int = 3600, sync_interval: float | None = None,
               state_file: str | Path | None = None, tenant: Any = None,
               auto_approve_device_code: bool = True, clock: ClockLike | None = None,
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
               durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
               winrm_port: int = 0, groups: int | None = None,
-              graph_roles: list[str] | None = None, tenants: int | None = None,
-              front: Any = None, shared_app: bool = False) -> Any:
+              graph_roles: list[str] | None = None, variants: Any = None, strict: bool = False,
+              tenants: int | None = None, front: Any = None, shared_app: bool = False) -> Any:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
 
         `tenants`: serve that many tenants on one port instead (seeds seed, seed+1, ...; each with its
@@ -141,6 +142,8 @@ class Sandbox:
         `winrm`: also serve WinRM/PSRP (on-prem Exchange and an EXO management host) on a
         second loopback TLS port (sandbox/psrp; `winrm_port`, 0 = any free port); its URLs and
         credentials join `info`.
+        `variants`: conformance variants (`NAME[,NAME...]` or names; sandbox/variants.py);
+        `strict` adds the STRICT set. ValueError for an unknown name.
         """
         if tenants is not None:
             from .tenants import SandboxTenants
@@ -148,15 +151,20 @@ class Sandbox:
             return SandboxTenants.start(
                 tenants, size=size, seed=seed, host=host, port=port, latency_ms=latency_ms,
                 latency_jitter_ms=latency_jitter_ms, concurrency_limit=concurrency_limit,
-                write_budget=write_budget, faults=faults, token_lifetime_s=token_lifetime_s,
-                sync_interval=sync_interval, state_file=state_file,
+                batch_item_ms=batch_item_ms, write_budget=write_budget, faults=faults,
+                token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
                 auto_approve_device_code=auto_approve_device_code, clock=clock,
                 fault_timeout_s=fault_timeout_s, tls_dir=tls_dir, durable_writes=durable_writes,
-                verbose=verbose, winrm=winrm, groups=groups, graph_roles=graph_roles, shared_app=shared_app)
+                verbose=verbose, winrm=winrm, groups=groups, graph_roles=graph_roles, variants=variants,
+                strict=strict, shared_app=shared_app)
+        from .variants import parse_variants
+
+        chosen = parse_variants(variants, strict=strict)
         knobs = Knobs(latency_ms=float(latency_ms), latency_jitter_ms=float(latency_jitter_ms),
+                      batch_item_ms=None if batch_item_ms is None else float(batch_item_ms),
                       concurrency_limit=concurrency_limit, write_budget=write_budget,
                       faults=validate_faults(faults), fault_timeout_s=float(fault_timeout_s),
-                      token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles)
+                      token_lifetime_s=int(token_lifetime_s), graph_roles=graph_roles, variants=chosen)
         state_path = Path(state_file) if state_file is not None else None
         if tenant is None:
             tenant = _load_or_generate(size, seed, state_path, groups)
@@ -201,13 +209,14 @@ class Sandbox:
         digest = hmac.new(self.material.client_secret.encode(), b"exocm-sandbox winrm password",
                           hashlib.sha256).digest()
         password = base64.urlsafe_b64encode(digest[:18]).decode()
-        # The same fault knobs and seeded dice as the REST front; faults are counted in the same stats.
+        # The same knobs (latency, concurrency limit, faults), seeded dice and write budget as the REST
+        # front; faults are counted in the same stats.
         # Writes through WinRM are saved like REST writes (durable_writes: before the pipeline answers).
         return WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
                                    password=password,
                                    verifier=verify, cert_users={"exocm-sandbox-app": user},
                                    knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
-                                   on_write=self._wrote)
+                                   on_write=self._wrote, write_budget=self.rest.budget)
 
     # -- endpoints -----------------------------------------------------------------------
     @property
@@ -258,6 +267,7 @@ class Sandbox:
             "device_client_id": m.device_client_id,
             "tenant_domain": str(self.tenant.domain),
             "sandbox": True,
+            "variants": sorted(self.knobs.variants),
         }
         if self.graph is not None:
             info["graph_base_url"] = self.graph_base_url
@@ -286,6 +296,17 @@ class Sandbox:
         return response
 
     # -- controls ------------------------------------------------------------------------
+    def set_variants(self, variants: Any, *, strict: bool = False) -> frozenset[str]:
+        """Switch the conformance variants in force (tests flip them between calls)."""
+        from .variants import parse_variants
+
+        chosen = parse_variants(variants, strict=strict)
+        with self.tenant.lock:
+            self.knobs.variants = chosen
+            self.tenant.variants = chosen
+            self.tenant.view_cache.clear()
+        return chosen
+
     def revoke_tokens(self) -> int:
         """Every access token issued so far now fails with 401 (as expired)."""
         return self.tokens.revoke_tokens()

@@ -1,6 +1,6 @@
 """One Entra Connect sync cycle plus the EXO provisioning pass that follows it.
 
-Facts (DESIGN section 1 unless noted):
+Facts (docs/exchange-facts.md#mailbox-source-of-authority unless noted):
 - Delta sync: only on-prem objects changed since the last cycle are exported (Entra Connect's
   delta import/export, Microsoft Learn "Entra Connect Sync: Scheduler"); `full=True` re-exports
   everything (a full sync cycle).
@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from exocm.sandbox.cloudsync import writeback_mode
 from exocm.sandbox.objects import (
     EMPTY_GUID,
     MAILBOX_TYPES,
@@ -115,9 +116,12 @@ def run_sync_cycle(t: Tenant, *, full: bool = False) -> dict[str, int]:
         if r is not None and u is not None:
             _provision(t, r, u, t.ad_for(r), stats)
 
-    # 5. Writeback of cloud-managed mailboxes' Exchange attributes to AD.
+    # 5. Writeback of cloud-managed mailboxes' Exchange attributes to AD (cloudsync.py: none without
+    #    a Cloud Sync EXO-to-AD job; the Phase 2 list with one).
     wb = [e for e, r in t.exo.items() if r.cloud_managed] if full else sorted(t.pending_writeback)
     t.pending_writeback.clear()
+    if writeback_mode(t) == "off":
+        wb = []
     for edoid in wb:
         r = t.exo.get(edoid)
         if r is None or not r.cloud_managed or not r.dir_synced:
@@ -353,8 +357,17 @@ def _make_mailbox(t: Tenant, r: ExoRecipient, a: AdUser | None, rtd: str, guid: 
         if r.legacy_dn is None:
             r.legacy_dn = exo_legacy_dn(r.alias, r.guid)
         if r.dir_synced:
-            # The tenant default applies to mailboxes created from now on (DESIGN section 1).
+            # The tenant default applies to mailboxes created from now on (docs/exchange-facts.md#tenant-wide-default).
             r.cloud_managed = bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])
+
+
+def write_back_now(t: Tenant, r: ExoRecipient) -> bool:
+    """Write one cloud-managed mailbox's attributes back to AD now (a Cloud Sync cycle; cloudsync.py)."""
+    a = t.ad_for(r)
+    if a is None or not r.cloud_managed or not r.dir_synced:
+        return False
+    t.pending_writeback.discard(r.edoid)
+    return _write_back(t, r, a)
 
 
 def _write_back(t: Tenant, r: ExoRecipient, a: AdUser) -> bool:
@@ -362,9 +375,11 @@ def _write_back(t: Tenant, r: ExoRecipient, a: AdUser) -> bool:
     ca = dict(r.ca) if r.ca else None
     eca = {k: list(v) for k, v in r.eca.items()} if r.eca else None
     proxies = list(r.proxies) if a.rtd is not None else a.proxies
-    if (ca, eca, proxies, r.hidden) == (a.ca, a.eca, a.proxies, a.hidden):
+    # Phase 2 writes back no msExchHideFromAddressLists (cloudsync.py); the default sandbox does.
+    hidden = a.hidden if writeback_mode(t) == "phase2" else r.hidden
+    if (ca, eca, proxies, hidden) == (a.ca, a.eca, a.proxies, a.hidden):
         return False
     with t.editing_ad(a, touch=False):
-        a.ca, a.eca, a.proxies, a.hidden = ca, eca, proxies, r.hidden
+        a.ca, a.eca, a.proxies, a.hidden = ca, eca, proxies, hidden
     a.when_changed = t.now()  # AD records the write; it is not queued back to the cloud
     return True

@@ -3,7 +3,7 @@
 Servers (token/REST/PSRP/Graph) call `Tenant.invoke` under `tenant.lock`; `invoke` also takes
 the lock itself (it is re-entrant), so direct callers are safe too.
 
-Facts modelled here come from DESIGN.md section 1 unless a comment names another source.
+Facts modelled here come from docs/exchange-facts.md (its "Mailbox source of authority" and "Recipients to fix first" sections) unless a comment names another source.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ Clock = Callable[[], datetime]
 
 #: Entra Connect Sync's default schedule (Microsoft Learn, "Entra Connect Sync: Scheduler").
 SYNC_INTERVAL = timedelta(minutes=30)
-#: DESIGN section 1: wait one sync cycle plus 24 h after an on-prem change before flipping.
+#: docs/exchange-facts.md#wait-a-sync-cycle-plus-24-hours: wait one sync cycle plus 24 h after an on-prem change before flipping.
 RECENT_WINDOW = SYNC_INTERVAL + timedelta(hours=24)
 
 #: Object collections persisted by state.py, by table name.
@@ -254,6 +254,8 @@ class Tenant:
         # object; filter indexes (filter_index.py) are valid for one version only.
         self.exo_version = 0
         self._filter_index: FilterIndex | None = None
+        # Conformance variants in force (sandbox/variants.py); set by the server, not persisted.
+        self.variants: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- clock, warnings, ids
     def now(self) -> datetime:

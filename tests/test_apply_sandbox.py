@@ -1,4 +1,4 @@
-"""Apply through the sandbox's REST endpoint: the plan/apply contract of DESIGN section 4."""
+"""Apply through the sandbox's REST endpoint: the plan/apply contract of docs/architecture.md#plan-apply-undo."""
 from __future__ import annotations
 
 import os

@@ -24,7 +24,7 @@ def test_setting_the_default_needs_a_typed_confirmation_and_is_journaled_like_a_
 
     refused = runner.invoke(cli, ["tenant-default", "set", "cloud", "--profile", name], input="")
     assert refused.exit_code == 3 and "--yes" in refused.output
-    assert "created on-premises" in " ".join(refused.output.split())  # DESIGN section 1's warning first
+    assert "created on-premises" in " ".join(refused.output.split())  # the warning first, docs/exchange-facts.md#tenant-wide-default
     assert _default(sb) is False
 
     done = runner.invoke(cli, ["tenant-default", "set", "cloud", "--profile", name, "--yes"])

@@ -102,3 +102,19 @@ def test_records_are_normalised_by_property_name() -> None:
 def test_dotnet_json_dates_are_understood() -> None:
     assert parse_datetime("/Date(86400000)/") == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=1)
     assert parse_datetime("not a date") is None
+
+
+def test_limiter_settles_just_under_a_refused_level_and_holds_there_before_probing() -> None:
+    limiter = AdaptiveLimiter(16, initial=8, hold_rounds=2)
+    tickets = [limiter.acquire() for _ in range(8)]
+    assert [t.level for t in tickets] == list(range(1, 9))
+    for t in tickets[:-1]:
+        limiter.release(t)
+    limiter.release(tickets[-1], success=False, at_limit=True)  # the 8th in flight was one too many
+    assert limiter.limit == 7 and limiter.ceiling == 7 and limiter.decreases == 1
+    for _ in range(2 * 7 - 1):  # held at the ceiling for hold_rounds rounds of successes
+        limiter.release(limiter.acquire())
+    assert limiter.limit == 7
+    for _ in range(8):  # then it probes one above
+        limiter.release(limiter.acquire())
+    assert limiter.limit == 8 and limiter.ceiling is None

@@ -45,7 +45,7 @@ def test_header_names_plan_tenant_run_and_actor_and_every_record_carries_the_run
     assert header["actor"].startswith("app:123")
     assert [r["seq"] for r in contents.rows()] == [1, 2, 3]
     assert {r["run_id"] for r in contents.records} == {header["run_id"]}
-    assert [r["verified"] for r in contents.rows()] == [True, False, True]  # DESIGN section 4's per-row flag
+    assert [r["verified"] for r in contents.rows()] == [True, False, True]  # the per-row flag, docs/architecture.md#journal
     assert journal.fsyncs == 3  # the header, then one per group commit
     assert oct(journal.path.stat().st_mode & 0o777) == "0o600"
 

@@ -28,13 +28,12 @@ from exocm.core.execute.journal import plan_history
 from exocm.core.plan.planfile import Plan, load_plan
 from exocm.sandbox.server import Sandbox
 from exocm.tui.app import ExocmApp
-from exocm.tui.screens.mailboxes import MailboxesScreen
 from exocm.tui.screens.preview import PreviewScreen
 from exocm.tui.widgets.confirm_modal import ConfirmModal
 from exocm.tui.widgets.path_prompt import PathPrompt
 from plan_support import add_profile, connect
 from textual.widgets import Input
-from tui_support import wait_for
+from tui_support import loaded, wait_for
 
 #: One instant for the whole run (recent, so the plan is young enough to apply).
 FROZEN = datetime.now(UTC).replace(microsecond=0)
@@ -92,15 +91,6 @@ def tui_session(profile: tuple[Sandbox, str]) -> Iterator[Session]:
         yield Session(connection.bridge, label=connection.label, is_sandbox=connection.is_sandbox,
                       profile_name=connection.profile.name, snapshot_first=True, clock=lambda: FROZEN,
                       embedded_sandbox=connection.embedded)
-
-
-async def loaded(pilot: Any, app: ExocmApp) -> MailboxesScreen:
-    await wait_for(pilot, lambda: app.session is not None, what="connection")
-    screen = app.mailboxes_screen()
-    await wait_for(pilot, lambda: screen.view is not None and screen.view.findings is not None,
-                   what="inventory and findings")
-    await pilot.pause()
-    return screen
 
 
 async def test_cli_and_tui_write_the_same_plan_file_from_the_same_csv(

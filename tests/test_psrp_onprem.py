@@ -82,3 +82,19 @@ def test_a_planted_dual_mailbox_is_found_through_the_live_path(make_sandbox: Cal
                                                         "EquipmentMailbox"}
     assert duals["OnPremJoin"].notna().all()
     assert int(joined["OnPremJoin"].notna().sum()) == len(onprem.frame)
+
+
+def test_parallel_live_fetch_reads_every_row_once_even_when_the_server_refuses_extra_shells(
+        make_sandbox: Callable[..., Sandbox]) -> None:
+    from exocm.core.inventory.onprem_live import onprem_slices
+
+    sb = make_sandbox(size=200, concurrency_limit=2)  # 2 shells: two of the four pools are refused
+    with _onprem_bridge(sb) as bridge:
+        records = fetch_onprem_records(bridge, shells=4)
+    want = sb.tenant.onprem_records()
+    assert sorted(r["DistinguishedName"] for r in records) == sorted(r["DistinguishedName"] for r in want)
+    assert sb.winrm.service.stats.get("quota_faults", 0) >= 1
+    # the slices are disjoint and complete by construction: the last is the others' complement
+    slices = onprem_slices(8)
+    assert slices[-1] == "-not (" + " -or ".join(f"({s})" for s in slices[:-1]) + ")"
+    assert onprem_slices(1) == [None]

@@ -1,4 +1,4 @@
-"""The sync cycle: dual mailboxes are born and fixed the way DESIGN section 1 says they are."""
+"""The sync cycle: dual mailboxes are born and fixed the way docs/exchange-facts.md#dual-mailboxes says they are."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

@@ -25,7 +25,7 @@ from exocm.tui.widgets.detail_pane import DetailPane
 from exocm.tui.widgets.frame_table import FrameTable
 from exocm.tui.widgets.mailbox_table import MailboxTable
 from textual.widgets import Input
-from tui_support import frozen_age_clock, sandbox_session, screen_text, wait_for
+from tui_support import frozen_age_clock, loaded, sandbox_session, screen_text, wait_for
 
 SIZE = (120, 40)
 pytestmark = pytest.mark.anyio
@@ -45,16 +45,6 @@ def env_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def mailboxes(app: ExocmApp) -> MailboxesScreen:
     return app.mailboxes_screen()
-
-
-async def loaded(pilot: Any, app: ExocmApp) -> MailboxesScreen:
-    """Wait for the inventory and the findings of the sandbox to be on screen."""
-    await wait_for(pilot, lambda: app.session is not None, what="connection")
-    screen = mailboxes(app)
-    await wait_for(pilot, lambda: screen.view is not None and screen.view.findings is not None,
-                   what="inventory and findings")
-    await pilot.pause()
-    return screen
 
 
 def assert_sandbox_label(app: ExocmApp, where: str) -> None:
@@ -441,3 +431,19 @@ async def test_a_disable_preview_lists_the_cloud_values_the_next_sync_overwrites
             row = exported.loc[exported["Attribute"] == "CustomAttribute3"]
             assert list(row["CloudValue"]) == ["edited in EXO"]
             assert list(row["Identity"]) == [edited["ExternalDirectoryObjectId"]]
+
+
+async def test_a_cold_start_paints_the_fetchs_first_page_then_the_whole_inventory(env_dirs: Path) -> None:
+    with sandbox_session(env_dirs, size=1500, latency_ms=60) as session:  # no snapshot: the app fetches
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session is not None, what="connection")
+            screen = mailboxes(app)
+            await wait_for(pilot, lambda: screen.view is not None, what="the first rows")
+            # the first page is on screen before the whole inventory has arrived, and says so
+            assert screen.inventory is None and screen.view is not None and screen.view.size == 1000
+            assert "fetching the rest" in screen.note
+            await pilot.press("slash", "s")  # the search box works on the rows shown meanwhile
+            await wait_for(pilot, lambda: screen.text == "s", what="the keystroke")
+            await wait_for(pilot, lambda: screen.inventory is not None, what="the whole inventory")
+            assert screen.view.size == len(screen.inventory.frame) > 1000 and screen.note == ""

@@ -9,6 +9,7 @@ differences themselves and, for the replace retry, time.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import signal
@@ -24,7 +25,7 @@ import msal
 import pytest
 from cli_support import exocm, private_env
 from exocm.cli.stop_signals import on_stop_signals, stop_signals
-from exocm.core import files
+from exocm.core import files, logs
 from exocm.core.access.config import Profile, config_path, load_config, save_profile
 from exocm.core.access.token_cache import build_token_cache
 from exocm.core.execute.journal import JournalWriter, local_actor, read_journal
@@ -260,3 +261,51 @@ def test_the_on_prem_export_script_needs_nothing_newer_than_windows_powershell_5
     for seven_only in (r"\?\?", r"\?\.", r"-Parallel\b", r"\s\?\s[^:\n]+\s:\s", r"&&", r"\|\|", r"utf8NoBOM",
                        r"-AsHashtable", r"Join-String", r"\$PSStyle"):
         assert not re.search(seven_only, code), seven_only
+
+
+def test_the_log_file_is_written_without_fchmod(windows: Path) -> None:
+    path = logs.configure(windows / "logdata", echo=False, environ={})
+    try:
+        logging.getLogger("exocm.core.test").info("written as on Windows: caf\u00e9")
+        for handler in logging.getLogger(logs.ROOT_LOGGER).handlers:
+            handler.flush()
+        assert "caf\u00e9" in path.read_text(encoding="utf-8")
+    finally:
+        logs._reset()
+
+
+def test_a_log_another_process_holds_open_is_not_rotated_and_keeps_every_record(
+        windows: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    path = logs.configure(windows / "logdata", echo=False, environ={})
+    handler = next(h for h in logging.getLogger(logs.ROOT_LOGGER).handlers
+                   if isinstance(h, logs.PrivateRotatingFileHandler))
+    monkeypatch.setattr(handler, "maxBytes", 200)
+    real_rename = os.rename
+
+    def rename_like_windows(src: Any, dst: Any) -> None:
+        # another exocm process has the log open: Windows refuses to rename it
+        if Path(src) == path:
+            raise PermissionError(13, "The process cannot access the file because it is being used "
+                                      "by another process")
+        real_rename(src, dst)
+
+    try:
+        log = logging.getLogger("exocm.core.test")
+        log.info("first %s", "x" * 150)
+        (path.parent / "exocm.log.1").write_text("an older file\n", encoding="utf-8")
+        monkeypatch.setattr(os, "rename", rename_like_windows)
+        for i in range(5):
+            log.info("record %d %s", i, "y" * 100)
+        handler.flush()
+        text = path.read_text(encoding="utf-8")
+        assert all(f"record {i} " in text for i in range(5))
+        assert (path.parent / "exocm.log.1").read_text(encoding="utf-8") == "an older file\n"  # not shifted
+        assert "Logging error" not in capsys.readouterr().err
+        monkeypatch.setattr(os, "rename", real_rename)
+        monkeypatch.setattr(handler, "_rotate_after", 0.0)  # time only: the hold-off is over
+        log.info("after %s", "z" * 100)
+        handler.flush()
+        assert "record 4" in (path.parent / "exocm.log.1").read_text(encoding="utf-8")  # rotated now
+        assert (path.parent / "exocm.log.2").read_text(encoding="utf-8") == "an older file\n"
+    finally:
+        logs._reset()

@@ -38,6 +38,16 @@ def sandbox_session(data_dir: Path, size: int = 300, seed: int = SEED, **knobs: 
         yield session
 
 
+async def loaded(pilot: Pilot[Any], app: Any) -> Any:
+    """Wait for the inventory and the findings to be on the Mailboxes screen; returns that screen."""
+    await wait_for(pilot, lambda: app.session is not None, what="connection")
+    screen = app.mailboxes_screen()
+    await wait_for(pilot, lambda: screen.view is not None and screen.view.findings is not None,
+                   what="inventory and findings")
+    await pilot.pause()
+    return screen
+
+
 async def wait_for(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 60.0,
                    what: str = "condition") -> None:
     """Let the app run until `predicate()` is true (bounded: fails after `timeout` seconds)."""

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from exocm.core.events import Progress
+from exocm.core.execute.apply import ApplyResult
+from exocm.core.execute.journal import JournalInfo
+from exocm.core.plan.planfile import Plan
 from textual.message import Message
 
 # -- connection and inventory (workers -> screens) ----------------------------------------------
@@ -134,7 +137,7 @@ class JumpToMailbox(Message):
 class PlanBuilt(Message):
     """A plan (core Plan) is ready to preview."""
 
-    def __init__(self, plan: Any, title: str = "") -> None:
+    def __init__(self, plan: Plan, title: str = "") -> None:
         super().__init__()
         self.plan = plan
         self.title = title
@@ -185,16 +188,16 @@ class ApplyRowFailed(Message):
 class ApplyFinished(Message):
     """The apply run ended (completed, cancelled or failed); `result` is core's run result."""
 
-    def __init__(self, result: Any, error: str | None = None) -> None:
+    def __init__(self, result: ApplyResult | None, error: str | None = None) -> None:
         super().__init__()
         self.result = result
         self.error = error
 
 
 class JournalsLoaded(Message):
-    """The list of past runs (core journal summaries)."""
+    """The list of past runs (core.execute.journal.JournalInfo, newest first)."""
 
-    def __init__(self, journals: list[Any]) -> None:
+    def __init__(self, journals: list[JournalInfo]) -> None:
         super().__init__()
         self.journals = journals
 

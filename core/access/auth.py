@@ -12,7 +12,7 @@ expires and on demand after a 401. `MsalTokenProvider` implements it with msal:
 
 Custom authorities (the sandbox, test rigs) use `instance_discovery=False`, and when a CA
 bundle is named msal gets a requests session with `trust_env=False` and `verify=ca_file`,
-so REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE cannot override it (DESIGN section 2, trap).
+so REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE cannot override it (docs/exchange-facts.md#msal-and-the-ca-bundle-trap, trap).
 Tokens, secrets and passphrases never appear in messages or logs.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Microsoft clouds: where Exchange Online's REST endpoint and the sign-in authority live.
 
-Hosts per DESIGN section 2 (the hosts ExchangeOnlineManagement V3 uses per
+Hosts per docs/exchange-facts.md#clouds-and-hosts (the hosts ExchangeOnlineManagement V3 uses per
 `-ExchangeEnvironmentName`): Commercial and GCC share the commercial endpoints; GCC High
 and DoD use the `.us` sign-in authority; 21Vianet (China) has its own hosts.
 """

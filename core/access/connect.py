@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msal
 
+from ..bridge.concurrency import DEFAULT_MAX_CONCURRENCY
 from ..bridge.rest import RestBridge, WarningCallback
 from ..bridge.retry import Clock, RetryPolicy, Sleep
 from ..bridge.tokens import TokenProvider
@@ -61,7 +62,7 @@ def open_bridge(
     token_cache: msal.TokenCache | None = None,
     device_code_callback: DeviceCodeCallback | None = None,
     env: Mapping[str, str] | None = None,
-    max_concurrency: int = 8,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     page_size: int = 1000,
     timeout: float = 120.0,
     retry_policy: RetryPolicy | None = None,

@@ -52,6 +52,19 @@ class SnapshotPreview:
 
 
 @dataclass(frozen=True)
+class FirstPagePreview:
+    """The first page of a fetch still running (a cold start: no snapshot), to paint at once.
+
+    `view` holds only those rows; the whole inventory replaces it when the fetch is done.
+    """
+
+    view: MailboxView
+    fetched_at: datetime | None
+    from_snapshot: bool = False
+    partial: bool = True
+
+
+@dataclass(frozen=True)
 class SelectionImport:
     """A CSV resolved against the inventory: identities to select and the lines that matched nothing."""
 
@@ -186,6 +199,21 @@ class Session:
         except (OSError, pa.ArrowException, KeyError, ValueError):
             return None
         return SnapshotPreview(view=view, fetched_at=fetched_at, path=path)
+
+    def preview_first_page(self, page_size: int = 1000) -> FirstPagePreview | None:
+        """One page of Get-Mailbox to paint while the whole inventory is fetched (a cold start: no
+        snapshot), so the first rows show after one request instead of after the whole fetch. None when
+        the page cannot be read (the fetch that follows reports why)."""
+        from ..bridge.errors import BridgeError
+        from ..inventory.fetch import records_to_frame
+
+        try:
+            records = self.bridge.invoke("Get-Mailbox", {"ResultSize": page_size})
+        except BridgeError:
+            return None
+        if not records:
+            return None
+        return FirstPagePreview(view=MailboxView(records_to_frame(list(records), [])), fetched_at=datetime.now(UTC))
 
     def view(self) -> MailboxView:
         """A MailboxView of the loaded inventory (with findings when detected)."""

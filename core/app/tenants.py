@@ -94,6 +94,7 @@ def run_one(name: str, job: Callable[[str], TenantOutcome], *,
     failures, else "error", one line), except those in `reraise`."""
     from ..execute.apply import ApplyRefused
     from ..plan.planfile import PlanError
+    from ..plan.selection import SelectionError
 
     started = time.monotonic()
     try:
@@ -104,7 +105,7 @@ def run_one(name: str, job: Callable[[str], TenantOutcome], *,
         outcome = TenantOutcome(name, "auth", error=f"authentication failed: {exc.message}")
     except BridgeError as exc:
         outcome = TenantOutcome(name, "error", error=exc.message)
-    except (ConfigError, ApplyRefused, PlanError, OSError, ValueError) as exc:
+    except (ConfigError, ApplyRefused, PlanError, SelectionError, OSError, ValueError) as exc:
         outcome = TenantOutcome(name, "error", error=" ".join(str(exc).split()) or type(exc).__name__)
     except Exception as exc:  # a defect for one tenant must not stop the others; said in one line
         outcome = TenantOutcome(name, "error", error=f"internal error: {type(exc).__name__}: "
@@ -171,6 +172,22 @@ def _onprem_frame(profile: Profile) -> Any:
         bridge.close()
 
 
+def read_writeback(profile: Profile, *, env: Mapping[str, str] | None = None, persist_tokens: bool = True) -> Any:
+    """Whether Cloud Sync writes Exchange attributes back to AD (core's GraphClient.writeback, through
+    the profile's Graph); "no Graph" is an unknown answer (Writeback(None, ...)), not a failure."""
+    from ..model import Writeback
+    from ..runbooks.graph import open_graph
+
+    try:
+        graph = open_graph(profile, env=env, persist_tokens=persist_tokens)
+    except (ConfigError, BridgeError, OSError) as exc:
+        return Writeback(None, (), f"Graph not available ({exc})")
+    try:
+        return graph.writeback()
+    finally:
+        graph.close()
+
+
 # --- jobs -------------------------------------------------------------------------------------
 
 
@@ -212,9 +229,11 @@ class FindingsRun:
 
 def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onprem: Any = None,
                  sync_interval: timedelta | None = None, keep_history: bool = True,
-                 since: str | None = None, label: str | None = None, sandbox: bool | None = None) -> FindingsRun:
-    """Findings for one tenant: inventory, on-prem (given, or the profile's WinRM endpoint), the
-    org config, detection; then the run is kept in history and, with `since`, compared."""
+                 since: str | None = None, label: str | None = None, sandbox: bool | None = None,
+                 accept_incomplete: bool = False) -> FindingsRun:
+    """Findings for one tenant: inventory (an incompletely answered one is a ConfigError unless
+    `accept_incomplete`), on-prem (given, or the profile's WinRM endpoint), the org config, Cloud
+    Sync writeback (Graph), detection; then the run is kept in history and, with `since`, compared."""
     from ..detect.engine import DEFAULT_SYNC_INTERVAL, detect
     from ..detect.history import record_and_diff
     from ..detect.report import ReportMeta, summarise
@@ -223,14 +242,18 @@ def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onpr
 
     notes: list[str] = []
     inv = load_or_fetch(bridge, refresh=refresh)
+    incomplete = inv.incomplete_reason()
+    if incomplete and not accept_incomplete:
+        raise ConfigError(incomplete)
     notes.extend(inv.notes)
     if onprem is None:
         onprem = _onprem_frame(profile)
     org, org_note = read_org_config(bridge)
     if org_note:
         notes.append(org_note)
+    writeback = read_writeback(profile, persist_tokens=False)
     result = detect(inv.frame, onprem.frame if onprem is not None else None, org_config=org,
-                    sync_interval=sync_interval or DEFAULT_SYNC_INTERVAL)
+                    sync_interval=sync_interval or DEFAULT_SYNC_INTERVAL, writeback=writeback)
     notes.extend(result.notes)
     if onprem is not None:
         notes.extend(f"on-prem line {bad.line} skipped: {bad.reason}" for bad in onprem.bad_rows)
@@ -249,6 +272,7 @@ def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onpr
 def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, since: str | None = None,
                  sync_interval: timedelta | None = None, keep_history: bool = True,
                  severity: str | None = None, codes: Sequence[str] | None = None,
+                 accept_incomplete: bool = False,
                  bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
     """Findings for one profile's tenant (the `exocm findings --format json` document as payload;
     `severity`/`codes` filter what is shown, as the command's options do; history keeps them all).
@@ -260,7 +284,7 @@ def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, sinc
     bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
     try:
         run = run_findings(profile, bridge, refresh=refresh, since=since, sync_interval=sync_interval,
-                           keep_history=keep_history)
+                           keep_history=keep_history, accept_incomplete=accept_incomplete)
     finally:
         bridge.close()
     shown = run.findings
@@ -286,25 +310,28 @@ def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, sinc
 
 
 def plan_job(name: str, *, value: bool, out_dir: Path, where: str | None = None, refresh: bool = True,
-             max_changes: int | None = None, bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
-    """A plan for one tenant (every dir-synced mailbox, or `where`), written to OUT_DIR/<profile>.json;
-    detection's skip reasons come from the profile's on-prem endpoint when it names one."""
+             max_changes: int | None = None, types: Sequence[str] = (), exclude: Path | None = None,
+             accept_incomplete: bool = False, bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
+    """A plan for one tenant (every dir-synced mailbox, or `where`; then `exclude`/`types`), written to
+    OUT_DIR/<profile>.json; skip reasons come from detection (with the profile's on-prem endpoint when
+    it names one), through the same plan workflow as `exocm plan` (core/plan/workflow.py)."""
     from ..detect.readiness import flip_readiness
-    from ..plan.planfile import build_plan, save_plan
-    from ..plan.selection import select_all_dirsynced, select_where
+    from ..plan.planfile import save_plan
+    from ..plan.workflow import SelectionRequest, plan_from_selection, select_targets, utc_now
 
     profile = tenant_profile(name)
     bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
     try:
-        run = run_findings(profile, bridge, refresh=refresh, keep_history=False)
+        run = run_findings(profile, bridge, refresh=refresh, keep_history=False, accept_incomplete=accept_incomplete)
         frame = run.inventory.frame
-        selection = select_where(frame, where) if where else select_all_dirsynced(frame)
-        readiness = flip_readiness(frame, run.findings, value)
-        plan = build_plan(frame, selection.identities, value, tenant=str(bridge.tenant),
-                          bridge=str(getattr(bridge, "kind", "rest")), preset_skips=selection.preset_skips,
-                          readiness=readiness, max_changes=max_changes,
-                          source={**selection.source, "inventory_fetched_at": run.inventory.fetched_at.isoformat(),
-                                  "sandbox": profile.sandbox, "profile": name})
+        request = SelectionRequest(where=where, all_dirsynced=where is None, exclude=exclude, types=tuple(types))
+        selection = select_targets(frame, request)
+        now = utc_now()
+        plan = plan_from_selection(
+            frame, selection, value, tenant=str(bridge.tenant), bridge=str(getattr(bridge, "kind", "rest")),
+            inventory_fetched_at=run.inventory.fetched_at, sandbox=profile.sandbox,
+            readiness=flip_readiness(frame, run.findings, value), max_changes=max_changes,
+            extra_source={"profile": name}, now=now)
     finally:
         bridge.close()
     path = save_plan(plan, Path(out_dir) / f"{name}.json")
@@ -404,7 +431,8 @@ def undo_job(name: str, plan_path: Path, *, out_dir: Path,
         raise ConfigError(f"plan {plan_path} of profile {name!r} was never applied: nothing to undo")
     bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
     try:
-        undo = build_undo_plan(bridge, journals[-1], all_runs=True)
+        undo = build_undo_plan(bridge, journals[-1], all_runs=True,
+                               writeback=read_writeback(profile, persist_tokens=False))
     finally:
         bridge.close()
     path = save_plan(undo, Path(out_dir) / f"{name}.json")

@@ -4,7 +4,7 @@ Inputs are an HTTP status, the parsed JSON body (or None), the Retry-After heade
 whether the call was a write. Classification is by status and by the .NET exception type
 or PowerShell error category that EXO reports, never by free message text, with one
 documented exception: EXO's concurrency error body "...maximum number of concurrent
-requests..." (DESIGN section 2) is a throttle.
+requests..." (docs/exchange-facts.md#throttling) is a throttle.
 
 EXO's error JSON (what ExchangeOnlineManagement V3 and CIPP read, in this order):
 `error.details[].message` as "ErrorId|ExceptionType|Message" (older clients saw
@@ -40,9 +40,9 @@ from .errors import (
 )
 from .retry import parse_retry_after
 
-#: Statuses EXO uses for throttling / overload (DESIGN section 2).
+#: Statuses EXO uses for throttling / overload (docs/exchange-facts.md#throttling).
 THROTTLE_STATUSES = frozenset({429, 503, 504, 408})
-#: The one message text we classify on: EXO's per-tenant concurrency error (DESIGN section 2).
+#: The one message text we classify on: EXO's per-tenant concurrency error (docs/exchange-facts.md#throttling).
 CONCURRENCY_TEXT = "maximum number of concurrent requests"
 
 _NOT_FOUND_TYPES = frozenset({
@@ -88,6 +88,10 @@ class ErrorDetail:
     category: str | None
     message: str
     code: str | None = None
+    #: The exception's own message was present and empty (the Set-Mailbox quirk), whatever the
+    #: error details say: public notes on the quirk show an empty exception message with text in
+    #: ErrorDetails (docs/exchange-facts.md, "Ambiguous writes with text").
+    exception_message_empty: bool = False
 
 
 def _short_type(name: str | None) -> str | None:
@@ -120,6 +124,7 @@ def error_detail(body: Any) -> ErrorDetail:
     error_type: str | None = None
     category: str | None = None
     message = ""
+    empty_exception = False
     details = error.get("details")
     if isinstance(details, list):
         for item in details:
@@ -133,14 +138,16 @@ def error_detail(body: Any) -> ErrorDetail:
             error_type = internal["type"]
         if not category and isinstance(internal.get("category"), str) and internal["category"].strip():
             category = internal["category"]
-        if not message and isinstance(internal.get("message"), str):
-            message = internal["message"].strip()
+        if isinstance(internal.get("message"), str):
+            empty_exception = not internal["message"].strip()
+            if not message:
+                message = internal["message"].strip()
     # innererror.type itself is only the OData wrapper (ODataServiceException): not used.
     if not message and isinstance(error.get("message"), str):
         text = error["message"].strip()
         t, c, m = _split_detail(text)
         error_type, category, message = error_type or t, category or c, m
-    return ErrorDetail(_short_type(error_type), category, message, code)
+    return ErrorDetail(_short_type(error_type), category, message, code, empty_exception)
 
 
 def _is_concurrency_error(detail: ErrorDetail, raw_text: str) -> bool:
@@ -198,7 +205,7 @@ def classify_response(
     if cls is not None and cls not in (Transient, Throttled):
         return cls(message, **kw)
     if is_write and (status >= 500 or status in THROTTLE_STATUSES or not detail.message
-                     or cls in (Transient, Throttled)):
+                     or detail.exception_message_empty or cls in (Transient, Throttled)):
         return AppliedUnknown(f"{message} — the change may have been applied; read it back", **kw)
     if status in THROTTLE_STATUSES or cls is Throttled:
         return Throttled(message, retry_after=parse_retry_after(retry_after), **kw)

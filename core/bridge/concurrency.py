@@ -5,6 +5,13 @@ Additive increase, multiplicative decrease: halve the limit on a throttle, add o
 `limit` successes in a row (about one round of requests), bounded to [min, max]. A burst
 of 429s from requests that were all in flight at the same time halves only once: a
 throttle counts only when its request started after the last decrease.
+
+A refusal that names the tenant's concurrency limit ("maximum number of concurrent
+requests", `at_limit`) says more than a throttle: the request was the `level`-th in flight,
+so the tenant allows fewer. The limit is then set just under that level (not halved) and
+kept as a *ceiling*: successes grow the limit back to it, but not beyond it before
+`hold_rounds` rounds of successes have passed, so the limiter settles at the tenant's limit
+and probes past it rarely (each probe costs one 429).
 """
 from __future__ import annotations
 
@@ -20,12 +27,15 @@ class Ticket:
     """A held slot; `epoch` is the limiter's decrease epoch when the slot was taken."""
 
     epoch: int
+    #: Slots held when this one was taken, itself included.
+    level: int = 0
 
 
 class AdaptiveLimiter:
     """AIMD concurrency limiter; thread-safe."""
 
-    def __init__(self, max_limit: int, *, min_limit: int = 1, initial: int | None = None) -> None:
+    def __init__(self, max_limit: int, *, min_limit: int = 1, initial: int | None = None,
+                 hold_rounds: int = 30) -> None:
         if max_limit < 1:
             raise ValueError("max_limit must be >= 1")
         self.max_limit = max_limit
@@ -38,6 +48,9 @@ class AdaptiveLimiter:
         self.peak_in_flight = 0
         self.decreases = 0
         self.increases = 0
+        self.hold_rounds = hold_rounds
+        self.ceiling: int | None = None  # the most the tenant allowed when it last refused one more
+        self._held = 0  # successes at the ceiling since then
 
     @property
     def limit(self) -> int:
@@ -56,13 +69,24 @@ class AdaptiveLimiter:
                 raise TimeoutError("no concurrency slot became free")
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
-            return Ticket(self._epoch)
+            return Ticket(self._epoch, self._in_flight)
 
-    def release(self, ticket: Ticket, *, throttled: bool = False, success: bool = True) -> None:
-        """Give the slot back and adapt: halve on a throttle, +1 after `limit` successes."""
+    def release(self, ticket: Ticket, *, throttled: bool = False, success: bool = True,
+                at_limit: bool = False) -> None:
+        """Give the slot back and adapt: halve on a throttle, just under the refused level when
+        the tenant's concurrency limit refused it (`at_limit`), +1 after `limit` successes."""
         with self._cond:
             self._in_flight -= 1
-            if throttled:
+            if at_limit:
+                self._successes = 0
+                if ticket.epoch == self._epoch:
+                    level = ticket.level or self._limit
+                    self._limit = max(self.min_limit, min(self._limit - 1, level - 1))
+                    self.ceiling = self._limit
+                    self._held = 0
+                    self._epoch += 1
+                    self.decreases += 1
+            elif throttled:
                 self._successes = 0
                 if ticket.epoch == self._epoch:
                     self._limit = max(self.min_limit, self._limit // 2)
@@ -70,6 +94,12 @@ class AdaptiveLimiter:
                     self.decreases += 1
             elif success:
                 self._successes += 1
+                if self.ceiling is not None and self._limit >= self.ceiling:
+                    self._held += 1
+                    if self._held < self.hold_rounds * max(1, self._limit):
+                        self._successes = min(self._successes, self._limit - 1)  # hold at the ceiling
+                    else:
+                        self.ceiling = None  # long enough: probe one above
                 if self._successes >= self._limit and self._limit < self.max_limit:
                     self._limit += 1
                     self._successes = 0
@@ -101,11 +131,18 @@ class AdaptiveLimiter:
         with self._cond:
             return {"limit": self._limit, "max_limit": self.max_limit, "in_flight": self._in_flight,
                     "peak_in_flight": self.peak_in_flight, "decreases": self.decreases,
-                    "increases": self.increases}
+                    "increases": self.increases, "ceiling": self.ceiling}
 
 
 _registry: dict[tuple[str, str], AdaptiveLimiter] = {}
 _registry_lock = threading.Lock()
+
+
+#: Where a new limiter starts when its bound is larger: the limit is found by growing from here.
+START_LIMIT = 8
+#: The bridges' default bound: above any tenant limit seen (EXO's is not published; the sandbox
+#: models 10), so the limiter finds the tenant's own limit instead of stopping short of it.
+DEFAULT_MAX_CONCURRENCY = 16
 
 
 def limiter_for(endpoint: str, tenant: str, max_limit: int) -> AdaptiveLimiter:
@@ -119,7 +156,7 @@ def limiter_for(endpoint: str, tenant: str, max_limit: int) -> AdaptiveLimiter:
     with _registry_lock:
         limiter = _registry.get(key)
         if limiter is None:
-            limiter = AdaptiveLimiter(max_limit)
+            limiter = AdaptiveLimiter(max_limit, initial=min(max_limit, START_LIMIT))
             _registry[key] = limiter
         elif limiter.max_limit != max_limit:
             limiter.resize(max_limit)

@@ -45,6 +45,21 @@ class Throttled(Transient):
         self.retry_after = retry_after
 
 
+class PageLost(Transient):
+    """The answer to a follow-up page (an @odata.nextLink) was lost after it was sent: whether the
+    service's cursor moved on is not documented, so the link is not sent again; the caller reads
+    the whole result again from its start (docs/exchange-facts.md, "Retried pages")."""
+
+
+class IncompleteRead(BridgeError):
+    """A read answered 200 with `@adminapi.errors` for records it left out, and reading those
+    records again by identity did not bring them back; `errors` are the service's texts."""
+
+    def __init__(self, message: str, *, errors: tuple[str, ...] = (), **kw: str | None) -> None:
+        super().__init__(message, **kw)
+        self.errors = errors
+
+
 class AppliedUnknown(BridgeError):
     """A write failed in a way that may have applied: the caller must read back."""
 

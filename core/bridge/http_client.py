@@ -2,8 +2,8 @@
 
 With a CA bundle named (a profile's `ca_file`: the sandbox, a TLS-inspecting proxy's CA) the
 client verifies against that bundle only and nothing in the environment may override it
-(`trust_env=False`: REQUESTS_CA_BUNDLE, SSL_CERT_FILE and proxy variables are ignored, DESIGN
-section 2); for Microsoft's clouds the admin's proxy settings are kept. Redirects are never
+(`trust_env=False`: REQUESTS_CA_BUNDLE, SSL_CERT_FILE and proxy variables are ignored,
+docs/exchange-facts.md#msal-and-the-ca-bundle-trap); for Microsoft's clouds the admin's proxy settings are kept. Redirects are never
 followed, and page links are checked against the configured origin (`origin`), so a token
 goes only where it was meant to.
 """

@@ -326,7 +326,7 @@ def classify_remote(error: RemoteError, *, cmdlet: str, identity: str | None, is
         return TokenRejected(f"{cmdlet}: {error.message or 'the access token was rejected'}", cmdlet=cmdlet,
                              identity=identity)
     if is_write and not error.message.strip():
-        # The known quirk (DESIGN section 1): a write that fails with an empty message may have applied.
+        # The known quirk (docs/exchange-facts.md#applied-but-errored): a write that fails with an empty message may have applied.
         # Said here, not left to the REST body parser: a remote record's type and category carry no
         # "|"-separated detail, so an empty message must not turn into a parsed, non-empty one.
         kind = f" ({error.error_type})" if error.error_type else ""
@@ -408,6 +408,13 @@ class PsrpBridge:
         self._answered = False  # has the endpoint ever answered (a pool opened, or any HTTP/WSMan reply)?
 
     # -- public API ------------------------------------------------------------------------
+    def sibling(self) -> PsrpBridge:
+        """Another bridge to the same endpoint with the same settings and its own runspace pool
+        (one more shell on the server): parallel reads run one pipeline per bridge."""
+        return PsrpBridge(self.endpoint, self.tenant, token_provider=self._tokens, organization=self.organization,
+                          retry_policy=self._backoff.policy, sleep=self._backoff.sleep, on_warning=self.on_warning,
+                          wsman_factory=self._wsman_factory)
+
     @property
     def needs_exo_connect(self) -> bool:
         """True when this bridge reaches EXO through a management host (Connect-ExchangeOnline)."""

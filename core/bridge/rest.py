@@ -4,8 +4,8 @@
 `{"CmdletInput": {"CmdletName": ..., "Parameters": {...}}}`; pages follow
 `@odata.nextLink` (POSTed again with the same body, as the V3 module and CIPP do), only
 to the configured endpoint; `@adminapi.warnings` are surfaced. Batches go to `$batch`
-(<= 10 InvokeCommand requests, `Prefer: odata.continue-on-error`). Headers per DESIGN
-section 2. Failures are classified in `classify` only; reads are retried with backoff
+(<= 10 InvokeCommand requests, `Prefer: odata.continue-on-error`). Headers per
+docs/exchange-facts.md#rest-invokecommand. Failures are classified in `classify` only; reads are retried with backoff
 (full jitter, Retry-After honoured); writes are retried only when the service refused
 them before running (429) or nothing was sent, otherwise they end as AppliedUnknown and
 the caller reads back. All callers of one tenant share one AIMD concurrency limiter.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -36,12 +37,14 @@ from .base import (
     is_read_cmdlet,
     plain_parameters,
 )
-from .classify import classify_response, classify_transport_error, retryable
-from .concurrency import AdaptiveLimiter, Ticket, limiter_for
+from .classify import CONCURRENCY_TEXT, classify_response, classify_transport_error, retryable
+from .concurrency import DEFAULT_MAX_CONCURRENCY, AdaptiveLimiter, Ticket, limiter_for
 from .errors import (
     AppliedUnknown,
     AuthFailed,
     BridgeError,
+    IncompleteRead,
+    PageLost,
     ProtocolError,
     Throttled,
     Transient,
@@ -64,6 +67,52 @@ FIRST_CONTACT_ATTEMPTS = 3
 
 WarningCallback = Callable[[str, str], None]
 T = TypeVar("T")
+#: Filter parameters whose $true/$false the V3 module rewrites to 'True'/'False' before it calls
+#: InvokeCommand (its own Get-SanitizedBoolValuesInFilter over FilterParametersForBooleanParsing;
+#: docs/exchange-facts.md, "Booleans in REST filters"). PSRP keeps PowerShell's $true.
+BOOL_FILTER_PARAMETERS = frozenset({"filter", "recipientfilter", "recipientpreviewfilter"})
+_QUOTED_OR_BOOL = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(true|false)\b", re.IGNORECASE)
+#: GUIDs named in an @adminapi.errors text: the records to read again by identity.
+_GUID_IN_TEXT = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
+#: How often a whole read is started again after a follow-up page was lost (PageLost).
+PAGE_LOST_RESTARTS = 5
+
+
+def sanitize_bool_literals(text: str) -> str:
+    """`$true`/`$false` outside quotes become 'True'/'False' (as the V3 module sends REST filters)."""
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(1)
+        if word is None:
+            return match.group(0)
+        return "'True'" if word.lower() == "true" else "'False'"
+    return _QUOTED_OR_BOOL.sub(swap, text)
+
+
+def rest_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Parameters as InvokeCommand gets them: plain values, filters with 'True'/'False' for booleans."""
+    plain: dict[str, Any] = plain_parameters(dict(parameters or {}))
+    for name, value in plain.items():
+        if name.lower() in BOOL_FILTER_PARAMETERS and isinstance(value, str):
+            plain[name] = sanitize_bool_literals(value)
+    return plain
+
+
+def _key(record: Mapping[str, Any]) -> str:
+    """A record's key for de-duplication after a restarted read: ExternalDirectoryObjectId, else Guid ('' if none)."""
+    for name in ("ExternalDirectoryObjectId", "Guid"):
+        value = record.get(name)
+        if value:
+            return str(value).strip().lower()
+    return ""
+
+
+def guids_in(texts: Sequence[str]) -> list[str]:
+    """The GUIDs named in `texts` (lower case, first-seen order, no repeats)."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for match in _GUID_IN_TEXT.findall(text):
+            seen.setdefault(match.lower(), None)
+    return list(seen)
 
 
 @dataclass
@@ -81,6 +130,10 @@ class BridgeStats:
     retries: int = 0
     token_refreshes: int = 0
     transport_errors: int = 0
+    #: Records named in @adminapi.errors and read again by identity.
+    recovered: int = 0
+    #: Follow-up pages whose answer was lost (not re-sent; the read starts again).
+    pages_lost: int = 0
     waits_s: list[float] = field(default_factory=list)
 
 
@@ -108,7 +161,7 @@ class RestBridge:
         token_provider: TokenProvider,
         *,
         ca_file: str | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         page_size: int = MAX_PAGE_SIZE,
         anchor_mailbox: str | None = None,
         sleep: Sleep = time.sleep,
@@ -150,7 +203,9 @@ class RestBridge:
         return warnings
 
     def invoke(self, cmdlet: str, parameters: dict[str, Any] | None = None) -> list[Record]:
-        """Run one cmdlet and return all its records (follows paging)."""
+        """Run one cmdlet and return all its records (follows paging; a lost follow-up page restarts
+        the read, see _pages; records named in `@adminapi.errors` are read again by identity, and
+        IncompleteRead says when that does not bring them back)."""
         records: list[Record] = []
         for page in self._pages(cmdlet, parameters, self.page_size):
             records.extend(page)
@@ -185,16 +240,18 @@ class RestBridge:
         CIPP's New-ExoRequest does): smaller pages to build, send and parse.
         Paging, retries, token refresh, the limiter and next-link checks stay here.
         """
-        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": plain_parameters(parameters or {})}}
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": rest_parameters(parameters)}}
         size = max(1, min(page_size, MAX_PAGE_SIZE))
         self._local.warnings = []
         url: str | None = self.invoke_url
         if select:
             url = f"{self.invoke_url}?$select={quote(','.join(select), safe=',')}"
         seen: set[str] = set()
+        first = True
         while url is not None:
             content = self._post(url, body, cmdlet=cmdlet, identity=None, is_write=False, page_size=size,
-                                 decode=False)
+                                 decode=False, replayable=first)
+            first = False
             page, next_link, warnings = parse(content)
             if warnings:
                 self._take_warnings(cmdlet, {"@adminapi.warnings": warnings}, self._local.warnings)
@@ -269,23 +326,47 @@ class RestBridge:
     # -- paging ----------------------------------------------------------------------------
     def _pages(self, cmdlet: str, parameters: dict[str, Any] | None, page_size: int,
                normalize: bool = True) -> Iterator[list[Record]]:
-        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": plain_parameters(parameters or {})}}
+        """Pages of one call. When a follow-up page's answer is lost (PageLost) the call starts again
+        from its first page, and records already yielded are dropped by key (ExternalDirectoryObjectId,
+        else Guid): pages never skip nor repeat a keyed record, whatever the service's cursor did
+        (docs/exchange-facts.md, "Retried pages"). Up to PAGE_LOST_RESTARTS restarts."""
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": rest_parameters(parameters)}}
         is_write = not is_read_cmdlet(cmdlet)
         size = max(1, min(page_size, MAX_PAGE_SIZE))
         identity = identity_of(parameters)
         self._local.warnings = []
-        url: str | None = self.invoke_url
-        seen: set[str] = set()
-        while url is not None:
-            data = self._post(url, body, cmdlet=cmdlet, identity=identity, is_write=is_write, page_size=size)
-            records = self._records_of(data) if normalize else self._raw_records_of(data)
-            self._take_warnings(cmdlet, data, self._local.warnings)
-            with self._lock:
-                self.stats.pages += 1
-                self.stats.records += len(records)
-            next_link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
-            url = self._next_url(next_link, cmdlet, seen)
-            yield records
+        yielded: set[str] = set()
+        restarts = 0
+        while True:
+            url: str | None = self.invoke_url
+            seen: set[str] = set()
+            first = True
+            try:
+                while url is not None:
+                    data = self._post(url, body, cmdlet=cmdlet, identity=identity, is_write=is_write,
+                                      page_size=size, replayable=first)
+                    first = False
+                    records = self._records_of(data) if normalize else self._raw_records_of(data)
+                    self._take_warnings(cmdlet, data, self._local.warnings)
+                    errors = self.adminapi_errors(data)
+                    if errors and not is_write:
+                        records.extend(self.recover_records(cmdlet, errors, normalize=normalize))
+                    if restarts:
+                        records = [r for r in records if (_key(r) or "\0") not in yielded]
+                    yielded.update(k for k in map(_key, records) if k)
+                    with self._lock:
+                        self.stats.pages += 1
+                        self.stats.records += len(records)
+                    next_link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None
+                    url = self._next_url(next_link, cmdlet, seen)
+                    yield records
+                return
+            except PageLost:
+                restarts += 1
+                if restarts > PAGE_LOST_RESTARTS:
+                    raise
+                self._count(retries=1)
+                self._wait(restarts, None)
 
     def _next_url(self, link: Any, cmdlet: str, seen: set[str]) -> str | None:
         """The next page's URL, None when there is no link. Tokens go only to the configured
@@ -331,6 +412,42 @@ class RestBridge:
         rest = {k: v for k, v in data.items() if "@" not in k}
         return normalize_records([rest]) if rest else []
 
+    @staticmethod
+    def adminapi_errors(data: Any) -> list[str]:
+        """The `@adminapi.errors` of a 200 answer (records the service left out; the V3 module raises
+        them in ShowResultAndCheckForNextPage; docs/exchange-facts.md, "@adminapi.errors")."""
+        raw = data.get("@adminapi.errors") if isinstance(data, Mapping) else None
+        if not raw:
+            return []
+        return [str(item) for item in (raw if isinstance(raw, list) else [raw])]
+
+    def recover_records(self, cmdlet: str, errors: Sequence[str], *, normalize: bool = True) -> list[Record]:
+        """Read the records named (by GUID) in `errors` again, one `-Identity` read each.
+
+        Raises IncompleteRead when an error names no GUID or a record does not come back."""
+        ids = guids_in(errors)
+        missing = [e for e in errors if not _GUID_IN_TEXT.search(e)]
+        records: list[Record] = []
+        for ident in ids:
+            body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": {"Identity": ident}}}
+            try:
+                data = self._post(self.invoke_url, body, cmdlet=cmdlet, identity=ident, is_write=False,
+                                  page_size=self.page_size)
+            except BridgeError as exc:
+                missing.append(f"{ident}: {exc.message}")
+                continue
+            got = self._records_of(data) if normalize else self._raw_records_of(data)
+            if not got or self.adminapi_errors(data):
+                missing.append(f"{ident}: not returned when read again")
+            records.extend(got)
+        with self._lock:
+            self.stats.recovered += len(records)
+        if missing:
+            raise IncompleteRead(f"{cmdlet}: {len(missing)} record(s) the service left out with @adminapi.errors "
+                                 f"could not be read again (first: {missing[0]})", errors=tuple(missing),
+                                 cmdlet=cmdlet)
+        return records
+
     def _take_warnings(self, cmdlet: str, data: Any, sink: list[str]) -> None:
         raw = data.get("@adminapi.warnings") if isinstance(data, Mapping) else None
         if not raw:
@@ -344,7 +461,9 @@ class RestBridge:
 
     # -- one request with retries --------------------------------------------------------------
     def _post(self, url: str, body: Any, *, cmdlet: str, identity: str | None, is_write: bool,
-              page_size: int | None, decode: bool = True) -> Any:
+              page_size: int | None, decode: bool = True, replayable: bool = True) -> Any:
+        """One request with retries. `replayable=False` (a follow-up page link): a failure after the
+        request was sent (timeout, reset) raises PageLost instead of sending the link again."""
         attempt = 0
         refreshed = False
         while True:
@@ -373,6 +492,12 @@ class RestBridge:
                 continue
             error = self._classify(raw, cmdlet=cmdlet, identity=identity, is_write=is_write)
             unreachable = isinstance(raw.exc, httpx.ConnectError)
+            if not replayable and raw.exc is not None and not isinstance(
+                    raw.exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+                with self._lock:
+                    self.stats.pages_lost += 1
+                raise PageLost(f"{cmdlet}: the answer to a follow-up page was lost "
+                               f"({type(raw.exc).__name__}); the read starts again", cmdlet=cmdlet)
             if not retryable(error, is_write=is_write) or self._gives_up(attempt, unreachable=unreachable):
                 log.debug("%s: not retried after attempt %d: %s: %s", cmdlet, attempt, type(error).__name__, error)
                 raise error
@@ -402,7 +527,7 @@ class RestBridge:
         headers["Authorization"] = f"Bearer {token}"
         ticket = self.limiter.acquire()
         raw = _Raw()
-        throttled = False
+        throttled = at_limit = False
         try:
             response = self._client.post(url, content=orjson.dumps(body), headers=headers)
             raw.status = response.status_code
@@ -418,22 +543,29 @@ class RestBridge:
                 raw.body = None
             if raw.body is None or not (200 <= raw.status < 300):
                 raw.text = content[:4096].decode("utf-8", "replace")
+            # Only the tenant's concurrency refusal (or a 503) says "fewer requests in flight": a
+            # 429 for the write budget (whole or inside a $batch) is the write pacer's business.
+            at_limit = raw.status == 429 and CONCURRENCY_TEXT in (raw.text or "").lower()
             throttled = raw.status in (429, 503) or self._has_throttled_subresponse(raw.body, batch)
         except httpx.HTTPError as exc:
             raw.exc = exc
         finally:
-            self._release(ticket, raw, throttled)
+            self._release(ticket, raw, throttled, at_limit, write=not batch and not is_read_cmdlet(cmdlet))
         return raw
 
-    def _release(self, ticket: Ticket, raw: _Raw, throttled: bool) -> None:
+    def _release(self, ticket: Ticket, raw: _Raw, throttled: bool, at_limit: bool = False,
+                 write: bool = False) -> None:
         success = raw.exc is None and 200 <= raw.status < 300 and not throttled
-        self.limiter.release(ticket, throttled=throttled, success=success)
+        concurrency = at_limit or raw.status == 503
+        self.limiter.release(ticket, throttled=concurrency and not at_limit, success=success, at_limit=at_limit)
         with self._lock:
             self.stats.requests += 1
             if raw.exc is not None:
                 self.stats.transport_errors += 1
             if raw.status == 429:
                 self.stats.http_429 += 1
+                if write and not at_limit:  # a single write the write budget refused
+                    self.stats.write_429 += 1
             if throttled:
                 self.stats.throttled += 1
 
@@ -504,7 +636,7 @@ class RestBridge:
                 "url": self.invoke_url,
                 "headers": sub_headers,
                 "body": {"CmdletInput": {"CmdletName": call.cmdlet,
-                                         "Parameters": plain_parameters(call.parameters)}},
+                                         "Parameters": rest_parameters(call.parameters)}},
             })
         with self._lock:
             self.stats.batches += 1
@@ -588,13 +720,13 @@ class RestBridge:
 
     def _rest_of_pages(self, call: Call, next_link: Any, warnings: list[str]) -> list[Record]:
         """A read inside a batch that has more pages: follow them with plain InvokeCommand posts."""
-        body = {"CmdletInput": {"CmdletName": call.cmdlet, "Parameters": plain_parameters(call.parameters)}}
+        body = {"CmdletInput": {"CmdletName": call.cmdlet, "Parameters": rest_parameters(call.parameters)}}
         records: list[Record] = []
         seen: set[str] = set()
         url = self._next_url(next_link, call.cmdlet, seen)
         while url is not None:
             data = self._post(url, body, cmdlet=call.cmdlet, identity=identity_of(call.parameters), is_write=False,
-                              page_size=self.page_size)
+                              page_size=self.page_size, replayable=False)
             records.extend(self._records_of(data))
             self._take_warnings(call.cmdlet, data, warnings)
             link = data.get("@odata.nextLink") if isinstance(data, Mapping) else None

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..inventory.match import OnPremMatch, match_onprem, text_column
-from ..model import FLIP_TYPES, ONPREM_COLUMNS
+from ..model import FLIP_TYPES, ONPREM_COLUMNS, Writeback
 from ..values import is_true, json_value
 
 __all__ = [
@@ -63,7 +63,7 @@ FINDING_COLUMNS: Final[tuple[str, ...]] = (
     "evidence",
     "action",
 )
-#: Entra Connect Sync's default cycle; DESIGN: wait one cycle + 24 h after an on-prem change.
+#: Entra Connect Sync's default cycle; wait one cycle + 24 h after an on-prem change (docs/exchange-facts.md#wait-a-sync-cycle-plus-24-hours).
 DEFAULT_SYNC_INTERVAL: Final = timedelta(minutes=30)
 SETTLE_TIME: Final = timedelta(hours=24)
 
@@ -101,6 +101,7 @@ class Rule:
     func: RuleFunc
     needs_onprem: bool = False
     tenant: bool = False
+    needs_writeback: bool = False
 
 
 #: The registry, in registration order (also the order of the summary).
@@ -116,6 +117,7 @@ def rule(
     summary: str,
     needs_onprem: bool = False,
     tenant: bool = False,
+    needs_writeback: bool = False,
 ) -> Callable[[RuleFunc], RuleFunc]:
     """Register a rule function under ``code`` (see the module docstring)."""
     if severity not in SEVERITY_RANK:
@@ -124,7 +126,7 @@ def rule(
     def register(func: RuleFunc) -> RuleFunc:
         if code in RULES and RULES[code].func.__qualname__ != func.__qualname__:
             raise ValueError(f"rule {code} registered twice")
-        RULES[code] = Rule(code, severity, action, blocks, summary, func, needs_onprem, tenant)
+        RULES[code] = Rule(code, severity, action, blocks, summary, func, needs_onprem, tenant, needs_writeback)
         return func
 
     return register
@@ -159,6 +161,8 @@ class DetectContext:
     sync_interval: timedelta
     org_config: Mapping[str, Any] | None = None
     onprem_columns: frozenset[str] = frozenset()
+    #: Cloud Sync writeback as read from Graph (None: not read).
+    writeback: Writeback | None = None
 
     @cached_property
     def ids(self) -> pd.Index:
@@ -380,6 +384,7 @@ def detect(
     org_config: Mapping[str, Any] | None = None,
     codes: Iterable[str] | None = None,
     onprem_columns: Iterable[str] | None = None,
+    writeback: Writeback | None = None,
 ) -> DetectResult:
     """Run the registered rules (or only ``codes``) over the inventory and on-prem data.
 
@@ -402,6 +407,7 @@ def detect(
         sync_interval=sync_interval,
         org_config=org_config,
         onprem_columns=frozenset(onprem_columns or ()),
+        writeback=writeback,
     )
     selected = [RULES[c] for c in codes] if codes is not None else list(RULES.values())
     frames: list[pd.DataFrame] = []
@@ -412,6 +418,9 @@ def detect(
             continue
         if r.tenant and org_config is None:
             not_checked[r.code] = "organization config not read"
+            continue
+        if r.needs_writeback and (writeback is None or writeback.configured is None):
+            not_checked[r.code] = "Cloud Sync writeback configuration not read (Graph)"
             continue
         h = r.func(ctx)
         if len(h.ids) == 0:

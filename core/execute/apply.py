@@ -1,6 +1,6 @@
 """The apply engine: run a plan against the tenant, row by row, with a durable journal.
 
-Contract (DESIGN section 4): refuse a plan for another tenant, with a wrong digest, or
+Contract (docs/architecture.md#plan-apply-undo): refuse a plan for another tenant, with a wrong digest, or
 older than `max_age`; hold a lock per plan digest so two applies of one plan never run at
 once; per chunk of <= 10 rows: re-read the mailboxes (one batched read), skip rows whose
 observed state changed since the plan (`stale`), journal an *intent* with the backup of
@@ -11,6 +11,14 @@ Throttled) is resolved by the read-back, never by writing again blind; only a re
 showing "not applied" allows another attempt (bounded). A rerun of the same plan reads
 every journal of the plan: verified rows are never written again, and rows with an open
 intent are resolved by reading them back.
+
+Reads (the re-read and the read-back) are one `Get-Mailbox -Filter` of OR'ed
+ExternalDirectoryObjectId terms per chunk when every identity is a GUID (one request, one
+round trip), else a `$batch` of `Get-Mailbox -Identity`. Over REST the chunk's writes go out as
+parallel single requests rather than one `$batch`: a batch saves round trips, not server work,
+and the service runs its items one after another in one concurrency slot
+(docs/exchange-facts.md, "Cost of a $batch and of WinRM requests"), so ten parallel writes
+finish in one request's time for the same slot time; other transports use `invoke_many`.
 
 Writes are paced by `WritePacer`, a client-side token bucket whose rate is learned from
 the tenant's throttling (slow start, then multiplicative decrease to just under the rate
@@ -29,6 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,7 +174,7 @@ class WritePacer:
         min_rate: float = 0.5,
         max_rate: float | None = None,
         doubling_s: float = 1.0,
-        cut_to: float = 0.92,
+        cut_to: float = 0.95,
         first_cut_to: float = 0.85,
         increase_per_s: float = 0.002,
         pause_s: float = 1.0,
@@ -175,10 +184,10 @@ class WritePacer:
         burst_s: float = 0.25,
         min_estimate_span_s: float = 5.0,
         recover_s: float = 8.0,
-        max_recover_s: float = 16.0,
+        max_recover_s: float = 32.0,
         probe_doubling_s: float = 3.0,
         floor_window_s: float = 8.0,
-        plateau: float = 0.97,
+        plateau: float = 0.985,
         probe_found: float = 1.3,
         clock: Monotonic = time.monotonic,
         throttle_signal: Callable[[], int] | None = None,
@@ -551,6 +560,11 @@ class _Engine:
         self.last_emit = -math.inf
         self.rate_window: deque[tuple[float, int]] = deque()
         self.fatal: str | None = None
+        # parallel single writes over REST (the module docstring says why); None: invoke_many
+        self.write_pool: ThreadPoolExecutor | None = None
+        if getattr(bridge, "kind", None) == "rest":
+            self.write_pool = ThreadPoolExecutor(max_workers=min(64, self.workers * self.chunk_size),
+                                                 thread_name_prefix="exocm-write")
 
     # -- helpers -----------------------------------------------------------------------------
     def wait(self, seconds: float) -> None:
@@ -636,11 +650,12 @@ class _Engine:
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, ids: Sequence[str], *, attempts: int = 3) -> dict[str, Record]:
-        """Batched read with a few extra tries beyond the bridge's own; _FatalStop when it keeps failing."""
+        """One read of these mailboxes (a filter of GUIDs, else a $batch) with a few extra tries beyond
+        the bridge's own; _FatalStop when it keeps failing."""
         last: BridgeError | None = None
         for attempt in range(attempts):
             try:
-                return read_mailboxes(self.bridge, ids)
+                return read_mailboxes(self.bridge, ids, mode="filter")
             except AuthFailed as exc:
                 raise _FatalStop(_err_text(exc) or "authentication failed") from None
             except Transient as exc:
@@ -649,6 +664,19 @@ class _Engine:
             except BridgeError as exc:
                 raise _FatalStop(f"reading mailboxes failed: {_err_text(exc)}") from None
         raise _FatalStop(f"reading mailboxes keeps failing: {_err_text(last)}")
+
+    def send_writes(self, calls: list[Call]) -> list[CallResult]:
+        """The chunk's writes: parallel single requests over REST (module docstring), else invoke_many."""
+        pool = self.write_pool
+        if pool is None or len(calls) <= 1:
+            return self.bridge.invoke_many(calls)
+        return [f.result() for f in [pool.submit(self._write_one, call) for call in calls]]
+
+    def _write_one(self, call: Call) -> CallResult:
+        try:
+            return CallResult(call, records=self.bridge.invoke(call.cmdlet, call.parameters))
+        except BridgeError as exc:
+            return CallResult(call, error=exc)
 
     # -- one chunk -------------------------------------------------------------------------------
     def process(self, chunk: list[PlanRow]) -> None:
@@ -712,7 +740,7 @@ class _Engine:
             calls = [Call("Set-Mailbox", {"Identity": r.identity, "IsExchangeCloudManaged": self.target})
                      for r in pending]
             try:
-                results = self.bridge.invoke_many(calls)
+                results = self.send_writes(calls)
             except BridgeError as exc:  # the whole batch failed in a way the bridge raised
                 results = [CallResult(call, error=exc) for call in calls]
             for r in pending:
@@ -825,6 +853,8 @@ class _Engine:
                 self.cancel.set()
         for t in threads:
             t.join()
+        if self.write_pool is not None:
+            self.write_pool.shutdown(wait=True)
         with self.lock:
             left = sum(len(c) for c in self.queue)
             self.queue.clear()

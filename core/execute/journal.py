@@ -171,7 +171,7 @@ class JournalWriter:
                 self._seq += 1
                 full = {"run_id": self.run_id, "seq": self._seq, "at": utc_now_iso(), **record}
                 full["run_id"], full["seq"] = self.run_id, self._seq
-                if full.get("type") == "row":  # DESIGN section 4 names a per-row `verified` flag
+                if full.get("type") == "row":  # docs/architecture.md#journal names a per-row `verified` flag
                     full["verified"] = full.get("status") == "verified"
                 lines.append(json.dumps(full, ensure_ascii=False, sort_keys=True, default=str))
                 out.append(full)

@@ -1,12 +1,18 @@
 """The tenant-wide default: are new mailboxes' Exchange attributes cloud-managed?
 
-`Get-OrganizationConfig` shows `ExchangeAttributesCloudManagedByDefault`;
 `Set-OrganizationConfig -ExchangeAttributesCloudManagedByDefault` turns it on and
-`-ExchangeAttributesServerManagedByDefault` turns it back (DESIGN section 1). The change
-is journaled like a row (an intent with the before state, then the read-back outcome).
+`-ExchangeAttributesServerManagedByDefault` turns it back. Which property of
+`Get-OrganizationConfig` shows the state is not named by Microsoft: exocm reads
+`ExchangeAttributesCloudManagedByDefault` and, when that is absent,
+`BlockExchangeProvisioningFromOnPremEnabled` (what public tools read, e.g.
+mardahl/Exchange-SOA-Manager `Get-OrgState`), and says which one answered
+(docs/exchange-facts.md, "The tenant default's read-back"). The change is journaled like a
+row (an intent with the before state, then the read-back outcome); every write, whatever it
+answered, is settled by reading back.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -14,16 +20,19 @@ from typing import Any, Final, Literal
 from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge
 from ..bridge.errors import AppliedUnknown, BridgeError, Transient
+from ..model import TENANT_DEFAULT_PROPERTIES, tenant_default_of
 from ..plan.planfile import tool_version
-from ..values import as_bool, normalise_value
+from ..values import normalise_value
 from .journal import JournalWriter, journals_under, local_actor
 
-PROPERTY: Final = "ExchangeAttributesCloudManagedByDefault"
+PROPERTY: Final = TENANT_DEFAULT_PROPERTIES[0]
+#: The property public tools read the same state from (same meaning: true = cloud-managed by default).
+BLOCK_PROPERTY: Final = TENANT_DEFAULT_PROPERTIES[1]
 SWITCHES: Final = {"cloud": "ExchangeAttributesCloudManagedByDefault",
                    "server": "ExchangeAttributesServerManagedByDefault"}
 Mode = Literal["cloud", "server"]
 
-#: What an admin must know before changing the default (DESIGN section 1).
+#: What an admin must know before changing the default (docs/exchange-facts.md#tenant-wide-default).
 WARNINGS: Final[dict[str, tuple[str, ...]]] = {
     "cloud": (
         "Affects NEW mailboxes only: existing mailboxes keep their IsExchangeCloudManaged value; flip them with a plan.",
@@ -50,6 +59,8 @@ class TenantDefault:
     tenant: str
     cloud_managed_by_default: bool | None
     warnings: tuple[str, ...] = ()
+    #: The Get-OrganizationConfig property that answered (None when neither did).
+    source_property: str | None = None
 
     @property
     def mode(self) -> str:
@@ -85,19 +96,26 @@ def _read(bridge: Bridge) -> dict[str, Any]:
     return records[0]
 
 
+def default_of(config: Mapping[str, Any]) -> tuple[bool | None, str | None]:
+    """(value, property that answered) from a Get-OrganizationConfig record (model.tenant_default_of)."""
+    return tenant_default_of(config)
+
+
 def show_tenant_default(bridge: Bridge) -> TenantDefault:
-    """Read the tenant default (with the warnings of the mode it is in)."""
+    """Read the tenant default (with the warnings of the mode it is in, and the property that answered)."""
     try:
         config = _read(bridge)
     except BridgeError as exc:
         raise TenantDefaultError(f"cannot read the organization config: {exc.message}") from None
-    value = as_bool(config.get(PROPERTY))
+    value, source = default_of(config)
     notes: tuple[str, ...] = ()
     if value is None:
-        notes = (f"{PROPERTY} is not reported by this tenant: the feature may not be available yet.",)
+        notes = (f"neither {PROPERTY} nor {BLOCK_PROPERTY} is reported by this tenant: the feature may not be "
+                 "available yet.",)
     elif value:
         notes = WARNINGS["cloud"][:2]
-    return TenantDefault(tenant=str(bridge.tenant), cloud_managed_by_default=value, warnings=notes)
+    return TenantDefault(tenant=str(bridge.tenant), cloud_managed_by_default=value, warnings=notes,
+                         source_property=source)
 
 
 def confirmation_phrase(tenant: str, mode: Mode) -> str:
@@ -121,12 +139,12 @@ def set_tenant_default(
         before_config = _read(bridge)
     except BridgeError as exc:
         raise TenantDefaultError(f"cannot read the organization config: {exc.message}") from None
-    before = as_bool(before_config.get(PROPERTY))
+    before, source = default_of(before_config)
     journal = JournalWriter.create(
         plan_digest=None, tenant=str(bridge.tenant), actor=actor or local_actor(), tool_version=tool_version(),
         directory=journals_under(base), extra={"operation": "tenant-default", "value": mode},
     )
-    backup = {PROPERTY: before}
+    backup: dict[str, Any] = {PROPERTY: before, "source_property": source}
     for key in ("Identity", "Name", "WhenChanged"):
         if key in before_config:
             backup[key] = normalise_value(before_config.get(key))
@@ -141,6 +159,7 @@ def set_tenant_default(
                              "target": target, "backup": backup}])
             for attempt in range(1, 4):
                 row["attempts"] = attempt
+                refused = False
                 try:
                     bridge.invoke("Set-OrganizationConfig", {SWITCHES[mode]: True})
                     error = None
@@ -148,13 +167,24 @@ def set_tenant_default(
                     error = f"{type(exc).__name__}: {exc.message}"
                 except BridgeError as exc:
                     error = f"{type(exc).__name__}: {exc.message}"
-                    row.update(status="failed", after=before, error=error, reason="the service refused the change")
+                    refused = True
+                # Every write is settled by reading back, an error answer included: an error may
+                # carry text and still have applied (docs/exchange-facts.md, "Ambiguous writes with text").
+                try:
+                    after, answered = default_of(_read(bridge))
+                except BridgeError as exc:
+                    row.update(status="failed", after=None, error=error,
+                               reason=f"could not read the default back ({exc.message})")
                     break
-                after = as_bool(_read(bridge).get(PROPERTY))
                 row["after"] = after
+                row["source_property"] = answered
                 if after == target:
                     row.update(status="verified", error=error,
                                note="the write answered an error; read-back shows it applied" if error else "")
+                    break
+                if refused:
+                    row.update(status="failed", error=error,
+                               reason="the service refused the change (read back: not applied)")
                     break
                 if error is None:
                     row.update(status="failed", reason="the write reported success but read-back shows the old value")

@@ -4,7 +4,7 @@ Only rows the journal records as `verified` are undone, each back to its `before
 Every such mailbox is read fresh: a row whose current IsExchangeCloudManaged is no longer
 the journal's `after` is skipped as drifted (someone changed it since). Undoing a flip to
 cloud-managed (true -> false) hands the Exchange attributes back to on-prem, and at the
-next sync the on-prem values overwrite the cloud values with no merge (DESIGN section 1):
+next sync the on-prem values overwrite the cloud values with no merge (docs/exchange-facts.md#flipping-back-overwrites-cloud-values):
 the undo plan lists, per mailbox, the cloud values that will be overwritten, compared
 with on-prem data when given, else with the backup taken before the flip. An undo plan is
 a plan like any other, so undo of an undo works the same way.
@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..bridge.base import Bridge, Record
 from ..csvio import write_csv
-from ..model import ONPREM_COLUMNS, WRITEBACK_ATTRIBUTES
+from ..model import ONPREM_COLUMNS, WRITEBACK_ATTRIBUTES, Writeback
 from ..plan.planfile import DRIFTED, Observed, Plan, PlanRow
 from ..values import as_bool, normalise_value
 from .apply import ForeignTenant, read_mailboxes
@@ -104,15 +104,22 @@ def _onprem_lookup(onprem: pd.DataFrame | None) -> tuple[dict[str, dict[str, Any
 
 
 def overwritten_values(
-    current: Mapping[str, Any], backup: Mapping[str, Any] | None, onprem: Mapping[str, Any] | None
+    current: Mapping[str, Any], backup: Mapping[str, Any] | None, onprem: Mapping[str, Any] | None,
+    writeback: Writeback | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Writeback attributes whose cloud value differs from what the next sync will write.
 
-    Compared with the on-prem record when there is one (basis 'onprem'), else with the
-    backup the apply took before the flip (basis 'backup': cloud edits made since the flip).
+    Compared with the on-prem record when there is one (basis 'onprem': it already holds what
+    writeback carried to AD), else with the backup the apply took before the flip (basis
+    'backup': cloud edits made since the flip). Without on-prem data, `writeback` decides what
+    counts: with Cloud Sync writeback configured, an edit of an attribute on its list reached AD
+    and comes back unchanged, so only attributes outside the list are overwritten; without
+    writeback (or unknown), every cloud edit since the flip is.
     """
     out: dict[str, dict[str, Any]] = {}
     for attr in WRITEBACK_ATTRIBUTES:
+        if onprem is None and writeback is not None and writeback.reaches_ad(attr):
+            continue
         cloud = normalise_value(current.get(attr))
         if onprem is not None and attr in _ONPREM_COMPARABLE and attr in onprem:
             other, basis = normalise_value(onprem.get(attr)), "onprem"
@@ -166,12 +173,14 @@ def build_undo_plan(
     all_runs: bool = True,
     onprem: pd.DataFrame | None = None,
     now: datetime | None = None,
+    writeback: Writeback | None = None,
 ) -> Plan:
     """An undo plan from a journal: verified rows back to `before`; drifted rows skipped.
 
     `all_runs` (default) undoes every verified row of the journal's plan across all its
     runs found next to the journal (a resumed apply is one change); False undoes only the
-    given run. `onprem` (the on-prem frame, see core.onprem) sharpens the overwritten values.
+    given run. `onprem` (the on-prem frame, see core.onprem) sharpens the overwritten values;
+    `writeback` (read from Graph by the caller) says which cloud edits already reached AD.
     """
     path = Path(journal_path)
     header, journals = _journals(path, all_runs)
@@ -213,7 +222,7 @@ def build_undo_plan(
         overwritten = None
         if applied_value and not undo_value:
             other = by_edoi.get(identity.lower()) or (by_upn.get(upn.lower()) if upn else None)
-            overwritten = overwritten_values(fresh, record.get("backup"), other)
+            overwritten = overwritten_values(fresh, record.get("backup"), other, writeback)
         rows.append(PlanRow(identity, name, upn, "set", "", seen, overwritten=overwritten))
     plan = Plan(
         tenant=tenant,
@@ -228,6 +237,8 @@ def build_undo_plan(
             "journals": [c.path.name for c in journals],
             "run_ids": [c.header.get("run_id") for c in journals if c.header],
             "overwritten_basis": "onprem" if onprem is not None else "backup",
+            "writeback": writeback.label if writeback is not None else "unknown",
+            "writeback_source": writeback.source if writeback is not None else "not read",
         },
     )
     plan = plan.finalise()
@@ -237,26 +248,31 @@ def build_undo_plan(
     return plan
 
 
-def overwritten_frame(plan: Plan) -> pd.DataFrame:
-    """One row per (mailbox, attribute) the undo's next sync overwrites."""
-    rows = []
-    for row in plan.rows:
-        if row.action != "set" or not row.overwritten:
-            continue
-        for attr, values in sorted(row.overwritten.items()):
-            rows.append({
-                "Identity": row.identity, "DisplayName": row.display_name, "UserPrincipalName": row.upn,
-                "Attribute": attr, "CloudValue": values.get("cloud"), "OnPremValue": values.get("onprem"),
-                "Basis": values.get("basis"),
-            })
+def overwritten_frame(
+    plan: Plan, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per (mailbox, attribute) the next sync overwrites (`overwritten_by_sync`), OVERWRITTEN_COLUMNS."""
+    rows = [
+        {
+            "Identity": row.identity, "DisplayName": row.display_name, "UserPrincipalName": row.upn,
+            "Attribute": attr, "CloudValue": values.get("cloud"), "OnPremValue": values.get("onprem"),
+            "Basis": values.get("basis"),
+        }
+        for row, found in overwritten_by_sync(plan, frame, onprem)
+        for attr, values in sorted(found.items())
+    ]
     return pd.DataFrame(rows, columns=list(OVERWRITTEN_COLUMNS))
 
 
-def export_overwritten(plan: Plan, path: Path | str) -> Path:
-    """Save the cloud values the undo will overwrite as CSV for Excel (atomic, formula-escaped)."""
-    if plan.kind != "undo":
-        raise UndoError("only undo plans carry overwritten values")
-    return write_csv(overwritten_frame(plan), path, columns=list(OVERWRITTEN_COLUMNS))
+def export_overwritten(
+    plan: Plan, path: Path | str, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
+) -> Path:
+    """Save the cloud values the next sync overwrites as CSV for Excel (atomic, formula-escaped).
+
+    An undo plan carries them; a plain disable plan needs the inventory `frame` (and `onprem`)."""
+    if plan.value is not False:
+        raise UndoError("only a plan that disables cloud management overwrites cloud values")
+    return write_csv(overwritten_frame(plan, frame, onprem), path, columns=list(OVERWRITTEN_COLUMNS))
 
 
 __all__ = [

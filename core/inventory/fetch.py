@@ -49,7 +49,15 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from ..bridge.base import Bridge, PropertySelectingBridge, Record
-from ..bridge.errors import BridgeError, InvalidInput, ProtocolError, Throttled, Transient
+from ..bridge.errors import (
+    BridgeError,
+    IncompleteRead,
+    InvalidInput,
+    PageLost,
+    ProtocolError,
+    Throttled,
+    Transient,
+)
 from ..bridge.normalize import is_guid_property, normalize_value
 from ..events import Progress, ProgressCallback
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
@@ -59,6 +67,7 @@ from .partition import (
     REST,
     PartitionPlan,
     and_filters,
+    plan_by_first_character,
     plan_partitions,
     single_stream,
 )
@@ -66,7 +75,10 @@ from .partition import (
 STAGE: Final = "inventory"
 DIRSYNCED_FILTER: Final = "IsDirSynced -eq $true"
 #: Get-User rows the inventory needs: mail users (rows of their own) and stale previous-mailbox info.
-USERS_FILTER: Final = "(RecipientType -eq 'MailUser') -or (-not (PreviousRecipientTypeDetails -eq 'None'))"
+#: An unset PreviousRecipientTypeDetails may read 'None' or $null ("String or $null" on Microsoft's
+#: filterable-properties page; docs/exchange-facts.md): both are excluded, so the read stays narrow.
+USERS_FILTER: Final = ("(RecipientType -eq 'MailUser') -or ((PreviousRecipientTypeDetails -ne $null) -and "
+                       "(PreviousRecipientTypeDetails -ne 'None'))")
 #: Worker threads: by default one per partition of every read, so that all partitions advance
 #: together (the bridge's per-tenant limiter bounds the requests in flight; a thread waiting for
 #: a slot costs nothing). Fewer threads than partitions leave a tail: the partitions started last
@@ -95,6 +107,10 @@ SELECT: Final[dict[str, tuple[str, ...]]] = {
 }
 #: How often one partition is re-read from its start after the bridge gave up on a transient error.
 PARTITION_RETRIES: Final = 3
+#: How often one partition is re-read from its start after the answer to one of its follow-up pages
+#: was lost (PageLost): a lost page is never asked for again, since whether the service's cursor
+#: moved on is undocumented (docs/exchange-facts.md, "Retried pages").
+PAGE_LOST_REREADS: Final = 20
 
 BOOL_COLUMNS: Final = ("IsDirSynced", "IsExchangeCloudManaged", "HiddenFromAddressListsEnabled")
 DATETIME_COLUMNS: Final = ("WhenChanged", "WhenChangedUTC")
@@ -123,6 +139,18 @@ class Inventory:
     dirsynced_only: bool = False
     notes: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    #: Records the service left out with `@adminapi.errors` that could not be read again (the
+    #: service's texts, which name them). Non-empty: the inventory is incomplete, and findings and
+    #: plan refuse it unless told to accept an incomplete inventory.
+    incomplete: tuple[str, ...] = ()
+
+    def incomplete_reason(self) -> str | None:
+        """One line for a refused incomplete inventory (None when complete)."""
+        if not self.incomplete:
+            return None
+        return (f"the inventory is incomplete: the service left {len(self.incomplete)} record(s) out with "
+                f"@adminapi.errors and they could not be read again (first: {self.incomplete[0]}); "
+                "read it again (--refresh), or pass --accept-incomplete to go on without them")
 
     @property
     def age(self) -> timedelta:
@@ -251,7 +279,25 @@ _BODY_SCHEMA: Final = pa.schema([
         pa.field(f.name, pa.string() if f.name in DATETIME_COLUMNS else f.type) for f in ARROW_SCHEMA]))),
     pa.field("@odata.nextLink", pa.string()),
     pa.field("@adminapi.warnings", pa.list_(pa.string())),
+    pa.field("@adminapi.errors", pa.list_(pa.string())),
 ])
+#: Schema metadata key under which a page batch carries its `@adminapi.errors` (JSON list).
+ERRORS_KEY: Final = b"adminapi.errors"
+
+
+def _with_errors(batch: pa.RecordBatch, errors: list[str]) -> pa.RecordBatch:
+    """`batch` carrying the page's `@adminapi.errors` in its schema metadata (none: unchanged)."""
+    if not errors:
+        return batch
+    return batch.replace_schema_metadata({ERRORS_KEY: orjson.dumps(errors)})
+
+
+def page_errors(batch: pa.RecordBatch) -> list[str]:
+    """The `@adminapi.errors` a page batch carries (see parse_page_body)."""
+    meta = batch.schema.metadata
+    if not meta or ERRORS_KEY not in meta:
+        return []
+    return [str(e) for e in orjson.loads(meta[ERRORS_KEY])]
 #: Where page parsing allocates (in many worker threads at once): the C library's malloc. pyarrow's
 #: default pool (mimalloc in the Linux wheels) cost ~0.7-0.9 s more system CPU per 100k-record fetch
 #: on a 2-core VM (freed pages handed back to the OS and faulted in again, page after page).
@@ -284,7 +330,8 @@ def parse_page_body(body: bytes) -> tuple[pa.RecordBatch, str | None, list[str]]
 
     pyarrow's JSON reader parses only the inventory's properties, in C++ and off the GIL. A page
     it cannot type (a number where text is expected, "True" as text, ...) goes the Python way:
-    orjson, then the bridge's per-value normalisation. Returns (batch, @odata.nextLink, warnings).
+    orjson, then the bridge's per-value normalisation. Returns (batch, @odata.nextLink, warnings);
+    the page's `@adminapi.errors` ride in the batch's schema metadata (page_errors).
     """
     try:
         table = pajson.read_json(io.BytesIO(body), parse_options=_BODY_PARSE,
@@ -296,6 +343,7 @@ def parse_page_body(body: bytes) -> tuple[pa.RecordBatch, str | None, list[str]]
         return _parse_page_slowly(body)
     next_link = table.column("@odata.nextLink")[0].as_py()
     warnings = [str(w) for w in table.column("@adminapi.warnings")[0].as_py() or []]
+    errors = [str(e) for e in table.column("@adminapi.errors")[0].as_py() or []]
     values = table.column("value").chunk(0)
     if not values[0].is_valid:
         return _parse_page_slowly(body)
@@ -313,7 +361,7 @@ def parse_page_body(body: bytes) -> tuple[pa.RecordBatch, str | None, list[str]]
         arrays.append(column)
     names = ARROW_SCHEMA.names
     arrays.append(_key_column(fields[names.index(_KEY)], fields[names.index("Guid")]))
-    return pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA), next_link, warnings
+    return _with_errors(pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA), errors), next_link, warnings
 
 
 def _parse_page_slowly(body: bytes) -> tuple[pa.RecordBatch, str | None, list[str]]:
@@ -329,7 +377,9 @@ def _parse_page_slowly(body: bytes) -> tuple[pa.RecordBatch, str | None, list[st
     link = data.get("@odata.nextLink")
     raw_warnings = data.get("@adminapi.warnings") or []
     warnings = [str(w) for w in (raw_warnings if isinstance(raw_warnings, list) else [raw_warnings])]
-    return _page_to_batch(records), link if isinstance(link, str) else None, warnings
+    raw_errors = data.get("@adminapi.errors") or []
+    errors = [str(e) for e in (raw_errors if isinstance(raw_errors, list) else [raw_errors])]
+    return _with_errors(_page_to_batch(records), errors), link if isinstance(link, str) else None, warnings
 
 
 def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
@@ -411,6 +461,12 @@ def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool) 
 
     # PreviousRecipientTypeDetails of a mailbox comes from its Get-User record; a mailbox the narrowed
     # Get-User did not return has 'None' (the filter returns every user whose value is not 'None').
+    # Get-User always has the property: a null there is "unset" like 'None' (the service may print
+    # either; docs/exchange-facts.md), so the frame holds one spelling.
+    if users.num_rows:
+        prtd_at = users.schema.get_field_index("PreviousRecipientTypeDetails")
+        users = users.set_column(prtd_at, users.schema.field(prtd_at),
+                                 pc.coalesce(users.column(prtd_at), "None"))
     at = pc.index_in(mkeys, value_set=ukeys)
     from_user = pc.take(users.column("PreviousRecipientTypeDetails"), at)
     own = mailboxes.column("PreviousRecipientTypeDetails")
@@ -514,6 +570,7 @@ class _Task:
     rows: int = 0
     pages: int = 0
     finished: bool = False
+    errors: list[str] = field(default_factory=list)
 
 
 _Event = tuple[str, int, Any]
@@ -561,7 +618,11 @@ class _Fetch:
         self.started = clock()
         self.pages = 0
         self.retries = 0
+        self.rereads = 0
         self.fallbacks = 0
+        self.degenerate = 0
+        #: `@adminapi.errors` per read (by cmdlet), from the pages of live tasks.
+        self.errors: dict[str, list[str]] = {}
 
     # -- workers ---------------------------------------------------------------------------
     def _worker(
@@ -723,6 +784,10 @@ class _Fetch:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _on_page(self, task: _Task, batch: pa.RecordBatch) -> None:
+        errors = page_errors(batch)
+        if errors:
+            task.errors.extend(errors)
+            batch = batch.replace_schema_metadata(None)
         task.batches.append(batch)
         task.rows += batch.num_rows
         task.pages += 1
@@ -734,7 +799,38 @@ class _Fetch:
             self._emit(f"{read.cmdlet}: more than {self.probe_pages * self.page_size} records; reading "
                        f"{len(read.plan.partitions)} partitions")
             return
+        if self._degenerate(read):
+            self._resplit(read, "every record landed in the complement partition (the service did not match "
+                                f"the {read.plan.prop} prefixes)")
+            return
         self._emit()
+
+    def _degenerate(self, read: _Read) -> bool:
+        """A partitioned read whose prefix slices all ended empty while the complement holds a full
+        page: correct, but serial. Checked on the hex plan only (the second split is not re-split)."""
+        plan = read.plan
+        if plan.is_single or plan.prop != PARTITION_PROPERTY:
+            return False
+        tasks = [t for t in self.tasks.values() if t.read is read]
+        prefix = [t for t in tasks if t.name != REST]
+        rest = [t for t in tasks if t.name == REST]
+        return bool(prefix and rest) and all(t.finished and t.rows == 0 for t in prefix) and \
+            rest[0].rows >= self.page_size
+
+    def _resplit(self, read: _Read, reason: str) -> None:
+        """Move `read` to the second documented split (leading characters of UserPrincipalName), inserted
+        as its next plan; the records read so far (the complement's first pages) shape it."""
+        sample = [v for t in self.tasks.values() if t.read is read for b in t.batches
+                  for v in b.column("UserPrincipalName").to_pylist() if isinstance(v, str)]
+        plan = plan_by_first_character(read.plan.base_filter, sample=sample)
+        read.plans.insert(read.plan_index + 1, plan)
+        read.narrowed.insert(read.plan_index + 1, read.narrowed[read.plan_index])
+        self.degenerate += 1
+        note = (f"{read.cmdlet}: {reason}; reading {len(plan.partitions)} partitions by the leading characters of "
+                f"{plan.prop} instead")
+        self.notes.append(note)
+        self._emit(note)
+        self._switch(read, read.plan_index + 1)
 
     def _on_done(self, task: _Task) -> None:
         task.finished = True
@@ -749,23 +845,33 @@ class _Fetch:
                 self._fall_back(read, f"{dups} object(s) came back in more than one partition",
                                 rejected=False)
                 return
+        if self._degenerate(read) and sum(t.rows for t in tasks) > self.page_size:
+            self._resplit(read, "every record landed in the complement partition")
+            return
         read.done = True
         self._emit(f"{read.cmdlet}: {sum(t.rows for t in tasks)} records")
 
     def _on_error(self, task: _Task, exc: BaseException) -> None:
         read = task.read
         if isinstance(exc, InvalidInput):
+            if not read.plan.is_single and read.plan.prop == PARTITION_PROPERTY:
+                # The prefix filter itself may be what the service refused: try the second split
+                # before giving up parallelism (its own refusal then falls back as before).
+                self._resplit(read, f"partition filter rejected by the service ({exc.message})")
+                return
             try:
                 self._fall_back(read, f"filter rejected by the service ({exc.message})", rejected=True)
             except _NoFallback:
                 raise exc from None
             return
-        if isinstance(exc, Transient) and task.attempt <= PARTITION_RETRIES:
+        lost = isinstance(exc, PageLost)
+        if isinstance(exc, Transient) and task.attempt <= (PAGE_LOST_REREADS if lost else PARTITION_RETRIES):
             # The bridge already retried this request; read the whole partition again from its start.
             self._flags[task.task_id].set()
             self.retired.add(task.task_id)
             del self.tasks[task.task_id]
             self.retries += 1
+            self.rereads += 1 if lost else 0
             wait = exc.retry_after if isinstance(exc, Throttled) and exc.retry_after else 0.0
             self._emit(f"{read.cmdlet} partition {task.name}: {exc.message}; reading it again")
             self._submit(read, task.name, task.filter, task.attempt + 1, delay=min(wait, 60.0))
@@ -774,6 +880,7 @@ class _Fetch:
 
     def _result(self, read: _Read) -> pa.Table:
         tasks = sorted((t for t in self.tasks.values() if t.read is read), key=lambda t: t.task_id)
+        self.errors[read.cmdlet] = [e for t in tasks for e in t.errors]
         return pa.Table.from_batches([b for t in tasks for b in t.batches], schema=BATCH_SCHEMA)
 
 
@@ -842,8 +949,24 @@ def fetch_inventory(
         mbx_table, usr_table = fetch.run()
     except _NoFallback as exc:  # pragma: no cover - _on_error re-raises the bridge error instead
         raise BridgeError(str(exc)) from None
+    incomplete: list[str] = []
+    recovered = 0
+    record_errors = sum(len(v) for v in fetch.errors.values())
+    tables = {"Get-Mailbox": mbx_table, "Get-User": usr_table}
+    for cmdlet, errors in fetch.errors.items():
+        if errors:
+            extra, missing = _recover(bridge, cmdlet, errors)
+            recovered += extra.num_rows
+            incomplete.extend(missing)
+            if extra.num_rows:
+                tables[cmdlet] = pa.concat_tables([tables[cmdlet], extra])
+    mbx_table, usr_table = tables["Get-Mailbox"], tables["Get-User"]
     frame, counts = _build_frame(mbx_table, usr_table, users_narrowed=users.narrowed[users.plan_index])
     notes = list(fetch.notes)
+    if record_errors:
+        notes.append(f"the service left {record_errors} record(s) out of its pages with @adminapi.errors; "
+                     f"{recovered} read again by identity" + (f", {len(incomplete)} missing: the inventory is "
+                                                              "INCOMPLETE" if incomplete else ""))
     if counts["duplicates_dropped"]:
         notes.append(f"{counts['duplicates_dropped']} duplicate record(s) from the service were dropped")
     if counts["unkeyed_dropped"]:
@@ -855,9 +978,26 @@ def fetch_inventory(
         "mode": {r.cmdlet: ("single" if r.plan.is_single else f"{len(r.plan.partitions)} partitions")
                  for r in (mailboxes, users)},
         "partition_retries": fetch.retries,
+        "partition_rereads_page_lost": fetch.rereads,
+        "degenerate_resplits": fetch.degenerate,
+        "record_errors": record_errors,
+        "records_recovered": recovered,
         "fallbacks": fetch.fallbacks,
         "elapsed_s": round(clock() - fetch.started, 3),
         **{f"bridge_{k}": v for k, v in _bridge_counters(bridge).items()},
     }
     return Inventory(frame=frame, tenant=bridge.tenant, fetched_at=fetched_at, source=bridge.kind,
-                     dirsynced_only=dirsynced_only, notes=tuple(notes), stats=stats)
+                     dirsynced_only=dirsynced_only, notes=tuple(notes), stats=stats, incomplete=tuple(incomplete))
+
+
+def _recover(bridge: Bridge, cmdlet: str, errors: list[str]) -> tuple[pa.Table, list[str]]:
+    """Read the records named in `errors` again by identity: (the records as a table, what stays missing)."""
+    recover = getattr(bridge, "recover_records", None)
+    if not callable(recover):
+        return pa.Table.from_batches([], schema=BATCH_SCHEMA), list(errors)
+    try:
+        records = recover(cmdlet, errors, normalize=False)
+        missing: list[str] = []
+    except IncompleteRead as exc:
+        return pa.Table.from_batches([], schema=BATCH_SCHEMA), list(exc.errors)
+    return pa.Table.from_batches([_page_to_batch(records)], schema=BATCH_SCHEMA), missing

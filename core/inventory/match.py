@@ -1,6 +1,6 @@
 """Join on-prem recipients to EXO recipients: who is the same person on both sides.
 
-Keys, strongest first (DESIGN section 1, issue 4): ``ExternalDirectoryObjectId`` where the
+Keys, strongest first (docs/exchange-facts.md#identities, issue 4): ``ExternalDirectoryObjectId`` where the
 on-prem row has one (then it alone decides), else ``UserPrincipalName``, else addresses
 (on-prem primary SMTP, proxy addresses and LegacyExchangeDN as X500 against the same on the EXO
 side). All comparisons are case-insensitive. An address held by two people on either side

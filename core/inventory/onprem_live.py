@@ -15,9 +15,9 @@ file.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .. import logs
 from ..access.config import ConfigError, Profile, sandbox_secret
@@ -106,31 +106,136 @@ def open_onprem_bridge(settings: OnPremSettings, *, env: Mapping[str, str], tena
     return PsrpBridge(endpoint_for(settings, env), tenant, **options)
 
 
+#: Runspace pools (shells) a live on-prem read uses at most: Exchange's remote PowerShell allows a
+#: user a few concurrent shells (throttling policy PowerShellMaxConcurrency; docs/exchange-facts.md).
+DEFAULT_SHELLS: Final = 4
+#: First characters of Name that split the on-prem reads into slices (`Name -like 'x*'`, on a
+#: string property Exchange's -Filter accepts); a complement slice catches every other name.
+_NAME_CHARS: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def onprem_slices(n: int) -> list[str | None]:
+    """`n` disjoint -Filter texts on Name whose union is every recipient ([None]: no filter).
+
+    Built from constants only (letters and digits), never from user text. The last slice is the
+    complement of the others, so the union is complete whatever the names look like (-like is
+    case-insensitive in Exchange's OPATH)."""
+    if n <= 1:
+        return [None]
+    parts = min(n - 1, len(_NAME_CHARS))
+    size = -(-len(_NAME_CHARS) // parts)
+    groups = [_NAME_CHARS[k:k + size] for k in range(0, len(_NAME_CHARS), size)]
+    terms = [" -or ".join(f"(Name -like '{c}*')" for c in group) for group in groups]
+    return [*terms, "-not (" + " -or ".join(f"({t})" for t in terms) + ")"]
+
+
 def fetch_onprem_records(bridge: PsrpBridge, *, progress: ProgressCallback = ignore_progress,
                          properties: Sequence[str] = ONPREM_COLUMNS, page_size: int = 1000,
-                         clock: Callable[[], float] = time.monotonic) -> list[Record]:
-    """Every on-prem mailbox and remote mailbox, with only `properties` (Select-Object remotely)."""
+                         clock: Callable[[], float] = time.monotonic, shells: int = 1) -> list[Record]:
+    """Every on-prem mailbox and remote mailbox, with only `properties` (Select-Object remotely).
+
+    `shells` > 1 reads in parallel: Get-RemoteMailbox (most of the records) is split into Name
+    slices (`onprem_slices`), and up to `shells` runspace pools (this bridge and siblings) each
+    run one slice at a time, so the server builds one page while this process decodes another.
+    A sibling that cannot open its shell (the server's limit) hands its slice back.
+    """
     records: list[Record] = []
     start = clock()
     progress(Progress("onprem", 0, message="started"))
-    for cmdlet in ONPREM_CMDLETS:
-        for page in bridge.stream(cmdlet, {"ResultSize": "Unlimited"}, page_size=page_size,
-                                  properties=list(properties)):
-            records.extend(page)
-            elapsed = max(clock() - start, 1e-9)
-            progress(Progress("onprem", len(records), rate=len(records) / elapsed, message=cmdlet,
-                              counters=bridge.snapshot()))
+    if shells > 1:
+        records = _fetch_parallel(bridge, shells, list(properties), page_size, progress, start, clock)
+    else:
+        for cmdlet in ONPREM_CMDLETS:
+            for page in bridge.stream(cmdlet, {"ResultSize": "Unlimited"}, page_size=page_size,
+                                      properties=list(properties)):
+                records.extend(page)
+                elapsed = max(clock() - start, 1e-9)
+                progress(Progress("onprem", len(records), rate=len(records) / elapsed, message=cmdlet,
+                                  counters=bridge.snapshot()))
     elapsed = max(clock() - start, 1e-9)
     progress(Progress("onprem", len(records), total=len(records), rate=len(records) / elapsed, message="done",
                       counters=bridge.snapshot()))
     return records
 
 
-def load_onprem_live(bridge: PsrpBridge, *, progress: ProgressCallback = ignore_progress) -> OnPremData:
-    """Fetch the on-prem side over PSRP and normalise it exactly as the CSV path does."""
+def _fetch_parallel(bridge: PsrpBridge, shells: int, properties: list[str], page_size: int,
+                    progress: ProgressCallback, start: float, clock: Callable[[], float]) -> list[Record]:
+    """The work of fetch_onprem_records(shells > 1): slices from a queue, one pool per worker."""
+    import queue
+    import threading
+
+    from ..bridge.errors import BridgeError
+
+    slices: list[tuple[str, str | None]] = [("Get-Mailbox", None)]
+    slices += [("Get-RemoteMailbox", f) for f in onprem_slices(2 * shells)]  # more slices than pools: balance
+    work: queue.SimpleQueue[tuple[str, str | None]] = queue.SimpleQueue()
+    for item in slices:
+        work.put(item)
+    lock = threading.Lock()
+    records: list[Record] = []
+    errors: list[BaseException] = []
+
+    def read(own: PsrpBridge, cmdlet: str, flt: str | None) -> Iterator[list[Record]]:
+        params: dict[str, Any] = {"ResultSize": "Unlimited"}
+        if flt:
+            params["Filter"] = flt
+        return own.stream(cmdlet, params, page_size=page_size, properties=properties)
+
+    def worker(own: PsrpBridge, primary: bool) -> None:
+        opened = primary
+        try:
+            while not errors:
+                try:
+                    cmdlet, flt = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    for page in read(own, cmdlet, flt):
+                        opened = True
+                        with lock:
+                            records.extend(page)
+                            count = len(records)
+                        elapsed = max(clock() - start, 1e-9)
+                        progress(Progress("onprem", count, rate=count / elapsed, message=cmdlet,
+                                          counters=own.snapshot()))
+                except BridgeError:
+                    if opened:
+                        raise
+                    work.put((cmdlet, flt))  # this sibling got no shell: another worker reads the slice
+                    return
+                opened = True
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+        finally:
+            if not primary:
+                own.close()
+
+    threads = [threading.Thread(target=worker, args=(bridge if k == 0 else bridge.sibling(), k == 0),
+                                name=f"exocm-onprem-{k}", daemon=True)
+               for k in range(min(shells, len(slices)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    while True:  # slices handed back by siblings that got no shell: the primary reads them
+        try:
+            cmdlet, flt = work.get_nowait()
+        except queue.Empty:
+            break
+        for page in read(bridge, cmdlet, flt):
+            records.extend(page)
+    return records
+
+
+def load_onprem_live(bridge: PsrpBridge, *, progress: ProgressCallback = ignore_progress,
+                     shells: int = DEFAULT_SHELLS) -> OnPremData:
+    """Fetch the on-prem side over PSRP (up to `shells` runspace pools in parallel) and normalise
+    it exactly as the CSV path does."""
     from .onprem import onprem_frame_from_records
 
-    records = fetch_onprem_records(bridge, progress=progress)
+    records = fetch_onprem_records(bridge, progress=progress, shells=shells)
     return onprem_frame_from_records(records, source=f"WinRM {bridge.endpoint.url}")
 
 

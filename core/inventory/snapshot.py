@@ -79,6 +79,7 @@ def save_snapshot(inventory: Inventory, *, variant: str | None = None, root: Pat
         "dirsynced_only": inventory.dirsynced_only,
         "notes": list(inventory.notes),
         "stats": inventory.stats,
+        "incomplete": list(inventory.incomplete),
     }
     frame = inventory.frame.copy(deep=False)
     for column in MULTI_COLUMNS:  # tuples -> lists, which Arrow stores as list<string>
@@ -141,6 +142,7 @@ def load_snapshot(tenant: str, *, variant: str = "", root: Path | None = None) -
         dirsynced_only=bool(meta.get("dirsynced_only", False)),
         notes=tuple(str(n) for n in meta.get("notes", [])),
         stats=stats if isinstance(stats, dict) else {},
+        incomplete=tuple(str(e) for e in meta.get("incomplete", []) or []),
     )
 
 

@@ -5,7 +5,7 @@ A plan is JSON: schema version, tenant, bridge, created-at, tool version, the op
 ExternalDirectoryObjectId, display name, UPN, action `set` | `skip`, skip reason, and the
 *observed* state: IsExchangeCloudManaged, WhenChanged and a fingerprint of the writeback
 attributes). Its SHA-256 digest (over the canonical JSON of everything but the digest)
-names it; `load_plan` refuses a file whose digest does not match (DESIGN section 4).
+names it; `load_plan` refuses a file whose digest does not match (docs/architecture.md#plan-apply-undo).
 
 Skip reasons are decided here, in one place (`skip_reason_frame`), from the inventory
 frame and, when detection has run, from flip readiness.

@@ -1,4 +1,4 @@
-"""The built-in runbooks (DESIGN section 1, issue 8):
+"""The built-in runbooks (docs/exchange-facts.md#dual-mailboxes, issue 8):
 
 - `dual-mailbox-keep-onprem`: keep the on-prem mailbox. Remove the Exchange license (Graph:
   direct assignment or cloud licensing group; a synced group on-prem over PSRP when allowed,

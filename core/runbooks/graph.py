@@ -37,8 +37,20 @@ from ..bridge.errors import (
 from ..bridge.http_client import http_client, origin
 from ..bridge.retry import Backoff, RetryPolicy, Sleep, parse_retry_after
 from ..bridge.tokens import TokenProvider
+from ..model import PHASE2_WRITEBACK_ATTRIBUTES, Writeback
 
 Record = dict[str, Any]
+#: The Cloud Sync (AD2AAD) application id (Microsoft Learn, "Configure cloud sync with MS Graph API").
+CLOUD_SYNC_APP_ID: Final = "1a4721b3-e57f-4451-ae87-ef078703ec94"
+
+
+def _is_exo_to_ad(template: str) -> bool:
+    """A Cloud Sync job template for EXO-to-AD attribute sync. The real templateId is not documented:
+    any id naming both Exchange Online (Exo) and AD in that order counts (the sandbox's is Exo2ADAttributeSync)."""
+    low = template.lower()
+    return "exo" in low and "ad" in low[low.index("exo") + 3:]
+
+
 #: Graph's API version the runbooks use.
 API_VERSION: Final = "v1.0"
 _MAX_PAGES: Final = 1000
@@ -147,6 +159,30 @@ class GraphClient:
         """DELETE /groups/{id}/members/{user}/$ref (cloud groups only)."""
         self._request("DELETE", f"/groups/{quote(group)}/members/{quote(user)}/$ref",
                       what=f"remove {user} from group {group}")
+
+    def writeback(self) -> Writeback:
+        """Is Cloud Sync's "EXO to AD attribute sync" configured? (Graph: the Cloud Sync service
+        principal's synchronization jobs; docs/exchange-facts.md, "Writeback is off unless configured").
+
+        A job whose templateId names EXO-to-AD attribute sync means Phase 2 writeback of
+        PHASE2_WRITEBACK_ATTRIBUTES; none means nothing reaches AD. Any Graph failure: unknown.
+        Kept small and self-contained so it can move to a general Graph bridge."""
+        try:
+            principals = self._list(f"/servicePrincipals?$filter=appId eq '{CLOUD_SYNC_APP_ID}'",
+                                    what="list the Cloud Sync service principal")
+            for sp in principals:
+                if str(sp.get("appId", "")).lower() != CLOUD_SYNC_APP_ID:
+                    continue
+                jobs = self._list(f"/servicePrincipals/{quote(str(sp.get('id', '')), safe='')}/synchronization/jobs",
+                                  what="list Cloud Sync jobs")
+                for job in jobs:
+                    template = str(job.get("templateId") or job.get("id") or "")
+                    if _is_exo_to_ad(template):
+                        return Writeback(True, PHASE2_WRITEBACK_ATTRIBUTES,
+                                         f"Cloud Sync job {template} (Graph)")
+        except BridgeError as exc:
+            return Writeback(None, (), f"could not read Cloud Sync jobs from Graph ({exc.message})")
+        return Writeback(False, (), "no Cloud Sync EXO-to-AD job (Graph)")
 
     def close(self) -> None:
         """Close the HTTP client."""

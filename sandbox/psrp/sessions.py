@@ -199,6 +199,8 @@ class Session:
     applied_error: Callable[[], bool] | None = None
     #: Set by the WSMan service: called after a write cmdlet ran (the sandbox persists its state).
     on_write: Callable[[], None] | None = None
+    #: Set by the WSMan service: called before a write cmdlet runs (waits for the write budget).
+    before_write: Callable[[], None] | None = None
 
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
@@ -267,6 +269,8 @@ class Session:
         """Run one Exchange cmdlet on this session's side of the tenant (lazy when the tenant can)."""
         query = getattr(self.tenant, "query", None)
         write = is_write(name)
+        if write and self.before_write is not None:
+            self.before_write()
         try:
             with self.tenant.lock:
                 records = (query or self.tenant.invoke)(name, params, side=self.side)
@@ -355,7 +359,7 @@ class ExoHostSession(Session):
 
 
 def applied_error_quirk() -> CmdletError:
-    """The error a write answers with although it applied: an EMPTY message (DESIGN section 1, the GA
+    """The error a write answers with although it applied: an EMPTY message (docs/exchange-facts.md#applied-but-errored, the GA
     quirk of Set-Mailbox -IsExchangeCloudManaged). The exception type is the sandbox's choice (the
     real one is not known); non-terminating, like the module's other cmdlet errors."""
     return CmdletError("System.Exception", "NotSpecified", "", terminating=False)

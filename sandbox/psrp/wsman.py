@@ -27,9 +27,16 @@ same seeded dice) apply to every authenticated WSMan request too (see `WSManServ
   Command, Send, Signal, Delete) is acted on first and only its answer is lost, so a Command
   whose answer never came may still have run its cmdlet. Which of the two a real network loss
   is cannot be known by the client; the split is the sandbox's choice.
+- latency, concurrency limit and write budget (`--latency-ms`, `--concurrency-limit`,
+  `--write-budget`, the knobs the REST front honours): every authenticated WSMan request waits
+  the latency before it is acted on; a Create beyond `concurrency_limit` open shells gets the
+  wsman:QuotaLimit fault (MS-WSMV 3.1.4.5.2.1, MaxShellsPerUser: the text is the spec's); a
+  write cmdlet takes a token of the tenant's write budget (the REST front's bucket) and, when
+  there is none, waits for one (a delayed cmdlet, not an error; docs/exchange-facts.md, "Cost
+  of a $batch and of WinRM requests", says why and what is unknown).
 - "applied-error": in an EXO management-host session, a write cmdlet runs and then writes an
   error record with an EMPTY message: the GA quirk of `Set-Mailbox -IsExchangeCloudManaged`
-  (DESIGN section 1; the V3 module runs its cmdlets over the same REST API, so the quirk reaches
+  (docs/exchange-facts.md#applied-but-errored; the V3 module runs its cmdlets over the same REST API, so the quirk reaches
   a remote session as a PowerShell error). Non-terminating, as the module's cmdlet errors are.
 """
 from __future__ import annotations
@@ -52,7 +59,7 @@ from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
 from ..http import reset_connection
-from ..knobs import FaultDice, Knobs
+from ..knobs import FaultDice, Knobs, WriteBudget
 from .runspace import Shell
 from .sessions import SESSION_TYPES, Session, Tenant, TokenVerifier
 
@@ -236,8 +243,10 @@ class WSManService:
                  idle_timeout_s: float = 7200.0, machine: str = "EXOCM-SANDBOX",
                  knobs: Knobs | None = None, dice: FaultDice | None = None,
                  on_fault: Callable[[str], None] | None = None,
-                 on_write: Callable[[], None] | None = None) -> None:
+                 on_write: Callable[[], None] | None = None,
+                 write_budget: WriteBudget | None = None) -> None:
         self.tenant = tenant
+        self.write_budget = write_budget if write_budget is not None else WriteBudget()
         self.on_write = on_write
         self.username = username
         self._password = password
@@ -278,6 +287,37 @@ class WSManService:
             return False
         self._count_fault("applied-error")
         return True
+
+    def latency(self) -> None:
+        """Wait the knobs' latency before acting on a request (as the REST front does)."""
+        if self.knobs is None or self.dice is None:
+            return
+        delay = self.dice.latency(self.knobs)
+        if delay:
+            time.sleep(delay)
+
+    def before_write(self) -> None:
+        """Take one token of the write budget, waiting for it when the bucket is empty."""
+        while self.knobs is not None:
+            wait = self.write_budget.take(self.knobs.write_budget)
+            if wait <= 0:
+                return
+            time.sleep(wait)
+
+    def _check_quota(self) -> None:
+        limit = self.knobs.concurrency_limit if self.knobs is not None else None
+        if limit is None:
+            return
+        with self.lock:
+            open_shells = sum(1 for sh in self.shells.values() if not sh.closed)
+        if open_shells >= limit:
+            self.stats["quota_faults"] = self.stats.get("quota_faults", 0) + 1
+            # MS-WSMV 3.1.4.5.2.1: wsman:QuotaLimit on Create, with this text for MaxShellsPerUser.
+            # The code is the sandbox's choice.
+            raise WSManFault(2150859173, "w:QuotaLimit",
+                             "The Windows Remote Shell cannot process the request. The server is already "
+                             "executing the maximum number of concurrent shells a user can remotely open on "
+                             "the same system. Retry later.")
 
     @property
     def fault_timeout_s(self) -> float:
@@ -346,6 +386,7 @@ class WSManService:
 
     def _create(self, req: Request, user: str, client_ip: str, path: str) -> bytes:
         self._sweep()
+        self._check_quota()
         if not req.resource_uri.startswith(_RESOURCE_PREFIX):
             raise WSManFault(2150858811, "w:DestinationUnreachable",
                              f"The WS-Management service cannot process the request. The resource URI "
@@ -369,6 +410,7 @@ class WSManService:
             session = session_type(self.tenant)
         session.applied_error = self.applied_error
         session.on_write = self.on_write
+        session.before_write = self.before_write
         shell = Shell(shell_id, session, user, client_ip)
         creation = shell_el.find("pwsh:creationXml", NS)
         if creation is not None and creation.text:
@@ -546,6 +588,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault == "500":
                 raise _injected_internal_error()
+            service.latency()
             if fault == "timeout" and req.action == ACTION_RECEIVE:
                 self._hold(service.fault_timeout_s)  # lost on the way: no output was taken
                 return
@@ -619,7 +662,8 @@ class WinRMEndpoint:
               password: str | None = None, verifier: TokenVerifier | None = None,
               cert_users: dict[str, str] | None = None, knobs: Knobs | None = None,
               dice: FaultDice | None = None, on_fault: Callable[[str], None] | None = None,
-              on_write: Callable[[], None] | None = None) -> WinRMEndpoint:
+              on_write: Callable[[], None] | None = None,
+              write_budget: WriteBudget | None = None) -> WinRMEndpoint:
         """Serve `tenant` over WSMan on host:port (0 = any free port); TLS when `ssl_context` is given.
 
         `knobs` / `dice`: the sandbox's fault knobs and seeded dice (module docstring); `on_fault`
@@ -629,7 +673,7 @@ class WinRMEndpoint:
 
         service = WSManService(tenant, username=username, password=password or secrets.token_urlsafe(18),
                                verifier=verifier, cert_users=cert_users, knobs=knobs, dice=dice,
-                               on_fault=on_fault, on_write=on_write)
+                               on_fault=on_fault, on_write=on_write, write_budget=write_budget)
         server = _HTTPServer((host, port), service, ssl_context)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                   daemon=True, name="sandbox-winrm")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from exocm.core.app.failures import failure_line
 from exocm.core.events import Progress
+from exocm.core.execute.apply import ApplyResult
+from exocm.core.plan.planfile import Plan
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -28,13 +30,13 @@ class ApplyScreen(Screen[None]):
         Binding("r", "apply_rest", "Apply the rest", id="apply.rest"),
     ]
 
-    def __init__(self, plan: Any) -> None:
+    def __init__(self, plan: Plan) -> None:
         super().__init__()
         self.plan = plan
         self.cancel_event = threading.Event()
         self.pause_event = threading.Event()
         self.running = False
-        self.result: Any = None
+        self.result: ApplyResult | None = None
         self.error: str | None = None
         self.failures = 0
         self.outcome = ""
@@ -103,12 +105,13 @@ class ApplyScreen(Screen[None]):
         self.error = message.error
         panel = self.query_one("#apply-progress", ProgressPanel)
         result_line = self.query_one("#apply-result", Static)
-        if message.error:
-            panel.set_title("Apply failed")
-            result_line.update(Text(f"Apply failed: {message.error}", style="bold red"))
-            self.notify(message.error, severity="error", timeout=30)
-            return
         result = message.result
+        if message.error or result is None:
+            error = message.error or "the run returned no result"
+            panel.set_title("Apply failed")
+            result_line.update(Text(f"Apply failed: {error}", style="bold red"))
+            self.notify(error, severity="error", timeout=30)
+            return
         if result.error:
             outcome = "stopped on an error"
         elif result.cancelled:

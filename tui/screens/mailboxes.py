@@ -166,6 +166,9 @@ class MailboxesScreen(Screen[None]):
         if not refresh:
             # paint the saved snapshot's list columns first; the whole frame and detection follow
             preview = session.preview_snapshot()
+            if preview is None and self.view is None:
+                # a cold start (no snapshot): paint the first page while the whole fetch runs
+                preview = session.preview_first_page()
             if preview is not None:
                 painted = threading.Event()
                 self.post_message(InventoryPreviewed(preview, painted))
@@ -208,6 +211,8 @@ class MailboxesScreen(Screen[None]):
             message.painted.set()
             return
         self.source = message.preview
+        if getattr(message.preview, "partial", False):
+            self.note = f"first {message.preview.view.size:,} rows; fetching the rest…"
         self._show_view(message.preview.view)
         self.call_after_refresh(message.painted.set)  # after _note_painted: the table is on screen
 

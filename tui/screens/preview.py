@@ -85,11 +85,7 @@ class PreviewScreen(Screen[None]):
         self.query_one("#preview-rows", FrameTable).show_frame(plan_table_frame(self.plan))
         pane = self.query_one("#preview-overwritten-pane")
         if self.plan.value is False:
-            screen = self.app.mailboxes_screen()  # type: ignore[attr-defined]
-            session = screen.session
-            frame = screen.inventory.frame if screen.inventory is not None else None
-            onprem = session.onprem if session is not None else None
-            over = plan_overwritten_frame(self.plan, frame, onprem)
+            over = plan_overwritten_frame(self.plan, *self._cloud_and_onprem())
             self.overwritten = over
             self.query_one("#preview-overwritten-title", Static).update(
                 f"Cloud values the next sync overwrites with on-prem values ({len(over):,}); "
@@ -97,6 +93,12 @@ class PreviewScreen(Screen[None]):
             self.query_one("#preview-overwritten", FrameTable).show_frame(over)
         else:
             pane.display = False
+
+    def _cloud_and_onprem(self) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """The loaded inventory frame and on-prem data (what a disable plan's overwritten values come from)."""
+        screen = self.app.mailboxes_screen()  # type: ignore[attr-defined]
+        frame = screen.inventory.frame if screen.inventory is not None else None
+        return frame, (screen.session.onprem if screen.session is not None else None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Export is offered only where values will be overwritten (a disable or an undo)."""
@@ -114,32 +116,22 @@ class PreviewScreen(Screen[None]):
         session = self.app.session  # type: ignore[attr-defined]
         default = session.default_plan_path(self.plan).with_name(f"overwritten-{self.plan.short_digest}.csv")
 
+        frame, onprem = self._cloud_and_onprem()
+
         def chosen(path: Path | None) -> None:
             if path is not None:
-                self._export_worker(path)
+                self._export_worker(path, frame, onprem)
 
         self.app.push_screen(PathPrompt("Export the cloud values the next sync overwrites",
                                         "A CSV for Excel (one row per mailbox and attribute), to keep or "
                                         "re-apply them after the flip back.", str(default)), chosen)
 
     @work(thread=True, exclusive=True, group="export-overwritten")
-    def _export_worker(self, path: Path) -> None:
-        from exocm.core.csvio import write_csv
-        from exocm.core.execute.undo import OVERWRITTEN_COLUMNS, export_overwritten
+    def _export_worker(self, path: Path, frame: pd.DataFrame | None, onprem: pd.DataFrame | None) -> None:
+        from exocm.core.execute.undo import export_overwritten
 
-        try:
-            if getattr(self.plan, "kind", "flip") == "undo":
-                saved = export_overwritten(self.plan, path)  # the same file as 'exocm undo --export-overwritten'
-            else:
-                names = {row.identity: row.display_name for row in self.plan.rows}
-                over = self.overwritten
-                frame = pd.DataFrame({
-                    "Identity": over["ExternalDirectoryObjectId"],
-                    "DisplayName": [names.get(i, "") for i in over["ExternalDirectoryObjectId"]],
-                    "UserPrincipalName": over["UserPrincipalName"], "Attribute": over["attribute"],
-                    "CloudValue": over["cloud"], "OnPremValue": over["onprem"], "Basis": over["basis"],
-                })
-                saved = write_csv(frame, path, columns=list(OVERWRITTEN_COLUMNS))
+        try:  # the same file as 'exocm undo --export-overwritten'
+            saved = export_overwritten(self.plan, path, frame, onprem)
         except Exception as exc:  # noqa: BLE001 - one line for the user
             self.post_message(PlanFailed(f"Could not export the overwritten values: {failure_line(exc, 'export')}"))
             return

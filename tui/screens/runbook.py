@@ -1,5 +1,7 @@
 """The Runbook screen: a run's steps and objects, live; waits with a countdown; the gate dialog.
 
+A new run first shows core's RunPreview in a modal (steps, objects, which steps write, which are
+irreversible); nothing is created or written unless Confirm is pressed.
 The run is driven by core's RunExecutor in a thread worker. Its hooks come back to the UI
 thread with `call_from_thread`: progress refreshes the tables, a gate opens the typed
 confirmation dialog ("<tenant>:<count>", never passed without it), a manual step shows its
@@ -21,10 +23,12 @@ from exocm.core.runbooks import (
     RunExecutor,
     RunHooks,
     RunOutcome,
+    RunPreview,
     RunState,
     RunStore,
     get_runbook,
     new_run,
+    preview_run,
     resolve_identities,
 )
 from rich.text import Text
@@ -36,6 +40,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, RichLog, Static
 
 from ..widgets.confirm_modal import ConfirmModal
+from ..widgets.runbook_preview_modal import RunbookPreviewModal
 from ..widgets.tenant_header import TenantHeader
 
 #: Rows shown in the objects table (a note says when a batch is larger).
@@ -121,6 +126,10 @@ class RunbookScreen(Screen[None]):
         self.query_one("#runbook-objects", DataTable).add_columns("Object", "Status", "Step", "Detail")
         self._start()
 
+    def on_unmount(self) -> None:
+        # the app is closing (or the screen is gone): a worker waiting for an answer must not wait forever
+        self.cancel_event.set()
+
     # -- the worker --------------------------------------------------------------------------
     def _start(self) -> None:
         self.running = True
@@ -158,6 +167,10 @@ class RunbookScreen(Screen[None]):
                 if services.embedded:  # the embedded sandbox syncs every few seconds, not every 30 min
                     options.setdefault("poll_interval_s", 1.0)
                 options.update(session.embedded_source())  # 'runbook resume' reopens the same embedded sandbox
+                preview = preview_run(rb, targets.objects, tenant=services.exo.tenant, label=session.label)
+                if preview.writes and not self._ask_start(preview):
+                    self.app.call_from_thread(self._not_started)
+                    return
                 state = new_run(rb, targets, store=store, tenant=services.exo.tenant, label=session.label,
                                 profile=None if services.embedded else session.profile_name,
                                 sandbox=bool(session.is_sandbox), embedded=services.embedded, options=options)
@@ -185,6 +198,12 @@ class RunbookScreen(Screen[None]):
         self.app.call_from_thread(self._ask_gate, request, error, answer)
         value: str | None = answer.wait(self.cancel_event)
         return value
+
+    def _ask_start(self, preview: RunPreview) -> bool:
+        """The preview modal (steps, objects, writes, irreversible steps); True only on Confirm."""
+        answer = _Answer()
+        self.app.call_from_thread(self._show_preview, preview, answer)
+        return bool(answer.wait(self.cancel_event))
 
     def _ask_manual(self, request: ManualRequest) -> bool:
         answer = _Answer()
@@ -273,6 +292,17 @@ class RunbookScreen(Screen[None]):
             answer.set(request.expected if ok else None)
 
         self.app.push_screen(ConfirmModal(request.title, body, request.expected, label="IRREVERSIBLE"), done)
+
+    def _show_preview(self, preview: RunPreview, answer: _Answer) -> None:
+        self._status(f"Waiting for your go-ahead: {preview.summary()}")
+        self.app.push_screen(RunbookPreviewModal(preview), lambda ok: answer.set(bool(ok)))
+
+    def _not_started(self) -> None:
+        self.running = False
+        self._status("Not started: nothing was written.")
+        self.notify("Runbook not started; nothing was written.", severity="information")
+        if self.app.screen is self:
+            self.app.pop_screen()
 
     def _show_manual(self, request: ManualRequest, answer: _Answer) -> None:
         self._manual = answer

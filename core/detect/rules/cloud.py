@@ -1,6 +1,6 @@
 """EXO-only facts: stale PreviousRecipientTypeDetails on mail users.
 
-DESIGN section 1: a MailUser whose PreviousRecipientTypeDetails names a mailbox type carries
+docs/exchange-facts.md#stale-previousrecipienttypedetails: a MailUser whose PreviousRecipientTypeDetails names a mailbox type carries
 stale pointers to a former cloud mailbox; only Set-User -PermanentlyClearPreviousMailboxInfo
 clears it, irreversibly, so the action is a gated runbook. "None" or empty is not a finding.
 """

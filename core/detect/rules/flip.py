@@ -1,4 +1,4 @@
-"""Facts about the flip itself: dir-sync, current state, supported types (DESIGN section 1).
+"""Facts about the flip itself: dir-sync, current state, supported types (docs/exchange-facts.md#which-mailboxes-it-applies-to).
 
 IsExchangeCloudManaged applies to dir-synced user, shared, room and equipment mailboxes in EXO.
 """

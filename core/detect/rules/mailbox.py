@@ -1,6 +1,6 @@
 """Where does the mailbox live: dual mailboxes, on-prem mailboxes, ExchangeGuid, ambiguous joins.
 
-Facts (DESIGN section 1): a dual mailbox is an on-prem mailbox (Get-Mailbox on the Exchange
+Facts (docs/exchange-facts.md#dual-mailboxes): a dual mailbox is an on-prem mailbox (Get-Mailbox on the Exchange
 server, not a RemoteMailbox) plus an EXO mailbox for the same person. A healthy hybrid pair is
 an on-prem RemoteMailbox whose ExchangeGuid equals the EXO mailbox's; an empty or zero GUID
 on-prem, or a different one, breaks moves and the pairing.

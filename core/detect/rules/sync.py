@@ -1,6 +1,6 @@
 """On-prem vs EXO over time: recent on-prem edits and writeback attributes that disagree.
 
-Facts (DESIGN section 1): wait one sync cycle plus 24 h after an on-prem change before flipping,
+Facts (docs/exchange-facts.md#wait-a-sync-cycle-plus-24-hours): wait one sync cycle plus 24 h after an on-prem change before flipping,
 or the last on-prem edit may be lost. The writeback attributes (CustomAttribute1-15,
 ExtensionCustomAttribute1-5, EmailAddresses, PrimarySmtpAddress, recipient type) are what the
 flip hands to EXO; if on-prem and EXO disagree now, a flip freezes the EXO values and the
@@ -8,6 +8,7 @@ next writeback overwrites the on-prem ones (and a flip back does the opposite).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 from ...inventory.onprem import REMOTE_TYPES
 from ...model import CUSTOM_ATTRIBUTES, EXTENSION_CUSTOM_ATTRIBUTES
 from ...values import json_value
-from ..engine import FLIP_TO_CLOUD, SETTLE_TIME, DetectContext, Hits, rule
+from ..engine import FLIP_TO_CLOUD, NONE, SETTLE_TIME, DetectContext, Hits, rule
 from ._common import line_series
 
 #: Writeback attributes compared between on-prem and EXO (HiddenFromAddressListsEnabled is
@@ -99,15 +100,47 @@ def attribute_drift(ctx: DetectContext) -> Hits:
     pair = (
         ctx.op_in("RecipientTypeDetails", REMOTE_TYPES) & ctx.exo_is_mailbox & ~ctx.exo_bool("IsExchangeCloudManaged")
     ).to_numpy()
-    pos = np.flatnonzero(pair)
-    if len(pos) == 0:
+    return _drift_hits(ctx, np.flatnonzero(pair), DRIFT_ATTRIBUTES,
+                       lambda names: "On-prem and EXO disagree on " + ", ".join(names) + "; a flip keeps the EXO values")
+
+
+@rule(
+    "CLOUD_EDITS_NOT_WRITTEN_BACK",
+    "medium",
+    action="review-writeback",
+    blocks=NONE,
+    needs_onprem=True,
+    needs_writeback=True,
+    summary="A cloud-managed mailbox holds cloud edits that will never reach AD (no writeback for them)",
+)
+def cloud_edits_not_written_back(ctx: DetectContext) -> Hits:
+    """Cloud-managed, dir-synced mailboxes whose EXO values differ from on-prem in attributes that
+    Cloud Sync does not write back: all of them when writeback is off, else those outside its list
+    (docs/exchange-facts.md, "Writeback is off unless configured"). A flip back would lose them.
+    """
+    writeback = ctx.writeback
+    assert writeback is not None  # needs_writeback: the engine skips this rule otherwise
+    attrs = tuple(a for a in DRIFT_ATTRIBUTES if not writeback.reaches_ad(a))
+    pair = (
+        ctx.op_in("RecipientTypeDetails", REMOTE_TYPES) & ctx.exo_is_mailbox & ctx.exo_bool("IsExchangeCloudManaged")
+    ).to_numpy()
+    why = "writeback to AD is off" if not writeback.configured else "outside Cloud Sync's writeback list"
+    return _drift_hits(ctx, np.flatnonzero(pair), attrs,
+                       lambda names: "Cloud edits of " + ", ".join(names) + f" never reach AD ({why}); "
+                                     "a flip back would overwrite them")
+
+
+def _drift_hits(ctx: DetectContext, pos: np.ndarray, attributes: tuple[str, ...],
+                explain: Callable[[list[str]], str]) -> Hits:
+    """Pairs at `pos` whose on-prem and EXO values differ in any of `attributes` (evidence: both values)."""
+    if len(pos) == 0 or not attributes:
         return ctx.no_hits()
     onprem = ctx.onprem
     assert onprem is not None  # needs_onprem: the engine skips this rule without on-prem data
     diffs: dict[str, np.ndarray] = {}
     op_idx = pa.array(ctx._op_pos[pos])
     exo_idx = pa.array(pos)
-    for attr in DRIFT_ATTRIBUTES:
+    for attr in attributes:
         if not ctx.has_onprem_column(attr) or attr not in ctx.inventory.columns:
             continue
         if attr in _TEXT_ATTRIBUTES:
@@ -140,7 +173,7 @@ def attribute_drift(ctx: DetectContext) -> Hits:
         for i, changed in enumerate(names)
     ]
     explanation = pd.Series(
-        ["On-prem and EXO disagree on " + ", ".join(n) + "; a flip keeps the EXO values" for n in names],
+        [explain(n) for n in names],
         index=labels,
         dtype="str",
     )

@@ -1,8 +1,9 @@
-"""Tenant-wide settings: the cloud-managed default for new mailboxes (DESIGN section 1)."""
+"""Tenant-wide settings: the cloud-managed default for new mailboxes (docs/exchange-facts.md#tenant-wide-default)."""
 from __future__ import annotations
 
 import pandas as pd
 
+from ...model import tenant_default_of
 from ..engine import NONE, DetectContext, Hits, rule
 
 WARNING = (
@@ -20,10 +21,10 @@ WARNING = (
     summary="Organization default ExchangeAttributesCloudManagedByDefault is on",
 )
 def tenant_cloud_managed_by_default(ctx: DetectContext) -> Hits:
-    """Get-OrganizationConfig ExchangeAttributesCloudManagedByDefault True, with DESIGN's warning."""
-    cfg = ctx.org_config or {}
-    value = cfg.get("ExchangeAttributesCloudManagedByDefault")
-    on = value is True or (isinstance(value, str) and value.strip().lower() == "true")
+    """Get-OrganizationConfig shows the default on (ExchangeAttributesCloudManagedByDefault, or
+    BlockExchangeProvisioningFromOnPremEnabled where only that answers), with its warning."""
+    value, source = tenant_default_of(ctx.org_config or {})
+    on = value is True
     idx = pd.Index([""] if on else [], dtype="str")
     explanation = pd.Series(
         ["New mailboxes are created cloud-managed by default: " + WARNING] if on else [], index=idx, dtype="str"
@@ -34,6 +35,7 @@ def tenant_cloud_managed_by_default(ctx: DetectContext) -> Hits:
     if extra:
         explanation = explanation + extra
     evidence = pd.Series(
-        [{"ExchangeAttributesCloudManagedByDefault": True, "warning": WARNING}] if on else [], index=idx, dtype="object"
+        [{"ExchangeAttributesCloudManagedByDefault": True, "read_from": source, "warning": WARNING}] if on else [],
+        index=idx, dtype="object"
     )
     return Hits(idx, explanation, evidence, upn=pd.Series([""] * len(idx), index=idx, dtype="str"))
