@@ -202,8 +202,10 @@ def find_run(tenant: str, since: str, *, before: Run | None = None, root: Path |
     return _load(older[-1]) if older else None
 
 
-#: Evidence keys that only say when the run was made (RECENT_ONPREM_CHANGE's "now"): not a change.
-VOLATILE_EVIDENCE = frozenset({"now"})
+#: Evidence keys that describe the run, not the mailbox: when it was made (RECENT_ONPREM_CHANGE's
+#: "now") and where the on-prem row sat in that run's on-prem data ("onprem.line", which moves when
+#: rows are added or the server answers in another order). A difference there is not a change.
+VOLATILE_EVIDENCE = frozenset({"now", "onprem.line"})
 
 
 def _evidence(record: Mapping[str, Any]) -> dict[str, Any]:
