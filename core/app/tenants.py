@@ -90,11 +90,10 @@ def _natural(name: str) -> tuple[Any, ...]:
 
 def run_one(name: str, job: Callable[[str], TenantOutcome], *,
             reraise: tuple[type[BaseException], ...] = ()) -> TenantOutcome:
-    """Run `job` for one profile; its exception becomes the outcome (status "auth" for sign-in
-    failures, else "error", one line), except those in `reraise`."""
-    from ..execute.apply import ApplyRefused
-    from ..plan.planfile import PlanError
-    from ..plan.selection import SelectionError
+    """Run `job` for one profile; its exception becomes the outcome, one line decided by
+    app/failures.py (status "auth" for sign-in failures, else "error"; a bug's traceback goes to the
+    log file), except the exceptions in `reraise`."""
+    from .failures import failure_line
 
     started = time.monotonic()
     try:
@@ -103,13 +102,8 @@ def run_one(name: str, job: Callable[[str], TenantOutcome], *,
         raise
     except AuthFailed as exc:
         outcome = TenantOutcome(name, "auth", error=f"authentication failed: {exc.message}")
-    except BridgeError as exc:
-        outcome = TenantOutcome(name, "error", error=exc.message)
-    except (ConfigError, ApplyRefused, PlanError, SelectionError, OSError, ValueError) as exc:
-        outcome = TenantOutcome(name, "error", error=" ".join(str(exc).split()) or type(exc).__name__)
-    except Exception as exc:  # a defect for one tenant must not stop the others; said in one line
-        outcome = TenantOutcome(name, "error", error=f"internal error: {type(exc).__name__}: "
-                                                       f"{' '.join(str(exc).split())[:300]}")
+    except Exception as exc:  # one tenant's failure (or defect) must not stop the others
+        outcome = TenantOutcome(name, "error", error=failure_line(exc, f"tenant {name}", also=(ValueError,)))
     outcome.seconds = time.monotonic() - started
     return outcome
 
