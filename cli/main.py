@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "profiles": "exocm.cli.profiles_cmd:profiles",
     "inventory": "exocm.cli.inventory_cmd:inventory",
     "findings": "exocm.cli.findings_cmd:findings",
+    "readiness": "exocm.cli.readiness_cmd:readiness",
     "plan": "exocm.cli.plan_cmd:plan",
     "show": "exocm.cli.plan_cmd:show",
     "apply": "exocm.cli.apply_cmd:apply",

@@ -103,6 +103,13 @@ def _settings(options: Mapping[str, Any], connection: Connection,
     return settings, env
 
 
+def onprem_settings(options: Mapping[str, Any], connection: Connection,
+                    env: Mapping[str, str]) -> tuple[OnPremSettings, dict[str, str]]:
+    """The on-prem WinRM endpoint settings the options (or the profile / sandbox) describe, and the
+    environment holding its password (a sandbox's in memory, never os.environ)."""
+    return _settings(options, connection, env)
+
+
 def onprem_live_loader(options: Mapping[str, Any], connection: Connection, *,
                        progress: ProgressCallback = ignore_progress,
                        env: Mapping[str, str] | None = None, **bridge_options: Any) -> Callable[[], OnPremData]:

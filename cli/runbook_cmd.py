@@ -101,6 +101,12 @@ def _onprem_bridge(connection: Connection, host: str | None, user: str | None, c
     return open_onprem_bridge(settings, env=env, tenant=connection.bridge.tenant)
 
 
+def graph_client(connection: Connection) -> Any:
+    """A Graph client for the connection's tenant (the sandbox's own secret in memory), or None when
+    the profile names no Graph endpoint."""
+    return _graph(connection)
+
+
 def _graph(connection: Connection) -> Any:
     from exocm.core.runbooks.graph import open_graph
 

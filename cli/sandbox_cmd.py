@@ -128,7 +128,10 @@ Examples:
 @click.option("--variant", "variants", multiple=True, metavar="NAME[,NAME...]",
               help="Conformance variants: readings of Exchange Online that public sources allow "
                    "(bool-literals, org-config-block, edoid-no-wildcard-error, edoid-no-wildcard-literal, "
-                   "prtd-null, adminapi-errors, cursor-advances, error-with-text, writeback-off, writeback-phase2).")
+                   "prtd-null, adminapi-errors, cursor-advances, error-with-text, writeback-off, writeback-phase2); "
+                   "and readiness states (readiness-healthy, no-routing-domain, dirsync-off, old-sync-client, "
+                   "writeback-old-job, writeback-old-agent, hybrid-leftovers, public-folders-onprem, "
+                   "tenant-default-on-with-onprem-provisioning, big-group, no-sync-server, feature-missing).")
 @click.option("--strict", is_flag=True,
               help="Rehearse against the most conservative reading: bool-literals, org-config-block, prtd-null, "
                    "adminapi-errors, error-with-text, writeback-off.")

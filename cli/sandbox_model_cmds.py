@@ -78,16 +78,27 @@ def export_onprem(size: int, seed: int, state: Path | None, embedded: bool, out:
 @_embedded
 @click.option("--groups", type=click.IntRange(0, 500_000), default=None,
               help="Groups in the generated tenant (as 'exocm sandbox serve --groups').")
-def planted(size: int, seed: int, state: Path | None, embedded: bool, groups: int | None) -> None:
+@click.option("--variant", "variants", multiple=True, metavar="NAME[,NAME]",
+              help="Readiness variants applied to a generated tenant (as 'sandbox serve --variant').")
+def planted(size: int, seed: int, state: Path | None, embedded: bool, groups: int | None,
+            variants: tuple[str, ...]) -> None:
     """Print the ground truth as JSON: mailbox finding code -> sorted ExternalDirectoryObjectIds,
-    and under "objects" the group/contact/user codes -> sorted Entra object ids.
+    under "objects" the group/contact/user codes -> sorted Entra object ids, and under "readiness"
+    check code -> the result exocm readiness must give (with the on-prem side read).
 
     Shape: {"DUAL_MAILBOX": [...], ..., "objects": {"group": {"GROUP_CHILD_NOT_CONVERTED": [...], ...},
-    "contact": {"OBJECT_NOT_SYNCED": [...], ...}, "user": {...}}} (exocm.sandbox.object_findings)."""
+    "contact": {"OBJECT_NOT_SYNCED": [...], ...}, "user": {...}}, "readiness": {"ROUTING_DOMAIN": "pass", ...}}
+    (exocm.sandbox.object_findings, exocm.sandbox.readiness_state)."""
     try:
         tenant = _tenant(size, seed, state, embedded, groups)
+        from exocm.sandbox.readiness_state import apply_variants, expected_readiness, parse_variants
+
+        names = [n for n in parse_variants(list(variants)) if n not in tenant.readiness.applied]
+        if names:
+            apply_variants(tenant, names)
         truth: dict[str, Any] = dict(tenant.planted())
         truth["objects"] = tenant.planted_objects()
+        truth["readiness"] = expected_readiness(tenant)
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(ERROR)

@@ -6,6 +6,7 @@ in a core Session. The TUI itself never imports cli or the sandbox.
 """
 from __future__ import annotations
 
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,18 @@ def build_app(profile: str | None, sandbox: bool, size: int, seed: int, *, onpre
 
             return runbook_services(connection, onprem_group_changes)
 
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="exocm-readiness-")))
+
+        def prerequisite_sources() -> Any:
+            from .readiness_cmd import readiness_sources
+
+            return readiness_sources(connection, onprem_csv=onprem_csv, live=live, workdir=workdir)[0]
+
         return Session(connection.bridge, label=connection.label, is_sandbox=connection.is_sandbox,
                        profile_name=connection.profile.name, onprem_csv=onprem_csv,
                        onprem_records=onprem_records, onprem_data=onprem_data, snapshot_first=handle is None,
-                       runbook_services=services, embedded_sandbox=connection.embedded)
+                       runbook_services=services, embedded_sandbox=connection.embedded,
+                       prerequisite_sources=prerequisite_sources)
 
     embedded = is_sandbox and not profile
     state = embedded_sandbox_state(size, seed) if embedded else None

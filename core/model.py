@@ -70,6 +70,7 @@ ONPREM_COLUMNS: Final[tuple[str, ...]] = (
     "DistinguishedName",
     "OrganizationalUnit",
     "ExternalDirectoryObjectId",
+    "WhenCreated",
 )
 
 EMPTY_GUID: Final = "00000000-0000-0000-0000-000000000000"
@@ -78,7 +79,7 @@ EMPTY_GUID: Final = "00000000-0000-0000-0000-000000000000"
 #: Get-OrganizationConfig properties that may show the tenant default (true = new mailboxes are
 #: cloud-managed), in the order they are read: Microsoft names the switch of Set-OrganizationConfig
 #: but not the output property; public tools read BlockExchangeProvisioningFromOnPremEnabled
-#: (docs/exchange-facts.md, "The tenant default's read-back").
+#: (docs/exchange-facts.md#tenant-wide-default).
 TENANT_DEFAULT_PROPERTIES: Final = ("ExchangeAttributesCloudManagedByDefault",
                                     "BlockExchangeProvisioningFromOnPremEnabled")
 
@@ -101,7 +102,7 @@ def tenant_default_of(config: object) -> tuple[bool | None, str | None]:
 
 #: The EXO names of what Cloud Sync's "EXO to AD attribute sync" writes back (Phase 2): mail,
 #: proxyAddresses, extensionAttribute1-15, msExchExtensionCustomAttribute1-5,
-#: msExchRecipientDisplayType/-TypeDetails (docs/exchange-facts.md, "Writeback is off unless configured").
+#: msExchRecipientDisplayType/-TypeDetails (docs/exchange-facts.md#writeback-to-ad).
 PHASE2_WRITEBACK_ATTRIBUTES: Final[tuple[str, ...]] = (
     "PrimarySmtpAddress", "EmailAddresses", *CUSTOM_ATTRIBUTES, *EXTENSION_CUSTOM_ATTRIBUTES, "RecipientTypeDetails",
 )

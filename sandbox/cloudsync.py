@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -45,8 +47,9 @@ def writeback_mode(t: Tenant) -> str:
     variants = getattr(t, "variants", frozenset())
     if "writeback-off" in variants:
         return "off"
-    if "writeback-phase2" in variants:
-        return "phase2"
+    readiness = getattr(t, "readiness", None)
+    if "writeback-phase2" in variants or (readiness is not None and readiness.cloud_sync.configured):
+        return "phase2"  # a readiness state with a configured job is the Phase 2 world
     return "legacy"
 
 
@@ -67,6 +70,77 @@ def synchronization_jobs(t: Tenant, sp_id: str) -> list[dict[str, Any]] | None:
     if not any(sp["id"] == sp_id.lower() for sp in service_principals(t)):
         return None
     job_id = f"{EXO_TO_AD_TEMPLATE}.{_stable_id(t, 'job').replace('-', '')}.{_stable_id(t, 'job2').replace('-', '')}"
+    created = t.readiness.cloud_sync.job_created if getattr(t, "readiness", None) is not None else None
     return [{"id": job_id, "templateId": EXO_TO_AD_TEMPLATE,
+             "createdDateTime": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else None,
              "schedule": {"interval": "PT2M", "state": "Active"},
              "status": {"code": "Active", "lastSuccessfulExecution": None}}]
+
+
+# ----------------------------------------------------------------------------- readiness facts
+# What the readiness checks read of the same job (docs/exchange-facts.md#readiness-before-you-flip): the
+# agents' versions (>= 1.1.1107.0 for Exchange writeback) and the job's Mail -> mail mapping (jobs
+# created before 2026-08-03 lack it until "Restore default mappings"). Sandbox-made: the agent's
+# `agentVersion` property (Graph's onPremisesAgent documents no version; the admin center shows it)
+# and the job's `createdDateTime`.
+
+#: Attributes the EXO-to-AD writeback writes (AD names), from Microsoft's writeback list.
+WRITEBACK_AD_ATTRIBUTES: Final = (
+    "mail", "proxyAddresses", *(f"extensionAttribute{i}" for i in range(1, 16)),
+    *(f"msExchExtensionCustomAttribute{i}" for i in range(1, 6)),
+    "msExchRecipientDisplayType", "msExchRecipientTypeDetails",
+)
+#: Jobs created before this day lack the Mail -> mail mapping until "Restore default mappings".
+MAIL_MAPPING_SINCE: Final = datetime(2026, 8, 3, tzinfo=UTC)
+#: Minimum provisioning agent version for Exchange writeback.
+MIN_AGENT_VERSION: Final = "1.1.1107.0"
+#: The agent a configured tenant has unless a readiness state says otherwise (sandbox-made).
+DEFAULT_AGENT_VERSION: Final = "1.1.1370.0"
+
+
+@dataclass
+class CloudSyncState:
+    """The job as readiness sees it: configured (a Phase 2 world), when created, its mail mapping, agents."""
+
+    configured: bool = False
+    job_created: datetime | None = None
+    mail_mapping: bool = True
+    agent_versions: list[str] = field(default_factory=list)
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-friendly form (sandbox state file)."""
+        d = asdict(self)
+        d["job_created"] = self.job_created.isoformat() if self.job_created else None
+        return d
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None) -> CloudSyncState:
+        """Back from to_meta()."""
+        if not meta:
+            return cls()
+        d = {k: v for k, v in meta.items() if k in ("configured", "job_created", "mail_mapping", "agent_versions")}
+        d["job_created"] = datetime.fromisoformat(d["job_created"]) if d.get("job_created") else None
+        return cls(**d)
+
+
+def job_schema(t: Tenant) -> dict[str, Any]:
+    """Graph `synchronizationSchema` of the job: one rule, the user mapping of the writeback list
+    (without mail while the job lacks the Mail -> mail mapping)."""
+    state = t.readiness.cloud_sync
+    names = [a for a in WRITEBACK_AD_ATTRIBUTES if state.mail_mapping or a != "mail"]
+    source = {"mail": "Mail", "proxyAddresses": "ProxyAddresses"}
+    mappings = [{"source": {"expression": f"[{source.get(a, a)}]", "name": source.get(a, a), "type": "Attribute"},
+                 "targetAttributeName": a, "flowType": "Always"} for a in names]
+    return {"synchronizationRules": [{"name": "EXO to AD", "objectMappings": [
+        {"sourceObjectName": "User", "targetObjectName": "user", "enabled": True, "attributeMappings": mappings}]}]}
+
+
+def agents(t: Tenant) -> list[dict[str, Any]]:
+    """Graph `onPremisesAgent` records of the provisioning agents (with the sandbox's agentVersion);
+    none without a configured job."""
+    if writeback_mode(t) != "phase2":
+        return []
+    versions = t.readiness.cloud_sync.agent_versions or [DEFAULT_AGENT_VERSION]
+    return [{"id": _stable_id(t, f"agent{i}"), "machineName": f"SYNC0{i + 1}", "externalIp": f"203.0.113.{10 + i}",
+             "status": "active", "supportedPublishingTypes": ["provisioning"], "agentVersion": version}
+            for i, version in enumerate(versions)]

@@ -445,7 +445,8 @@ BLOCK_PROPERTY = "BlockExchangeProvisioningFromOnPremEnabled"
 
 
 def _org_record(t: Tenant) -> Record:
-    value = bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])
+    present = "ExchangeAttributesCloudManagedByDefault" in t.org_config  # absent: readiness variant feature-missing
+    value = bool(t.org_config.get("ExchangeAttributesCloudManagedByDefault"))
     record: Record = {
         "Name": t.domain,
         "Identity": t.domain,
@@ -453,12 +454,25 @@ def _org_record(t: Tenant) -> Record:
         "Guid": t.tenant_id,
         "IsDehydrated": False,
     }
-    if "org-config-block" in t.variants:
+    if not present:
+        pass
+    elif "org-config-block" in t.variants:
         record[BLOCK_PROPERTY] = value
     else:
         record["ExchangeAttributesCloudManagedByDefault"] = value
     record["WhenChanged"] = t.org_config.get("WhenChanged")
     return record
+
+
+@EXO_CMDLETS.register("Get-AcceptedDomain", ("Identity",))
+def get_accepted_domain(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-AcceptedDomain: the initial domain, the on-prem domain and, when directory sync and the
+    HCW created it, the hybrid routing domain <tenant>.mail.onmicrosoft.com (HCW8001 when missing)."""
+    names = [(t.domain, "Authoritative", True), (t.onprem_domain, "Authoritative", False)]
+    if t.readiness.routing_domain:
+        names.append((t.routing_domain, "Authoritative", False))
+    return [{"Name": name, "Identity": name, "DomainName": name, "DomainType": kind, "Default": default,
+             "InitialDomain": name == t.domain} for name, kind, default in names]
 
 
 @EXO_CMDLETS.register("Get-OrganizationConfig", ("Identity",))
@@ -489,7 +503,7 @@ def set_organization_config(t: Tenant, p: dict[str, Any]) -> list[Record]:
         value = not to_bool(p["ExchangeAttributesServerManagedByDefault"], "ExchangeAttributesServerManagedByDefault")
     if "WhatIf" in p and to_bool(p["WhatIf"], "WhatIf"):
         return []
-    if t.org_config["ExchangeAttributesCloudManagedByDefault"] == value:
+    if t.org_config.get("ExchangeAttributesCloudManagedByDefault", False) == value:
         t.warn(no_change_warning(t.domain))
         return []
     t.org_config["ExchangeAttributesCloudManagedByDefault"] = value

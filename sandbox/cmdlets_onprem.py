@@ -226,10 +226,91 @@ def _get(t: Tenant, p: dict[str, Any], scope: frozenset[str], kind: str) -> Reco
 _GET = ("Identity", "ResultSize", "Filter", "DomainController")
 
 
-@ONPREM_CMDLETS.register("Get-Mailbox", (*_GET, "RecipientTypeDetails"))
-def get_mailbox(t: Tenant, p: dict[str, Any]) -> RecordSet:
-    """On-prem Get-Mailbox: mailboxes hosted on the on-prem Exchange server."""
+@ONPREM_CMDLETS.register("Get-Mailbox", (*_GET, "RecipientTypeDetails", "PublicFolder"))
+def get_mailbox(t: Tenant, p: dict[str, Any]) -> RecordSet | list[Record]:
+    """On-prem Get-Mailbox: mailboxes hosted on the on-prem Exchange server; with -PublicFolder,
+    the public folder mailboxes (Exchange 2013+ keeps public folders in such mailboxes)."""
+    if p.get("PublicFolder") is not None and to_bool(p["PublicFolder"], "PublicFolder"):
+        return [{"Name": name, "Alias": name, "RecipientTypeDetails": "PublicFolderMailbox",
+                 "Database": "DB01", "IsRootPublicFolderMailbox": i == 0}
+                for i, name in enumerate(t.readiness.public_folder_mailboxes)]
     return _get(t, p, ONPREM_LOCAL_MAILBOX_TYPES, "mailbox")
+
+
+# ----------------------------------------------------------------------------- organisation objects
+# What the readiness checks read on the Exchange server: public folders and the hybrid objects the
+# Hybrid Configuration Wizard created (docs/exchange-facts.md#readiness-the-last-exchange-server). The
+# objects' names are HCW's; the property sets are abridged to what identifies them.
+
+@ONPREM_CMDLETS.register("Get-PublicFolder", ("Identity", "Recurse", "ResultSize", "Mailbox"))
+def get_public_folder(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-PublicFolder [-Identity \\] [-Recurse]: the folder tree (the root IPM_SUBTREE is "\\")."""
+    if not t.readiness.public_folder_mailboxes:
+        # Exchange's error when the organisation has no public folder mailbox (text from Exchange).
+        raise CmdletError("NoActivePublicFolderMailboxFoundException", "InvalidOperation",
+                          "No active public folder mailboxes were found. This happens when no public folder "
+                          "mailboxes are provisioned or they are provisioned in 'HoldForMigration' mode.",
+                          http_status=400)
+    folders = ["\\", *t.readiness.public_folders] if p.get("Recurse") is not None else ["\\"]
+    return [{"Identity": f, "Name": f.rsplit("\\", 1)[-1] or "IPM_SUBTREE", "ParentPath": f.rsplit("\\", 1)[0] or None,
+             "MailEnabled": False, "ContentMailboxName": t.readiness.public_folder_mailboxes[0]} for f in folders]
+
+
+def _hybrid_records(t: Tenant, kind: str) -> list[Record]:
+    return [{"Name": name, "Identity": name} for name in t.readiness.hybrid.get(kind, [])]
+
+
+@ONPREM_CMDLETS.register("Get-HybridConfiguration", ("DomainController",))
+def get_hybrid_configuration(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-HybridConfiguration: the HCW's configuration object (none once removed)."""
+    return [{**r, "Domains": [t.onprem_domain], "Features": ["FreeBusy", "MoveMailbox", "Mailtips",
+                                                                  "MessageTracking", "OwaRedirection",
+                                                                  "OnlineArchive", "SecureMail", "Photos"]}
+            for r in _hybrid_records(t, "HybridConfiguration")]
+
+
+@ONPREM_CMDLETS.register("Get-IntraOrganizationConnector", ("Identity", "DomainController"))
+def get_intra_organization_connector(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-IntraOrganizationConnector (HCW's OAuth connector to Exchange Online)."""
+    return [{**r, "Enabled": True, "TargetAddressDomains": [t.routing_domain],
+             "DiscoveryEndpoint": "https://autodiscover-s.outlook.com/autodiscover/autodiscover.svc"}
+            for r in _hybrid_records(t, "IntraOrganizationConnector")]
+
+
+@ONPREM_CMDLETS.register("Get-SendConnector", ("Identity", "DomainController"))
+def get_send_connector(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-SendConnector: an internet connector, plus HCW's "Outbound to Office 365" (CloudServicesMailEnabled)."""
+    own = [{"Name": "Internet", "Identity": "Internet", "AddressSpaces": ["SMTP:*;1"],
+            "CloudServicesMailEnabled": False, "Enabled": True}]
+    return own + [{**r, "AddressSpaces": [f"smtp:{t.routing_domain};1"], "CloudServicesMailEnabled": True,
+                   "Enabled": True} for r in _hybrid_records(t, "SendConnector")]
+
+
+@ONPREM_CMDLETS.register("Get-ReceiveConnector", ("Identity", "Server", "DomainController"))
+def get_receive_connector(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-ReceiveConnector: HCW adds TlsDomainCapabilities AcceptCloudServicesMail to the frontend one."""
+    hybrid = set(t.readiness.hybrid.get("ReceiveConnector", []))
+    names = ["EX01\\Default Frontend EX01", "EX01\\Client Frontend EX01", *sorted(hybrid)]
+    out: list[Record] = []
+    for name in dict.fromkeys(names):
+        caps = ["mail.protection.outlook.com:AcceptCloudServicesMail"] if name in hybrid else []
+        out.append({"Name": name.split("\\", 1)[-1], "Identity": name, "TlsDomainCapabilities": caps,
+                    "Enabled": True})
+    return out
+
+
+@ONPREM_CMDLETS.register("Get-OrganizationRelationship", ("Identity", "DomainController"))
+def get_organization_relationship(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-OrganizationRelationship (HCW's free/busy relationship with Exchange Online)."""
+    return [{**r, "DomainNames": [t.domain, t.routing_domain], "Enabled": True, "FreeBusyAccessEnabled": True}
+            for r in _hybrid_records(t, "OrganizationRelationship")]
+
+
+@ONPREM_CMDLETS.register("Get-FederationTrust", ("Identity", "DomainController"))
+def get_federation_trust(t: Tenant, p: dict[str, Any]) -> list[Record]:
+    """Get-FederationTrust (the trust with the Microsoft Federation Gateway)."""
+    return [{**r, "ApplicationUri": f"FYDIBOHF25SPDLT.{t.onprem_domain}"}
+            for r in _hybrid_records(t, "FederationTrust")]
 
 
 @ONPREM_CMDLETS.register("Get-RemoteMailbox", _GET)

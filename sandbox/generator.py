@@ -487,6 +487,10 @@ def generate_tenant(size: int, seed: int, mix: dict[str, float] | None = None, *
     with gc_paused():
         t.generated_objects = (add_objects(t, seed, now, groups=n_groups, contacts=n_contacts,
                                        nesting_cycle=bool(seed % 2) if nesting_cycle is None else nesting_cycle))
+
+    from exocm.sandbox.readiness_state import seeded_state
+
+    t.readiness = seeded_state(t)
     return t
 
 

@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import orjson
 
 from . import graph_directory as gd
+from . import graph_org
 from . import graph_query as gq
 from .errors import CmdletError
 from .http import Request, Response
@@ -172,7 +173,12 @@ class GraphApi:
             if header("ConsistencyLevel").strip().lower() != "eventual":
                 # Graph docs, advanced queries: "$count is not currently supported." without the header.
                 raise gq.bad_request("Request_BadRequest", "$count is not currently supported.")
-            objs, _, _ = gd.collection(t, head)
+            with t.lock:
+                objs, _, resource = gd.collection(t, head)
+                text = query.get("$filter", "").strip()
+                if text:  # $count honours $filter (an advanced query: the header is there)
+                    pred = gq.FilterParser(head, resource, True).parse(text)
+                    objs = [o for o in objs if pred(o)]
             return Response(200, str(len(objs)).encode(), {"Content-Type": "text/plain", "request-id": rid})
         if head in ("groups", "contacts", "users") and len(rest) == 2 and rest[1] == "onPremisesSyncBehavior":
             return self._sync_behavior(method, version, head, rest[0], body, claims, ctx, rid, crid)
@@ -183,10 +189,21 @@ class GraphApi:
             with t.lock:
                 record = gd.contact_record(t, gd.find_contact(t, rest[0]))
             return self._ok(self._selected({"@odata.context": f"{ctx}#contacts/$entity", **record}, query), rid)
+        if head == "groups" and len(rest) == 3 and rest[1] in ("members", "transitiveMembers") \
+                and rest[2] == "$count" and method == "GET":
+            self._require(claims, READ_PERMISSIONS["groups"])
+            with t.lock:
+                text = graph_org.member_count(t, rest[0], header("ConsistencyLevel"))
+            return Response(200, text.encode(), {"Content-Type": "text/plain", "request-id": rid})
         if head == "groups" and rest:
             return self._group_route(method, version, rest, query, header, body, claims, ctx, rid, crid)
         if head == "servicePrincipals" and method == "GET":
             return self._service_principals(rest, query, claims, ctx, rid, crid)
+        if head in graph_org.HEADS and method == "GET":
+            with t.lock:
+                answer = graph_org.route(t, version, route, query)
+            if answer is not None:
+                return self._ok({"@odata.context": f"{ctx}#{head}", **answer}, rid)
         # Graph's answer for an unknown segment (text from Microsoft Graph).
         return self._error(400, "BadRequest", f"Resource not found for the segment '{route[-1]}'.", rid, crid)
 
@@ -208,6 +225,14 @@ class GraphApi:
                     app = wanted.split("'")[1].lower() if wanted.count("'") >= 2 else ""
                     principals = [p for p in principals if p["appId"] == app]
                 return self._ok({"@odata.context": f"{ctx}#servicePrincipals", "value": principals}, rid)
+            if len(rest) == 5 and rest[1:3] == ["synchronization", "jobs"] and rest[4] == "schema":
+                self._require(claims, ("Synchronization.Read.All", "Synchronization.ReadWrite.All"))
+                jobs = cloudsync.synchronization_jobs(t, rest[0]) or []
+                if not any(j["id"] == rest[3] for j in jobs):
+                    return self._error(404, "Request_ResourceNotFound",
+                                       f"Resource '{rest[3]}' does not exist or one of its queried "
+                                       "reference-property objects are not present.", rid, crid)
+                return self._ok({"@odata.context": f"{ctx}#synchronizationSchema", **cloudsync.job_schema(t)}, rid)
             if rest[1:] == ["synchronization", "jobs"]:
                 self._require(claims, ("Synchronization.Read.All", "Synchronization.ReadWrite.All"))
                 jobs = cloudsync.synchronization_jobs(t, rest[0])
@@ -285,8 +310,9 @@ class GraphApi:
             objs, build, resource = gd.collection(t, name, version == "beta", _wanted(query))
             text = query.get("$filter", "").strip()
             if text:
-                pred = gq.FilterParser(name, resource, advanced).parse(text)
-                objs = [o for o in objs if pred(o)]
+                pred = gq.FilterParser(name, resource, advanced).parse(text)  # validates as Graph would
+                indexed = graph_org.synced_users_by_prefix(t, text) if name == "users" else None
+                objs = indexed if indexed is not None else [o for o in objs if pred(o)]
         return self._page(gd.lazy(objs, build), version, [name], query, header, f"{ctx}#{name}", rid)
 
     def _page(self, rows: Any, version: str, route: list[str], query: dict[str, str], header: Headers,

@@ -168,6 +168,11 @@ def quick_user_record(u: EntraUser) -> Record:
 def _user_builder(t: Tenant, wanted: set[str] | None) -> Callable[[EntraUser], Record]:
     if wanted and wanted <= QUICK_USER:
         return quick_user_record
+    if wanted and wanted <= QUICK_USER | {"assignedlicenses"}:
+        def with_licenses(u: EntraUser) -> Record:  # the readiness checks' read: no license-state work
+            return {**quick_user_record(u), "assignedLicenses": [{"skuId": s, "disabledPlans": []}
+                                                                 for s in sorted(t.licensed_skus(u))]}
+        return with_licenses
     return lambda u: user_record(t, u)
 
 

@@ -118,7 +118,7 @@ def _eq(a: Any, b: Any) -> bool:
 
 class FilterParser:
     """Parse a $filter subset into a predicate: `p eq|ne v`, `p in (v, ...)`,
-    `coll/any(x:x eq v)`, `not ...`, joined by `and` / `or` (left to right)."""
+    `coll/any(x:x eq v)`, `startswith(p, 'v')`, `not ...`, joined by `and` / `or` (left to right)."""
 
     def __init__(self, collection: str, resource: str, advanced: bool) -> None:
         self.scalars = SCALARS[collection]
@@ -176,6 +176,8 @@ class FilterParser:
             return inner
         if "/" in tok:
             return self._any(tok)
+        if tok.lower() == "startswith":
+            return self._startswith()
         prop = next((p for p in self.scalars if p.lower() == tok.lower()), None)
         if prop is None:
             raise unsupported_property(tok, self.resource)
@@ -204,6 +206,23 @@ class FilterParser:
             self._need_advanced("ne")
             return lambda o: not _eq(get(o), value)
         return lambda o: _eq(get(o), value)
+
+    def _startswith(self) -> Callable[[Any], bool]:
+        """`startswith(prop, 'text')` on a string property: case-insensitive (Graph docs, $filter
+        "startsWith" on directory objects, e.g. userPrincipalName)."""
+        if self._take() != "(":
+            raise bad_request("Request_BadRequest", "Invalid filter clause")
+        name = self._take()
+        prop = next((p for p in self.scalars if p.lower() == name.lower()), None)
+        if prop is None:
+            raise unsupported_property(name, self.resource)
+        if self._take() != ",":
+            raise bad_request("Request_BadRequest", "Invalid filter clause")
+        value = _literal(self._take())
+        if self._take() != ")" or not isinstance(value, str):
+            raise bad_request("Request_BadRequest", "Invalid filter clause")
+        get, prefix = self.scalars[prop], value.lower()
+        return lambda o: isinstance(get(o), str) and get(o).lower().startswith(prefix)
 
     def _any(self, tok: str) -> Callable[[Any], bool]:
         name, _, fn = tok.partition("/")

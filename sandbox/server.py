@@ -105,6 +105,7 @@ class Sandbox:
             self.host, self.port = front.host, front.port
         self._base_url = f"https://{self.host}:{self.port}"
         self._threads: list[threading.Thread] = []
+        self.sync_server: Any = None
         self.winrm: Any = self._start_winrm(winrm_port) if winrm else None
         if sync_interval:
             self._spawn(self._sync_loop, float(sync_interval), name="sandbox-sync")
@@ -144,6 +145,8 @@ class Sandbox:
         credentials join `info`.
         `variants`: conformance variants (`NAME[,NAME...]` or names; sandbox/variants.py);
         `strict` adds the STRICT set. ValueError for an unknown name.
+        Readiness variants (readiness_state.VARIANTS, accepted by the same parser) also put the tenant
+        in their state, once (the tenant remembers the ones applied).
         """
         if tenants is not None:
             from .tenants import SandboxTenants
@@ -177,6 +180,14 @@ class Sandbox:
                 # (seen as 10 -> 30+ ms spikes per 1000-record page at 100,000 users).
                 gc.collect()
                 gc.freeze()
+        readiness = getattr(tenant, "readiness", None)
+        if readiness is not None:
+            from .readiness_state import VARIANTS as READINESS_VARIANTS
+            from .readiness_state import apply_variants
+
+            names = [n for n in sorted(chosen) if n in READINESS_VARIANTS and n not in readiness.applied]
+            if names:
+                apply_variants(tenant, names)
         tls_path = Path(tls_dir) if tls_dir is not None else (
             Path(f"{state_path}.tls") if state_path is not None else None)
         return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
@@ -212,11 +223,21 @@ class Sandbox:
         # The same knobs (latency, concurrency limit, faults), seeded dice and write budget as the REST
         # front; faults are counted in the same stats.
         # Writes through WinRM are saved like REST writes (durable_writes: before the pipeline answers).
-        return WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
-                                   password=password,
-                                   verifier=verify, cert_users={"exocm-sandbox-app": user},
-                                   knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
-                                   on_write=self._wrote, write_budget=self.rest.budget)
+        endpoint = WinRMEndpoint.start(self.tenant, host=self.host, port=port, ssl_context=ctx, username=user,
+                                       password=password,
+                                       verifier=verify, cert_users={"exocm-sandbox-app": user},
+                                       knobs=self.knobs, dice=self.rest.dice, on_fault=self.stats.count_fault,
+                                       on_write=self._wrote, write_budget=self.rest.budget)
+        readiness = getattr(self.tenant, "readiness", None)
+        if readiness is not None and readiness.sync_server:
+            # The Entra Connect Sync server: another Windows host (its own port), same credentials.
+            from .psrp.sessions import SyncServerSession
+
+            self.sync_server = WinRMEndpoint.start(
+                self.tenant, host=self.host, port=0, ssl_context=ctx, username=user, password=password,
+                cert_users={"exocm-sandbox-app": user}, machine="SYNC01",
+                session_types={"microsoft.powershell": SyncServerSession})
+        return endpoint
 
     # -- endpoints -----------------------------------------------------------------------
     @property
@@ -274,6 +295,8 @@ class Sandbox:
             info["graph_scope"] = f"{self.graph_base_url}/.default"
         if self.winrm is not None:
             info.update(self.winrm.info())
+        if self.sync_server is not None:
+            info["winrm_sync_url"] = self.sync_server.exo_url
         return info
 
     def _app(self, request: Request) -> Response:
@@ -377,6 +400,8 @@ class Sandbox:
         self._dirty.set()  # wakes the save loop at once (stop() saves below)
         if self.winrm is not None:
             self.winrm.stop()
+        if self.sync_server is not None:
+            self.sync_server.stop()
         if self._server is not None:
             self._server.close_all()
         for thread in self._threads:

@@ -116,6 +116,7 @@ def _meta(t: Tenant) -> dict[str, Any]:
         "last_sync": _dt_out(t.last_sync),
         "sync_cycles": t.sync_cycles,
         "generated": t.generated,
+        "readiness": t.readiness.to_meta(),
         "generated_objects": t.generated_objects,
     }
 
@@ -136,6 +137,9 @@ def _apply_meta(t: Tenant, meta: dict[str, Any]) -> None:
     t.last_sync = _dt_in(meta["last_sync"])
     t.sync_cycles = int(meta["sync_cycles"])
     t.generated = {k: list(v) for k, v in meta.get("generated", {}).items()}
+    from exocm.sandbox.readiness_state import ReadinessState
+
+    t.readiness = ReadinessState.from_meta(meta.get("readiness"))
     t.generated_objects = {k: list(v) for k, v in meta.get("generated_objects", {}).items()}
 
 

@@ -358,7 +358,7 @@ def _make_mailbox(t: Tenant, r: ExoRecipient, a: AdUser | None, rtd: str, guid: 
             r.legacy_dn = exo_legacy_dn(r.alias, r.guid)
         if r.dir_synced:
             # The tenant default applies to mailboxes created from now on (docs/exchange-facts.md#tenant-wide-default).
-            r.cloud_managed = bool(t.org_config["ExchangeAttributesCloudManagedByDefault"])
+            r.cloud_managed = bool(t.org_config.get("ExchangeAttributesCloudManagedByDefault"))
 
 
 def write_back_now(t: Tenant, r: ExoRecipient) -> bool:

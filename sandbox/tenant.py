@@ -77,6 +77,7 @@ ONPREM_COLUMNS: tuple[str, ...] = (
     "DistinguishedName",
     "OrganizationalUnit",
     "ExternalDirectoryObjectId",
+    "WhenCreated",
 )
 
 
@@ -254,6 +255,11 @@ class Tenant:
         # object; filter indexes (filter_index.py) are valid for one version only.
         self.exo_version = 0
         self._filter_index: FilterIndex | None = None
+        # What the readiness checks read besides recipients (accepted domains, dir sync, sync server,
+        # Cloud Sync, public folders, hybrid objects): readiness_state.py (persisted).
+        from exocm.sandbox.readiness_state import ReadinessState
+
+        self.readiness = ReadinessState()
         # Conformance variants in force (sandbox/variants.py); set by the server, not persisted.
         self.variants: frozenset[str] = frozenset()
 
@@ -340,6 +346,11 @@ class Tenant:
         outside editing_exo(), a write cmdlet or a sync cycle must call it."""
         self.exo_version += 1
         self._filter_index = None
+
+    def drop_exo_index(self) -> None:
+        """Forget the EXO identity index (after EXO objects were removed); rebuilt on next use."""
+        self._exo_index = None
+        self.exo_changed()
 
     def exo_filter_index(self) -> FilterIndex:
         """Filter indexes over the EXO objects as they are now (call under the lock)."""

@@ -72,9 +72,12 @@ def parse_variants(spec: str | Iterable[str] | None, *, strict: bool = False) ->
         items.extend(x.strip().lower() for x in str(part).split(",") if x.strip())
     if strict:
         items.extend(STRICT)
-    unknown = [x for x in items if x not in VARIANTS]
+    from exocm.sandbox.readiness_state import VARIANTS as READINESS_VARIANTS  # states, not readings
+
+    unknown = [x for x in items if x not in VARIANTS and x not in READINESS_VARIANTS]
     if unknown:
-        raise ValueError(f"unknown variant {unknown[0]!r}: expected one of {', '.join(VARIANTS)}")
+        raise ValueError(f"unknown variant {unknown[0]!r}: expected one of {', '.join(VARIANTS)} "
+                         f"(or a readiness state: {', '.join(READINESS_VARIANTS)})")
     names = frozenset(items)
     for a, b in EXCLUSIVE:
         if a in names and b in names:

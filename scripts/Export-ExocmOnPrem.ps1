@@ -11,7 +11,7 @@
         UserPrincipalName, PrimarySmtpAddress, Alias, RecipientTypeDetails, ExchangeGuid,
         ArchiveGuid, LegacyExchangeDN, EmailAddresses, WhenChanged, CustomAttribute1-15,
         ExtensionCustomAttribute1-5, DistinguishedName, OrganizationalUnit,
-        ExternalDirectoryObjectId
+        ExternalDirectoryObjectId, WhenCreated
 
     Multi-valued properties (EmailAddresses, ExtensionCustomAttribute1-5) are joined with ';'.
     ExchangeGuid and ArchiveGuid are written as plain GUID strings. WhenChanged is written as
@@ -113,6 +113,7 @@ function ConvertTo-ExocmRow {
     $row['OrganizationalUnit'] = [string]$Recipient.OrganizationalUnit
     $dn = [string]$Recipient.DistinguishedName
     $row['ExternalDirectoryObjectId'] = $(if ($entraIds.ContainsKey($dn)) { $entraIds[$dn] } else { '' })
+    $row['WhenCreated'] = Format-Utc $(if ($Recipient.PSObject.Properties['WhenCreatedUTC'] -and $Recipient.WhenCreatedUTC) { $Recipient.WhenCreatedUTC } else { $Recipient.WhenCreated })
     [pscustomobject]$row
 }
 

@@ -118,3 +118,15 @@ def test_limiter_settles_just_under_a_refused_level_and_holds_there_before_probi
     for _ in range(8):  # then it probes one above
         limiter.release(limiter.acquire())
     assert limiter.limit == 8 and limiter.ceiling is None
+
+
+def test_limiter_does_not_grow_past_its_start_on_calls_that_never_reached_the_limit() -> None:
+    limiter = AdaptiveLimiter(16, initial=8)
+    for _ in range(200):  # one call at a time: the limit of 8 was never in use
+        limiter.release(limiter.acquire())
+    assert limiter.limit == 8
+    for _ in range(3):  # eight at once, at the limit: that says the limit may be too low
+        tickets = [limiter.acquire() for _ in range(limiter.limit)]
+        for t in tickets:
+            limiter.release(t)
+    assert limiter.limit > 8

@@ -191,7 +191,7 @@ def test_runbook_gate_stops_with_exit_3_and_the_printed_command_resumes_on_the_s
 @pytest.mark.parametrize("command", [
     ["inventory"], ["findings"], ["plan"], ["show"], ["apply"], ["undo"], ["report"],
     ["runbook", "run"], ["sandbox", "serve"], ["sandbox", "reset"], ["sandbox", "sync"], ["profiles", "add"],
-    ["login"],
+    ["login"], ["readiness"],
 ])
 def test_help_teaches_with_examples(command: list[str]) -> None:
     result = exocm(*command, "--help")

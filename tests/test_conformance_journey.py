@@ -41,7 +41,7 @@ def journal_of(output: str) -> str:
 
 def run_through_gate(*args: str) -> None:
     """`exocm runbook run ...` unattended; at a gate (exit 3), the printed resume command finishes it."""
-    first = exocm("runbook", "run", *args, "--no-interactive", *SANDBOX)
+    first = exocm("runbook", "run", *args, "--no-interactive", "--yes", *SANDBOX)
     if first.exit_code == 3:
         command = next(line.strip() for line in first.output.splitlines()
                        if line.strip().startswith("exocm runbook resume ") and "--confirm-irreversible" in line)

@@ -31,6 +31,8 @@ def _expected() -> pd.DataFrame:
             v = rec.get(col, "")
             if col == "WhenChanged":
                 v = pd.Timestamp(datetime(*rec["WhenChanged"], tzinfo=UTC))
+            elif col == "WhenCreated" and col not in rec:
+                v = pd.NaT  # exports made before the column existed: unknown, never ''
             elif col in mod.MULTI:
                 v = tuple(v or ())
             elif col in ("ExchangeGuid", "ArchiveGuid", "ExternalDirectoryObjectId"):

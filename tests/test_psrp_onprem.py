@@ -30,8 +30,9 @@ def _frames_equal(a: pd.DataFrame, b: pd.DataFrame, *, seconds: bool = False) ->
     if seconds:
         # AD's whenChanged has one-second resolution and the export script writes whole seconds;
         # the sandbox keeps sub-second times, which only the live path carries over.
-        left["WhenChanged"] = pd.to_datetime(left["WhenChanged"], utc=True).dt.floor("s")
-        right["WhenChanged"] = pd.to_datetime(right["WhenChanged"], utc=True).dt.floor("s")
+        for col in ("WhenChanged", "WhenCreated"):  # the CSV carries whole seconds
+            left[col] = pd.to_datetime(left[col], utc=True).dt.floor("s")
+            right[col] = pd.to_datetime(right[col], utc=True).dt.floor("s")
     pd.testing.assert_frame_equal(left, right, check_dtype=False)
 
 

@@ -36,6 +36,7 @@ class ExocmApp(App[None]):
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("f", "findings", "Findings", id="app.findings"),
         Binding("j", "journals", "Journals", id="app.journals"),
+        Binding("y", "readiness", "Readiness", show=False, id="app.readiness"),  # footer is full: ? and the palette list it
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
     ]
 
@@ -186,6 +187,13 @@ class ExocmApp(App[None]):
         if isinstance(self.screen, FindingsScreen):
             return
         self.push_screen(FindingsScreen())
+
+    def action_readiness(self) -> None:
+        from .screens.readiness import ReadinessScreen
+
+        if isinstance(self.screen, ReadinessScreen):
+            return
+        self.push_screen(ReadinessScreen())
 
     def action_journals(self) -> None:
         from .screens.journals import JournalsScreen

@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge
 from ..detect.engine import detect
+from ..detect.prerequisites import Check
+from ..detect.prerequisites.gather import Sources
 from ..detect.readiness import flip_readiness
 from ..events import Progress, ProgressCallback
 from ..execute.apply import ApplyResult, apply_plan, confirmation_phrase, pending_rows
@@ -91,6 +93,7 @@ class Session:
         on_close: Callable[[], None] | None = None,
         runbook_services: Callable[[bool], Services] | None = None,
         embedded_sandbox: tuple[int, int] | None = None,
+        prerequisite_sources: Callable[[], Sources] | None = None,
     ) -> None:
         """`onprem_csv` / `onprem_records` / `onprem_data`: where on-prem data comes from (an Export-Csv
         file, records such as PSRP Get-Mailbox/Get-RemoteMailbox rows, or a loader of normalised
@@ -103,6 +106,8 @@ class Session:
         otherwise), recorded in runbook runs so `exocm runbook resume` reopens the same one."""
         self.bridge = bridge
         self.embedded_sandbox = embedded_sandbox
+        #: Where the readiness checks read their facts (the faces say where; None: not available).
+        self.prerequisite_sources = prerequisite_sources
         #: Opens what a runbook run needs (EXO, Graph, on-prem) with its on-prem-group-changes flag.
         self.runbook_services = runbook_services
         self.label = label
@@ -278,6 +283,22 @@ class Session:
             self.detect_notes = list(result.notes) + [f"{code} not checked: {why}"
                                                       for code, why in result.not_checked.items()]
         return found
+
+    def prerequisites(self, scope: str = "flip") -> tuple[list[Check], dict[str, Any]]:
+        """Run the readiness checks of `scope` (reusing the loaded inventory); (checks, summary)."""
+        from ..detect.prerequisites import evaluate
+        from ..detect.prerequisites.gather import gather
+        from ..detect.prerequisites.report import summarise
+
+        if self.prerequisite_sources is None:
+            raise RuntimeError("readiness checks are not available in this session")
+        sources = self.prerequisite_sources()
+        inventory = self.inventory
+        if inventory is not None:
+            frame = inventory.frame
+            sources.inventory = lambda: frame
+        checks = evaluate(gather(sources, scope=scope).facts, scope)
+        return checks, summarise(checks, scope)
 
     def findings_for(self, identity: str) -> list[tuple[str, str, str]]:
         """(code, severity, explanation) of the findings of one mailbox."""

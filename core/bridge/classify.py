@@ -90,7 +90,7 @@ class ErrorDetail:
     code: str | None = None
     #: The exception's own message was present and empty (the Set-Mailbox quirk), whatever the
     #: error details say: public notes on the quirk show an empty exception message with text in
-    #: ErrorDetails (docs/exchange-facts.md, "Ambiguous writes with text").
+    #: ErrorDetails (docs/exchange-facts.md#applied-but-errored).
     exception_message_empty: bool = False
 
 

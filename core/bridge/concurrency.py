@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+#: Where a new limiter starts when its bound is larger: the limit is found by growing from here.
+START_LIMIT = 8
+
 
 @dataclass(frozen=True)
 class Ticket:
@@ -49,6 +52,9 @@ class AdaptiveLimiter:
         self.decreases = 0
         self.increases = 0
         self.hold_rounds = hold_rounds
+        #: From this limit up, only successes of slots taken at the limit count towards growing it.
+        self.grow_idle_below = START_LIMIT
+        self._saturated = False  # every slot was in use at some point since the last increase
         self.ceiling: int | None = None  # the most the tenant allowed when it last refused one more
         self._held = 0  # successes at the ceiling since then
 
@@ -68,6 +74,8 @@ class AdaptiveLimiter:
             if not self._cond.wait_for(lambda: self._in_flight < self._limit, timeout=timeout):
                 raise TimeoutError("no concurrency slot became free")
             self._in_flight += 1
+            if self._in_flight >= self._limit:
+                self._saturated = True
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             return Ticket(self._epoch, self._in_flight)
 
@@ -93,6 +101,12 @@ class AdaptiveLimiter:
                     self._epoch += 1
                     self.decreases += 1
             elif success:
+                if self._limit >= self.grow_idle_below and not self._saturated:
+                    # successes while the limit was never all in use say nothing about a higher one
+                    # (RFC 7661: grow only a window in use); else idle sequential calls would raise
+                    # the limit to the ceiling and the next parallel burst would meet 429s
+                    self._cond.notify_all()
+                    return
                 self._successes += 1
                 if self.ceiling is not None and self._limit >= self.ceiling:
                     self._held += 1
@@ -103,6 +117,7 @@ class AdaptiveLimiter:
                 if self._successes >= self._limit and self._limit < self.max_limit:
                     self._limit += 1
                     self._successes = 0
+                    self._saturated = False
                     self.increases += 1
             self._cond.notify_all()
 
@@ -138,8 +153,6 @@ _registry: dict[tuple[str, str], AdaptiveLimiter] = {}
 _registry_lock = threading.Lock()
 
 
-#: Where a new limiter starts when its bound is larger: the limit is found by growing from here.
-START_LIMIT = 8
 #: The bridges' default bound: above any tenant limit seen (EXO's is not published; the sandbox
 #: models 10), so the limiter finds the tenant's own limit instead of stopping short of it.
 DEFAULT_MAX_CONCURRENCY = 16

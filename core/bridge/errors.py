@@ -48,7 +48,7 @@ class Throttled(Transient):
 class PageLost(Transient):
     """The answer to a follow-up page (an @odata.nextLink) was lost after it was sent: whether the
     service's cursor moved on is not documented, so the link is not sent again; the caller reads
-    the whole result again from its start (docs/exchange-facts.md, "Retried pages")."""
+    the whole result again from its start (docs/exchange-facts.md#retried-pages)."""
 
 
 class IncompleteRead(BridgeError):

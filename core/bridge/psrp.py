@@ -446,6 +446,19 @@ class PsrpBridge:
         `properties` adds `| Select-Object -Property ...` to the remote pipeline (Exchange's
         endpoint allows it), which cuts what crosses the wire and what must be deserialised.
         """
+        return self._stream(cmdlet, parameters, page_size=page_size, properties=properties)
+
+    def run_script(self, script: str, *, label: str) -> list[Record]:
+        """Run a FIXED read-only script (a constant of the caller, never built from input: nothing is
+        pasted into it) on a full-language endpoint; `label` names it in errors (e.g. the cmdlet it
+        reads). A plain value comes back as a record {"Value": ...}."""
+        records: list[Record] = []
+        for page in self._stream(label, None, page_size=1000, properties=None, script=script):
+            records.extend(page)
+        return records
+
+    def _stream(self, cmdlet: str, parameters: dict[str, Any] | None, *, page_size: int,
+                properties: Sequence[str] | None, script: str | None = None) -> Iterator[list[Record]]:
         is_write = not is_read_cmdlet(cmdlet)
         identity = identity_of(parameters)
         attempt = 0
@@ -454,7 +467,7 @@ class PsrpBridge:
             attempt += 1
             yielded = False
             try:
-                for page in self._run(cmdlet, parameters or {}, properties, max(1, page_size)):
+                for page in self._run(cmdlet, parameters or {}, properties, max(1, page_size), script):
                     yielded = True
                     yield page
                 return
@@ -616,7 +629,7 @@ class PsrpBridge:
 
     # -- one pipeline ----------------------------------------------------------------------
     def _run(self, cmdlet: str, parameters: Mapping[str, Any], properties: Sequence[str] | None,
-             page_size: int) -> Iterator[list[Record]]:
+             page_size: int, script: str | None = None) -> Iterator[list[Record]]:
         identity = identity_of(parameters)
         is_write = not is_read_cmdlet(cmdlet)
         warnings: list[str] = []
@@ -626,7 +639,10 @@ class PsrpBridge:
             try:
                 pool = self._open()
                 ps = PowerShell(pool)
-                ps.add_cmdlet(cmdlet)
+                if script is not None:
+                    ps.add_script(script)
+                else:
+                    ps.add_cmdlet(cmdlet)
                 for name, value in parameters.items():
                     ps.add_parameter(name, plain_parameters(value))
                 if properties:

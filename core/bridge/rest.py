@@ -69,7 +69,7 @@ WarningCallback = Callable[[str, str], None]
 T = TypeVar("T")
 #: Filter parameters whose $true/$false the V3 module rewrites to 'True'/'False' before it calls
 #: InvokeCommand (its own Get-SanitizedBoolValuesInFilter over FilterParametersForBooleanParsing;
-#: docs/exchange-facts.md, "Booleans in REST filters"). PSRP keeps PowerShell's $true.
+#: docs/exchange-facts.md#booleans-in-rest-filters). PSRP keeps PowerShell's $true.
 BOOL_FILTER_PARAMETERS = frozenset({"filter", "recipientfilter", "recipientpreviewfilter"})
 _QUOTED_OR_BOOL = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$(true|false)\b", re.IGNORECASE)
 #: GUIDs named in an @adminapi.errors text: the records to read again by identity.
@@ -329,7 +329,7 @@ class RestBridge:
         """Pages of one call. When a follow-up page's answer is lost (PageLost) the call starts again
         from its first page, and records already yielded are dropped by key (ExternalDirectoryObjectId,
         else Guid): pages never skip nor repeat a keyed record, whatever the service's cursor did
-        (docs/exchange-facts.md, "Retried pages"). Up to PAGE_LOST_RESTARTS restarts."""
+        (docs/exchange-facts.md#retried-pages). Up to PAGE_LOST_RESTARTS restarts."""
         body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": rest_parameters(parameters)}}
         is_write = not is_read_cmdlet(cmdlet)
         size = max(1, min(page_size, MAX_PAGE_SIZE))
@@ -415,7 +415,7 @@ class RestBridge:
     @staticmethod
     def adminapi_errors(data: Any) -> list[str]:
         """The `@adminapi.errors` of a 200 answer (records the service left out; the V3 module raises
-        them in ShowResultAndCheckForNextPage; docs/exchange-facts.md, "@adminapi.errors")."""
+        them in ShowResultAndCheckForNextPage; docs/exchange-facts.md#errors-in-a-200-answer)."""
         raw = data.get("@adminapi.errors") if isinstance(data, Mapping) else None
         if not raw:
             return []
@@ -699,6 +699,9 @@ class RestBridge:
             try:
                 records = self._records_of(body) if body is not None else []
                 self._take_warnings(call.cmdlet, body, warnings)
+                errors = self.adminapi_errors(body)
+                if errors and not write:
+                    records.extend(self.recover_records(call.cmdlet, errors))
                 next_link = body.get("@odata.nextLink") if isinstance(body, Mapping) else None
                 if next_link:
                     records.extend(self._rest_of_pages(call, next_link, warnings))

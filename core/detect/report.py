@@ -7,7 +7,6 @@ Content-Security-Policy forbids it). Every value is HTML-escaped.
 """
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,9 @@ from .engine import (
     DetectResult,
     severity_at_least,
 )
+from .html_shell import e as _e
+from .html_shell import html_document
+from .html_shell import iso as _iso
 
 __all__ = [
     "ReportMeta",
@@ -61,10 +63,6 @@ class ReportMeta:
             "onprem_source": self.onprem_source,
             "notes": list(self.notes),
         }
-
-
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def filter_findings(
@@ -145,43 +143,8 @@ def render_csv(findings: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- HTML
 
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1b1b1b}
-h1{font-size:20px;margin:0 0 4px} .meta{color:#555;margin-bottom:16px}
-.sandbox{background:#ffd700;color:#000;font-weight:bold;padding:2px 6px;border-radius:3px}
-table{border-collapse:collapse;width:100%} th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0} th:after{content:" \\2195";color:#aaa}
-td.ev{font-family:ui-monospace,Consolas,monospace;font-size:12px;white-space:pre-wrap;max-width:40em}
-.sev{font-weight:bold;border-radius:3px;padding:1px 5px;color:#fff}
-.critical{background:#8b0000}.high{background:#d9480f}.medium{background:#e6a700;color:#000}
-.low{background:#4a7ab5}.info{background:#777}
-.notes li{color:#555} summary{cursor:pointer;color:#245}
-"""
-
-_JS = """
-document.querySelectorAll("table.sortable th").forEach(function(th, col){
-  th.addEventListener("click", function(){
-    var table = th.closest("table"), body = table.tBodies[0];
-    var asc = th.getAttribute("data-dir") !== "asc";
-    table.querySelectorAll("th").forEach(function(h){ h.removeAttribute("data-dir"); });
-    th.setAttribute("data-dir", asc ? "asc" : "desc");
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function(a, b){
-      var x = a.cells[col].getAttribute("data-key") || a.cells[col].textContent;
-      var y = b.cells[col].getAttribute("data-key") || b.cells[col].textContent;
-      var c = x.localeCompare(y, undefined, {numeric: true});
-      return asc ? c : -c;
-    });
-    rows.forEach(function(r){ body.appendChild(r); });
-  });
-});
-"""
-
 _COLORS = {"critical": "#8b0000", "high": "#d9480f", "medium": "#e6a700", "low": "#4a7ab5", "info": "#777777"}
 
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def _bar_chart(summary: Mapping[str, Any]) -> str:
@@ -258,18 +221,14 @@ def render_html(findings: pd.DataFrame, summary: Mapping[str, Any], meta: Report
         f"<th>{_e(h)}</th>"
         for h in ("Severity", "Code", "UserPrincipalName", "ExternalDirectoryObjectId", "Explanation", "Action", "Evidence")
     )
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_e(title)}</h1><div class=\"meta\">{' &middot; '.join(head_bits)}</div>"
+    body = (
         f"<p><b>{int(summary.get('total', len(findings)))}</b> findings ({sev_line})</p>"
         f"{_bar_chart(summary)}{notes_html}"
         f'<table class="sortable"><thead><tr>{header_cells}</tr></thead><tbody>'
         + "".join(rows)
-        + f"</tbody></table><script>{_JS}</script></body></html>\n"
+        + "</tbody></table>"
     )
+    return html_document(title, head_bits, body)
 
 
 def summary_table(summary: Mapping[str, Any]) -> Sequence[tuple[str, str, int, str]]:

@@ -11,6 +11,8 @@ Line 1 is the header `{"type": "header", "plan_digest", "tenant", "run_id", "act
   "backup", "error", "at", ...}` the outcome: verified, failed, stale, skipped,
   applied_unverified (`verified` is true exactly when the status is `verified`).
 - `{"type": "end", ...}` when the run stops cleanly (absent after a crash).
+- `{"type": "override", "check", "confirmed", ...}` (tenant default only): the admin typed the
+  override confirmation for a refused change (e.g. on-prem still provisions mailboxes).
 
 Readers never fail on a torn last line (a crash mid-write) or a garbage line: they skip
 it and say so in `warnings`.

@@ -4,16 +4,16 @@
 `-ExchangeAttributesServerManagedByDefault` turns it back. Which property of
 `Get-OrganizationConfig` shows the state is not named by Microsoft: exocm reads
 `ExchangeAttributesCloudManagedByDefault` and, when that is absent,
-`BlockExchangeProvisioningFromOnPremEnabled` (what public tools read, e.g.
-mardahl/Exchange-SOA-Manager `Get-OrgState`), and says which one answered
-(docs/exchange-facts.md, "The tenant default's read-back"). The change is journaled like a
-row (an intent with the before state, then the read-back outcome); every write, whatever it
-answered, is settled by reading back.
+`BlockExchangeProvisioningFromOnPremEnabled` (what public tools read), and says which one
+answered (docs/exchange-facts.md#tenant-wide-default). The change is journaled like a row (an
+intent with the before state, then the read-back outcome); every write, whatever it answered, is
+settled by reading back (docs/exchange-facts.md#applied-but-errored).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -46,6 +46,50 @@ WARNINGS: Final[dict[str, tuple[str, ...]]] = {
         "Handing a mailbox back to on-premises lets the next sync overwrite its cloud values.",
     ),
 }
+
+
+@dataclass(frozen=True)
+class ProvisioningCheck:
+    """Is on-prem still provisioning mailboxes? (remote mailboxes created on-prem within the window)
+
+    `recent` is None when it could not be told (`reason` says why): no on-prem data, or data
+    without WhenCreated. Turning the default on while on-prem provisions is unsupported
+    (docs/exchange-facts.md#tenant-wide-default): new users then get no Exchange Online object.
+    """
+
+    recent: int | None
+    window_days: int = 30
+    samples: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def blocks(self) -> bool:
+        """True when `set cloud` must refuse without the override confirmation."""
+        return bool(self.recent)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (journal)."""
+        return {"recent_remote_mailboxes": self.recent, "window_days": self.window_days,
+                "samples": list(self.samples), "reason": self.reason}
+
+
+def check_onprem_provisioning(onprem: Any, *, now: datetime | None = None, window_days: int = 30,
+                              reason: str = "") -> ProvisioningCheck:
+    """Count remote mailboxes created on-prem in the last `window_days` in the on-prem frame (None: not given)."""
+    if onprem is None:
+        return ProvisioningCheck(None, window_days, reason=reason or "no on-prem data")
+    from ..detect.prerequisites.checks_flip import remote_mailboxes_created_since
+
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=window_days)
+    found = remote_mailboxes_created_since(onprem, cutoff)
+    if found is None:
+        return ProvisioningCheck(None, window_days, reason="the on-prem data has no WhenCreated column")
+    return ProvisioningCheck(found[0], window_days, tuple(found[1]))
+
+
+def provisioning_override_phrase(tenant: str, check: ProvisioningCheck) -> str:
+    """What the admin types to turn the default on although on-prem still provisions mailboxes."""
+    return f"ONPREM-PROVISIONING {tenant} {check.recent or 0}"
 
 
 class TenantDefaultError(Exception):
@@ -129,8 +173,15 @@ def set_tenant_default(
     *,
     data_dir: Path | None = None,
     actor: str | None = None,
+    provisioning: ProvisioningCheck | None = None,
+    override: str | None = None,
 ) -> TenantDefaultChange:
-    """Set the default to cloud or server, read it back, and journal the change like a row."""
+    """Set the default to cloud or server, read it back, and journal the change like a row.
+
+    `provisioning`: what the on-prem data says about on-prem provisioning; when it blocks a change to
+    cloud, `override` must be `provisioning_override_phrase(...)` (else TenantDefaultError, nothing
+    written), and the override is journaled (header and an "override" record before the intent).
+    """
     if mode not in SWITCHES:
         raise TenantDefaultError(f"mode must be 'cloud' or 'server', not {mode!r}")
     target = mode == "cloud"
@@ -140,10 +191,25 @@ def set_tenant_default(
     except BridgeError as exc:
         raise TenantDefaultError(f"cannot read the organization config: {exc.message}") from None
     before, source = default_of(before_config)
+    overridden = False
+    if mode == "cloud" and provisioning is not None and provisioning.blocks:
+        phrase = provisioning_override_phrase(str(bridge.tenant), provisioning)
+        if override != phrase:
+            raise TenantDefaultError(
+                f"refusing: {provisioning.recent} remote mailbox(es) were created on-prem in the last "
+                f"{provisioning.window_days} days; turning the default on while on-prem provisions is unsupported")
+        overridden = True
+    extra: dict[str, Any] = {"operation": "tenant-default", "value": mode}
+    if provisioning is not None:
+        extra["onprem_provisioning"] = {**provisioning.as_dict(), "override": overridden}
     journal = JournalWriter.create(
         plan_digest=None, tenant=str(bridge.tenant), actor=actor or local_actor(), tool_version=tool_version(),
-        directory=journals_under(base), extra={"operation": "tenant-default", "value": mode},
+        directory=journals_under(base), extra=extra,
     )
+    if overridden:
+        assert provisioning is not None
+        journal.append([{"type": "override", "check": "TENANT_DEFAULT_SAFE", "confirmed": override,
+                         "actor": actor or local_actor(), **provisioning.as_dict()}])
     backup: dict[str, Any] = {PROPERTY: before, "source_property": source}
     for key in ("Identity", "Name", "WhenChanged"):
         if key in before_config:
@@ -169,7 +235,7 @@ def set_tenant_default(
                     error = f"{type(exc).__name__}: {exc.message}"
                     refused = True
                 # Every write is settled by reading back, an error answer included: an error may
-                # carry text and still have applied (docs/exchange-facts.md, "Ambiguous writes with text").
+                # carry text and still have applied (docs/exchange-facts.md#applied-but-errored).
                 try:
                     after, answered = default_of(_read(bridge))
                 except BridgeError as exc:

@@ -76,7 +76,7 @@ STAGE: Final = "inventory"
 DIRSYNCED_FILTER: Final = "IsDirSynced -eq $true"
 #: Get-User rows the inventory needs: mail users (rows of their own) and stale previous-mailbox info.
 #: An unset PreviousRecipientTypeDetails may read 'None' or $null ("String or $null" on Microsoft's
-#: filterable-properties page; docs/exchange-facts.md): both are excluded, so the read stays narrow.
+#: filterable-properties page; docs/exchange-facts.md#unset-previousrecipienttypedetails): both are excluded, so the read stays narrow.
 USERS_FILTER: Final = ("(RecipientType -eq 'MailUser') -or ((PreviousRecipientTypeDetails -ne $null) -and "
                        "(PreviousRecipientTypeDetails -ne 'None'))")
 #: Worker threads: by default one per partition of every read, so that all partitions advance
@@ -109,7 +109,7 @@ SELECT: Final[dict[str, tuple[str, ...]]] = {
 PARTITION_RETRIES: Final = 3
 #: How often one partition is re-read from its start after the answer to one of its follow-up pages
 #: was lost (PageLost): a lost page is never asked for again, since whether the service's cursor
-#: moved on is undocumented (docs/exchange-facts.md, "Retried pages").
+#: moved on is undocumented (docs/exchange-facts.md#retried-pages).
 PAGE_LOST_REREADS: Final = 20
 
 BOOL_COLUMNS: Final = ("IsDirSynced", "IsExchangeCloudManaged", "HiddenFromAddressListsEnabled")
@@ -462,7 +462,7 @@ def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool) 
     # PreviousRecipientTypeDetails of a mailbox comes from its Get-User record; a mailbox the narrowed
     # Get-User did not return has 'None' (the filter returns every user whose value is not 'None').
     # Get-User always has the property: a null there is "unset" like 'None' (the service may print
-    # either; docs/exchange-facts.md), so the frame holds one spelling.
+    # either; docs/exchange-facts.md#unset-previousrecipienttypedetails), so the frame holds one spelling.
     if users.num_rows:
         prtd_at = users.schema.get_field_index("PreviousRecipientTypeDetails")
         users = users.set_column(prtd_at, users.schema.field(prtd_at),

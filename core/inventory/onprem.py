@@ -42,6 +42,9 @@ LOCAL_MAILBOX_TYPES = frozenset(
 )
 _KNOWN_TYPES = {t.lower(): t for t in (*REMOTE_TYPES, *LOCAL_MAILBOX_TYPES, "MailUser", "MailContact", "User")}
 
+#: When the on-prem object changed / was created (WhenCreated: the readiness checks' "remote mailboxes
+#: created on-prem in the last N days").
+_DATE_COLUMNS = ("WhenChanged", "WhenCreated")
 _GUID_COLUMNS = ("ExchangeGuid", "ArchiveGuid", "ExternalDirectoryObjectId")
 _MULTI = {"EmailAddresses": "proxy", **{c: "list" for c in EXTENSION_CUSTOM_ATTRIBUTES}}
 _IDENTITY_COLUMNS = ("ExternalDirectoryObjectId", "UserPrincipalName", "PrimarySmtpAddress", "EmailAddresses")
@@ -53,6 +56,7 @@ _ALIASES: dict[str, str] = {
     "windowsemailaddress": "PrimarySmtpAddress",
     "mailnickname": "Alias",
     "whenchangedutc": "WhenChanged",
+    "whencreatedutc": "WhenCreated",
     "distinguishedname": "DistinguishedName",
     "msexchmailboxguid": "ExchangeGuid",
     "msexcharchiveguid": "ArchiveGuid",
@@ -135,13 +139,17 @@ def normalise_onprem(raw: pd.DataFrame, *, source: str = "") -> tuple[pd.DataFra
     out = pd.DataFrame(index=raw.index)
     for col in ONPREM_COLUMNS:
         if col not in raw.columns:
-            out[col] = pd.Series(pd.NA if col != "WhenChanged" else pd.NaT, index=raw.index, dtype="object")
+            out[col] = pd.Series(pd.NA if col not in _DATE_COLUMNS else pd.NaT, index=raw.index, dtype="object")
             continue
         s = raw[col]
         if col in _MULTI:
             out[col] = _multi(s, col, notes)
         elif col == "WhenChanged":
             out[col] = parse_when_changed(s, notes)
+        elif col == "WhenCreated":  # same formats; its notes name it
+            created_notes: list[str] = []
+            out[col] = parse_when_changed(s, created_notes)
+            notes.extend(n.replace("WhenChanged", "WhenCreated") for n in created_notes)
         else:
             text = _text(s)
             if col in _GUID_COLUMNS:
@@ -152,10 +160,12 @@ def normalise_onprem(raw: pd.DataFrame, *, source: str = "") -> tuple[pd.DataFra
                 low = text.str.lower()
                 text = low.map(_KNOWN_TYPES).fillna(text).astype("str")
             out[col] = text
-    if "WhenChanged" not in raw.columns:
-        out["WhenChanged"] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    for col in _DATE_COLUMNS:
+        if col not in raw.columns:
+            out[col] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
     out.attrs["columns_present"] = tuple(present)
-    missing = [c for c in ONPREM_COLUMNS if c not in present]
+    # WhenCreated came later (only the readiness checks read it, and they say when it is missing)
+    missing = [c for c in ONPREM_COLUMNS if c not in present and c != "WhenCreated"]
     if missing:
         notes.append(
             "on-prem data lacks " + ", ".join(missing) + "; checks that need them treat the values as unknown"

@@ -240,7 +240,7 @@ def load_onprem_live(bridge: PsrpBridge, *, progress: ProgressCallback = ignore_
 
 
 #: Keys of a sandbox's info (`exocm sandbox serve --print-json`) copied into a profile's `extra`.
-SANDBOX_WINRM_KEYS: tuple[str, ...] = ("winrm_onprem_url", "winrm_exo_url", "winrm_username")
+SANDBOX_WINRM_KEYS: tuple[str, ...] = ("winrm_onprem_url", "winrm_exo_url", "winrm_username", "winrm_sync_url")
 
 
 def sandbox_winrm_extra(info: Mapping[str, Any]) -> dict[str, str]:

@@ -30,7 +30,7 @@ PARTITION_COUNTS: Final = (1, 16, 256)
 #: ExternalDirectoryObjectId literally puts every record in the complement) or is refused:
 #: the leading characters of UserPrincipalName, a text property Microsoft's filterable-properties
 #: page lists for Get-Mailbox and Get-User alike, where `-like 'x*'` is the documented use of
-#: wildcards on text (docs/exchange-facts.md, "Wildcards on ExternalDirectoryObjectId").
+#: wildcards on text (docs/exchange-facts.md#wildcards-on-externaldirectoryobjectid).
 #: Letters and digits; the complement takes the rest.
 NAME_PROPERTY: Final = "UserPrincipalName"
 NAME_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz0123456789"

@@ -265,6 +265,8 @@ def record_to_clixml(record: Mapping[str, Any], cmdlet: str, *, selected: bool =
     With `selected`, the object is what `Select-Object -Property` makes of it: type
     `Selected.<class>` + PSCustomObject, properties as note properties.
     """
+    if isinstance(record, str):  # a script's plain string output (e.g. a version)
+        return f"<S>{clixml_string(record)}</S>".encode()
     names = type_names_for(cmdlet)
     if selected:
         names = ("Selected." + names[0], *_CUSTOM_OBJECT)

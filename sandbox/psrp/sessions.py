@@ -365,6 +365,43 @@ def applied_error_quirk() -> CmdletError:
     return CmdletError("System.Exception", "NotSpecified", "", terminating=False)
 
 
+#: The one script a sync server answers: the Entra Connect Sync build, as Microsoft documents reading
+#: it (docs/exchange-facts.md#sync-client-versions). Compared with whitespace collapsed.
+SYNC_VERSION_SCRIPT = ("(Get-ADSyncGlobalSettings).Parameters['Microsoft.Synchronize.ServerConfigurationVersion']"
+                       ".Value")
+
+
+class SyncServerSession(Session):
+    """`Microsoft.PowerShell` on the Entra Connect Sync server (the ADSync module is loaded).
+
+    Full language, but the sandbox interprets no PowerShell: it answers the one script above (and
+    `Get-ADSyncGlobalSettings` as a cmdlet); anything else is refused with the sandbox's own text.
+    """
+
+    configuration = "Microsoft.PowerShell"
+    side = "sync"
+    no_language = False
+
+    def _run_statement(self, statement: list[CommandSpec], outcome: Outcome) -> None:
+        head = statement[0]
+        if head.is_script and " ".join(head.name.split()) == SYNC_VERSION_SCRIPT and len(statement) == 1:
+            outcome.records, outcome.cmdlet, outcome.properties = [self._version()], "<script>", None
+            return
+        if not head.is_script and head.name.lower() == "get-adsyncglobalsettings":
+            params = [{"Name": "Microsoft.Synchronize.ServerConfigurationVersion", "Value": self._version()}]
+            outcome.records, outcome.cmdlet, outcome.properties = [{"Parameters": params}], "Get-ADSyncGlobalSettings", None
+            return
+        if not head.is_script:
+            raise _not_recognized(head.name)
+        # Sandbox-made: the sandbox does not interpret PowerShell script text.
+        raise CmdletError("System.Management.Automation.PSNotSupportedException", "NotImplemented",
+                          "The sandbox sync server runs only the ADSync version query.", terminating=True)
+
+    def _version(self) -> str:
+        with self.tenant.lock:
+            return str(self.tenant.readiness.sync_client_version)  # type: ignore[attr-defined]
+
+
 SESSION_TYPES: dict[str, type[Session]] = {
     "microsoft.exchange": OnPremExchangeSession,
     "microsoft.powershell": ExoHostSession,

@@ -244,10 +244,12 @@ class WSManService:
                  knobs: Knobs | None = None, dice: FaultDice | None = None,
                  on_fault: Callable[[str], None] | None = None,
                  on_write: Callable[[], None] | None = None,
-                 write_budget: WriteBudget | None = None) -> None:
+                 write_budget: WriteBudget | None = None,
+                 session_types: dict[str, type[Session]] | None = None) -> None:
         self.tenant = tenant
         self.write_budget = write_budget if write_budget is not None else WriteBudget()
         self.on_write = on_write
+        self.session_types = session_types or SESSION_TYPES
         self.username = username
         self._password = password
         self.verifier = verifier
@@ -392,7 +394,7 @@ class WSManService:
                              f"The WS-Management service cannot process the request. The resource URI "
                              f"{req.resource_uri} was not found.", "s:Sender")
         configuration = req.resource_uri[len(_RESOURCE_PREFIX):]
-        session_type = SESSION_TYPES.get(configuration.lower())
+        session_type = self.session_types.get(configuration.lower())
         if session_type is None or not self._path_allows(path, configuration):
             # Source: WinRM's text when no session configuration of that name is registered.
             raise WSManFault(2150858811, "w:DestinationUnreachable",
@@ -662,8 +664,9 @@ class WinRMEndpoint:
               password: str | None = None, verifier: TokenVerifier | None = None,
               cert_users: dict[str, str] | None = None, knobs: Knobs | None = None,
               dice: FaultDice | None = None, on_fault: Callable[[str], None] | None = None,
-              on_write: Callable[[], None] | None = None,
-              write_budget: WriteBudget | None = None) -> WinRMEndpoint:
+              on_write: Callable[[], None] | None = None, machine: str = "EXOCM-SANDBOX",
+              write_budget: WriteBudget | None = None,
+              session_types: dict[str, type[Session]] | None = None) -> WinRMEndpoint:
         """Serve `tenant` over WSMan on host:port (0 = any free port); TLS when `ssl_context` is given.
 
         `knobs` / `dice`: the sandbox's fault knobs and seeded dice (module docstring); `on_fault`
@@ -673,7 +676,8 @@ class WinRMEndpoint:
 
         service = WSManService(tenant, username=username, password=password or secrets.token_urlsafe(18),
                                verifier=verifier, cert_users=cert_users, knobs=knobs, dice=dice,
-                               on_fault=on_fault, on_write=on_write, write_budget=write_budget)
+                               on_fault=on_fault, on_write=on_write, machine=machine,
+                               write_budget=write_budget, session_types=session_types)
         server = _HTTPServer((host, port), service, ssl_context)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                   daemon=True, name="sandbox-winrm")

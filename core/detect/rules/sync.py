@@ -116,7 +116,7 @@ def attribute_drift(ctx: DetectContext) -> Hits:
 def cloud_edits_not_written_back(ctx: DetectContext) -> Hits:
     """Cloud-managed, dir-synced mailboxes whose EXO values differ from on-prem in attributes that
     Cloud Sync does not write back: all of them when writeback is off, else those outside its list
-    (docs/exchange-facts.md, "Writeback is off unless configured"). A flip back would lose them.
+    (docs/exchange-facts.md#writeback-to-ad). A flip back would lose them.
     """
     writeback = ctx.writeback
     assert writeback is not None  # needs_writeback: the engine skips this rule otherwise

@@ -22,7 +22,8 @@ WARNING = (
 )
 def tenant_cloud_managed_by_default(ctx: DetectContext) -> Hits:
     """Get-OrganizationConfig shows the default on (ExchangeAttributesCloudManagedByDefault, or
-    BlockExchangeProvisioningFromOnPremEnabled where only that answers), with its warning."""
+    BlockExchangeProvisioningFromOnPremEnabled where only that answers), with the warning of
+    docs/exchange-facts.md#tenant-wide-default."""
     value, source = tenant_default_of(ctx.org_config or {})
     on = value is True
     idx = pd.Index([""] if on else [], dtype="str")
