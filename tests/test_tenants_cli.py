@@ -202,3 +202,15 @@ def test_since_last_across_a_tenant_set(tenants: Any) -> None:
     code, out, err = run("findings", "--profiles", names, "--since", "last", "--format", "json")
     doc = json.loads(out)["tenants"]
     assert doc["msp-1"]["drift"]["cloud_managed_changed"] == [] and doc["msp-2"]["drift"]["cloud_managed_changed"] == []
+
+
+def test_readiness_across_a_tenant_set(tenants: Any) -> None:
+    store_sandbox_secret("msp-2", "not-the-secret")
+    code, out, err = run("readiness", "--profiles", "msp-1,msp-2", "--format", "json")
+    doc = json.loads(out)["tenants"]
+    assert "authentication failed" in doc["msp-2"]["error"]
+    good = doc["msp-1"]
+    assert good["meta"]["tenant"] == tenants.info["tenants"][0]["tenant"] and good["checks"]
+    assert good["meta"]["onprem_source"].startswith("live over WinRM")
+    assert good["summary"]["scope"] == "flip"
+    assert code == 4

@@ -38,7 +38,7 @@ from typing import Any
 
 from ..access.config import ConfigError, data_dir, get_profile
 from ..files import write_atomic
-from .tenants import TenantOutcome, apply_job, findings_job, inventory_job, plan_for_profile
+from .tenants import TenantOutcome, apply_job, findings_job, inventory_job, plan_for_profile, readiness_job
 
 #: Job kinds a worker runs, by name: (profile, args) -> outcome.
 JobFn = Callable[[str, dict[str, Any]], TenantOutcome]
@@ -46,6 +46,8 @@ KINDS: dict[str, JobFn] = {
     "findings": lambda name, args: findings_job(name, fail_on=str(args.get("fail_on", "high")),
                                                 since=args.get("since")),
     "inventory": lambda name, args: inventory_job(name),
+    "readiness": lambda name, args: readiness_job(name, scope=str(args.get("scope", "flip")),
+                                                  fail_on=str(args.get("fail_on", "high"))),
     "apply": lambda name, args: apply_job(name, Path(str(args["plan"]))),
 }
 QUEUE_NAME = "exocm-tenants"

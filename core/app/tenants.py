@@ -434,3 +434,76 @@ def undo_job(name: str, plan_path: Path, *, out_dir: Path,
     return TenantOutcome(name, "changes" if undo.set_rows() else "ok",
                          {"plan": str(path), "digest": undo.digest, "counts": undo.counts()}, counts,
                          tenant=undo.tenant)
+
+
+def readiness_job(name: str, *, scope: str = "flip", fail_on: str = "high", refresh: bool = True,
+                  sync_client_version: str | None = None,
+                  bridge_options: Mapping[str, Any] | None = None) -> TenantOutcome:
+    """`exocm readiness` for one profile's tenant (its `--format json` document as payload): EXO, the
+    inventory, the profile's on-prem WinRM endpoint (mailboxes and the server) when it names one, the
+    profile's Graph. The sync server is not read in a tenant set (give `sync_client_version`, else the
+    check is unknown with that reason). Status "changes" when a check that did not pass is at or
+    above `fail_on`."""
+    import os
+
+    from ..detect.prerequisites import evaluate
+    from ..detect.prerequisites.gather import Sources, gather
+    from ..detect.prerequisites.report import ReadinessMeta, fails, render_json, summarise
+    from ..inventory.onprem_live import load_onprem_live, open_onprem_bridge, settings_from
+    from ..inventory.snapshot import load_or_fetch
+    from ..runbooks.graph import open_graph
+
+    profile = tenant_profile(name)
+    bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
+    try:
+        # Sign in first: readiness turns every source failure into an unknown check, but a tenant
+        # set reports a tenant it cannot sign in to (consent, role) as that tenant's failure.
+        bridge.invoke("Get-OrganizationConfig", {})
+    except BaseException:
+        bridge.close()
+        raise
+    absent: dict[str, str] = {}
+    onprem: Callable[[], Any] | None = None
+    server: Callable[[], Any] | None = None
+    settings = settings_from(profile)
+    label = ""
+    if settings is not None:
+        env = dict(os.environ)
+
+        def read_onprem() -> Any:
+            onprem_bridge = open_onprem_bridge(settings, env=env)
+            try:
+                return load_onprem_live(onprem_bridge).frame
+            finally:
+                onprem_bridge.close()
+
+        onprem, label = read_onprem, "live over WinRM (the profile's endpoint)"
+        server = lambda: open_onprem_bridge(settings, env=env)  # noqa: E731
+    else:
+        absent["onprem"] = absent["onprem_server"] = f"profile {name!r} names no on-prem endpoint (extra.onprem_url)"
+    try:
+        graph: Any = open_graph(profile, persist_tokens=False)
+    except ConfigError:
+        graph = None
+        for fact in ("organization", "licensed_synced_users", "synced_group_sizes", "cloud_sync"):
+            absent[fact] = "no Microsoft Graph endpoint for this profile (extra.graph_base_url, or a Microsoft cloud)"
+    if not sync_client_version:
+        absent["sync_client_version"] = ("the sync server is not read for a tenant set "
+                                         "(give the Entra Connect version, or run readiness per tenant)")
+    try:
+        sources = Sources(exo=bridge, inventory=lambda: load_or_fetch(bridge, refresh=refresh).frame, onprem=onprem,
+                          onprem_server=server, graph=graph, sync_server=None,
+                          sync_client_version=sync_client_version, absent=absent)
+        gathered = gather(sources, scope=scope)
+    finally:
+        if graph is not None:
+            graph.close()
+        bridge.close()
+    checks = evaluate(gathered.facts, scope)
+    summary = summarise(checks, scope)
+    meta = ReadinessMeta(tenant=str(bridge.tenant), label=name, scope=scope, sandbox=profile.sandbox,
+                         onprem_source=label, elapsed_s=gathered.elapsed_s, notes=list(gathered.facts.notes))
+    payload = json.loads(render_json(checks, summary, meta))
+    counts = {str(k): int(v) for k, v in summary["by_result"].items() if v} | {"blocking": len(summary["blocking"])}
+    return TenantOutcome(name, "changes" if fails(checks, fail_on) else "ok", payload, counts,
+                         tenant=str(bridge.tenant))
