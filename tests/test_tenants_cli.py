@@ -3,6 +3,7 @@ process (--profiles / --all-profiles), and findings history (--since)."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def tenants(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
 
 
 def _token(member: dict[str, Any], scope_key: str = "scope") -> str:
-    with httpx.Client(verify=member["ca_file"]) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=member["ca_file"])) as client:
         answer = client.post(f"{member['authority']}/oauth2/v2.0/token", data={
             "grant_type": "client_credentials", "client_id": member["client_id"],
             "client_secret": member["client_secret"], "scope": member[scope_key]})
@@ -49,7 +50,7 @@ def test_one_port_serves_isolated_tenants(tenants: Any) -> None:
     first, second = members[0], members[1]
     token = _token(first)
     body = {"CmdletInput": {"CmdletName": "Get-OrganizationConfig", "Parameters": {}}}
-    with httpx.Client(verify=first["ca_file"]) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=first["ca_file"])) as client:
         own = client.post(f"{first['rest_base_url']}/adminapi/beta/{first['tenant']}/InvokeCommand", json=body,
                           headers={"Authorization": f"Bearer {token}"})
         other = client.post(f"{first['rest_base_url']}/adminapi/beta/{second['tenant']}/InvokeCommand", json=body,
@@ -59,7 +60,7 @@ def test_one_port_serves_isolated_tenants(tenants: Any) -> None:
     assert other.status_code == 401  # a token of one tenant opens no other
     # knobs are per tenant: a fault on tenant 2 leaves tenant 1 alone
     tenants.members[1].knobs.faults = {"503": 1.0}
-    with httpx.Client(verify=first["ca_file"]) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=first["ca_file"])) as client:
         again = client.post(f"{first['rest_base_url']}/adminapi/beta/{first['tenant']}/InvokeCommand", json=body,
                             headers={"Authorization": f"Bearer {token}"})
     assert again.status_code == 200
