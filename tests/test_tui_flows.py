@@ -253,7 +253,9 @@ async def test_quitting_mid_apply_stops_it_cleanly_before_the_app_exits(env_dirs
 
 
 async def test_escape_cancels_a_running_fetch_and_keeps_the_table(env_dirs: Path) -> None:
-    with sandbox_session(env_dirs, size=300, latency_ms=150) as session:
+    # 1.5 s a request: the refetch is still running when Esc arrives, however slow the machine
+    # is at handling the key press (at 150 ms a loaded machine sometimes finished it first)
+    with sandbox_session(env_dirs, size=300, latency_ms=1500) as session:
         app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
         async with app.run_test(size=SIZE) as pilot:
             screen = await loaded(pilot, app)
