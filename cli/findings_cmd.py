@@ -86,9 +86,12 @@ def _read_inventory(connection: Any, refresh: bool, err: Console) -> Inventory:
 def _history(inv: Inventory, org: dict[str, Any] | None, result: Any, profile: str, since: str | None,
              *, keep: bool) -> Any:
     """Keep this run in the findings history; with `since`, the drift from that earlier run (core decides)."""
+    from exocm.core.app.tenants import mark_exocm_flips
     from exocm.core.detect.history import record_and_diff
 
-    return record_and_diff(inv.tenant, profile, result.findings, inv.frame, org, since=since, keep=keep)[1]
+    drift = record_and_diff(inv.tenant, profile, result.findings, inv.frame, org, since=since, keep=keep)[1]
+    mark_exocm_flips(drift)
+    return drift
 
 
 EXAMPLES = """\b

@@ -109,7 +109,8 @@ def test_since_last_shows_exactly_the_out_of_band_changes(tenants: Any) -> None:
     code, out, err = run("findings", "--profile", "msp-1", "--onprem-live", "--refresh", "--since", "last",
                          "--format", "json")
     drift = json.loads(out)
-    assert drift["cloud_managed_changed"] == [{"ExternalDirectoryObjectId": flip_id, "before": False, "now": True}]
+    assert drift["cloud_managed_changed"] == [{"ExternalDirectoryObjectId": flip_id, "before": False, "now": True,
+                                               "by_exocm": False}]  # flipped outside exocm
     new = {(f["code"], f["ExternalDirectoryObjectId"]) for f in drift["new"]}
     assert ("DUAL_MAILBOX", dual.edoid) in new
     assert all(f[1] in (dual.edoid, flip_id) for f in new), new
@@ -126,6 +127,7 @@ def test_since_last_shows_exactly_the_out_of_band_changes(tenants: Any) -> None:
 def test_tenant_set_plan_show_apply_report(tenants: Any, tmp_path: Path) -> None:
     plans = tmp_path / "plans"
     names = "msp-1,msp-2"
+    assert run("findings", "--profiles", names)[0] in (0, 1)  # the run --since compares with after the apply
     code, out, err = run("plan", "--profiles", names, "--set-cloud-managed", "true", "--all-dirsynced",
                          "--max", "5", "-o", str(plans))
     assert code == 1, out + err  # plans with changes
@@ -139,6 +141,10 @@ def test_tenant_set_plan_show_apply_report(tenants: Any, tmp_path: Path) -> None
     code, out, err = run("apply", str(plans), "--profiles", names, "--yes")
     assert code == 0, out + err
     assert "2 of 2 tenants completed" in out
+    code, out, err = run("findings", "--profiles", names, "--since", "last", "--format", "json")
+    for name in ("msp-1", "msp-2"):
+        flips = json.loads(out)["tenants"][name]["drift"]["cloud_managed_changed"]
+        assert len(flips) == 5 and all(f["by_exocm"] and f["now"] is True for f in flips), flips
     code, out, err = run("report", str(plans), "--profiles", names, "--format", "json")
     doc = json.loads(out)
     assert code == 0, out
@@ -198,7 +204,7 @@ def test_since_last_across_a_tenant_set(tenants: Any) -> None:
     t.invoke("Set-Mailbox", {"Identity": flip.edoid, "IsExchangeCloudManaged": True}, side="exo")
     code, out, err = run("findings", "--profiles", names, "--since", "last")
     assert code == 0, out + err  # a flip is drift, not a new finding at or above high
-    assert f"FLIPPED IsExchangeCloudManaged False -> True {flip.edoid}" in out
+    assert f"FLIPPED IsExchangeCloudManaged False -> True {flip.edoid} (outside exocm)" in out
     assert out.count("FLIPPED") == 1  # msp-1 did not change
     code, out, err = run("findings", "--profiles", names, "--since", "last", "--format", "json")
     doc = json.loads(out)["tenants"]

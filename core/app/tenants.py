@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,31 @@ def read_writeback(profile: Profile, *, env: Mapping[str, str] | None = None, pe
         graph.close()
 
 
+def mark_exocm_flips(drift: Any, *, data_dir: Path | None = None) -> None:
+    """Mark each IsExchangeCloudManaged change of `drift` with `by_exocm`: True when an exocm apply
+    journaled that mailbox as verified (to its new value) between the two runs; False means the
+    change was made outside exocm (another tool, an admin, or an undo by hand)."""
+    from ..execute.journal import list_journals, read_journal
+
+    if drift is None or not drift.flips:
+        return
+    since, until = drift.since.at, drift.now.at
+    verified: dict[str, Any] = {}
+    for info in list_journals(data_dir, tenant=drift.now.tenant):
+        for record in read_journal(info.path).rows():
+            if record.get("status") != "verified":
+                continue
+            try:
+                at = datetime.fromisoformat(str(record.get("at")))
+            except ValueError:
+                continue
+            if since <= at <= until:
+                verified[str(record.get("identity"))] = record.get("after")
+    for flip in drift.flips:
+        edoi = flip["ExternalDirectoryObjectId"]
+        flip["by_exocm"] = edoi in verified and verified[edoi] == flip["now"]
+
+
 # --- jobs -------------------------------------------------------------------------------------
 
 
@@ -260,6 +285,7 @@ def run_findings(profile: Profile, bridge: Bridge, *, refresh: bool = True, onpr
                       onprem.source if onprem is not None else "")
     run.history_run, run.drift = record_and_diff(inv.tenant, profile.name, result.findings, inv.frame, org,
                                                  since=since, keep=keep_history)
+    mark_exocm_flips(run.drift)
     return run
 
 

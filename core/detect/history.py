@@ -256,7 +256,9 @@ def render_drift_text(drift: Drift, *, label: str = "") -> str:
     for r in drift.changed:
         lines.append(f"CHANGED   {r['now'].get('severity', ''):<8} {r['code']:<28} {r.get('UserPrincipalName') or ''}")
     for f in drift.flips:
-        lines.append(f"FLIPPED   IsExchangeCloudManaged {f['before']} -> {f['now']}  {f['ExternalDirectoryObjectId']}")
+        marked = f.get("by_exocm")
+        by = "" if marked is None else "  (by exocm)" if marked else "  (outside exocm)"
+        lines.append(f"FLIPPED   IsExchangeCloudManaged {f['before']} -> {f['now']}  {f['ExternalDirectoryObjectId']}{by}")
     if drift.tenant_default:
         lines.append(f"TENANT    ExchangeAttributesCloudManagedByDefault {drift.tenant_default['before']} -> "
                      f"{drift.tenant_default['now']}")
