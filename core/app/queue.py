@@ -228,7 +228,20 @@ def enqueue(queue: Queue, kind: str, profiles: Sequence[str], *, args: dict[str,
     is the directory (or {profile} pattern) of the saved plans, one per profile."""
     if kind not in KINDS:
         raise ConfigError(f"unknown job kind {kind!r} (known: {', '.join(sorted(KINDS))})")
-    ids = []
+    from redis.exceptions import RedisError
+
+    ids: list[str] = []
+    try:
+        _send_all(queue, kind, profiles, args, plans, ids)
+    except (RedisError, ConnectionError) as exc:
+        where = queue.settings.url.split("@")[-1]
+        raise ConfigError(f"cannot reach the queue's Redis at {where}: {exc} ({len(ids)} of {len(profiles)} "
+                          "jobs were queued)") from None
+    return ids
+
+
+def _send_all(queue: Queue, kind: str, profiles: Sequence[str], args: dict[str, Any] | None,
+              plans: str | Path | None, ids: list[str]) -> None:
     for profile in profiles:
         job_args = dict(args or {})
         if kind == "apply":
@@ -240,7 +253,6 @@ def enqueue(queue: Queue, kind: str, profiles: Sequence[str], *, args: dict[str,
             job_args["plan"] = str(plan)
         message = queue.actor.send(kind, profile, job_args)
         ids.append(str(message.message_id))
-    return ids
 
 
 def run_worker(queue: Queue, *, threads: int = 2, stop: threading.Event | None = None) -> None:
