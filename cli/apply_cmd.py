@@ -49,12 +49,15 @@ def confirm(err: Console, p: Plan, pending: int, label: str) -> None:
         fail("refusing to apply without --yes: stdin is not interactive (add --yes in runbooks)",
              exitcodes.NEEDS_CONFIRMATION)
     phrase = confirmation_phrase(p.tenant, pending)
+    noun = f"{p.object_kind}s" if p.is_graph else "mailboxes"
+    state = "isCloudManaged" if p.is_graph else "IsExchangeCloudManaged"
     if p.kind == "undo" and p.value is False:
         losing = sum(1 for r in p.set_rows() if r.overwritten)
-        err.print(f"[yellow]warning:[/] this hands the Exchange attributes back to on-premises: the next sync "
-                  f"overwrites the cloud values of {losing:,} mailboxes ('exocm show PLAN' lists them; "
+        what = "the Exchange attributes" if not p.is_graph else f"these {p.object_kind}s"
+        err.print(f"[yellow]warning:[/] this hands {what} back to on-premises AD: the next sync "
+                  f"overwrites the cloud values of {losing:,} {noun} ('exocm show PLAN' lists them; "
                   "'exocm undo ... --export-overwritten FILE' saves them).")
-    err.print(f"This sets IsExchangeCloudManaged=[bold]{p.value}[/] on [bold]{pending:,}[/] mailboxes "
+    err.print(f"This sets {state}=[bold]{p.value}[/] on [bold]{pending:,}[/] {noun} "
               f"in tenant [bold]{escape(inert(label))}[/] ({escape(p.tenant)}).")
     answer = click.prompt(f"Type '{phrase}' to continue", default="", show_default=False, err=True)
     if answer.strip() != phrase:
@@ -73,6 +76,17 @@ def actor_of(connection: Any) -> str:
         who = f"app:{profile.client_id}"
     local = local_actor()
     return f"{who} (local {local})" if who else local
+
+
+def bridge_for_plan(connection: Any, p: Plan, concurrency: int = 8) -> tuple[Any, Any]:
+    """(bridge, row IO) a plan is applied through: the EXO bridge for mailboxes (IO None: the engine's
+    default), the tenant's Graph bridge with an ObjectIO for groups, contacts and users."""
+    if not p.is_graph:
+        return connection.bridge, None
+    from exocm.core.execute.objects_io import ObjectIO
+
+    graph = connection.graph(max_concurrency=max(concurrency, 8))
+    return graph, ObjectIO(graph, p.object_kind)
 
 
 class ProgressView:
@@ -189,6 +203,7 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
     follow_recorded_sandbox(click.get_current_context(), conn, p.source.get("embedded_sandbox"), f"plan {plan_path}")
     with user_errors(), open_connection(**conn) as connection:
         banner(err, connection)
+        bridge, io = bridge_for_plan(connection, p, concurrency)
         try:
             check_plan(p, str(connection.bridge.tenant), max_age=max_age)
         except (ApplyRefused, PlanError) as exc:
@@ -205,6 +220,8 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
             err.print("no earlier run of this plan: starting from the beginning")
         if pending == 0:
             err.print("nothing to change: every row of the plan is verified or skipped")
+        if pending and io is not None:  # a missing Graph permission is one line (exit 4) before any question
+            io.read([next(r.identity for r in p.rows if r.action == "set" and r.identity not in history.verified)])
         if pending and not yes:
             confirm(err, p, pending, str(connection.label))
         cancel = threading.Event()
@@ -216,9 +233,9 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
         def run() -> None:
             try:
                 outcome["result"] = apply_plan(
-                    connection.bridge, p, progress=view, cancel=cancel, max_age=max_age,
+                    bridge, p, progress=view, cancel=cancel, max_age=max_age,
                     concurrency=concurrency, actor=actor_of(connection), plan_path=plan_path.resolve(),
-                    pacer=WritePacer(max_rate=max_write_rate),
+                    pacer=WritePacer(max_rate=max_write_rate), io=io,
                 )
             except BaseException as exc:  # handed to the main thread
                 outcome["error"] = exc

@@ -25,7 +25,9 @@ from exocm.core.access.config import (
     sandbox_profile,
 )
 from exocm.core.access.connect import exo_transport, open_bridge
+from exocm.core.access.graph_host import open_graph
 from exocm.core.bridge.errors import Transient
+from exocm.core.bridge.graph import GraphBridge
 from exocm.core.bridge.rest import RestBridge
 
 from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE, start_embedded
@@ -76,6 +78,18 @@ class Connection:
     #: (size, seed) of an embedded sandbox whose state is kept between commands, else None.
     embedded: tuple[int, int] | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    #: Secrets for sign-in held in memory (the embedded sandbox's client secret), never os.environ.
+    env: dict[str, str] | None = field(default=None, repr=False)
+    _graph: Any = field(default=None, repr=False)
+
+    def graph(self, *, max_concurrency: int = 8) -> GraphBridge:
+        """The tenant's Microsoft Graph bridge (opened on first use, closed with the connection)."""
+        if self._graph is None:
+            self._graph = open_graph(self.profile, env=self.env, persist_tokens=not self.is_sandbox,
+                                     max_concurrency=max_concurrency)
+            self._closers.append(self._graph.close)
+        graph: GraphBridge = self._graph
+        return graph
 
     def close(self) -> None:
         """Close the bridge and stop an embedded sandbox."""
@@ -204,7 +218,7 @@ def _embedded_sandbox(size: int, seed: int, *, quiet: bool, bridge_options: dict
         raise
     connection = Connection(bridge=bridge, profile=prof, label=SANDBOX_LABEL, is_sandbox=True,
                             sandbox_handle=handle, announced=not quiet,
-                            embedded=(size, seed) if persist else None)
+                            embedded=(size, seed) if persist else None, env=env)
     # closers run last-first: the bridge closes, the sandbox stops (and saves), then the lock goes
     if lock is not None:
         connection._closers.append(lock.release)

@@ -1,6 +1,7 @@
 """Expected failures become ONE clear line on stderr and an exit code; never a traceback.
 
-AuthFailed -> 4, any other BridgeError or ConfigError -> 2, Ctrl-C -> 130. The line is
+AuthFailed and PermissionDenied (a role or Graph permission to grant) -> 4, any other BridgeError
+or ConfigError -> 2, Ctrl-C -> 130. The line is
 the error's own message (written to carry no secret), with control characters made
 inert so hostile text from the service cannot drive the terminal.
 """
@@ -15,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from exocm.core.access.config import ConfigError
-from exocm.core.bridge.errors import AuthFailed, BridgeError
+from exocm.core.bridge.errors import AuthFailed, BridgeError, PermissionDenied
 
 from . import exitcodes
 
@@ -39,7 +40,7 @@ def fail(message: str, code: int = exitcodes.ERROR) -> NoReturn:
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code of an expected failure."""
-    if isinstance(exc, AuthFailed):
+    if isinstance(exc, AuthFailed | PermissionDenied):
         return exitcodes.AUTH_FAILED
     return exitcodes.ERROR
 
@@ -51,6 +52,8 @@ def user_errors() -> Iterator[None]:
         yield
     except AuthFailed as exc:
         fail(f"authentication failed: {exc.message}", exitcodes.AUTH_FAILED)
+    except PermissionDenied as exc:
+        fail(exc.message, exitcodes.AUTH_FAILED)
     except BridgeError as exc:
         fail(exc.message, exitcodes.ERROR)
     except ConfigError as exc:

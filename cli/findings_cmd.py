@@ -19,6 +19,7 @@ from typing import Any
 import click
 import pandas as pd
 from exocm.core.detect.engine import RULES, SEVERITIES, detect
+from exocm.core.detect.objects import OBJECT_RULES, codes_for, detect_objects
 from exocm.core.detect.report import (
     ReportMeta,
     fails,
@@ -31,6 +32,7 @@ from exocm.core.detect.report import (
 )
 from exocm.core.inventory.fetch import Inventory, fetch_inventory
 from exocm.core.inventory.onprem import OnPremData, OnPremFormatError, load_onprem_csv
+from exocm.core.inventory.onprem_objects import when_changed
 from exocm.core.inventory.org_config import read_org_config
 from exocm.core.inventory.snapshot import load_or_fetch
 from rich.console import Console
@@ -40,6 +42,7 @@ from . import exitcodes
 from .connection import connection_options, open_connection
 from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
+from .object_kinds import kind_option, object_onprem, read_objects
 from .onprem_options import (
     check_onprem_sources,
     load_onprem_live_data,
@@ -104,6 +107,7 @@ Examples:
   exocm findings --fail-on critical               exit 1 only for critical findings (CI)
   exocm findings --since last                     what changed since the previous run
   exocm findings --all-profiles --format json     every tenant, {"tenants": {PROFILE: ...}}
+  exocm findings --kind group --onprem-csv adgroups.csv   groups (AD export for recent on-prem edits)
 """
 
 
@@ -132,6 +136,7 @@ Examples:
 @click.option("--no-history", is_flag=True, help="Do not keep this run in the findings history.")
 @click.option("--accept-incomplete", is_flag=True,
               help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
+@kind_option
 def findings(
     onprem_csv: Path | None,
     severity: str | None,
@@ -144,23 +149,29 @@ def findings(
     since: str | None,
     no_history: bool,
     accept_incomplete: bool,
+    kind: str,
     **conn: Any,
 ) -> None:
-    """Find dual mailboxes, stale PreviousRecipientTypeDetails and whatever blocks a flip.
+    """Find dual mailboxes, stale PreviousRecipientTypeDetails and whatever blocks a flip
+    (with --kind group|contact|user: whatever blocks an object's source-of-authority change).
 
     Prints a summary by code and severity, then the findings. Exit 0 when none is at or
     above --fail-on, 1 otherwise.
     """
     err = stderr_console()
+    kind = kind.lower()
+    known = list(RULES) if kind == "mailbox" else codes_for(kind)
     wanted = [c.strip().upper() for raw in codes for c in raw.split(",") if c.strip()]
-    unknown = [c for c in wanted if c not in RULES]
+    unknown = [c for c in wanted if c not in known]
     if unknown:
-        raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(RULES)}",
+        raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(known)}",
                                  param_hint="--code")
     notes: list[str] = []
     tenant_set = pop_tenant_set(conn)
     live = pop_onprem_options(conn)
     if tenant_set_wanted(tenant_set):
+        if kind != "mailbox":
+            raise click.UsageError("with a tenant set, findings are of mailboxes (--kind mailbox)")
         if onprem_csv is not None or onprem_live_requested(live):
             raise click.UsageError("with a tenant set, each tenant's on-prem side comes from its profile's endpoint")
         if fmt in ("csv", "html"):
@@ -172,6 +183,9 @@ def findings(
             keep_history=not no_history, severity=severity, codes=wanted or None,
             accept_incomplete=accept_incomplete))
         present(outcomes, "json" if fmt == "json" else "table", out)
+    if kind != "mailbox":
+        _object_findings(kind, onprem_csv, severity, wanted, fail_on, fmt, out, sync_interval, refresh, conn, err)
+        return
     check_onprem_sources(onprem_csv, live)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         label = str(connection.label)
@@ -250,5 +264,63 @@ def findings(
         text = render_html(shown, summary, meta)
     else:
         text = render_text(shown, summary, label=label)
+    write_output(text, out)
+    sys.exit(exitcodes.CHANGES if fails(shown, fail_on) else exitcodes.OK)
+
+
+def _object_findings(kind: str, onprem_csv: Path | None, severity: str | None, wanted: list[str], fail_on: str,
+                     fmt: str, out: Path | None, sync_interval: int, refresh: bool, conn: dict[str, Any],
+                     err: Console) -> None:
+    """`exocm findings --kind group|contact|user`: object findings, same outputs and exit codes."""
+    notes: list[str] = []
+    with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
+        label = str(connection.label)
+        sandbox = bool(connection.is_sandbox)
+        banner(err, connection)
+        inv = read_objects(connection, kind, refresh=refresh, err=err)
+        matched, source = object_onprem(connection, kind, inv.frame, onprem_csv, Path(tmp))
+    if matched is None:
+        notes.append("no on-prem data (--onprem-csv): OBJECT_RECENT_ONPREM_EDIT not checked")
+    else:
+        notes.append(f"on-prem: {len(matched):,} of {len(inv.frame):,} {kind}s matched in {source}")
+    found = detect_objects(kind, inv.frame, sync_interval=timedelta(minutes=sync_interval),
+                           onprem_when_changed=when_changed(matched) if matched is not None else None)
+    shown = filter_findings(found, severity=severity, codes=wanted or None)
+    by_code = shown["code"].value_counts().to_dict()
+    summary: dict[str, Any] = {
+        "total": len(shown), "kind": kind,
+        "by_severity": shown["severity"].value_counts().to_dict(),
+        "by_code": {code: {"count": int(by_code.get(code, 0)), "severity": OBJECT_RULES[code].severity,
+                           "summary": OBJECT_RULES[code].summary} for code in codes_for(kind)},
+    }
+    for note in notes:
+        err.print(f"[yellow]note:[/] {escape(inert(note))}")
+    if fmt == "json":
+        body = {"tenant": inv.tenant, "label": label, "sandbox": sandbox, "kind": kind,
+                "inventory_at": inv.fetched_at.isoformat(), "onprem_source": source, "notes": notes,
+                "summary": summary,
+                "findings": json.loads(shown.to_json(orient="records", date_format="iso", force_ascii=False))}
+        text = json.dumps(body, ensure_ascii=False, indent=1, default=str) + "\n"
+    elif fmt == "csv":
+        text = ("\ufeff" if out is not None else "") + render_csv(shown)
+    elif fmt == "html":
+        meta = ReportMeta(tenant=inv.tenant, label=label, sandbox=sandbox, inventory_at=inv.fetched_at,
+                          onprem_source=source, notes=notes)
+        text = render_html(shown, {"total": len(shown), "by_severity": summary["by_severity"], "by_code": {}}, meta)
+    else:
+        lines = [f"# {label}: {len(shown)} {kind} findings"]
+        lines.append("# by severity: " + ", ".join(f"{s} {summary['by_severity'].get(s, 0)}" for s in SEVERITIES))
+        lines.append("")
+        lines.append(f"{'CODE':<32} {'SEVERITY':<9} {'COUNT':>7}  MEANING")
+        for code, item in summary["by_code"].items():
+            lines.append(f"{code:<32} {item['severity']:<9} {item['count']:>7}  {inert(item['summary'])}")
+        if len(shown):
+            lines.append("")
+            lines.append("  ".join(c.upper()[: _WIDTH[c]].ljust(_WIDTH[c]) for c in _TABLE_COLUMNS).rstrip())
+            cols = [shown[c].astype("str").to_numpy() for c in _TABLE_COLUMNS]
+            for row in zip(*cols, strict=True):
+                lines.append("  ".join(inert(v)[: _WIDTH[c]].ljust(_WIDTH[c])
+                                       for c, v in zip(_TABLE_COLUMNS, row, strict=True)).rstrip())
+        text = "\n".join(lines) + "\n"
     write_output(text, out)
     sys.exit(exitcodes.CHANGES if fails(shown, fail_on) else exitcodes.OK)

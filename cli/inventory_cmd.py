@@ -32,6 +32,13 @@ from . import exitcodes
 from .connection import connection_options, open_connection
 from .console import stderr_console, write_output
 from .errors import inert, user_errors
+from .object_kinds import (
+    kind_option,
+    read_objects,
+    render_objects_csv,
+    render_objects_json,
+    render_objects_table,
+)
 from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
 from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
@@ -154,6 +161,7 @@ Examples:
   exocm inventory --format csv -o mailboxes.csv   for Excel (UTF-8 BOM, formulas escaped)
   exocm inventory --format json --refresh         read the tenant again, not the snapshot
   exocm inventory --onprem-live                   add the on-prem side read over WinRM
+  exocm inventory --kind group                    groups through Microsoft Graph (also contact, user)
 """
 
 
@@ -167,20 +175,28 @@ Examples:
 @click.option("--refresh", is_flag=True, help="Fetch from the service even when a snapshot exists.")
 @onprem_options
 @tenant_set_options
-def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, **conn: Any) -> None:
-    """List every Exchange Online mailbox and mail user (Get-Mailbox joined with Get-User).
+@kind_option
+def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, kind: str, **conn: Any) -> None:
+    """List every Exchange Online mailbox and mail user (Get-Mailbox joined with Get-User),
+    or with --kind every group, contact or user through Microsoft Graph.
 
     Fetches with a partitioned parallel read, shows progress on stderr, and saves a snapshot
     that later runs reuse (--refresh fetches again).
     """
     err = stderr_console()
     live = pop_onprem_options(conn)
+    kind = kind.lower()
     tenant_set = pop_tenant_set(conn)
     if tenant_set_wanted(tenant_set):
+        if kind != "mailbox":
+            raise click.UsageError("with a tenant set, the inventory is of mailboxes (--kind mailbox)")
         from exocm.core.app.tenants import inventory_job
 
         present(run_set(tenant_set, conn, lambda name: inventory_job(name, refresh=refresh)),
                 "json" if fmt == "json" else "table", out)
+    if kind != "mailbox":
+        _object_inventory(kind, fmt, out, refresh, conn, err, dirsynced_only=dirsynced_only)
+        return
     try:
         with user_errors(), open_connection(**conn) as connection:
             label = str(connection.label)
@@ -220,4 +236,31 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, *
         text = render_json(inv, label=label, sandbox=sandbox)
     else:
         text = render_table(inv.frame, label=label, header=header)
+    write_output(text, out)
+
+
+def _object_inventory(kind: str, fmt: str, out: Path | None, refresh: bool, conn: dict[str, Any],
+                      err: Console, *, dirsynced_only: bool = False) -> None:
+    """`exocm inventory --kind group|contact|user` (--dirsynced-only: objects synced from AD only)."""
+    with user_errors(), open_connection(**conn) as connection:
+        label = str(connection.label)
+        sandbox = bool(connection.is_sandbox)
+        if not sandbox:
+            err.print(f"tenant [bold]{escape(inert(label))}[/]")
+        inv = read_objects(connection, kind, refresh=refresh, err=err)
+    if dirsynced_only:
+        inv.frame = inv.frame[inv.frame["OnPremisesSyncEnabled"].map(lambda v: bool(v))]
+    if inv.from_snapshot:
+        err.print(f"snapshot from {inv.fetched_at:%Y-%m-%d %H:%M} UTC ({_age_text(inv.age)} old); "
+                  "--refresh fetches again")
+    else:
+        err.print(f"{len(inv.frame):,} {kind}s, {inv.stats.get('requests', 0):,} Graph requests")
+    header = (f"tenant {inv.tenant}, {len(inv.frame)} {kind}s, fetched {inv.fetched_at:%Y-%m-%d %H:%M} UTC"
+              + (" (snapshot)" if inv.from_snapshot else ""))
+    if fmt == "csv":
+        text = render_objects_csv(inv.frame, kind, label=label)
+    elif fmt == "json":
+        text = render_objects_json(inv, label=label, sandbox=sandbox)
+    else:
+        text = render_objects_table(inv.frame, kind, label=label, header=header)
     write_output(text, out)

@@ -23,7 +23,7 @@ from exocm.core.events import Progress
 from exocm.core.paths import shell_arg
 from exocm.core.plan.planfile import REASON_TEXT, Plan, PlanError, load_plan, save_plan
 from exocm.core.plan.selection import SelectionError, parse_types
-from exocm.core.plan.tables import plan_rows_frame, plan_table_frame, short_text
+from exocm.core.plan.tables import plan_rows_frame, plan_table_frame, short_text, state_column
 from exocm.core.plan.workflow import (
     SelectionRequest,
     default_plan_path,
@@ -41,6 +41,7 @@ from . import exitcodes
 from .connection import connection_options, embedded_source, open_connection
 from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
+from .object_kinds import kind_option, object_onprem, read_objects
 from .onprem_options import onprem_csv_frame, sandbox_onprem_data
 from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
@@ -127,12 +128,26 @@ def print_issues(err: Console, issues: list[dict[str, Any]], limit: int = 20) ->
         err.print(f"[yellow]input:[/] ... and {len(issues) - limit} more (see 'exocm show PLAN --format json')")
 
 
+def state_name(plan: Plan) -> str:
+    """The property a plan sets (core.plan.tables decides its name per kind)."""
+    return state_column(plan)
+
+
+def operation_text(plan: Plan) -> str:
+    """The write a plan sends, as the service spells it."""
+    if plan.is_graph:
+        collection = {"group": "groups", "contact": "contacts", "user": "users"}[plan.object_kind]
+        return (f"PATCH /{collection}/{{id}}/onPremisesSyncBehavior {{\"isCloudManaged\": {str(plan.value).lower()}}}"
+                " (Microsoft Graph)")
+    return f"Set-Mailbox -IsExchangeCloudManaged ${str(plan.value).lower()}"
+
+
 def counts_lines(plan: Plan) -> list[str]:
     """Counts per action and skip reason, in admin words."""
     lines = []
     for key, count in plan.counts().items():
         if key == "set":
-            lines.append(f"  set    {count:>7,}  IsExchangeCloudManaged -> {plan.value}")
+            lines.append(f"  set    {count:>7,}  {state_name(plan)} -> {plan.value}")
         elif key.startswith("skip:"):
             reason = key[5:]
             lines.append(f"  skip   {count:>7,}  {REASON_TEXT.get(reason, reason)}")
@@ -147,6 +162,7 @@ Examples:
   exocm plan --set-cloud-managed true --csv pilot.csv --identity-column UserPrincipalName -o pilot.json
   exocm plan --set-cloud-managed true --all-dirsynced --exclude vip.txt --max 500 -o wave1.json
   exocm plan --set-cloud-managed false --where 'CustomAttribute1 == "SALE"' --onprem-csv onprem.csv
+  exocm plan --kind group --set-cloud-managed true --where 'GroupType == "Distribution"' -o dls.json
 then: exocm show PLAN, exocm apply PLAN
 """
 
@@ -187,14 +203,16 @@ Examples:
               help="Plan file to write (default: <data dir>/plans/plan-<time>-<digest>.json).")
 @click.option("--accept-incomplete", is_flag=True,
               help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
+@kind_option
 def plan(value: str, csv_path: Path | None, identity_column: str | None, where: str | None, all_dirsynced: bool,
          exclude: Path | None, types: str | None, max_changes: int | None, onprem_csv: Path | None,
          no_detect: bool, refresh: bool, snapshot_max_age: float, out: Path | None, accept_incomplete: bool,
-         **conn: Any) -> None:
-    """Make a plan file: which mailboxes would change, and why the others are skipped.
+         kind: str, **conn: Any) -> None:
+    """Make a plan file: which mailboxes (or with --kind: groups, contacts, users) would change,
+    and why the others are skipped.
 
     Nothing is changed in the tenant. Review it with 'exocm show PLAN', run it with
-    'exocm apply PLAN'.
+    'exocm apply PLAN'. A group plan converts children before parents.
     """
     target = parse_bool(value)
     tenant_set = pop_tenant_set(conn)
@@ -207,7 +225,14 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
         raise click.UsageError("choose exactly one of --csv FILE, --where EXPR, --all-dirsynced")
     if identity_column and csv_path is None:
         raise click.UsageError("--identity-column goes with --csv")
+    kind = kind.lower()
+    if kind != "mailbox" and types:
+        raise click.UsageError("--types selects mailbox types; for groups use --where 'GroupType == \"Distribution\"'")
     err = stderr_console()
+    if kind != "mailbox":
+        _object_plan(kind, target, csv_path, identity_column, where, exclude, max_changes, onprem_csv, no_detect,
+                     refresh, out, conn, err, all_dirsynced=all_dirsynced)
+        return
     with user_errors(), open_connection(**conn) as connection:
         banner(err, connection)
         try:
@@ -259,6 +284,53 @@ def _plan_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], target: b
 # --- show ------------------------------------------------------------------------------
 
 
+def _object_plan(kind: str, target: bool, csv_path: Path | None, identity_column: str | None, where: str | None,
+                 exclude: Path | None, max_changes: int | None, onprem_csv: Path | None, no_detect: bool,
+                 refresh: bool, out: Path | None, conn: dict[str, Any], err: Console,
+                 all_dirsynced: bool = False) -> None:
+    """`exocm plan --kind group|contact|user`: the same selection grammar over the kind's inventory."""
+    from exocm.core.detect.objects import detect_objects
+    from exocm.core.inventory.onprem_objects import when_changed
+    from exocm.core.plan.objects import build_object_plan
+
+    with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
+        banner(err, connection)
+        inv = read_objects(connection, kind, refresh=refresh, err=err)
+        frame = inv.frame
+        err.print(f"inventory: {len(frame):,} {kind}s" + (" (snapshot)" if inv.from_snapshot else ""))
+        try:
+            selection = select_targets(frame, SelectionRequest(
+                csv=csv_path, identity_column=identity_column, where=where, all_dirsynced=all_dirsynced,
+                exclude=exclude))
+        except SelectionError as exc:
+            fail(str(exc))
+        matched = None
+        if not no_detect:
+            matched, _ = object_onprem(connection, kind, frame, onprem_csv, Path(tmp))
+        findings = detect_objects(kind, frame, onprem_when_changed=when_changed(matched) if matched else None) \
+            if not no_detect else detect_objects(kind, frame.iloc[0:0])
+        result = build_object_plan(
+            kind, frame, selection.identities, target, tenant=str(connection.bridge.tenant), findings=findings,
+            preset_skips=selection.preset_skips, max_changes=max_changes,
+            source={**selection.source, "inventory_fetched_at": inv.fetched_at.isoformat(),
+                    "sandbox": bool(connection.is_sandbox), **embedded_source(connection)},
+            input_report=[i.to_json() for i in selection.issues],
+        )
+        path = out or default_plan_path(result, data_dir())
+        save_plan(result, path)
+    print_issues(err, result.input_report)
+    err.print("\n".join(counts_lines(result)) or "  (no rows)")
+    waves = {row.wave for row in result.set_rows() if row.wave is not None}
+    if len(waves) > 1:
+        err.print(f"  nesting: {len(waves)} waves, children before parents")
+    err.print(f"plan {result.digest[:12]} ({kind}s) written to {escape(str(path))}")
+    if result.set_rows():
+        err.print(f"next: exocm show {escape(str(path))}   then   exocm apply {escape(str(path))}")
+    else:
+        err.print("nothing to change: no row of this plan would be set ('exocm show PLAN' says why)")
+    click.echo(str(path))
+
+
 def sandbox_note(source: dict[str, Any]) -> str:
     """' (SANDBOX ...)' when the plan was made on a sandbox, else ''."""
     embedded = source.get("embedded_sandbox")
@@ -271,9 +343,9 @@ def render_show_table(p: Plan, *, limit: int = TABLE_LIMIT) -> str:
     """The plan for a terminal: header, counts, input issues, rows, overwritten values."""
     age_h = p.age().total_seconds() / 3600
     lines = [
-        f"# plan {p.digest[:12]} ({p.kind}) for tenant {inert(p.tenant)}{sandbox_note(p.source)}",
+        f"# plan {p.digest[:12]} ({p.kind}, {p.object_kind}s) for tenant {inert(p.tenant)}{sandbox_note(p.source)}",
         f"# created {p.created_at} ({age_h:.1f} h ago) by exocm {inert(p.tool_version)}; bridge {inert(p.bridge)}",
-        f"# operation: Set-Mailbox -IsExchangeCloudManaged ${str(p.value).lower()}",
+        f"# operation: {operation_text(p)}",
         *[f"#{line}" for line in counts_lines(p)],
     ]
     for issue in p.input_report[:20]:
@@ -294,7 +366,8 @@ def render_show_table(p: Plan, *, limit: int = TABLE_LIMIT) -> str:
     if p.kind == "undo" and p.value is False:
         basis = p.source.get("overwritten_basis", "backup")
         lines.append("")
-        lines.append(f"# cloud values the next sync will OVERWRITE with on-prem values ({len(overwritten)} mailboxes; "
+        lines.append(f"# cloud values the next sync will OVERWRITE with on-prem values ({len(overwritten)} "
+                     f"{p.object_kind}{'es' if p.object_kind == 'mailbox' else 's'}; "
                      f"compared with {'on-prem data' if basis == 'onprem' else 'the backup taken before the flip'}):")
         for row in overwritten[:limit]:
             lines.append(f"  {inert(row.display_name or row.identity)} <{inert(row.upn)}>")

@@ -108,7 +108,7 @@ def graph_client(connection: Connection) -> Any:
 
 
 def _graph(connection: Connection) -> Any:
-    from exocm.core.runbooks.graph import open_graph
+    from exocm.core.access.graph_host import open_graph
 
     profile: Profile = connection.profile
     if connection.sandbox_handle is not None:

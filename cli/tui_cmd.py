@@ -119,11 +119,24 @@ def build_app(profile: str | None, sandbox: bool, size: int, seed: int, *, onpre
 
             return readiness_sources(connection, onprem_csv=onprem_csv, live=live, workdir=workdir)[0]
 
+        def object_onprem(kind: str, frame: Any) -> Any:
+            """The embedded sandbox's AD side of a Graph kind (as an Export-Csv file), else none."""
+            if handle is None:
+                return None
+            import tempfile
+            from pathlib import Path
+
+            from .object_kinds import object_onprem as read_ad
+
+            with tempfile.TemporaryDirectory() as tmp:
+                return read_ad(connection, kind, frame, None, Path(tmp))[0]
+
         return Session(connection.bridge, label=connection.label, is_sandbox=connection.is_sandbox,
                        profile_name=connection.profile.name, onprem_csv=onprem_csv,
                        onprem_records=onprem_records, onprem_data=onprem_data, snapshot_first=handle is None,
                        runbook_services=services, embedded_sandbox=connection.embedded,
-                       prerequisite_sources=prerequisite_sources)
+                       prerequisite_sources=prerequisite_sources, graph=connection.graph,
+                       object_onprem=object_onprem)
 
     embedded = is_sandbox and not profile
     state = embedded_sandbox_state(size, seed) if embedded else None

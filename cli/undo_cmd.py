@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pandas as pd
 from exocm.core.access.config import data_dir
 from exocm.core.csvio import to_csv_text
 from exocm.core.execute.apply import ApplyRefused
-from exocm.core.execute.journal import JournalError
+from exocm.core.execute.journal import JournalError, read_journal
 from exocm.core.execute.report import REPORT_COLUMNS, report_frame, summary
 from exocm.core.execute.undo import UndoError, build_undo_plan, export_overwritten
 from exocm.core.plan.planfile import save_plan
@@ -99,13 +100,21 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
         out.mkdir(parents=True, exist_ok=True)
         present(run_set(tenant_set, conn, lambda name: undo_job(name, plan_for_profile(journal, name), out_dir=out)),
                 "table", None)
-    onprem = onprem_csv_frame(onprem_csv) if onprem_csv is not None else None
+    kind = _journal_kind(journal)
+    onprem = onprem_csv_frame(onprem_csv) if onprem_csv is not None and kind == "mailbox" else None
     follow_recorded_sandbox(click.get_current_context(), conn, _recorded_sandbox(journal), f"journal {journal}")
-    with user_errors(), open_connection(**conn) as connection:
+    with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         banner(err, connection)
+        bridge, io = connection.bridge, None
+        if kind != "mailbox":  # groups, contacts, users: through Graph, compared with AD's values when known
+            from exocm.core.execute.objects_io import ObjectIO
+
+            bridge = connection.graph()
+            io = ObjectIO(bridge, kind)
+            onprem = _object_onprem_frame(connection, kind, onprem_csv, Path(tmp), err)
         try:
-            writeback = read_writeback(connection)
-            plan = build_undo_plan(connection.bridge, journal, all_runs=not only_this_run, onprem=onprem,
+            writeback = read_writeback(connection) if io is None else None
+            plan = build_undo_plan(bridge, journal, all_runs=not only_this_run, onprem=onprem, io=io,
                                    writeback=writeback)
         except (JournalError, UndoError, ApplyRefused) as exc:
             fail(str(exc))
@@ -113,25 +122,53 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
             plan.source.update(embedded_source(connection))
             plan.finalise()
     overwritten = [r for r in plan.rows if r.action == "set" and r.overwritten]
+    noun = "mailboxes" if kind == "mailbox" else f"{kind}s"
     if export is not None:
         export_overwritten(plan, export)
-        err.print(f"overwritten cloud values of {len(overwritten):,} mailboxes saved to {escape(str(export))}")
+        err.print(f"overwritten cloud values of {len(overwritten):,} {noun} saved to {escape(str(export))}")
     path = out or default_plan_path(plan, data_dir())
     save_plan(plan, path)
     err.print("\n".join(counts_lines(plan)) or "  (no verified rows to undo)")
-    err.print(f"writeback to AD: {writeback.label} ({escape(writeback.source)})" + (
-        "; every cloud edit since the flip is overwritten" if writeback.configured is False and onprem is None else
-        "; only edits of attributes outside its list are overwritten" if writeback.configured and onprem is None
-        else ""))
+    if writeback is not None:  # Exchange attribute writeback concerns mailboxes only
+        err.print(f"writeback to AD: {writeback.label} ({escape(writeback.source)})" + (
+            "; every cloud edit since the flip is overwritten" if writeback.configured is False and onprem is None
+            else "; only edits of attributes outside its list are overwritten" if writeback.configured and onprem is None
+            else ""))
     if plan.value is False and plan.set_rows():
         if overwritten:
             err.print(f"[yellow]warning:[/] the next sync will overwrite cloud values of {len(overwritten):,} "
-                      "mailboxes with on-prem values; 'exocm show PLAN' lists them")
+                      f"{noun} with on-prem values; 'exocm show PLAN' lists them")
         else:
-            err.print("note: these mailboxes go back to on-prem management; no cloud value differs from "
+            err.print(f"note: these {noun} go back to on-prem management; no cloud value differs from "
                       "what on-prem holds, so the next sync overwrites nothing known")
     err.print(f"undo plan {plan.digest[:12]} written to {escape(str(path))}")
     click.echo(str(path))
+
+
+def _journal_kind(journal: Path) -> str:
+    """The object kind of a journal's rows (mailbox for journals made before object kinds)."""
+    try:
+        header = read_journal(journal).header or {}
+    except JournalError:
+        return "mailbox"  # build_undo_plan says what is wrong with it
+    kind = str(header.get("object_kind") or "mailbox")
+    return kind if kind in ("mailbox", "group", "contact", "user") else "mailbox"
+
+
+def _object_onprem_frame(connection: Any, kind: str, onprem_csv: Path | None, workdir: Path,
+                         err: Any) -> pd.DataFrame | None:
+    """AD's values of the kind's objects (from --onprem-csv, or the embedded sandbox's AD), keyed by object id."""
+    from .object_kinds import object_onprem, read_objects
+
+    if onprem_csv is None and connection.sandbox_handle is None:
+        return None
+    inv = read_objects(connection, kind, refresh=True, err=err)
+    matched, _ = object_onprem(connection, kind, inv.frame, onprem_csv, workdir)
+    if not matched:
+        return None
+    rows = [{"ExternalDirectoryObjectId": oid, **{k: v for k, v in row.items() if k != "whenChanged"}}
+            for oid, row in matched.items()]
+    return pd.DataFrame(rows)
 
 
 def render_report_table(frame: pd.DataFrame, counts: dict[str, int]) -> str:

@@ -1,6 +1,6 @@
 """Read whether Cloud Sync writes Exchange attributes back to AD, for undo and findings.
 
-The read itself is core's (GraphClient.writeback); this only opens Graph the way the runbooks do
+The read itself is core's (runbooks.reads.cloud_sync_writeback); this only opens Graph the way the runbooks do
 (the embedded sandbox's Graph with its secret in memory, else the profile's Graph) and turns "no
 Graph" into an unknown answer instead of a failure.
 """
@@ -12,7 +12,8 @@ from exocm.core.model import Writeback
 
 
 def read_writeback(connection: Any) -> Writeback:
-    """The tenant's writeback configuration (Writeback(None, ...) when Graph cannot be asked)."""
+    """The tenant's writeback configuration (Writeback(None, ...) when Graph cannot be asked); the
+    read is core's (exocm.core.app.tenants.read_writeback, which tenant sets use too)."""
     from exocm.core.app.tenants import read_writeback as read_profile_writeback
 
     profile = connection.profile

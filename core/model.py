@@ -75,6 +75,92 @@ ONPREM_COLUMNS: Final[tuple[str, ...]] = (
 
 EMPTY_GUID: Final = "00000000-0000-0000-0000-000000000000"
 
+# --- object kinds ----------------------------------------------------------------------------
+# A kind is what a row is (docs/architecture.md "Object kinds"): a mailbox changes its Exchange
+# attribute SOA through EXO (IsExchangeCloudManaged); a group, contact or user changes its
+# object SOA through Microsoft Graph (onPremisesSyncBehavior.isCloudManaged; docs/exchange-facts.md
+# "Object-level SOA through Graph").
+MAILBOX: Final = "mailbox"
+GROUP: Final = "group"
+CONTACT: Final = "contact"
+USER: Final = "user"
+#: Every kind, in the order faces show them.
+OBJECT_KINDS: Final[tuple[str, ...]] = (MAILBOX, GROUP, CONTACT, USER)
+#: Kinds whose source of authority changes through Graph.
+GRAPH_KINDS: Final[tuple[str, ...]] = (GROUP, CONTACT, USER)
+#: What faces call each kind (plural, for switchers and headings).
+KIND_LABELS: Final[dict[str, str]] = {MAILBOX: "Mailboxes", GROUP: "Groups", CONTACT: "Contacts", USER: "Users"}
+#: Graph collection of each Graph kind.
+GRAPH_COLLECTIONS: Final[dict[str, str]] = {GROUP: "groups", CONTACT: "contacts", USER: "users"}
+#: Graph version that serves onPremisesSyncBehavior per kind: v1.0 for groups, beta (preview)
+#: for contacts and users (Graph docs `onpremisessyncbehavior-get`).
+SYNC_BEHAVIOR_VERSIONS: Final[dict[str, str]] = {GROUP: "v1.0", CONTACT: "beta", USER: "beta"}
+#: The application permission that reads and writes onPremisesSyncBehavior per kind (least
+#: privileged; Graph docs `onpremisessyncbehavior-update`).
+SYNC_BEHAVIOR_PERMISSIONS: Final[dict[str, str]] = {
+    GROUP: "Group-OnPremisesSyncBehavior.ReadWrite.All",
+    CONTACT: "Contacts-OnPremisesSyncBehavior.ReadWrite.All",
+    USER: "User-OnPremisesSyncBehavior.ReadWrite.All",
+}
+#: The permission that lists each kind (with its members and owners for groups).
+READ_PERMISSIONS: Final[dict[str, str]] = {
+    GROUP: "GroupMember.Read.All (or Group.Read.All)",
+    CONTACT: "OrgContact.Read.All",
+    USER: "User.Read.All",
+}
+
+#: Group types exocm tells apart (column GroupType of the group inventory).
+GROUP_TYPES: Final[tuple[str, ...]] = ("Distribution", "MailEnabledSecurity", "Security", "Microsoft365", "Dynamic")
+
+#: Columns every object inventory has (index = the Entra object id, named ExternalDirectoryObjectId
+#: as in EXO: the same id). Multi-valued columns hold tuples of str.
+OBJECT_COLUMNS: Final[tuple[str, ...]] = (
+    "ExternalDirectoryObjectId",
+    "DisplayName",
+    "Mail",
+    "MailNickname",
+    "ProxyAddresses",
+    "OnPremisesSyncEnabled",
+    "IsCloudManaged",
+    "OnPremisesLastSyncDateTime",
+    "OnPremisesSamAccountName",
+    "ExtensionAttributes",
+)
+#: Extra columns of the group inventory.
+GROUP_COLUMNS: Final[tuple[str, ...]] = (
+    "GroupType",
+    "GroupTypes",
+    "MailEnabled",
+    "SecurityEnabled",
+    "MembershipRule",
+    "MemberCount",
+    "OwnerCount",
+    "ChildGroups",
+    "ParentGroups",
+    "CloudOnlyMembers",
+    "LicenseCount",
+    "WrittenBack",
+)
+#: Extra columns of the user inventory.
+USER_COLUMNS: Final[tuple[str, ...]] = ("UserPrincipalName",)
+
+
+def object_columns(kind: str) -> tuple[str, ...]:
+    """The inventory columns of a Graph kind."""
+    if kind == GROUP:
+        return OBJECT_COLUMNS + GROUP_COLUMNS
+    if kind == USER:
+        return OBJECT_COLUMNS + USER_COLUMNS
+    return OBJECT_COLUMNS
+
+
+def check_kind(kind: str | None, *, allow_mailbox: bool = True) -> str:
+    """`kind` lower-cased when it is a known kind (None reads as mailbox); ValueError names the known ones."""
+    value = (kind or MAILBOX).strip().lower()
+    known = OBJECT_KINDS if allow_mailbox else GRAPH_KINDS
+    if value not in known:
+        raise ValueError(f"unknown object kind {kind!r}; known: {', '.join(known)}")
+    return value
 
 #: Get-OrganizationConfig properties that may show the tenant default (true = new mailboxes are
 #: cloud-managed), in the order they are read: Microsoft names the switch of Set-OrganizationConfig

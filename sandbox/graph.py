@@ -182,6 +182,13 @@ class GraphApi:
             return Response(200, str(len(objs)).encode(), {"Content-Type": "text/plain", "request-id": rid})
         if head in ("groups", "contacts", "users") and len(rest) == 2 and rest[1] == "onPremisesSyncBehavior":
             return self._sync_behavior(method, version, head, rest[0], body, claims, ctx, rid, crid)
+        if head == "users" and len(rest) == 1 and method == "GET" and "$select" in query:
+            # GET /users/{id}?$select=...: the directory record, only the selected properties (as the
+            # listing answers them; Graph docs "Use the $select query parameter").
+            self._require(claims, READ_PERMISSIONS["users"])
+            with t.lock:
+                record = gd.user_record(t, gd.find_user(t, rest[0]))
+            return self._ok(self._selected({"@odata.context": f"{ctx}#users/$entity", **record}, query), rid)
         if head == "users" and rest:
             return self._user_route(method, rest, body, ctx, rid, crid)
         if head == "contacts" and len(rest) == 1 and method == "GET":

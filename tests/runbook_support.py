@@ -6,6 +6,7 @@ from typing import Any
 
 from exocm.core.access.config import sandbox_profile
 from exocm.core.access.connect import open_bridge
+from exocm.core.access.graph_host import open_graph
 from exocm.core.detect.engine import detect
 from exocm.core.inventory.fetch import fetch_inventory
 from exocm.core.inventory.onprem_live import (
@@ -15,7 +16,6 @@ from exocm.core.inventory.onprem_live import (
     open_onprem_bridge,
 )
 from exocm.core.runbooks import Services
-from exocm.core.runbooks.graph import open_graph
 from exocm.sandbox.licensing import E3
 from exocm.sandbox.tenant import Tenant
 

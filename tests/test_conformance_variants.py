@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from exocm.core.access.config import sandbox_profile
 from exocm.core.access.connect import open_bridge
+from exocm.core.access.graph_host import open_graph
 from exocm.core.bridge.classify import classify_response
 from exocm.core.bridge.errors import AppliedUnknown
 from exocm.core.bridge.rest import RestBridge, sanitize_bool_literals
@@ -23,7 +24,7 @@ from exocm.core.inventory.fetch import DIRSYNCED_FILTER, fetch_inventory
 from exocm.core.inventory.onprem import onprem_frame_from_records
 from exocm.core.inventory.partition import plan_by_first_character
 from exocm.core.model import Writeback
-from exocm.core.runbooks.graph import open_graph
+from exocm.core.runbooks.reads import cloud_sync_writeback
 from exocm.sandbox.opath import compile_filter
 from exocm.sandbox.server import Sandbox
 from exocm.sandbox.variants import STRICT, parse_variants
@@ -185,7 +186,7 @@ def test_writeback_worlds_through_graph_and_the_sync(make_sandbox: Callable[...,
         assert profile.secret_env is not None
         with open_graph(profile, env={profile.secret_env: str(sb.info["client_secret"])},
                         persist_tokens=False) as graph:
-            seen[str(variant)] = graph.writeback()
+            seen[str(variant)] = cloud_sync_writeback(graph)
         r = next(r for r in sb.tenant.exo.values() if r.dir_synced and r.rtd == "UserMailbox"
                  and sb.tenant.ad_for(r) is not None)
         sb.tenant.invoke("Set-Mailbox", {"Identity": r.edoid, "IsExchangeCloudManaged": True})
@@ -264,7 +265,7 @@ def test_undo_and_findings_know_what_never_reaches_ad(variant: str, make_sandbox
     profile = sandbox_profile("g", sb.info)
     assert profile.secret_env is not None
     with open_graph(profile, env={profile.secret_env: str(sb.info["client_secret"])}, persist_tokens=False) as graph:
-        writeback = graph.writeback()
+        writeback = cloud_sync_writeback(graph)
     assert writeback.configured is (variant == "writeback-phase2")
 
     # the undo preview (no on-prem data): what a flip back overwrites in this world

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 from exocm.core.access.config import sandbox_profile
+from exocm.core.access.graph_host import graph_endpoint, open_graph
 from exocm.core.bridge.errors import AuthFailed, InvalidInput, NotFound
-from exocm.core.runbooks.graph import GraphClient, graph_endpoint, open_graph
+from exocm.core.bridge.graph import GraphBridge
 from exocm.sandbox.server import Sandbox
 
 
 @pytest.fixture(scope="module")
-def graph(sandbox: Sandbox) -> GraphClient:
+def graph(sandbox: Sandbox) -> GraphBridge:
     prof = sandbox_profile("g", sandbox.info)
     assert prof.secret_env is not None
     return open_graph(prof, env={prof.secret_env: sandbox.info["client_secret"]}, persist_tokens=False)
@@ -24,7 +25,7 @@ def test_graph_endpoint_comes_from_the_profile_or_its_cloud(sandbox: Sandbox) ->
     assert graph_endpoint(prof) == ("https://graph.microsoft.us", "https://graph.microsoft.us/.default")
 
 
-def test_reads_licenses_and_groups_with_a_graph_audience_token(sandbox: Sandbox, graph: GraphClient) -> None:
+def test_reads_licenses_and_groups_with_a_graph_audience_token(sandbox: Sandbox, graph: GraphBridge) -> None:
     t = sandbox.tenant
     r = next(r for r in sorted(t.exo.values(), key=lambda r: r.edoid)
              if r.rtd == "UserMailbox" and t.entra_users[r.edoid].groups)
@@ -36,7 +37,7 @@ def test_reads_licenses_and_groups_with_a_graph_audience_token(sandbox: Sandbox,
     assert "onPremisesSyncEnabled" in graph.get_group(groups[0]["id"])
 
 
-def test_graph_errors_become_typed_errors(sandbox: Sandbox, graph: GraphClient) -> None:
+def test_graph_errors_become_typed_errors(sandbox: Sandbox, graph: GraphBridge) -> None:
     t = sandbox.tenant
     with pytest.raises(NotFound):
         graph.get_user("nobody@nowhere.example")
@@ -56,7 +57,7 @@ def test_a_token_for_exchange_is_not_accepted_by_graph(sandbox: Sandbox) -> None
         def refresh(self) -> str:
             return self.token()
 
-    client = GraphClient(sandbox.info["graph_base_url"], ExoToken(), ca_file=sandbox.info["ca_file"])
+    client = GraphBridge(sandbox.info["graph_base_url"], ExoToken(), ca_file=sandbox.info["ca_file"])
     with pytest.raises(AuthFailed), client:
         client.get_user(next(iter(sandbox.tenant.entra_users)))
 

@@ -44,6 +44,8 @@ async def test_readiness_screen_lists_the_checks_with_results_and_evidence() -> 
             assert not screen.error
             assert [c.code for c in screen.checks] == list(codes_for("flip"))
             assert {c.code: c.result for c in screen.checks} == {k: expected[k] for k in codes_for("flip")}
+            # the rows are painted after the checks arrive: wait for the paint, then read the screen
+            await wait_for(pilot, lambda: "ROUTING_DOMAIN" in screen_text(app), what="rows painted")
             text = screen_text(app)
             assert "ROUTING_DOMAIN" in text and "FAIL" in text
             routing = [c.code for c in screen.checks].index("ROUTING_DOMAIN")

@@ -37,6 +37,10 @@ class ExocmApp(App[None]):
         Binding("f", "findings", "Findings", id="app.findings"),
         Binding("j", "journals", "Journals", id="app.journals"),
         Binding("y", "readiness", "Readiness", show=False, id="app.readiness"),  # footer is full: ? and the palette list it
+        Binding("f2", "kind('mailbox')", "Mailboxes", show=False, id="app.kind_mailbox"),
+        Binding("f3", "kind('group')", "Groups", show=False, id="app.kind_group"),
+        Binding("f4", "kind('contact')", "Contacts", show=False, id="app.kind_contact"),
+        Binding("f5", "kind('user')", "Users", show=False, id="app.kind_user"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
     ]
 
@@ -201,6 +205,16 @@ class ExocmApp(App[None]):
         if isinstance(self.screen, JournalsScreen):
             return
         self.push_screen(JournalsScreen())
+
+    def action_kind(self, kind: str) -> None:
+        """Switch what the table lists: mailboxes, or a Graph kind (groups, contacts, users)."""
+        from .screens.objects import ObjectsScreen
+
+        if isinstance(self.screen, ObjectsScreen) and self.screen.kind == kind:
+            return
+        self.back_to_mailboxes()
+        if kind != "mailbox":
+            self.push_screen(ObjectsScreen(kind))
 
     def back_to_mailboxes(self) -> MailboxesScreen:
         """Pop screens until the Mailboxes screen is on top."""

@@ -70,6 +70,21 @@ def commands_for(app: Any, screen: Any) -> list[Command]:
             commands.append(Command(f"Filter: only {type_name}", "Quick filter by RecipientTypeDetails",
                                     partial(screen.filter_type, type_name)))
         commands.append(Command("Filter: any type", "Remove the type filter", partial(screen.filter_type, None)))
+    from exocm.core.model import KIND_LABELS
+
+    from .screens.objects import ObjectsScreen
+
+    if isinstance(screen, ObjectsScreen):
+        commands += [
+            Command("Preview: convert the selection to cloud-managed",
+                    "Build a plan that sets isCloudManaged = True (nested groups children first)",
+                    partial(screen.preview, True)),
+            Command("Preview: hand the selection back to AD",
+                    "Build a plan that sets isCloudManaged = False", partial(screen.preview, False)),
+        ]
+    for kind, label in KIND_LABELS.items():
+        commands.append(Command(f"Kind: {label}", f"List {label.lower()} (the kind switcher)",
+                                partial(app.action_kind, kind)))
     commands += list(_binding_commands(app, app, "Go: "))
     if len(app.screen_stack) > 2:
         commands.append(Command("Go: Mailboxes", "Back to the mailbox list", app.back_to_mailboxes))

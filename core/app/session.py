@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from ..detect.readiness import flip_readiness
 from ..events import Progress, ProgressCallback
 from ..execute.apply import ApplyResult, apply_plan, confirmation_phrase, pending_rows
 from ..execute.journal import JournalInfo, journals_under, list_journals, plan_history, read_journal
-from ..execute.undo import build_undo_plan
+from ..execute.undo import build_undo_plan, journal_object_kind
 from ..inventory import snapshot
 from ..inventory.fetch import Inventory
 from ..inventory.onprem import OnPremData, load_onprem_csv, onprem_frame_from_records
@@ -94,6 +94,8 @@ class Session:
         runbook_services: Callable[[bool], Services] | None = None,
         embedded_sandbox: tuple[int, int] | None = None,
         prerequisite_sources: Callable[[], Sources] | None = None,
+        graph: Callable[[], Any] | None = None,
+        object_onprem: Callable[[str, pd.DataFrame], Mapping[str, Mapping[str, Any]] | None] | None = None,
     ) -> None:
         """`onprem_csv` / `onprem_records` / `onprem_data`: where on-prem data comes from (an Export-Csv
         file, records such as PSRP Get-Mailbox/Get-RemoteMailbox rows, or a loader of normalised
@@ -103,8 +105,16 @@ class Session:
         session's wall clock (when an inventory is read, detection's now, plan creation and plan age
         checks; tests freeze it).
         `embedded_sandbox`: (size, seed) of the saved embedded sandbox this session runs on (None
-        otherwise), recorded in runbook runs so `exocm runbook resume` reopens the same one."""
+        otherwise), recorded in runbook runs so `exocm runbook resume` reopens the same one.
+        `graph`: opens the tenant's Microsoft Graph bridge (groups, contacts, users); `object_onprem(kind,
+        frame)`: the AD side of a kind's objects, matched to their ids (inventory/onprem_objects.py)."""
         self.bridge = bridge
+        self._graph_factory = graph
+        self._graph: Any = None
+        self.object_onprem = object_onprem
+        #: Object inventories (groups, contacts, users) and their findings, per kind, once loaded.
+        self.objects: dict[str, Any] = {}
+        self.object_findings: dict[str, pd.DataFrame] = {}
         self.embedded_sandbox = embedded_sandbox
         #: Where the readiness checks read their facts (the faces say where; None: not available).
         self.prerequisite_sources = prerequisite_sources
@@ -375,8 +385,9 @@ class Session:
             if progress is not None:
                 progress(event)
 
-        result = apply_plan(self.bridge, plan, progress=relay, cancel=cancel, pause=pause, data_dir=self.data_dir,
-                            now=self.clock)
+        bridge, io = self._io_for(plan)
+        result = apply_plan(bridge, plan, progress=relay, cancel=cancel, pause=pause, data_dir=self.data_dir,
+                            now=self.clock, io=io)
         if tail is not None and on_failure is not None:
             for identity, error in tail.new_failures(Path(result.journal_path)):
                 on_failure(identity, error)
@@ -398,7 +409,92 @@ class Session:
 
     def undo_plan(self, path: Path) -> Plan:
         """An undo plan built from a journal (core.undo: verified rows only; drifted ones skipped)."""
+        kind = journal_object_kind(read_journal(path).header or {})
+        if kind != "mailbox":
+            bridge, io = self._io_for(kind)
+            return build_undo_plan(bridge, path, io=io)
         return build_undo_plan(self.bridge, path, onprem=self.load_onprem())
+
+    # -- object kinds: groups, contacts, users through Microsoft Graph -----------------------------
+    def graph(self) -> Any:
+        """The tenant's Graph bridge (opened on first use; RuntimeError when the session has none)."""
+        if self._graph is None:
+            if self._graph_factory is None:
+                raise RuntimeError("this session has no Microsoft Graph connection")
+            self._graph = self._graph_factory()
+        return self._graph
+
+    def load_objects(self, kind: str, refresh: bool = False, progress: ProgressCallback | None = None,
+                     cancel: threading.Event | None = None) -> Any:
+        """A Graph kind's inventory (snapshot unless `refresh`, or always fresh when snapshots are off)."""
+        from ..inventory import snapshot
+
+        if not self.snapshot_first:
+            refresh = True
+        inventory = snapshot.load_or_fetch_objects(
+            self.graph(), kind, refresh=refresh, progress=progress, cancel=cancel,
+            root=self.data_dir / "snapshots" if self._data_dir else None)
+        with self._lock:
+            self.objects[kind] = inventory
+            self.object_findings.pop(kind, None)
+        return inventory
+
+    def findings_of(self, kind: str, now: datetime | None = None) -> pd.DataFrame:
+        """Object findings of a loaded kind (with the AD side when the session has one)."""
+        from ..detect.objects import detect_objects
+        from ..inventory.onprem_objects import when_changed
+
+        inventory = self.objects.get(kind)
+        if inventory is None:
+            raise RuntimeError(f"no {kind} inventory loaded")
+        matched = self.object_onprem(kind, inventory.frame) if self.object_onprem is not None else None
+        if now is None and self.clock is not None:
+            now = self.clock()
+        found = detect_objects(kind, inventory.frame, now=now,
+                               onprem_when_changed=when_changed(matched) if matched is not None else None)
+        with self._lock:
+            self.object_findings[kind] = found
+        return found
+
+    def object_relations(self, kind: str, identity: str) -> dict[str, list[tuple[str, str]]]:
+        """For a group: its parents and children among the inventory's groups as (id, display name)."""
+        inventory = self.objects.get(kind)
+        if inventory is None or kind != "group" or identity not in inventory.frame.index:
+            return {}
+        frame = inventory.frame
+        names = frame["DisplayName"].to_dict()
+        return {relation: [(str(i), str(names.get(i, ""))) for i in frame.at[identity, column]]
+                for relation, column in (("parents", "ParentGroups"), ("children", "ChildGroups"))}
+
+    def group_members(self, identity: str) -> list[dict[str, Any]]:
+        """The direct members of one group, read live (id, displayName, @odata.type, onPremisesSyncEnabled)."""
+        from ..inventory.objects import members_of
+
+        return members_of(self.graph(), identity)
+
+    def build_object_plan(self, kind: str, identities: Sequence[str], target: bool) -> Any:
+        """A plan that sets isCloudManaged to `target` for these objects (core.plan decides skips and order)."""
+        from ..plan.objects import build_object_plan
+
+        inventory = self.objects.get(kind)
+        if inventory is None:
+            raise RuntimeError(f"no {kind} inventory loaded")
+        findings = self.object_findings.get(kind)
+        if findings is None:
+            findings = self.findings_of(kind)
+        return build_object_plan(kind, inventory.frame, list(identities), target, tenant=self.tenant,
+                                 findings=findings, source={"kind": "tui-selection", "count": len(identities)},
+                                 now=self.clock() if self.clock is not None else None)
+
+    def _io_for(self, plan_or_kind: Any) -> tuple[Any, Any]:
+        """(bridge, row IO) for a plan or an object kind: Graph with an ObjectIO for Graph kinds."""
+        kind = plan_or_kind if isinstance(plan_or_kind, str) else getattr(plan_or_kind, "object_kind", "mailbox")
+        if kind == "mailbox":
+            return self.bridge, None
+        from ..execute.objects_io import ObjectIO
+
+        graph = self.graph()
+        return graph, ObjectIO(graph, kind)
 
     # -- selection ---------------------------------------------------------------------------------
     def select_from_csv(self, path: Path) -> SelectionImport:
@@ -412,6 +508,8 @@ class Session:
     def close(self) -> None:
         """Close the bridge (and stop the sandbox when the session owns one)."""
         try:
+            if self._graph is not None:
+                self._graph.close()
             self.bridge.close()
         finally:
             if self._on_close is not None:

@@ -169,15 +169,17 @@ def _onprem_frame(profile: Profile) -> Any:
 def read_writeback(profile: Profile, *, env: Mapping[str, str] | None = None, persist_tokens: bool = True) -> Any:
     """Whether Cloud Sync writes Exchange attributes back to AD (core's GraphClient.writeback, through
     the profile's Graph); "no Graph" is an unknown answer (Writeback(None, ...)), not a failure."""
+    from ..access.graph_host import open_graph
     from ..model import Writeback
-    from ..runbooks.graph import open_graph
 
     try:
         graph = open_graph(profile, env=env, persist_tokens=persist_tokens)
     except (ConfigError, BridgeError, OSError) as exc:
         return Writeback(None, (), f"Graph not available ({exc})")
+    from ..runbooks.reads import cloud_sync_writeback
+
     try:
-        return graph.writeback()
+        return cloud_sync_writeback(graph)
     finally:
         graph.close()
 
@@ -472,12 +474,12 @@ def readiness_job(name: str, *, scope: str = "flip", fail_on: str = "high", refr
     above `fail_on`."""
     import os
 
+    from ..access.graph_host import open_graph
     from ..detect.prerequisites import evaluate
     from ..detect.prerequisites.gather import Sources, gather
     from ..detect.prerequisites.report import ReadinessMeta, fails, render_json, summarise
     from ..inventory.onprem_live import load_onprem_live, open_onprem_bridge, settings_from
     from ..inventory.snapshot import load_or_fetch
-    from ..runbooks.graph import open_graph
 
     profile = tenant_profile(name)
     bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))

@@ -66,7 +66,7 @@ from ..plan.planfile import (
     tool_version,
     writeback_values,
 )
-from ..values import as_bool, is_guid
+from ..values import is_guid
 from .journal import JournalWriter, PlanHistory, journals_under, local_actor, new_run_id, plan_history
 
 DEFAULT_MAX_AGE: Final = timedelta(hours=24)
@@ -142,6 +142,58 @@ def read_mailboxes(bridge: Bridge, identities: Sequence[str], *, mode: str = "ba
                 if _edoi(record) == identity.lower() or len(result.records) == 1:
                     out[identity] = record
     return out
+
+
+class RowIO:
+    """How the engine reads, observes, backs up and writes one kind of row (mailboxes here; Graph
+    objects in execute/objects_io.py). `write` returns one error (or None) per identity, in order."""
+
+    #: What a row is, for messages ("mailbox", "group", ...).
+    noun = "mailbox"
+
+    def read(self, identities: Sequence[str]) -> dict[str, Record]:
+        """Current records of these identities (absent ones are left out); raises the bridge's error."""
+        raise NotImplementedError
+
+    def observe(self, record: Mapping[str, Any]) -> Observed:
+        """The observed state of a record (what a plan row is compared with)."""
+        raise NotImplementedError
+
+    def backup(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The values journaled before a write (what undo restores or shows)."""
+        raise NotImplementedError
+
+    def write(self, identities: Sequence[str], target: bool) -> list[BridgeError | None]:
+        """Send the SOA write for these identities (one request where the transport can batch)."""
+        raise NotImplementedError
+
+
+class MailboxIO(RowIO):
+    """Mailboxes through an Exchange bridge: Get-Mailbox reads, Set-Mailbox -IsExchangeCloudManaged writes."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def read(self, identities: Sequence[str]) -> dict[str, Record]:
+        """One read of these mailboxes: a filter of GUIDs, else a $batch (read_mailboxes)."""
+        return read_mailboxes(self.bridge, identities, mode="filter")
+
+    def observe(self, record: Mapping[str, Any]) -> Observed:
+        """IsExchangeCloudManaged, WhenChanged and the writeback fingerprint."""
+        return Observed.from_record(record)
+
+    def backup(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The writeback attributes."""
+        return writeback_values(record)
+
+    def write(self, identities: Sequence[str], target: bool) -> list[BridgeError | None]:
+        """One $batch of `Set-Mailbox -Identity X -IsExchangeCloudManaged target` (the switch alone)."""
+        calls = [Call("Set-Mailbox", {"Identity": i, "IsExchangeCloudManaged": target}) for i in identities]
+        try:
+            results = self.bridge.invoke_many(calls)
+        except BridgeError as exc:  # the whole batch failed in a way the bridge raised
+            results = [CallResult(call, error=exc) for call in calls]
+        return [r.error for r in results]
 
 
 # --- write pacing ------------------------------------------------------------------------
@@ -525,8 +577,10 @@ class _Engine:
         progress: ProgressCallback,
         monotonic: Monotonic,
         sleep: Sleep | None,
+        io: RowIO | None = None,
     ) -> None:
         self.bridge = bridge
+        self.io = io or MailboxIO(bridge)
         self.plan = plan
         self.target = plan.value
         self.journal = journal
@@ -560,9 +614,13 @@ class _Engine:
         self.last_emit = -math.inf
         self.rate_window: deque[tuple[float, int]] = deque()
         self.fatal: str | None = None
+        self.stopped_between_waves = False
+        self.dependent_mode = False
+        self.ready_cond = threading.Condition()
+        self.state_name = "isCloudManaged" if plan.is_graph else "IsExchangeCloudManaged"
         # parallel single writes over REST (the module docstring says why); None: invoke_many
         self.write_pool: ThreadPoolExecutor | None = None
-        if getattr(bridge, "kind", None) == "rest":
+        if isinstance(self.io, MailboxIO) and getattr(bridge, "kind", None) == "rest":
             self.write_pool = ThreadPoolExecutor(max_workers=min(64, self.workers * self.chunk_size),
                                                  thread_name_prefix="exocm-write")
 
@@ -595,6 +653,8 @@ class _Engine:
         if not records:
             return
         self.journal.append(records)
+        if self.dependent_mode:
+            self.release_dependents(records)
         with self.lock:
             for r in records:
                 if r.get("type") != "row":
@@ -655,15 +715,15 @@ class _Engine:
         last: BridgeError | None = None
         for attempt in range(attempts):
             try:
-                return read_mailboxes(self.bridge, ids, mode="filter")
+                return self.io.read(ids)
             except AuthFailed as exc:
                 raise _FatalStop(_err_text(exc) or "authentication failed") from None
             except Transient as exc:
                 last = exc
                 self.wait(min(10.0, 1.0 * (2 ** attempt)))
             except BridgeError as exc:
-                raise _FatalStop(f"reading mailboxes failed: {_err_text(exc)}") from None
-        raise _FatalStop(f"reading mailboxes keeps failing: {_err_text(last)}")
+                raise _FatalStop(f"reading {self.io.noun}s failed: {_err_text(exc)}") from None
+        raise _FatalStop(f"reading {self.io.noun}s keeps failing: {_err_text(last)}")
 
     def send_writes(self, calls: list[Call]) -> list[CallResult]:
         """The chunk's writes: parallel single requests over REST (module docstring), else invoke_many."""
@@ -686,9 +746,9 @@ class _Engine:
         for row in chunk:
             record = current.get(row.identity)
             if record is None:
-                outcomes.append(self.row_record(row, "stale", reason="mailbox not found any more"))
+                outcomes.append(self.row_record(row, "stale", reason=f"{self.io.noun} not found any more"))
                 continue
-            seen = Observed.from_record(record)
+            seen = self.io.observe(record)
             intent = self.intents.get(row.identity)
             if intent is not None and seen.is_cloud_managed == self.target:
                 outcomes.append(self.row_record(
@@ -706,11 +766,11 @@ class _Engine:
         self.record(outcomes)
         if not to_write:
             return
-        before = {row.identity: Observed.from_record(rec).is_cloud_managed for row, rec in to_write}
-        backups = {row.identity: writeback_values(rec) for row, rec in to_write}
+        before = {row.identity: self.io.observe(rec).is_cloud_managed for row, rec in to_write}
+        backups = {row.identity: self.io.backup(rec) for row, rec in to_write}
         self.journal.append([
             {"type": "intent", "identity": row.identity, "before": before[row.identity], "target": self.target,
-             "backup": backups[row.identity], "observed": Observed.from_record(rec).to_json()}
+             "backup": backups[row.identity], "observed": self.io.observe(rec).to_json()}
             for row, rec in to_write
         ])
         self.write_until_settled([row for row, _ in to_write], before, backups)
@@ -737,37 +797,40 @@ class _Engine:
                 self.wait(min(delay, 0.05))
             if self.cancel.is_set():
                 continue
-            calls = [Call("Set-Mailbox", {"Identity": r.identity, "IsExchangeCloudManaged": self.target})
-                     for r in pending]
-            try:
-                results = self.send_writes(calls)
-            except BridgeError as exc:  # the whole batch failed in a way the bridge raised
-                results = [CallResult(call, error=exc) for call in calls]
+            if isinstance(self.io, MailboxIO):  # Set-Mailbox: parallel single writes over REST (send_writes)
+                calls = [Call("Set-Mailbox", {"Identity": r.identity, "IsExchangeCloudManaged": self.target})
+                         for r in pending]
+                try:
+                    sent = self.send_writes(calls)
+                except BridgeError as exc:  # the whole batch failed in a way the bridge raised
+                    sent = [CallResult(call, error=exc) for call in calls]
+                results: list[BridgeError | None] = [res.error for res in sent]
+            else:
+                results = self.io.write([r.identity for r in pending], self.target)
             for r in pending:
                 total_attempts[r.identity] += 1
-            accepted = sum(1 for res in results if res.error is None)
+            accepted = sum(1 for res in results if res is None)
             self.pacer.accepted(accepted)
-            if any(isinstance(res.error, Throttled) for res in results):
+            if any(isinstance(res, Throttled) for res in results):
                 self.pacer.throttled()
             try:
                 back = self.read([r.identity for r in pending])
             except _FatalStop as stop:
                 self.record([self.row_record(
-                    r, "applied_unverified" if res.error is None else "interrupted",
+                    r, "applied_unverified" if res is None else "interrupted",
                     before=before[r.identity], backup=backups[r.identity],
-                    error=_err_text(res.error), attempts=total_attempts[r.identity],
+                    error=_err_text(res), attempts=total_attempts[r.identity],
                     reason=f"could not read back ({stop}); a resume reads it back before writing again")
                     for r, res in zip(pending, results, strict=True)])
                 raise
             settled: list[dict[str, Any]] = []
             retry: list[PlanRow] = []
             retry_after = 0.0
-            for row, res in zip(pending, results, strict=True):
-                error = res.error
+            for row, error in zip(pending, results, strict=True):
                 if error is not None:
                     errors[row.identity] = _err_text(error)
                 record = back.get(row.identity)
-                value = as_bool(record.get("IsExchangeCloudManaged")) if record is not None else None
+                value = self.io.observe(record).is_cloud_managed if record is not None else None
                 common = {"before": before[row.identity], "backup": backups[row.identity],
                           "attempts": total_attempts[row.identity]}
                 if record is not None and value == self.target:
@@ -776,13 +839,13 @@ class _Engine:
                     settled.append(self.row_record(row, "verified", after=value, note=note, **common))
                 elif record is None:
                     settled.append(self.row_record(row, "failed", after=None, error=_err_text(error),
-                                                   reason="mailbox not found on read-back", **common))
+                                                   reason=f"{self.io.noun} not found on read-back", **common))
                 elif value is None and (error is None or isinstance(error, AppliedUnknown | Transient)):
                     # the read-back cannot tell (IsExchangeCloudManaged absent or not true/false): writing
                     # again would be blind, so the row ends here and says why
                     settled.append(self.row_record(
                         row, "applied_unverified", after=None, error=_err_text(error),
-                        reason="the read-back shows no readable IsExchangeCloudManaged (absent or not "
+                        reason=f"the read-back shows no readable {self.state_name} (absent or not "
                                "true/false): cannot verify; not written again", **common))
                 elif error is None:
                     unknown_attempts[row.identity] += 1
@@ -821,6 +884,13 @@ class _Engine:
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self.write_pool is not None:
+                self.write_pool.shutdown(wait=True)
+
+    def _run(self) -> None:
         verified = self.history.verified
         recorded_skips = self.history.recorded_skips()
         skips: list[dict[str, Any]] = []
@@ -841,7 +911,115 @@ class _Engine:
                 work.append(row)
         self.emit(force=True)
         self.record(skips)
-        self.queue.extend(_chunks(work, self.chunk_size))
+        if any(row.after for row in work):
+            # Nested groups: a row starts once every child it names (`after`) verified, so a parent
+            # is never converted while one of its children is not, and no wave waits for another.
+            left = self.run_dependent(work)
+            if left and not self.cancel.is_set() and not self.fatal:
+                self.stopped_between_waves = True
+            self.counts["not_started"] += left
+            self.emit(force=True)
+            return
+        # Waves without named children: a wave starts only when every earlier row verified.
+        waves = sorted({row.wave or 0 for row in work})
+        left = 0
+        for number, wave in enumerate(waves):
+            rows = [row for row in work if (row.wave or 0) == wave]
+            if self.cancel.is_set() or self.fatal or (number and self.unsettled_rows()):
+                left += len(rows)
+                continue
+            self.run_wave(rows)
+            with self.lock:
+                left += sum(len(c) for c in self.queue)
+                self.queue.clear()
+        if left and not self.cancel.is_set() and not self.fatal and len(waves) > 1:
+            self.stopped_between_waves = True
+        self.counts["not_started"] += left
+        self.emit(force=True)
+
+    def run_dependent(self, rows: list[PlanRow]) -> int:
+        """Work through `rows` in plan order, each once its `after` rows verified; returns rows never started."""
+        ids = {row.identity for row in rows}
+        verified_before = self.history.verified
+        self.waiting = {row.identity: {a for a in row.after if a in ids and a not in verified_before}
+                        for row in rows}
+        self.dependents: dict[str, list[str]] = {}
+        for row in rows:
+            for child in self.waiting[row.identity]:
+                self.dependents.setdefault(child, []).append(row.identity)
+        self.rows_by_id = {row.identity: row for row in rows}
+        self.ready: deque[PlanRow] = deque(row for row in rows if not self.waiting[row.identity])
+        self.in_flight = 0
+        self.started_ids: set[str] = set()
+        self.dependent_mode = True
+        threads = [threading.Thread(target=self.dependent_worker, name=f"exocm-apply-{i}", daemon=True)
+                   for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            try:
+                time.sleep(0.05)  # not Thread.join (see run_wave)
+            except KeyboardInterrupt:
+                self.cancel.set()
+        for t in threads:
+            t.join()
+        return len(ids - self.started_ids)
+
+    def release_dependents(self, records: Sequence[dict[str, Any]]) -> None:
+        """Rows whose last child just verified become ready (dependency mode)."""
+        with self.ready_cond:
+            for record in records:
+                if record.get("type") != "row" or record.get("status") != "verified":
+                    continue
+                for parent in self.dependents.get(str(record.get("identity")), ()):
+                    waiting = self.waiting[parent]
+                    waiting.discard(str(record.get("identity")))
+                    if not waiting:
+                        self.ready.append(self.rows_by_id[parent])
+            self.ready_cond.notify_all()
+
+    def dependent_worker(self) -> None:
+        """Take ready rows (up to a chunk) until none is ready and none is in flight."""
+        while True:
+            with self.ready_cond:
+                while True:
+                    if self.cancel.is_set():
+                        return
+                    if self.pause.is_set():
+                        self.ready_cond.wait(0.1)
+                        continue
+                    if self.ready:
+                        break
+                    if self.in_flight == 0:
+                        self.ready_cond.notify_all()
+                        return
+                    self.ready_cond.wait(0.1)
+                chunk = [self.ready.popleft() for _ in range(min(self.chunk_size, len(self.ready)))]
+                self.started_ids.update(row.identity for row in chunk)
+                self.in_flight += 1
+            try:
+                self.process(chunk)
+            except _FatalStop as stop:
+                with self.lock:
+                    self.fatal = self.fatal or str(stop)
+                self.cancel.set()
+            except Exception as exc:  # noqa: BLE001 - an engine bug must stop the run cleanly
+                with self.lock:
+                    self.fatal = self.fatal or f"internal error: {_err_text(exc)}"
+                self.cancel.set()
+            finally:
+                with self.ready_cond:
+                    self.in_flight -= 1
+                    self.ready_cond.notify_all()
+
+    def unsettled_rows(self) -> int:
+        """Rows of this run that did not end verified (failed, unverified, interrupted, stale)."""
+        with self.lock:
+            return sum(self.counts.get(k, 0) for k in ("failed", "applied_unverified", "interrupted", "stale"))
+
+    def run_wave(self, rows: list[PlanRow]) -> None:
+        """Work through `rows` with the worker threads until they are all settled (or cancelled)."""
+        self.queue.extend(_chunks(rows, self.chunk_size))
         threads = [threading.Thread(target=self.worker, name=f"exocm-apply-{i}", daemon=True)
                    for i in range(min(self.workers, max(1, len(self.queue))))]
         for t in threads:
@@ -853,13 +1031,6 @@ class _Engine:
                 self.cancel.set()
         for t in threads:
             t.join()
-        if self.write_pool is not None:
-            self.write_pool.shutdown(wait=True)
-        with self.lock:
-            left = sum(len(c) for c in self.queue)
-            self.queue.clear()
-        self.counts["not_started"] += left
-        self.emit(force=True)
 
     def next_chunk(self) -> list[PlanRow] | None:
         while self.pause.is_set() and not self.cancel.is_set():
@@ -907,6 +1078,7 @@ def apply_plan(
     now: Now | None = None,
     monotonic: Monotonic = time.monotonic,
     sleep: Sleep | None = None,
+    io: RowIO | None = None,
 ) -> ApplyResult:
     """Apply `plan` through `bridge`, journaling every outcome; see the module docstring.
 
@@ -929,6 +1101,7 @@ def apply_plan(
             plan_digest=plan.digest, tenant=plan.tenant, actor=actor or local_actor(),
             tool_version=tool_version(), directory=jdir, run_id=run_id,
             extra={"operation": plan.operation, "value": plan.value, "plan_kind": plan.kind,
+                   "object_kind": plan.object_kind,
                    "bridge": getattr(bridge, "kind", "?"),
                    "plan_file": str(plan_path) if plan_path else None, "rows": len(plan.rows),
                    "resumed_from": [c.header.get("run_id") for c in history.journals if c.header],
@@ -941,7 +1114,7 @@ def apply_plan(
         engine = _Engine(
             bridge, plan, journal, history, workers=concurrency, chunk_size=chunk_size,
             pacer=pacer or WritePacer(clock=monotonic), cancel=cancel, pause=pause,
-            progress=progress or ignore_progress, monotonic=monotonic, sleep=sleep,
+            progress=progress or ignore_progress, monotonic=monotonic, sleep=sleep, io=io,
         )
         started = monotonic()
         try:
@@ -956,6 +1129,9 @@ def apply_plan(
                 elapsed_s=elapsed, rows_per_s=(engine.run_done / elapsed) if elapsed > 0 else 0.0,
                 bridge_stats=engine.bridge_snapshot(), warnings=list(history.warnings),
             )
+            if engine.stopped_between_waves:
+                summary.warnings.append("stopped before the next nesting wave: a child group did not verify, so "
+                                        "its parents were not converted; fix it and resume")
             if lock.stale_owner:
                 summary.warnings.append(f"took over the lock of a run that is gone ({lock.stale_owner})")
             outcome = ("error" if engine.fatal else "cancelled" if cancelled

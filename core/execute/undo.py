@@ -22,10 +22,10 @@ import pandas as pd
 
 from ..bridge.base import Bridge, Record
 from ..csvio import write_csv
-from ..model import ONPREM_COLUMNS, WRITEBACK_ATTRIBUTES, Writeback
-from ..plan.planfile import DRIFTED, Observed, Plan, PlanRow
+from ..model import MAILBOX, ONPREM_COLUMNS, USER, WRITEBACK_ATTRIBUTES, Writeback, check_kind
+from ..plan.planfile import DRIFTED, OBJECT_WRITEBACK, Observed, Plan, PlanRow
 from ..values import as_bool, normalise_value
-from .apply import ForeignTenant, read_mailboxes
+from .apply import ForeignTenant, MailboxIO, RowIO, read_mailboxes
 from .journal import (
     JournalContents,
     JournalError,
@@ -75,14 +75,15 @@ def verified_rows(journals: Sequence[JournalContents]) -> dict[str, dict[str, An
     return out
 
 
-def read_many(bridge: Bridge, identities: Sequence[str]) -> dict[str, Record]:
-    """Read mailboxes in groups of READ_GROUP over a few threads (the bridge bounds concurrency)."""
+def read_many(bridge: Bridge, identities: Sequence[str], io: RowIO | None = None) -> dict[str, Record]:
+    """Read rows in groups of READ_GROUP over a few threads (the bridge bounds concurrency)."""
     groups = [list(identities[i:i + READ_GROUP]) for i in range(0, len(identities), READ_GROUP)]
     out: dict[str, Record] = {}
     if not groups:
         return out
+    read = io.read if io is not None else (lambda g: read_mailboxes(bridge, g))
     with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(groups)), thread_name_prefix="exocm-undo") as pool:
-        for part in pool.map(lambda g: read_mailboxes(bridge, g), groups):
+        for part in pool.map(read, groups):
             out.update(part)
     return out
 
@@ -132,6 +133,35 @@ def overwritten_values(
     return out
 
 
+def object_overwritten_values(current: Mapping[str, Any], backup: Mapping[str, Any] | None,
+                              onprem: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Object attributes (OBJECT_WRITEBACK) whose cloud value differs from what AD will write back.
+
+    Compared with the on-prem values when given (basis 'onprem'), else with the backup the apply
+    took before the conversion (basis 'backup': cloud edits made since, which AD overwrites).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for attr in OBJECT_WRITEBACK:
+        cloud = normalise_value(current.get(attr))
+        if onprem is not None and attr in onprem:
+            other, basis = normalise_value(onprem.get(attr)), "onprem"
+        elif backup is not None and attr in backup:
+            other, basis = normalise_value(backup.get(attr)), "backup"
+        else:
+            continue
+        if cloud != other:
+            out[attr] = {"cloud": cloud, "onprem": other, "basis": basis}
+    return out
+
+
+def journal_object_kind(header: Mapping[str, Any]) -> str:
+    """The object kind a journal's rows are (journals written before object kinds are mailbox journals)."""
+    try:
+        return check_kind(str(header.get("object_kind") or MAILBOX))
+    except ValueError as exc:
+        raise UndoError(str(exc)) from None
+
+
 def overwritten_by_sync(
     plan: Plan, frame: pd.DataFrame | None = None, onprem: pd.DataFrame | None = None
 ) -> list[tuple[PlanRow, dict[str, dict[str, Any]]]]:
@@ -173,6 +203,7 @@ def build_undo_plan(
     all_runs: bool = True,
     onprem: pd.DataFrame | None = None,
     now: datetime | None = None,
+    io: RowIO | None = None,
     writeback: Writeback | None = None,
 ) -> Plan:
     """An undo plan from a journal: verified rows back to `before`; drifted rows skipped.
@@ -191,9 +222,13 @@ def build_undo_plan(
     if not isinstance(applied_value, bool):
         raise UndoError(f"{path} does not say which value was applied: it is not a flip journal")
     undo_value = not applied_value
+    object_kind = journal_object_kind(header)
+    graph = object_kind != MAILBOX
+    io = io or MailboxIO(bridge)
+    noun, state = (object_kind, "isCloudManaged") if graph else ("mailbox", "IsExchangeCloudManaged")
     verified = verified_rows(journals)
     identities = list(verified)
-    current = read_many(bridge, identities)
+    current = read_many(bridge, identities, io)
     by_edoi, by_upn = _onprem_lookup(onprem)
     rows: list[PlanRow] = []
     for identity in identities:
@@ -204,15 +239,16 @@ def build_undo_plan(
         name = str(record.get("display_name") or "")
         upn = str(record.get("upn") or "")
         if fresh is None:
-            rows.append(PlanRow(identity, name, upn, "skip", DRIFTED, Observed(None, None, ""),
-                                detail="mailbox not found any more"))
+            rows.append(PlanRow(identity, name, upn, "skip", DRIFTED, Observed(None, None, "", graph),
+                                detail=f"{noun} not found any more"))
             continue
-        seen = Observed.from_record(fresh)
+        seen = io.observe(fresh)
         name = str(normalise_value(fresh.get("DisplayName")) or name)
-        upn = str(normalise_value(fresh.get("UserPrincipalName")) or upn)
+        label = "UserPrincipalName" if (not graph or object_kind == USER) else "Mail"
+        upn = str(normalise_value(fresh.get(label)) or upn)
         if seen.is_cloud_managed != as_bool(after):
             rows.append(PlanRow(identity, name, upn, "skip", DRIFTED, seen,
-                                detail=f"IsExchangeCloudManaged is now {seen.is_cloud_managed}; "
+                                detail=f"{state} is now {seen.is_cloud_managed}; "
                                        f"the journal left it {after}"))
             continue
         if as_bool(before) != undo_value:
@@ -222,7 +258,10 @@ def build_undo_plan(
         overwritten = None
         if applied_value and not undo_value:
             other = by_edoi.get(identity.lower()) or (by_upn.get(upn.lower()) if upn else None)
-            overwritten = overwritten_values(fresh, record.get("backup"), other, writeback)
+            if graph:
+                overwritten = object_overwritten_values(fresh, record.get("backup"), other)
+            else:
+                overwritten = overwritten_values(fresh, record.get("backup"), other, writeback)
         rows.append(PlanRow(identity, name, upn, "set", "", seen, overwritten=overwritten))
     plan = Plan(
         tenant=tenant,
@@ -231,6 +270,7 @@ def build_undo_plan(
         rows=rows,
         created_at=(now or datetime.now(UTC)).isoformat(),
         kind="undo",
+        object_kind=object_kind,
         source={
             "kind": "undo",
             "plan_digest": header.get("plan_digest"),
@@ -279,6 +319,8 @@ __all__ = [
     "JournalError",
     "UndoError",
     "build_undo_plan",
+    "journal_object_kind",
+    "object_overwritten_values",
     "export_overwritten",
     "overwritten_by_sync",
     "overwritten_frame",

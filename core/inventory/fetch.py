@@ -139,6 +139,8 @@ class Inventory:
     dirsynced_only: bool = False
     notes: tuple[str, ...] = ()
     stats: dict[str, Any] = field(default_factory=dict)
+    #: What a row is (model.OBJECT_KINDS): mailboxes through EXO, or groups/contacts/users through Graph.
+    kind: str = "mailbox"
     #: Records the service left out with `@adminapi.errors` that could not be read again (the
     #: service's texts, which name them). Non-empty: the inventory is incomplete, and findings and
     #: plan refuse it unless told to accept an incomplete inventory.

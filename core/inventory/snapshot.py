@@ -176,3 +176,88 @@ def load_or_fetch(
     if save:
         save_snapshot(inventory, variant=variant, root=root)
     return inventory
+
+
+# --- object kinds (groups, contacts, users through Graph) ------------------------------------
+
+
+def object_snapshot_path(tenant: str, kind: str, root: Path | None = None) -> Path:
+    """Path of a Graph kind's snapshot: objects-<kind>.parquet beside the mailbox snapshots."""
+    return snapshot_dir(tenant, root) / f"objects-{_safe_name(kind)}.parquet"
+
+
+def save_object_snapshot(inventory: Inventory, *, root: Path | None = None) -> Path:
+    """Write an object inventory (groups, contacts or users) as a Parquet snapshot, atomically."""
+    from .objects import OBJECT_MULTI_COLUMNS
+
+    path = object_snapshot_path(inventory.tenant, inventory.kind, root)
+    private_dir(path.parent)
+    meta = {"schema": SCHEMA_VERSION, "columns": _object_columns_version(inventory.kind), "kind": inventory.kind,
+            "tenant": inventory.tenant, "fetched_at": inventory.fetched_at.astimezone(UTC).isoformat(),
+            "source": inventory.source, "notes": list(inventory.notes), "stats": inventory.stats}
+    frame = inventory.frame.copy(deep=False)
+    for column in OBJECT_MULTI_COLUMNS:
+        if column in frame.columns:
+            frame[column] = pd.Series([list(v) for v in frame[column]], index=frame.index, dtype=object)
+    frame["IsCloudManaged"] = frame["IsCloudManaged"].map(lambda v: v if isinstance(v, bool) else None)
+    table = pa.Table.from_pandas(frame, preserve_index=True)
+    metadata = dict(table.schema.metadata or {})
+    metadata[_META_KEY] = json.dumps(meta, default=str).encode()
+    with atomic_writer(path) as handle:
+        pq.write_table(table.replace_schema_metadata(metadata), handle, compression="zstd")
+    return path
+
+
+def _object_columns_version(kind: str) -> str:
+    from ..model import object_columns
+
+    return hashlib.sha256(",".join(object_columns(kind)).encode()).hexdigest()[:12]
+
+
+def load_object_snapshot(tenant: str, kind: str, *, root: Path | None = None) -> Inventory | None:
+    """A Graph kind's snapshot, or None when there is none or it is from another schema."""
+    from ..model import object_columns
+    from .objects import OBJECT_MULTI_COLUMNS
+
+    path = object_snapshot_path(tenant, kind, root)
+    meta = read_snapshot_meta(path)
+    if meta is None or meta.get("schema") != SCHEMA_VERSION or meta.get("columns") != _object_columns_version(kind):
+        return None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return None
+    multi = {c: table.column(c).to_pylist() for c in OBJECT_MULTI_COLUMNS if c in table.column_names}
+    frame = table.drop_columns(list(multi)).to_pandas()
+    for column, values in multi.items():
+        frame[column] = pd.Series([tuple(v) if v else () for v in values], index=frame.index, dtype=object)
+    frame["IsCloudManaged"] = frame["IsCloudManaged"].astype(object).map(
+        lambda v: bool(v) if isinstance(v, bool) else None)
+    frame = frame[list(object_columns(kind))]
+    frame.index.name = None
+    try:
+        fetched_at = datetime.fromisoformat(str(meta["fetched_at"])).astimezone(UTC)
+    except (KeyError, ValueError):
+        return None
+    stats = meta.get("stats")
+    return Inventory(frame=frame, tenant=str(meta.get("tenant", tenant)), fetched_at=fetched_at,
+                     source=str(meta.get("source", "graph")), from_snapshot=True,
+                     notes=tuple(str(n) for n in meta.get("notes", [])),
+                     stats=stats if isinstance(stats, dict) else {}, kind=kind)
+
+
+def load_or_fetch_objects(graph: Any, kind: str, *, refresh: bool = False, max_age: timedelta | None = None,
+                          save: bool = True, root: Path | None = None, progress: ProgressCallback | None = None,
+                          cancel: threading.Event | None = None,
+                          now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Inventory:
+    """A Graph kind's snapshot when there is a fresh one and not `refresh`; else fetch through `graph` and save."""
+    from .objects import fetch_objects
+
+    if not refresh:
+        snap = load_object_snapshot(graph.tenant, kind, root=root)
+        if snap is not None and (max_age is None or snap.age_at(now()) <= max_age):
+            return snap
+    inventory = fetch_objects(graph, kind, progress=progress, cancel=cancel)
+    if save:
+        save_object_snapshot(inventory, root=root)
+    return inventory

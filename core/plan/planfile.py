@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 import pandas as pd
 
 from ..files import read_whole, write_atomic
-from ..model import FLIP_TYPES, WRITEBACK_ATTRIBUTES
+from ..model import FLIP_TYPES, GRAPH_KINDS, MAILBOX, OBJECT_KINDS, WRITEBACK_ATTRIBUTES
 from ..values import as_bool, is_missing, iso_utc, normalise_value, parse_utc
 
 SCHEMA_VERSION: Final = 1
@@ -124,6 +124,9 @@ class Observed:
     is_cloud_managed: bool | None
     when_changed: str | None
     fingerprint: str
+    #: True for a Graph object (group, contact, user): the keys are Graph's
+    #: (isCloudManaged, onPremisesLastSyncDateTime) instead of Exchange's.
+    graph: bool = False
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Observed:
@@ -134,38 +137,68 @@ class Observed:
             fingerprint=fingerprint(record),
         )
 
+    @classmethod
+    def from_object(cls, record: Mapping[str, Any]) -> Observed:
+        """Observed state of a Graph object (an object inventory row, or one read back the same way)."""
+        return cls(
+            is_cloud_managed=as_bool(record.get("IsCloudManaged")),
+            when_changed=iso_utc(record.get("OnPremisesLastSyncDateTime")),
+            fingerprint=object_fingerprint(record),
+            graph=True,
+        )
+
+    def _keys(self) -> tuple[str, str]:
+        return ("isCloudManaged", "onPremisesLastSyncDateTime") if self.graph else ("IsExchangeCloudManaged",
+                                                                                  "WhenChanged")
+
     def to_json(self) -> dict[str, Any]:
-        """JSON form, keyed by Exchange property names."""
-        return {
-            "IsExchangeCloudManaged": self.is_cloud_managed,
-            "WhenChanged": self.when_changed,
-            "fingerprint": self.fingerprint,
-        }
+        """JSON form, keyed by Exchange's property names (Graph's for Graph objects)."""
+        state, when = self._keys()
+        return {state: self.is_cloud_managed, when: self.when_changed, "fingerprint": self.fingerprint}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Observed:
         """Inverse of to_json."""
-        value = data.get("IsExchangeCloudManaged")
-        when = data.get("WhenChanged")
+        graph = "isCloudManaged" in data
+        state, when_key = ("isCloudManaged", "onPremisesLastSyncDateTime") if graph else (
+            "IsExchangeCloudManaged", "WhenChanged")
+        value = data.get(state)
+        when = data.get(when_key)
         fp = data.get("fingerprint")
         if value is not None and not isinstance(value, bool):
-            raise ValueError("observed.IsExchangeCloudManaged must be true, false or null")
+            raise ValueError(f"observed.{state} must be true, false or null")
         if when is not None and not isinstance(when, str):
-            raise ValueError("observed.WhenChanged must be a string or null")
+            raise ValueError(f"observed.{when_key} must be a string or null")
         if not isinstance(fp, str):
             raise ValueError("observed.fingerprint must be a string")
-        return cls(value, when, fp)
+        return cls(value, when, fp, graph)
 
     def differences(self, current: Observed) -> list[str]:
         """What changed between this observation and `current` (empty when nothing did)."""
+        state, when = self._keys()
         out: list[str] = []
         if self.is_cloud_managed != current.is_cloud_managed:
-            out.append(f"IsExchangeCloudManaged {self.is_cloud_managed} -> {current.is_cloud_managed}")
+            out.append(f"{state} {self.is_cloud_managed} -> {current.is_cloud_managed}")
         if self.fingerprint != current.fingerprint:
-            out.append("writeback attributes changed")
+            out.append("mail attributes changed" if self.graph else "writeback attributes changed")
         if not same_instant(self.when_changed, current.when_changed):
-            out.append(f"WhenChanged {self.when_changed} -> {current.when_changed}")
+            out.append(f"{when} {self.when_changed} -> {current.when_changed}")
         return out
+
+
+#: Graph object properties an object SOA flip's backup and fingerprint cover (what AD overwrites
+#: when it takes the object back).
+OBJECT_WRITEBACK: Final = ("DisplayName", "Mail", "MailNickname", "ProxyAddresses", "ExtensionAttributes")
+
+
+def object_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The OBJECT_WRITEBACK values of an object row, normalised for JSON."""
+    return {name: normalise_value(record.get(name)) for name in OBJECT_WRITEBACK}
+
+
+def object_fingerprint(record: Mapping[str, Any]) -> str:
+    """SHA-256 of an object's OBJECT_WRITEBACK values (canonical JSON)."""
+    return sha256_hex(canonical_json(object_values(record)))
 
 
 @dataclass(frozen=True)
@@ -181,6 +214,10 @@ class PlanRow:
     detail: str = ""
     #: Undo plans of a true->false flip: attribute -> {"cloud", "onprem", "basis"} the next sync overwrites.
     overwritten: dict[str, dict[str, Any]] | None = None
+    #: Object plans: the apply wave (0 = no child group in the plan; children before parents).
+    wave: int | None = None
+    #: Object plans: rows of this plan (child groups) that must verify before this row is written.
+    after: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON form of the row."""
@@ -195,6 +232,10 @@ class PlanRow:
         }
         if self.overwritten is not None:
             data["overwritten"] = self.overwritten
+        if self.wave is not None:
+            data["wave"] = self.wave
+        if self.after:
+            data["after"] = list(self.after)
         return data
 
     @classmethod
@@ -217,6 +258,12 @@ class PlanRow:
         overwritten = data.get("overwritten")
         if overwritten is not None and not isinstance(overwritten, dict):
             raise ValueError("row overwritten must be an object")
+        wave = data.get("wave")
+        if wave is not None and (not isinstance(wave, int) or isinstance(wave, bool) or wave < 0):
+            raise ValueError("row wave must be a whole number >= 0")
+        after = data.get("after") or []
+        if not isinstance(after, list) or not all(isinstance(a, str) and a for a in after):
+            raise ValueError("row after must be a list of identities")
         return cls(
             identity=identity,
             display_name=str(data.get("display_name") or ""),
@@ -226,6 +273,8 @@ class PlanRow:
             detail=str(data.get("detail") or ""),
             observed=Observed.from_json(observed),
             overwritten=overwritten,
+            wave=wave,
+            after=tuple(after),
         )
 
 
@@ -245,12 +294,22 @@ class Plan:
     input_report: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     digest: str = ""
+    #: What every row is (model.OBJECT_KINDS); a plan has one object kind. Files without one are mailbox plans.
+    object_kind: str = MAILBOX
+    #: False for a file written before object kinds (its digest covers no object_kind key).
+    names_object_kind: bool = True
+
+    @property
+    def is_graph(self) -> bool:
+        """True for a plan of groups, contacts or users (applied through Microsoft Graph)."""
+        return self.object_kind in GRAPH_KINDS
 
     def body(self) -> dict[str, Any]:
         """Everything but the digest, as JSON."""
-        return {
+        body: dict[str, Any] = {
             "schema_version": self.schema_version,
             "kind": self.kind,
+            "object_kind": self.object_kind,
             "tenant": self.tenant,
             "bridge": self.bridge,
             "created_at": self.created_at,
@@ -261,6 +320,9 @@ class Plan:
             "input_report": self.input_report,
             "rows": [row.to_json() for row in self.rows],
         }
+        if not self.names_object_kind and self.object_kind == MAILBOX:
+            del body["object_kind"]
+        return body
 
     def compute_digest(self) -> str:
         """SHA-256 of the canonical JSON of the body."""
@@ -360,6 +422,9 @@ def plan_from_json(data: Any, *, where: str = "plan") -> Plan:
         kind = data.get("kind", "flip")
         if kind not in PLAN_KINDS:
             raise ValueError(f"unknown plan kind {kind!r}")
+        object_kind = data.get("object_kind", MAILBOX)  # plans made before object kinds are mailbox plans
+        if object_kind not in OBJECT_KINDS:
+            raise ValueError(f"unknown object kind {object_kind!r}")
         for key in ("tenant", "bridge", "created_at"):
             if not isinstance(data.get(key), str) or not data.get(key):
                 raise ValueError(f"'{key}' must be a non-empty string")
@@ -394,6 +459,8 @@ def plan_from_json(data: Any, *, where: str = "plan") -> Plan:
             input_report=input_report,
             schema_version=SCHEMA_VERSION,
             digest=digest,
+            object_kind=object_kind,
+            names_object_kind="object_kind" in data,
         )
         if parse_utc(plan.created_at) is None:
             raise ValueError(f"created_at {plan.created_at!r} is not a timestamp")

@@ -38,7 +38,9 @@ IDENTITY_COLUMNS: Final[tuple[str, ...]] = (
     "Alias",
 )
 #: Inventory columns an identity is matched against (EmailAddresses: each proxy).
-_MATCH_COLUMNS: Final = ("Guid", "ExchangeGuid", "UserPrincipalName", "PrimarySmtpAddress", "Alias")
+_MATCH_COLUMNS: Final = ("Guid", "ExchangeGuid", "UserPrincipalName", "PrimarySmtpAddress", "Alias",
+                         # object kinds (groups, contacts, users through Graph; ProxyAddresses: each proxy)
+                         "Mail", "MailNickname", "OnPremisesSamAccountName")
 
 Problem = Literal["unmatched", "ambiguous", "duplicate", "empty", "bad_row"]
 
@@ -131,10 +133,11 @@ class IdentityIndex:
         for column in ("ExternalDirectoryObjectId", *_MATCH_COLUMNS):
             if column in frame.columns:
                 add(frame[column].tolist(), edoi)
-        if "EmailAddresses" in frame.columns:
+        proxy_column = next((c for c in ("EmailAddresses", "ProxyAddresses") if c in frame.columns), None)
+        if proxy_column is not None:
             owners: list[Any] = []
             values: list[str] = []
-            for owner, proxies in zip(edoi, frame["EmailAddresses"].tolist(), strict=True):
+            for owner, proxies in zip(edoi, frame[proxy_column].tolist(), strict=True):
                 if proxies is None or isinstance(proxies, float):
                     continue
                 if isinstance(proxies, str):
@@ -250,7 +253,12 @@ def select_where(frame: pd.DataFrame, expression: str) -> Selection:
 
 
 def select_all_dirsynced(frame: pd.DataFrame) -> Selection:
-    """Every dir-synced mailbox of the inventory (mail users and groups are not mailboxes)."""
+    """Every dir-synced mailbox of the inventory (mail users and groups are not mailboxes); over a
+    group, contact or user inventory, every object synced from AD (onPremisesSyncEnabled true)."""
+    if "IsDirSynced" not in frame.columns and "OnPremisesSyncEnabled" in frame.columns:
+        objects = frame["OnPremisesSyncEnabled"].map(as_bool) == True  # noqa: E712 - object series
+        return Selection(identities=[str(x) for x in frame.index[objects.to_numpy(dtype=bool)]],
+                         source={"kind": "all-dirsynced"})
     synced = frame["IsDirSynced"].map(as_bool) == True  # noqa: E712 - object series
     mailbox = frame["RecipientTypeDetails"].isin(sorted(MAILBOX_TYPES | FLIP_TYPES))
     edoi = _edoi_index(frame)

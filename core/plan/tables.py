@@ -23,8 +23,21 @@ def short_text(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def state_column(plan: Plan) -> str:
+    """The property a plan sets, as its column is named: isCloudManaged for Graph objects."""
+    return "isCloudManaged" if plan.is_graph else "IsExchangeCloudManaged"
+
+
+def _kind_columns(plan: Plan, columns: tuple[str, ...]) -> list[str]:
+    """The columns for this plan's kind: Graph's state name, and the apply wave for object plans."""
+    out = [state_column(plan) if c == "IsExchangeCloudManaged" else c for c in columns]
+    return out + (["Wave"] if plan.is_graph else [])
+
+
 def plan_rows_frame(plan: Plan) -> pd.DataFrame:
-    """One line per plan row (PLAN_ROW_COLUMNS), for tables, CSV and the TUI's preview."""
+    """One line per plan row (PLAN_ROW_COLUMNS; for groups, contacts and users the state column is
+    isCloudManaged and a Wave column follows), for tables, CSV and the TUI's preview."""
+    state = state_column(plan)
     rows = []
     for row in plan.rows:
         overwritten = ""
@@ -34,16 +47,17 @@ def plan_rows_frame(plan: Plan) -> pd.DataFrame:
         rows.append({
             "Identity": row.identity, "DisplayName": row.display_name, "UserPrincipalName": row.upn,
             "Action": row.action, "Reason": row.reason, "Detail": row.detail,
-            "IsExchangeCloudManaged": row.observed.is_cloud_managed,
+            state: row.observed.is_cloud_managed,
             "Target": plan.value if row.action == "set" else None,
             "WhenChanged": row.observed.when_changed, "Overwritten": overwritten,
+            "Wave": "" if row.wave is None else row.wave,
         })
-    return pd.DataFrame(rows, columns=list(PLAN_ROW_COLUMNS))
+    return pd.DataFrame(rows, columns=_kind_columns(plan, PLAN_ROW_COLUMNS))
 
 
 def plan_table_frame(plan: Plan) -> pd.DataFrame:
     """The plan's rows with the columns a screen shows (PLAN_TABLE_COLUMNS)."""
-    return plan_rows_frame(plan)[list(PLAN_TABLE_COLUMNS)]
+    return plan_rows_frame(plan)[_kind_columns(plan, PLAN_TABLE_COLUMNS)]
 
 
 def plan_counts_frame(plan: Plan) -> pd.DataFrame:

@@ -36,8 +36,8 @@ from typing import Any, Final, Literal
 from ..access.config import ConfigError
 from ..bridge.base import Bridge
 from ..bridge.errors import AppliedUnknown, AuthFailed, BridgeError, Transient
+from ..bridge.graph import GraphBridge
 from ..execute.journal import JournalWriter, local_actor
-from .graph import GraphClient
 from .state import ObjectState, RunState, RunStore, utc_iso
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Services:
     """What steps talk to: EXO (REST bridge), Microsoft Graph, on-prem Exchange/AD (PSRP bridge)."""
 
     exo: Bridge
-    graph: GraphClient | None = None
+    graph: GraphBridge | None = None
     onprem: Bridge | None = None
     #: Change on-prem AD group membership over PSRP (else a manual step asks the admin to).
     onprem_group_changes: bool = False
@@ -103,7 +103,7 @@ class StepContext:
         return self.services.exo
 
     @property
-    def graph(self) -> GraphClient:
+    def graph(self) -> GraphBridge:
         """The Graph client (ConfigError when the connection has none)."""
         if self.services.graph is None:
             raise ConfigError("this step needs Microsoft Graph, and the connection has no Graph endpoint")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import quote
 
 from ..bridge.base import Bridge, Record
-from ..bridge.errors import NotFound
-from ..model import EMPTY_GUID, MAILBOX_TYPES
-from .graph import GraphClient
+from ..bridge.errors import BridgeError, NotFound
+from ..bridge.graph import GraphBridge
+from ..detect.prerequisites.model import CLOUD_SYNC_APP_ID, is_exo_to_ad_template
+from ..model import EMPTY_GUID, MAILBOX_TYPES, PHASE2_WRITEBACK_ATTRIBUTES, Writeback
 
 #: On-prem recipient types of a mailbox hosted on the Exchange server.
 LOCAL_MAILBOX_TYPES: Final = frozenset({"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox",
@@ -110,7 +112,7 @@ class LicenseSources:
                 "synced_groups": list(self.synced_groups)}
 
 
-def exchange_license_sources(graph: GraphClient, user: str) -> LicenseSources:
+def exchange_license_sources(graph: GraphBridge, user: str) -> LicenseSources:
     """Every source of an Exchange Online license for `user` (Graph licenseAssignmentStates + licenseDetails).
 
     A SKU counts when one of its service plans is EXCHANGE_S_* (Microsoft Learn, "Product names
@@ -139,13 +141,34 @@ def exchange_license_sources(graph: GraphClient, user: str) -> LicenseSources:
     return sources
 
 
-def graph_group_ids(graph: GraphClient, user: str) -> set[str]:
+def graph_group_ids(graph: GraphBridge, user: str) -> set[str]:
     """Ids of the groups `user` is a member of (Graph memberOf)."""
     return {str(g.get("id") or "").lower() for g in graph.member_of(user)}
 
 
-def direct_skus(graph: GraphClient, user: str) -> set[str]:
+def direct_skus(graph: GraphBridge, user: str) -> set[str]:
     """SKUs assigned to `user` directly (not through a group)."""
     record = graph.get_user(user)
     return {str(s.get("skuId") or "").lower() for s in record.get("licenseAssignmentStates") or []
             if not s.get("assignedByGroup")}
+
+
+def cloud_sync_writeback(graph: GraphBridge) -> Writeback:
+    """Is Cloud Sync's "EXO to AD attribute sync" configured? (Graph: the Cloud Sync service
+    principal's synchronization jobs; docs/exchange-facts.md#writeback-to-ad).
+
+    A job whose templateId names EXO-to-AD attribute sync means Phase 2 writeback of
+    PHASE2_WRITEBACK_ATTRIBUTES; none means nothing reaches AD. Any Graph failure: unknown."""
+    try:
+        principals = graph.read_all("/servicePrincipals", params={"$filter": f"appId eq '{CLOUD_SYNC_APP_ID}'"})
+        for sp in principals:
+            if str(sp.get("appId", "")).lower() != CLOUD_SYNC_APP_ID:
+                continue
+            jobs = graph.read_all(f"/servicePrincipals/{quote(str(sp.get('id', '')), safe='')}/synchronization/jobs")
+            for job in jobs:
+                template = str(job.get("templateId") or job.get("id") or "")
+                if is_exo_to_ad_template(template):
+                    return Writeback(True, PHASE2_WRITEBACK_ATTRIBUTES, f"Cloud Sync job {template} (Graph)")
+    except BridgeError as exc:
+        return Writeback(None, (), f"could not read Cloud Sync jobs from Graph ({exc.message})")
+    return Writeback(False, (), "no Cloud Sync EXO-to-AD job (Graph)")

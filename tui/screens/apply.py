@@ -44,7 +44,10 @@ class ApplyScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TenantHeader("Apply")
         changes = len(self.plan.set_rows())
-        yield Static(f"Applying IsExchangeCloudManaged = {self.plan.value} to {changes:,} mailboxes in tenant "
+        graph = getattr(self.plan, "is_graph", False)
+        state = "isCloudManaged" if graph else "IsExchangeCloudManaged"
+        noun = f"{self.plan.object_kind}s" if graph else "mailboxes"
+        yield Static(f"Applying {state} = {self.plan.value} to {changes:,} {noun} in tenant "
                      f"{self.plan.tenant} (plan {self.plan.short_digest}). Space pauses, Esc cancels.",
                      id="apply-summary", markup=False)
         yield ProgressPanel("Starting…", id="apply-progress")

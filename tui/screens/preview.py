@@ -68,7 +68,9 @@ class PreviewScreen(Screen[None]):
         if self.title_text:
             text.append(self.title_text + "\n", style="bold")
         kind = "Undo plan" if getattr(plan, "kind", "flip") == "undo" else "Plan"
-        text.append(f"{kind}: set IsExchangeCloudManaged = {plan.value} · tenant {plan.tenant} · ")
+        state = "isCloudManaged" if getattr(plan, "is_graph", False) else "IsExchangeCloudManaged"
+        what = f" on {plan.object_kind}s" if getattr(plan, "is_graph", False) else ""
+        text.append(f"{kind}: set {state} = {plan.value}{what} · tenant {plan.tenant} · ")
         text.append(f"{changes:,} to change", style="bold")
         text.append(f" of {len(plan.rows):,} rows · digest {plan.short_digest} · created {plan.created_at[:19]}")
         if self.saved_path is not None:
@@ -84,7 +86,13 @@ class PreviewScreen(Screen[None]):
                            Text(f"{int(row.count):,}", justify="right"), Text(str(row.meaning)))
         self.query_one("#preview-rows", FrameTable).show_frame(plan_table_frame(self.plan))
         pane = self.query_one("#preview-overwritten-pane")
-        if self.plan.value is False:
+        if self.plan.value is False and getattr(self.plan, "is_graph", False):
+            over = plan_overwritten_frame(self.plan)  # an object undo lists what AD overwrites
+            self.overwritten = over
+            self.query_one("#preview-overwritten-title", Static).update(
+                f"Cloud values the next sync overwrites with AD's values ({len(over):,})")
+            self.query_one("#preview-overwritten", FrameTable).show_frame(over)
+        elif self.plan.value is False:
             over = plan_overwritten_frame(self.plan, *self._cloud_and_onprem())
             self.overwritten = over
             self.query_one("#preview-overwritten-title", Static).update(
@@ -183,7 +191,10 @@ class PreviewScreen(Screen[None]):
                         severity="warning")
             return
         phrase = session.confirmation_phrase(self.plan)
-        body = (f"This sets IsExchangeCloudManaged = {self.plan.value} on {pending:,} mailboxes "
+        graph = getattr(self.plan, "is_graph", False)
+        state = "isCloudManaged" if graph else "IsExchangeCloudManaged"
+        noun = f"{self.plan.object_kind}s" if graph else "mailboxes"
+        body = (f"This sets {state} = {self.plan.value} on {pending:,} {noun} "
                 f"in tenant {self.plan.tenant}.")
         if pending < changes:
             body += f"\n{changes - pending:,} of the plan's {changes:,} changes are verified by an earlier run."

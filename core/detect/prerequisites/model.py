@@ -200,7 +200,7 @@ class Facts:
 
 
 class GraphReads(Protocol):
-    """The Microsoft Graph reads the checks need (the runbooks' GraphClient has them)."""
+    """The Microsoft Graph reads the checks need (the Graph bridge, core.bridge.graph.GraphBridge, has them)."""
 
     requests: int
 
