@@ -39,6 +39,8 @@ from .connection import connection_options, follow_recorded_sandbox, open_connec
 from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
 from .stop_signals import on_stop_signals
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 
 
 def confirm(err: Console, p: Plan, pending: int, label: str) -> None:
@@ -152,9 +154,25 @@ then: exocm report JOURNAL, and if needed exocm undo JOURNAL -o undo.json
 """
 
 
+def _apply_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], plans: Path, yes: bool,
+                      concurrency: int) -> None:
+    """`apply DIR --profiles/--all-profiles --yes`: each tenant's plan DIR/<profile>.json (or a
+    pattern with {profile}), applied in parallel; each resumes from its own journals."""
+    from exocm.core.app.tenants import apply_job, plan_for_profile
+
+    if not yes:
+        raise click.UsageError("applying a tenant set needs --yes (review first: exocm show DIR --all-profiles)")
+    cancel = threading.Event()
+    with on_stop_signals(lambda signum, frame: cancel.set()):
+        outcomes = run_set(tenant_set, conn, lambda name: apply_job(
+            name, plan_for_profile(plans, name), concurrency=concurrency, cancel=cancel), cancel=cancel)
+    present(outcomes, "table", None)
+
+
 @click.command(epilog=EXAMPLES)
 @connection_options
-@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
+@tenant_set_options
 @click.option("--yes", is_flag=True, help="Do not ask for the typed confirmation (runbooks).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Worker threads at most (the tenant's throttling adapts the real concurrency).")
@@ -174,6 +192,9 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
     from exocm.core.execute.apply import WritePacer
 
     err = stderr_console()
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        _apply_tenant_set(tenant_set, conn, plan_path, yes, concurrency)
     try:
         p = load_plan(plan_path)
     except PlanError as exc:

@@ -51,6 +51,8 @@ from .onprem_options import (
     pop_onprem_options,
     sandbox_onprem_data,
 )
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 from .writeback_read import read_writeback
 
 _TABLE_COLUMNS = ("severity", "code", "UserPrincipalName", "action", "explanation")
@@ -84,6 +86,17 @@ def _read_inventory(connection: Any, refresh: bool, err: Console) -> Inventory:
         return load_or_fetch(connection.bridge, refresh=refresh)
 
 
+def _history(inv: Inventory, org: dict[str, Any] | None, result: Any, profile: str, since: str | None,
+             *, keep: bool) -> Any:
+    """Keep this run in the findings history; with `since`, the drift from that earlier run (core decides)."""
+    from exocm.core.app.tenants import mark_exocm_flips
+    from exocm.core.detect.history import record_and_diff
+
+    drift = record_and_diff(inv.tenant, profile, result.findings, inv.frame, org, since=since, keep=keep)[1]
+    mark_exocm_flips(drift)
+    return drift
+
+
 EXAMPLES = """\b
 Examples:
   exocm findings                                  the embedded SANDBOX (with its own on-prem side)
@@ -92,12 +105,15 @@ Examples:
   exocm findings --severity high --code DUAL_MAILBOX,PREVIOUS_MAILBOX_INFO
   exocm findings --format html -o findings.html   one self-contained file for a change ticket
   exocm findings --fail-on critical               exit 1 only for critical findings (CI)
+  exocm findings --since last                     what changed since the previous run
+  exocm findings --all-profiles --format json     every tenant, {"tenants": {PROFILE: ...}}
   exocm findings --kind group --onprem-csv adgroups.csv   groups (AD export for recent on-prem edits)
 """
 
 
 @click.command(epilog=EXAMPLES)
 @connection_options
+@tenant_set_options
 @onprem_options
 @click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="On-prem export (Export-ExocmOnPrem.ps1, or any Export-Csv of Get-Mailbox/Get-RemoteMailbox).")
@@ -114,6 +130,10 @@ Examples:
 @click.option("--sync-interval", type=click.IntRange(1, 24 * 60), default=30, show_default=True,
               help="Minutes between sync cycles (RECENT_ONPREM_CHANGE waits one cycle + 24 h).")
 @click.option("--refresh", is_flag=True, help="Fetch the inventory from the service even when a snapshot exists.")
+@click.option("--since", "since", metavar="last|TIME|RUN", default=None,
+              help="Show what changed since an earlier run (new, resolved, changed findings; IsExchangeCloudManaged "
+                   "and tenant default changes); exit 1 when something NEW is at or above --fail-on.")
+@click.option("--no-history", is_flag=True, help="Do not keep this run in the findings history.")
 @click.option("--accept-incomplete", is_flag=True,
               help="Go on with an inventory the service answered incompletely (@adminapi.errors).")
 @kind_option
@@ -126,6 +146,8 @@ def findings(
     out: Path | None,
     sync_interval: int,
     refresh: bool,
+    since: str | None,
+    no_history: bool,
     accept_incomplete: bool,
     kind: str,
     **conn: Any,
@@ -145,7 +167,22 @@ def findings(
         raise click.BadParameter(f"unknown code(s) {', '.join(unknown)}; known: {', '.join(known)}",
                                  param_hint="--code")
     notes: list[str] = []
+    tenant_set = pop_tenant_set(conn)
     live = pop_onprem_options(conn)
+    if tenant_set_wanted(tenant_set):
+        if kind != "mailbox":
+            raise click.UsageError("with a tenant set, findings are of mailboxes (--kind mailbox)")
+        if onprem_csv is not None or onprem_live_requested(live):
+            raise click.UsageError("with a tenant set, each tenant's on-prem side comes from its profile's endpoint")
+        if fmt in ("csv", "html"):
+            raise click.UsageError("with a tenant set, --format is table (a summary per tenant) or json")
+        from exocm.core.app.tenants import findings_job
+
+        outcomes = run_set(tenant_set, conn, lambda name: findings_job(
+            name, fail_on=fail_on, refresh=True, since=since, sync_interval=timedelta(minutes=sync_interval),
+            keep_history=not no_history, severity=severity, codes=wanted or None,
+            accept_incomplete=accept_incomplete))
+        present(outcomes, "json" if fmt == "json" else "table", out)
     if kind != "mailbox":
         _object_findings(kind, onprem_csv, severity, wanted, fail_on, fmt, out, sync_interval, refresh, conn, err)
         return
@@ -190,6 +227,7 @@ def findings(
             writeback=writeback,
         )
         notes.extend(result.notes)
+        drift = _history(inv, org, result, str(connection.profile.name), since, keep=not no_history)
     shown = filter_findings(result.findings, severity=severity, codes=wanted or None)
     summary = summarise(shown, result)
     meta = ReportMeta(
@@ -207,6 +245,17 @@ def findings(
     for code, why in result.not_checked.items():
         err.print(f"[yellow]not checked:[/] {code}: {escape(why)}")
 
+    if drift is not None:
+        from exocm.core.detect.history import render_drift_html, render_drift_text
+
+        if fmt == "json":
+            text = json.dumps(drift.to_json(), ensure_ascii=False, default=str, indent=1) + "\n"
+        elif fmt == "html":
+            text = render_drift_html(drift, label=label)
+        else:
+            text = render_drift_text(drift, label=label)
+        write_output(text, out)
+        sys.exit(exitcodes.CHANGES if drift.new_at_or_above(fail_on) else exitcodes.OK)
     if fmt == "json":
         text = render_json(shown, summary, meta)
     elif fmt == "csv":

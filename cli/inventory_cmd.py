@@ -40,6 +40,8 @@ from .object_kinds import (
     render_objects_table,
 )
 from .onprem_options import load_onprem_live_data, onprem_live_requested, onprem_options, pop_onprem_options
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 
 #: Columns of the table format (the full set goes to CSV and JSON).
 TABLE_COLUMNS: tuple[str, ...] = (
@@ -172,6 +174,7 @@ Examples:
               help="Write to FILE (atomically) instead of stdout.")
 @click.option("--refresh", is_flag=True, help="Fetch from the service even when a snapshot exists.")
 @onprem_options
+@tenant_set_options
 @kind_option
 def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, kind: str, **conn: Any) -> None:
     """List every Exchange Online mailbox and mail user (Get-Mailbox joined with Get-User),
@@ -183,6 +186,14 @@ def inventory(dirsynced_only: bool, fmt: str, out: Path | None, refresh: bool, k
     err = stderr_console()
     live = pop_onprem_options(conn)
     kind = kind.lower()
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        if kind != "mailbox":
+            raise click.UsageError("with a tenant set, the inventory is of mailboxes (--kind mailbox)")
+        from exocm.core.app.tenants import inventory_job
+
+        present(run_set(tenant_set, conn, lambda name: inventory_job(name, refresh=refresh)),
+                "json" if fmt == "json" else "table", out)
     if kind != "mailbox":
         _object_inventory(kind, fmt, out, refresh, conn, err, dirsynced_only=dirsynced_only)
         return

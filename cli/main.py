@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, str] = {
     "tenant-default": "exocm.cli.tenant_default_cmd:tenant_default",
     "runbook": "exocm.cli.runbook_cmd:runbook",
     "tui": "exocm.cli.tui_cmd:tui",
+    "enqueue": "exocm.cli.queue_cmd:enqueue_cmd",
+    "worker": "exocm.cli.queue_cmd:worker_cmd",
 }
 
 

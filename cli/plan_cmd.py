@@ -43,6 +43,8 @@ from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .object_kinds import kind_option, object_onprem, read_objects
 from .onprem_options import onprem_csv_frame, sandbox_onprem_data
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 from .writeback_read import read_writeback
 
 #: Rows printed by the table format before "... N more" (CSV and JSON carry all).
@@ -175,6 +177,7 @@ Examples:
 
 @click.command(epilog=PLAN_EXAMPLES)
 @connection_options
+@tenant_set_options
 @click.option("--set-cloud-managed", "value", required=True, metavar="true|false",
               help="The value to set IsExchangeCloudManaged to.")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -212,6 +215,11 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     'exocm apply PLAN'. A group plan converts children before parents.
     """
     target = parse_bool(value)
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        _plan_tenant_set(tenant_set, conn, target, where, all_dirsynced, csv_path, max_changes, out,
+                         exclude=exclude, types=tuple(parse_types(types)) if types else (),
+                         accept_incomplete=accept_incomplete)
     sources = [csv_path is not None, where is not None, all_dirsynced]
     if sum(sources) != 1:
         raise click.UsageError("choose exactly one of --csv FILE, --where EXPR, --all-dirsynced")
@@ -255,6 +263,22 @@ def plan(value: str, csv_path: Path | None, identity_column: str | None, where: 
     else:
         err.print("nothing to change: no row of this plan would be set ('exocm show PLAN' says why)")
     click.echo(str(path))
+
+
+def _plan_tenant_set(tenant_set: dict[str, Any], conn: dict[str, Any], target: bool, where: str | None,
+                     all_dirsynced: bool, csv_path: Path | None, max_changes: int | None, out: Path | None, *,
+                     exclude: Path | None, types: tuple[str, ...], accept_incomplete: bool) -> None:
+    """`plan --profiles/--all-profiles -o DIR`: one plan per tenant, DIR/<profile>.json."""
+    from exocm.core.app.tenants import plan_job
+
+    if csv_path is not None or (where is None) == (not all_dirsynced):
+        raise click.UsageError("with a tenant set choose one of --where EXPR, --all-dirsynced (a CSV names one tenant)")
+    if out is None:
+        raise click.UsageError("with a tenant set, -o DIR names the directory for one plan per profile")
+    out.mkdir(parents=True, exist_ok=True)
+    present(run_set(tenant_set, conn, lambda name: plan_job(
+        name, value=target, out_dir=out, where=where, max_changes=max_changes, exclude=exclude, types=types,
+        accept_incomplete=accept_incomplete)), "table", None)
 
 
 # --- show ------------------------------------------------------------------------------
@@ -362,16 +386,24 @@ def render_show_json(p: Plan) -> str:
 
 
 @click.command(epilog=SHOW_EXAMPLES)
-@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
+@tenant_set_options
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE instead of stdout.")
 @click.option("--limit", type=click.IntRange(min=1), default=TABLE_LIMIT, show_default=True,
               help="Rows in the table format.")
-def show(plan_path: Path, fmt: str, out: Path | None, limit: int) -> None:
+def show(plan_path: Path, fmt: str, out: Path | None, limit: int, **tenant_set: Any) -> None:
     """Show a plan: counts per action and reason, then the rows (read-only).
 
-    Exit code 0 when nothing would change, 1 when something would, 2 on error.
+    With --profiles/--all-profiles, PLAN is the directory `plan -o DIR` wrote (DIR/<profile>.json)
+    or a pattern with {profile}; a summary per tenant. Exit code 0 when nothing would change,
+    1 when something would, 2 on error.
     """
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import plan_for_profile, show_job
+
+        present(run_set(tenant_set, {}, lambda name: show_job(name, plan_for_profile(plan_path, name))),
+                "json" if fmt == "json" else "table", out)
     try:
         p = load_plan(plan_path)
     except PlanError as exc:

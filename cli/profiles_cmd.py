@@ -309,8 +309,24 @@ For a real tenant use 'exocm login'.
               help="Make this the default profile (default: when it is the first one).")
 @handle_errors
 def add(name: str, source: str, auth: str, transport: str, make_default: bool | None) -> None:
-    """Add a profile for a running sandbox (`exocm sandbox serve --print-json > FILE`)."""
+    """Add a profile for a running sandbox (`exocm sandbox serve --print-json > FILE`).
+
+    A sandbox serving several tenants (`--tenants N`) gets one profile per tenant: NAME-1 ... NAME-N.
+    """
     info = _read_sandbox_info(source)
+    members = info.get("tenants")
+    if isinstance(members, list):
+        for k, member in enumerate(members, start=1):
+            _add_one(f"{name}-{k}", member, source, auth, transport, make_default if k == 1 else False)
+        click.echo(f"{len(members)} profiles saved: {name}-1 ... {name}-{len(members)}; "
+                   f"use them together with --all-profiles or --profiles {name}-1,{name}-2")
+        return
+    _add_one(name, info, source, auth, transport, make_default)
+
+
+def _add_one(name: str, info: Mapping[str, Any], source: str, auth: str, transport: str,
+             make_default: bool | None) -> None:
+    """Save the profile of one sandbox tenant (and its throwaway secrets)."""
     prof = sandbox_profile(name, info, auth=auth)
     prof.extra.update(sandbox_winrm_extra(info))  # the sandbox's WinRM endpoints (on-prem, EXO host)
     if transport == "psrp":
@@ -335,3 +351,77 @@ def add(name: str, source: str, auth: str, transport: str, make_default: bool | 
     if default_profile_name(load_config()) == name:
         click.echo(f"it is now the default: commands without --profile use it, not the embedded sandbox "
                    f"('exocm profiles remove {name}' or 'exocm ... --sandbox' go back to the embedded one)")
+
+
+APP_EXAMPLES = """\b
+Examples (an MSP's multi-tenant app: one client id and certificate, consented in every customer):
+  exocm profiles add-app msp --client-id 11111111-2222-3333-4444-555555555555 \\
+      --cert-pem msp-app.pem --cert-thumbprint 0123ABCD...
+  exocm profiles add-tenants --app msp --tenant contoso.onmicrosoft.com --tenant fabrikam.onmicrosoft.com
+  exocm findings --all-profiles
+"""
+
+
+@profiles.command("add-app", epilog=APP_EXAMPLES)
+@click.argument("name")
+@click.option("--client-id", required=True, help="Application (client) id of the multi-tenant app.")
+@click.option("--cloud", type=click.Choice(sorted(CLOUDS)), default="commercial", show_default=True)
+@click.option("--cert-pem", "cert_pem_file", default=None, help="Certificate + key PEM of the app.")
+@click.option("--key-pem", "key_pem_file", default=None, help="Private key PEM (when not in --cert-pem).")
+@click.option("--cert-thumbprint", default=None, help="SHA-1 thumbprint of the certificate (hex).")
+@click.option("--pfx", "pfx_file", default=None, help="PFX of the app's certificate.")
+@click.option("--pfx-passphrase-env", default=None, metavar="VAR", help="Variable holding the PFX passphrase.")
+@click.option("--secret-env", default=None, metavar="VAR", help="Variable holding a client secret (certificates are better).")
+@handle_errors
+def add_app(name: str, client_id: str, cloud: str, cert_pem_file: str | None, key_pem_file: str | None,
+            cert_thumbprint: str | None, pfx_file: str | None, pfx_passphrase_env: str | None,
+            secret_env: str | None) -> None:
+    """Save a multi-tenant app registration ([apps.NAME]) that profiles of customer tenants share."""
+    from exocm.core.access.config import save_app
+
+    auth = "secret" if secret_env and not (pfx_file or cert_pem_file) else "certificate"
+    if auth == "certificate" and not (pfx_file or (cert_pem_file and cert_thumbprint)):
+        raise ConfigError("give --pfx FILE, or --cert-pem FILE and --cert-thumbprint, or --secret-env VAR")
+    save_app(name, {"client_id": client_id, "cloud": cloud, "auth": auth, "cert_pem_file": cert_pem_file,
+                    "key_pem_file": key_pem_file, "cert_thumbprint": cert_thumbprint, "pfx_file": pfx_file,
+                    "pfx_passphrase_env": pfx_passphrase_env, "secret_env": secret_env})
+    click.echo(f"app {name!r} saved; add its customer tenants with: exocm profiles add-tenants --app {name} "
+               "--tenant ID ...")
+
+
+def tenant_profile_name(prefix: str, tenant: str) -> str:
+    """NAME-<first label of the tenant's domain> (or the first 8 characters of a tenant GUID)."""
+    label = tenant.split(".", 1)[0] if "." in tenant else tenant[:8]
+    return f"{prefix}-{label.lower()}"
+
+
+@profiles.command("add-tenants", epilog=APP_EXAMPLES)
+@click.option("--app", "app", required=True, help="The app ([apps.NAME], see add-app) the tenants share.")
+@click.option("--tenant", "tenants", multiple=True, required=True, metavar="ID",
+              help="A customer tenant (id or initial domain); repeat for each.")
+@click.option("--prefix", default=None, help="Profile names PREFIX-<tenant> (default: the app's name).")
+@handle_errors
+def add_tenants(app: str, tenants: tuple[str, ...], prefix: str | None) -> None:
+    """One profile per customer tenant of a multi-tenant app (the authority follows each tenant)."""
+
+    names = []
+    for tenant in tenants:
+        name = tenant_profile_name(prefix or app, tenant)
+        # The app's keys are read from [apps.APP] each time; the profile holds only its tenant.
+        table = {"app": app, "tenant": tenant}
+        from exocm.core.access.config import profile_from_table
+
+        apps = _apps_table()
+        prof: Profile = profile_from_table(name, table, apps=apps)
+        save_profile(prof, make_default=False)
+        names.append(name)
+    click.echo(f"{len(names)} profiles saved: {', '.join(names)}; use them with --all-profiles")
+
+
+def _apps_table() -> dict[str, Any]:
+    import tomllib
+
+    path = config_path()
+    data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    apps = data.get("apps", {})
+    return apps if isinstance(apps, dict) else {}

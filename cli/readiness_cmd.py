@@ -42,6 +42,8 @@ from .onprem_options import (
     onprem_options,
     pop_onprem_options,
 )
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 
 #: Where the sync server's WinRM listens when only a host name is given (HTTPS, the default port).
 SYNC_PORT = 5986
@@ -189,6 +191,7 @@ Examples:
 
 @click.command(epilog=EXAMPLES)
 @connection_options
+@tenant_set_options
 @onprem_options
 @click.option("--onprem-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="On-prem export (Export-ExocmOnPrem.ps1, or any Export-Csv of Get-Mailbox/Get-RemoteMailbox).")
@@ -222,6 +225,18 @@ def readiness(onprem_csv: Path | None, scope: str, sync_server: str | None, sync
     err = stderr_console()
     live = pop_onprem_options(conn)
     check_onprem_sources(onprem_csv, live)
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import readiness_job
+
+        if onprem_csv is not None or onprem_live_requested(live) or sync_server:
+            raise click.UsageError("with a tenant set, each tenant's on-prem side comes from its profile's endpoint "
+                                   "(--sync-client-version may be given; --sync-server not)")
+        if fmt in ("csv", "html"):
+            raise click.UsageError("with a tenant set, --format is table (a summary per tenant) or json")
+        present(run_set(tenant_set, conn, lambda name: readiness_job(
+            name, scope=scope, fail_on=fail_on, refresh=True, sync_client_version=sync_client_version)),
+            "json" if fmt == "json" else "table", out)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         banner(err, connection)
         sources, label = readiness_sources(connection, onprem_csv=onprem_csv, live=live, workdir=Path(tmp),

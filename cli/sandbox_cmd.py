@@ -122,6 +122,9 @@ Examples:
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
 @click.option("--groups", type=click.IntRange(0, 500_000), default=None,
               help="Groups in the generated tenant (default: size / 5, at least 12).")
+@click.option("--tenants", type=click.IntRange(1, 500), default=None,
+              help="Serve this many tenants on the one port (seeds SEED, SEED+1, ...; each with its own state, "
+                   "knobs and credentials); --print-json lists them under \"tenants\".")
 @click.option("--variant", "variants", multiple=True, metavar="NAME[,NAME...]",
               help="Conformance variants: readings of Exchange Online that public sources allow "
                    "(bool-literals, org-config-block, edoid-no-wildcard-error, edoid-no-wildcard-literal, "
@@ -136,8 +139,8 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
           batch_item_ms: float | None, concurrency_limit: int | None, write_budget: float | None, faults: tuple[str, ...],
           fault_timeout_s: float, token_lifetime_s: int, sync_interval: float | None, state_file: Path | None,
           durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool,
-          groups: int | None, variants: tuple[str, ...], strict: bool) -> None:
-    """Serve a SANDBOX tenant until Ctrl-C (the state, if any, is saved on exit)."""
+          groups: int | None, variants: tuple[str, ...], strict: bool, tenants: int | None) -> None:
+    """Serve a SANDBOX tenant (or --tenants N of them) until Ctrl-C (the state, if any, is saved on exit)."""
     from exocm.sandbox.server import Sandbox
     from exocm.sandbox.state import StateError
     from exocm.sandbox.variants import parse_variants
@@ -151,7 +154,8 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
     if state_file is not None and state_file.exists():
         click.echo(f"SANDBOX: loading the tenant from {state_file} ...", file=sys.stderr)
     else:
-        click.echo(f"SANDBOX: generating a tenant of {size:,} users (seed {seed}) ...", file=sys.stderr)
+        many = f"{tenants} tenants" if tenants else "a tenant"
+        click.echo(f"SANDBOX: generating {many} of {size:,} users (seed {seed}) ...", file=sys.stderr)
     if chosen:
         click.echo(f"SANDBOX: conformance variants in force: {', '.join(sorted(chosen))}", file=sys.stderr)
     started = time.perf_counter()
@@ -161,7 +165,8 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
                            batch_item_ms=batch_item_ms, write_budget=write_budget, faults=fault_rates, fault_timeout_s=fault_timeout_s,
                            token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
                            auto_approve_device_code=device_code_approval == "auto",
-                           durable_writes=durable_writes, verbose=verbose, groups=groups, variants=chosen)
+                           durable_writes=durable_writes, verbose=verbose, groups=groups, variants=chosen,
+                           tenants=tenants)
     except StateError as exc:
         click.echo(f"error: {exc}; give another --state file, or delete this one to generate a new tenant",
                    file=sys.stderr)
@@ -176,6 +181,9 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
     info_file = _write_info_file(sb.material.directory, info)
+    if tenants is not None:
+        _serve_many(sb, info, info_file, state_file, out)
+        return
     lines = [
         f"SANDBOX tenant {info['tenant']} ({info['tenant_domain']}) ready in "
         f"{time.perf_counter() - started:.1f} s -- a local stand-in, not a Microsoft tenant",
@@ -211,6 +219,28 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
     finally:
         sb.stop()
     saved = f"; state saved to {state_file}" if state_file is not None else ""
+    click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)
+
+
+def _serve_many(sb: Any, info: dict[str, Any], info_file: Path, state_file: Path | None, out: Any) -> None:
+    """Announce the tenants of a --tenants sandbox and serve them until Ctrl-C / SIGTERM."""
+    lines = [f"SANDBOX: {len(info['tenants'])} tenants on {info['base_url']} -- local stand-ins, not Microsoft"]
+    for k, member in enumerate(info["tenants"], start=1):
+        lines.append(f"  {k:>3}  {member['tenant']}  {member['tenant_domain']}  client id {member['client_id']}")
+    lines += [f"  CA file        {info['ca_file']}",
+              f"  credentials    {info_file} (0600; includes the client secrets)", "",
+              "Add one profile per tenant (NAME-1 ... NAME-N):",
+              f"  exocm profiles add msp --from-sandbox {info_file}", "", "Press Ctrl-C to stop."]
+    click.echo("\n".join(lines), file=out)
+    out.flush()
+    try:
+        with on_stop_signals(_on_sigterm):  # SIGTERM; Ctrl+Break / closed console on Windows
+            sb.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sb.stop()
+    saved = f"; states saved next to {state_file}" if state_file is not None else ""
     click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)
 
 

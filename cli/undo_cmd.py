@@ -25,6 +25,8 @@ from .console import banner, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .onprem_options import onprem_csv_frame
 from .plan_cmd import counts_lines, sandbox_note
+from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
+from .tenant_set import wanted as tenant_set_wanted
 from .writeback_read import read_writeback
 
 
@@ -68,8 +70,9 @@ Examples:
 
 @click.command(epilog=UNDO_EXAMPLES)
 @connection_options
-@click.argument("journal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+@tenant_set_options
+@click.argument("journal", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path),
               help="Undo plan to write (default: <data dir>/plans/undo-<time>-<digest>.json).")
 @click.option("--export-overwritten", "export", type=click.Path(dir_okay=False, path_type=Path),
               help="First save the cloud values the next sync will overwrite (true->false undo) as CSV.")
@@ -82,9 +85,21 @@ def undo(journal: Path, out: Path | None, export: Path | None, only_this_run: bo
     """Make a plan that sets the journal's verified rows back (drifted rows are skipped).
 
     Undoing a flip to cloud-managed hands the attributes back to on-prem: the plan lists
-    the cloud values the next sync will overwrite ('exocm show PLAN').
+    the cloud values the next sync will overwrite ('exocm show PLAN'). With --profiles /
+    --all-profiles, JOURNAL is the directory of the applied plans and -o DIR gets one undo plan
+    per profile (apply them with 'exocm apply DIR --all-profiles --yes').
     """
     err = stderr_console()
+    tenant_set = pop_tenant_set(conn)
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import plan_for_profile, undo_job
+
+        if out is None:
+            raise click.UsageError("with a tenant set, JOURNAL is the plans' directory (or {profile} pattern) "
+                                   "and -o DIR names the directory for one undo plan per profile")
+        out.mkdir(parents=True, exist_ok=True)
+        present(run_set(tenant_set, conn, lambda name: undo_job(name, plan_for_profile(journal, name), out_dir=out)),
+                "table", None)
     kind = _journal_kind(journal)
     onprem = onprem_csv_frame(onprem_csv) if onprem_csv is not None and kind == "mailbox" else None
     follow_recorded_sandbox(click.get_current_context(), conn, _recorded_sandbox(journal), f"journal {journal}")
@@ -169,15 +184,26 @@ def render_report_table(frame: pd.DataFrame, counts: dict[str, int]) -> str:
 
 
 @click.command(epilog=REPORT_EXAMPLES)
-@click.argument("journals", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("journals", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (atomically).")
-def report(journals: tuple[Path, ...], fmt: str, out: Path | None) -> None:
+@tenant_set_options
+def report(journals: tuple[Path, ...], fmt: str, out: Path | None, **tenant_set: Any) -> None:
     """Per row of one or more journals: result, before/after, reason, error, timestamps.
+
+    With --profiles/--all-profiles, give the plan directory (or {profile} pattern) instead: per
+    tenant, what every apply of its plan did (verified, failed, remaining).
 
     The CSV has the peers' results columns (Timestamp, Row, Identity, Mode, Result, Reason,
     Before, After) first, for change tickets.
     """
+    if tenant_set_wanted(tenant_set):
+        from exocm.core.app.tenants import plan_for_profile, report_job
+
+        if len(journals) != 1:
+            raise click.UsageError("with a tenant set, give one plan directory (or {profile} pattern)")
+        present(run_set(tenant_set, {}, lambda name: report_job(name, plan_for_profile(journals[0], name))),
+                "json" if fmt == "json" else "table", out)
     try:
         frame, warnings = report_frame(list(journals))
     except JournalError as exc:

@@ -61,7 +61,10 @@ class Sandbox:
     def __init__(self, tenant: Any, *, host: str, port: int, knobs: Knobs, seed: int,
                  clock: ClockLike | None, tls_dir: Path | None, state_file: Path | None,
                  sync_interval: float | None, auto_approve_device_code: bool, verbose: bool,
-                 winrm: bool = False, durable_writes: bool = False, winrm_port: int = 0) -> None:
+                 winrm: bool = False, durable_writes: bool = False, winrm_port: int = 0,
+                 front: Any = None) -> None:
+        """`front`: the SandboxTenants whose one HTTPS port serves this tenant among others
+        (sandbox/tenants.py); None serves this tenant on a port of its own."""
         self.tenant = tenant
         self.knobs = knobs
         tenant.variants = knobs.variants
@@ -70,7 +73,8 @@ class Sandbox:
         self._epoch = _epoch_clock(clock)
         self._own_tls_dir = tls_dir is None
         directory = tls_dir or Path(tempfile.mkdtemp(prefix="exocm-sandbox-"))
-        self.material = TlsMaterial.create(directory)
+        self.material = TlsMaterial.create(directory, server_from=front.material if front is not None else None,
+                                           app_from=front.app_material if front is not None else None)
         self._base_url = ""
         self.tokens = TokenService(
             self.material, tenant_id=str(tenant.tenant_id), tenant_domain=str(tenant.domain),
@@ -91,11 +95,14 @@ class Sandbox:
             self.graph = GraphApi(tenant, self.tokens, knobs, self.rest.dice, self.stats,
                                   base_url=lambda: self.graph_base_url, on_write=self._wrote,
                                   clock=self._epoch)
-        self._server: SandboxHTTPServer
-        self._server, self._thread = start_server(host, port, self._app, self.material.server_ssl_context(),
-                                                  verbose=verbose)
-        self.host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-        self.port = int(self._server.server_address[1])
+        self._server: SandboxHTTPServer | None = None
+        if front is None:
+            self._server, self._thread = start_server(host, port, self._app, self.material.server_ssl_context(),
+                                                      verbose=verbose)
+            self.host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+            self.port = int(self._server.server_address[1])
+        else:
+            self.host, self.port = front.host, front.port
         self._base_url = f"https://{self.host}:{self.port}"
         self._threads: list[threading.Thread] = []
         self.sync_server: Any = None
@@ -117,8 +124,13 @@ class Sandbox:
               fault_timeout_s: float = 30.0, tls_dir: str | Path | None = None,
               durable_writes: bool = False, verbose: bool = False, winrm: bool = True,
               winrm_port: int = 0, groups: int | None = None,
-              graph_roles: list[str] | None = None, variants: Any = None, strict: bool = False) -> Sandbox:
+              graph_roles: list[str] | None = None, variants: Any = None, strict: bool = False,
+              tenants: int | None = None, front: Any = None, shared_app: bool = False) -> Any:
         """Build (or load) a tenant and serve it; returns once the port accepts connections.
+
+        `tenants`: serve that many tenants on one port instead (seeds seed, seed+1, ...; each with its
+        own state, knobs and credentials) and return a `SandboxTenants` (sandbox/tenants.py);
+        `shared_app`: the tenants share one multi-tenant app registration.
 
         `state_file`: load the tenant from it when it exists (else generate and save), save
         after writes (at most every SAVE_EVERY_S; with `durable_writes`, before a write is answered,
@@ -136,6 +148,18 @@ class Sandbox:
         Readiness variants (readiness_state.VARIANTS, accepted by the same parser) also put the tenant
         in their state, once (the tenant remembers the ones applied).
         """
+        if tenants is not None:
+            from .tenants import SandboxTenants
+
+            return SandboxTenants.start(
+                tenants, size=size, seed=seed, host=host, port=port, latency_ms=latency_ms,
+                latency_jitter_ms=latency_jitter_ms, concurrency_limit=concurrency_limit,
+                batch_item_ms=batch_item_ms, write_budget=write_budget, faults=faults,
+                token_lifetime_s=token_lifetime_s, sync_interval=sync_interval, state_file=state_file,
+                auto_approve_device_code=auto_approve_device_code, clock=clock,
+                fault_timeout_s=fault_timeout_s, tls_dir=tls_dir, durable_writes=durable_writes,
+                verbose=verbose, winrm=winrm, groups=groups, graph_roles=graph_roles, variants=variants,
+                strict=strict, shared_app=shared_app)
         from .variants import parse_variants
 
         chosen = parse_variants(variants, strict=strict)
@@ -169,7 +193,7 @@ class Sandbox:
         return cls(tenant, host=host, port=port, knobs=knobs, seed=seed, clock=clock, tls_dir=tls_path,
                    state_file=state_path, sync_interval=sync_interval,
                    auto_approve_device_code=auto_approve_device_code, verbose=verbose, winrm=winrm,
-                   durable_writes=durable_writes, winrm_port=winrm_port)
+                   durable_writes=durable_writes, winrm_port=winrm_port, front=front)
 
     def _start_winrm(self, port: int = 0) -> Any:
         import ssl
@@ -378,7 +402,8 @@ class Sandbox:
             self.winrm.stop()
         if self.sync_server is not None:
             self.sync_server.stop()
-        self._server.close_all()
+        if self._server is not None:
+            self._server.close_all()
         for thread in self._threads:
             thread.join(timeout=30)
         if self.state_file is not None:

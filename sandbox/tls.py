@@ -111,8 +111,13 @@ class TlsMaterial:
 
     # -- creation ----------------------------------------------------------------------
     @classmethod
-    def create(cls, directory: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsMaterial:
-        """Load the material kept in `directory`, or generate it there if absent."""
+    def create(cls, directory: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+               server_from: TlsMaterial | None = None, app_from: TlsMaterial | None = None) -> TlsMaterial:
+        """Load the material kept in `directory`, or generate it there if absent.
+
+        `server_from`: take the CA and server certificate of that material (tenants served on one
+        port share the server's TLS identity) and generate only this tenant's own credentials.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         meta_path = directory / _MATERIAL_FILE
@@ -129,14 +134,29 @@ class TlsMaterial:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             return cls._build(directory, paths, meta)
 
-        ca = trustme.CA(organization_name="exocm sandbox (local test CA)")
-        server = ca.issue_cert(*hosts)
-        ca.cert_pem.write_to_path(str(paths["ca_file"]))
-        server.cert_chain_pems[0].write_to_path(str(paths["server_cert_file"]))
-        for extra in server.cert_chain_pems[1:]:
-            extra.write_to_path(str(paths["server_cert_file"]), append=True)
-        _write_private(paths["server_key_file"], server.private_key_pem.bytes())
+        if server_from is not None:
+            paths["ca_file"].write_bytes(server_from.ca_file.read_bytes())
+            paths["server_cert_file"].write_bytes(server_from.server_cert_file.read_bytes())
+            _write_private(paths["server_key_file"], server_from.server_key_file.read_bytes())
+        else:
+            ca = trustme.CA(organization_name="exocm sandbox (local test CA)")
+            server = ca.issue_cert(*hosts)
+            ca.cert_pem.write_to_path(str(paths["ca_file"]))
+            server.cert_chain_pems[0].write_to_path(str(paths["server_cert_file"]))
+            for extra in server.cert_chain_pems[1:]:
+                extra.write_to_path(str(paths["server_cert_file"]), append=True)
+            _write_private(paths["server_key_file"], server.private_key_pem.bytes())
 
+        _write_private(paths["signing_key_file"], _key_pem(_new_rsa_key()))
+        if app_from is not None:
+            paths["client_cert_pem_file"].write_bytes(app_from.client_cert_pem_file.read_bytes())
+            _write_private(paths["client_key_pem_file"], app_from.client_key_pem_file.read_bytes())
+            _write_private(paths["client_pfx_file"], app_from.client_pfx_file.read_bytes())
+            meta = {"client_pfx_passphrase": app_from.client_pfx_passphrase, "client_id": app_from.client_id,
+                    "client_secret": app_from.client_secret, "device_client_id": app_from.device_client_id,
+                    "signing_key_id": secrets.token_hex(8)}
+            _write_private(meta_path, json.dumps(meta, indent=1).encode())
+            return cls._build(directory, paths, meta)
         client_key = _new_rsa_key()
         client_cert = _self_signed_client_cert(client_key, "exocm-sandbox-app")
         paths["client_cert_pem_file"].write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
@@ -146,7 +166,6 @@ class TlsMaterial:
             b"exocm-sandbox-app", client_key, client_cert, None,
             serialization.BestAvailableEncryption(passphrase.encode()))
         _write_private(paths["client_pfx_file"], pfx)
-        _write_private(paths["signing_key_file"], _key_pem(_new_rsa_key()))
 
         meta = {
             "client_pfx_passphrase": passphrase,

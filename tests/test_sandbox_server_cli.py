@@ -208,3 +208,29 @@ def test_a_state_file_that_is_not_a_sandbox_state_is_one_line_for_serve_and_plan
         assert result.exit_code == 2, result.output
         assert f"{bad} is not a sandbox state file" in result.output and "Traceback" not in result.output
     assert bad.read_bytes() == b"not a database at all"  # left as it was
+
+
+def test_serve_many_tenants_lists_them_and_profiles_add_makes_one_per_tenant(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cli_support import exocm, private_env
+    from exocm.core.access.config import load_config
+
+    private_env(monkeypatch, tmp_path)
+    with _serve("--tenants", "3", "--size", "20") as (proc, info):
+        members = info["tenants"]
+        assert len(members) == 3 and all(CONTRACT_KEYS <= set(m) for m in members)
+        assert len({m["tenant"] for m in members}) == 3
+        assert len({m["rest_base_url"] for m in members}) == 1  # one port
+        for member in members:  # each tenant answers with its own app, on the one port
+            with rest_client(member) as client:
+                answer = invoke(client, member, app_token(member), "Get-OrganizationConfig")
+                assert answer.status_code == 200
+                assert answer.json()["value"][0]["Name"] == member["tenant_domain"]
+        source = tmp_path / "sbx.json"
+        source.write_text(json.dumps(info) + "\n", encoding="utf-8")
+        added = exocm("profiles", "add", "msp", "--from-sandbox", str(source))
+        assert added.exit_code == 0, added.output
+        assert sorted(load_config().profiles) == ["msp-1", "msp-2", "msp-3"]
+        assert load_config().profiles["msp-2"].tenant == members[1]["tenant"]
+        code, err = _stop(proc, signal.SIGTERM)
+    assert code == 0, err

@@ -103,12 +103,18 @@ class Profile:
     ca_file: str | None = None
     sandbox: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A multi-tenant app registration shared by several profiles (`[apps.NAME]` in config.toml):
+    #: its client id, credential and cloud apply unless the profile sets its own.
+    app: str | None = None
+    #: Keys this profile took from its app (not written back into the profile's own table).
+    inherited: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     # -- resolved endpoints ------------------------------------------------------------
     def resolved_authority(self) -> str:
-        """MSAL authority URL: the profile's own, else the cloud's for this tenant."""
+        """MSAL authority URL: the profile's own (a "{tenant}" in it is this profile's tenant: one
+        authority template for a multi-tenant app), else the cloud's for this tenant."""
         if self.authority:
-            return self.authority.rstrip("/")
+            return self.authority.replace("{tenant}", self.tenant).rstrip("/")
         return get_cloud(self.cloud).authority(self.tenant)
 
     def resolved_rest_base_url(self) -> str:
@@ -163,7 +169,7 @@ class Profile:
         """The profile as a TOML table (no name; None fields left out)."""
         table: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "name":
+            if f.name in ("name", "inherited") or f.name in self.inherited:
                 continue
             value = getattr(self, f.name)
             if value is None or (f.name == "extra" and not value):
@@ -174,8 +180,10 @@ class Profile:
 
 _FIELD_TYPES: Final[dict[str, type]] = {
     f.name: (bool if f.name == "sandbox" else dict if f.name == "extra" else str)
-    for f in fields(Profile) if f.name != "name"
+    for f in fields(Profile) if f.name not in ("name", "inherited")
 }
+#: Keys an `[apps.NAME]` table may hold: everything of a profile but the tenant and its own name.
+APP_KEYS: Final = frozenset(_FIELD_TYPES) - {"tenant", "app", "sandbox", "extra"}
 _TYPE_NAMES: Final = {str: "a string", bool: "true or false", dict: "a table"}
 
 
@@ -191,11 +199,28 @@ _SECRET_KEYS: Final[dict[str, str]] = {
 }
 
 
-def profile_from_table(name: str, table: Mapping[str, Any], *, source: str = "config") -> Profile:
-    """Build a Profile from a TOML table; wrong keys or types give one ConfigError line."""
+def profile_from_table(name: str, table: Mapping[str, Any], *, source: str = "config",
+                       apps: Mapping[str, Any] | None = None) -> Profile:
+    """Build a Profile from a TOML table; wrong keys or types give one ConfigError line.
+
+    A table with `app = "NAME"` takes the keys of `[apps.NAME]` (client id, credential, cloud) it
+    does not set itself: one multi-tenant app registration, an authority per customer tenant.
+    """
     where = f"{source}: profile {name!r}"
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table, got {_toml_type(table)}")
+    inherited: set[str] = set()
+    app_name = table.get("app")
+    if app_name is not None:
+        app = (apps or {}).get(app_name) if isinstance(app_name, str) else None
+        if not isinstance(app, Mapping):
+            raise ConfigError(f"{where}: app {app_name!r} is not defined (add [apps.{app_name}] to the config)")
+        wrong = sorted(set(app) - APP_KEYS)
+        if wrong:
+            raise ConfigError(f"{source}: app {app_name!r}: unknown key(s) {', '.join(map(repr, wrong))} "
+                              f"(known: {', '.join(sorted(APP_KEYS))})")
+        inherited = {k for k in app if k not in table}
+        table = {**{k: app[k] for k in inherited}, **table}
     values: dict[str, Any] = {}
     for key, value in table.items():
         expected = _FIELD_TYPES.get(key)
@@ -212,7 +237,7 @@ def profile_from_table(name: str, table: Mapping[str, Any], *, source: str = "co
     for required in ("tenant", "client_id"):
         if required not in values:
             raise ConfigError(f"{where}: {required!r} is required")
-    return Profile(name=name, **values)
+    return Profile(name=name, **values, inherited=frozenset(inherited))
 
 
 @dataclass
@@ -246,7 +271,10 @@ def load_config(path: Path | None = None) -> Config:
     raw_profiles = data.get("profiles", {})
     if not isinstance(raw_profiles, dict):
         raise ConfigError(f"{path}: 'profiles' must be a table, got {_toml_type(raw_profiles)}")
-    profiles = {name: profile_from_table(name, table, source=str(path))
+    apps = data.get("apps", {})
+    if not isinstance(apps, dict):
+        raise ConfigError(f"{path}: 'apps' must be a table, got {_toml_type(apps)}")
+    profiles = {name: profile_from_table(name, table, source=str(path), apps=apps)
                 for name, table in raw_profiles.items()}
     return Config(profiles=profiles, default=default)
 
@@ -270,6 +298,29 @@ def save_profile(profile: Profile, *, make_default: bool | None = None, path: Pa
     profiles[profile.name] = table
     if make_default or (make_default is None and "default" not in doc):
         doc["default"] = profile.name
+    write_private_file(path, tomlkit.dumps(doc))
+
+
+def save_app(name: str, settings: Mapping[str, Any], *, path: Path | None = None) -> None:
+    """Add or replace the multi-tenant app registration `[apps.NAME]` (no secret: `secret_env` names
+    the variable; certificates by file), atomically, mode 0600."""
+    wrong = sorted(set(settings) - APP_KEYS)
+    if wrong:
+        raise ConfigError(f"app {name!r}: unknown key(s) {', '.join(wrong)}")
+    if not settings.get("client_id"):
+        raise ConfigError(f"app {name!r}: 'client_id' is required")
+    path = path or config_path()
+    doc = _read_document(path)
+    load_config(path)
+    apps = doc.get("apps")
+    if apps is None:
+        apps = tomlkit.table(is_super_table=True)
+        doc["apps"] = apps
+    table = tomlkit.table()
+    for key, value in settings.items():
+        if value is not None:
+            table[key] = value
+    apps[name] = table
     write_private_file(path, tomlkit.dumps(doc))
 
 
