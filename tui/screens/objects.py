@@ -69,7 +69,7 @@ class ObjectsScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "Search", id="objects.search"),
         Binding("escape", "back", "Back", show=False, id="objects.back"),
-        Binding("space", "toggle", "Select", id="objects.toggle"),
+        Binding("space", "toggle_row", "Select", id="objects.toggle"),
         Binding("a", "select_all", "Select shown", id="objects.select_all"),
         Binding("n", "select_none", "Select none", show=False, id="objects.select_none"),
         Binding("p", "preview", "Preview", id="objects.preview"),
@@ -216,7 +216,7 @@ class ObjectsScreen(Screen[None]):
             return None
         return self.shown[table.cursor_row]
 
-    def action_toggle(self) -> None:
+    def action_toggle_row(self) -> None:
         oid = self._current()
         if oid is None:
             return
