@@ -222,7 +222,8 @@ class MailboxesScreen(Screen[None]):
         self.inventory = message.inventory
         self.source = message.inventory
         if message.view is not self.view:
-            self._show_view(message.view)
+            # rows selected on the preview (a snapshot, or a cold start's first page) stay selected
+            self._show_view(message.view, keep_selection=True)
         else:  # the preview's rows, now with every property
             self._update_counts()
             self._show_detail(self.query_one(MailboxTable).cursor_position, force=True)
@@ -231,10 +232,14 @@ class MailboxesScreen(Screen[None]):
         self.detection_error = ""
         self._detect_worker()
 
-    def _show_view(self, view: MailboxView) -> None:
-        """Show a new view: fresh selection, same filter and sort."""
+    def _show_view(self, view: MailboxView, keep_selection: bool = False) -> None:
+        """Show a new view: same filter and sort; a fresh selection, or (`keep_selection`: the whole
+        inventory replacing a preview of other rows) the rows already selected, matched by identity."""
+        carried = self.selection.ids(self.view) if keep_selection and self.view is not None else []
         self.view = view
         self.selection = CheckedRows(view.size)
+        if carried:
+            self.selection.select_ids(view, carried)
         self.imported = None
         self.query_one("#fetch-progress", ProgressPanel).display = False
         table = self.query_one(MailboxTable)
