@@ -209,17 +209,8 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
     lines += ["", "Add a profile for it:", f"  exocm profiles add sandbox --from-sandbox {info_file}",
               "or in config.toml (put the secret in EXOCM_SANDBOX_SECRET):", _profile_snippet(info), "",
               "Press Ctrl-C to stop."]
-    click.echo("\n".join(lines), file=out)
-    out.flush()
-    try:
-        with on_stop_signals(_on_sigterm):  # SIGTERM; Ctrl+Break / closed console on Windows
-            sb.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sb.stop()
     saved = f"; state saved to {state_file}" if state_file is not None else ""
-    click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)
+    _announce_and_wait(sb, lines, out, saved)
 
 
 def _serve_many(sb: Any, info: dict[str, Any], info_file: Path, state_file: Path | None, out: Any) -> None:
@@ -231,16 +222,22 @@ def _serve_many(sb: Any, info: dict[str, Any], info_file: Path, state_file: Path
               f"  credentials    {info_file} (0600; includes the client secrets)", "",
               "Add one profile per tenant (NAME-1 ... NAME-N):",
               f"  exocm profiles add msp --from-sandbox {info_file}", "", "Press Ctrl-C to stop."]
+    saved = f"; states saved next to {state_file}" if state_file is not None else ""
+    _announce_and_wait(sb, lines, out, saved)
+
+
+def _announce_and_wait(sb: Any, lines: list[str], out: Any, saved: str) -> None:
+    """Print the announcement, serve until Ctrl-C / SIGTERM (Ctrl+Break or a closed console on
+    Windows), stop the sandbox and say where its state went."""
     click.echo("\n".join(lines), file=out)
     out.flush()
     try:
-        with on_stop_signals(_on_sigterm):  # SIGTERM; Ctrl+Break / closed console on Windows
+        with on_stop_signals(_on_sigterm):
             sb.wait()
     except KeyboardInterrupt:
         pass
     finally:
         sb.stop()
-    saved = f"; states saved next to {state_file}" if state_file is not None else ""
     click.echo(f"SANDBOX stopped{saved}.", file=sys.stderr)
 
 

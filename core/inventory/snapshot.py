@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -116,16 +116,9 @@ def load_snapshot(tenant: str, *, variant: str = "", root: Path | None = None) -
     """
     path = snapshot_path(tenant, variant, root)
     meta = read_snapshot_meta(path)
-    if meta is None or meta.get("schema") != SCHEMA_VERSION or meta.get("columns") != COLUMNS_VERSION:
+    frame = _read_frame(path, meta, COLUMNS_VERSION, MULTI_COLUMNS)
+    if frame is None or meta is None:
         return None
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException):
-        return None
-    multi = {c: table.column(c).to_pylist() for c in MULTI_COLUMNS if c in table.column_names}
-    frame = table.drop_columns(list(multi)).to_pandas()
-    for column, values in multi.items():
-        frame[column] = pd.Series([tuple(v) if v else () for v in values], index=frame.index, dtype=object)
     frame = frame[list(INVENTORY_COLUMNS)]
     frame.index.name = None
     try:
@@ -221,16 +214,9 @@ def load_object_snapshot(tenant: str, kind: str, *, root: Path | None = None) ->
 
     path = object_snapshot_path(tenant, kind, root)
     meta = read_snapshot_meta(path)
-    if meta is None or meta.get("schema") != SCHEMA_VERSION or meta.get("columns") != _object_columns_version(kind):
+    frame = _read_frame(path, meta, _object_columns_version(kind), OBJECT_MULTI_COLUMNS)
+    if frame is None or meta is None:
         return None
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException):
-        return None
-    multi = {c: table.column(c).to_pylist() for c in OBJECT_MULTI_COLUMNS if c in table.column_names}
-    frame = table.drop_columns(list(multi)).to_pandas()
-    for column, values in multi.items():
-        frame[column] = pd.Series([tuple(v) if v else () for v in values], index=frame.index, dtype=object)
     frame["IsCloudManaged"] = frame["IsCloudManaged"].astype(object).map(
         lambda v: bool(v) if isinstance(v, bool) else None)
     frame = frame[list(object_columns(kind))]
@@ -261,3 +247,20 @@ def load_or_fetch_objects(graph: Any, kind: str, *, refresh: bool = False, max_a
     if save:
         save_object_snapshot(inventory, root=root)
     return inventory
+
+
+def _read_frame(path: Path, meta: dict[str, Any] | None, columns_version: object,
+                multi_columns: Sequence[str]) -> pd.DataFrame | None:
+    """The snapshot's table as a frame (list columns as tuples); None when its schema or columns
+    version is not this build's, or the file cannot be read."""
+    if meta is None or meta.get("schema") != SCHEMA_VERSION or meta.get("columns") != columns_version:
+        return None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return None
+    multi = {c: table.column(c).to_pylist() for c in multi_columns if c in table.column_names}
+    frame: pd.DataFrame = table.drop_columns(list(multi)).to_pandas()
+    for column, values in multi.items():
+        frame[column] = pd.Series([tuple(v) if v else () for v in values], index=frame.index, dtype=object)
+    return frame
