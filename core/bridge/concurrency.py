@@ -12,17 +12,42 @@ so the tenant allows fewer. The limit is then set just under that level (not hal
 kept as a *ceiling*: successes grow the limit back to it, but not beyond it before
 `hold_rounds` rounds of successes have passed, so the limiter settles at the tenant's limit
 and probes past it rarely (each probe costs one 429).
+
+Until the first refusal or throttle, the limit grows faster: one more slot after each success of
+a saturated limit (TCP's slow start, RFC 5681 section 3.1), so a parallel read reaches the
+tenant's limit within a round trip or two instead of one round per step; the first refusal
+ends that phase for good.
+
+Waiting callers are served in order of `request_priority` (lowest first, then first come): a
+partitioned read marks each request with how many pages its partition has read, so partitions
+advance together and end together instead of leaving a tail of a few partitions paging alone.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 #: Where a new limiter starts when its bound is larger: the limit is found by growing from here.
 START_LIMIT = 8
+
+#: The priority of the requests this thread sends next: lower is served first (see `priority`).
+_PRIORITY: ContextVar[int] = ContextVar("exocm_request_priority", default=0)
+
+
+@contextmanager
+def request_priority(value: int) -> Iterator[None]:
+    """Requests sent by this thread inside the block wait for a slot with priority `value`."""
+    token = _PRIORITY.set(value)
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,9 @@ class AdaptiveLimiter:
         self._saturated = False  # every slot was in use at some point since the last increase
         self.ceiling: int | None = None  # the most the tenant allowed when it last refused one more
         self._held = 0  # successes at the ceiling since then
+        self.slow_start = True  # until the first refusal or throttle (module docstring)
+        self._waiting: list[tuple[int, int]] = []  # heap of (priority, arrival) of blocked callers
+        self._arrivals = itertools.count()
 
     @property
     def limit(self) -> int:
@@ -69,10 +97,20 @@ class AdaptiveLimiter:
         return self._in_flight
 
     def acquire(self, timeout: float | None = None) -> Ticket:
-        """Block until a slot is free; TimeoutError after `timeout` seconds."""
+        """Block until a slot is free; TimeoutError after `timeout` seconds. Blocked callers get
+        slots in order of their `request_priority`, then of arrival."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._in_flight < self._limit, timeout=timeout):
-                raise TimeoutError("no concurrency slot became free")
+            if self._in_flight >= self._limit or self._waiting:
+                entry = (_PRIORITY.get(), next(self._arrivals))
+                heapq.heappush(self._waiting, entry)
+                try:
+                    if not self._cond.wait_for(lambda: self._in_flight < self._limit and self._waiting[0] == entry,
+                                               timeout=timeout):
+                        raise TimeoutError("no concurrency slot became free")
+                finally:
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
+                    self._cond.notify_all()  # the next in line may fit too
             self._in_flight += 1
             if self._in_flight >= self._limit:
                 self._saturated = True
@@ -85,6 +123,8 @@ class AdaptiveLimiter:
         the tenant's concurrency limit refused it (`at_limit`), +1 after `limit` successes."""
         with self._cond:
             self._in_flight -= 1
+            if at_limit or throttled:
+                self.slow_start = False
             if at_limit:
                 self._successes = 0
                 if ticket.epoch == self._epoch:
@@ -108,6 +148,8 @@ class AdaptiveLimiter:
                     self._cond.notify_all()
                     return
                 self._successes += 1
+                if self.slow_start and self._saturated:
+                    self._successes = self._limit  # one more slot per success (module docstring)
                 if self.ceiling is not None and self._limit >= self.ceiling:
                     self._held += 1
                     if self._held < self.hold_rounds * max(1, self._limit):

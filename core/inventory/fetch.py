@@ -32,6 +32,7 @@ group by a name that is both an index level and a column.
 from __future__ import annotations
 
 import io
+import itertools
 import queue
 import threading
 import time
@@ -49,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from ..bridge.base import Bridge, PropertySelectingBridge, Record
+from ..bridge.concurrency import request_priority
 from ..bridge.errors import (
     BridgeError,
     IncompleteRead,
@@ -410,8 +412,34 @@ def _tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
     return out
 
 
-def _to_frame(table: pa.Table, keys: pa.Array) -> pd.DataFrame:
-    multi = {c: _tuples(table.column(c)) for c in MULTI_COLUMNS}
+#: The multi-valued columns of some rows as Python tuples, column by column (aligned with the rows).
+Tuples = dict[str, list[tuple[str, ...]]]
+
+
+def batch_tuples(batch: pa.RecordBatch | pa.Table) -> Tuples:
+    """The multi-valued columns of a page as tuples: built while the fetch waits on the network,
+    so that the frame at the end only joins lists (see _build_frame)."""
+    return {c: _tuples(pa.chunked_array([batch.column(c)]) if isinstance(batch, pa.RecordBatch)
+                       else batch.column(c)) for c in MULTI_COLUMNS}
+
+
+def _join_tuples(parts: Iterable[Tuples]) -> Tuples:
+    out: Tuples = {c: [] for c in MULTI_COLUMNS}
+    for part in parts:
+        for c in MULTI_COLUMNS:
+            out[c].extend(part[c])
+    return out
+
+
+def _take_tuples(tuples: Tuples, mask: Sequence[bool] | np.ndarray | None) -> Tuples:
+    """The rows of `tuples` where `mask` is true (all rows when it is None)."""
+    if mask is None:
+        return tuples
+    return {c: list(itertools.compress(v, mask)) for c, v in tuples.items()}
+
+
+def _to_frame(table: pa.Table, keys: pa.Array, tuples: Tuples | None = None) -> pd.DataFrame:
+    multi = tuples if tuples is not None else {c: _tuples(table.column(c)) for c in MULTI_COLUMNS}
     table = table.drop_columns([*MULTI_COLUMNS, KEY_FIELD])
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
     for column, values in multi.items():
@@ -428,8 +456,9 @@ def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column
 
 
-def _unique_keyed(table: pa.Table) -> tuple[pa.Table, pa.Array, int, int]:
-    """Drop rows without a key and all but the last row of each key; returns table, keys, #dups, #unkeyed.
+def _unique_keyed(table: pa.Table) -> tuple[pa.Table, pa.Array, int, int, list[bool] | None]:
+    """Drop rows without a key and all but the last row of each key; returns table, keys, #dups,
+    #unkeyed and the rows kept (None: all of them).
 
     The common case (every row keyed, no key twice) is decided in Arrow without touching the keys in Python.
     """
@@ -437,7 +466,7 @@ def _unique_keyed(table: pa.Table) -> tuple[pa.Table, pa.Array, int, int]:
     keyed = pc.fill_null(pc.not_equal(keys, ""), False)
     unkeyed = len(keys) - pc.sum(keyed).as_py() if len(keys) else 0
     if not unkeyed and pc.count_distinct(keys).as_py() == len(keys):
-        return table, keys, 0, 0
+        return table, keys, 0, 0, None
     seen: set[str] = set()
     key_list: list[str | None] = keys.to_pylist()
     keep = [False] * len(key_list)
@@ -452,13 +481,16 @@ def _unique_keyed(table: pa.Table) -> tuple[pa.Table, pa.Array, int, int]:
             seen.add(key)
             keep[index] = True
     mask = pa.array(keep, type=pa.bool_())
-    return table.filter(mask), keys.filter(mask), duplicates, unkeyed
+    return table.filter(mask), keys.filter(mask), duplicates, unkeyed, keep
 
 
-def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool) -> tuple[pd.DataFrame, dict[str, int]]:
+def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool,
+                 tuples: tuple[Tuples, Tuples] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The inventory frame from the Get-Mailbox and Get-User tables (with their multi-valued
+    columns already as tuples when `tuples` is given, row for row); returns it and its counts."""
     counts = {"mailboxes": mailboxes.num_rows, "user_records": users.num_rows}
-    mailboxes, mkeys, mdup, mnokey = _unique_keyed(mailboxes)
-    users, ukeys, udup, unokey = _unique_keyed(users)
+    mailboxes, mkeys, mdup, mnokey, mkept = _unique_keyed(mailboxes)
+    users, ukeys, udup, unokey, ukept = _unique_keyed(users)
     counts.update(duplicates_dropped=mdup + udup, unkeyed_dropped=mnokey + unokey)
 
     # PreviousRecipientTypeDetails of a mailbox comes from its Get-User record; a mailbox the narrowed
@@ -488,7 +520,13 @@ def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool) 
     counts["mail_users"] = mail_users.num_rows
     table = pa.concat_tables([mailboxes, mail_users]) if mail_users.num_rows else mailboxes
     keys = pa.concat_arrays([mkeys, ukeys.filter(extra)]) if mail_users.num_rows else mkeys
-    frame = _to_frame(table, keys)
+    joined: Tuples | None = None
+    if tuples is not None:
+        parts = [_take_tuples(tuples[0], mkept)]
+        if mail_users.num_rows:
+            parts.append(_take_tuples(_take_tuples(tuples[1], ukept), extra.to_numpy(zero_copy_only=False)))
+        joined = _join_tuples(parts) if len(parts) > 1 else parts[0]
+    frame = _to_frame(table, keys, joined)
     frame = frame[list(INVENTORY_COLUMNS)]
     frame.index.name = None
     return frame, counts
@@ -569,6 +607,7 @@ class _Task:
     filter: str | None
     attempt: int = 1
     batches: list[pa.RecordBatch] = field(default_factory=list)
+    tuples: list[Tuples] = field(default_factory=list)  # each batch's multi-valued columns (batch_tuples)
     rows: int = 0
     pages: int = 0
     finished: bool = False
@@ -640,10 +679,15 @@ class _Fetch:
             if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                 return
             pages = self._pages(cmdlet, params)
-            for batch in pages:
+            for read in itertools.count():
+                # partitions that have read fewer pages get the next free slot: they end together
+                with request_priority(read):
+                    batch = next(pages, None)
+                if batch is None:
+                    break
                 if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                     return
-                self.events.put(("page", task_id, batch))
+                self.events.put(("page", task_id, (batch, batch_tuples(batch))))
             self.events.put(("done", task_id, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.events.put(("error", task_id, exc))
@@ -757,7 +801,7 @@ class _Fetch:
         """Records held by the live tasks (retired tasks' records were discarded)."""
         return sum(t.rows for t in self.tasks.values())
 
-    def run(self) -> list[pa.Table]:
+    def run(self) -> list[tuple[pa.Table, Tuples]]:
         """Run every read to the end; return one table (with the key column) per read, in order."""
         try:
             for read in self.reads:
@@ -785,7 +829,9 @@ class _Fetch:
             self.stop.set()
             self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def _on_page(self, task: _Task, batch: pa.RecordBatch) -> None:
+    def _on_page(self, task: _Task, page: tuple[pa.RecordBatch, Tuples]) -> None:
+        batch, tuples = page
+        task.tuples.append(tuples)
         errors = page_errors(batch)
         if errors:
             task.errors.extend(errors)
@@ -880,10 +926,11 @@ class _Fetch:
             return
         raise exc
 
-    def _result(self, read: _Read) -> pa.Table:
+    def _result(self, read: _Read) -> tuple[pa.Table, Tuples]:
         tasks = sorted((t for t in self.tasks.values() if t.read is read), key=lambda t: t.task_id)
         self.errors[read.cmdlet] = [e for t in tasks for e in t.errors]
-        return pa.Table.from_batches([b for t in tasks for b in t.batches], schema=BATCH_SCHEMA)
+        return (pa.Table.from_batches([b for t in tasks for b in t.batches], schema=BATCH_SCHEMA),
+                _join_tuples(m for t in tasks for m in t.tuples))
 
 
 class _NoFallback(Exception):
@@ -948,22 +995,24 @@ def fetch_inventory(
                    select=SELECT if select_properties else None,
                    clock=clock)
     try:
-        mbx_table, usr_table = fetch.run()
+        (mbx_table, mbx_tuples), (usr_table, usr_tuples) = fetch.run()
     except _NoFallback as exc:  # pragma: no cover - _on_error re-raises the bridge error instead
         raise BridgeError(str(exc)) from None
     incomplete: list[str] = []
     recovered = 0
     record_errors = sum(len(v) for v in fetch.errors.values())
-    tables = {"Get-Mailbox": mbx_table, "Get-User": usr_table}
+    tables = {"Get-Mailbox": (mbx_table, mbx_tuples), "Get-User": (usr_table, usr_tuples)}
     for cmdlet, errors in fetch.errors.items():
         if errors:
             extra, missing = _recover(bridge, cmdlet, errors)
             recovered += extra.num_rows
             incomplete.extend(missing)
             if extra.num_rows:
-                tables[cmdlet] = pa.concat_tables([tables[cmdlet], extra])
-    mbx_table, usr_table = tables["Get-Mailbox"], tables["Get-User"]
-    frame, counts = _build_frame(mbx_table, usr_table, users_narrowed=users.narrowed[users.plan_index])
+                table, tuples = tables[cmdlet]
+                tables[cmdlet] = (pa.concat_tables([table, extra]), _join_tuples([tuples, batch_tuples(extra)]))
+    (mbx_table, mbx_tuples), (usr_table, usr_tuples) = tables["Get-Mailbox"], tables["Get-User"]
+    frame, counts = _build_frame(mbx_table, usr_table, users_narrowed=users.narrowed[users.plan_index],
+                                 tuples=(mbx_tuples, usr_tuples))
     notes = list(fetch.notes)
     if record_errors:
         notes.append(f"the service left {record_errors} record(s) out of its pages with @adminapi.errors; "
