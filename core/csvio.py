@@ -171,7 +171,12 @@ def read_csv(
     :func:`write_csv` puts before ``= + - @``, so our own files read back unchanged.
     """
     data = Path(path).read_bytes()
+    if engine == "auto":
+        fast = _fast_from_bytes(data, delimiter, header, known_columns, undo_formula_escape)
+        if fast is not None:
+            return fast
     text, encoding, notes = decode_bytes(data)
+    del data
     return read_csv_text(
         text,
         delimiter=delimiter,
@@ -182,6 +187,63 @@ def read_csv(
         _encoding=encoding,
         _notes=notes,
     )
+
+
+def _fast_from_bytes(
+    data: bytes,
+    delimiter: str | None,
+    header: bool | None,
+    known_columns: Iterable[str] | None,
+    undo_formula_escape: bool,
+) -> CsvRead | None:
+    """The fast parser straight over a UTF-8 file's bytes; None when the file needs decoding first.
+
+    Decoding a 200 MB file to str and encoding it back for pyarrow holds several copies of it
+    at once (a str of a file with one non-ASCII character takes two or four bytes per character).
+    Valid UTF-8 without NULs reads the same either way, so only other files take the text route.
+    """
+    body = 0
+    encoding = "utf-8"
+    if data.startswith(codecs.BOM_UTF8):
+        body, encoding = len(codecs.BOM_UTF8), "utf-8 (BOM)"
+    elif any(data.startswith(bom) for bom, _ in _BOMS) or _utf16_without_bom(data) is not None:
+        return None
+    view = memoryview(data)[body:]
+    if data.startswith(codecs.BOM_UTF8, body) or data.find(b"\x00", body) >= 0 or not _is_utf8(view):
+        return None
+    window = bytes(view[: 1 << 20]).decode("utf-8", errors="ignore")
+    head = list(itertools.islice(io.StringIO(window, newline=""), _SNIFF_LINES + 3))
+    if len(view) > 1 << 20 and head:
+        head = head[:-1]  # the last line read from the 1 MiB window may be cut off
+    pos, type_line, delimiter = _preamble(head, delimiter)
+    start = sum(len(x.encode("utf-8")) for x in head[:pos])
+    known = {c.lower() for c in known_columns} if known_columns is not None else None
+    notes: list[str] = []
+    fast = _fast_frame(_records_region(view, start), pos, delimiter, header, known, notes)
+    if fast is None:
+        return None
+    return _fast_result(fast, undo_formula_escape, encoding, delimiter, type_line, notes)
+
+
+def _is_utf8(view: memoryview) -> bool:
+    """True if the bytes are valid UTF-8 (Arrow's validation over a zero-copy view: no decoded copy)."""
+    try:
+        _blob(view).cast(pa.large_string())
+    except (pa.ArrowInvalid, UnicodeError):
+        return False
+    return True
+
+
+def _records_region(view: memoryview, start: int) -> memoryview | bytes:
+    """``view[start:]`` without trailing blank lines and ending in one line break (a view when it can)."""
+    end = len(view)
+    while end > start and view[end - 1] in b"\r\n":
+        end -= 1
+    if bytes(view[end : end + 2]) == b"\r\n":
+        return view[start : end + 2]
+    if bytes(view[end : end + 1]) == b"\n":
+        return view[start : end + 1]
+    return bytes(view[start:end]) + b"\n"
 
 
 def read_csv_text(
@@ -206,18 +268,13 @@ def read_csv_text(
         head = head[:-1]  # the last line read from the 1 MiB window may be cut off
     pos, type_line, delimiter = _preamble(head, delimiter)
     known = {c.lower() for c in known_columns} if known_columns is not None else None
-    fast = (
-        _fast_frame(text, sum(len(x) for x in head[:pos]), pos, delimiter, header, known, notes)
-        if engine == "auto"
-        else None
-    )
+    fast = None
+    if engine == "auto":
+        raw = text[sum(len(x) for x in head[:pos]) :].rstrip("\r\n").encode("utf-8") + b"\n"
+        fast = _fast_frame(raw, pos, delimiter, header, known, notes)
+        del raw
     if fast is not None:
-        _finish(fast, undo_formula_escape)
-        _attach(fast, encoding=_encoding, delimiter=delimiter, type_line=type_line,
-                has_header=bool(fast.attrs.pop("_has_header")), notes=notes)
-        fast.attrs["csv_format"]["header"] = fast.attrs.pop("_header_note")
-        fast.attrs["csv_format"]["parser"] = "pyarrow"
-        return CsvRead(fast, [])
+        return _fast_result(fast, undo_formula_escape, _encoding, delimiter, type_line, notes)
     lines = io.StringIO(text, newline="").readlines()
     return _careful(lines, pos, type_line, delimiter, header, known, undo_formula_escape, _encoding, notes)
 
@@ -241,8 +298,20 @@ def _preamble(head: list[str], delimiter: str | None) -> tuple[int, str | None, 
     return pos, type_line, delimiter
 
 
+def _fast_result(
+    fast: pd.DataFrame, undo_formula_escape: bool, encoding: str, delimiter: str, type_line: str | None,
+    notes: list[str],
+) -> CsvRead:
+    _finish(fast, undo_formula_escape)
+    _attach(fast, encoding=encoding, delimiter=delimiter, type_line=type_line,
+            has_header=bool(fast.attrs.pop("_has_header")), notes=notes)
+    fast.attrs["csv_format"]["header"] = fast.attrs.pop("_header_note")
+    fast.attrs["csv_format"]["parser"] = "pyarrow"
+    return CsvRead(fast, [])
+
+
 def _fast_frame(
-    text: str, offset: int, pos: int, delimiter: str, header: bool | None, known: set[str] | None, notes: list[str]
+    raw: bytes | memoryview, pos: int, delimiter: str, header: bool | None, known: set[str] | None, notes: list[str]
 ) -> pd.DataFrame | None:
     """pyarrow's C++ CSV reader for clean files; None (use the careful parser) at the first doubt.
 
@@ -253,8 +322,8 @@ def _fast_frame(
     """
     if len(delimiter) != 1 or delimiter == '"':
         return None
-    raw = text[offset:].rstrip("\r\n").encode("utf-8") + b"\n"  # trailing blank lines are not records
-    if not raw.strip() or re.search(rb"\n[ \t]*\r?\n", raw):
+    # ``raw``: the records, without trailing blank lines, ending in one line break
+    if not re.search(rb"[^ \t\n\r\x0b\x0c]", raw) or re.search(rb"\n[ \t]*\r?\n", raw):
         return None  # a blank line: the careful parser skips and counts it
     d = re.escape(delimiter)
     if _re2_search(raw, rf'[^{d}"\r\n]"[^{d}"\r\n]'):
@@ -266,7 +335,7 @@ def _fast_frame(
         return "skip"
 
     try:
-        first = next(csv.reader([raw[: raw.find(b"\n")].decode("utf-8")], delimiter=delimiter), [])
+        first = next(csv.reader([bytes(raw[: _find_newline(raw)]).decode("utf-8")], delimiter=delimiter), [])
     except csv.Error:  # e.g. a bare CR (old Mac line ends) inside the first line
         return None
     if not first:
@@ -275,7 +344,7 @@ def _fast_frame(
     try:
         table = pa_csv.read_csv(
             pa.py_buffer(raw),
-            read_options=pa_csv.ReadOptions(autogenerate_column_names=True, use_threads=True, block_size=1 << 24),
+            read_options=pa_csv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
                 newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid,
@@ -287,7 +356,7 @@ def _fast_frame(
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
         return None
-    physical = raw.count(b"\n")
+    physical = _count_newlines(raw)
     if invalid or table.num_rows != physical or table.num_columns != len(names):
         return None
     row0 = [str(v) for v in table.slice(0, 1).to_pylist()[0].values()]
@@ -310,11 +379,23 @@ def _fast_frame(
     return out
 
 
-def _re2_search(raw: bytes, pattern: str) -> bool:
-    """True if ``pattern`` occurs in ``raw``: RE2 through pyarrow over a zero-copy view (linear time)."""
+def _blob(raw: bytes | memoryview) -> pa.Array:
+    """``raw`` as a one-value Arrow binary array over the same memory (no copy)."""
     offsets = pa.py_buffer(np.array([0, len(raw)], dtype=np.int64))
-    view = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(raw)])
-    return bool(pc.match_substring_regex(view, pattern)[0].as_py())
+    return pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(raw)])
+
+
+def _re2_search(raw: bytes | memoryview, pattern: str) -> bool:
+    """True if ``pattern`` occurs in ``raw``: RE2 through pyarrow over a zero-copy view (linear time)."""
+    return bool(pc.match_substring_regex(_blob(raw), pattern)[0].as_py())
+
+
+def _count_newlines(raw: bytes | memoryview) -> int:
+    return int(pc.count_substring(_blob(raw), b"\n")[0].as_py())
+
+
+def _find_newline(raw: bytes | memoryview) -> int:
+    return int(pc.find_substring(_blob(raw), b"\n")[0].as_py())
 
 
 def _finish(frame: pd.DataFrame, undo_formula_escape: bool) -> None:
@@ -570,8 +651,8 @@ def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
         if rule == "proxy":
             # plain "type:addr;type:addr" cells (no spaces, '|', ',' or unprefixed pieces) split on ';'
             plain = _fullmatch(cells, _PLAIN_PROXIES)
-            for i, ps in zip(todo[plain], cells[plain].str.split(";"), strict=True):
-                values[i] = tuple(filter(None, ps))
+            for i, parts in zip(todo[plain], _split_plain(cells[plain]), strict=True):
+                values[i] = parts
             rest = ~plain
             for i, ps in zip(todo[rest], cells[rest].str.split(_PROXY_SPLIT, regex=True), strict=True):
                 values[i] = tuple(t for t in (_trim_proxy(p) for p in ps) if t)
@@ -586,6 +667,18 @@ def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
     for i in np.flatnonzero(na):
         values[i] = None
     return pd.Series(values, index=series.index, dtype="object", name=series.name)
+
+
+def _split_plain(cells: pd.Series) -> Iterator[tuple[str, ...]]:
+    """Cells split on ';' without empty pieces, in order; by Arrow, so that the pieces are the only
+    Python objects made (a list per cell, as ``str.split`` makes, would be garbage to collect)."""
+    pieces = pc.split_pattern(pa.array(cells.astype("str").array), ";")
+    for chunk in pieces.chunks if isinstance(pieces, pa.ChunkedArray) else [pieces]:
+        offsets = chunk.offsets.to_pylist()
+        flat = chunk.values.to_pylist()
+        for a, b in zip(offsets, offsets[1:], strict=False):
+            t = tuple(flat[a:b])
+            yield tuple(filter(None, t)) if "" in t else t
 
 
 def _fullmatch(cells: pd.Series, pattern: str) -> np.ndarray:

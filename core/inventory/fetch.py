@@ -399,7 +399,7 @@ def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
 
 # ----------------------------------------------------------------------------- Arrow -> frame
 
-def _tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
+def list_column_tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
     """A list<string> column as Python tuples (the empty tuple for null or empty), built from offsets."""
     out: list[tuple[str, ...]] = []
     for chunk in column.chunks:
@@ -412,6 +412,15 @@ def _tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
     return out
 
 
+def release_unused_memory() -> None:
+    """Hand memory that Arrow freed back to the system (its allocator keeps freed pages for reuse).
+
+    Called after building a big frame from Arrow data: reading it frees as much as it keeps, and
+    those pages would otherwise stay in the process's resident set.
+    """
+    pa.default_memory_pool().release_unused()
+
+
 #: The multi-valued columns of some rows as Python tuples, column by column (aligned with the rows).
 Tuples = dict[str, list[tuple[str, ...]]]
 
@@ -419,7 +428,7 @@ Tuples = dict[str, list[tuple[str, ...]]]
 def batch_tuples(batch: pa.RecordBatch | pa.Table) -> Tuples:
     """The multi-valued columns of a page as tuples: built while the fetch waits on the network,
     so that the frame at the end only joins lists (see _build_frame)."""
-    return {c: _tuples(pa.chunked_array([batch.column(c)]) if isinstance(batch, pa.RecordBatch)
+    return {c: list_column_tuples(pa.chunked_array([batch.column(c)]) if isinstance(batch, pa.RecordBatch)
                        else batch.column(c)) for c in MULTI_COLUMNS}
 
 
@@ -439,7 +448,7 @@ def _take_tuples(tuples: Tuples, mask: Sequence[bool] | np.ndarray | None) -> Tu
 
 
 def _to_frame(table: pa.Table, keys: pa.Array, tuples: Tuples | None = None) -> pd.DataFrame:
-    multi = tuples if tuples is not None else {c: _tuples(table.column(c)) for c in MULTI_COLUMNS}
+    multi = tuples if tuples is not None else {c: list_column_tuples(table.column(c)) for c in MULTI_COLUMNS}
     table = table.drop_columns([*MULTI_COLUMNS, KEY_FIELD])
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
     for column, values in multi.items():

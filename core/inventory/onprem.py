@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..csvio import BadRow, is_dotnet_type_name, read_csv, split_multi
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, ONPREM_COLUMNS
+from .fetch import release_unused_memory
 
 __all__ = [
     "OnPremData",
@@ -110,7 +111,8 @@ def load_onprem_csv(path: str | os.PathLike[str]) -> OnPremData:
             f"{os.fspath(path)}: the first row names none of the expected columns "
             f"({', '.join(_IDENTITY_COLUMNS)}, RecipientTypeDetails); export with Export-ExocmOnPrem.ps1"
         )
-    normal, more = normalise_onprem(frame, source=os.fspath(path))
+    normal, more = _normalise(frame, source=os.fspath(path), consume=True)
+    release_unused_memory()
     return OnPremData(normal, bad, notes + more, os.fspath(path))
 
 
@@ -126,22 +128,34 @@ def onprem_frame_from_records(records: Iterable[Mapping[str, Any]], *, source: s
 
 def normalise_onprem(raw: pd.DataFrame, *, source: str = "") -> tuple[pd.DataFrame, list[str]]:
     """Map column names, normalise values; return the ONPREM_COLUMNS frame and notes."""
+    return _normalise(raw, source=source)
+
+
+def _normalise(raw: pd.DataFrame, *, source: str, consume: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """normalise_onprem; ``consume`` empties ``raw`` as it goes, so that each source column is freed
+    once its normalised copy exists (the file's text and the result are never both whole in memory)."""
     notes: list[str] = []
     renames = _canonical_names(raw.columns, notes)
-    raw = raw.rename(columns=renames)
-    raw = raw.loc[:, ~raw.columns.duplicated()]
-    present = [c for c in ONPREM_COLUMNS if c in raw.columns]
+    first: dict[Any, int] = {}  # a name used twice (after renaming): its first column is read
+    for i, name in enumerate(raw.columns):
+        first.setdefault(renames.get(name, name), i)
+    present = [c for c in ONPREM_COLUMNS if c in first]
     if "RecipientTypeDetails" not in present or not any(c in present for c in _IDENTITY_COLUMNS):
         raise OnPremFormatError(
             f"{source or 'on-prem data'}: needs RecipientTypeDetails and one of {', '.join(_IDENTITY_COLUMNS)}; "
-            f"found columns: {', '.join(map(str, raw.columns[:12]))}"
+            f"found columns: {', '.join(map(str, list(first)[:12]))}"
         )
-    out = pd.DataFrame(index=raw.index)
+    index = raw.index
+    sources = {c: raw.iloc[:, first[c]] for c in present}
+    if consume:
+        for name in dict.fromkeys(raw.columns):
+            del raw[name]
+    out = pd.DataFrame(index=index)
     for col in ONPREM_COLUMNS:
-        if col not in raw.columns:
-            out[col] = pd.Series(pd.NA if col not in _DATE_COLUMNS else pd.NaT, index=raw.index, dtype="object")
+        if col not in sources:
+            out[col] = pd.Series(pd.NA if col not in _DATE_COLUMNS else pd.NaT, index=index, dtype="object")
             continue
-        s = raw[col]
+        s = sources.pop(col)
         if col in _MULTI:
             out[col] = _multi(s, col, notes)
         elif col == "WhenChanged":
@@ -160,9 +174,10 @@ def normalise_onprem(raw: pd.DataFrame, *, source: str = "") -> tuple[pd.DataFra
                 low = text.str.lower()
                 text = low.map(_KNOWN_TYPES).fillna(text).astype("str")
             out[col] = text
+        del s
     for col in _DATE_COLUMNS:
-        if col not in raw.columns:
-            out[col] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+        if col not in present:
+            out[col] = pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
     out.attrs["columns_present"] = tuple(present)
     # WhenCreated came later (only the readiness checks read it, and they say when it is missing)
     missing = [c for c in ONPREM_COLUMNS if c not in present and c != "WhenCreated"]

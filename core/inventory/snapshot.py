@@ -34,6 +34,8 @@ from .fetch import (
     MULTI_COLUMNS,
     Inventory,
     fetch_inventory,
+    list_column_tuples,
+    release_unused_memory,
 )
 
 SCHEMA_VERSION: Final = 1
@@ -256,11 +258,17 @@ def _read_frame(path: Path, meta: dict[str, Any] | None, columns_version: object
     if meta is None or meta.get("schema") != SCHEMA_VERSION or meta.get("columns") != columns_version:
         return None
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, use_threads=False)  # threads' allocator heaps keep what they freed
     except (OSError, pa.ArrowException):
         return None
-    multi = {c: table.column(c).to_pylist() for c in multi_columns if c in table.column_names}
-    frame: pd.DataFrame = table.drop_columns(list(multi)).to_pandas()
+    multi: dict[str, list[tuple[str, ...]]] = {}
+    for column in multi_columns:
+        if column in table.column_names:
+            multi[column] = list_column_tuples(table.column(column))
+            table = table.drop_columns([column])
+    frame: pd.DataFrame = table.to_pandas(self_destruct=True)
+    del table
     for column, values in multi.items():
-        frame[column] = pd.Series([tuple(v) if v else () for v in values], index=frame.index, dtype=object)
+        frame[column] = pd.Series(values, index=frame.index, dtype=object)
+    release_unused_memory()
     return frame

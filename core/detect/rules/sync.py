@@ -61,7 +61,10 @@ def recent_onprem_change(ctx: DetectContext) -> Hits:
     flip_target = ctx.exo_flip_type & ctx.exo_bool("IsDirSynced")
     mask = flip_target & ctx.matched & when.notna() & (when >= cutoff)
     safe = when + wait
-    hit_when, hit_safe = when[mask], safe[mask]
+    # a numpy mask: np.asarray over a Series with the inventory's str index builds that index's hash
+    # table (numpy probes __array_struct__, which pandas looks up among the labels), 30 MB kept at 300k
+    rows = mask.to_numpy(dtype=bool)
+    hit_when, hit_safe = when[rows], safe[rows]
     explanation = (
         "Changed on-prem at "
         + hit_when.dt.strftime("%Y-%m-%d %H:%M UTC")
