@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from .files import write_atomic
+from .memory import release_unused_memory
 from .values import is_guid
 
 __all__ = [
@@ -170,11 +171,12 @@ def read_csv(
     latter (both give the same frame on a clean file). ``undo_formula_escape`` strips the ``'`` that
     :func:`write_csv` puts before ``= + - @``, so our own files read back unchanged.
     """
-    data = Path(path).read_bytes()
+    settled = False
     if engine == "auto":
-        fast = _fast_from_bytes(data, delimiter, header, known_columns, undo_formula_escape)
+        fast, settled = _fast_from_file(Path(path), delimiter, header, known_columns, undo_formula_escape)
         if fast is not None:
             return fast
+    data = Path(path).read_bytes()
     text, encoding, notes = decode_bytes(data)
     del data
     return read_csv_text(
@@ -183,67 +185,146 @@ def read_csv(
         header=header,
         known_columns=known_columns,
         undo_formula_escape=undo_formula_escape,
-        engine=engine,
+        engine="careful" if settled else engine,
         _encoding=encoding,
         _notes=notes,
     )
 
 
-def _fast_from_bytes(
-    data: bytes,
+#: Bytes per read while a file is checked and parsed without being held whole in memory.
+_STREAM_BLOCK = 1 << 24
+_BLANK_LINE = re.compile(rb"\n[ \t]*\r?\n")
+_NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+
+
+@dataclass
+class _Scan:
+    """What one pass over a file's records found (see _scan_records)."""
+
+    end: int = 0  # just after the last byte that is not CR or LF
+    newlines: int = 0  # LFs before ``end``
+    first_blank: int = -1  # offset of the first blank line's LF, -1 if none
+    clean: bool = True  # valid UTF-8 without NUL
+    quoted: bool = False  # a quote inside a field
+    has_text: bool = False  # something other than whitespace
+
+
+def _fast_from_file(
+    path: Path,
     delimiter: str | None,
     header: bool | None,
     known_columns: Iterable[str] | None,
     undo_formula_escape: bool,
-) -> CsvRead | None:
-    """The fast parser straight over a UTF-8 file's bytes; None when the file needs decoding first.
+) -> tuple[CsvRead | None, bool]:
+    """The fast parser streaming a UTF-8 file, never holding it whole; ``(None, settled)`` when it cannot.
 
-    Decoding a 200 MB file to str and encoding it back for pyarrow holds several copies of it
-    at once (a str of a file with one non-ASCII character takes two or four bytes per character).
-    Valid UTF-8 without NULs reads the same either way, so only other files take the text route.
+    Decoding a 200 MB file to str and encoding it back for pyarrow holds several copies of it at
+    once (a str with one non-ASCII character takes two or four bytes per character). A file that
+    is valid UTF-8 without NULs reads the same either way, so it is checked in blocks, then parsed
+    by pyarrow from the file. ``settled`` is True when the file was such a file and the fast
+    parser still declined: the text route would decline too, and goes straight to the careful parser.
     """
-    body = 0
-    encoding = "utf-8"
-    if data.startswith(codecs.BOM_UTF8):
-        body, encoding = len(codecs.BOM_UTF8), "utf-8 (BOM)"
-    elif any(data.startswith(bom) for bom, _ in _BOMS) or _utf16_without_bom(data) is not None:
-        return None
-    view = memoryview(data)[body:]
-    if data.startswith(codecs.BOM_UTF8, body) or data.find(b"\x00", body) >= 0 or not _is_utf8(view):
-        return None
-    window = bytes(view[: 1 << 20]).decode("utf-8", errors="ignore")
-    head = list(itertools.islice(io.StringIO(window, newline=""), _SNIFF_LINES + 3))
-    if len(view) > 1 << 20 and head:
-        head = head[:-1]  # the last line read from the 1 MiB window may be cut off
-    pos, type_line, delimiter = _preamble(head, delimiter)
-    start = sum(len(x.encode("utf-8")) for x in head[:pos])
-    known = {c.lower() for c in known_columns} if known_columns is not None else None
-    notes: list[str] = []
-    fast = _fast_frame(_records_region(view, start), pos, delimiter, header, known, notes)
+    with path.open("rb") as handle:
+        head_bytes = handle.read(len(codecs.BOM_UTF8) + (1 << 20))
+        body, encoding = 0, "utf-8"
+        if head_bytes.startswith(codecs.BOM_UTF8):
+            body, encoding = len(codecs.BOM_UTF8), "utf-8 (BOM)"
+        elif any(head_bytes.startswith(bom) for bom, _ in _BOMS) or _utf16_without_bom(head_bytes) is not None:
+            return None, False
+        if head_bytes.startswith(codecs.BOM_UTF8, body):
+            return None, False
+        window = head_bytes[body:].decode("utf-8", errors="ignore")
+        head = list(itertools.islice(io.StringIO(window, newline=""), _SNIFF_LINES + 3))
+        if len(head_bytes) - body >= 1 << 20 and head:
+            head = head[:-1]  # the last line read from the 1 MiB window may be cut off
+        pos, type_line, delimiter = _preamble(head, delimiter)
+        start = body + sum(len(x.encode("utf-8")) for x in head[:pos])
+        preamble = head_bytes[body:start]
+        if preamble.find(b"\x00") >= 0 or not _is_utf8(preamble):
+            return None, False
+        scan = _scan_records(handle, start, delimiter)
+        if not scan.clean:
+            return None, False
+        if len(delimiter) != 1 or delimiter == '"' or not scan.has_text or 0 <= scan.first_blank < scan.end:
+            return None, True  # a blank line: the careful parser skips and counts it
+        if scan.quoted:
+            return None, True  # a quote inside a field: the careful parser reports it
+        line_end = head_bytes.find(b"\n", start)
+        first_line = head_bytes[start : line_end if line_end >= 0 else scan.end]
+        if line_end < 0 and scan.end > len(head_bytes):
+            return None, True  # a first line longer than the window: let the careful parser read it
+        known = {c.lower() for c in known_columns} if known_columns is not None else None
+        notes: list[str] = []
+        handle.seek(start)
+        fast = _arrow_frame(_Region(handle, scan.end - start), scan.newlines + 1, first_line, pos, delimiter,
+                            header, known, notes)
     if fast is None:
-        return None
-    return _fast_result(fast, undo_formula_escape, encoding, delimiter, type_line, notes)
+        return None, True
+    return _fast_result(fast, undo_formula_escape, encoding, delimiter, type_line, notes), True
 
 
-def _is_utf8(view: memoryview) -> bool:
+def _scan_records(handle: io.BufferedReader, start: int, delimiter: str) -> _Scan:
+    """One pass over the file from ``start`` in blocks cut after a line break: what _fast_frame checks."""
+    scan = _Scan(end=start)
+    quote = _quote_in_field(delimiter) if len(delimiter) == 1 and delimiter != '"' else None
+    handle.seek(start)
+    offset, carry, newlines = start, b"", 0
+    while True:
+        block = handle.read(_STREAM_BLOCK)
+        data = carry + block
+        cut = data.rfind(b"\n") + 1 if block else len(data)
+        segment, carry = data[:cut], data[cut:]
+        if segment:
+            if segment.find(b"\x00") >= 0 or not _is_utf8(segment):
+                scan.clean = False
+                return scan
+            scan.quoted = scan.quoted or bool(quote and _re2_search(segment, quote))
+            scan.has_text = scan.has_text or _NOT_SPACE.search(segment) is not None
+            if scan.first_blank < 0:
+                # a blank line may start with the LF that ended the previous segment
+                found = _BLANK_LINE.search(b"\n" + segment if offset > start else segment)
+                if found:
+                    scan.first_blank = offset + found.start() - (1 if offset > start else 0)
+            last = len(segment)
+            while last and segment[last - 1] in b"\r\n":
+                last -= 1
+            if last:
+                scan.end = offset + last
+                scan.newlines = newlines + segment.count(b"\n", 0, last)
+            newlines += segment.count(b"\n")
+            offset += len(segment)
+        if not block:
+            return scan
+
+
+class _Region(io.RawIOBase):
+    """``length`` bytes of ``handle`` from its current position, as a file for pyarrow."""
+
+    def __init__(self, handle: io.BufferedReader, length: int) -> None:
+        super().__init__()
+        self._handle = handle
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self._left)
+        if n <= 0:
+            return 0
+        got = self._handle.readinto(view[:n])
+        self._left -= got
+        return got
+
+
+def _is_utf8(data: bytes | memoryview) -> bool:
     """True if the bytes are valid UTF-8 (Arrow's validation over a zero-copy view: no decoded copy)."""
     try:
-        _blob(view).cast(pa.large_string())
+        _blob(data).cast(pa.large_string())
     except (pa.ArrowInvalid, UnicodeError):
         return False
     return True
-
-
-def _records_region(view: memoryview, start: int) -> memoryview | bytes:
-    """``view[start:]`` without trailing blank lines and ending in one line break (a view when it can)."""
-    end = len(view)
-    while end > start and view[end - 1] in b"\r\n":
-        end -= 1
-    if bytes(view[end : end + 2]) == b"\r\n":
-        return view[start : end + 2]
-    if bytes(view[end : end + 1]) == b"\n":
-        return view[start : end + 1]
-    return bytes(view[start:end]) + b"\n"
 
 
 def read_csv_text(
@@ -323,11 +404,24 @@ def _fast_frame(
     if len(delimiter) != 1 or delimiter == '"':
         return None
     # ``raw``: the records, without trailing blank lines, ending in one line break
-    if not re.search(rb"[^ \t\n\r\x0b\x0c]", raw) or re.search(rb"\n[ \t]*\r?\n", raw):
+    if not _NOT_SPACE.search(raw) or _BLANK_LINE.search(raw):
         return None  # a blank line: the careful parser skips and counts it
-    d = re.escape(delimiter)
-    if _re2_search(raw, rf'[^{d}"\r\n]"[^{d}"\r\n]'):
+    if _re2_search(raw, _quote_in_field(delimiter)):
         return None  # a quote inside a field: the careful parser reports it
+    return _arrow_frame(pa.py_buffer(raw), _count_newlines(raw), bytes(raw[: _find_newline(raw)]), pos, delimiter,
+                        header, known, notes)
+
+
+def _quote_in_field(delimiter: str) -> str:
+    d = re.escape(delimiter)
+    return rf'[^{d}"\r\n]"[^{d}"\r\n]'
+
+
+def _arrow_frame(
+    source: Any, physical: int, line1: bytes, pos: int, delimiter: str, header: bool | None,
+    known: set[str] | None, notes: list[str],
+) -> pd.DataFrame | None:
+    """pyarrow's parse of records already checked clean (see _fast_frame); ``physical`` lines of them."""
     invalid: list[int] = []
 
     def on_invalid(row: Any) -> str:
@@ -335,7 +429,7 @@ def _fast_frame(
         return "skip"
 
     try:
-        first = next(csv.reader([bytes(raw[: _find_newline(raw)]).decode("utf-8")], delimiter=delimiter), [])
+        first = next(csv.reader([line1.decode("utf-8")], delimiter=delimiter), [])
     except csv.Error:  # e.g. a bare CR (old Mac line ends) inside the first line
         return None
     if not first:
@@ -343,7 +437,7 @@ def _fast_frame(
     names = [f"f{i}" for i in range(len(first))]
     try:
         table = pa_csv.read_csv(
-            pa.py_buffer(raw),
+            source,
             read_options=pa_csv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(
                 delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
@@ -356,7 +450,6 @@ def _fast_frame(
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
         return None
-    physical = _count_newlines(raw)
     if invalid or table.num_rows != physical or table.num_columns != len(names):
         return None
     row0 = [str(v) for v in table.slice(0, 1).to_pylist()[0].values()]
@@ -368,7 +461,9 @@ def _fast_frame(
     else:
         columns = [f"H{i}" for i in range(1, len(row0) + 1)]
         first_line = pos + 1
-    frame = table.rename_columns(columns).to_pandas()
+    parts = table.columns
+    del table
+    frame = _compact(parts, columns).to_pandas()
     for col in frame.columns:
         if not isinstance(frame[col].dtype, pd.StringDtype):
             frame[col] = frame[col].astype("str")
@@ -377,6 +472,20 @@ def _fast_frame(
     frame.attrs["_header_note"] = f"header on line {pos + 1}" if has_header else "no header row; columns named H1..Hn"
     out: pd.DataFrame = frame
     return out
+
+
+def _compact(parts: list[pa.ChunkedArray], names: list[str]) -> pa.Table:
+    """A table of ``parts`` (emptied as it goes), each column as one chunk. The parser's per-block
+    buffers of all columns lie side by side; once each column is contiguous, freeing one frees
+    whole allocator pages."""
+    for i, column in enumerate(parts):
+        if column.num_chunks > 1:
+            parts[i] = pa.chunked_array([column.combine_chunks()])
+            del column
+            release_unused_memory()
+    table = pa.Table.from_arrays(parts, names=names)
+    parts.clear()
+    return table
 
 
 def _blob(raw: bytes | memoryview) -> pa.Array:
@@ -634,13 +743,16 @@ _SPLIT = {"list": re.compile(r"\s*[;|]\s*"), "words": re.compile(r"[;|\s]+")}
 _DOTNET_TYPE = re.compile(r"^(System|Microsoft)\.[\w.`\[\], ]+$")
 
 
-def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
+def split_multi(series: pd.Series, rule: SplitRule = "list", *, shared: Mapping[str, str] | None = None) -> pd.Series:
     """Split multi-valued cells into tuples of str (empty cell -> empty tuple; NA stays NA).
 
     Rules: ``proxy`` for proxy addresses joined by ``;``, ``|``, ``,`` or whitespace (X400
     values keep their ``;``, X500 values their spaces); ``list`` splits on ``;`` or ``|``
     (values may contain spaces, e.g. ExtensionCustomAttribute); ``words`` also on whitespace.
+    ``shared`` (proxy rule): str objects to use for equal values instead of new ones.
     """
+    if rule == "proxy":
+        return _split_proxies(series, shared or {})
     na = series.isna().to_numpy()
     filled = series.where(~na, "").astype("str").str.strip()
     empty: tuple[str, ...] = ()
@@ -648,43 +760,67 @@ def split_multi(series: pd.Series, rule: SplitRule = "list") -> pd.Series:
     todo = np.flatnonzero((filled != "").to_numpy())
     if len(todo):
         cells = filled.iloc[todo]
-        if rule == "proxy":
-            # plain "type:addr;type:addr" cells (no spaces, '|', ',' or unprefixed pieces) split on ';'
-            plain = _fullmatch(cells, _PLAIN_PROXIES)
-            for i, parts in zip(todo[plain], _split_plain(cells[plain]), strict=True):
-                values[i] = parts
-            rest = ~plain
-            for i, ps in zip(todo[rest], cells[rest].str.split(_PROXY_SPLIT, regex=True), strict=True):
-                values[i] = tuple(t for t in (_trim_proxy(p) for p in ps) if t)
-        else:
-            pattern = _SPLIT[rule]
-            single = ~cells.str.contains(pattern, regex=True).to_numpy()
-            for i, cell in zip(todo[single], cells[single], strict=True):
-                values[i] = (cell,)
-            multi = todo[~single]
-            for i, ps in zip(multi, cells[~single].str.split(pattern, regex=True), strict=True):
-                values[i] = tuple(p for p in ps if p)
+        pattern = _SPLIT[rule]
+        single = ~cells.str.contains(pattern, regex=True).to_numpy()
+        for i, cell in zip(todo[single], cells[single], strict=True):
+            values[i] = (cell,)
+        multi = todo[~single]
+        for i, ps in zip(multi, cells[~single].str.split(pattern, regex=True), strict=True):
+            values[i] = tuple(p for p in ps if p)
     for i in np.flatnonzero(na):
         values[i] = None
     return pd.Series(values, index=series.index, dtype="object", name=series.name)
 
 
-def _split_plain(cells: pd.Series) -> Iterator[tuple[str, ...]]:
+#: Rows split at a time: the trimmed and filtered copies of a 300,000-row column would otherwise all
+#: be alive while its tuples are made.
+_SPLIT_ROWS = 1 << 15
+
+
+def _split_proxies(series: pd.Series, shared: Mapping[str, str]) -> pd.Series:
+    """split_multi's proxy rule, _SPLIT_ROWS at a time."""
+    arr = pa.array(series.astype("str").array)
+    empty: tuple[str, ...] = ()
+    values: list[tuple[str, ...] | None] = []
+    for start in range(0, len(arr), _SPLIT_ROWS):
+        part = arr.slice(start, _SPLIT_ROWS)
+        chunk = part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part
+        out: list[tuple[str, ...] | None] = [empty] * len(chunk)
+        cells = pc.utf8_trim_whitespace(chunk.fill_null(""))
+        filled = np.asarray(pc.not_equal(cells, "").to_numpy(zero_copy_only=False), dtype=bool)
+        todo = np.flatnonzero(filled)
+        if len(todo):
+            cells = cells.filter(pa.array(filled))
+            # plain "type:addr;type:addr" cells (no spaces, '|', ',' or unprefixed pieces) split on ';'
+            plain = _fullmatch_arrow(cells, _PLAIN_PROXIES)
+            for i, parts in zip(todo[plain], _split_plain(cells.filter(pa.array(plain)), shared), strict=True):
+                out[i] = parts
+            rest = ~plain
+            for i, cell in zip(todo[rest], cells.filter(pa.array(rest)).to_pylist(), strict=True):
+                pieces = (_trim_proxy(p) for p in _PROXY_SPLIT.split(cell))
+                out[i] = tuple(shared.get(t, t) for t in pieces if t)
+        for i in np.flatnonzero(np.asarray(chunk.is_null().to_numpy(zero_copy_only=False), dtype=bool)):
+            out[i] = None
+        values.extend(out)
+    return pd.Series(values, index=series.index, dtype="object", name=series.name)
+
+
+def _split_plain(cells: pa.Array, shared: Mapping[str, str]) -> Iterator[tuple[str, ...]]:
     """Cells split on ';' without empty pieces, in order; by Arrow, so that the pieces are the only
     Python objects made (a list per cell, as ``str.split`` makes, would be garbage to collect)."""
-    pieces = pc.split_pattern(pa.array(cells.astype("str").array), ";")
-    for chunk in pieces.chunks if isinstance(pieces, pa.ChunkedArray) else [pieces]:
-        offsets = chunk.offsets.to_pylist()
-        flat = chunk.values.to_pylist()
-        for a, b in zip(offsets, offsets[1:], strict=False):
-            t = tuple(flat[a:b])
-            yield tuple(filter(None, t)) if "" in t else t
+    pieces = pc.split_pattern(cells, ";")
+    offsets = pieces.offsets.to_pylist()
+    flat = pieces.values.to_pylist()
+    if shared:
+        flat = [shared.get(p, p) for p in flat]
+    for a, b in zip(offsets, offsets[1:], strict=False):
+        t = tuple(flat[a:b])
+        yield tuple(filter(None, t)) if "" in t else t
 
 
-def _fullmatch(cells: pd.Series, pattern: str) -> np.ndarray:
+def _fullmatch_arrow(cells: pa.Array, pattern: str) -> np.ndarray:
     """Vectorised full regex match in pyarrow (RE2); pandas' own falls back to Python per cell."""
-    arr = pa.array(cells.astype("str").array)
-    hit = pc.match_substring_regex(arr, f"^(?:{pattern})$")
+    hit = pc.match_substring_regex(cells, f"^(?:{pattern})$")
     return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 

@@ -29,10 +29,12 @@ import numpy as np
 import pandas as pd
 
 from ..inventory.match import OnPremMatch, match_onprem, text_column
+from ..memory import release_unused_memory
 from ..model import FLIP_TYPES, ONPREM_COLUMNS, Writeback
 from ..values import is_true, json_value
 
 __all__ = [
+    "AtRows",
     "BOTH",
     "DEFAULT_SYNC_INTERVAL",
     "FINDING_COLUMNS",
@@ -87,6 +89,15 @@ class Hits:
 
 
 RuleFunc = Callable[["DetectContext"], Hits]
+
+
+@dataclass(frozen=True)
+class AtRows:
+    """Evidence read for the rows a rule fires on only: ``values(positions)`` gives the values at
+    those inventory row positions (a Series aligned with the whole inventory would be built for a
+    few hits)."""
+
+    values: Callable[[np.ndarray], pd.Series]
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,13 @@ class DetectContext:
 
     def exo_text(self, col: str) -> pd.Series:
         """An inventory column as str ('' for missing)."""
-        return self._cache(("exo", col), lambda: text_column(self.inventory, col).str.strip())
+
+        def build() -> pd.Series:
+            text = text_column(self.inventory, col)
+            stripped = text.str.strip()
+            return text if stripped.equals(text) else stripped  # the column itself when nothing changed: no copy kept
+
+        return self._cache(("exo", col), build)
 
     def exo_bool(self, col: str) -> pd.Series:
         """An inventory column as bool (NA, missing, '' -> False; 'True'/'true' strings -> True)."""
@@ -215,6 +232,14 @@ class DetectContext:
 
         return self._cache(("opc", col), build)
 
+    def exo_text_at(self, col: str) -> AtRows:
+        """Evidence: an inventory column as exo_text gives it, read for the hit rows only."""
+        return AtRows(lambda positions: text_column(self.inventory.iloc[positions], col).str.strip())
+
+    def op_at(self, col: str) -> AtRows:
+        """Evidence: the matched on-prem ``col`` (op_col's values), read for the hit rows only."""
+        return AtRows(lambda positions: self.op_col_at(col, positions))
+
     def op_col_at(self, col: str, positions: np.ndarray) -> pd.Series:
         """The matched on-prem values of ``col`` for inventory rows at ``positions`` (RangeIndex, dtype kept)."""
         if self.onprem is None or col not in self.onprem.columns:
@@ -232,7 +257,8 @@ class DetectContext:
         pairs = self.match.pairs
         values = np.full(len(self.inventory), "", dtype=object)
         if len(pairs):
-            values[pairs["exo_pos"].to_numpy(dtype=np.intp)] = pairs["join"].to_numpy(dtype=object)
+            codes, keys = pd.factorize(pairs["join"])  # one str object per key, not one per row
+            values[pairs["exo_pos"].to_numpy(dtype=np.intp)] = np.asarray([*keys, ""], dtype=object)[codes]
         return pd.Series(values, index=self.inventory.index, dtype="object")
 
     @cached_property
@@ -283,7 +309,7 @@ class DetectContext:
         mask: pd.Series | np.ndarray,
         explanation: str | pd.Series | Sequence[str | pd.Series],
         *,
-        evidence: Sequence[str] | Mapping[str, pd.Series] = (),
+        evidence: Sequence[str] | Mapping[str, pd.Series | AtRows] = (),
         action: str | pd.Series | None = None,
     ) -> Hits:
         """Build a rule's Hits from a boolean mask over the inventory.
@@ -291,7 +317,7 @@ class DetectContext:
         ``explanation`` is one string, a Series (aligned with the inventory or indexed by the
         hit rows), or a sequence of strings and aligned Series concatenated only for the hit
         rows. ``evidence`` names inventory columns (taken as they are), or maps evidence keys
-        to Series aligned with the inventory; only hit rows are turned into dicts.
+        to Series aligned with the inventory or to AtRows; only hit rows are turned into dicts.
         """
         m = np.asarray(pd.Series(mask).fillna(False).to_numpy(), dtype=bool)
         idx = self.inventory.index[m]
@@ -304,7 +330,11 @@ class DetectContext:
             for part in explanation:
                 expl = expl + (part if isinstance(part, str) else part[m].fillna("").astype("str").set_axis(idx))
         if isinstance(evidence, Mapping):
-            ev_frame = pd.DataFrame({k: v[m].set_axis(idx) for k, v in evidence.items()}, index=idx)
+            rows = np.flatnonzero(m)
+            ev_frame = pd.DataFrame(
+                {k: (v.values(rows) if isinstance(v, AtRows) else v[m]).set_axis(idx) for k, v in evidence.items()},
+                index=idx,
+            )
         elif evidence:
             ev_frame = self.inventory[list(evidence)].iloc[np.flatnonzero(m)]
         else:
@@ -399,6 +429,7 @@ def detect(
     if onprem is not None and onprem_columns is None:
         onprem_columns = onprem.attrs.get("columns_present") or [c for c in ONPREM_COLUMNS if c in onprem.columns]
     match = match_onprem(inventory, onprem) if onprem is not None else match_onprem(inventory, pd.DataFrame())
+    release_unused_memory()
     ctx = DetectContext(
         inventory=inventory,
         onprem=onprem,
@@ -423,6 +454,7 @@ def detect(
             not_checked[r.code] = "Cloud Sync writeback configuration not read (Graph)"
             continue
         h = r.func(ctx)
+        release_unused_memory()
         if len(h.ids) == 0:
             continue
         upn = h.upn if h.upn is not None else _upn_for(ctx, h)
@@ -455,6 +487,8 @@ def detect(
             )
         if "ExternalDirectoryObjectId" not in ctx.onprem_columns:
             notes.append("on-prem data has no ExternalDirectoryObjectId: joined on UserPrincipalName, then addresses")
+    del ctx  # its per-column caches, before their memory is handed back
+    release_unused_memory()
     return DetectResult(
         findings=findings,
         match=match,

@@ -73,6 +73,7 @@ from .partition import (
     plan_partitions,
     single_stream,
 )
+from .shared import remember_addresses
 
 STAGE: Final = "inventory"
 DIRSYNCED_FILTER: Final = "IsDirSynced -eq $true"
@@ -147,6 +148,9 @@ class Inventory:
     #: service's texts, which name them). Non-empty: the inventory is incomplete, and findings and
     #: plan refuse it unless told to accept an incomplete inventory.
     incomplete: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        remember_addresses(self.frame)
 
     def incomplete_reason(self) -> str | None:
         """One line for a refused incomplete inventory (None when complete)."""
@@ -410,15 +414,6 @@ def list_column_tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
         flat = chunk.values.to_pylist()
         out.extend([tuple(flat[a:b]) if b > a else () for a, b in zip(offsets, offsets[1:], strict=False)])
     return out
-
-
-def release_unused_memory() -> None:
-    """Hand memory that Arrow freed back to the system (its allocator keeps freed pages for reuse).
-
-    Called after building a big frame from Arrow data: reading it frees as much as it keeps, and
-    those pages would otherwise stay in the process's resident set.
-    """
-    pa.default_memory_pool().release_unused()
 
 
 #: The multi-valued columns of some rows as Python tuples, column by column (aligned with the rows).

@@ -116,17 +116,16 @@ def _stage(op_pos: np.ndarray, exo_pos: np.ndarray, join: str) -> pd.DataFrame:
     return pd.DataFrame({"op_pos": op_pos.astype("int64"), "exo_pos": exo_pos.astype("int64"), "join": join})
 
 
-def _arrow(s: pd.Series) -> pa.Array:
-    """The Series' values as one pyarrow string array (zero-copy when already Arrow-backed)."""
-    arr = pa.array(s.astype("str").array)
-    out: pa.Array = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    return out
+def _arrow(s: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """The Series' values as pyarrow strings (zero-copy when already Arrow-backed: chunks are kept)."""
+    arr: pa.Array | pa.ChunkedArray = pa.array(s.astype("str").array)
+    return arr
 
 
 def _index_in(keys: pd.Series, wanted: pd.Series) -> np.ndarray:
     """Position in ``keys`` of each ``wanted`` value (the first one), -1 if absent."""
     found = pc.index_in(_arrow(wanted), value_set=_arrow(keys)).fill_null(-1)
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(found.to_numpy(), dtype=np.int64)
 
 
 def _lookup(keys: pd.Series, wanted: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +156,8 @@ def match_onprem(inventory: pd.DataFrame, onprem: pd.DataFrame | None) -> OnPrem
     todo = np.flatnonzero(has_eid)
     if len(todo):
         # the inventory index is unique by contract (one row per ExternalDirectoryObjectId)
-        found = _index_in(pd.Series(inventory.index.astype("str")).str.lower(), op_eid.iloc[todo])
+        found = _index_in(pd.Series(inventory.index.astype("str")).str.lower(),
+                          op_eid if len(todo) == n_op else op_eid.iloc[todo])
         hit = found >= 0
         stages.append(_stage(todo[hit], found[hit], "ExternalDirectoryObjectId"))
 
@@ -218,7 +218,7 @@ def match_onprem(inventory: pd.DataFrame, onprem: pd.DataFrame | None) -> OnPrem
         pairs = pd.DataFrame(
             {
                 "line": onprem.index.to_numpy(dtype=object)[kept["op_pos"].to_numpy()],
-                "join": kept["join"].astype("str").to_numpy(),
+                "join": kept["join"].astype("str").array,
                 "exo_pos": kept["exo_pos"].to_numpy(),
                 "op_pos": kept["op_pos"].to_numpy(),
             },

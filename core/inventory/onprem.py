@@ -21,8 +21,9 @@ from typing import Any
 import pandas as pd
 
 from ..csvio import BadRow, is_dotnet_type_name, read_csv, split_multi
+from ..memory import release_unused_memory
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, ONPREM_COLUMNS
-from .fetch import release_unused_memory
+from .shared import address_pool
 
 __all__ = [
     "OnPremData",
@@ -175,6 +176,8 @@ def _normalise(raw: pd.DataFrame, *, source: str, consume: bool = False) -> tupl
                 text = low.map(_KNOWN_TYPES).fillna(text).astype("str")
             out[col] = text
         del s
+        if consume:
+            release_unused_memory()  # else the next column's copies take fresh pages, not the freed ones
     for col in _DATE_COLUMNS:
         if col not in present:
             out[col] = pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
@@ -227,8 +230,9 @@ def _scalar_text(v: Any) -> str:
 
 def _multi(s: pd.Series, col: str, notes: list[str]) -> pd.Series:
     rule = _MULTI[col]
+    shared = address_pool() if rule == "proxy" else None
     if isinstance(s.dtype, pd.StringDtype):  # from a CSV: text only
-        out = split_multi(s, rule)  # type: ignore[arg-type]
+        out = split_multi(s, rule, shared=shared)  # type: ignore[arg-type]
         typed = is_dotnet_type_name(s)
         if typed.any():
             _note_type_names(notes, col, s.index[typed])
@@ -237,7 +241,7 @@ def _multi(s: pd.Series, col: str, notes: list[str]) -> pd.Series:
     is_list = s.map(lambda v: isinstance(v, list | tuple), na_action="ignore").fillna(False).astype(bool)
     text = s.where(~is_list, "")
     text = text.map(lambda v: "" if v is None else str(v), na_action="ignore").fillna("").astype("str")
-    out = split_multi(text, rule)  # type: ignore[arg-type]
+    out = split_multi(text, rule, shared=shared)  # type: ignore[arg-type]
     if is_list.any():
         out[is_list] = [tuple(str(x).strip() for x in v if str(x).strip()) for v in s[is_list]]
     typed = is_dotnet_type_name(text)

@@ -28,6 +28,7 @@ from ..access.config import data_dir
 from ..bridge.base import Bridge
 from ..events import ProgressCallback
 from ..files import atomic_writer, private_dir
+from ..memory import release_unused_memory
 from ..model import INVENTORY_COLUMNS
 from .fetch import (
     DEFAULT_PARTITIONS,
@@ -35,7 +36,6 @@ from .fetch import (
     Inventory,
     fetch_inventory,
     list_column_tuples,
-    release_unused_memory,
 )
 
 SCHEMA_VERSION: Final = 1

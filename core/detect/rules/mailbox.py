@@ -42,11 +42,11 @@ def dual_mailbox(ctx: DetectContext) -> Hits:
         mask,
         explanation,
         evidence=match_evidence(ctx, {
-            "onprem.UserPrincipalName": ctx.op_col("UserPrincipalName"),
+            "onprem.UserPrincipalName": ctx.op_at("UserPrincipalName"),
             "onprem.RecipientTypeDetails": op_rtd,
-            "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
+            "onprem.ExchangeGuid": ctx.op_at("ExchangeGuid"),
             "exo.RecipientTypeDetails": ctx.exo_text("RecipientTypeDetails"),
-            "exo.ExchangeGuid": ctx.exo_text("ExchangeGuid"),
+            "exo.ExchangeGuid": ctx.exo_text_at("ExchangeGuid"),
         }),
     )
 
@@ -91,10 +91,8 @@ def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
         return ctx.no_hits()
     pair = (ctx.op_in("RecipientTypeDetails", REMOTE_TYPES) & ctx.exo_is_mailbox).to_numpy()
     pos = np.flatnonzero(pair)
-    op_raw = ctx.op_col_at("ExchangeGuid", pos).fillna("")
-    exo_raw = _exo_at(ctx, "ExchangeGuid", pos)
     # exact equality settles almost every pair; only the rest is normalised (case, braces, zero GUID)
-    suspect = pos[(op_raw.astype("str") != exo_raw.astype("str")).to_numpy(dtype=bool)]
+    suspect = pos[_raw_differs(ctx, "ExchangeGuid", pos)]
     op_guid = _guid(ctx.op_col_at("ExchangeGuid", suspect).fillna(""))
     exo_guid = _guid(_exo_at(ctx, "ExchangeGuid", suspect))
     empty = ((op_guid == "") | (op_guid == EMPTY_GUID)).to_numpy(dtype=bool)
@@ -117,10 +115,25 @@ def exchangeguid_mismatch(ctx: DetectContext) -> Hits:
         mask,
         explanation,
         evidence=match_evidence(ctx, {
-            "onprem.ExchangeGuid": ctx.op_col("ExchangeGuid"),
+            "onprem.ExchangeGuid": ctx.op_at("ExchangeGuid"),
             "exo.ExchangeGuid": ctx.inventory["ExchangeGuid"],
         }),
     )
+
+
+#: Pairs compared at a time: two 300,000-row copies of a GUID column would be alive at once otherwise.
+_BLOCK = 1 << 16
+
+
+def _raw_differs(ctx: DetectContext, col: str, pos: np.ndarray) -> np.ndarray:
+    """Mask over ``pos``: the on-prem and EXO values of ``col`` differ as they are (NA as '')."""
+    parts = [np.zeros(0, dtype=bool)]
+    for start in range(0, len(pos), _BLOCK):
+        block = pos[start : start + _BLOCK]
+        op_raw = ctx.op_col_at(col, block).fillna("")
+        exo_raw = _exo_at(ctx, col, block)
+        parts.append((op_raw.astype("str") != exo_raw.astype("str")).to_numpy(dtype=bool))
+    return np.concatenate(parts)
 
 
 def _exo_at(ctx: DetectContext, col: str, positions: np.ndarray) -> pd.Series:

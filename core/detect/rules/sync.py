@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...inventory.onprem import REMOTE_TYPES
+from ...memory import release_unused_memory
 from ...model import CUSTOM_ATTRIBUTES, EXTENSION_CUSTOM_ATTRIBUTES
 from ...values import json_value
 from ..engine import FLIP_TO_CLOUD, NONE, SETTLE_TIME, DetectContext, Hits, rule
-from ._common import line_series
+from ._common import line_at
 
 #: Writeback attributes compared between on-prem and EXO (HiddenFromAddressListsEnabled is
 #: not in the on-prem export, so it is not compared).
@@ -76,7 +77,7 @@ def recent_onprem_change(ctx: DetectContext) -> Hits:
         mask,
         explanation,
         evidence={
-            "onprem.line": line_series(ctx),
+            "onprem.line": line_at(ctx),
             "onprem.WhenChanged": when,
             "safe_after": safe,
             "now": pd.Series(pd.Timestamp(ctx.now), index=ctx.inventory.index),
@@ -161,6 +162,7 @@ def _drift_hits(ctx: DetectContext, pos: np.ndarray, attributes: tuple[str, ...]
             d = known & (mapped != exo)
         if d.any():
             diffs[attr] = d
+        release_unused_memory()  # each attribute's copies, before the next one's
     if not diffs:
         return ctx.no_hits()
     attrs = list(diffs)
