@@ -288,10 +288,11 @@ def _scan_records(handle: io.BufferedReader, start: int, delimiter: str) -> _Sca
             last = len(segment)
             while last and segment[last - 1] in b"\r\n":
                 last -= 1
+            count = segment.count(b"\n")
             if last:
                 scan.end = offset + last
-                scan.newlines = newlines + segment.count(b"\n", 0, last)
-            newlines += segment.count(b"\n")
+                scan.newlines = newlines + count - segment.count(b"\n", last)
+            newlines += count
             offset += len(segment)
         if not block:
             return scan

@@ -1,9 +1,10 @@
-"""Resident memory: give back what Arrow's allocator freed but keeps for reuse."""
+"""Resident memory: give back what Arrow's allocator freed but keeps, share what is held twice."""
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 
-__all__ = ["release_unused_memory"]
+__all__ = ["release_unused_memory", "share_equal_columns"]
 
 
 def release_unused_memory() -> None:
@@ -14,3 +15,32 @@ def release_unused_memory() -> None:
     the next step then takes fresh pages instead. Cheap (microseconds): call it after such steps.
     """
     pa.default_memory_pool().release_unused()
+
+
+
+def share_equal_columns(frame: pd.DataFrame) -> None:
+    """Let Arrow-backed str columns with equal values share one array (in place; values unchanged).
+
+    Exports and inventories carry columns that hold the same thing on every row (most of
+    CustomAttribute1-15 are empty): at 300,000 rows each keeps 2.3 MB of offsets of its own.
+    """
+    if not frame.columns.is_unique:
+        return
+    seen: dict[tuple[int, int, int], list[tuple[pa.ChunkedArray, pd.Series]]] = {}
+    for col in list(frame.columns):
+        s = frame[col]
+        if not isinstance(s.dtype, pd.StringDtype):
+            continue
+        arr = _chunked(s)
+        key = (len(arr), arr.null_count, arr.nbytes)
+        for other_arr, other in seen.setdefault(key, []):
+            if other.dtype == s.dtype and other_arr.equals(arr):
+                frame[col] = pd.Series(other.array, index=frame.index, name=col)
+                break
+        else:
+            seen[key].append((arr, s))
+
+
+def _chunked(s: pd.Series) -> pa.ChunkedArray:
+    arr = pa.array(s.array)
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..csvio import BadRow, is_dotnet_type_name, read_csv, split_multi
-from ..memory import release_unused_memory
+from ..memory import release_unused_memory, share_equal_columns
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, ONPREM_COLUMNS
 from .shared import address_pool
 
@@ -181,6 +181,8 @@ def _normalise(raw: pd.DataFrame, *, source: str, consume: bool = False) -> tupl
     for col in _DATE_COLUMNS:
         if col not in present:
             out[col] = pd.Series(pd.NaT, index=index, dtype="datetime64[ns, UTC]")
+    if consume:
+        share_equal_columns(out)
     out.attrs["columns_present"] = tuple(present)
     # WhenCreated came later (only the readiness checks read it, and they say when it is missing)
     missing = [c for c in ONPREM_COLUMNS if c not in present and c != "WhenCreated"]
@@ -270,8 +272,12 @@ def parse_when_changed(s: pd.Series, notes: list[str] | None = None) -> pd.Serie
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         d = pd.to_datetime(s, utc=True)
         return d
-    objs = s.map(lambda v: v if isinstance(v, datetime) else None, na_action="ignore")
-    text = s.map(lambda v: "" if isinstance(v, datetime) else str(v), na_action="ignore").fillna("").astype("str")
+    if isinstance(s.dtype, pd.StringDtype):  # from a CSV: text only, no cell-by-cell look
+        objs = pd.Series(None, index=s.index, dtype="object")
+        text = s.fillna("").astype("str")
+    else:
+        objs = s.map(lambda v: v if isinstance(v, datetime) else None, na_action="ignore")
+        text = s.map(lambda v: "" if isinstance(v, datetime) else str(v), na_action="ignore").fillna("").astype("str")
     text = text.str.strip()
     filled = text != ""
     best = pd.to_datetime(text.where(filled, None), format="ISO8601", utc=True, errors="coerce")

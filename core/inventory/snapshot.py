@@ -28,7 +28,7 @@ from ..access.config import data_dir
 from ..bridge.base import Bridge
 from ..events import ProgressCallback
 from ..files import atomic_writer, private_dir
-from ..memory import release_unused_memory
+from ..memory import release_unused_memory, share_equal_columns
 from ..model import INVENTORY_COLUMNS
 from .fetch import (
     DEFAULT_PARTITIONS,
@@ -257,18 +257,30 @@ def _read_frame(path: Path, meta: dict[str, Any] | None, columns_version: object
     version is not this build's, or the file cannot be read."""
     if meta is None or meta.get("schema") != SCHEMA_VERSION or meta.get("columns") != columns_version:
         return None
+    # column by column, single-threaded: the decoder's scratch for all columns at once (or in
+    # worker threads, whose allocator heaps keep what they freed) would outgrow the data itself
+    multi: dict[str, list[tuple[str, ...]]] = {}
+    arrays: list[pa.ChunkedArray] = []
     try:
-        table = pq.read_table(path, use_threads=False)  # threads' allocator heaps keep what they freed
+        source = pq.ParquetFile(path)
+        schema = source.schema_arrow
+        for name in schema.names:
+            column = source.read(columns=[name], use_threads=False).column(0)
+            if name in multi_columns:
+                multi[name] = list_column_tuples(column)
+                schema = schema.remove(schema.get_field_index(name))
+            else:
+                arrays.append(column)
+            del column
+            release_unused_memory()
     except (OSError, pa.ArrowException):
         return None
-    multi: dict[str, list[tuple[str, ...]]] = {}
-    for column in multi_columns:
-        if column in table.column_names:
-            multi[column] = list_column_tuples(table.column(column))
-            table = table.drop_columns([column])
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    arrays.clear()
     frame: pd.DataFrame = table.to_pandas(self_destruct=True)
     del table
     for column, values in multi.items():
         frame[column] = pd.Series(values, index=frame.index, dtype=object)
+    share_equal_columns(frame)
     release_unused_memory()
     return frame
