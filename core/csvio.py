@@ -195,6 +195,8 @@ def read_csv(
 _STREAM_BLOCK = 1 << 24
 _BLANK_LINE = re.compile(rb"\n[ \t]*\r?\n")
 _NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+_LINE_END = re.compile(rb"[ \t]*\r?\n")
+_SPACES = re.compile(rb"[ \t]*")
 
 
 @dataclass
@@ -204,6 +206,7 @@ class _Scan:
     end: int = 0  # just after the last byte that is not CR or LF
     newlines: int = 0  # LFs before ``end``
     first_blank: int = -1  # offset of the first blank line's LF, -1 if none
+    blank_last: bool = False  # the last line (before ``end``) is blank but for spaces or tabs
     clean: bool = True  # valid UTF-8 without NUL
     quoted: bool = False  # a quote inside a field
     has_text: bool = False  # something other than whitespace
@@ -245,7 +248,8 @@ def _fast_from_file(
         scan = _scan_records(handle, start, delimiter)
         if not scan.clean:
             return None, False
-        if len(delimiter) != 1 or delimiter == '"' or not scan.has_text or 0 <= scan.first_blank < scan.end:
+        if (len(delimiter) != 1 or delimiter == '"' or not scan.has_text or 0 <= scan.first_blank < scan.end
+                or scan.blank_last):
             return None, True  # a blank line: the careful parser skips and counts it
         if scan.quoted:
             return None, True  # a quote inside a field: the careful parser reports it
@@ -273,38 +277,47 @@ def _scan_records(handle: io.BufferedReader, start: int, delimiter: str) -> _Sca
         block = handle.read(_STREAM_BLOCK)
         data = carry + block
         cut = data.rfind(b"\n") + 1 if block else len(data)
-        segment, carry = data[:cut], data[cut:]
-        if segment:
-            if segment.find(b"\x00") >= 0 or not _is_utf8(segment):
+        if cut:  # data[:cut]: whole lines (the rest waits for the next block)
+            view = memoryview(data)[:cut]
+            if data.find(b"\x00", 0, cut) >= 0 or not _is_utf8(view):
                 scan.clean = False
                 return scan
-            scan.quoted = scan.quoted or bool(quote and _re2_search(segment, quote))
-            scan.has_text = scan.has_text or _NOT_SPACE.search(segment) is not None
+            scan.quoted = scan.quoted or bool(quote and _re2_search(view, quote))
+            scan.has_text = scan.has_text or _NOT_SPACE.search(data, 0, cut) is not None
             if scan.first_blank < 0:
-                # a blank line may start with the LF that ended the previous segment
-                found = _BLANK_LINE.search(b"\n" + segment if offset > start else segment)
-                if found:
-                    scan.first_blank = offset + found.start() - (1 if offset > start else 0)
-            last = len(segment)
-            while last and segment[last - 1] in b"\r\n":
+                # a blank line may start with the LF that ended the previous block's lines
+                if offset > start and _LINE_END.match(data, 0, cut):
+                    scan.first_blank = offset - 1
+                else:
+                    at = _re2_find(view, _BLANK_LINE.pattern.decode())
+                    scan.first_blank = offset + at if at >= 0 else -1
+            last = cut
+            while last and data[last - 1] in b"\r\n":
                 last -= 1
-            count = segment.count(b"\n")
+            count = data.count(b"\n", 0, cut)
             if last:
                 scan.end = offset + last
-                scan.newlines = newlines + count - segment.count(b"\n", last)
+                scan.newlines = newlines + count - data.count(b"\n", last, cut)
+                # the last line only spaces or tabs: once the line break after it is counted, a blank line
+                line = data.rfind(b"\n", 0, last) + 1
+                scan.blank_last = (line > 0 or offset > start) and _SPACES.fullmatch(data, line, last) is not None
             newlines += count
-            offset += len(segment)
+            offset += cut
+            del view
+        carry = data[cut:]
         if not block:
             return scan
 
 
 class _Region(io.RawIOBase):
-    """``length`` bytes of ``handle`` from its current position, as a file for pyarrow."""
+    """``length`` bytes of ``handle`` from its current position, then one LF, as a file for pyarrow
+    (the records as _fast_frame parses them: trailing blank lines dropped, one line break after)."""
 
     def __init__(self, handle: io.BufferedReader, length: int) -> None:
         super().__init__()
         self._handle = handle
         self._left = length
+        self._tail = b"\n"
 
     def readable(self) -> bool:
         return True
@@ -312,11 +325,15 @@ class _Region(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         n = min(len(view), self._left)
-        if n <= 0:
-            return 0
-        got = self._handle.readinto(view[:n])
-        self._left -= got
-        return got
+        if n > 0:
+            got = self._handle.readinto(view[:n])
+            self._left -= got
+            return got
+        if self._tail and len(view):
+            view[:1] = self._tail
+            self._tail = b""
+            return 1
+        return 0
 
 
 def _is_utf8(data: bytes | memoryview) -> bool:
@@ -498,6 +515,11 @@ def _blob(raw: bytes | memoryview) -> pa.Array:
 def _re2_search(raw: bytes | memoryview, pattern: str) -> bool:
     """True if ``pattern`` occurs in ``raw``: RE2 through pyarrow over a zero-copy view (linear time)."""
     return bool(pc.match_substring_regex(_blob(raw), pattern)[0].as_py())
+
+
+def _re2_find(raw: bytes | memoryview, pattern: str) -> int:
+    """Offset of the first match of ``pattern`` in ``raw`` (RE2, zero-copy), -1 if none."""
+    return int(pc.find_substring_regex(_blob(raw), pattern)[0].as_py())
 
 
 def _count_newlines(raw: bytes | memoryview) -> int:
