@@ -324,16 +324,19 @@ class _Region(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        n = min(len(view), self._left)
-        if n > 0:
-            got = self._handle.readinto(view[:n])
-            self._left -= got
-            return got
-        if self._tail and len(view):
-            view[:1] = self._tail
-            self._tail = b""
-            return 1
-        return 0
+        filled = 0
+        while filled < len(view):  # full reads: pyarrow takes a short one for the end of the data
+            if self._left > 0:
+                got = self._handle.readinto(view[filled : filled + min(len(view) - filled, self._left)])
+                self._left = self._left - got if got else 0
+                filled += got
+            elif self._tail:
+                view[filled : filled + 1] = self._tail
+                self._tail = b""
+                filled += 1
+            else:
+                break
+        return filled
 
 
 def _is_utf8(data: bytes | memoryview) -> bool:
