@@ -43,6 +43,20 @@ _META_KEY: Final = b"exocm"
 _SAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+#: Rows converted from Python objects to Arrow in one call (each call holds the GIL throughout).
+_CONVERT_ROWS: Final = 8192
+
+
+def list_array(values: Sequence[Sequence[str] | None]) -> pa.Array:
+    """Tuples (or lists, or None) of strings as one Arrow list<string> array, converted slice by slice:
+    one call over 100,000 rows holds the GIL for tens of milliseconds, and snapshots and views are
+    built in workers while a UI thread paints."""
+    kind = pa.list_(pa.string())
+    chunks = pa.chunked_array([pa.array(values[start:start + _CONVERT_ROWS], type=kind)
+                               for start in range(0, len(values), _CONVERT_ROWS)], type=kind)
+    return chunks.combine_chunks() if chunks.num_chunks != 1 else chunks.chunk(0)
+
+
 def _safe_name(text: str) -> str:
     cleaned = _SAFE.sub("_", text.strip()).strip("._")
     return cleaned or "_"
@@ -81,10 +95,11 @@ def save_snapshot(inventory: Inventory, *, variant: str | None = None, root: Pat
         "stats": inventory.stats,
         "incomplete": list(inventory.incomplete),
     }
-    frame = inventory.frame.copy(deep=False)
-    for column in MULTI_COLUMNS:  # tuples -> lists, which Arrow stores as list<string>
-        frame[column] = pd.Series([list(v) for v in frame[column]], index=frame.index, dtype=object)
-    table = pa.Table.from_pandas(frame, preserve_index=True)
+    frame = inventory.frame
+    multi = [str(c) for c in frame.columns if c in MULTI_COLUMNS]
+    table = pa.Table.from_pandas(frame.drop(columns=multi), preserve_index=True)
+    for column in multi:  # tuples -> list<string>, back at their place among the columns
+        table = table.add_column(frame.columns.get_loc(column), column, list_array(frame[column].tolist()))
     metadata = dict(table.schema.metadata or {})
     metadata[_META_KEY] = json.dumps(meta, default=str).encode()
     table = table.replace_schema_metadata(metadata)
