@@ -401,7 +401,7 @@ def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
 
 # ----------------------------------------------------------------------------- Arrow -> frame
 
-def _tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
+def list_tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
     """A list<string> column as Python tuples (the empty tuple for null or empty), built from offsets."""
     out: list[tuple[str, ...]] = []
     for chunk in column.chunks:
@@ -421,8 +421,8 @@ Tuples = dict[str, list[tuple[str, ...]]]
 def batch_tuples(batch: pa.RecordBatch | pa.Table) -> Tuples:
     """The multi-valued columns of a page as tuples: built while the fetch waits on the network,
     so that the frame at the end only joins lists (see _build_frame)."""
-    return {c: _tuples(pa.chunked_array([batch.column(c)]) if isinstance(batch, pa.RecordBatch)
-                       else batch.column(c)) for c in MULTI_COLUMNS}
+    return {c: list_tuples(pa.chunked_array([batch.column(c)]) if isinstance(batch, pa.RecordBatch)
+                           else batch.column(c)) for c in MULTI_COLUMNS}
 
 
 def _without_multi(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -460,7 +460,7 @@ def _take_tuples(tuples: Tuples, mask: Sequence[bool] | np.ndarray | None) -> Tu
 
 
 def _to_frame(table: pa.Table, keys: pa.Array, tuples: Tuples | None = None) -> pd.DataFrame:
-    multi = tuples if tuples is not None else {c: _tuples(table.column(c)) for c in MULTI_COLUMNS}
+    multi = tuples if tuples is not None else {c: list_tuples(table.column(c)) for c in MULTI_COLUMNS}
     table = table.drop_columns([*MULTI_COLUMNS, KEY_FIELD])
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
     for column, values in multi.items():
