@@ -318,7 +318,7 @@ def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, sinc
     `severity`/`codes` filter what is shown, as the command's options do; history keeps them all).
 
     Status "changes" when a finding at or above `fail_on` is shown (with `since`: when a NEW one is)."""
-    from ..detect.report import fails, filter_findings, render_json, summarise
+    from ..detect.report import fails, filter_findings, findings_document, summarise
 
     profile = tenant_profile(name)
     bridge = open_tenant_bridge(profile, **dict(bridge_options or {}))
@@ -332,7 +332,7 @@ def findings_job(name: str, *, fail_on: str = "high", refresh: bool = True, sinc
     if severity or codes:
         shown = filter_findings(run.findings, severity=severity, codes=list(codes) if codes else None)
         summary = summarise(shown, run.result)
-    payload = json.loads(render_json(shown, summary, run.meta))
+    payload = findings_document(shown, summary, run.meta)
     if run.history_run is not None:
         payload["run_id"] = run.history_run.run_id
     counts = {code: int(v["count"]) for code, v in summary["by_code"].items() if v["count"]}
