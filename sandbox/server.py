@@ -175,6 +175,7 @@ class Sandbox:
                 epoch = _epoch_clock(clock)
                 tenant.set_clock(lambda: dt.datetime.fromtimestamp(epoch(), dt.UTC))
             if len(getattr(tenant, "exo", ())) >= FREEZE_HEAP_AT:
+                tenant.warm()
                 # A big tenant is ~7 objects per user, all long-lived: move them out of the cyclic
                 # GC's sight, or every full collection walks them while a page is being built
                 # (seen as 10 -> 30+ ms spikes per 1000-record page at 100,000 users).

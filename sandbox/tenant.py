@@ -362,9 +362,18 @@ class Tenant:
         return index
 
     def warm(self) -> None:
-        """Build the identity indexes now (servers call it before saying they are ready)."""
+        """Build now what the first reads would build: the identity indexes, the record views and
+        the ExternalDirectoryObjectId filter index (a partitioned read's first queries use it).
+        Servers of big tenants call it before saying they are ready: Exchange Online answers from
+        indexes it keeps, so a client's first requests should not pay for building them."""
+        from exocm.sandbox.cmdlets_exo import _view
+
         with self.lock:
             _ = self.exo_index, self.ad_index
+            for kind in ("mailbox", "user"):
+                view = _view(self, kind)
+                key = "externaldirectoryobjectid"
+                self.exo_filter_index().property(view.sources[key], view.filterable[key])
 
     def mark(self, kind: str, key: str) -> None:
         """Record that an object changed (incremental saves write only those)."""

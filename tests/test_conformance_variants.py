@@ -314,3 +314,44 @@ def test_sandbox_serve_strict_print_json_names_its_variants_and_a_bad_one_is_one
     assert "conformance variants in force: adminapi-errors, bool-literals" in err
     bad = subprocess.run([*cmd[:6], "--variant", "nope"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown variant 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("variant", ["writeback-off", "writeback-phase2"])
+def test_the_tui_session_reads_writeback_for_its_findings_as_the_cli_does(
+        variant: str, make_sandbox: Callable[..., Sandbox], bridge_for: Callable[..., RestBridge],
+        tmp_path: Any) -> None:
+    from exocm.core.app.session import Session
+
+    sb = make_sandbox(size=120, seed=22, variants=variant)
+    bridge = bridge_for(sb)
+    plan = dirsynced_plan(sb, bridge, limit=4)
+    apply_plan(bridge, plan)
+    edited = plan.set_rows()[0].identity
+    bridge.invoke("Set-Mailbox", {"Identity": edited, "CustomAttribute3": "edited in the cloud"})
+    sb.run_sync_cycle()
+    profile = sandbox_profile("g", sb.info)
+    assert profile.secret_env is not None
+    secret = {profile.secret_env: str(sb.info["client_secret"])}
+
+    def graph() -> Any:
+        return open_graph(profile, env=secret, persist_tokens=False)
+
+    session = Session(bridge, label="SANDBOX", is_sandbox=True, data_dir=tmp_path,
+                      onprem_records=sb.tenant.onprem_records, snapshot_first=False, graph=graph)
+    try:
+        session.load_inventory(refresh=True)
+        found = session.findings()
+        assert session.writeback().configured is (variant == "writeback-phase2")
+        assert not any(n.startswith("CLOUD_EDITS_NOT_WRITTEN_BACK not checked") for n in session.detect_notes)
+        hits = set(found.loc[found["code"] == "CLOUD_EDITS_NOT_WRITTEN_BACK", "ExternalDirectoryObjectId"])
+        assert (edited in hits) is (variant == "writeback-off")
+    finally:
+        session.close()
+
+    # without Graph the code is listed as not checked, with the reason, and nothing fails
+    blind = Session(bridge_for(sb), label="SANDBOX", is_sandbox=True, data_dir=tmp_path,
+                    onprem_records=sb.tenant.onprem_records, snapshot_first=False)
+    blind.load_inventory(refresh=True)
+    blind.findings()
+    assert blind.writeback().configured is None
+    assert any(n.startswith("CLOUD_EDITS_NOT_WRITTEN_BACK not checked") for n in blind.detect_notes)

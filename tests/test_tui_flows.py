@@ -5,6 +5,7 @@ TLS through the real REST bridge (the same path as `exocm` with no profile).
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -449,3 +450,35 @@ async def test_a_cold_start_paints_the_fetchs_first_page_then_the_whole_inventor
             await wait_for(pilot, lambda: screen.text == "s", what="the keystroke")
             await wait_for(pilot, lambda: screen.inventory is not None, what="the whole inventory")
             assert screen.view.size == len(screen.inventory.frame) > 1000 and screen.note == ""
+
+
+async def test_painted_at_comes_after_the_refresh_that_drew_the_filtered_rows(
+        env_dirs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[tuple[float, int]] = []  # (when, how many rows the table had) at each render
+    render_lines = MailboxTable.render_lines
+
+    def recorded(table: MailboxTable, crop: Any) -> Any:
+        strips = render_lines(table, crop)
+        drawn.append((time.perf_counter(), table.row_count))
+        return strips
+
+    monkeypatch.setattr(MailboxTable, "render_lines", recorded)
+    with sandbox_session(env_dirs) as session:
+        app = ExocmApp(lambda: session, label="SANDBOX", is_sandbox=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await loaded(pilot, app)
+            await pilot.press("slash")
+            for typed in ("s", "so", "son"):
+                await pilot.press(typed[-1])
+                await wait_for(pilot, lambda t=typed: screen.painted_filter is not None
+                               and screen.painted_filter[0] == t, what=f"the rows for {typed!r} painted")
+                shown = len(screen.shown)
+                stamp = screen.painted_at
+                assert stamp is not None
+                # the stamp follows a render of the filtered rows (not only their computation)
+                assert any(when < stamp and rows == shown for when, rows in drawn)
+            assert 0 < shown < screen.view.size
+            await pilot.press("escape", "2")  # a quick filter: the stamp says which filter the rows are for
+            await wait_for(pilot, lambda: screen.painted_filter is not None and screen.painted_filter[1].onprem_managed,
+                           what="the quick filter painted")
+            assert screen.painted_filter == (screen.text, screen.quick, screen.sort_column, screen.sort_descending)

@@ -18,6 +18,7 @@ from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.worker import Worker, WorkerState
 
+from . import heap
 from .commands import ExocmCommands
 from .messages import Connected, ConnectFailed
 from .screens.mailboxes import MailboxesScreen
@@ -80,6 +81,7 @@ class ExocmApp(App[None]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_mount(self) -> None:
+        heap.freeze()  # the libraries imported by now: the garbage collector need not walk them again
         # The log file (internal errors leave their traceback there); never echoed on the terminal the UI owns.
         if logs.log_file() is None:
             logs.configure(data_dir(), echo=False)
@@ -96,6 +98,9 @@ class ExocmApp(App[None]):
             self.post_message(ConnectFailed(failure_line(exc, "connect")))
             return
         self.post_message(Connected(session))
+
+    def on_unmount(self) -> None:
+        heap.unfreeze()
 
     def on_connected(self, message: Connected) -> None:
         self.session = message.session

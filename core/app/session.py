@@ -20,8 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..access.config import ConfigError
 from ..access.config import data_dir as default_data_dir
 from ..bridge.base import Bridge
+from ..bridge.errors import BridgeError
 from ..detect.engine import detect
 from ..detect.prerequisites import Check
 from ..detect.prerequisites.gather import Sources
@@ -33,10 +35,12 @@ from ..execute.undo import build_undo_plan, journal_object_kind
 from ..inventory import snapshot
 from ..inventory.fetch import Inventory
 from ..inventory.onprem import OnPremData, load_onprem_csv, onprem_frame_from_records
+from ..model import Writeback
 from ..plan import selection
 from ..plan.planfile import Plan, PlanRow, save_plan
 from ..plan.workflow import SelectionRequest, default_plan_path, plan_from_selection, select_targets
 from ..runbooks.engine import Services
+from ..runbooks.reads import cloud_sync_writeback
 from .views import VIEW_COLUMNS, MailboxView
 
 
@@ -139,6 +143,7 @@ class Session:
         self.findings_frame: pd.DataFrame | None = None
         self.readiness_frame: pd.DataFrame | None = None
         self.detect_notes: list[str] = []
+        self._writeback: Writeback | None = None
         self._lock = threading.Lock()
 
     # -- where things live --------------------------------------------------------------------
@@ -286,7 +291,9 @@ class Session:
         onprem = self.load_onprem()
         if now is None and self.clock is not None:
             now = self.clock()
-        result = detect(inventory.frame, onprem, now=now)
+        # as `exocm findings` does: whether cloud edits reach AD matters only beside on-prem data
+        writeback = self.writeback() if onprem is not None else None
+        result = detect(inventory.frame, onprem, now=now, writeback=writeback)
         found = result.findings
         with self._lock:
             self.findings_frame = found
@@ -416,6 +423,23 @@ class Session:
         return build_undo_plan(self.bridge, path, onprem=self.load_onprem())
 
     # -- object kinds: groups, contacts, users through Microsoft Graph -----------------------------
+    def writeback(self) -> Writeback:
+        """Whether Cloud Sync writes Exchange attributes back to AD, read once through the session's
+        Graph (unknown, with the reason, when it has none or Graph fails)."""
+        with self._lock:
+            if self._writeback is not None:
+                return self._writeback
+        if self._graph_factory is None:
+            result = Writeback(None, (), "no Microsoft Graph connection in this session")
+        else:
+            try:
+                result = cloud_sync_writeback(self.graph())
+            except (BridgeError, ConfigError, OSError, RuntimeError) as exc:
+                result = Writeback(None, (), f"Graph not available ({exc})")
+        with self._lock:
+            self._writeback = result
+        return result
+
     def graph(self) -> Any:
         """The tenant's Graph bridge (opened on first use; RuntimeError when the session has none)."""
         if self._graph is None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..execute.undo import overwritten_by_sync
+from ..inventory.snapshot import list_array
 from ..model import FLIP_TYPES, WRITEBACK_ATTRIBUTES
 from ..plan.planfile import Plan
 from ..values import is_missing, normalise_value
@@ -131,7 +132,7 @@ def _frame_multi(frame: pd.DataFrame, column: str) -> pa.Array | None:
     if any(isinstance(v, str) for v in values):  # a lone string is one value, not a list of characters
         values = [(v,) if isinstance(v, str) else v for v in values]
     values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values]
-    return pa.array(values, type=pa.list_(pa.string()))
+    return list_array(values)
 
 
 def _smtp_addresses(lists: pa.Array | pa.ChunkedArray, size: int, known: Sequence[pa.Array]) -> pa.Array:

@@ -506,6 +506,11 @@ class RestBridge:
                      f" after Retry-After {error.retry_after}s" if isinstance(error, Throttled)
                      and error.retry_after is not None else "")
             self._count(retries=1)
+            if attempt == 1 and raw.status == 429 and CONCURRENCY_TEXT in (raw.text or "").lower() \
+                    and not (isinstance(error, Throttled) and error.retry_after):
+                # One too many in flight: the limiter has already lowered the limit below the refused
+                # level, so the retry waits for one of our own requests to end rather than sleeping.
+                continue
             self._wait(attempt, error.retry_after if isinstance(error, Throttled) else None)
 
     def _gives_up(self, attempt: int, *, unreachable: bool) -> bool:

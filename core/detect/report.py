@@ -128,6 +128,17 @@ def findings_records(findings: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
+def findings_document(findings: pd.DataFrame, summary: Mapping[str, Any],
+                      meta: ReportMeta | None = None) -> dict[str, Any]:
+    """The `findings --format json` document as plain JSON data (what render_json prints, parsed)."""
+    doc: dict[str, Any] = {"summary": dict(summary), "findings": findings_records(findings)}
+    if meta is not None:
+        doc["meta"] = meta.as_dict()
+    # one pass through the C encoder (no indent) turns every value into what the printed JSON holds
+    data: dict[str, Any] = json.loads(json.dumps(doc, ensure_ascii=False, default=str))
+    return data
+
+
 def render_json(findings: pd.DataFrame, summary: Mapping[str, Any], meta: ReportMeta | None = None) -> str:
     """``{"summary": {...}, "findings": [{code, severity, ExternalDirectoryObjectId, ...}]}`` (+ "meta")."""
     doc: dict[str, Any] = {"summary": dict(summary), "findings": findings_records(findings)}

@@ -31,6 +31,7 @@ group by a name that is both an index level and a column.
 """
 from __future__ import annotations
 
+import ctypes
 import io
 import itertools
 import queue
@@ -119,6 +120,7 @@ BOOL_COLUMNS: Final = ("IsDirSynced", "IsExchangeCloudManaged", "HiddenFromAddre
 DATETIME_COLUMNS: Final = ("WhenChanged", "WhenChangedUTC")
 #: Multi-valued properties (MultiValuedProperty in Exchange): tuples of str in the frame.
 MULTI_COLUMNS: Final = ("EmailAddresses", *EXTENSION_CUSTOM_ATTRIBUTES)
+_MULTI_SET: Final = frozenset(MULTI_COLUMNS)
 _KEY: Final = "ExternalDirectoryObjectId"
 
 
@@ -403,7 +405,7 @@ def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
 
 # ----------------------------------------------------------------------------- Arrow -> frame
 
-def list_column_tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
+def list_tuples(column: pa.ChunkedArray) -> list[tuple[str, ...]]:
     """A list<string> column as Python tuples (the empty tuple for null or empty), built from offsets."""
     out: list[tuple[str, ...]] = []
     for chunk in column.chunks:
@@ -423,8 +425,27 @@ Tuples = dict[str, list[tuple[str, ...]]]
 def batch_tuples(batch: pa.RecordBatch | pa.Table) -> Tuples:
     """The multi-valued columns of a page as tuples: built while the fetch waits on the network,
     so that the frame at the end only joins lists (see _build_frame)."""
-    return {c: list_column_tuples(pa.chunked_array([batch.column(c)]) if isinstance(batch, pa.RecordBatch)
-                       else batch.column(c)) for c in MULTI_COLUMNS}
+    return {c: list_tuples(pa.chunked_array([batch.column(c)]) if isinstance(batch, pa.RecordBatch)
+                           else batch.column(c)) for c in MULTI_COLUMNS}
+
+
+def _without_multi(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with its multi-valued columns emptied (all null), once batch_tuples holds them:
+    the page's Arrow copy of every address list is freed at once instead of at the end."""
+    arrays = [pa.nulls(batch.num_rows, f.type) if f.name in _MULTI_SET else batch.column(i)
+              for i, f in enumerate(batch.schema)]
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+def release_free_memory() -> None:
+    """Hand memory that the C allocator holds free back to the OS (glibc's malloc_trim; a no-op
+    elsewhere). Page parsing in many threads leaves freed blocks in per-thread arenas: at 300,000
+    records that is ~60 MB of resident memory the frame build would otherwise add on top."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _join_tuples(parts: Iterable[Tuples]) -> Tuples:
@@ -443,7 +464,7 @@ def _take_tuples(tuples: Tuples, mask: Sequence[bool] | np.ndarray | None) -> Tu
 
 
 def _to_frame(table: pa.Table, keys: pa.Array, tuples: Tuples | None = None) -> pd.DataFrame:
-    multi = tuples if tuples is not None else {c: list_column_tuples(table.column(c)) for c in MULTI_COLUMNS}
+    multi = tuples if tuples is not None else {c: list_tuples(table.column(c)) for c in MULTI_COLUMNS}
     table = table.drop_columns([*MULTI_COLUMNS, KEY_FIELD])
     frame = table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get, self_destruct=True)
     for column, values in multi.items():
@@ -691,7 +712,8 @@ class _Fetch:
                     break
                 if self.stop.is_set() or self.cancel.is_set() or retired.is_set():
                     return
-                self.events.put(("page", task_id, (batch, batch_tuples(batch))))
+                tuples = batch_tuples(batch)
+                self.events.put(("page", task_id, (_without_multi(batch), tuples)))
             self.events.put(("done", task_id, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.events.put(("error", task_id, exc))
@@ -1015,6 +1037,7 @@ def fetch_inventory(
                 table, tuples = tables[cmdlet]
                 tables[cmdlet] = (pa.concat_tables([table, extra]), _join_tuples([tuples, batch_tuples(extra)]))
     (mbx_table, mbx_tuples), (usr_table, usr_tuples) = tables["Get-Mailbox"], tables["Get-User"]
+    release_free_memory()
     frame, counts = _build_frame(mbx_table, usr_table, users_narrowed=users.narrowed[users.plan_index],
                                  tuples=(mbx_tuples, usr_tuples))
     notes = list(fetch.notes)

@@ -28,6 +28,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from .. import heap
 from ..messages import (
     DetectionFailed,
     FilterChanged,
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 
 #: How long the load worker waits for the snapshot preview to be painted before loading the rest.
 _PAINT_WAIT_S = 3.0
+#: A fetch's progress reaches the UI at most this often (each event wakes the event loop, which
+#: then waits for the GIL held by the fetch's threads).
+_PROGRESS_EVERY_S = 0.2
 
 
 class MailboxesScreen(Screen[None]):
@@ -109,8 +113,10 @@ class MailboxesScreen(Screen[None]):
         self._detail_key: tuple[object, ...] | None = None
         self._detail_pending: int | None = None
         self._detail_scheduled = False
-        #: perf_counter() when the table was last painted after a new view or filter (for benchmarks)
+        #: perf_counter() just after the refresh that drew the table's rows for a new view or filter,
+        #: and that filter as (text, quick, sort column, descending) (for benchmarks)
         self.painted_at: float | None = None
+        self.painted_filter: tuple[str, QuickFilter, str | None, bool] | None = None
 
     @property
     def exo_app(self) -> ExocmApp:
@@ -159,8 +165,14 @@ class MailboxesScreen(Screen[None]):
     def _load_worker(self, session: Session, refresh: bool, cancel: threading.Event) -> None:
         from exocm.core.inventory.fetch import InventoryCancelled
 
+        posted_at, posted_message = -_PROGRESS_EVERY_S, ""
+
         def progress(event: Progress) -> None:
-            self.post_message(InventoryProgress(event))
+            nonlocal posted_at, posted_message
+            now = time.monotonic()
+            if now - posted_at >= _PROGRESS_EVERY_S or event.message != posted_message:
+                posted_at, posted_message = now, event.message
+                self.post_message(InventoryProgress(event))
 
         preview = None
         if not refresh:
@@ -174,21 +186,31 @@ class MailboxesScreen(Screen[None]):
                 self.post_message(InventoryPreviewed(preview, painted))
                 painted.wait(timeout=_PAINT_WAIT_S)  # the load below holds the GIL: let the table paint first
         try:
-            inventory = session.load_inventory(refresh=refresh, progress=progress, cancel=cancel)
+            with heap.full_collections_paused():  # none stalling the UI while the inventory is built
+                inventory = session.load_inventory(refresh=refresh, progress=progress, cancel=cancel)
+                if preview is not None and preview.view.attach(inventory.frame):
+                    view = preview.view  # the same rows: selection, filter, sort and cursor stay as they are
+                else:
+                    view = MailboxView(inventory.frame)
         except InventoryCancelled:
             self.post_message(InventoryFailed("cancelled", cancelled=True))
             return
         except Exception as exc:  # noqa: BLE001 - shown as one line; the app stays usable
             self.post_message(InventoryFailed(failure_line(exc, "inventory")))
             return
-        if preview is not None and preview.view.attach(inventory.frame):
-            view = preview.view  # the same rows: selection, filter, sort and cursor stay as they are
-        else:
-            view = MailboxView(inventory.frame)
         self.post_message(InventoryLoaded(inventory, view))
 
     def on_inventory_progress(self, message: InventoryProgress) -> None:
-        self.query_one("#fetch-progress", ProgressPanel).update_progress(message.progress)
+        panel = self.query_one("#fetch-progress", ProgressPanel)
+        if panel.display:
+            panel.update_progress(message.progress)
+        elif self.inventory is None and getattr(self.source, "partial", False):
+            # the first page is shown and the panel hidden: the counts line says how far the fetch
+            # is (updating the hidden panel would re-lay out the whole screen for nothing)
+            event = message.progress
+            total = f" of {event.total:,}" if event.total is not None else ""
+            self.note = f"first {self.source.view.size:,} rows; fetching the rest… {event.done:,}{total} read"
+            self._update_counts()
 
     def on_inventory_failed(self, message: InventoryFailed) -> None:
         self.fetching = False
@@ -214,7 +236,10 @@ class MailboxesScreen(Screen[None]):
         if getattr(message.preview, "partial", False):
             self.note = f"first {message.preview.view.size:,} rows; fetching the rest…"
         self._show_view(message.preview.view)
-        self.call_after_refresh(message.painted.set)  # after _note_painted: the table is on screen
+        if self.is_current:
+            self.query_one(MailboxTable).after_paint(message.painted.set)
+        else:  # under another screen the table is not drawn: nothing to wait for
+            message.painted.set()
 
     def on_inventory_loaded(self, message: InventoryLoaded) -> None:
         self.fetching = False
@@ -298,10 +323,12 @@ class MailboxesScreen(Screen[None]):
         table.sort_column, table.sort_descending = self.sort_column, self.sort_descending
         table.show(self.shown, keep=keep)
         self._update_counts()
-        self.call_after_refresh(self._note_painted)
+        shown_filter = (self.text, self.quick, self.sort_column, self.sort_descending)
+        table.after_paint(lambda: self._note_painted(shown_filter))
 
-    def _note_painted(self) -> None:
-        self.painted_at = time.perf_counter()
+    def _note_painted(self, shown_filter: tuple[str, QuickFilter, str | None, bool]) -> None:
+        self.painted_at = self.query_one(MailboxTable).painted_at
+        self.painted_filter = shown_filter
 
     @on(FilterChanged)
     def _filter_changed(self, message: FilterChanged) -> None:

@@ -6,6 +6,8 @@ selected comes from core.views (MailboxView positions and CheckedRows). Rendered
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -16,7 +18,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -90,6 +92,10 @@ class MailboxTable(ScrollView, can_focus=True):
         self.sort_descending = False
         self._widths: list[int] = []
         self._line_cache: LRUCache[tuple[object, ...], Strip] = LRUCache(1024)
+        #: perf_counter() just after the last refresh that drew rows set by `show`/`set_view`
+        self.painted_at: float | None = None
+        self._paint_pending = False
+        self._after_paint: list[Callable[[], object]] = []
 
     # data ------------------------------------------------------------------------------------
     def set_view(self, view: MailboxView, selection: CheckedRows) -> None:
@@ -97,6 +103,7 @@ class MailboxTable(ScrollView, can_focus=True):
         self.view = view
         self.selection = selection
         self._line_cache.clear()
+        self._paint_pending = True
 
     def show(self, positions: Positions, *, keep: bool = True) -> None:
         """Show these inventory positions, in this order; keep the cursor on the same mailbox if shown."""
@@ -108,6 +115,14 @@ class MailboxTable(ScrollView, can_focus=True):
             index = int(found[0]) if len(found) else 0
         self._update_virtual_size()
         self.cursor = min(index, max(0, len(positions) - 1))
+        self._paint_pending = True
+        self.refresh()
+
+    def after_paint(self, callback: Callable[[], object]) -> None:
+        """Call `callback` once a refresh has drawn the rows last given to `show` (on the screen, not
+        only computed: a screen's call_after_refresh may run before the table's own refresh)."""
+        self._after_paint.append(callback)
+        self._paint_pending = True
         self.refresh()
 
     def refresh_rows(self) -> None:
@@ -162,6 +177,19 @@ class MailboxTable(ScrollView, can_focus=True):
         self._line_cache.clear()
 
     # rendering -------------------------------------------------------------------------------
+    def render_lines(self, crop: Region) -> list[Strip]:
+        strips = super().render_lines(crop)
+        if self._paint_pending:
+            self._paint_pending = False
+            self.call_later(self._painted)  # runs once this refresh has been written out
+        return strips
+
+    def _painted(self) -> None:
+        self.painted_at = time.perf_counter()
+        callbacks, self._after_paint = self._after_paint, []
+        for callback in callbacks:
+            callback()
+
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"mailbox-table--{name}")
 
