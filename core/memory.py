@@ -17,7 +17,6 @@ def release_unused_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-
 def share_equal_columns(frame: pd.DataFrame) -> None:
     """Let Arrow-backed str columns with equal values share one array (in place; values unchanged).
 
