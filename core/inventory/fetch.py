@@ -109,6 +109,9 @@ SELECT: Final[dict[str, tuple[str, ...]]] = {
                  "RecipientTypeDetails", "PreviousRecipientTypeDetails", "IsDirSynced", "WhenChanged",
                  "WhenChangedUTC"),
 }
+#: Prefix slices that must have ended empty (beside a full complement page) before a read is taken
+#: for literal matching of its prefixes (_Fetch._degenerate).
+DEGENERATE_AFTER: Final = 4
 #: How often one partition is re-read from its start after the bridge gave up on a transient error.
 PARTITION_RETRIES: Final = 3
 #: How often one partition is re-read from its start after the answer to one of its follow-up pages
@@ -692,7 +695,8 @@ class _Fetch:
 
     # -- workers ---------------------------------------------------------------------------
     def _worker(
-        self, task_id: int, cmdlet: str, filt: str | None, retired: threading.Event, delay: float
+        self, task_id: int, cmdlet: str, filt: str | None, retired: threading.Event, delay: float,
+        first: int = 0,
     ) -> None:
         params: dict[str, Any] = {"ResultSize": "Unlimited"}
         if filt:
@@ -706,7 +710,7 @@ class _Fetch:
             pages = self._pages(cmdlet, params)
             for read in itertools.count():
                 # partitions that have read fewer pages get the next free slot: they end together
-                with request_priority(read):
+                with request_priority(read or first):
                     batch = next(pages, None)
                 if batch is None:
                     break
@@ -749,7 +753,10 @@ class _Fetch:
         self.tasks[task.task_id] = task
         flag = threading.Event()
         self._flags[task.task_id] = flag
-        self.pool.submit(self._worker, task.task_id, read.cmdlet, filt, flag, delay)
+        # The complement's first page goes ahead: it holds everything when the service matched the
+        # prefixes literally, and that is best known before the other slices have all been read.
+        first = -1 if name == REST else 0
+        self.pool.submit(self._worker, task.task_id, read.cmdlet, filt, flag, delay, first)
 
     def _start_plan(self, read: _Read) -> None:
         for part in read.plan.partitions:
@@ -880,16 +887,19 @@ class _Fetch:
         self._emit()
 
     def _degenerate(self, read: _Read) -> bool:
-        """A partitioned read whose prefix slices all ended empty while the complement holds a full
-        page: correct, but serial. Checked on the hex plan only (the second split is not re-split)."""
+        """A partitioned read whose prefix slices ended empty while the complement holds a full page:
+        correct, but serial. Decided once DEGENERATE_AFTER prefix slices (or all) have ended, none
+        with a record: with random GUIDs, a tenant big enough to fill a complement page leaves no
+        sixteenth of its objects empty. Checked on the hex plan only (the second split is not re-split)."""
         plan = read.plan
         if plan.is_single or plan.prop != PARTITION_PROPERTY:
             return False
         tasks = [t for t in self.tasks.values() if t.read is read]
         prefix = [t for t in tasks if t.name != REST]
         rest = [t for t in tasks if t.name == REST]
-        return bool(prefix and rest) and all(t.finished and t.rows == 0 for t in prefix) and \
-            rest[0].rows >= self.page_size
+        ended = sum(1 for t in prefix if t.finished)
+        return bool(prefix and rest) and ended >= min(DEGENERATE_AFTER, len(prefix)) and \
+            all(t.rows == 0 for t in prefix) and rest[0].rows >= self.page_size
 
     def _resplit(self, read: _Read, reason: str) -> None:
         """Move `read` to the second documented split (leading characters of UserPrincipalName), inserted
@@ -911,6 +921,10 @@ class _Fetch:
         read = task.read
         tasks = [t for t in self.tasks.values() if t.read is read]
         if not all(t.finished for t in tasks):
+            if self._degenerate(read):
+                self._resplit(read, "every record landed in the complement partition (the service did not "
+                                    f"match the {read.plan.prop} prefixes)")
+                return
             self._emit()
             return
         if not read.plan.is_single:
