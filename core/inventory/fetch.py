@@ -31,7 +31,6 @@ group by a name that is both an index level and a column.
 """
 from __future__ import annotations
 
-import ctypes
 import io
 import itertools
 import queue
@@ -63,6 +62,7 @@ from ..bridge.errors import (
 )
 from ..bridge.normalize import is_guid_property, normalize_value
 from ..events import Progress, ProgressCallback
+from ..memory import trim_c_heap
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
 from ..values import GUID_PATTERN, as_bool
 from .partition import (
@@ -438,17 +438,6 @@ def _without_multi(batch: pa.RecordBatch) -> pa.RecordBatch:
     arrays = [pa.nulls(batch.num_rows, f.type) if f.name in _MULTI_SET else batch.column(i)
               for i, f in enumerate(batch.schema)]
     return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
-
-
-def release_free_memory() -> None:
-    """Hand memory that the C allocator holds free back to the OS (glibc's malloc_trim; a no-op
-    elsewhere). Page parsing in many threads leaves freed blocks in per-thread arenas: at 300,000
-    records that is ~60 MB of resident memory the frame build would otherwise add on top."""
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
 
 
 def _join_tuples(parts: Iterable[Tuples]) -> Tuples:
@@ -1051,7 +1040,7 @@ def fetch_inventory(
                 table, tuples = tables[cmdlet]
                 tables[cmdlet] = (pa.concat_tables([table, extra]), _join_tuples([tuples, batch_tuples(extra)]))
     (mbx_table, mbx_tuples), (usr_table, usr_tuples) = tables["Get-Mailbox"], tables["Get-User"]
-    release_free_memory()
+    trim_c_heap()
     frame, counts = _build_frame(mbx_table, usr_table, users_narrowed=users.narrowed[users.plan_index],
                                  tuples=(mbx_tuples, usr_tuples))
     notes = list(fetch.notes)
