@@ -13,13 +13,11 @@ tenant set by adding one job function here.
 """
 from __future__ import annotations
 
-import gc
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ from ..access.config import ConfigError, Profile, get_profile, load_config
 from ..access.connect import open_bridge
 from ..bridge.base import Bridge
 from ..bridge.errors import AuthFailed, BridgeError
+from ..memory import fewer_collections
 
 #: Outcome statuses, mildest first; a tenant set's status is its worst tenant's.
 STATUSES = ("ok", "changes", "error", "auth")
@@ -110,24 +109,6 @@ def run_one(name: str, job: Callable[[str], TenantOutcome], *,
     return outcome
 
 
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Run with the cyclic GC's young generation 30x larger and what exists now frozen: parallel
-    tenants allocate page records and frames fast, and at the default threshold (700) the collector
-    ran ~1,000 times over 20 tenants, 8 of them full passes over every tenant's data (~1 s of the
-    20-tenant run, with the GIL held). Restored afterwards."""
-    old = gc.get_threshold()
-    frozen_before = gc.get_freeze_count() > 0  # e.g. the TUI's own freeze (tui/heap.py): left as it is
-    gc.freeze()
-    gc.set_threshold(max(old[0], 20_000), old[1], old[2])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-        if not frozen_before:
-            gc.unfreeze()
-
-
 def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
                 parallel: int | None = None,
                 on_done: Callable[[TenantOutcome], None] | None = None,
@@ -143,7 +124,7 @@ def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
             on_done(outcome)
         return outcome
 
-    with _fewer_collections(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exocm-tenant") as pool:
+    with fewer_collections(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="exocm-tenant") as pool:
         try:
             results = list(pool.map(one, names))
         except KeyboardInterrupt:

@@ -62,7 +62,7 @@ from ..bridge.errors import (
 )
 from ..bridge.normalize import is_guid_property, normalize_value
 from ..events import Progress, ProgressCallback
-from ..memory import trim_c_heap
+from ..memory import fewer_collections, trim_c_heap
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
 from ..values import GUID_PATTERN, as_bool
 from .partition import (
@@ -1024,7 +1024,8 @@ def fetch_inventory(
                    select=SELECT if select_properties else None,
                    clock=clock)
     try:
-        (mbx_table, mbx_tuples), (usr_table, usr_tuples) = fetch.run()
+        with fewer_collections():
+            (mbx_table, mbx_tuples), (usr_table, usr_tuples) = fetch.run()
     except _NoFallback as exc:  # pragma: no cover - _on_error re-raises the bridge error instead
         raise BridgeError(str(exc)) from None
     incomplete: list[str] = []
