@@ -5,47 +5,75 @@ import ctypes
 import gc
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["fewer_collections", "release_unused_memory", "share_equal_columns", "trim_c_heap"]
+__all__ = ["fewer_collections", "full_collections_paused", "release_unused_memory", "share_equal_columns", "trim_c_heap"]
 
 _gc_lock = threading.Lock()
-_gc_users = 0
+#: Blocks in force: fewer_collections ("young") and full_collections_paused ("full").
+_gc_users = {"young": 0, "full": 0}
+#: The thresholds and freeze state before the first block; restored when the last one ends.
 _gc_saved: tuple[tuple[int, int, int], bool] | None = None
+_YOUNG_THRESHOLD = 20_000
+#: A full collection only after this many collections of the middle generation: never, in practice.
+_NO_FULL = 1 << 30
+
+
+def _apply_gc_settings() -> None:
+    """Set the thresholds the blocks in force ask for (call under _gc_lock, with _gc_saved set)."""
+    assert _gc_saved is not None
+    young, middle, old = _gc_saved[0]
+    if _gc_users["young"]:
+        young = max(young, _YOUNG_THRESHOLD)
+    if _gc_users["full"]:
+        old = _NO_FULL
+    gc.set_threshold(young, middle, old)
 
 
 @contextmanager
-def fewer_collections() -> Iterator[None]:
+def _gc_block(kind: str) -> Iterator[None]:
+    global _gc_saved
+    with _gc_lock:
+        if _gc_saved is None:
+            _gc_saved = (gc.get_threshold(), gc.get_freeze_count() > 0)
+        if kind == "young" and not _gc_users["young"]:
+            gc.freeze()
+        _gc_users[kind] += 1
+        _apply_gc_settings()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users[kind] -= 1
+            assert _gc_saved is not None
+            if kind == "young" and not _gc_users["young"] and not _gc_saved[1]:
+                gc.unfreeze()
+            _apply_gc_settings()
+            if not any(_gc_users.values()):
+                _gc_saved = None
+
+
+def fewer_collections() -> AbstractContextManager[None]:
     """Run with the cyclic GC's young generation 30x larger and the heap that exists now frozen.
 
     A parallel read allocates thousands of tuples a page; at the default threshold (700) the
     collector ran ~1,000 times per 100,000-record fetch, and each of its full passes walks every
     object the process holds (70-250 ms with the GIL held, stalling every request thread). Blocks
-    may nest and overlap across threads: the first to enter saves the settings, the last to leave
-    restores them, and a heap that was frozen before (the TUI's, tui/heap.py) stays frozen.
+    may nest and overlap across threads, with each other and with full_collections_paused (one
+    state: the first block saves the settings, the last restores them); a heap that was frozen
+    before (the TUI's) stays frozen.
     """
-    global _gc_users, _gc_saved
-    with _gc_lock:
-        if _gc_users == 0:
-            threshold = gc.get_threshold()
-            _gc_saved = (threshold, gc.get_freeze_count() > 0)
-            gc.freeze()
-            gc.set_threshold(max(threshold[0], 20_000), threshold[1], threshold[2])
-        _gc_users += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0 and _gc_saved is not None:
-                threshold, frozen_before = _gc_saved
-                gc.set_threshold(*threshold)
-                if not frozen_before:
-                    gc.unfreeze()
-                _gc_saved = None
+    return _gc_block("young")
+
+
+def full_collections_paused() -> AbstractContextManager[None]:
+    """No full collection while the block runs, in any thread; the young generations are still
+    collected (short-lived cycles, such as those of HTTP responses, are freed as before). Shares
+    fewer_collections' state: concurrent and nested blocks of either kind are counted."""
+    return _gc_block("full")
 
 
 def release_unused_memory() -> None:
