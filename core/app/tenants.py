@@ -28,6 +28,7 @@ from ..access.connect import open_bridge
 from ..bridge.base import Bridge
 from ..bridge.errors import AuthFailed, BridgeError
 from ..memory import fewer_collections
+from ..plan.planfile import Plan
 
 #: Outcome statuses, mildest first; a tenant set's status is its worst tenant's.
 STATUSES = ("ok", "changes", "error", "auth")
@@ -339,7 +340,6 @@ def plan_job(name: str, *, value: bool, out_dir: Path, where: str | None = None,
     OUT_DIR/<profile>.json; skip reasons come from detection (with the profile's on-prem endpoint when
     it names one), through the same plan workflow as `exocm plan` (core/plan/workflow.py)."""
     from ..detect.readiness import flip_readiness
-    from ..plan.planfile import save_plan
     from ..plan.workflow import SelectionRequest, plan_from_selection, select_targets, utc_now
 
     profile = tenant_profile(name)
@@ -357,11 +357,18 @@ def plan_job(name: str, *, value: bool, out_dir: Path, where: str | None = None,
             extra_source={"profile": name}, now=now)
     finally:
         bridge.close()
+    return _saved_plan_outcome(name, plan, out_dir, tenant=str(bridge.tenant))
+
+
+def _saved_plan_outcome(name: str, plan: Plan, out_dir: Path, *, tenant: str) -> TenantOutcome:
+    """Save a tenant's plan as OUT_DIR/<profile>.json; its outcome ("changes" when a row is to be set)."""
+    from ..plan.planfile import save_plan
+
     path = save_plan(plan, Path(out_dir) / f"{name}.json")
-    counts = {"planned": len(plan.set_rows()), "skipped": len(plan.rows) - len(plan.set_rows())}
-    return TenantOutcome(name, "changes" if plan.set_rows() else "ok",
-                         {"plan": str(path), "digest": plan.digest, "counts": plan.counts()}, counts,
-                         tenant=str(bridge.tenant))
+    set_rows = plan.set_rows()
+    counts = {"planned": len(set_rows), "skipped": len(plan.rows) - len(set_rows)}
+    return TenantOutcome(name, "changes" if set_rows else "ok",
+                         {"plan": str(path), "digest": plan.digest, "counts": plan.counts()}, counts, tenant=tenant)
 
 
 def plan_for_profile(plans: Path | str, name: str) -> Path:
@@ -445,7 +452,7 @@ def undo_job(name: str, plan_path: Path, *, out_dir: Path,
     from ..access.config import data_dir
     from ..execute.journal import journals_for_plan
     from ..execute.undo import build_undo_plan
-    from ..plan.planfile import load_plan, save_plan
+    from ..plan.planfile import load_plan
 
     profile = tenant_profile(name)
     plan = load_plan(plan_path)
@@ -458,11 +465,7 @@ def undo_job(name: str, plan_path: Path, *, out_dir: Path,
                                writeback=read_writeback(profile, persist_tokens=False))
     finally:
         bridge.close()
-    path = save_plan(undo, Path(out_dir) / f"{name}.json")
-    counts = {"planned": len(undo.set_rows()), "skipped": len(undo.rows) - len(undo.set_rows())}
-    return TenantOutcome(name, "changes" if undo.set_rows() else "ok",
-                         {"plan": str(path), "digest": undo.digest, "counts": undo.counts()}, counts,
-                         tenant=undo.tenant)
+    return _saved_plan_outcome(name, undo, out_dir, tenant=undo.tenant)
 
 
 def readiness_job(name: str, *, scope: str = "flip", fail_on: str = "high", refresh: bool = True,
