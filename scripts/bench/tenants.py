@@ -169,6 +169,7 @@ def main() -> None:
             "cpu_floor_s": round(floor, 2), "ratio_floor": round(max(floor, max(singles)) / max(singles), 2),
             "failed": failed, "workers": args.workers, "workers_s": workers_s,
             "workers_ratio": round(workers_s / max(singles), 2) if workers_s else None,
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
         }
         write_figures(result, args.json)
     finally:
