@@ -130,3 +130,72 @@ def test_limiter_does_not_grow_past_its_start_on_calls_that_never_reached_the_li
         for t in tickets:
             limiter.release(t)
     assert limiter.limit > 8
+
+
+def _blocked(limiter: AdaptiveLimiter, count: int) -> None:
+    """Wait until `count` callers are queued for a slot."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while len(limiter._waiting) < count:  # noqa: SLF001 - the queue is what this test watches
+        assert time.monotonic() < deadline, "callers did not block"
+        time.sleep(0.005)
+
+
+def test_limiter_hands_each_freed_slot_to_the_first_in_line_by_priority_then_arrival() -> None:
+    from exocm.core.bridge.concurrency import request_priority
+
+    limiter = AdaptiveLimiter(1, initial=1)
+    held = limiter.acquire()
+    order: list[str] = []
+    tickets: dict[str, object] = {}
+    threads = []
+
+    def wait_for_slot(name: str, priority: int) -> None:
+        with request_priority(priority):
+            ticket = limiter.acquire(timeout=10)
+        order.append(name)
+        tickets[name] = ticket
+        limiter.release(ticket)
+
+    for k, (name, priority) in enumerate((("late-low", 5), ("first-high", 1), ("second-high", 1))):
+        thread = threading.Thread(target=wait_for_slot, args=(name, priority))
+        thread.start()
+        threads.append(thread)
+        _blocked(limiter, k + 1)
+    limiter.release(held)
+    for thread in threads:
+        thread.join(10)
+    assert order == ["first-high", "second-high", "late-low"]
+    assert limiter.in_flight == 0 and limiter.peak_in_flight == 1
+
+
+def test_limiter_timeout_leaves_the_line_without_taking_a_slot() -> None:
+    import pytest
+
+    limiter = AdaptiveLimiter(1, initial=1)
+    held = limiter.acquire()
+    with pytest.raises(TimeoutError):
+        limiter.acquire(timeout=0.05)
+    assert not limiter._waiting  # noqa: SLF001
+    limiter.release(held)
+    assert limiter.in_flight == 0
+    limiter.release(limiter.acquire(timeout=1))  # the slot freed above is free, not held by the timed-out caller
+    assert limiter.in_flight == 0
+
+
+def test_limiter_grants_as_many_waiters_as_a_grown_limit_allows() -> None:
+    limiter = AdaptiveLimiter(2, initial=2)
+    held = [limiter.acquire(), limiter.acquire()]
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(limiter.acquire(timeout=10))) for _ in range(3)]
+    for k, thread in enumerate(threads):
+        thread.start()
+        _blocked(limiter, k + 1)
+    limiter.resize(5)  # three more slots: every waiter gets one at once
+    for thread in threads:
+        thread.join(10)
+    assert len(got) == 3 and limiter.in_flight == 5
+    for ticket in [*held, *got]:
+        limiter.release(ticket)  # type: ignore[arg-type]
+    assert limiter.in_flight == 0
