@@ -107,6 +107,7 @@ Examples:
   exocm findings --fail-on critical               exit 1 only for critical findings (CI)
   exocm findings --since last                     what changed since the previous run
   exocm findings --all-profiles --format json     every tenant, {"tenants": {PROFILE: ...}}
+  exocm findings --all-profiles --format html -o msp.html   every tenant in one page (csv: a profile column)
   exocm findings --kind group --onprem-csv adgroups.csv   groups (AD export for recent on-prem edits)
 """
 
@@ -174,14 +175,23 @@ def findings(
             raise click.UsageError("with a tenant set, findings are of mailboxes (--kind mailbox)")
         if onprem_csv is not None or onprem_live_requested(live):
             raise click.UsageError("with a tenant set, each tenant's on-prem side comes from its profile's endpoint")
-        if fmt in ("csv", "html"):
-            raise click.UsageError("with a tenant set, --format is table (a summary per tenant) or json")
+        if fmt in ("csv", "html") and since is not None:
+            raise click.UsageError("with a tenant set and --since, --format is table or json")
         from exocm.core.app.tenants import findings_job
 
         outcomes = run_set(tenant_set, conn, lambda name: findings_job(
             name, fail_on=fail_on, refresh=True, since=since, sync_interval=timedelta(minutes=sync_interval),
             keep_history=not no_history, severity=severity, codes=wanted or None,
             accept_incomplete=accept_incomplete))
+        if fmt in ("csv", "html"):
+            from exocm.core.detect.tenant_report import tenant_set_findings_csv, tenant_set_findings_html
+
+            documents = {name: o.to_json() for name, o in outcomes.items()}
+            if fmt == "csv":
+                text = ("\ufeff" if out is not None else "") + tenant_set_findings_csv(documents)
+            else:
+                text = tenant_set_findings_html(documents)
+            present(outcomes, fmt, out, text=text)
         present(outcomes, "json" if fmt == "json" else "table", out)
     if kind != "mailbox":
         _object_findings(kind, onprem_csv, severity, wanted, fail_on, fmt, out, sync_interval, refresh, conn, err)

@@ -90,12 +90,14 @@ def summary_text(outcomes: Mapping[str, TenantOutcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def present(outcomes: Mapping[str, TenantOutcome], fmt: str, out: Path | None) -> NoReturn:
-    """Write the summary (table) or {"tenants": {...}} (json), then exit with the worst tenant's code."""
-    if fmt == "json":
+def present(outcomes: Mapping[str, TenantOutcome], fmt: str, out: Path | None, *,
+            text: str | None = None) -> NoReturn:
+    """Write the summary (table), {"tenants": {...}} (json) or `text` (a report core rendered for
+    the whole set), then exit with the worst tenant's code."""
+    if text is None and fmt == "json":
         text = json.dumps({"tenants": {name: o.to_json() for name, o in outcomes.items()}},
                           ensure_ascii=False, default=str, indent=1) + "\n"
-    else:
+    elif text is None:
         text = summary_text(outcomes)
     write_output(text, out)
     sys.exit(STATUS_EXIT[worst(outcomes.values())])

@@ -221,3 +221,40 @@ def test_readiness_across_a_tenant_set(tenants: Any) -> None:
     assert good["meta"]["onprem_source"].startswith("live over WinRM")
     assert good["summary"]["scope"] == "flip"
     assert code == 4
+
+
+def test_tenant_set_findings_as_one_csv_and_one_html_page(tenants: Any, tmp_path: Path) -> None:
+    import csv
+    import io
+
+    store_sandbox_secret("msp-2", "not-the-secret")
+    code_json, out_json, _ = run("findings", "--profiles", "msp-1,msp-2,msp-3", "--format", "json",
+                                 "--no-history")
+    expected = {name: len(doc.get("findings", [])) for name, doc in json.loads(out_json)["tenants"].items()}
+    assert expected["msp-1"] > 0 and expected["msp-3"] > 0 and expected["msp-2"] == 0
+
+    report = tmp_path / "msp.csv"
+    code, _, err = run("findings", "--profiles", "msp-1,msp-2,msp-3", "--format", "csv", "-o", str(report),
+                       "--no-history")
+    assert code == code_json == 4  # the worst tenant: msp-2 could not sign in
+    assert "msp-2: auth" in err
+    rows = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8-sig"))))
+    assert list(rows[0])[:3] == ["profile", "tenant", "code"]
+    by_profile = {name: sum(1 for r in rows if r["profile"] == name) for name in expected}
+    assert by_profile == expected
+    members = {f"msp-{k}": m["tenant"] for k, m in enumerate(tenants.info["tenants"], start=1)}
+    assert {r["tenant"] for r in rows if r["profile"] == "msp-1"} == {members["msp-1"]}
+
+    page = tmp_path / "msp.html"
+    code, _, _ = run("findings", "--profiles", "msp-1,msp-2,msp-3", "--format", "html", "-o", str(page),
+                     "--no-history")
+    assert code == 4
+    html = page.read_text(encoding="utf-8")
+    assert "Content-Security-Policy" in html and "SANDBOX" in html
+    assert "authentication failed" in html  # msp-2's row says why
+    for name in ("msp-1", "msp-3"):
+        assert f">{name} <small>{members[name]}</small></h2>" in html
+    assert html.count("<tr><td data-key=") == expected["msp-1"] + expected["msp-3"]  # one row per finding
+
+    code, _, err = run("findings", "--profiles", "msp-1", "--format", "csv", "--since", "last")
+    assert code == 2 and "--since" in err

@@ -31,6 +31,7 @@ import pandas as pd
 from ..access.config import ConfigError, config_path, data_dir
 from ..files import write_atomic
 from .engine import SEVERITY_RANK
+from .html_shell import e, html_document
 from .report import findings_records
 
 #: Retention defaults (overridden by `[history] keep_runs / keep_days` in config.toml).
@@ -266,16 +267,13 @@ def render_drift_text(drift: Drift, *, label: str = "") -> str:
 
 
 def render_drift_html(drift: Drift, *, label: str = "") -> str:
-    """The drift as one self-contained HTML page."""
-    from html import escape
-
+    """The drift as one self-contained HTML page (the reports' shared shell: no outside resources)."""
     text = render_drift_text(drift, label=label)
     head, _, body = text.partition("\n")
-    rows = "".join(f"<tr><td>{escape(line[:9].strip())}</td><td>{escape(line[10:])}</td></tr>"
+    rows = "".join(f"<tr><td>{e(line[:9].strip())}</td><td>{e(line[10:])}</td></tr>"
                    for line in body.splitlines() if line)
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>exocm drift</title>"
-            "<style>body{font-family:sans-serif}td{padding:2px 8px;border-bottom:1px solid #ddd}</style></head>"
-            f"<body><h1>What changed</h1><p>{escape(head.lstrip('# '))}</p><table>{rows}</table></body></html>\n")
+    table = f'<table class="sortable"><thead><tr><th>Change</th><th>What</th></tr></thead><tbody>{rows}</tbody></table>'
+    return html_document("What changed", [e(head.lstrip("# "))], table)
 
 
 def drifts_json(drifts: Sequence[Drift]) -> list[dict[str, Any]]:

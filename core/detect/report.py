@@ -204,8 +204,27 @@ def render_html(findings: pd.DataFrame, summary: Mapping[str, Any], meta: Report
         head_bits.append(f"inventory from {_e(_iso(meta.inventory_at))}")
     head_bits.append(f"on-prem data: {_e(meta.onprem_source or 'none')}")
     sev_line = ", ".join(f"{_e(s)}: {int(sev_counts.get(s, 0))}" for s in SEVERITIES)
+    notes = list(meta.notes)
+    for code, why in (summary.get("not_checked") or {}).items():
+        notes.append(f"{code} not checked: {why}")
+    notes_html = (
+        '<details class="notes"><summary>Notes (' + str(len(notes)) + ")</summary><ul>"
+        + "".join(f"<li>{_e(n)}</li>" for n in notes)
+        + "</ul></details>"
+        if notes
+        else ""
+    )
+    body = (
+        f"<p><b>{int(summary.get('total', len(findings)))}</b> findings ({sev_line})</p>"
+        f"{_bar_chart(summary)}{notes_html}{findings_table_html(findings_records(findings))}"
+    )
+    return html_document(title, head_bits, body)
+
+
+def findings_table_html(records: Sequence[Mapping[str, Any]]) -> str:
+    """The sortable findings table of the HTML reports, from findings records (findings_records)."""
     rows: list[str] = []
-    for rec in findings_records(findings):
+    for rec in records:
         sev = str(rec["severity"])
         rows.append(
             "<tr>"
@@ -218,28 +237,12 @@ def render_html(findings: pd.DataFrame, summary: Mapping[str, Any], meta: Report
             f'<td class="ev">{_e(_evidence_text(rec["evidence"]))}</td>'
             "</tr>"
         )
-    notes = list(meta.notes)
-    for code, why in (summary.get("not_checked") or {}).items():
-        notes.append(f"{code} not checked: {why}")
-    notes_html = (
-        '<details class="notes"><summary>Notes (' + str(len(notes)) + ")</summary><ul>"
-        + "".join(f"<li>{_e(n)}</li>" for n in notes)
-        + "</ul></details>"
-        if notes
-        else ""
-    )
     header_cells = "".join(
         f"<th>{_e(h)}</th>"
         for h in ("Severity", "Code", "UserPrincipalName", "ExternalDirectoryObjectId", "Explanation", "Action", "Evidence")
     )
-    body = (
-        f"<p><b>{int(summary.get('total', len(findings)))}</b> findings ({sev_line})</p>"
-        f"{_bar_chart(summary)}{notes_html}"
-        f'<table class="sortable"><thead><tr>{header_cells}</tr></thead><tbody>'
-        + "".join(rows)
-        + "</tbody></table>"
-    )
-    return html_document(title, head_bits, body)
+    return (f'<table class="sortable"><thead><tr>{header_cells}</tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table>")
 
 
 def summary_table(summary: Mapping[str, Any]) -> Sequence[tuple[str, str, int, str]]:

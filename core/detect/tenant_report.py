@@ -1,0 +1,67 @@
+"""A tenant set's findings in one file, for an MSP's ticket or spreadsheet: CSV (one row per
+finding, its profile and tenant first) and HTML (one row per tenant, then each tenant's findings).
+
+Both read each tenant's findings document (`report.findings_document`: summary, findings, meta) or
+its failure ({"error": ..., "status": ...}), keyed by profile, as `--format json` prints them.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..csvio import to_csv_text
+from .engine import FINDING_COLUMNS, SEVERITIES
+from .html_shell import e, html_document
+from .report import findings_table_html
+
+#: Columns of the tenant-set CSV: where a finding is, then the finding itself.
+TENANT_SET_CSV_COLUMNS = ("profile", "tenant", *FINDING_COLUMNS)
+
+
+def _tenant_of(document: Mapping[str, Any]) -> str:
+    meta = document.get("meta")
+    return str(meta.get("tenant", "")) if isinstance(meta, Mapping) else ""
+
+
+def tenant_set_findings_csv(documents: Mapping[str, Mapping[str, Any]]) -> str:
+    """CSV text (no BOM): every finding of every tenant, with its profile and tenant; a failed
+    tenant has no rows (its error is in the summary the command prints on stderr)."""
+    rows: list[dict[str, Any]] = []
+    for profile, document in documents.items():
+        tenant = _tenant_of(document)
+        for finding in document.get("findings") or ():
+            rows.append({"profile": profile, "tenant": tenant, **finding})
+    return to_csv_text(rows, list(TENANT_SET_CSV_COLUMNS))
+
+
+def tenant_set_findings_html(documents: Mapping[str, Mapping[str, Any]]) -> str:
+    """One self-contained page: a row per tenant (status, counts by severity, or its error), then a
+    section per tenant with its findings table; marked SANDBOX when any tenant is a sandbox."""
+    summary_rows: list[str] = []
+    sections: list[str] = []
+    for k, (profile, document) in enumerate(documents.items()):
+        anchor = f"t{k}"
+        tenant = _tenant_of(document)
+        if "error" in document:
+            summary_rows.append(
+                f"<tr><td>{e(profile)}</td><td>{e(tenant)}</td><td><span class=\"res fail\">"
+                f"{e(document.get('status', 'error'))}</span></td>"
+                + "".join("<td></td>" for _ in SEVERITIES) + f"<td>{e(document['error'])}</td></tr>")
+            continue
+        summary = document.get("summary") or {}
+        by_severity = summary.get("by_severity") or {}
+        total = int(summary.get("total", len(document.get("findings") or ())))
+        summary_rows.append(
+            f"<tr><td><a href=\"#{anchor}\">{e(profile)}</a></td><td>{e(tenant)}</td>"
+            f"<td data-key=\"{total}\">{total}</td>"
+            + "".join(f"<td>{int(by_severity.get(s, 0))}</td>" for s in SEVERITIES) + "<td></td></tr>")
+        sections.append(f"<h2 id=\"{anchor}\">{e(profile)} <small>{e(tenant)}</small></h2>"
+                        + findings_table_html(document.get("findings") or []))
+    header = "".join(f"<th>{e(h)}</th>" for h in ("Profile", "Tenant", "Findings", *SEVERITIES, "Error"))
+    failed = sum(1 for d in documents.values() if "error" in d)
+    head_bits = [f"{len(documents)} tenants" + (f", {failed} failed" if failed else "")]
+    if any(isinstance(d.get("meta"), Mapping) and d["meta"].get("sandbox") for d in documents.values()):
+        head_bits.insert(0, '<span class="sandbox">SANDBOX</span>')
+    body = (f'<table class="sortable"><thead><tr>{header}</tr></thead><tbody>{"".join(summary_rows)}'
+            "</tbody></table>" + "".join(sections))
+    return html_document("exocm findings - tenant set", head_bits, body)
