@@ -33,6 +33,11 @@ def banner(err: Console, connection: Any) -> None:
         err.print(f"tenant [bold]{escape(inert(str(connection.label)))}[/]")
 
 
+def csv_for(text: str, out: Path | None) -> str:
+    """CSV text as written: with a UTF-8 BOM when it goes to a file (Excel then reads it as UTF-8), bare on stdout."""
+    return ("\ufeff" if out is not None else "") + text
+
+
 def write_output(text: str, out: Path | None) -> None:
     """A command's data: to `out` atomically (0600, then 'wrote OUT' on stderr), else to stdout as UTF-8."""
     if out is not None:

@@ -40,7 +40,7 @@ from rich.markup import escape
 
 from . import exitcodes
 from .connection import connection_options, open_connection
-from .console import banner, stderr_console, write_output
+from .console import banner, csv_for, stderr_console, write_output
 from .errors import fail, inert, user_errors
 from .object_kinds import kind_option, object_onprem, read_objects
 from .onprem_options import (
@@ -188,7 +188,7 @@ def findings(
 
             documents = {name: o.to_json() for name, o in outcomes.items()}
             if fmt == "csv":
-                text = ("\ufeff" if out is not None else "") + tenant_set_findings_csv(documents)
+                text = csv_for(tenant_set_findings_csv(documents), out)
             else:
                 text = tenant_set_findings_html(documents)
             present(outcomes, fmt, out, text=text)
@@ -269,7 +269,7 @@ def findings(
     if fmt == "json":
         text = render_json(shown, summary, meta)
     elif fmt == "csv":
-        text = ("\ufeff" if out is not None else "") + render_csv(shown)
+        text = csv_for(render_csv(shown), out)
     elif fmt == "html":
         text = render_html(shown, summary, meta)
     else:
@@ -312,7 +312,7 @@ def _object_findings(kind: str, onprem_csv: Path | None, severity: str | None, w
                 "findings": json.loads(shown.to_json(orient="records", date_format="iso", force_ascii=False))}
         text = json.dumps(body, ensure_ascii=False, indent=1, default=str) + "\n"
     elif fmt == "csv":
-        text = ("\ufeff" if out is not None else "") + render_csv(shown)
+        text = csv_for(render_csv(shown), out)
     elif fmt == "html":
         meta = ReportMeta(tenant=inv.tenant, label=label, sandbox=sandbox, inventory_at=inv.fetched_at,
                           onprem_source=source, notes=notes)

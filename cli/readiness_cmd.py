@@ -33,7 +33,7 @@ from rich.markup import escape
 
 from . import exitcodes
 from .connection import Connection, connection_options, open_connection
-from .console import banner, stderr_console, write_output
+from .console import banner, csv_for, stderr_console, write_output
 from .errors import inert, user_errors
 from .onprem_options import (
     check_onprem_sources,
@@ -256,7 +256,7 @@ def readiness(onprem_csv: Path | None, scope: str, sync_server: str | None, sync
     if fmt == "json":
         text = render_json(checks, summary, meta)
     elif fmt == "csv":
-        text = ("\ufeff" if out is not None else "") + render_csv(checks)
+        text = csv_for(render_csv(checks), out)
     elif fmt == "html":
         text = render_html(checks, summary, meta)
     else:
