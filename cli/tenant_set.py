@@ -27,11 +27,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 STATUS_EXIT = {"ok": exitcodes.OK, "changes": exitcodes.CHANGES, "error": exitcodes.ERROR,
                "auth": exitcodes.AUTH_FAILED}
 #: Keys the options add to a command's keyword arguments.
-TENANT_SET_KEYS = ("profiles", "all_profiles", "parallel_tenants")
+TENANT_SET_KEYS = ("profiles", "all_profiles", "parallel_tenants", "tenant_processes")
 
 
 def tenant_set_options(func: F) -> F:
-    """Add --profiles, --all-profiles and --parallel-tenants to a click command."""
+    """Add --profiles, --all-profiles, --parallel-tenants and --tenant-processes to a click command."""
     options = [
         click.option("--profiles", "profiles", metavar="A,B,..", default=None,
                      help="Run for these profiles (tenants) in one process, in parallel."),
@@ -39,6 +39,9 @@ def tenant_set_options(func: F) -> F:
                      help="Run for every configured profile."),
         click.option("--parallel-tenants", "parallel_tenants", type=click.IntRange(1, 256), default=None,
                      help="Tenants worked on at once (default min(8, tenants)); each has its own budget."),
+        click.option("--tenant-processes", "tenant_processes", type=click.IntRange(1, 256), default=None,
+                     help="Worker processes the tenants are spread over (default on Linux: one per core, "
+                          "from 4 tenants on; 1: threads of one process). One process uses one core."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -70,7 +73,8 @@ def run_set(options: Mapping[str, Any], conn: Mapping[str, Any], job: Callable[[
         what = inert(o.error) if o.error else ", ".join(f"{k} {v}" for k, v in o.counts.items()) or "nothing"
         click.echo(f"  {o.profile}: {o.status} in {o.seconds:.1f} s ({what})", err=True)
 
-    return run_tenants(names, job, parallel=options.get("parallel_tenants"), on_done=done, cancel=cancel)
+    return run_tenants(names, job, parallel=options.get("parallel_tenants"),
+                       processes=options.get("tenant_processes"), on_done=done, cancel=cancel)
 
 
 def summary_text(outcomes: Mapping[str, TenantOutcome]) -> str:

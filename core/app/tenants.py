@@ -111,13 +111,22 @@ def run_one(name: str, job: Callable[[str], TenantOutcome], *,
 
 
 def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
-                parallel: int | None = None,
+                parallel: int | None = None, processes: int | None = None,
                 on_done: Callable[[TenantOutcome], None] | None = None,
                 cancel: threading.Event | None = None) -> dict[str, TenantOutcome]:
-    """Run `job` once per profile, at most `parallel` (default min(8, n)) at a time; one tenant's
-    exception becomes its outcome (`run_one`). Ctrl-C sets `cancel` (the jobs' own stop signal:
-    applies settle their writes in flight) before it is re-raised."""
+    """Run `job` once per profile, at most `parallel` (default min(8, n)) at a time, spread over
+    `processes` worker processes (default: tenant_pool.default_processes, one per core for larger
+    sets on Linux; 1 = threads of this process); one tenant's exception becomes its outcome
+    (`run_one`). Ctrl-C sets `cancel` (the jobs' own stop signal: applies settle their writes in
+    flight) before it is re-raised."""
+    from .tenant_pool import can_fork, default_processes, run_in_processes
+
     workers = max(1, min(parallel or DEFAULT_PARALLEL, len(names) or 1))
+    procs = default_processes(len(names)) if processes is None else max(1, min(processes, len(names) or 1))
+    if procs > 1 and can_fork():
+        with fewer_collections():
+            return run_in_processes(names, job, processes=procs, threads=max(1, -(-workers // procs)),
+                                    on_done=on_done, cancel=cancel)
 
     def one(name: str) -> TenantOutcome:
         outcome = run_one(name, job)

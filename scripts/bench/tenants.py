@@ -7,12 +7,14 @@ One sandbox child process serves the N tenants on one port (`exocm sandbox serve
 Profiles msp-1..N are made from its --print-json line (EXO only: the on-prem side is left out, so
 the figures are about the EXO reads and detection). Measured:
   single_max_s   the slowest of `--single-sample` tenants, each run alone (findings_job)
-  all_s          all N in one process (run_tenants, --parallel-tenants default min(8, N) unless given)
+  all_s          all N in one command (run_tenants: --parallel-tenants default min(8, N), spread over
+                 --tenant-processes worker processes, by default one per core; 1 = one process)
   ratio          all_s / single_max_s (the goal: <= 1.5)
   workers_s      all N as queue jobs through `--workers` `exocm worker` processes (redis-server in a
                  temp dir), from enqueue to the last result file, after a warm-up round (each worker
                  process has imported exocm once); skipped with --workers 0
-  peak_rss_mb    this process's peak RSS (the in-process run)
+  peak_rss_mb    this process's peak RSS (the in-process run); peak_rss_worker_mb: the largest forked
+                 worker's (the tenant set's worker processes)
   cpu_floor_s    (client CPU + sandbox CPU of the all-N run) / cores: no schedule of that work on this
                  machine ends sooner; ratio_floor = max(cpu_floor_s, single_max_s) / single_max_s is the
                  best ratio this machine allows at today's CPU cost per tenant
@@ -98,8 +100,9 @@ def _through_workers(names: list[str], workers: int, workdir: Path) -> float | N
 def _own_cpu() -> float:
     import resource
 
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    # with the worker processes of a tenant set, once they have ended (the sandbox child is still running)
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
 def _pid_cpu(pid: int) -> float:
@@ -125,6 +128,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--single-sample", type=int, default=3, help="Tenants timed alone (the slowest counts).")
     parser.add_argument("--parallel-tenants", type=int, default=None, help="Default: the product's (run_tenants).")
+    parser.add_argument("--tenant-processes", type=int, default=None,
+                        help="Worker processes of the all-N run (default: the product's; 1: threads of this process).")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -148,12 +153,16 @@ def main() -> None:
                 singles.append(time.perf_counter() - started)
                 single_cpu.append(_own_cpu() + _pid_cpu(info["_pid"]) - cpu_before)
             started, cpu0, sb_cpu0 = time.perf_counter(), _own_cpu(), _pid_cpu(info["_pid"])
-            outcomes = run_tenants(names, job, parallel=args.parallel_tenants)
+            outcomes = run_tenants(names, job, parallel=args.parallel_tenants, processes=args.tenant_processes)
             all_s = time.perf_counter() - started
             client_cpu, sandbox_cpu = _own_cpu() - cpu0, _pid_cpu(info["_pid"]) - sb_cpu0
             failed = {n: o.error for n, o in outcomes.items() if o.error}
             rss = peak_rss_mb()
+            import resource
+
+            worker_rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
             workers_s = _through_workers(names, args.workers, workdir)
+        from exocm.core.app.tenant_pool import default_processes
         from exocm.core.app.tenants import DEFAULT_PARALLEL
 
         cores = os.cpu_count() or 1
@@ -161,8 +170,10 @@ def main() -> None:
         result = {
             "tenants": args.tenants, "size": args.size, "latency_ms": args.latency_ms,
             "parallel_tenants": args.parallel_tenants or min(DEFAULT_PARALLEL, args.tenants),
+            "tenant_processes": args.tenant_processes or default_processes(args.tenants),
             "single_s": [round(s, 2) for s in singles], "single_max_s": round(max(singles), 2),
             "all_s": round(all_s, 2), "ratio": round(all_s / max(singles), 2), "peak_rss_mb": rss,
+            "peak_rss_worker_mb": worker_rss,
             "all_client_cpu_s": round(client_cpu, 2), "all_sandbox_cpu_s": round(sandbox_cpu, 2),
             "single_cpu_s": [round(c, 2) for c in single_cpu],
             "cpu_per_tenant_s": round((client_cpu + sandbox_cpu) / args.tenants, 3), "cores": cores,
