@@ -73,8 +73,13 @@ def run_set(options: Mapping[str, Any], conn: Mapping[str, Any], job: Callable[[
         what = inert(o.error) if o.error else ", ".join(f"{k} {v}" for k, v in o.counts.items()) or "nothing"
         click.echo(f"  {o.profile}: {o.status} in {o.seconds:.1f} s ({what})", err=True)
 
-    return run_tenants(names, job, parallel=options.get("parallel_tenants"),
-                       processes=options.get("tenant_processes"), on_done=done, cancel=cancel)
+    try:
+        return run_tenants(names, job, parallel=options.get("parallel_tenants"),
+                           processes=options.get("tenant_processes"), on_done=done, cancel=cancel)
+    except KeyboardInterrupt:
+        click.echo("exocm: interrupted; every tenant's journal keeps what was done: the same command "
+                   "again resumes where each stopped", err=True)
+        raise SystemExit(exitcodes.INTERRUPTED) from None
 
 
 def summary_text(outcomes: Mapping[str, TenantOutcome]) -> str:

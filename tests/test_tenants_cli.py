@@ -258,3 +258,52 @@ def test_tenant_set_findings_as_one_csv_and_one_html_page(tenants: Any, tmp_path
 
     code, _, err = run("findings", "--profiles", "msp-1", "--format", "csv", "--since", "last")
     assert code == 2 and "--since" in err
+
+
+def test_ctrl_c_during_a_tenant_set_apply_over_worker_processes_settles_and_resumes(
+        tenants: Any, tmp_path: Path) -> None:
+    """Ctrl-C from a terminal reaches the command and its worker processes: each settles its writes,
+    the command exits 130 leaving no process behind, and running it again finishes every plan."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    names = "msp-1,msp-2,msp-3,msp-4"
+    plans = tmp_path / "plans"
+    code, out, err = run("plan", "--profiles", names, "--set-cloud-managed", "true", "--all-dirsynced",
+                         "-o", str(plans))
+    assert code == 1, out + err
+    planned = {name: sum(1 for row in json.loads((plans / f"{name}.json").read_text(encoding="utf-8"))["rows"]
+                         if row["action"] == "set") for name in names.split(",")}
+    assert all(planned.values())
+    for member in tenants.members:
+        member.knobs.latency_ms = 300  # every tenant is still applying when Ctrl-C comes
+    command = [sys.executable, "-c", "from exocm.cli.main import main; main()", "apply", str(plans),
+               "--profiles", names, "--yes", "--tenant-processes", "2", "--parallel-tenants", "4"]
+    proc = subprocess.Popen(command, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    journals = tmp_path / "data" / "journals"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            p.stat().st_size > 0 for p in journals.rglob("*") if p.is_file()):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no worker process left behind
+    for member in tenants.members:
+        member.knobs.latency_ms = 0
+    code, out, err = run("report", str(plans), "--profiles", names, "--format", "json")
+    left = {name: doc["remaining"] for name, doc in json.loads(out)["tenants"].items()}
+    assert sum(left.values()) > 0, left  # the interrupt came mid-apply
+    code, out, err = run("apply", str(plans), "--profiles", names, "--yes")
+    assert code == 0, out + err
+    code, out, err = run("report", str(plans), "--profiles", names, "--format", "json")
+    doc = json.loads(out)
+    for name, rows in planned.items():
+        assert doc["tenants"][name]["remaining"] == 0
+        assert doc["tenants"][name]["counts"]["verified"] == rows

@@ -18,6 +18,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
@@ -65,10 +66,14 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
         writer.close()
         workers.append((process, reader))
     outcomes: dict[str, TenantOutcome] = {}
+    forwarded = False
     try:
         readers = [reader for _, reader in workers]
         while readers:
-            for ready in wait(readers):
+            if cancel is not None and cancel.is_set() and not forwarded:
+                _interrupt(workers)  # a stop signal reached this process only: the workers settle too
+                forwarded = True
+            for ready in wait(readers, timeout=0.2):
                 assert isinstance(ready, Connection)
                 try:
                     outcome = ready.recv()
@@ -83,9 +88,7 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
     except KeyboardInterrupt:
         if cancel is not None:
             cancel.set()
-        for process, _ in workers:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGINT)
+        _interrupt(workers)
         for process, _ in workers:
             process.join(SETTLE_S)
         raise
@@ -95,6 +98,16 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
             outcomes[name] = TenantOutcome(name, "error", error="the worker process running this tenant ended "
                                                              f"before it finished (exit code {', '.join(codes) or '?'})")
     return {name: outcomes[name] for name in names}
+
+
+def _interrupt(workers: Sequence[tuple[Any, Connection]]) -> None:
+    """SIGINT to every worker still running (each then settles its tenants' writes and ends)."""
+    for process, _ in workers:
+        if process.is_alive() and process.pid is not None:
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
 
 def _worker(todo: Any, out: Connection, job: Callable[[str], TenantOutcome], threads: int,
@@ -119,16 +132,24 @@ def _worker(todo: Any, out: Connection, job: Callable[[str], TenantOutcome], thr
                 with sending:
                     out.send(TenantOutcome(name, "error", error=f"its outcome could not be sent back ({exc})"))
 
-    pool = [threading.Thread(target=loop, name=f"exocm-tenant-{k}", daemon=True) for k in range(threads)]
-    for thread in pool:
-        thread.start()
+    finished = [threading.Event() for _ in range(threads)]
+
+    def run(k: int) -> None:
+        try:
+            loop()
+        finally:
+            finished[k].set()
+
+    for k in range(threads):
+        threading.Thread(target=run, args=(k,), name=f"exocm-tenant-{k}", daemon=True).start()
     try:
-        for thread in pool:
-            thread.join()
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's own SIGINT must not cut the settling short
-        stop.set()  # the jobs' own stop signal: applies settle their writes in flight
-        for thread in pool:
-            thread.join(SETTLE_S)
+        # sleep, not Thread.join: a KeyboardInterrupt inside join() can leave a thread looking
+        # finished while it still runs (CPython before 3.13)
+        while not all(done.is_set() for done in finished):
+            try:
+                time.sleep(0.1)
+            except KeyboardInterrupt:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not cut the settling short
+                stop.set()  # the jobs' own stop signal: applies settle their writes in flight
     finally:
         out.close()
