@@ -43,3 +43,9 @@ def test_small_sets_stay_in_one_process() -> None:
     assert default_processes(100) == max(1, min(os.cpu_count() or 1, 50))
     outcomes = run_tenants(["a", "b"], lambda name: TenantOutcome(name, "ok", {"pid": os.getpid()}))
     assert {o.payload["pid"] for o in outcomes.values()} == {os.getpid()}
+
+
+def test_thousands_of_tenants_pass_through_the_queue() -> None:
+    names = [f"customer-{k:05d}" for k in range(5000)]  # more names than a pipe's buffer holds
+    outcomes = run_tenants(names, lambda name: TenantOutcome(name, "ok"), parallel=4, processes=2)
+    assert list(outcomes) == names and all(o.status == "ok" for o in outcomes.values())

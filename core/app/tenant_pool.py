@@ -54,10 +54,6 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
 
     context = multiprocessing.get_context("fork")
     todo = context.SimpleQueue()
-    for name in names:
-        todo.put(name)
-    for _ in range(processes * threads):
-        todo.put(None)
     workers: list[tuple[Any, Connection]] = []
     for _ in range(processes):
         reader, writer = context.Pipe(duplex=False)
@@ -65,6 +61,9 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
         process.start()
         writer.close()
         workers.append((process, reader))
+    # the queue is a pipe: fed once the workers read it (thousands of names fill its buffer)
+    feeder = threading.Thread(target=_feed, args=(todo, names, processes * threads), daemon=True)
+    feeder.start()
     outcomes: dict[str, TenantOutcome] = {}
     forwarded = False
     try:
@@ -98,6 +97,14 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
             outcomes[name] = TenantOutcome(name, "error", error="the worker process running this tenant ended "
                                                              f"before it finished (exit code {', '.join(codes) or '?'})")
     return {name: outcomes[name] for name in names}
+
+
+def _feed(todo: Any, names: Sequence[str], ends: int) -> None:
+    """Put every name, then one end mark per worker thread."""
+    for name in names:
+        todo.put(name)
+    for _ in range(ends):
+        todo.put(None)
 
 
 def _interrupt(workers: Sequence[tuple[Any, Connection]]) -> None:
