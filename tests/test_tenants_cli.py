@@ -279,7 +279,7 @@ def test_ctrl_c_during_a_tenant_set_apply_over_worker_processes_settles_and_resu
                          if row["action"] == "set") for name in names.split(",")}
     assert all(planned.values())
     for member in tenants.members:
-        member.knobs.latency_ms = 300  # every tenant is still applying when Ctrl-C comes
+        member.knobs.latency_ms = 500  # every tenant is still applying when Ctrl-C comes
     command = [sys.executable, "-c", "from exocm.cli.main import main; main()", "apply", str(plans),
                "--profiles", names, "--yes", "--tenant-processes", "2", "--parallel-tenants", "4"]
     proc = subprocess.Popen(command, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -52,7 +52,7 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
     outcomes in the order of `names`."""
     from .tenants import TenantOutcome
 
-    context = multiprocessing.get_context("fork")
+    context: Any = multiprocessing.get_context("fork")  # typed loosely: Windows stubs have no fork context
     todo = context.SimpleQueue()
     workers: list[tuple[Any, Connection]] = []
     for _ in range(processes):
