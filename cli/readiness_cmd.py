@@ -232,11 +232,15 @@ def readiness(onprem_csv: Path | None, scope: str, sync_server: str | None, sync
         if onprem_csv is not None or onprem_live_requested(live) or sync_server:
             raise click.UsageError("with a tenant set, each tenant's on-prem side comes from its profile's endpoint "
                                    "(--sync-client-version may be given; --sync-server not)")
+        outcomes = run_set(tenant_set, conn, lambda name: readiness_job(
+            name, scope=scope, fail_on=fail_on, refresh=True, sync_client_version=sync_client_version))
         if fmt in ("csv", "html"):
-            raise click.UsageError("with a tenant set, --format is table (a summary per tenant) or json")
-        present(run_set(tenant_set, conn, lambda name: readiness_job(
-            name, scope=scope, fail_on=fail_on, refresh=True, sync_client_version=sync_client_version)),
-            "json" if fmt == "json" else "table", out)
+            from exocm.core.detect.prerequisites.report import render_tenant_set_csv, render_tenant_set_html
+
+            documents = {name: o.to_json() for name, o in outcomes.items()}
+            present(outcomes, fmt, out, text=csv_for(render_tenant_set_csv(documents), out) if fmt == "csv"
+                    else render_tenant_set_html(documents))
+        present(outcomes, "json" if fmt == "json" else "table", out)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         banner(err, connection)
         sources, label = readiness_sources(connection, onprem_csv=onprem_csv, live=live, workdir=Path(tmp),

@@ -307,3 +307,33 @@ def test_ctrl_c_during_a_tenant_set_apply_over_worker_processes_settles_and_resu
     for name, rows in planned.items():
         assert doc["tenants"][name]["remaining"] == 0
         assert doc["tenants"][name]["counts"]["verified"] == rows
+
+
+def test_readiness_of_a_tenant_set_as_one_csv_and_one_html_page(tenants: Any, tmp_path: Path) -> None:
+    import csv
+    import io
+
+    store_sandbox_secret("msp-2", "not-the-secret")
+    names = "msp-1,msp-2,msp-3"
+    code_json, out_json, _ = run("readiness", "--profiles", names, "--format", "json")
+    docs = json.loads(out_json)["tenants"]
+    expected = {name: len(doc.get("checks", [])) for name, doc in docs.items()}
+    assert expected["msp-1"] > 0 and expected["msp-3"] > 0 and expected["msp-2"] == 0
+
+    report = tmp_path / "ready.csv"
+    code, _, err = run("readiness", "--profiles", names, "--format", "csv", "-o", str(report))
+    assert code == code_json == 4 and "msp-2: auth" in err
+    rows = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8-sig"))))
+    assert list(rows[0])[:4] == ["profile", "tenant", "verdict", "code"]
+    assert {name: sum(1 for r in rows if r["profile"] == name) for name in expected} == expected
+    assert {r["verdict"] for r in rows if r["profile"] == "msp-1"} == {docs["msp-1"]["summary"]["verdict"]}
+
+    page = tmp_path / "ready.html"
+    code, _, _ = run("readiness", "--profiles", names, "--format", "html", "-o", str(page))
+    assert code == 4
+    html = page.read_text(encoding="utf-8")
+    assert "Content-Security-Policy" in html and "authentication failed" in html
+    assert html.count("<tr data-code=") == expected["msp-1"] + expected["msp-3"]  # one row per check
+    verdict = docs["msp-3"]["summary"]["verdict"].upper()
+    assert f'<a href="#t2">msp-3</a></td><td>{tenants.info["tenants"][2]["tenant"]}</td>' in html
+    assert f">{verdict}</span>" in html

@@ -18,7 +18,8 @@ from .report import findings_table_html
 TENANT_SET_CSV_COLUMNS = ("profile", "tenant", *FINDING_COLUMNS)
 
 
-def _tenant_of(document: Mapping[str, Any]) -> str:
+def document_tenant(document: Mapping[str, Any]) -> str:
+    """The tenant id a command's JSON document names in its meta ('' when it has none: a failure)."""
     meta = document.get("meta")
     return str(meta.get("tenant", "")) if isinstance(meta, Mapping) else ""
 
@@ -28,7 +29,7 @@ def tenant_set_findings_csv(documents: Mapping[str, Mapping[str, Any]]) -> str:
     tenant has no rows (its error is in the summary the command prints on stderr)."""
     rows: list[dict[str, Any]] = []
     for profile, document in documents.items():
-        tenant = _tenant_of(document)
+        tenant = document_tenant(document)
         for finding in document.get("findings") or ():
             rows.append({"profile": profile, "tenant": tenant, **finding})
     return to_csv_text(rows, list(TENANT_SET_CSV_COLUMNS))
@@ -41,7 +42,7 @@ def tenant_set_findings_html(documents: Mapping[str, Mapping[str, Any]]) -> str:
     sections: list[str] = []
     for k, (profile, document) in enumerate(documents.items()):
         anchor = f"t{k}"
-        tenant = _tenant_of(document)
+        tenant = document_tenant(document)
         if "error" in document:
             summary_rows.append(
                 f"<tr><td>{e(profile)}</td><td>{e(tenant)}</td><td><span class=\"res fail\">"

@@ -3,7 +3,7 @@ HTML renderings (the HTML in the shell the findings report uses: detect/html_she
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from ...csvio import to_csv_text
 from ..engine import SEVERITY_RANK
 from ..html_shell import e, html_document, iso
+from ..tenant_report import document_tenant
 from .model import RESULTS, Check
 
 CSV_COLUMNS = ("code", "title", "result", "severity", "evidence", "fix", "details")
@@ -94,19 +95,76 @@ def render_html(checks: Sequence[Check], summary: dict[str, Any], meta: Readines
     if meta.sandbox:
         head.insert(0, '<span class="sandbox">SANDBOX</span>')
     res = summary["by_result"]
-    rows = []
-    for c in checks:
-        details = ("<ol>" + "".join(f"<li>{e(d)}</li>" for d in c.details) + "</ol>") if c.details else ""
-        rows.append(
-            f'<tr data-code="{e(c.code)}"><td data-key="{RESULTS.index(c.result)}">'
-            f'<span class="res {e(c.result)}">{e(c.result)}</span></td>'
-            f'<td data-key="{SEVERITY_RANK.get(c.severity, 9)}"><span class="sev {e(c.severity)}">{e(c.severity)}'
-            f"</span></td><td><b>{e(c.code)}</b><br>{e(c.title)}</td><td>{e(c.evidence)}{details}</td>"
-            f"<td>{e(c.fix if c.result != 'pass' else '')}</td></tr>")
     notes = ("<details class=\"notes\"><summary>Notes (" + str(len(meta.notes)) + ")</summary><ul>"
              + "".join(f"<li>{e(n)}</li>" for n in meta.notes) + "</ul></details>") if meta.notes else ""
     body = (f"<p class=\"verdict\"><b>{e(summary['verdict'].upper())}</b> &middot; "
             + ", ".join(f'<span class="res {r}">{r}</span> {int(res[r])}' for r in RESULTS) + "</p>"
-            + notes + '<table class="sortable"><thead><tr><th>Result</th><th>Severity</th><th>Check</th>'
-            "<th>Evidence</th><th>Fix</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            + notes + checks_table_html([c.as_dict() for c in checks]))
     return html_document(title, head, body)
+
+
+def checks_table_html(checks: Sequence[Mapping[str, Any]]) -> str:
+    """The sortable table of checks (as `Check.as_dict` gives them) of the HTML reports."""
+    rows = []
+    for c in checks:
+        result, severity, details = str(c["result"]), str(c["severity"]), c.get("details") or ()
+        listed = ("<ol>" + "".join(f"<li>{e(d)}</li>" for d in details) + "</ol>") if details else ""
+        rows.append(
+            f'<tr data-code="{e(c["code"])}"><td data-key="{RESULTS.index(result) if result in RESULTS else 9}">'
+            f'<span class="res {e(result)}">{e(result)}</span></td>'
+            f'<td data-key="{SEVERITY_RANK.get(severity, 9)}"><span class="sev {e(severity)}">{e(severity)}'
+            f"</span></td><td><b>{e(c['code'])}</b><br>{e(c['title'])}</td><td>{e(c['evidence'])}{listed}</td>"
+            f"<td>{e(c['fix'] if result != 'pass' else '')}</td></tr>")
+    return ('<table class="sortable"><thead><tr><th>Result</th><th>Severity</th><th>Check</th>'
+            "<th>Evidence</th><th>Fix</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+# --- a tenant set in one file (each tenant's --format json document, or its failure, by profile) ---
+
+#: Columns of the tenant-set CSV: where a check ran, then the check.
+TENANT_SET_CSV_COLUMNS = ("profile", "tenant", "verdict", *CSV_COLUMNS)
+
+
+def render_tenant_set_csv(documents: Mapping[str, Mapping[str, Any]]) -> str:
+    """CSV text (no BOM): every check of every tenant, with its profile, tenant and that tenant's
+    verdict; a failed tenant has no rows (its error is in the summary printed on stderr)."""
+    rows: list[dict[str, Any]] = []
+    for profile, document in documents.items():
+        verdict = str((document.get("summary") or {}).get("verdict", ""))
+        for check in document.get("checks") or ():
+            rows.append({"profile": profile, "tenant": document_tenant(document), "verdict": verdict, **check,
+                         "details": " | ".join(check.get("details") or ())})
+    return to_csv_text(rows, list(TENANT_SET_CSV_COLUMNS))
+
+
+def render_tenant_set_html(documents: Mapping[str, Mapping[str, Any]]) -> str:
+    """One self-contained page: a row per tenant (verdict, counts per result and what blocks, or
+    its error), then a section per tenant with its checks."""
+    rows: list[str] = []
+    sections: list[str] = []
+    scope = ""
+    for k, (profile, document) in enumerate(documents.items()):
+        tenant = document_tenant(document)
+        if "error" in document:
+            rows.append(f"<tr><td>{e(profile)}</td><td>{e(tenant)}</td><td><span class=\"res fail\">"
+                        f"{e(document.get('status', 'error'))}</span></td>" + "<td></td>" * len(RESULTS)
+                        + f"<td>{e(document['error'])}</td></tr>")
+            continue
+        summary = document.get("summary") or {}
+        scope = scope or str(summary.get("scope", ""))
+        verdict = str(summary.get("verdict", ""))
+        by_result = summary.get("by_result") or {}
+        rows.append(f"<tr><td><a href=\"#t{k}\">{e(profile)}</a></td><td>{e(tenant)}</td>"
+                    f"<td><span class=\"res {'pass' if verdict == 'go' else 'fail'}\">{e(verdict.upper())}</span></td>"
+                    + "".join(f"<td>{int(by_result.get(r, 0))}</td>" for r in RESULTS)
+                    + f"<td>{e(', '.join(summary.get('blocking') or ()))}</td></tr>")
+        sections.append(f"<h2 id=\"t{k}\">{e(profile)} <small>{e(tenant)}</small></h2>"
+                        + checks_table_html(document.get("checks") or []))
+    header = "".join(f"<th>{e(h)}</th>" for h in ("Profile", "Tenant", "Verdict", *RESULTS, "Blocking / error"))
+    failed = sum(1 for d in documents.values() if "error" in d)
+    head = [f"{len(documents)} tenants" + (f", {failed} failed" if failed else "")]
+    if any(isinstance(d.get("meta"), Mapping) and d["meta"].get("sandbox") for d in documents.values()):
+        head.insert(0, '<span class="sandbox">SANDBOX</span>')
+    body = (f'<table class="sortable"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            + "".join(sections))
+    return html_document(f"exocm readiness ({scope or 'flip'}) - tenant set", head, body)
