@@ -186,6 +186,7 @@ Examples:
   exocm readiness --onprem-host ex01.contoso.local --onprem-user CONTOSO\\admin --sync-server sync01.contoso.local
   exocm readiness --scope decommission --onprem-live --format html -o last-server.html
   exocm readiness --format json --fail-on critical  exit 1 only for critical checks that did not pass (CI)
+  exocm readiness --all-profiles --format html -o go-no-go.html   every tenant's verdict on one page
 """
 
 
