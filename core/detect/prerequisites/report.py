@@ -11,7 +11,7 @@ from typing import Any
 from ...csvio import to_csv_text
 from ..engine import SEVERITY_RANK
 from ..html_shell import e, html_document, iso
-from ..tenant_report import document_tenant
+from ..tenant_report import document_tenant, error_row, tenant_section, tenant_set_page
 from .model import RESULTS, Check
 
 CSV_COLUMNS = ("code", "title", "result", "severity", "evidence", "fix", "details")
@@ -146,9 +146,7 @@ def render_tenant_set_html(documents: Mapping[str, Mapping[str, Any]]) -> str:
     for k, (profile, document) in enumerate(documents.items()):
         tenant = document_tenant(document)
         if "error" in document:
-            rows.append(f"<tr><td>{e(profile)}</td><td>{e(tenant)}</td><td><span class=\"res fail\">"
-                        f"{e(document.get('status', 'error'))}</span></td>" + "<td></td>" * len(RESULTS)
-                        + f"<td>{e(document['error'])}</td></tr>")
+            rows.append(error_row(profile, tenant, document, len(RESULTS)))
             continue
         summary = document.get("summary") or {}
         scope = scope or str(summary.get("scope", ""))
@@ -158,13 +156,6 @@ def render_tenant_set_html(documents: Mapping[str, Mapping[str, Any]]) -> str:
                     f"<td><span class=\"res {'pass' if verdict == 'go' else 'fail'}\">{e(verdict.upper())}</span></td>"
                     + "".join(f"<td>{int(by_result.get(r, 0))}</td>" for r in RESULTS)
                     + f"<td>{e(', '.join(summary.get('blocking') or ()))}</td></tr>")
-        sections.append(f"<h2 id=\"t{k}\">{e(profile)} <small>{e(tenant)}</small></h2>"
-                        + checks_table_html(document.get("checks") or []))
-    header = "".join(f"<th>{e(h)}</th>" for h in ("Profile", "Tenant", "Verdict", *RESULTS, "Blocking / error"))
-    failed = sum(1 for d in documents.values() if "error" in d)
-    head = [f"{len(documents)} tenants" + (f", {failed} failed" if failed else "")]
-    if any(isinstance(d.get("meta"), Mapping) and d["meta"].get("sandbox") for d in documents.values()):
-        head.insert(0, '<span class="sandbox">SANDBOX</span>')
-    body = (f'<table class="sortable"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-            + "".join(sections))
-    return html_document(f"exocm readiness ({scope or 'flip'}) - tenant set", head, body)
+        sections.append(tenant_section(k, profile, tenant, checks_table_html(document.get("checks") or [])))
+    return tenant_set_page(f"exocm readiness ({scope or 'flip'}) - tenant set", documents,
+                           ("Profile", "Tenant", "Verdict", *RESULTS, "Blocking / error"), rows, sections)
