@@ -183,16 +183,9 @@ def findings(
             name, fail_on=fail_on, refresh=True, since=since, sync_interval=timedelta(minutes=sync_interval),
             keep_history=not no_history, severity=severity, codes=wanted or None,
             accept_incomplete=accept_incomplete))
-        if fmt in ("csv", "html"):
-            from exocm.core.detect.tenant_report import tenant_set_findings_csv, tenant_set_findings_html
+        from exocm.core.detect.tenant_report import tenant_set_findings_csv, tenant_set_findings_html
 
-            documents = {name: o.to_json() for name, o in outcomes.items()}
-            if fmt == "csv":
-                text = csv_for(tenant_set_findings_csv(documents), out)
-            else:
-                text = tenant_set_findings_html(documents)
-            present(outcomes, fmt, out, text=text)
-        present(outcomes, "json" if fmt == "json" else "table", out)
+        present(outcomes, fmt, out, csv=tenant_set_findings_csv, html=tenant_set_findings_html)
     if kind != "mailbox":
         _object_findings(kind, onprem_csv, severity, wanted, fail_on, fmt, out, sync_interval, refresh, conn, err)
         return

@@ -235,13 +235,9 @@ def readiness(onprem_csv: Path | None, scope: str, sync_server: str | None, sync
                                    "(--sync-client-version may be given; --sync-server not)")
         outcomes = run_set(tenant_set, conn, lambda name: readiness_job(
             name, scope=scope, fail_on=fail_on, refresh=True, sync_client_version=sync_client_version))
-        if fmt in ("csv", "html"):
-            from exocm.core.detect.prerequisites.report import render_tenant_set_csv, render_tenant_set_html
+        from exocm.core.detect.prerequisites.report import render_tenant_set_csv, render_tenant_set_html
 
-            documents = {name: o.to_json() for name, o in outcomes.items()}
-            present(outcomes, fmt, out, text=csv_for(render_tenant_set_csv(documents), out) if fmt == "csv"
-                    else render_tenant_set_html(documents))
-        present(outcomes, "json" if fmt == "json" else "table", out)
+        present(outcomes, fmt, out, csv=render_tenant_set_csv, html=render_tenant_set_html)
     with user_errors(), open_connection(**conn) as connection, tempfile.TemporaryDirectory() as tmp:
         banner(err, connection)
         sources, label = readiness_sources(connection, onprem_csv=onprem_csv, live=live, workdir=Path(tmp),

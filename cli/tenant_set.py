@@ -18,7 +18,7 @@ from exocm.core.access.config import ConfigError
 from exocm.core.app.tenants import TenantOutcome, profile_names, run_tenants, summary_rows, worst
 
 from . import exitcodes
-from .console import write_output
+from .console import csv_for, write_output
 from .errors import fail, inert
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,13 +100,19 @@ def summary_text(outcomes: Mapping[str, TenantOutcome]) -> str:
 
 
 def present(outcomes: Mapping[str, TenantOutcome], fmt: str, out: Path | None, *,
-            text: str | None = None) -> NoReturn:
-    """Write the summary (table), {"tenants": {...}} (json) or `text` (a report core rendered for
-    the whole set), then exit with the worst tenant's code."""
-    if text is None and fmt == "json":
-        text = json.dumps({"tenants": {name: o.to_json() for name, o in outcomes.items()}},
-                          ensure_ascii=False, default=str, indent=1) + "\n"
-    elif text is None:
+            csv: Callable[[Mapping[str, Any]], str] | None = None,
+            html: Callable[[Mapping[str, Any]], str] | None = None) -> NoReturn:
+    """Write the summary (table), {"tenants": {...}} (json), or one CSV or HTML report of the whole
+    set that core renders from the tenants' documents (`csv`, `html`), then exit with the worst
+    tenant's code."""
+    documents = {name: o.to_json() for name, o in outcomes.items()}
+    if fmt == "json":
+        text = json.dumps({"tenants": documents}, ensure_ascii=False, default=str, indent=1) + "\n"
+    elif fmt == "csv" and csv is not None:
+        text = csv_for(csv(documents), out)
+    elif fmt == "html" and html is not None:
+        text = html(documents)
+    else:
         text = summary_text(outcomes)
     write_output(text, out)
     sys.exit(STATUS_EXIT[worst(outcomes.values())])

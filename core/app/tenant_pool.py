@@ -45,6 +45,14 @@ def default_processes(count: int) -> int:
     return max(1, min(os.cpu_count() or 1, count // 2))
 
 
+def processes_for(count: int, requested: int | None) -> int:
+    """The worker processes a set of `count` tenants runs in: `requested` (None: the default), at
+    most one per tenant, and 1 where workers cannot be forked."""
+    if requested is None:
+        return default_processes(count)
+    return max(1, min(requested, count)) if can_fork() else 1
+
+
 def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], *, processes: int,
                      threads: int, on_done: Callable[[TenantOutcome], None] | None,
                      cancel: threading.Event | None) -> dict[str, TenantOutcome]:

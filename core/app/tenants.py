@@ -5,9 +5,9 @@
 
 Each tenant gets its own bridge (own MSAL client and token cache, own HTTP pool, own throttling
 budget and retry state: a tenant being throttled slows only itself) and its own write pacer on apply;
-nothing is shared between tenants but the thread pool. A tenant's failure (sign-in, consent, a
-missing role, a refused plan) is caught here and becomes that tenant's outcome, with one line; the
-others go on. The faces present `outcomes`; the job functions are the same core calls the
+nothing is shared between tenants but the thread pool (or the worker processes, tenant_pool.py).
+A tenant's failure (sign-in, consent, a missing role, a refused plan) is caught here and becomes
+that tenant's outcome, with one line; the others go on. The faces present `outcomes`; the job functions are the same core calls the
 single-tenant commands make (inventory fetch, detect, plan build, apply_plan), so a command joins a
 tenant set by adding one job function here.
 """
@@ -115,15 +115,15 @@ def run_tenants(names: Sequence[str], job: Callable[[str], TenantOutcome], *,
                 on_done: Callable[[TenantOutcome], None] | None = None,
                 cancel: threading.Event | None = None) -> dict[str, TenantOutcome]:
     """Run `job` once per profile, at most `parallel` (default min(8, n)) at a time, spread over
-    `processes` worker processes (default: tenant_pool.default_processes, one per core for larger
+    `processes` worker processes (tenant_pool.processes_for; by default one per core for larger
     sets on Linux; 1 = threads of this process); one tenant's exception becomes its outcome
     (`run_one`). Ctrl-C sets `cancel` (the jobs' own stop signal: applies settle their writes in
     flight) before it is re-raised."""
-    from .tenant_pool import can_fork, default_processes, run_in_processes
+    from .tenant_pool import processes_for, run_in_processes
 
     workers = max(1, min(parallel or DEFAULT_PARALLEL, len(names) or 1))
-    procs = default_processes(len(names)) if processes is None else max(1, min(processes, len(names) or 1))
-    if procs > 1 and can_fork():
+    procs = processes_for(len(names), processes)
+    if procs > 1:
         with fewer_collections():
             return run_in_processes(names, job, processes=procs, threads=max(1, -(-workers // procs)),
                                     on_done=on_done, cancel=cancel)

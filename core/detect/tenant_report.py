@@ -6,7 +6,7 @@ its failure ({"error": ..., "status": ...}), keyed by profile, as `--format json
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..csvio import to_csv_text
@@ -36,42 +36,38 @@ def tenant_set_findings_csv(documents: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def tenant_set_findings_html(documents: Mapping[str, Mapping[str, Any]]) -> str:
-    """One self-contained page: a row per tenant (status, counts by severity, or its error), then a
-    section per tenant with its findings table; marked SANDBOX when any tenant is a sandbox."""
-    rows: list[str] = []
-    sections: list[str] = []
-    for k, (profile, document) in enumerate(documents.items()):
-        tenant = document_tenant(document)
-        if "error" in document:
-            rows.append(error_row(profile, tenant, document, len(SEVERITIES)))
-            continue
+    """One self-contained page: a row per tenant (counts by severity, or its error), then a section
+    per tenant with its findings table."""
+
+    def tenant(document: Mapping[str, Any]) -> tuple[str, str]:
         summary = document.get("summary") or {}
         by_severity = summary.get("by_severity") or {}
         total = int(summary.get("total", len(document.get("findings") or ())))
-        rows.append(f"<tr><td><a href=\"#t{k}\">{e(profile)}</a></td><td>{e(tenant)}</td>"
-                    f"<td data-key=\"{total}\">{total}</td>"
-                    + "".join(f"<td>{int(by_severity.get(s, 0))}</td>" for s in SEVERITIES) + "<td></td></tr>")
-        sections.append(tenant_section(k, profile, tenant, findings_table_html(document.get("findings") or [])))
+        cells = (f"<td data-key=\"{total}\">{total}</td>"
+                 + "".join(f"<td>{int(by_severity.get(s, 0))}</td>" for s in SEVERITIES) + "<td></td>")
+        return cells, findings_table_html(document.get("findings") or [])
+
     return tenant_set_page("exocm findings - tenant set", documents,
-                           ("Profile", "Tenant", "Findings", *SEVERITIES, "Error"), rows, sections)
-
-
-def error_row(profile: str, tenant: str, document: Mapping[str, Any], empty: int) -> str:
-    """A failed tenant's row of a tenant-set page: its status, `empty` blank cells, its error last."""
-    return (f"<tr><td>{e(profile)}</td><td>{e(tenant)}</td><td><span class=\"res fail\">"
-            f"{e(document.get('status', 'error'))}</span></td>" + "<td></td>" * empty
-            + f"<td>{e(document['error'])}</td></tr>")
-
-
-def tenant_section(k: int, profile: str, tenant: str, table: str) -> str:
-    """A tenant's section of a tenant-set page (the summary row's link `#t<k>` leads to it)."""
-    return f"<h2 id=\"t{k}\">{e(profile)} <small>{e(tenant)}</small></h2>{table}"
+                           ("Profile", "Tenant", "Findings", *SEVERITIES, "Error"), tenant)
 
 
 def tenant_set_page(title: str, documents: Mapping[str, Mapping[str, Any]], columns: Sequence[str],
-                    rows: Sequence[str], sections: Sequence[str]) -> str:
-    """A tenant-set page: how many tenants (and failed), SANDBOX when any is one, the sortable
-    summary table (`columns`, `rows`), then the tenants' `sections`."""
+                    tenant: Callable[[Mapping[str, Any]], tuple[str, str]]) -> str:
+    """A tenant-set page (findings, readiness): how many tenants (and failed), SANDBOX when any is
+    one, a sortable row per tenant under `columns` (profile, tenant id, then the cells `tenant(document)`
+    gives, or a failed tenant's status and error), then a section per tenant with the table it gives."""
+    rows: list[str] = []
+    sections: list[str] = []
+    for k, (profile, document) in enumerate(documents.items()):
+        tenant_id = document_tenant(document)
+        if "error" in document:
+            rows.append(f"<tr><td>{e(profile)}</td><td>{e(tenant_id)}</td><td><span class=\"res fail\">"
+                        f"{e(document.get('status', 'error'))}</span></td>" + "<td></td>" * (len(columns) - 4)
+                        + f"<td>{e(document['error'])}</td></tr>")
+            continue
+        cells, table = tenant(document)
+        rows.append(f"<tr><td><a href=\"#t{k}\">{e(profile)}</a></td><td>{e(tenant_id)}</td>{cells}</tr>")
+        sections.append(f"<h2 id=\"t{k}\">{e(profile)} <small>{e(tenant_id)}</small></h2>{table}")
     failed = sum(1 for d in documents.values() if "error" in d)
     head = [f"{len(documents)} tenants" + (f", {failed} failed" if failed else "")]
     if any(isinstance(d.get("meta"), Mapping) and d["meta"].get("sandbox") for d in documents.values()):

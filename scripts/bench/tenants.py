@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -98,8 +99,6 @@ def _through_workers(names: list[str], workers: int, workdir: Path) -> float | N
 
 
 def _own_cpu() -> float:
-    import resource
-
     # with the worker processes of a tenant set, once they have ended (the sandbox child is still running)
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return sum(u.ru_utime + u.ru_stime for u in usage)
@@ -158,11 +157,9 @@ def main() -> None:
             client_cpu, sandbox_cpu = _own_cpu() - cpu0, _pid_cpu(info["_pid"]) - sb_cpu0
             failed = {n: o.error for n, o in outcomes.items() if o.error}
             rss = peak_rss_mb()
-            import resource
-
             worker_rss = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
             workers_s = _through_workers(names, args.workers, workdir)
-        from exocm.core.app.tenant_pool import default_processes
+        from exocm.core.app.tenant_pool import processes_for
         from exocm.core.app.tenants import DEFAULT_PARALLEL
 
         cores = os.cpu_count() or 1
@@ -170,7 +167,7 @@ def main() -> None:
         result = {
             "tenants": args.tenants, "size": args.size, "latency_ms": args.latency_ms,
             "parallel_tenants": args.parallel_tenants or min(DEFAULT_PARALLEL, args.tenants),
-            "tenant_processes": args.tenant_processes or default_processes(args.tenants),
+            "tenant_processes": processes_for(args.tenants, args.tenant_processes),
             "single_s": [round(s, 2) for s in singles], "single_max_s": round(max(singles), 2),
             "all_s": round(all_s, 2), "ratio": round(all_s / max(singles), 2), "peak_rss_mb": rss,
             "peak_rss_worker_mb": worker_rss,

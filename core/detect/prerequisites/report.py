@@ -11,7 +11,7 @@ from typing import Any
 from ...csvio import to_csv_text
 from ..engine import SEVERITY_RANK
 from ..html_shell import e, html_document, iso
-from ..tenant_report import document_tenant, error_row, tenant_section, tenant_set_page
+from ..tenant_report import document_tenant, tenant_set_page
 from .model import RESULTS, Check
 
 CSV_COLUMNS = ("code", "title", "result", "severity", "evidence", "fix", "details")
@@ -140,22 +140,17 @@ def render_tenant_set_csv(documents: Mapping[str, Mapping[str, Any]]) -> str:
 def render_tenant_set_html(documents: Mapping[str, Mapping[str, Any]]) -> str:
     """One self-contained page: a row per tenant (verdict, counts per result and what blocks, or
     its error), then a section per tenant with its checks."""
-    rows: list[str] = []
-    sections: list[str] = []
-    scope = ""
-    for k, (profile, document) in enumerate(documents.items()):
-        tenant = document_tenant(document)
-        if "error" in document:
-            rows.append(error_row(profile, tenant, document, len(RESULTS)))
-            continue
+    scope = next((str(d["summary"].get("scope") or "flip") for d in documents.values()
+                  if isinstance(d.get("summary"), Mapping)), "flip")  # one --scope for the whole set
+
+    def tenant(document: Mapping[str, Any]) -> tuple[str, str]:
         summary = document.get("summary") or {}
-        scope = scope or str(summary.get("scope", ""))
         verdict = str(summary.get("verdict", ""))
         by_result = summary.get("by_result") or {}
-        rows.append(f"<tr><td><a href=\"#t{k}\">{e(profile)}</a></td><td>{e(tenant)}</td>"
-                    f"<td><span class=\"res {'pass' if verdict == 'go' else 'fail'}\">{e(verdict.upper())}</span></td>"
-                    + "".join(f"<td>{int(by_result.get(r, 0))}</td>" for r in RESULTS)
-                    + f"<td>{e(', '.join(summary.get('blocking') or ()))}</td></tr>")
-        sections.append(tenant_section(k, profile, tenant, checks_table_html(document.get("checks") or [])))
-    return tenant_set_page(f"exocm readiness ({scope or 'flip'}) - tenant set", documents,
-                           ("Profile", "Tenant", "Verdict", *RESULTS, "Blocking / error"), rows, sections)
+        cells = (f"<td><span class=\"res {'pass' if verdict == 'go' else 'fail'}\">{e(verdict.upper())}</span></td>"
+                 + "".join(f"<td>{int(by_result.get(r, 0))}</td>" for r in RESULTS)
+                 + f"<td>{e(', '.join(summary.get('blocking') or ()))}</td>")
+        return cells, checks_table_html(document.get("checks") or [])
+
+    return tenant_set_page(f"exocm readiness ({scope}) - tenant set", documents,
+                           ("Profile", "Tenant", "Verdict", *RESULTS, "Blocking / error"), tenant)
