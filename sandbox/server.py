@@ -31,7 +31,7 @@ from .tokens import APP_ROLE, TokenRejected, TokenService
 
 #: Tenants with at least this many EXO recipients are frozen out of the cyclic GC after loading.
 FREEZE_HEAP_AT = 20_000
-#: The cyclic GC's young-generation threshold once a big tenant's heap is frozen (see start()).
+#: The cyclic GC's young-generation threshold of a sandbox serving from its own process.
 YOUNG_GC_THRESHOLD = 50_000
 #: The sandbox's own control path for an on-demand sync cycle (no Microsoft counterpart).
 SYNC_PATH = "/sandbox/sync"
@@ -55,6 +55,18 @@ def _epoch_clock(clock: ClockLike | None) -> Callable[[], float]:
         return float(value)
 
     return now
+
+
+def tune_gc_for_serving() -> None:
+    """Collect young objects less often in a process that only serves (`exocm sandbox serve`).
+
+    A 1000-record page allocates ~7,000 dicts and lists that refcounting frees once it is sent; at
+    the default young threshold (700) each page ran ~10 young and one middle collection. At 50,000
+    the sandbox's CPU per 100k-record read (10 requests at once, issue 17's bench) fell from
+    1.6-2.2 s to 1.4-1.6 s. Not done by Sandbox.start: an in-process sandbox shares its process
+    (and the GC) with whatever embeds it.
+    """
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class Sandbox:
@@ -183,11 +195,6 @@ class Sandbox:
                 # (seen as 10 -> 30+ ms spikes per 1000-record page at 100,000 users).
                 gc.collect()
                 gc.freeze()
-                # A 1000-record page allocates ~7,000 dicts and lists that refcounting frees once it
-                # is sent; at the default young threshold (700) each page ran ~10 young and one middle
-                # collection. 50,000: the sandbox's CPU per 100k-record read fell from 1.6-2.2 s to
-                # 1.4-1.6 s (10 requests at once, issue 17's bench).
-                gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         readiness = getattr(tenant, "readiness", None)
         if readiness is not None:
             from .readiness_state import VARIANTS as READINESS_VARIANTS
