@@ -141,7 +141,7 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
           durable_writes: bool, print_json: bool, device_code_approval: str, verbose: bool,
           groups: int | None, variants: tuple[str, ...], strict: bool, tenants: int | None) -> None:
     """Serve a SANDBOX tenant (or --tenants N of them) until Ctrl-C (the state, if any, is saved on exit)."""
-    from exocm.sandbox.server import Sandbox, tune_gc_for_serving
+    from exocm.sandbox.server import Sandbox, tune_for_serving
     from exocm.sandbox.state import StateError
     from exocm.sandbox.variants import parse_variants
 
@@ -176,7 +176,7 @@ def serve(size: int, seed: int, host: str, port: int, latency_ms: float, latency
                  and Path(exc.filename) in (state_file, state_file.parent) else f"cannot serve on {host}:{port}")
         click.echo(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
         sys.exit(ERROR)
-    tune_gc_for_serving()
+    tune_for_serving()
     info = sb.info
     if print_json:
         sys.stdout.write(json.dumps(info) + "\n")
