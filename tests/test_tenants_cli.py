@@ -260,10 +260,12 @@ def test_tenant_set_findings_as_one_csv_and_one_html_page(tenants: Any, tmp_path
     assert code == 2 and "--since" in err
 
 
+@pytest.mark.parametrize("presses", [1, 2])
 def test_ctrl_c_during_a_tenant_set_apply_over_worker_processes_settles_and_resumes(
-        tenants: Any, tmp_path: Path) -> None:
-    """Ctrl-C from a terminal reaches the command and its worker processes: each settles its writes,
-    the command exits 130 leaving no process behind, and running it again finishes every plan."""
+        tenants: Any, tmp_path: Path, presses: int) -> None:
+    """Ctrl-C from a terminal reaches the command and its worker processes: each settles its writes
+    (a second Ctrl-C while they settle does not cut that short), the command exits 130 leaving no
+    process behind, and running it again finishes every plan."""
     import os
     import signal
     import subprocess
@@ -290,7 +292,9 @@ def test_ctrl_c_during_a_tenant_set_apply_over_worker_processes_settles_and_resu
             p.stat().st_size > 0 for p in journals.rglob("*") if p.is_file()):
         time.sleep(0.05)
     time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    for press in range(presses):
+        time.sleep(0.2 * press)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err
     with pytest.raises(ProcessLookupError):

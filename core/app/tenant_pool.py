@@ -96,8 +96,7 @@ def run_in_processes(names: Sequence[str], job: Callable[[str], TenantOutcome], 
         if cancel is not None:
             cancel.set()
         _interrupt(workers)
-        for process, _ in workers:
-            process.join(SETTLE_S)
+        _settle([process for process, _ in workers])
         raise
     codes = sorted({str(process.exitcode) for process, _ in workers if process.exitcode})
     for name in names:
@@ -113,6 +112,18 @@ def _feed(todo: Any, names: Sequence[str], ends: int) -> None:
         todo.put(name)
     for _ in range(ends):
         todo.put(None)
+
+
+def _settle(processes: Sequence[Any]) -> None:
+    """Wait up to SETTLE_S for the workers to end; a second Ctrl-C does not cut the settling short
+    (as for one tenant's apply)."""
+    deadline = time.monotonic() + SETTLE_S
+    for process in processes:
+        while process.is_alive() and time.monotonic() < deadline:
+            try:
+                process.join(0.2)
+            except KeyboardInterrupt:
+                pass
 
 
 def _interrupt(workers: Sequence[tuple[Any, Connection]]) -> None:
@@ -133,6 +144,9 @@ def _worker(todo: Any, out: Connection, job: Callable[[str], TenantOutcome], thr
 
     sending = threading.Lock()
     stop = cancel if cancel is not None else threading.Event()
+    # Ctrl-C (or the parent's forwarded SIGINT) is the jobs' own stop signal: applies settle their
+    # writes in flight. A handler, not KeyboardInterrupt: a second signal cannot cut the settling short.
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
 
     def loop() -> None:
         while not stop.is_set():
@@ -147,24 +161,11 @@ def _worker(todo: Any, out: Connection, job: Callable[[str], TenantOutcome], thr
                 with sending:
                     out.send(TenantOutcome(name, "error", error=f"its outcome could not be sent back ({exc})"))
 
-    finished = [threading.Event() for _ in range(threads)]
-
-    def run(k: int) -> None:
-        try:
-            loop()
-        finally:
-            finished[k].set()
-
-    for k in range(threads):
-        threading.Thread(target=run, args=(k,), name=f"exocm-tenant-{k}", daemon=True).start()
+    pool = [threading.Thread(target=loop, name=f"exocm-tenant-{k}", daemon=True) for k in range(threads)]
+    for thread in pool:
+        thread.start()
     try:
-        # sleep, not Thread.join: a KeyboardInterrupt inside join() can leave a thread looking
-        # finished while it still runs (CPython before 3.13)
-        while not all(done.is_set() for done in finished):
-            try:
-                time.sleep(0.1)
-            except KeyboardInterrupt:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not cut the settling short
-                stop.set()  # the jobs' own stop signal: applies settle their writes in flight
+        for thread in pool:
+            thread.join()
     finally:
         out.close()
