@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -34,8 +33,6 @@ from .tokens import APP_ROLE, TokenRejected, TokenService
 FREEZE_HEAP_AT = 20_000
 #: The cyclic GC's young-generation threshold of a sandbox serving from its own process.
 YOUNG_GC_THRESHOLD = 50_000
-#: The GIL switch interval of a sandbox serving from its own process (Python's default: 5 ms).
-SWITCH_INTERVAL_S = 0.001
 #: The sandbox's own control path for an on-demand sync cycle (no Microsoft counterpart).
 SYNC_PATH = "/sandbox/sync"
 #: Seconds between state saves while writes keep coming (a save also happens on stop).
@@ -61,21 +58,17 @@ def _epoch_clock(clock: ClockLike | None) -> Callable[[], float]:
 
 
 def tune_for_serving() -> None:
-    """Tune the interpreter of a process that only serves (`exocm sandbox serve`), for many requests
-    at once. Not done by Sandbox.start: an in-process sandbox shares its process (its GC, its GIL)
-    with whatever embeds it.
+    """Collect young objects less often in a process that only serves (`exocm sandbox serve`).
 
-    - The cyclic GC collects young objects less often. A 1000-record page allocates ~7,000 dicts
-      and lists that refcounting frees once it is sent; at the default young threshold (700) each
-      page ran ~10 young and one middle collection. At 50,000 the sandbox's CPU per 100k-record
-      read (10 requests at once, issue 17's bench; 9 reads each way, alternated) fell by a quarter
-      (medians 1.58 -> 1.19 s).
-    - The GIL is handed over every 1 ms instead of 5: a request thread whose answer is ready waits
-      less behind another thread building a page. The same reads took 2.07-2.13 s against
-      2.16-2.27 s at 5 ms (6 reads each way, alternated); 20 ms was slower than 5.
+    A 1000-record page allocates ~7,000 dicts and lists that refcounting frees once it is sent; at
+    the default young threshold (700) each page ran ~10 young and one middle collection. At 50,000
+    the sandbox's CPU per 100k-record read (10 requests at once, issue 17's bench; 9 reads each
+    way, alternated) fell by a quarter (medians 1.58 -> 1.19 s). Not done by Sandbox.start: an
+    in-process sandbox shares its process (and the GC) with whatever embeds it.
+    (A shorter GIL switch interval, 1 ms, made one tenant's read ~5 % faster but cost a 20-tenant
+    set ~10-30 % more CPU on both sides; not kept.)
     """
     gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 class Sandbox:
