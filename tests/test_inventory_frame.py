@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from exocm.core.inventory.fetch import _page_to_batch, duplicate_keys, empty_frame, records_to_frame
+from exocm.core.inventory.fetch import _page_to_batch, duplicate_keys, empty_frame, records_to_frame, slice_keys
 from exocm.core.inventory.partition import (
     HEX_DIGITS,
     REST,
@@ -121,6 +121,32 @@ def test_duplicate_keys_counts_an_object_seen_in_two_partitions() -> None:
     second = _page_to_batch([_mailbox(C), _mailbox(B.upper()), _mailbox("", Guid="")])
     assert duplicate_keys([first, second]) == 1  # B in both (keys are case-insensitive); no-key rows not counted
     assert duplicate_keys([first]) == 0 and duplicate_keys([]) == 0
+
+
+def test_slice_keys_proves_slices_disjoint_only_when_every_key_starts_as_its_filter_demands() -> None:
+    zero = [_page_to_batch([_mailbox(A), _mailbox(A.replace("0a", "0b"))])]
+    assert slice_keys(zero, "0") == (True, 0)
+    assert slice_keys(zero, "0a") == (False, 0)  # one key is 0b...: not in the two-digit slice 0a
+    assert slice_keys([*zero, _page_to_batch([_mailbox(A.upper())])], "0") == (True, 1)  # keys are lower-case
+    assert slice_keys([_page_to_batch([_mailbox(A), _mailbox(B)])], "0")[0] is False  # B (fb...) strayed into 0
+    assert slice_keys([_page_to_batch([_mailbox(A), _mailbox("", Guid="")])], "0")[0] is False  # a keyless row
+    assert slice_keys([], "f") == (True, 0)
+    assert slice_keys([_page_to_batch([_mailbox("x-odd"), _mailbox("Zed")])], "rest") == (True, 0)
+    for stray in (A, ""):  # the complement holds no key starting with a hex digit, and no empty key
+        assert slice_keys([_page_to_batch([_mailbox("x-odd"), _mailbox(stray, Guid="")])], "rest")[0] is False
+    assert slice_keys(zero, "0+1")[0] is False  # not a hex slice: the caller hashes the whole read
+
+
+def test_a_frame_built_with_known_unique_keys_equals_the_checked_one() -> None:
+    import pyarrow as pa
+    from exocm.core.inventory.fetch import _build_frame
+
+    mailboxes = pa.Table.from_batches([_page_to_batch([_mailbox(A), _mailbox(B), _mailbox(D)])])
+    users = pa.Table.from_batches([_page_to_batch([_user(C, "MailUser", prev="UserMailbox")])])
+    checked, counts = _build_frame(mailboxes, users, users_narrowed=True)
+    known, known_counts = _build_frame(mailboxes, users, users_narrowed=True, unique=(True, True))
+    pd.testing.assert_frame_equal(checked, known)
+    assert counts == known_counts
 
 
 def test_frame_keeps_the_last_copy_of_a_repeated_record_and_drops_records_without_any_key() -> None:

@@ -66,6 +66,7 @@ from ..memory import fewer_collections, trim_c_heap
 from ..model import EXTENSION_CUSTOM_ATTRIBUTES, INVENTORY_COLUMNS
 from ..values import GUID_PATTERN, as_bool
 from .partition import (
+    HEX_DIGITS,
     PARTITION_PROPERTY,
     REST,
     PartitionPlan,
@@ -177,6 +178,12 @@ class Inventory:
 
 # ----------------------------------------------------------------------------- records -> Arrow
 
+#: Single-valued text columns are large_string from the parse on: pandas' Arrow-backed strings are
+#: large_string, so the frame takes the parsed buffers as they are instead of casting (copying) every
+#: text column once the last page has come.
+TEXT: Final = pa.large_string()
+
+
 def _arrow_type(column: str) -> pa.DataType:
     if column in BOOL_COLUMNS:
         return pa.bool_()
@@ -184,14 +191,15 @@ def _arrow_type(column: str) -> pa.DataType:
         return pa.timestamp("us", tz="UTC")
     if column in MULTI_COLUMNS:
         return pa.list_(pa.string())
-    return pa.string()
+    return TEXT
+
 
 
 ARROW_SCHEMA: Final = pa.schema([pa.field(c, _arrow_type(c)) for c in INVENTORY_COLUMNS])
 #: Pages carry their row keys as one more Arrow column: kept as Python strings, 100k small keys
 #: would pin the interpreter's memory arenas of every parsed page (hundreds of MB of RSS).
 KEY_FIELD: Final = "__key"
-BATCH_SCHEMA: Final = ARROW_SCHEMA.append(pa.field(KEY_FIELD, pa.string()))
+BATCH_SCHEMA: Final = ARROW_SCHEMA.append(pa.field(KEY_FIELD, TEXT))
 
 
 def _as_str(value: Any) -> str | None:
@@ -283,7 +291,7 @@ def record_key(record: Record) -> str:
 def _page_to_batch(records: Sequence[Record]) -> pa.RecordBatch:
     """Project one page of records onto the inventory columns, plus the row key column."""
     arrays = [_column(records, f.name, f.type) for f in ARROW_SCHEMA]
-    arrays.append(_pa_array([record_key(r) for r in records], type=pa.string()))
+    arrays.append(_pa_array([record_key(r) for r in records], type=TEXT))
     return pa.RecordBatch.from_arrays(arrays, schema=BATCH_SCHEMA)
 
 
@@ -395,12 +403,32 @@ def _parse_page_slowly(body: bytes) -> tuple[pa.RecordBatch, str | None, list[st
     return _with_errors(_page_to_batch(records), errors), link if isinstance(link, str) else None, warnings
 
 
+def slice_keys(batches: Sequence[pa.RecordBatch], name: str) -> tuple[bool, int]:
+    """(whether every key of the hex slice `name` is non-empty and starts as its filter demands,
+    how many rows repeat a key within the slice).
+
+    A prefix slice's keys (lower-case ExternalDirectoryObjectId) must start with its prefix, the
+    complement's with no hex digit. When every slice of a read passes, no two slices can share a
+    key, so the read's duplicates are the sum of its slices': each slice is hashed when it ends,
+    instead of every key of the read at once after the last page (duplicate_keys).
+    """
+    keys = pa.chunked_array([b.column(KEY_FIELD) for b in batches], type=TEXT)
+    if name == REST:
+        stray = pc.match_substring_regex(keys, f"^([{HEX_DIGITS}]|$)")
+        placed = not pc.any(stray).as_py()
+    elif name and all(c in HEX_DIGITS for c in name):
+        placed = len(keys) == 0 or bool(pc.all(pc.starts_with(keys, name)).as_py())
+    else:
+        placed = False
+    return placed and not keys.null_count, len(keys) - pc.count_distinct(keys).as_py()
+
+
 def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
     """How many rows repeat a key already seen in `batches` (rows without a key not counted)."""
     columns = [b.column(KEY_FIELD) for b in batches]
     if not columns:
         return 0
-    keys = pa.chunked_array(columns, type=pa.string())
+    keys = pa.chunked_array(columns, type=TEXT)
     keys = keys.filter(pc.not_equal(keys, ""))
     distinct: int = pc.count_distinct(keys).as_py()
     return len(keys) - distinct
@@ -473,13 +501,17 @@ def _flat(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column
 
 
-def _unique_keyed(table: pa.Table) -> tuple[pa.Table, pa.Array, int, int, list[bool] | None]:
+def _unique_keyed(table: pa.Table, known_unique: bool = False) -> tuple[pa.Table, pa.Array, int, int,
+                                                                        list[bool] | None]:
     """Drop rows without a key and all but the last row of each key; returns table, keys, #dups,
     #unkeyed and the rows kept (None: all of them).
 
-    The common case (every row keyed, no key twice) is decided in Arrow without touching the keys in Python.
+    The common case (every row keyed, no key twice) is decided in Arrow without touching the keys in
+    Python, or not at all when the fetch already knows it (`known_unique`: see slice_keys).
     """
     keys = _flat(table.column(KEY_FIELD))
+    if known_unique:
+        return table, keys, 0, 0, None
     keyed = pc.fill_null(pc.not_equal(keys, ""), False)
     unkeyed = len(keys) - pc.sum(keyed).as_py() if len(keys) else 0
     if not unkeyed and pc.count_distinct(keys).as_py() == len(keys):
@@ -502,12 +534,14 @@ def _unique_keyed(table: pa.Table) -> tuple[pa.Table, pa.Array, int, int, list[b
 
 
 def _build_frame(mailboxes: pa.Table, users: pa.Table, *, users_narrowed: bool,
-                 tuples: tuple[Tuples, Tuples] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+                 tuples: tuple[Tuples, Tuples] | None = None,
+                 unique: tuple[bool, bool] = (False, False)) -> tuple[pd.DataFrame, dict[str, int]]:
     """The inventory frame from the Get-Mailbox and Get-User tables (with their multi-valued
-    columns already as tuples when `tuples` is given, row for row); returns it and its counts."""
+    columns already as tuples when `tuples` is given, row for row); returns it and its counts.
+    `unique`: per table, whether every row is already known to have a key of its own."""
     counts = {"mailboxes": mailboxes.num_rows, "user_records": users.num_rows}
-    mailboxes, mkeys, mdup, mnokey, mkept = _unique_keyed(mailboxes)
-    users, ukeys, udup, unokey, ukept = _unique_keyed(users)
+    mailboxes, mkeys, mdup, mnokey, mkept = _unique_keyed(mailboxes, unique[0])
+    users, ukeys, udup, unokey, ukept = _unique_keyed(users, unique[1])
     counts.update(duplicates_dropped=mdup + udup, unkeyed_dropped=mnokey + unokey)
 
     # PreviousRecipientTypeDetails of a mailbox comes from its Get-User record; a mailbox the narrowed
@@ -584,6 +618,8 @@ class _Read:
     probe: bool = False
     plan_index: int = 0
     done: bool = False
+    #: Every record of the finished read has a non-empty key of its own (slice_keys).
+    unique: bool = False
 
     @property
     def plan(self) -> PartitionPlan:
@@ -629,6 +665,8 @@ class _Task:
     pages: int = 0
     finished: bool = False
     errors: list[str] = field(default_factory=list)
+    #: slice_keys() of the ended slice (hex plans only).
+    keys: tuple[bool, int] | None = None
 
 
 _Event = tuple[str, int, Any]
@@ -761,6 +799,7 @@ class _Fetch:
     def _switch(self, read: _Read, index: int) -> None:
         self._retire(read)
         read.plan_index = index
+        read.unique = False
         self._start_plan(read)
 
     def _fall_back(self, read: _Read, reason: str, *, rejected: bool) -> None:
@@ -908,6 +947,8 @@ class _Fetch:
     def _on_done(self, task: _Task) -> None:
         task.finished = True
         read = task.read
+        if not read.plan.is_single and read.plan.prop == PARTITION_PROPERTY:
+            task.keys = slice_keys(task.batches, task.name)
         tasks = [t for t in self.tasks.values() if t.read is read]
         if not all(t.finished for t in tasks):
             if self._degenerate(read):
@@ -917,7 +958,12 @@ class _Fetch:
             self._emit()
             return
         if not read.plan.is_single:
-            dups = duplicate_keys(b for t in tasks for b in t.batches)
+            checked = [t.keys for t in tasks]
+            if all(c is not None and c[0] for c in checked):
+                dups = sum(c[1] for c in checked if c is not None)
+                read.unique = not dups
+            else:
+                dups = duplicate_keys(b for t in tasks for b in t.batches)
             if dups:
                 self._fall_back(read, f"{dups} object(s) came back in more than one partition",
                                 rejected=False)
@@ -1032,6 +1078,7 @@ def fetch_inventory(
     recovered = 0
     record_errors = sum(len(v) for v in fetch.errors.values())
     tables = {"Get-Mailbox": (mbx_table, mbx_tuples), "Get-User": (usr_table, usr_tuples)}
+    unique = {"Get-Mailbox": mailboxes.unique, "Get-User": users.unique}
     for cmdlet, errors in fetch.errors.items():
         if errors:
             extra, missing = _recover(bridge, cmdlet, errors)
@@ -1040,10 +1087,12 @@ def fetch_inventory(
             if extra.num_rows:
                 table, tuples = tables[cmdlet]
                 tables[cmdlet] = (pa.concat_tables([table, extra]), _join_tuples([tuples, batch_tuples(extra)]))
+                unique[cmdlet] = False
     (mbx_table, mbx_tuples), (usr_table, usr_tuples) = tables["Get-Mailbox"], tables["Get-User"]
     trim_c_heap()
     frame, counts = _build_frame(mbx_table, usr_table, users_narrowed=users.narrowed[users.plan_index],
-                                 tuples=(mbx_tuples, usr_tuples))
+                                 tuples=(mbx_tuples, usr_tuples),
+                                 unique=(unique["Get-Mailbox"], unique["Get-User"]))
     notes = list(fetch.notes)
     if record_errors:
         notes.append(f"the service left {record_errors} record(s) out of its pages with @adminapi.errors; "
