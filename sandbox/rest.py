@@ -47,7 +47,15 @@ import orjson
 
 from .errors import CmdletError
 from .http import Request, Response
-from .knobs import ConcurrencyGate, FaultDice, Knobs, WriteBudget, retry_after_header
+from .knobs import (
+    ConcurrencyGate,
+    FaultDice,
+    Knobs,
+    WriteBudget,
+    answer_after,
+    reads_within_latency,
+    retry_after_header,
+)
 from .tokens import TokenRejected, TokenService
 
 MAX_PAGE_SIZE = 1000
@@ -325,13 +333,20 @@ class RestApi:
                                  self._echo(request))
         try:
             delay = self.dice.latency(self.knobs)
-            if delay:
+            started = time.monotonic()
+            # A read's page is built within its latency (docs/exchange-facts.md, "A read's page is
+            # built within its latency"); a write or a $batch lands after it.
+            within = bool(delay) and action.lower() != "$batch" and self._is_read(request) \
+                and reads_within_latency(self.knobs)
+            if delay and not within:
                 time.sleep(delay)
             fault = self.dice.transport_fault(self.knobs.faults)
             if fault is not None:
                 self.stats.count_fault(fault)
                 early = self._early_fault(fault, request)
                 if early is not None:
+                    if within:
+                        answer_after(delay, started)
                     return early
             if action.lower() == "$batch":
                 self.stats.count("batch_requests")
@@ -342,11 +357,25 @@ class RestApi:
                 headers = self._echo(request)
                 headers.update(outcome.headers)
                 response = Response.raw_json(outcome.status, outcome.body, headers)
+            if within:
+                answer_after(delay, started)
             if fault == "timeout":
                 return Response.hold(self.knobs.fault_timeout_s)
             return response
         finally:
             self.gate.leave()
+
+    @staticmethod
+    def _is_read(request: Request) -> bool:
+        """An InvokeCommand that only reads: a follow-up page, or a cmdlet that is not a write."""
+        if request.query.get("$skiptoken") or request.query.get("%24skiptoken"):
+            return True
+        try:
+            payload = orjson.loads(request.body or b"")
+            name = payload["CmdletInput"]["CmdletName"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return False  # answered with an error; timed like a write
+        return isinstance(name, str) and not is_write(name.strip())
 
     def _early_fault(self, fault: str, request: Request) -> Response | None:
         if fault == "reset":

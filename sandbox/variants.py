@@ -54,6 +54,7 @@ VARIANTS: Final[dict[str, str]] = {
     "error-with-text": "the applied-but-failed write error carries text in its details",
     "writeback-off": "no writeback to AD (Phase 1; no Cloud Sync job)",
     "writeback-phase2": "writeback of the Phase 2 attribute list only (a Cloud Sync job)",
+    "build-after-latency": "a read's page is built after the latency, not within it (concurrent pages queue)",
 }
 #: The set most likely real (`--strict`): a rehearsal against the most conservative reading.
 STRICT: Final = ("bool-literals", "org-config-block", "prtd-null", "adminapi-errors", "error-with-text",

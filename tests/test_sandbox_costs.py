@@ -1,7 +1,8 @@
 """What the sandbox charges (docs/exchange-facts.md, "Cost of a $batch and of WinRM requests"):
-$batch items cost server time inside the batch's concurrency slot, and the WinRM endpoint honours
-latency, the concurrency limit (open shells) and the write budget. No wall-clock assertions: the
-tests observe the slot being held, the quota fault, and the budget's bucket."""
+$batch items cost server time inside the batch's concurrency slot, a read's page is built within
+its latency and a write lands after it, and the WinRM endpoint honours latency, the concurrency
+limit (open shells) and the write budget. No wall-clock assertions: the tests observe the slot
+being held, the cmdlet having run or not, the quota fault, and the budget's bucket."""
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from exocm.sandbox.knobs import FaultDice, Knobs, WriteBudget
+from exocm.sandbox import knobs as knobs_module
+from exocm.sandbox.knobs import FaultDice, Knobs, WriteBudget, answer_after, reads_within_latency
 from exocm.sandbox.rest import CONCURRENCY_MESSAGE
 from sandbox_clients import app_token, batch_url, cmdlet_body, headers, invoke, invoke_url, rest_client
 
@@ -20,6 +22,49 @@ def test_a_batch_item_costs_one_requests_service_time_by_default() -> None:
     assert Knobs(latency_ms=150).batch_item_s() == pytest.approx(0.15)
     assert Knobs(latency_ms=150, batch_item_ms=40).batch_item_s() == pytest.approx(0.04)
     assert Knobs(latency_ms=150, batch_item_ms=0).batch_item_s() == 0.0
+
+
+def test_a_read_is_answered_its_latency_after_it_arrived_whatever_its_build_took(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(knobs_module.time, "sleep", slept.append)
+    now = [100.04]
+    monkeypatch.setattr(knobs_module.time, "monotonic", lambda: now[0])
+    answer_after(0.15, 100.0)  # the page took 40 ms to build: 110 ms of the latency are left
+    now[0] = 100.2
+    answer_after(0.15, 100.0)  # a build longer than the latency: answered at once
+    assert slept == [pytest.approx(0.11)]
+    assert reads_within_latency(Knobs())
+    assert not reads_within_latency(Knobs(variants=frozenset({"build-after-latency"})))
+
+
+@pytest.mark.parametrize("variant", [None, "build-after-latency"])
+def test_a_read_runs_within_its_latency_and_a_write_after_it(make_sandbox: Callable[..., Any],
+                                                             variant: str | None) -> None:
+    sb = make_sandbox(size=30, latency_ms=3000, variants=variant)
+    info = sb.info
+    token = app_token(info)
+    identity = next(r.upn for r in sb.rest.tenant.exo.values() if r.rtd == "UserMailbox" and r.dir_synced)
+    for cmdlet, params, runs_early in (("Get-Mailbox", {"ResultSize": 1}, variant is None),
+                                       ("Set-Mailbox", {"Identity": identity, "IsExchangeCloudManaged": True}, False)):
+        answers: list[httpx.Response] = []
+
+        def send(cmdlet: str = cmdlet, params: dict[str, Any] = params) -> None:
+            with rest_client(info) as c:
+                answers.append(invoke(c, info, token, cmdlet, **params))
+
+        thread = threading.Thread(target=send)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not (sb.rest.gate.in_flight == 1 and (
+                not runs_early or sb.rest.stats.invoke_by_cmdlet.get(cmdlet))) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # in flight, not answered yet (3 s of latency): a read has already run, a write not yet
+        assert sb.rest.gate.in_flight == 1 and not answers
+        assert bool(sb.rest.stats.invoke_by_cmdlet.get(cmdlet)) is runs_early
+        thread.join(30)
+        assert answers and answers[0].status_code == 200
+        assert sb.rest.stats.invoke_by_cmdlet.get(cmdlet) == 1
 
 
 def test_batch_items_run_inside_the_batchs_concurrency_slot(make_sandbox: Callable[..., Any]) -> None:
