@@ -37,6 +37,12 @@ in the module named below, and cites its source there and here:
   cloud-sync/exchange-hybrid.md); mardahl/Exchange-SOA-Manager wiki "Writeback to AD" (Phase 1
   writes nothing back; the Phase 2 list). The default sandbox writes back those attributes
   and HiddenFromAddressListsEnabled at each sync cycle (its older reading) and lists no job.
+- build-after-latency (rest.py, graph.py, knobs.py): a read's page is built after
+  `--latency-ms` instead of within it, so concurrent pages queue for the sandbox's one process
+  and a read's answer comes later the more pages are built at once. Source: none; how the
+  service's time for a page grows with its size or with the tenant's requests in flight is not
+  published (docs/exchange-facts.md, "A read's page is built within its latency"). This was
+  the sandbox's timing before issue 17's seventh session.
 """
 from __future__ import annotations
 
