@@ -95,7 +95,8 @@ Examples:
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="HTTPS port (0 = pick a free one).")
 @click.option("--latency-ms", type=click.FloatRange(0), default=0, show_default=True,
-              help="Latency added to each REST/Graph request.")
+              help="Service time of each REST/Graph request: a read is answered this long after it "
+                   "arrived (its page built meanwhile), a write applied after it.")
 @click.option("--latency-jitter-ms", type=click.FloatRange(0), default=0, show_default=True,
               help="Uniform jitter (+/-) around --latency-ms.")
 @click.option("--batch-item-ms", type=click.FloatRange(0), default=None,
