@@ -5,8 +5,9 @@ A read cmdlet (Get-Mailbox, Get-User) is split by the first hex digit(s) of a st
 *complement* partition `-not ((P -like '0*') -or ... -or (P -like 'f*'))` that catches
 everything else (empty ids, upper-case ids on a case-sensitive server, anything odd). The union
 is therefore complete by construction, whatever the data looks like; disjointness is checked
-after the fetch by key (`inventory.duplicate_keys`), because it rests on the service evaluating the
-filters consistently.
+by key, because it rests on the service evaluating the filters consistently: each slice's keys
+are checked to start as its filter demands and hashed as it ends (`fetch.slice_keys`), else all
+the read's keys at once after its last page (`fetch.duplicate_keys`).
 
 Every filter is built from constants here (hex digits and a property name), never from user
 text, so nothing can be injected into the OPATH string. A base filter (e.g.
