@@ -44,16 +44,7 @@ from . import graph_org
 from . import graph_query as gq
 from .errors import CmdletError
 from .http import Request, Response
-from .knobs import (
-    GRAPH_APP_ROLES,
-    ConcurrencyGate,
-    FaultDice,
-    Knobs,
-    WriteBudget,
-    answer_after,
-    reads_within_latency,
-    retry_after_header,
-)
+from .knobs import GRAPH_APP_ROLES, ConcurrencyGate, FaultDice, Knobs, WriteBudget, retry_after_header
 from .rest import CursorStore, Stats, dumps
 from .tokens import TokenRejected, TokenService
 
@@ -122,7 +113,7 @@ class GraphApi:
             # A read's page is built within its latency (docs/exchange-facts.md, "A read's page is
             # built within its latency"); a write or a $batch lands after it.
             within = bool(delay) and request.method.upper() == "GET" and route != ["$batch"] \
-                and reads_within_latency(self.knobs)
+                and self.knobs.reads_within_latency()
             if delay and not within:
                 time.sleep(delay)
             fault = self.dice.transport_fault(self.knobs.graph_faults)
@@ -131,7 +122,7 @@ class GraphApi:
                 early = self._early_fault(fault, rid, crid)
                 if early is not None:
                     if within:
-                        answer_after(delay, started)
+                        self.dice.answer_after(delay, started)
                     return early
             if route == ["$batch"]:
                 response = self._batch(request, version, claims, rid, crid)
@@ -139,7 +130,7 @@ class GraphApi:
                 response = self._dispatch(request.method.upper(), version, route, request.query, request.header,
                                           request.body, claims, rid, crid)
             if within:
-                answer_after(delay, started)
+                self.dice.answer_after(delay, started)
             if fault == "timeout":  # the request ran; its answer never comes
                 return Response.hold(self.knobs.fault_timeout_s)
             return response

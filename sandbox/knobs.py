@@ -3,9 +3,9 @@
 All of them can be changed while the sandbox runs (tests flip them between calls):
 - latency: fixed milliseconds plus uniform jitter in [-jitter, +jitter]: the service time of every
   EXO REST / Graph request (the token endpoint answers at once). A read is answered that long
-  after it arrived, its answer built within that time (`answer_after`); a write is applied after
-  it. Variant `build-after-latency` builds reads after it too (docs/exchange-facts.md, "Cost of a
-  $batch and of WinRM requests", "A read's page is built within its latency");
+  after it arrived, its answer built within that time (`FaultDice.answer_after`); a write is
+  applied after it. Variant `build-after-latency` builds reads after it too
+  (docs/exchange-facts.md, "A read's page is built within its latency");
 - concurrency limit: in-flight InvokeCommand/$batch requests per tenant; one more gets 429
   with EXO's "maximum number of concurrent requests per tenant" body (docs/exchange-facts.md#throttling);
 - batch item cost: each `$batch` item runs for `batch_item_ms` (None: the same as one
@@ -107,6 +107,10 @@ class Knobs:
             base += rng.uniform(-self.latency_jitter_ms, self.latency_jitter_ms)
         return max(0.0, base) / 1000.0
 
+    def reads_within_latency(self) -> bool:
+        """Whether a read's answer is built within its latency (the default) rather than after it."""
+        return "build-after-latency" not in self.variants
+
     def batch_item_s(self) -> float:
         """Server time of one `$batch` item, in seconds (default: one request's latency)."""
         ms = self.latency_ms if self.batch_item_ms is None else self.batch_item_ms
@@ -145,19 +149,14 @@ class FaultDice:
         with self._lock:
             return knobs.delay_s(self._rng)
 
-
-def reads_within_latency(knobs: Knobs) -> bool:
-    """Whether a read's answer is built within its latency (the default) rather than after it."""
-    return "build-after-latency" not in knobs.variants
-
-
-def answer_after(delay: float, started: float) -> None:
-    """Sleep what is left of `delay` seconds since `started` (a time.monotonic() reading): a read
-    whose answer took the sandbox part of its latency to build is still answered `delay` after it
-    arrived, not later."""
-    left = delay - (time.monotonic() - started)
-    if left > 0:
-        time.sleep(left)
+    @staticmethod
+    def answer_after(delay: float, started: float) -> None:
+        """Sleep what is left of `delay` seconds since `started` (a time.monotonic() reading): a read
+        whose answer took the sandbox part of its latency to build is still answered `delay` after it
+        arrived, not later."""
+        left = delay - (time.monotonic() - started)
+        if left > 0:
+            time.sleep(left)
 
 
 class ConcurrencyGate:

@@ -47,15 +47,7 @@ import orjson
 
 from .errors import CmdletError
 from .http import Request, Response
-from .knobs import (
-    ConcurrencyGate,
-    FaultDice,
-    Knobs,
-    WriteBudget,
-    answer_after,
-    reads_within_latency,
-    retry_after_header,
-)
+from .knobs import ConcurrencyGate, FaultDice, Knobs, WriteBudget, retry_after_header
 from .tokens import TokenRejected, TokenService
 
 MAX_PAGE_SIZE = 1000
@@ -337,7 +329,7 @@ class RestApi:
             # A read's page is built within its latency (docs/exchange-facts.md, "A read's page is
             # built within its latency"); a write or a $batch lands after it.
             within = bool(delay) and action.lower() != "$batch" and self._is_read(request) \
-                and reads_within_latency(self.knobs)
+                and self.knobs.reads_within_latency()
             if delay and not within:
                 time.sleep(delay)
             fault = self.dice.transport_fault(self.knobs.faults)
@@ -346,7 +338,7 @@ class RestApi:
                 early = self._early_fault(fault, request)
                 if early is not None:
                     if within:
-                        answer_after(delay, started)
+                        self.dice.answer_after(delay, started)
                     return early
             if action.lower() == "$batch":
                 self.stats.count("batch_requests")
@@ -358,7 +350,7 @@ class RestApi:
                 headers.update(outcome.headers)
                 response = Response.raw_json(outcome.status, outcome.body, headers)
             if within:
-                answer_after(delay, started)
+                self.dice.answer_after(delay, started)
             if fault == "timeout":
                 return Response.hold(self.knobs.fault_timeout_s)
             return response

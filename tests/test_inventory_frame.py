@@ -5,7 +5,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from exocm.core.inventory.fetch import _page_to_batch, duplicate_keys, empty_frame, records_to_frame, slice_keys
+from exocm.core.inventory.fetch import (
+    _page_to_batch,
+    duplicate_keys,
+    empty_frame,
+    records_to_frame,
+    slice_keys,
+)
 from exocm.core.inventory.partition import (
     HEX_DIGITS,
     REST,

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from exocm.sandbox import knobs as knobs_module
-from exocm.sandbox.knobs import FaultDice, Knobs, WriteBudget, answer_after, reads_within_latency
+from exocm.sandbox.knobs import FaultDice, Knobs, WriteBudget
 from exocm.sandbox.rest import CONCURRENCY_MESSAGE
 from sandbox_clients import app_token, batch_url, cmdlet_body, headers, invoke, invoke_url, rest_client
 
@@ -30,12 +30,12 @@ def test_a_read_is_answered_its_latency_after_it_arrived_whatever_its_build_took
     monkeypatch.setattr(knobs_module.time, "sleep", slept.append)
     now = [100.04]
     monkeypatch.setattr(knobs_module.time, "monotonic", lambda: now[0])
-    answer_after(0.15, 100.0)  # the page took 40 ms to build: 110 ms of the latency are left
+    FaultDice.answer_after(0.15, 100.0)  # the page took 40 ms to build: 110 ms of the latency are left
     now[0] = 100.2
-    answer_after(0.15, 100.0)  # a build longer than the latency: answered at once
+    FaultDice.answer_after(0.15, 100.0)  # a build longer than the latency: answered at once
     assert slept == [pytest.approx(0.11)]
-    assert reads_within_latency(Knobs())
-    assert not reads_within_latency(Knobs(variants=frozenset({"build-after-latency"})))
+    assert Knobs().reads_within_latency()
+    assert not Knobs(variants=frozenset({"build-after-latency"})).reads_within_latency()
 
 
 @pytest.mark.parametrize("variant", [None, "build-after-latency"])
@@ -49,7 +49,8 @@ def test_a_read_runs_within_its_latency_and_a_write_after_it(make_sandbox: Calla
                                        ("Set-Mailbox", {"Identity": identity, "IsExchangeCloudManaged": True}, False)):
         answers: list[httpx.Response] = []
 
-        def send(cmdlet: str = cmdlet, params: dict[str, Any] = params) -> None:
+        def send(cmdlet: str = cmdlet, params: dict[str, Any] = params,
+                 answers: list[httpx.Response] = answers) -> None:
             with rest_client(info) as c:
                 answers.append(invoke(c, info, token, cmdlet, **params))
 
