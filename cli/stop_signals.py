@@ -45,3 +45,17 @@ def on_stop_signals(handler: Handler) -> Iterator[list[int]]:
     finally:
         for signum, earlier in reversed(installed):
             signal.signal(signum, earlier)
+
+
+def ignore_further_interrupts() -> None:
+    """Ignore Ctrl+C from now on: call it once the command has decided to exit 130 (interrupted).
+
+    A second Ctrl+C while the process ends (its exit handlers, the threads and worker processes it
+    waits for, the interpreter's teardown) would otherwise end it by the signal itself (exit status
+    -2 rather than 130). SIG_IGN, not a Python handler: the interpreter puts Python-level handlers
+    back to the default early in its teardown, while an ignored signal stays ignored to the end.
+    Only for the way out of a command (a process started after it would inherit the ignored
+    signal); only the main thread may change a handler.
+    """
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
