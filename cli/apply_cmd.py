@@ -38,7 +38,7 @@ from . import exitcodes
 from .connection import connection_options, follow_recorded_sandbox, open_connection
 from .console import banner, stderr_console
 from .errors import fail, inert, user_errors
-from .stop_signals import ignore_further_interrupts, on_stop_signals
+from .stop_signals import on_stop_signals
 from .tenant_set import pop_tenant_set, present, run_set, tenant_set_options
 from .tenant_set import wanted as tenant_set_wanted
 
@@ -277,7 +277,6 @@ def apply(plan_path: Path, yes: bool, concurrency: int, resume: bool, max_age_h:
                   "'exocm sandbox reset'); make a new plan with 'exocm plan ...'")
     resume_cmd = f"exocm apply {shell_arg(plan_path)} --resume"
     if result.cancelled:
-        ignore_further_interrupts()
         err.print(f"stopped. Resume with: [bold]{escape(resume_cmd)}[/]")
         sys.exit(exitcodes.INTERRUPTED)
     if result.error:

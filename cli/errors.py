@@ -19,7 +19,6 @@ from exocm.core.access.config import ConfigError
 from exocm.core.bridge.errors import AuthFailed, BridgeError, PermissionDenied
 
 from . import exitcodes
-from .stop_signals import ignore_further_interrupts
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -60,7 +59,6 @@ def user_errors() -> Iterator[None]:
     except ConfigError as exc:
         fail(str(exc), exitcodes.ERROR)
     except KeyboardInterrupt:
-        ignore_further_interrupts()
         click.echo("exocm: interrupted", err=True)
         raise SystemExit(exitcodes.INTERRUPTED) from None
 

@@ -11,7 +11,9 @@ import click
 from exocm.core import logs
 from exocm.core.access.config import data_dir
 
+from . import exitcodes
 from .lazy_group import LazyGroup
+from .stop_signals import ignore_further_interrupts
 
 log = logging.getLogger(__name__)
 
@@ -59,4 +61,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    try:
+        cli()
+    except SystemExit as exc:
+        if exc.code == exitcodes.INTERRUPTED:  # whichever command stopped on Ctrl-C: the process ends now
+            ignore_further_interrupts()
+        raise

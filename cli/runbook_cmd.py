@@ -58,7 +58,6 @@ from . import exitcodes
 from .connection import Connection, connection_options, embedded_source, open_connection
 from .embedded_sandbox import DEFAULT_SANDBOX_SEED, DEFAULT_SANDBOX_SIZE
 from .errors import fail, inert, user_errors
-from .stop_signals import ignore_further_interrupts
 
 EXIT_FOR_STATUS: dict[str, int] = {
     "completed": exitcodes.OK,
@@ -269,7 +268,6 @@ def _drive(state: RunState, store: RunStore, services: Services, face: CliFace, 
     try:
         outcome = executor.run()
     except KeyboardInterrupt:
-        ignore_further_interrupts()
         face._close_line()
         _err(f"interrupted; the run is saved. Continue with: exocm runbook resume {state.run_id}", fg="yellow")
         raise SystemExit(exitcodes.INTERRUPTED) from None

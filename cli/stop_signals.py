@@ -48,7 +48,7 @@ def on_stop_signals(handler: Handler) -> Iterator[list[int]]:
 
 
 def ignore_further_interrupts() -> None:
-    """Ignore Ctrl+C from now on: call it once the command has decided to exit 130 (interrupted).
+    """Ignore Ctrl+C from now on: `cli.main.main` calls it when a command exits 130 (interrupted).
 
     A second Ctrl+C while the process ends (its exit handlers, the threads and worker processes it
     waits for, the interpreter's teardown) would otherwise end it by the signal itself (exit status

@@ -20,7 +20,6 @@ from exocm.core.app.tenants import TenantOutcome, profile_names, run_tenants, su
 from . import exitcodes
 from .console import csv_for, write_output
 from .errors import fail, inert
-from .stop_signals import ignore_further_interrupts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,7 +77,6 @@ def run_set(options: Mapping[str, Any], conn: Mapping[str, Any], job: Callable[[
         return run_tenants(names, job, parallel=options.get("parallel_tenants"),
                            processes=options.get("tenant_processes"), on_done=done, cancel=cancel)
     except KeyboardInterrupt:
-        ignore_further_interrupts()
         click.echo("exocm: interrupted; every tenant's journal keeps what was done: the same command "
                    "again resumes where each stopped", err=True)
         raise SystemExit(exitcodes.INTERRUPTED) from None
