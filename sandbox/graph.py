@@ -106,31 +106,20 @@ class GraphApi:
             return resp
         if not self.gate.try_enter(self.knobs.concurrency_limit):
             return self._throttled(1.0, rid, crid)
+        version, route = parts[1], parts[2:]
         try:
-            delay = self.dice.latency(self.knobs)
-            started = time.monotonic()
-            version, route = parts[1], parts[2:]
-            # A read's page is built within its latency (docs/exchange-facts.md, "A read's page is
-            # built within its latency"); a write or a $batch lands after it.
-            within = bool(delay) and request.method.upper() == "GET" and route != ["$batch"] \
-                and self.knobs.reads_within_latency()
-            if delay and not within:
-                time.sleep(delay)
-            fault = self.dice.transport_fault(self.knobs.graph_faults)
-            if fault is not None:
-                self.stats.count_fault(fault)
-                early = self._early_fault(fault, rid, crid)
-                if early is not None:
-                    if within:
-                        self.dice.answer_after(delay, started)
-                    return early
-            if route == ["$batch"]:
-                response = self._batch(request, version, claims, rid, crid)
-            else:
-                response = self._dispatch(request.method.upper(), version, route, request.query, request.header,
-                                          request.body, claims, rid, crid)
-            if within:
-                self.dice.answer_after(delay, started)
+            with self.dice.service_time(self.knobs, read=request.method.upper() == "GET" and route != ["$batch"]):
+                fault = self.dice.transport_fault(self.knobs.graph_faults)
+                if fault is not None:
+                    self.stats.count_fault(fault)
+                    early = self._early_fault(fault, rid, crid)
+                    if early is not None:
+                        return early
+                if route == ["$batch"]:
+                    response = self._batch(request, version, claims, rid, crid)
+                else:
+                    response = self._dispatch(request.method.upper(), version, route, request.query,
+                                              request.header, request.body, claims, rid, crid)
             if fault == "timeout":  # the request ran; its answer never comes
                 return Response.hold(self.knobs.fault_timeout_s)
             return response

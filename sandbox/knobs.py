@@ -3,7 +3,7 @@
 All of them can be changed while the sandbox runs (tests flip them between calls):
 - latency: fixed milliseconds plus uniform jitter in [-jitter, +jitter]: the service time of every
   EXO REST / Graph request (the token endpoint answers at once). A read is answered that long
-  after it arrived, its answer built within that time (`FaultDice.answer_after`); a write is
+  after it arrived, its answer built within that time (`FaultDice.service_time`); a write is
   applied after it. Variant `build-after-latency` builds reads after it too
   (docs/exchange-facts.md, "A read's page is built within its latency");
 - concurrency limit: in-flight InvokeCommand/$batch requests per tenant; one more gets 429
@@ -27,7 +27,8 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 #: Microsoft Graph application permissions the sandbox app holds by default (admin-consented);
@@ -149,12 +150,19 @@ class FaultDice:
         with self._lock:
             return knobs.delay_s(self._rng)
 
-    @staticmethod
-    def answer_after(delay: float, started: float) -> None:
-        """Sleep what is left of `delay` seconds since `started` (a time.monotonic() reading): a read
-        whose answer took the sandbox part of its latency to build is still answered `delay` after it
-        arrived, not later."""
-        left = delay - (time.monotonic() - started)
+    @contextmanager
+    def service_time(self, knobs: Knobs, *, read: bool) -> Iterator[None]:
+        """One request's latency around the block that answers it (docs/exchange-facts.md, "A read's
+        page is built within its latency"): a read is built inside it, the block's end waiting out
+        what is left (a build longer than the latency is answered at once); anything else (a write,
+        a $batch, or any request under variant build-after-latency) waits all of it first."""
+        delay = self.latency(knobs)
+        within = read and knobs.reads_within_latency()
+        started = time.monotonic()
+        if delay and not within:
+            time.sleep(delay)
+        yield
+        left = delay - (time.monotonic() - started) if delay and within else 0.0
         if left > 0:
             time.sleep(left)
 

@@ -323,34 +323,24 @@ class RestApi:
         if not self.gate.try_enter(self.knobs.concurrency_limit):
             return Response.json(429, simple_error("TooManyRequests", CONCURRENCY_MESSAGE),
                                  self._echo(request))
+        batch = action.lower() == "$batch"
+        read, body = (False, request.body) if batch else self._read_and_body(request)
         try:
-            delay = self.dice.latency(self.knobs)
-            started = time.monotonic()
-            # A read's page is built within its latency (docs/exchange-facts.md, "A read's page is
-            # built within its latency"); a write or a $batch lands after it.
-            within = bool(delay) and action.lower() != "$batch" and self._is_read(request) \
-                and self.knobs.reads_within_latency()
-            if delay and not within:
-                time.sleep(delay)
-            fault = self.dice.transport_fault(self.knobs.faults)
-            if fault is not None:
-                self.stats.count_fault(fault)
-                early = self._early_fault(fault, request)
-                if early is not None:
-                    if within:
-                        self.dice.answer_after(delay, started)
-                    return early
-            if action.lower() == "$batch":
-                self.stats.count("batch_requests")
-                response = self._batch(request, tenant)
-            else:
-                outcome = self._invoke_request(request.method, request.query, request.body, request.headers,
-                                               tenant)
-                headers = self._echo(request)
-                headers.update(outcome.headers)
-                response = Response.raw_json(outcome.status, outcome.body, headers)
-            if within:
-                self.dice.answer_after(delay, started)
+            with self.dice.service_time(self.knobs, read=read):
+                fault = self.dice.transport_fault(self.knobs.faults)
+                if fault is not None:
+                    self.stats.count_fault(fault)
+                    early = self._early_fault(fault, request)
+                    if early is not None:
+                        return early
+                if batch:
+                    self.stats.count("batch_requests")
+                    response = self._batch(request, tenant)
+                else:
+                    outcome = self._invoke_request(request.method, request.query, body, request.headers, tenant)
+                    headers = self._echo(request)
+                    headers.update(outcome.headers)
+                    response = Response.raw_json(outcome.status, outcome.body, headers)
             if fault == "timeout":
                 return Response.hold(self.knobs.fault_timeout_s)
             return response
@@ -358,16 +348,21 @@ class RestApi:
             self.gate.leave()
 
     @staticmethod
-    def _is_read(request: Request) -> bool:
-        """An InvokeCommand that only reads: a follow-up page, or a cmdlet that is not a write."""
+    def _read_and_body(request: Request) -> tuple[bool, bytes | dict[str, Any]]:
+        """Whether an InvokeCommand only reads (a follow-up page, or a cmdlet that is not a write), and
+        its body parsed once for _invoke_request (the raw bytes when it is no JSON object: that
+        request is answered with an error, timed like a write)."""
         if request.query.get("$skiptoken") or request.query.get("%24skiptoken"):
-            return True
+            return True, request.body
         try:
             payload = orjson.loads(request.body or b"")
-            name = payload["CmdletInput"]["CmdletName"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return False  # answered with an error; timed like a write
-        return isinstance(name, str) and not is_write(name.strip())
+        except orjson.JSONDecodeError:
+            return False, request.body
+        if not isinstance(payload, dict):
+            return False, request.body
+        cmdlet_input = payload.get("CmdletInput")
+        name = cmdlet_input.get("CmdletName") if isinstance(cmdlet_input, dict) else None
+        return isinstance(name, str) and not is_write(name.strip()), payload
 
     def _early_fault(self, fault: str, request: Request) -> Response | None:
         if fault == "reset":

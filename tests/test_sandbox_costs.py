@@ -28,14 +28,22 @@ def test_a_read_is_answered_its_latency_after_it_arrived_whatever_its_build_took
         monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
     monkeypatch.setattr(knobs_module.time, "sleep", slept.append)
-    now = [100.04]
+    now = [100.0]
     monkeypatch.setattr(knobs_module.time, "monotonic", lambda: now[0])
-    FaultDice.answer_after(0.15, 100.0)  # the page took 40 ms to build: 110 ms of the latency are left
-    now[0] = 100.2
-    FaultDice.answer_after(0.15, 100.0)  # a build longer than the latency: answered at once
+    dice, knobs = FaultDice(1), Knobs(latency_ms=150)
+    with dice.service_time(knobs, read=True):
+        now[0] = 100.04  # the page took 40 ms to build: 110 ms of the latency are left
+    with dice.service_time(knobs, read=True):
+        now[0] = 100.3  # a build longer than the latency: answered at once
     assert slept == [pytest.approx(0.11)]
     assert Knobs().reads_within_latency()
     assert not Knobs(variants=frozenset({"build-after-latency"})).reads_within_latency()
+    slept.clear()
+    later = Knobs(latency_ms=150, variants=frozenset({"build-after-latency"}))
+    for kind, read in ((knobs, False), (later, True)):  # a write; a read under the variant
+        with dice.service_time(kind, read=read):
+            assert slept == [pytest.approx(0.15)]  # all of the latency before the block runs
+        slept.clear()
 
 
 @pytest.mark.parametrize("variant", [None, "build-after-latency"])
