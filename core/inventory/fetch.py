@@ -194,7 +194,6 @@ def _arrow_type(column: str) -> pa.DataType:
     return TEXT
 
 
-
 ARROW_SCHEMA: Final = pa.schema([pa.field(c, _arrow_type(c)) for c in INVENTORY_COLUMNS])
 #: Pages carry their row keys as one more Arrow column: kept as Python strings, 100k small keys
 #: would pin the interpreter's memory arenas of every parsed page (hundreds of MB of RSS).
@@ -412,7 +411,7 @@ def slice_keys(batches: Sequence[pa.RecordBatch], name: str) -> tuple[bool, int]
     key, so the read's duplicates are the sum of its slices': each slice is hashed when it ends,
     instead of every key of the read at once after the last page (duplicate_keys).
     """
-    keys = pa.chunked_array([b.column(KEY_FIELD) for b in batches], type=TEXT)
+    keys = _keys(batches)
     if name == REST:
         stray = pc.match_substring_regex(keys, f"^([{HEX_DIGITS}]|$)")
         placed = not pc.any(stray).as_py()
@@ -423,12 +422,15 @@ def slice_keys(batches: Sequence[pa.RecordBatch], name: str) -> tuple[bool, int]
     return placed and not keys.null_count, len(keys) - pc.count_distinct(keys).as_py()
 
 
+def _keys(batches: Iterable[pa.RecordBatch]) -> pa.ChunkedArray:
+    return pa.chunked_array([b.column(KEY_FIELD) for b in batches], type=TEXT)
+
+
 def duplicate_keys(batches: Iterable[pa.RecordBatch]) -> int:
     """How many rows repeat a key already seen in `batches` (rows without a key not counted)."""
-    columns = [b.column(KEY_FIELD) for b in batches]
-    if not columns:
+    keys = _keys(batches)
+    if not len(keys):
         return 0
-    keys = pa.chunked_array(columns, type=TEXT)
     keys = keys.filter(pc.not_equal(keys, ""))
     distinct: int = pc.count_distinct(keys).as_py()
     return len(keys) - distinct
@@ -618,8 +620,6 @@ class _Read:
     probe: bool = False
     plan_index: int = 0
     done: bool = False
-    #: Every record of the finished read has a non-empty key of its own (slice_keys).
-    unique: bool = False
 
     @property
     def plan(self) -> PartitionPlan:
@@ -799,7 +799,6 @@ class _Fetch:
     def _switch(self, read: _Read, index: int) -> None:
         self._retire(read)
         read.plan_index = index
-        read.unique = False
         self._start_plan(read)
 
     def _fall_back(self, read: _Read, reason: str, *, rejected: bool) -> None:
@@ -958,11 +957,8 @@ class _Fetch:
             self._emit()
             return
         if not read.plan.is_single:
-            checked = [t.keys for t in tasks]
-            if all(c is not None and c[0] for c in checked):
-                dups = sum(c[1] for c in checked if c is not None)
-                read.unique = not dups
-            else:
+            dups = self.slice_duplicates(read)
+            if dups is None:
                 dups = duplicate_keys(b for t in tasks for b in t.batches)
             if dups:
                 self._fall_back(read, f"{dups} object(s) came back in more than one partition",
@@ -973,6 +969,14 @@ class _Fetch:
             return
         read.done = True
         self._emit(f"{read.cmdlet}: {sum(t.rows for t in tasks)} records")
+
+    def slice_duplicates(self, read: _Read) -> int | None:
+        """The duplicates of `read` counted slice by slice (slice_keys), or None when some slice's keys
+        are not proven in place (or the read is not a hex plan): then the whole read must be hashed."""
+        checked = [t.keys for t in self.tasks.values() if t.read is read]
+        if not checked or any(c is None or not c[0] for c in checked):
+            return None
+        return sum(c[1] for c in checked if c is not None)
 
     def _on_error(self, task: _Task, exc: BaseException) -> None:
         read = task.read
@@ -1078,7 +1082,8 @@ def fetch_inventory(
     recovered = 0
     record_errors = sum(len(v) for v in fetch.errors.values())
     tables = {"Get-Mailbox": (mbx_table, mbx_tuples), "Get-User": (usr_table, usr_tuples)}
-    unique = {"Get-Mailbox": mailboxes.unique, "Get-User": users.unique}
+    # every record keyed once, as the slices proved: the frame need not hash the keys again
+    unique = {r.cmdlet: fetch.slice_duplicates(r) == 0 for r in (mailboxes, users)}
     for cmdlet, errors in fetch.errors.items():
         if errors:
             extra, missing = _recover(bridge, cmdlet, errors)
